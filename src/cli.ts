@@ -1,0 +1,134 @@
+// The command line: `node dist/main.js <command>`. Loads .env and the configuration, builds the logger for
+// the role, checks what the role cannot run without, and runs it until it is told to stop.
+import { existsSync } from 'node:fs';
+import { ConfigError, loadConfig, requireFor, type Config, type Need } from './config.ts';
+import { EXIT, isAppError } from './errors.ts';
+import { runUntilSignalled, type Running } from './lifecycle.ts';
+import { createLogger, type Logger } from './log.ts';
+import type { RoleContext } from './roles/context.ts';
+
+const USAGE = `usage: node dist/main.js <command>
+
+roles (one process each; any number may run at once):
+  migrate      apply sql/ migrations and pg-boss's schema, create the queues, exit
+  worker       run the task and charge handlers
+  scheduler    register the periodic schedules and run the cron timer
+  admin        run the admin HTTP server
+  all          worker + scheduler + admin in one process
+
+development:
+  dev          what \`npm start\` runs: embedded PostgreSQL unless DATABASE_URL is set, migrate, then all roles
+`;
+
+type Command = {
+  needs: readonly Need[];
+  longRunning: boolean;
+  run: (ctx: RoleContext, args: string[]) => Promise<Running | number>;
+};
+
+const COMMANDS: Record<string, Command> = {
+  migrate: {
+    needs: ['database'],
+    longRunning: false,
+    run: async (ctx) => {
+      const { runMigrate } = await import('./roles/migrate.ts');
+      await runMigrate(ctx);
+      return EXIT.ok;
+    },
+  },
+  worker: {
+    needs: ['database'],
+    longRunning: true,
+    run: async (ctx) => (await import('./roles/worker.ts')).startWorker(ctx),
+  },
+  scheduler: {
+    needs: ['database'],
+    longRunning: true,
+    run: async (ctx) => (await import('./roles/scheduler.ts')).startScheduler(ctx),
+  },
+  admin: {
+    needs: ['database', 'adminToken'],
+    longRunning: true,
+    run: async (ctx) => (await import('./roles/admin.ts')).startAdmin(ctx),
+  },
+  all: {
+    needs: ['database', 'adminToken'],
+    longRunning: true,
+    run: async (ctx) => (await import('./roles/all.ts')).startAll(ctx),
+  },
+};
+
+function loadDotEnv(): void {
+  // Values already in the environment win over .env (loadEnvFile never overwrites).
+  if (existsSync('.env')) process.loadEnvFile('.env');
+}
+
+function reportFailure(log: Logger, error: unknown): number {
+  if (isAppError(error, 'NOT_MIGRATED')) {
+    log.fatal({ code: error.code }, error.message);
+    return EXIT.notMigrated;
+  }
+  if (error instanceof ConfigError) {
+    log.fatal({ problems: error.problems }, error.message);
+    return EXIT.usage;
+  }
+  log.fatal({ err: error }, 'command failed');
+  return EXIT.failure;
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const [name, ...args] = argv;
+  if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
+    process.stdout.write(USAGE);
+    return name === undefined ? EXIT.usage : EXIT.ok;
+  }
+  loadDotEnv();
+  if (name === 'dev') {
+    const { runDev } = await import('./roles/dev.ts');
+    return runDev(args);
+  }
+  const command = COMMANDS[name];
+  if (command === undefined) {
+    process.stderr.write(`unknown command: ${name}\n\n${USAGE}`);
+    return EXIT.usage;
+  }
+  let config: Config;
+  try {
+    config = loadConfig(process.env);
+    requireFor(config, command.needs);
+  } catch (error) {
+    if (error instanceof ConfigError) {
+      process.stderr.write(`${error.message}\n`);
+      return EXIT.usage;
+    }
+    throw error;
+  }
+  const log = createLogger({ level: config.log.level, format: config.log.format, role: name });
+  return runCommand(command, config, log, config.databaseUrl as string, args);
+}
+
+/** Runs a command with a database URL already resolved (the dev command resolves it to the embedded one). */
+export async function runCommand(
+  command: Command,
+  config: Config,
+  log: Logger,
+  databaseUrl: string,
+  args: string[],
+): Promise<number> {
+  try {
+    if (!command.longRunning) {
+      const result = await command.run(
+        { config, log, databaseUrl, signal: new AbortController().signal },
+        args,
+      );
+      return typeof result === 'number' ? result : EXIT.ok;
+    }
+    return await runUntilSignalled(log, async (signal) => {
+      const result = await command.run({ config, log, databaseUrl, signal }, args);
+      if (typeof result === 'number') throw new Error('a long-running command must return a Running handle');
+      return result;
+    });
+  } catch (error) {
+    return reportFailure(log, error);
+  }
+}

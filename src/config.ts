@@ -1,0 +1,332 @@
+// The service's configuration: one zod schema over the environment, parsed once by main and passed down.
+// Every variable is documented in .env.example; a bad value stops the process with the variable's name.
+import { CronExpressionParser } from 'cron-parser';
+import { z } from 'zod';
+
+export class ConfigError extends Error {
+  readonly problems: string[];
+  constructor(problems: string[]) {
+    super(`invalid configuration:\n${problems.map((p) => `  - ${p}`).join('\n')}`);
+    this.name = 'ConfigError';
+    this.problems = problems;
+  }
+}
+
+export function isValidTimeZone(zone: string): boolean {
+  try {
+    new Intl.DateTimeFormat('en-US', { timeZone: zone });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+const integer = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
+
+const cron = z.string().superRefine((value, ctx) => {
+  try {
+    CronExpressionParser.parse(value, { tz: 'UTC', strict: false });
+  } catch (error) {
+    ctx.addIssue({ code: 'custom', message: `not a valid cron expression (${(error as Error).message})` });
+  }
+});
+
+const booleanFlag = z
+  .enum(['true', 'false', '1', '0'])
+  .transform((value) => value === 'true' || value === '1');
+
+const postgresUrl = z
+  .string()
+  .regex(/^postgres(ql)?:\/\/.+/, 'must be a postgres:// or postgresql:// connection URL');
+
+const httpUrl = z.string().regex(/^https?:\/\/.+/, 'must be an http:// or https:// URL');
+
+// "7,3,1" -> [7, 3, 1]: the days to wait before each retry of a reversible decline.
+const dayList = z
+  .string()
+  .transform((value) => value.split(',').map((part) => Number(part.trim())))
+  .pipe(z.array(z.number().int().min(1).max(60)).min(1).max(20));
+
+// "ana:secret1,deploy-bot:secret2" -> [{ name, token }]; tokens must be long enough to resist guessing.
+const namedTokens = z
+  .string()
+  .transform((value) =>
+    value
+      .split(',')
+      .map((pair) => pair.trim())
+      .filter(Boolean)
+      .map((pair) => {
+        const at = pair.indexOf(':');
+        return { name: at > 0 ? pair.slice(0, at) : '', token: at > 0 ? pair.slice(at + 1) : '' };
+      }),
+  )
+  .pipe(
+    z
+      .array(
+        z.object({
+          name: z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/, 'each entry must be name:token'),
+          token: z.string().min(16, 'each token must have at least 16 characters'),
+        }),
+      )
+      .min(1),
+  );
+
+// Per-brand caps on decline retries inside a rolling 30-day window (ABECS / brand rules), "visa:15,mastercard:10".
+const brandLimits = z
+  .string()
+  .transform((value) =>
+    Object.fromEntries(
+      value
+        .split(',')
+        .map((pair) => pair.trim())
+        .filter(Boolean)
+        .map((pair) => {
+          const [brand = '', limit = ''] = pair.split(':');
+          return [brand.trim().toLowerCase(), Number(limit)];
+        }),
+    ),
+  )
+  .pipe(z.record(z.string().regex(/^[a-z]{2,20}$/), z.number().int().min(0).max(100)));
+
+/** The environment as the schema reads it; names are the environment variable names. */
+const environmentSchema = z.object({
+  DATABASE_URL: postgresUrl.optional(),
+  BUSINESS_TIME_ZONE: z
+    .string()
+    .default('America/Sao_Paulo')
+    .refine(isValidTimeZone, 'not a known IANA time zone'),
+
+  CRON_PROCESSAR_RECORRENCIAS_DO_DIA: cron.default('0 8 * * *'),
+  CRON_RETENTAR_COBRANCAS_FALHADAS: cron.default('0 10 * * *'),
+  CRON_NOTIFICAR_RECORRENCIAS_HOLD: cron.default('0 18 * * *'),
+  CRON_LIMPAR_RECORRENCIAS_ANTIGAS: cron.default('0 2 * * 0'),
+
+  TASK_TIME_LIMIT_SECONDS: integer(10, 86_400).default(300),
+  TASK_SOFT_TIME_LIMIT_SECONDS: integer(1, 86_400).default(240),
+  TASK_RETRY_LIMIT: integer(0, 50).default(3),
+  TASK_RETRY_DELAY_SECONDS: integer(1, 3_600).default(30),
+
+  CHARGE_TIME_LIMIT_SECONDS: integer(5, 3_600).default(30),
+  CHARGE_HEARTBEAT_SECONDS: integer(10, 3_600).default(10),
+  CHARGE_RETRY_LIMIT: integer(0, 100).default(10),
+  CHARGE_RETRY_DELAY_SECONDS: integer(1, 3_600).default(5),
+  CHARGE_RETRY_DELAY_MAX_SECONDS: integer(1, 86_400).default(900),
+
+  WORKER_CONCURRENCY: integer(1, 1_000).default(32),
+  WORKER_POLL_INTERVAL_SECONDS: z.coerce.number().min(0.5).max(60).default(1),
+  DB_POOL_SIZE: integer(1, 200).default(10),
+  BOSS_POOL_SIZE: integer(2, 100).default(4),
+  JOB_HISTORY_RETENTION_DAYS: integer(1, 3_650).default(14),
+  QUEUED_JOB_RETENTION_DAYS: integer(1, 3_650).default(14),
+  SCHEDULER_INTERVAL_SECONDS: integer(1, 60).default(30),
+
+  LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  LOG_FORMAT: z.enum(['json', 'pretty']).optional(),
+
+  ADMIN_HOST: z.string().min(1).optional(),
+  ADMIN_PORT: integer(0, 65_535).default(8080),
+  ADMIN_TOKEN: z.string().min(16, 'must have at least 16 characters').optional(),
+  ADMIN_TOKENS: namedTokens.optional(),
+  ADMIN_BODY_LIMIT_BYTES: integer(1_024, 10_485_760).default(65_536),
+
+  GATEWAY_URL: httpUrl.optional(),
+  GATEWAY_API_KEY: z.string().min(1).optional(),
+  GATEWAY_TIMEOUT_MS: integer(100, 120_000).default(10_000),
+  GATEWAY_MAX_CONCURRENCY: integer(1, 10_000).default(200),
+
+  RETRY_BACKOFF_DAYS: dayList.default([1, 3, 7]),
+  MAX_DECLINES_BEFORE_HOLD: integer(1, 50).default(4),
+  BRAND_RETRY_LIMITS_30D: brandLimits.default({ visa: 15, mastercard: 35, elo: 15, amex: 15, hipercard: 15 }),
+  BACKBILL_MISSED_CYCLES: booleanFlag.default(false),
+
+  NOTICE_WEBHOOK_URL: httpUrl.optional(),
+  NOTICE_WEBHOOK_SECRET: z.string().min(16, 'must have at least 16 characters').optional(),
+  NOTICE_TIMEOUT_MS: integer(100, 120_000).default(10_000),
+
+  ARCHIVE_AFTER_DAYS: integer(1, 36_500).default(180),
+  ARCHIVE_BATCH_SIZE: integer(1, 100_000).default(1_000),
+  ARCHIVE_RETENTION_DAYS: integer(1, 36_500).default(1_825),
+});
+
+export type Environment = z.infer<typeof environmentSchema>;
+
+/** Every environment variable the service reads (each is documented in .env.example). */
+export const ENVIRONMENT_VARIABLES = Object.keys(environmentSchema.shape);
+
+export type AdminToken = { name: string; token: string };
+
+export type Config = {
+  /** Set only by the `dev` command: allows the embedded database, the fake gateway and a token-less localhost admin. */
+  development: boolean;
+  databaseUrl: string | undefined;
+  timeZone: string;
+  cron: {
+    processar_recorrencias_do_dia: string;
+    retentar_cobrancas_falhadas: string;
+    notificar_recorrencias_hold: string;
+    limpar_recorrencias_antigas: string;
+  };
+  tasks: {
+    hardLimitSeconds: number;
+    softLimitSeconds: number;
+    retryLimit: number;
+    retryDelaySeconds: number;
+  };
+  charges: {
+    hardLimitSeconds: number;
+    heartbeatSeconds: number;
+    retryLimit: number;
+    retryDelaySeconds: number;
+    retryDelayMaxSeconds: number;
+  };
+  worker: { concurrency: number; pollIntervalSeconds: number };
+  pools: { app: number; boss: number };
+  retention: { jobHistoryDays: number; queuedJobDays: number };
+  schedulerIntervalSeconds: number;
+  log: { level: Environment['LOG_LEVEL']; format: 'json' | 'pretty' };
+  admin: { host: string; port: number; tokens: AdminToken[]; bodyLimitBytes: number };
+  gateway: { url: string | undefined; apiKey: string | undefined; timeoutMs: number; maxConcurrency: number };
+  billing: {
+    retryBackoffDays: number[];
+    maxDeclinesBeforeHold: number;
+    brandRetryLimits30d: Record<string, number>;
+    backbillMissedCycles: boolean;
+  };
+  notices: { webhookUrl: string | undefined; secret: string | undefined; timeoutMs: number };
+  archive: { afterDays: number; batchSize: number; retentionDays: number };
+};
+
+/**
+ * Parses the environment. Throws ConfigError naming every bad variable; requirements that depend on the
+ * role (a database URL, a gateway URL, an admin token) are checked by `requireFor`.
+ */
+export function loadConfig(env: NodeJS.ProcessEnv, options: { development?: boolean } = {}): Config {
+  // Empty strings mean "unset": docker-compose and .env files write `VAR=` for optional values.
+  const present = Object.fromEntries(
+    Object.entries(env).filter(([, value]) => value !== undefined && value !== ''),
+  );
+  const parsed = environmentSchema.safeParse(present);
+  if (!parsed.success) {
+    throw new ConfigError(
+      parsed.error.issues.map((issue) => `${issue.path.join('.') || '(environment)'}: ${issue.message}`),
+    );
+  }
+  const e = parsed.data;
+  const development = options.development ?? false;
+  const problems: string[] = [];
+  if (e.TASK_SOFT_TIME_LIMIT_SECONDS >= e.TASK_TIME_LIMIT_SECONDS) {
+    problems.push('TASK_SOFT_TIME_LIMIT_SECONDS: must be lower than TASK_TIME_LIMIT_SECONDS');
+  }
+  if (e.GATEWAY_TIMEOUT_MS >= e.CHARGE_TIME_LIMIT_SECONDS * 1000 * 0.8) {
+    problems.push('GATEWAY_TIMEOUT_MS: must stay well below CHARGE_TIME_LIMIT_SECONDS (at most 80% of it)');
+  }
+  if (e.CHARGE_HEARTBEAT_SECONDS >= e.CHARGE_TIME_LIMIT_SECONDS) {
+    problems.push('CHARGE_HEARTBEAT_SECONDS: must be lower than CHARGE_TIME_LIMIT_SECONDS');
+  }
+  if (e.ADMIN_TOKEN !== undefined && e.ADMIN_TOKENS !== undefined) {
+    problems.push('ADMIN_TOKEN: set either ADMIN_TOKEN or ADMIN_TOKENS, not both');
+  }
+  if (e.NOTICE_WEBHOOK_URL !== undefined && e.NOTICE_WEBHOOK_SECRET === undefined) {
+    problems.push('NOTICE_WEBHOOK_SECRET: required when NOTICE_WEBHOOK_URL is set (notices are signed)');
+  }
+  for (const [name, expression] of Object.entries({
+    CRON_PROCESSAR_RECORRENCIAS_DO_DIA: e.CRON_PROCESSAR_RECORRENCIAS_DO_DIA,
+    CRON_RETENTAR_COBRANCAS_FALHADAS: e.CRON_RETENTAR_COBRANCAS_FALHADAS,
+    CRON_NOTIFICAR_RECORRENCIAS_HOLD: e.CRON_NOTIFICAR_RECORRENCIAS_HOLD,
+    CRON_LIMPAR_RECORRENCIAS_ANTIGAS: e.CRON_LIMPAR_RECORRENCIAS_ANTIGAS,
+  })) {
+    // A sixth (seconds) field would fire several times a minute; pg-boss files one job per minute.
+    if (expression.trim().split(/\s+/).length !== 5) problems.push(`${name}: must have exactly five fields`);
+  }
+  if (problems.length > 0) throw new ConfigError(problems);
+
+  const tokens: AdminToken[] =
+    e.ADMIN_TOKENS ?? (e.ADMIN_TOKEN !== undefined ? [{ name: 'admin', token: e.ADMIN_TOKEN }] : []);
+
+  return {
+    development,
+    databaseUrl: e.DATABASE_URL,
+    timeZone: e.BUSINESS_TIME_ZONE,
+    cron: {
+      processar_recorrencias_do_dia: e.CRON_PROCESSAR_RECORRENCIAS_DO_DIA,
+      retentar_cobrancas_falhadas: e.CRON_RETENTAR_COBRANCAS_FALHADAS,
+      notificar_recorrencias_hold: e.CRON_NOTIFICAR_RECORRENCIAS_HOLD,
+      limpar_recorrencias_antigas: e.CRON_LIMPAR_RECORRENCIAS_ANTIGAS,
+    },
+    tasks: {
+      hardLimitSeconds: e.TASK_TIME_LIMIT_SECONDS,
+      softLimitSeconds: e.TASK_SOFT_TIME_LIMIT_SECONDS,
+      retryLimit: e.TASK_RETRY_LIMIT,
+      retryDelaySeconds: e.TASK_RETRY_DELAY_SECONDS,
+    },
+    charges: {
+      hardLimitSeconds: e.CHARGE_TIME_LIMIT_SECONDS,
+      heartbeatSeconds: e.CHARGE_HEARTBEAT_SECONDS,
+      retryLimit: e.CHARGE_RETRY_LIMIT,
+      retryDelaySeconds: e.CHARGE_RETRY_DELAY_SECONDS,
+      retryDelayMaxSeconds: e.CHARGE_RETRY_DELAY_MAX_SECONDS,
+    },
+    worker: { concurrency: e.WORKER_CONCURRENCY, pollIntervalSeconds: e.WORKER_POLL_INTERVAL_SECONDS },
+    pools: { app: e.DB_POOL_SIZE, boss: e.BOSS_POOL_SIZE },
+    retention: { jobHistoryDays: e.JOB_HISTORY_RETENTION_DAYS, queuedJobDays: e.QUEUED_JOB_RETENTION_DAYS },
+    schedulerIntervalSeconds: e.SCHEDULER_INTERVAL_SECONDS,
+    log: { level: e.LOG_LEVEL, format: e.LOG_FORMAT ?? 'json' },
+    admin: {
+      host: e.ADMIN_HOST ?? (development ? '127.0.0.1' : '0.0.0.0'),
+      port: e.ADMIN_PORT,
+      tokens,
+      bodyLimitBytes: e.ADMIN_BODY_LIMIT_BYTES,
+    },
+    gateway: {
+      url: e.GATEWAY_URL,
+      apiKey: e.GATEWAY_API_KEY,
+      timeoutMs: e.GATEWAY_TIMEOUT_MS,
+      maxConcurrency: e.GATEWAY_MAX_CONCURRENCY,
+    },
+    billing: {
+      retryBackoffDays: e.RETRY_BACKOFF_DAYS,
+      maxDeclinesBeforeHold: e.MAX_DECLINES_BEFORE_HOLD,
+      brandRetryLimits30d: e.BRAND_RETRY_LIMITS_30D,
+      backbillMissedCycles: e.BACKBILL_MISSED_CYCLES,
+    },
+    notices: {
+      webhookUrl: e.NOTICE_WEBHOOK_URL,
+      secret: e.NOTICE_WEBHOOK_SECRET,
+      timeoutMs: e.NOTICE_TIMEOUT_MS,
+    },
+    archive: {
+      afterDays: e.ARCHIVE_AFTER_DAYS,
+      batchSize: e.ARCHIVE_BATCH_SIZE,
+      retentionDays: e.ARCHIVE_RETENTION_DAYS,
+    },
+  };
+}
+
+export type Need = 'database' | 'gateway' | 'adminToken';
+
+/**
+ * Fails closed: checks what a role cannot run without. Outside development mode nothing falls back to a
+ * development default (embedded database, fake gateway, token-less admin).
+ */
+export function requireFor(config: Config, needs: readonly Need[]): void {
+  const problems: string[] = [];
+  if (needs.includes('database') && config.databaseUrl === undefined) {
+    problems.push(
+      'DATABASE_URL: required (the embedded database is only used by `npm start` / the dev command)',
+    );
+  }
+  if (needs.includes('gateway') && config.gateway.url === undefined) {
+    problems.push(
+      'GATEWAY_URL: required for workers (the fake gateway is only used by `npm start` / the dev command)',
+    );
+  }
+  if (needs.includes('adminToken') && config.admin.tokens.length === 0) {
+    const localOnly = ['127.0.0.1', '::1', 'localhost'].includes(config.admin.host);
+    if (!(config.development && localOnly)) {
+      problems.push(
+        'ADMIN_TOKENS: required (or ADMIN_TOKEN); only the dev command on localhost may run without a token',
+      );
+    }
+  }
+  if (problems.length > 0) throw new ConfigError(problems);
+}

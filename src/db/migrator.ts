@@ -1,0 +1,127 @@
+// Applies the numbered SQL files in sql/ in order, once each. Safe when several processes run it at once
+// (a session advisory lock serialises them) and refuses to run when an applied file was edited (checksums).
+import { createHash } from 'node:crypto';
+import { readdir, readFile } from 'node:fs/promises';
+import pg from 'pg';
+import { AppError } from '../errors.ts';
+import type { Logger } from '../log.ts';
+import type { SqlRunner } from './raw-query.ts';
+
+export const MIGRATIONS_DIR = new URL('../../sql/', import.meta.url);
+
+/** Arbitrary but fixed: the advisory lock every migrator of this service takes before touching the schema. */
+const MIGRATION_LOCK_KEY = 725_190_417;
+
+const FILE_PATTERN = /^(\d{4})_([a-z0-9_]+)\.sql$/;
+
+export type MigrationFile = { version: number; name: string; checksum: string; sql: string };
+
+type AppliedRow = { versao: number; nome: string; checksum: string };
+
+export async function readMigrationFiles(dir: URL = MIGRATIONS_DIR): Promise<MigrationFile[]> {
+  const names = (await readdir(dir)).filter((name) => FILE_PATTERN.test(name)).sort();
+  const files: MigrationFile[] = [];
+  for (const name of names) {
+    const sql = await readFile(new URL(name, dir), 'utf8');
+    const version = Number(FILE_PATTERN.exec(name)?.[1]);
+    if (files.some((file) => file.version === version)) {
+      throw new AppError('MIGRATION_UNKNOWN', `two migration files share version ${version}: fix sql/`);
+    }
+    files.push({ version, name, sql, checksum: createHash('sha256').update(sql).digest('hex') });
+  }
+  return files;
+}
+
+export type MigrationStatus = { pending: MigrationFile[]; edited: string[]; unknown: string[] };
+
+/** Compares the files with what the database recorded. Never writes. */
+export function compareMigrations(files: MigrationFile[], applied: AppliedRow[]): MigrationStatus {
+  const byVersion = new Map(files.map((file) => [file.version, file]));
+  const appliedVersions = new Set(applied.map((row) => row.versao));
+  return {
+    pending: files.filter((file) => !appliedVersions.has(file.version)),
+    edited: applied
+      .filter((row) => byVersion.has(row.versao) && byVersion.get(row.versao)?.checksum !== row.checksum)
+      .map((row) => row.nome),
+    unknown: applied.filter((row) => !byVersion.has(row.versao)).map((row) => row.nome),
+  };
+}
+
+function clientRunner(client: pg.ClientBase): SqlRunner {
+  return async (text, values) =>
+    (await client.query(text, values as unknown[])).rows as Record<string, unknown>[];
+}
+
+async function readApplied(run: SqlRunner): Promise<AppliedRow[]> {
+  const [table] = await run(`SELECT to_regclass('public.migracoes') IS NOT NULL AS exists`);
+  if (table?.exists !== true) return [];
+  return (await run('SELECT versao, nome, checksum FROM migracoes ORDER BY versao')) as AppliedRow[];
+}
+
+function assertNoDrift(status: MigrationStatus): void {
+  if (status.edited.length > 0) {
+    throw new AppError(
+      'MIGRATION_EDITED',
+      `applied migration(s) ${status.edited.join(', ')} were edited after being applied; migrations are forward-only: restore the file and add a new one`,
+    );
+  }
+  if (status.unknown.length > 0) {
+    throw new AppError(
+      'MIGRATION_UNKNOWN',
+      `the database has migration(s) ${status.unknown.join(', ')} that this release does not know: deploy the newer release`,
+    );
+  }
+}
+
+/** Reads the migration state (used by readiness checks and start-up). Never writes. */
+export async function migrationStatus(run: SqlRunner, dir: URL = MIGRATIONS_DIR): Promise<MigrationStatus> {
+  return compareMigrations(await readMigrationFiles(dir), await readApplied(run));
+}
+
+/**
+ * Applies every pending migration, each in its own transaction. Idempotent: a second run applies nothing.
+ * Returns the names it applied.
+ */
+export async function migrate(url: string, log: Logger, dir: URL = MIGRATIONS_DIR): Promise<string[]> {
+  const files = await readMigrationFiles(dir);
+  const client = new pg.Client({ connectionString: url, application_name: 'recorrencias:migrate' });
+  client.on('error', (error) => log.error({ err: error }, 'migration connection error'));
+  await client.connect();
+  try {
+    await client.query('SELECT pg_advisory_lock($1)', [MIGRATION_LOCK_KEY]);
+    await client.query(`
+      CREATE TABLE IF NOT EXISTS migracoes (
+        versao integer CONSTRAINT migracoes_pkey PRIMARY KEY,
+        nome text NOT NULL,
+        checksum text NOT NULL,
+        aplicada_em timestamptz NOT NULL DEFAULT now()
+      )`);
+    const status = compareMigrations(files, await readApplied(clientRunner(client)));
+    assertNoDrift(status);
+    const applied: string[] = [];
+    for (const file of status.pending) {
+      const started = Date.now();
+      await client.query('BEGIN');
+      try {
+        await client.query(file.sql);
+        await client.query('INSERT INTO migracoes (versao, nome, checksum) VALUES ($1, $2, $3)', [
+          file.version,
+          file.name,
+          file.checksum,
+        ]);
+        await client.query('COMMIT');
+      } catch (error) {
+        await client.query('ROLLBACK');
+        throw new AppError('INTERNAL', `migration ${file.name} failed: ${(error as Error).message}`, {
+          cause: error,
+        });
+      }
+      log.info({ migration: file.name, ms: Date.now() - started }, 'migration applied');
+      applied.push(file.name);
+    }
+    return applied;
+  } finally {
+    await client.query('SELECT pg_advisory_unlock($1)', [MIGRATION_LOCK_KEY]).catch(() => undefined);
+    await client.end();
+  }
+}

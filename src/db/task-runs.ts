@@ -1,0 +1,116 @@
+// Queries on execucoes_tarefas: one row per run of a periodic task for a business date. A session
+// advisory lock per (task, date) keeps two runs from overlapping; it dies with the session, so a crashed
+// run never blocks its retry.
+import { sql, type CommonQueryMethods } from 'slonik';
+import { z } from 'zod';
+
+export const TaskRun = z.object({
+  id: z.number(),
+  tarefa: z.string(),
+  data_negocio: z.string(),
+  status: z.enum(['executando', 'sucesso', 'falha']),
+  forcada: z.boolean(),
+  job_id: z.string().nullable(),
+  tentativa: z.number(),
+  iniciada_em: z.date(),
+  finalizada_em: z.date().nullable(),
+  contagens: z.record(z.string(), z.unknown()),
+  erro: z.string().nullable(),
+});
+export type TaskRun = z.infer<typeof TaskRun>;
+
+const COLUMNS = sql.fragment`id, tarefa, data_negocio, status, forcada, job_id, tentativa, iniciada_em, finalizada_em, contagens, erro`;
+
+function lockKey(task: string, date: string) {
+  return sql.fragment`hashtextextended(${`execucao:${task}:${date}`}, 0)`;
+}
+
+/** Must run on a dedicated session (pool.connect): the lock lives as long as that session holds it. */
+export async function tryLockTaskRun(
+  session: CommonQueryMethods,
+  task: string,
+  date: string,
+): Promise<boolean> {
+  return session.oneFirst(sql.type(z.object({ locked: z.boolean() }))`
+    SELECT pg_try_advisory_lock(${lockKey(task, date)}) AS locked`);
+}
+
+export async function unlockTaskRun(session: CommonQueryMethods, task: string, date: string): Promise<void> {
+  await session.query(sql.type(z.object({ unlocked: z.boolean() }))`
+    SELECT pg_advisory_unlock(${lockKey(task, date)}) AS unlocked`);
+}
+
+export async function findSucceededTaskRun(
+  db: CommonQueryMethods,
+  task: string,
+  date: string,
+): Promise<TaskRun | null> {
+  return db.maybeOne(sql.type(TaskRun)`
+    SELECT ${COLUMNS} FROM execucoes_tarefas
+    WHERE tarefa = ${task} AND data_negocio = ${date} AND status = 'sucesso'
+    ORDER BY iniciada_em DESC LIMIT 1`);
+}
+
+export async function findLatestTaskRun(
+  db: CommonQueryMethods,
+  task: string,
+  date: string,
+): Promise<TaskRun | null> {
+  return db.maybeOne(sql.type(TaskRun)`
+    SELECT ${COLUMNS} FROM execucoes_tarefas
+    WHERE tarefa = ${task} AND data_negocio = ${date}
+    ORDER BY iniciada_em DESC LIMIT 1`);
+}
+
+/** Closes runs left 'executando' by a crashed process. Only call while holding the (task, date) lock. */
+export async function markInterruptedTaskRuns(
+  db: CommonQueryMethods,
+  task: string,
+  date: string,
+): Promise<number> {
+  const result = await db.query(sql.type(z.object({ id: z.number() }))`
+    UPDATE execucoes_tarefas
+    SET status = 'falha', finalizada_em = now(), erro = 'interrompida: o processo que a executava parou antes de terminar'
+    WHERE tarefa = ${task} AND data_negocio = ${date} AND status = 'executando'
+    RETURNING id`);
+  return result.rowCount;
+}
+
+export async function insertTaskRun(
+  db: CommonQueryMethods,
+  run: { task: string; date: string; forced: boolean; jobId: string | null; attempt: number },
+): Promise<TaskRun> {
+  return db.one(sql.type(TaskRun)`
+    INSERT INTO execucoes_tarefas (tarefa, data_negocio, forcada, job_id, tentativa)
+    VALUES (${run.task}, ${run.date}, ${run.forced}, ${run.jobId}, ${run.attempt})
+    RETURNING ${COLUMNS}`);
+}
+
+export async function markTaskRunSucceeded(
+  db: CommonQueryMethods,
+  id: number,
+  counts: Record<string, unknown>,
+): Promise<void> {
+  await db.query(sql.unsafe`
+    UPDATE execucoes_tarefas SET status = 'sucesso', finalizada_em = now(), contagens = ${sql.jsonb(counts as Record<string, never>)}
+    WHERE id = ${id}`);
+}
+
+export async function markTaskRunFailed(
+  db: CommonQueryMethods,
+  id: number,
+  error: string,
+  counts: Record<string, unknown>,
+): Promise<void> {
+  await db.query(sql.unsafe`
+    UPDATE execucoes_tarefas SET status = 'falha', finalizada_em = now(), erro = ${error.slice(0, 2_000)},
+      contagens = ${sql.jsonb(counts as Record<string, never>)}
+    WHERE id = ${id}`);
+}
+
+export async function listRecentTaskRuns(db: CommonQueryMethods, limit: number): Promise<readonly TaskRun[]> {
+  return (
+    await db.query(sql.type(TaskRun)`
+    SELECT ${COLUMNS} FROM execucoes_tarefas ORDER BY iniciada_em DESC LIMIT ${limit}`)
+  ).rows;
+}

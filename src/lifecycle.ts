@@ -1,0 +1,70 @@
+// Process lifecycle for long-running roles: start, wait for SIGTERM/SIGINT, stop in order within a bound.
+// A second signal forces the exit (an operator who presses Ctrl-C twice means it).
+import { EXIT } from './errors.ts';
+import type { Logger } from './log.ts';
+
+export type Running = { stop(): Promise<void> };
+
+/**
+ * Runs `start` and keeps the process alive until a signal arrives, then awaits `stop()`. Resolves with the
+ * exit code. A signal received while still starting aborts `signal`, so a role waiting for the database
+ * gives up promptly.
+ */
+export async function runUntilSignalled(
+  log: Logger,
+  start: (signal: AbortSignal) => Promise<Running>,
+): Promise<number> {
+  const controller = new AbortController();
+  const stopRequested = Promise.withResolvers<NodeJS.Signals>();
+  let firstSignalAt: number | undefined;
+  const onSignal = (signal: NodeJS.Signals) => {
+    if (firstSignalAt !== undefined) {
+      // Under `npm start` one Ctrl-C reaches us twice within milliseconds (from the terminal and forwarded
+      // by npm); only a signal sent later is a second, deliberate one.
+      if (Date.now() - firstSignalAt < 1_000) return;
+      log.warn({ signal }, 'second signal received: forcing exit');
+      process.exit(EXIT.forced);
+    }
+    firstSignalAt = Date.now();
+    log.info({ signal }, 'stop requested: finishing in-flight work');
+    controller.abort(new Error(`received ${signal}`));
+    stopRequested.resolve(signal);
+  };
+  process.on('SIGTERM', onSignal);
+  process.on('SIGINT', onSignal);
+
+  let running: Running;
+  try {
+    running = await start(controller.signal);
+  } catch (error) {
+    if (controller.signal.aborted) {
+      log.info('stopped before start-up completed');
+      return EXIT.ok;
+    }
+    throw error;
+  }
+  await stopRequested.promise;
+  const started = Date.now();
+  await running.stop();
+  log.info({ ms: Date.now() - started }, 'stopped');
+  return EXIT.ok;
+}
+
+/** Stops parts in order (the reverse of how they were started), logging and continuing past failures. */
+export function stopAll(log: Logger, parts: Array<[string, Running]>): Running {
+  let stopping: Promise<void> | undefined;
+  return {
+    stop: () => {
+      stopping ??= (async () => {
+        for (const [name, part] of [...parts].reverse()) {
+          try {
+            await part.stop();
+          } catch (error) {
+            log.error({ err: error, part: name }, 'error while stopping');
+          }
+        }
+      })();
+      return stopping;
+    },
+  };
+}

@@ -1,0 +1,51 @@
+// The policy of every queue, derived from configuration: time limits, retries, dead letters and retention.
+// `migrate` creates the queues with these options and updates them when the configuration changes.
+import type { Queue } from 'pg-boss';
+import type { Config } from '../config.ts';
+import { CHARGE_DEAD_LETTER_QUEUE, CHARGE_QUEUE, PERIODIC_TASKS } from './task-names.ts';
+
+export type QueueSpec = Omit<Queue, 'name'> & { name: string };
+
+const DAY_SECONDS = 86_400;
+
+export function queueSpecs(config: Config): QueueSpec[] {
+  const retention = {
+    retentionSeconds: config.retention.queuedJobDays * DAY_SECONDS,
+    deleteAfterSeconds: config.retention.jobHistoryDays * DAY_SECONDS,
+  };
+  const periodic: QueueSpec[] = PERIODIC_TASKS.map((name) => ({
+    name,
+    policy: 'standard',
+    // The hard limit: past it pg-boss aborts job.signal and retries the job elsewhere.
+    expireInSeconds: config.tasks.hardLimitSeconds,
+    retryLimit: config.tasks.retryLimit,
+    retryDelay: config.tasks.retryDelaySeconds,
+    retryBackoff: true,
+    ...retention,
+  }));
+  return [
+    ...periodic,
+    {
+      name: CHARGE_DEAD_LETTER_QUEUE,
+      policy: 'standard',
+      // Nothing works this queue: its jobs wait for an operator (or are superseded by the next run).
+      retryLimit: 0,
+      ...retention,
+    },
+    {
+      name: CHARGE_QUEUE,
+      policy: 'standard',
+      // Its own job table: a million-job morning fan-out must not slow the other queues' fetches.
+      partition: true,
+      // Short expiry plus heartbeat: a dead worker's charge is taken over in seconds, not minutes.
+      expireInSeconds: config.charges.hardLimitSeconds,
+      heartbeatSeconds: config.charges.heartbeatSeconds,
+      retryLimit: config.charges.retryLimit,
+      retryDelay: config.charges.retryDelaySeconds,
+      retryBackoff: true,
+      retryDelayMax: config.charges.retryDelayMaxSeconds,
+      deadLetter: CHARGE_DEAD_LETTER_QUEUE,
+      ...retention,
+    },
+  ];
+}

@@ -1,0 +1,19 @@
+// The permanent names of the periodic tasks and queues. Operators, schedules and stored jobs refer to these
+// strings: never derive them from code identifiers, never rename them.
+export const PERIODIC_TASKS = [
+  'processar_recorrencias_do_dia',
+  'retentar_cobrancas_falhadas',
+  'notificar_recorrencias_hold',
+  'limpar_recorrencias_antigas',
+] as const;
+
+export type PeriodicTaskName = (typeof PERIODIC_TASKS)[number];
+
+/** One job per recurrence and cycle: the charge itself. */
+export const CHARGE_QUEUE = 'cobrar_recorrencia';
+/** Charge jobs whose infrastructure retries ran out; their pending attempt is resumed by a later run. */
+export const CHARGE_DEAD_LETTER_QUEUE = 'cobrar_recorrencia_dlq';
+
+export function isPeriodicTask(name: string): name is PeriodicTaskName {
+  return (PERIODIC_TASKS as readonly string[]).includes(name);
+}

@@ -1,0 +1,24 @@
+// `migrate`: applies sql/ and pg-boss's schema, creates or updates the queues with their policies, exits.
+// Safe to run from several processes at once: the second waits for the first and then finds nothing to do.
+import { migrate } from '../db/migrator.ts';
+import { waitForDatabase } from '../db/wait-for-database.ts';
+import { createBoss } from '../queue/boss.ts';
+import { queueSpecs } from '../queue/queue-options.ts';
+import { ensureQueues } from '../queue/queues.ts';
+import type { RoleContext } from './context.ts';
+
+export async function runMigrate(ctx: RoleContext): Promise<{ applied: string[] }> {
+  const { config, log, databaseUrl } = ctx;
+  await waitForDatabase(databaseUrl, log, { signal: ctx.signal });
+  const applied = await migrate(databaseUrl, log);
+  const boss = createBoss(config, databaseUrl, 'migrate', log);
+  // start() installs or upgrades pg-boss's own schema (it serialises concurrent installers itself).
+  await boss.start();
+  try {
+    await ensureQueues(boss, queueSpecs(config), log);
+  } finally {
+    await boss.stop({ graceful: false, close: true });
+  }
+  log.info({ applied }, applied.length > 0 ? 'database migrated' : 'database already up to date');
+  return { applied };
+}

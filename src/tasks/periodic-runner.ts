@@ -1,0 +1,112 @@
+// Runs one job of a periodic task: works out its business date, makes sure only one run per (task, date)
+// happens at a time and that a succeeded run is not repeated unless forced, records the run, and enforces
+// the soft time limit (a warning) beside pg-boss's hard limit (the job's expiry, which aborts `signal`).
+import type { JobWithMetadata } from 'pg-boss';
+import type { IsoDate } from '../domain/dates.ts';
+import {
+  findSucceededTaskRun,
+  insertTaskRun,
+  markInterruptedTaskRuns,
+  markTaskRunFailed,
+  markTaskRunSucceeded,
+  tryLockTaskRun,
+  unlockTaskRun,
+} from '../db/task-runs.ts';
+import { occurrenceBusinessDate } from './job-business-date.ts';
+import { periodicTaskPayload, type PeriodicTask, type TaskCounts, type TaskDeps } from './task.ts';
+
+export type PeriodicOutcome =
+  | { status: 'succeeded'; runId: number; date: IsoDate; counts: TaskCounts }
+  | { status: 'skipped'; reason: 'already_succeeded' | 'run_in_progress'; date: IsoDate; runId?: number };
+
+export class InvalidPayloadError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'InvalidPayloadError';
+  }
+}
+
+/** Reads the job's payload; throws InvalidPayloadError (a permanent failure) when it is malformed. */
+export function jobBusinessDate(
+  task: PeriodicTask,
+  deps: TaskDeps,
+  job: Pick<JobWithMetadata<unknown>, 'data' | 'createdOn'>,
+): { date: IsoDate; force: boolean } {
+  const parsed = periodicTaskPayload.safeParse(job.data ?? {});
+  if (!parsed.success) {
+    throw new InvalidPayloadError(
+      `invalid payload for ${task.name}: ${parsed.error.issues.map((i) => `${i.path.join('.') || 'payload'}: ${i.message}`).join('; ')}`,
+    );
+  }
+  const date =
+    parsed.data.date ??
+    occurrenceBusinessDate(deps.config.cron[task.name], deps.config.timeZone, job.createdOn);
+  return { date, force: parsed.data.force ?? false };
+}
+
+export async function runPeriodicTask(
+  task: PeriodicTask,
+  deps: TaskDeps,
+  job: Pick<JobWithMetadata<unknown>, 'id' | 'data' | 'createdOn' | 'retryCount' | 'signal'>,
+): Promise<PeriodicOutcome> {
+  const { date, force } = jobBusinessDate(task, deps, job);
+  const log = deps.log.child({ task: task.name, jobId: job.id, businessDate: date });
+  // A dedicated session holds the (task, date) lock for the whole run; if this process dies the session
+  // ends and the lock with it, so the job's retry can take over.
+  return deps.pool.connect(async (session) => {
+    if (!(await tryLockTaskRun(session, task.name, date))) {
+      log.info('another run for this task and date is in progress: nothing to do');
+      return { status: 'skipped', reason: 'run_in_progress', date };
+    }
+    try {
+      if (!force) {
+        const done = await findSucceededTaskRun(deps.pool, task.name, date);
+        if (done !== null) {
+          log.info({ runId: done.id }, 'already succeeded for this date: nothing to do (force to rerun)');
+          return { status: 'skipped', reason: 'already_succeeded', date, runId: done.id };
+        }
+      }
+      const interrupted = await markInterruptedTaskRuns(deps.pool, task.name, date);
+      if (interrupted > 0) log.warn({ interrupted }, 'previous run was interrupted: redoing it');
+      const run = await insertTaskRun(deps.pool, {
+        task: task.name,
+        date,
+        forced: force,
+        jobId: job.id,
+        attempt: job.retryCount + 1,
+      });
+      const runLog = log.child({ runId: run.id });
+      const started = Date.now();
+      runLog.info({ forced: force, attempt: run.tentativa }, 'task run started');
+      const softLimitMs = deps.config.tasks.softLimitSeconds * 1000;
+      const softTimer = setTimeout(
+        () =>
+          runLog.warn(
+            { softLimitSeconds: deps.config.tasks.softLimitSeconds },
+            'task run passed its soft time limit',
+          ),
+        softLimitMs,
+      );
+      const counts: TaskCounts = {};
+      try {
+        Object.assign(
+          counts,
+          await task.run({ ...deps, log: runLog, date, force, runId: run.id, signal: job.signal }),
+        );
+        await markTaskRunSucceeded(deps.pool, run.id, counts);
+        runLog.info({ counts, ms: Date.now() - started }, 'task run succeeded');
+        return { status: 'succeeded', runId: run.id, date, counts };
+      } catch (error) {
+        runLog.error({ err: error, ms: Date.now() - started }, 'task run failed');
+        await markTaskRunFailed(deps.pool, run.id, (error as Error).message, counts).catch(
+          (recordError: unknown) => runLog.error({ err: recordError }, 'could not record the failed run'),
+        );
+        throw error;
+      } finally {
+        clearTimeout(softTimer);
+      }
+    } finally {
+      await unlockTaskRun(session, task.name, date);
+    }
+  });
+}

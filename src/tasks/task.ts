@@ -1,0 +1,41 @@
+// The shape of a periodic task: a name from the permanent list and a `run` that does the work for one
+// business date and returns counts for the run record. The runner around it handles locking, the
+// once-per-date rule, time limits and the run record.
+import type { PgBoss } from 'pg-boss';
+import { z } from 'zod';
+import type { Config } from '../config.ts';
+import type { DatabasePool } from '../db/pool.ts';
+import { isoDate, type IsoDate } from '../domain/dates.ts';
+import type { Logger } from '../log.ts';
+import type { PeriodicTaskName } from '../queue/task-names.ts';
+
+export type TaskCounts = Record<string, number>;
+
+export type TaskDeps = {
+  config: Config;
+  pool: DatabasePool;
+  boss: PgBoss;
+  log: Logger;
+};
+
+export type TaskRunContext = TaskDeps & {
+  date: IsoDate;
+  force: boolean;
+  runId: number;
+  signal: AbortSignal;
+};
+
+export type PeriodicTask = {
+  name: PeriodicTaskName;
+  description: string;
+  run(ctx: TaskRunContext): Promise<TaskCounts>;
+};
+
+/** The payload of a periodic task's job. Cron-fired jobs carry none; manual runs name the date. */
+export const periodicTaskPayload = z
+  .object({
+    date: isoDate.optional(),
+    force: z.boolean().optional(),
+  })
+  .strict();
+export type PeriodicTaskPayload = z.infer<typeof periodicTaskPayload>;

@@ -1,0 +1,100 @@
+import t from 'tap';
+import { ConfigError, loadConfig, requireFor } from '../../src/config.ts';
+
+const base = { DATABASE_URL: 'postgres://u@localhost/db' };
+
+function problemsOf(fn: () => unknown): string[] {
+  try {
+    fn();
+  } catch (error) {
+    if (error instanceof ConfigError) return error.problems;
+    throw error;
+  }
+  return [];
+}
+
+t.test('defaults match the seed: São Paulo, the four crons, 300 s / 240 s', async (t) => {
+  const config = loadConfig(base);
+  t.equal(config.timeZone, 'America/Sao_Paulo');
+  t.same(config.cron, {
+    processar_recorrencias_do_dia: '0 8 * * *',
+    retentar_cobrancas_falhadas: '0 10 * * *',
+    notificar_recorrencias_hold: '0 18 * * *',
+    limpar_recorrencias_antigas: '0 2 * * 0',
+  });
+  t.equal(config.tasks.hardLimitSeconds, 300);
+  t.equal(config.tasks.softLimitSeconds, 240);
+  t.equal(config.development, false);
+});
+
+t.test('an invalid cron is refused with the variable named', async (t) => {
+  const problems = problemsOf(() =>
+    loadConfig({ ...base, CRON_PROCESSAR_RECORRENCIAS_DO_DIA: '0 25 * * *' }),
+  );
+  t.equal(problems.length, 1);
+  t.match(problems[0], /^CRON_PROCESSAR_RECORRENCIAS_DO_DIA: /);
+});
+
+t.test('a seconds field is refused (pg-boss files one job per minute)', async (t) => {
+  const problems = problemsOf(() =>
+    loadConfig({ ...base, CRON_LIMPAR_RECORRENCIAS_ANTIGAS: '*/10 * * * * *' }),
+  );
+  t.match(problems.join('\n'), /CRON_LIMPAR_RECORRENCIAS_ANTIGAS: must have exactly five fields/);
+});
+
+t.test('an unknown time zone is refused with the variable named', async (t) => {
+  const problems = problemsOf(() => loadConfig({ ...base, BUSINESS_TIME_ZONE: 'America/Sao_Pablo' }));
+  t.match(problems.join('\n'), /^BUSINESS_TIME_ZONE: not a known IANA time zone/);
+});
+
+t.test('every bad variable is reported at once', async (t) => {
+  const problems = problemsOf(() =>
+    loadConfig({
+      DATABASE_URL: 'mysql://x',
+      ADMIN_PORT: 'eighty',
+      WORKER_CONCURRENCY: '0',
+      LOG_LEVEL: 'loud',
+    }),
+  );
+  const named = problems.map((p) => p.split(':')[0]).sort();
+  t.same(named, ['ADMIN_PORT', 'DATABASE_URL', 'LOG_LEVEL', 'WORKER_CONCURRENCY']);
+});
+
+t.test('the soft limit must stay under the hard limit', async (t) => {
+  const problems = problemsOf(() =>
+    loadConfig({ ...base, TASK_TIME_LIMIT_SECONDS: '60', TASK_SOFT_TIME_LIMIT_SECONDS: '60' }),
+  );
+  t.match(problems.join('\n'), /TASK_SOFT_TIME_LIMIT_SECONDS: must be lower than TASK_TIME_LIMIT_SECONDS/);
+});
+
+t.test('empty values count as unset', async (t) => {
+  const config = loadConfig({ ...base, GATEWAY_URL: '', ADMIN_TOKEN: '' });
+  t.equal(config.gateway.url, undefined);
+  t.same(config.admin.tokens, []);
+});
+
+t.test('named admin tokens are parsed; short tokens are refused', async (t) => {
+  const config = loadConfig({ ...base, ADMIN_TOKENS: 'ana:0123456789abcdef,deploy-bot:fedcba9876543210' });
+  t.same(
+    config.admin.tokens.map((token) => token.name),
+    ['ana', 'deploy-bot'],
+  );
+  const problems = problemsOf(() => loadConfig({ ...base, ADMIN_TOKENS: 'ana:short' }));
+  t.match(problems.join('\n'), /ADMIN_TOKENS.*at least 16 characters/);
+});
+
+t.test('fails closed: production roles need DATABASE_URL, GATEWAY_URL and a token', async (t) => {
+  const bare = loadConfig({});
+  t.match(problemsOf(() => requireFor(bare, ['database'])).join('\n'), /^DATABASE_URL: required/);
+  t.match(problemsOf(() => requireFor(bare, ['gateway'])).join('\n'), /^GATEWAY_URL: required/);
+  t.match(problemsOf(() => requireFor(bare, ['adminToken'])).join('\n'), /^ADMIN_TOKENS: required/);
+});
+
+t.test('only development mode on localhost may run the admin server without a token', async (t) => {
+  t.same(
+    problemsOf(() => requireFor(loadConfig({}, { development: true }), ['adminToken'])),
+    [],
+  );
+  const exposed = loadConfig({ ADMIN_HOST: '0.0.0.0' }, { development: true });
+  t.match(problemsOf(() => requireFor(exposed, ['adminToken'])).join('\n'), /ADMIN_TOKENS: required/);
+});
