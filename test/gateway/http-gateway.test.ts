@@ -1,0 +1,300 @@
+// The HTTP client against the fake gateway (real HTTP), and against a scripted server for answers the fake
+// never gives (off-contract bodies, odd statuses).
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { Writable } from 'node:stream';
+import t, { type Test } from 'tap';
+import {
+  startFakeGateway,
+  type FakeGateway,
+  type FakeGatewayOptions,
+} from '../../src/gateway/fake-gateway.ts';
+import type { ChargeRequest } from '../../src/gateway/gateway.ts';
+import { createHttpGateway } from '../../src/gateway/http-gateway.ts';
+import { createLogger, type Logger } from '../../src/log.ts';
+
+const silent = createLogger({ level: 'silent', format: 'json', role: 'test' });
+const never = new AbortController().signal;
+
+function chargeRequest(overrides: Partial<ChargeRequest> = {}): ChargeRequest {
+  return {
+    idempotencyKey: 'rec-42-2025-03-10',
+    amountCents: 4_990,
+    currency: 'BRL',
+    cardToken: 'tok_aprova_1',
+    description: 'Plano mensal',
+    metadata: { recorrenciaId: 42, ciclo: '2025-03-10', tentativa: 1 },
+    ...overrides,
+  };
+}
+
+async function started(t: Test, options: FakeGatewayOptions = {}): Promise<FakeGateway> {
+  const fake = await startFakeGateway(options);
+  t.teardown(() => fake.close());
+  return fake;
+}
+
+function clientFor(url: string, options: { apiKey?: string; timeoutMs?: number; log?: Logger } = {}) {
+  return createHttpGateway({
+    url,
+    timeoutMs: options.timeoutMs ?? 2_000,
+    log: options.log ?? silent,
+    ...(options.apiKey === undefined ? {} : { apiKey: options.apiKey }),
+  });
+}
+
+/** A server that answers every request with `handler`: for responses the fake gateway never gives. */
+async function scripted(
+  t: Test,
+  handler: (req: IncomingMessage, res: ServerResponse) => void,
+): Promise<string> {
+  const server = createServer(handler);
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  t.teardown(
+    () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  );
+  return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+}
+
+function answer(status: number, body: unknown, raw = false) {
+  return (_req: IncomingMessage, res: ServerResponse) => {
+    res.writeHead(status, { 'content-type': 'application/json' });
+    res.end(raw ? String(body) : JSON.stringify(body));
+  };
+}
+
+t.test('approved, reversible and irreversible declines by card token', async (t) => {
+  const fake = await started(t);
+  const gateway = clientFor(fake.url);
+  const approved = await gateway.charge(chargeRequest({ idempotencyKey: 'k-1' }), never);
+  t.match(approved, { kind: 'approved', chargeId: /^ch_/ });
+  t.match(
+    await gateway.charge(chargeRequest({ idempotencyKey: 'k-2', cardToken: 'tok_recusa_reversivel' }), never),
+    { kind: 'declined', code: '51', reversible: true, chargeId: /^ch_/, message: /saldo/ },
+  );
+  t.match(
+    await gateway.charge(
+      chargeRequest({ idempotencyKey: 'k-3', cardToken: 'tok_recusa_irreversivel' }),
+      never,
+    ),
+    { kind: 'declined', code: '14', reversible: false },
+  );
+  t.match(fake.ledger()[0], {
+    key: 'k-1',
+    recorrenciaId: '42',
+    ciclo: '2025-03-10',
+    tentativa: 1,
+    amountCents: 4_990,
+  });
+});
+
+t.test('a retry with the same key replays: same outcome, one ledger entry', async (t) => {
+  const fake = await started(t);
+  const gateway = clientFor(fake.url);
+  const first = await gateway.charge(chargeRequest(), never);
+  const retry = await gateway.charge(
+    chargeRequest({ metadata: { recorrenciaId: 42, ciclo: '2025-03-10', tentativa: 2 } }),
+    never,
+  );
+  t.same(retry, first);
+  t.equal(fake.ledger().length, 1);
+  t.equal(fake.stats().replays, 1);
+});
+
+t.test('reusing a key with another amount is rejected, not declined', async (t) => {
+  const fake = await started(t);
+  const gateway = clientFor(fake.url);
+  await gateway.charge(chargeRequest(), never);
+  const reused = await gateway.charge(chargeRequest({ amountCents: 5_990 }), never);
+  t.match(reused, { kind: 'rejected', reason: /^idempotency_key_reused/ });
+  t.equal(fake.ledger().length, 1);
+});
+
+t.test('an invalid request is rejected (400)', async (t) => {
+  const fake = await started(t);
+  const gateway = clientFor(fake.url);
+  t.match(await gateway.charge(chargeRequest({ amountCents: 0 }), never), {
+    kind: 'rejected',
+    reason: /^invalid_request: amount_cents/,
+  });
+  t.match(await gateway.charge(chargeRequest({ currency: 'brl' }), never), { kind: 'rejected' });
+  t.equal(fake.stats().rejected, 2);
+});
+
+t.test('an idempotency key that cannot be a header is rejected without a request', async (t) => {
+  const fake = await started(t);
+  const gateway = clientFor(fake.url);
+  for (const key of ['', 'com espaço', 'ç', 'k'.repeat(256), 'a\nb']) {
+    t.same(await gateway.charge(chargeRequest({ idempotencyKey: key }), never), {
+      kind: 'rejected',
+      reason: 'invalid_idempotency_key',
+    });
+  }
+  t.same(await gateway.lookup('', never), { kind: 'rejected', reason: 'invalid_idempotency_key' });
+  t.equal(fake.stats().requests, 0);
+});
+
+t.test('the api key is sent as a bearer token', async (t) => {
+  const fake = await started(t, { apiKey: 'chave-do-gateway' });
+  t.match(await clientFor(fake.url).charge(chargeRequest(), never), {
+    kind: 'rejected',
+    reason: 'unauthorized',
+  });
+  t.match(await clientFor(fake.url, { apiKey: 'outra' }).charge(chargeRequest(), never), {
+    kind: 'rejected',
+  });
+  t.match(await clientFor(fake.url).lookup('k-1', never), { kind: 'rejected', reason: 'unauthorized' });
+  const authorized = clientFor(fake.url, { apiKey: 'chave-do-gateway' });
+  t.match(await authorized.charge(chargeRequest(), never), { kind: 'approved' });
+  t.match(await authorized.lookup('rec-42-2025-03-10', never), { kind: 'approved' });
+});
+
+t.test('lookup: found, declined and not_found', async (t) => {
+  const fake = await started(t);
+  const gateway = clientFor(fake.url);
+  const charged = await gateway.charge(chargeRequest({ idempotencyKey: 'k/1' }), never);
+  t.same(await gateway.lookup('k/1', never), charged);
+  await gateway.charge(chargeRequest({ idempotencyKey: 'k-2', cardToken: 'tok_recusa_irreversivel' }), never);
+  t.match(await gateway.lookup('k-2', never), { kind: 'declined', code: '14', reversible: false });
+  t.same(await gateway.lookup('never-sent', never), { kind: 'not_found' });
+  t.equal(fake.stats().lookups, 3);
+});
+
+t.test('an already-aborted signal sends nothing and gives unknown/aborted', async (t) => {
+  const fake = await started(t);
+  const gateway = clientFor(fake.url);
+  const aborted = AbortSignal.abort(new Error('shutting down'));
+  t.same(await gateway.charge(chargeRequest(), aborted), { kind: 'unknown', reason: 'aborted' });
+  t.same(await gateway.lookup('k-1', aborted), { kind: 'unknown', reason: 'aborted' });
+  t.equal(fake.stats().requests, 0);
+});
+
+t.test('a signal aborted mid-flight gives unknown/aborted, not a timeout', async (t) => {
+  const fake = await started(t);
+  fake.setFaults({ rules: [{ nth: 1, fault: 'hold' }] });
+  const gateway = clientFor(fake.url, { timeoutMs: 10_000 });
+  const controller = new AbortController();
+  const pending = gateway.charge(chargeRequest(), controller.signal);
+  await fake.waitForHeld(1);
+  controller.abort(new Error('worker stopping'));
+  t.same(await pending, { kind: 'unknown', reason: 'aborted' });
+  t.equal(fake.ledger().length, 1, 'the gateway executed it: only a lookup or retry can tell');
+});
+
+t.test('a gateway that is not listening gives unknown/connection_refused', async (t) => {
+  const fake = await startFakeGateway();
+  await fake.close();
+  t.same(await clientFor(fake.url).charge(chargeRequest(), never), {
+    kind: 'unknown',
+    reason: 'connection_refused',
+  });
+});
+
+t.test('off-contract 200 bodies are unknown, never a decline', async (t) => {
+  const key = chargeRequest().idempotencyKey;
+  const cases: Array<[string, unknown, boolean]> = [
+    ['not JSON', '<html>oops</html>', true],
+    ['empty', '', true],
+    ['unknown status', { status: 'pending', idempotency_key: key }, false],
+    [
+      'decline without reversible',
+      { status: 'declined', charge_id: null, code: '51', idempotency_key: key },
+      false,
+    ],
+    [
+      'another key',
+      { status: 'approved', charge_id: 'ch_1', amount_cents: 4_990, currency: 'BRL', idempotency_key: 'x' },
+      false,
+    ],
+    [
+      'another amount',
+      { status: 'approved', charge_id: 'ch_1', amount_cents: 1, currency: 'BRL', idempotency_key: key },
+      false,
+    ],
+  ];
+  for (const [name, body, raw] of cases) {
+    const url = await scripted(t, answer(200, body, raw));
+    const outcome = await clientFor(url).charge(chargeRequest(), never);
+    t.equal(outcome.kind, 'unknown', name);
+  }
+  const url = await scripted(
+    t,
+    answer(200, { status: 'declined', charge_id: null, code: '05', reversible: true, idempotency_key: key }),
+  );
+  t.same(await clientFor(url).charge(chargeRequest(), never), {
+    kind: 'declined',
+    chargeId: null,
+    code: '05',
+    reversible: true,
+    message: '',
+  });
+});
+
+t.test(
+  'statuses: 429 and 5xx are unknown; 403 and 422 rejected; a bare 404 is not "not found"',
+  async (t) => {
+    const statuses: Array<[number, unknown, string, string]> = [
+      [429, { error: 'slow down' }, 'unknown', 'rate_limited'],
+      [503, {}, 'unknown', 'http_503'],
+      [502, 'bad gateway', 'unknown', 'http_502'],
+      [403, { error: 'forbidden' }, 'rejected', 'forbidden'],
+      [422, { error: 'unprocessable', message: 'card expired' }, 'rejected', 'unprocessable: card expired'],
+      [404, { error: 'not_found' }, 'unknown', 'http_404'],
+    ];
+    for (const [status, body, kind, reason] of statuses) {
+      const url = await scripted(t, answer(status, body, typeof body === 'string'));
+      t.same(await clientFor(url).charge(chargeRequest(), never), { kind, reason }, `POST ${status}`);
+    }
+    const redirecting = await scripted(t, (req, res) => {
+      if (req.url === '/v1/charges') {
+        res.writeHead(302, { location: '/somewhere-else' }).end();
+      } else {
+        const key = chargeRequest().idempotencyKey;
+        answer(200, {
+          status: 'approved',
+          charge_id: 'ch_x',
+          amount_cents: 4_990,
+          currency: 'BRL',
+          idempotency_key: key,
+        })(req, res);
+      }
+    });
+    t.same(
+      await clientFor(redirecting).charge(chargeRequest(), never),
+      { kind: 'unknown', reason: 'http_302' },
+      'a redirect is not followed',
+    );
+    const proxy404 = await scripted(t, answer(404, '<h1>Not Found</h1>', true));
+    t.same(await clientFor(proxy404).lookup('k-1', never), { kind: 'unknown', reason: 'http_404' });
+    const contract404 = await scripted(t, answer(404, { error: 'not_found' }));
+    t.same(await clientFor(contract404).lookup('k-1', never), { kind: 'not_found' });
+  },
+);
+
+t.test('logs carry the key and recurrence, never the card token or the api key', async (t) => {
+  const fake = await started(t, { apiKey: 'chave-secreta-123' });
+  let output = '';
+  const destination = new Writable({
+    write(chunk: Buffer, _encoding, done) {
+      output += chunk.toString();
+      done();
+    },
+  });
+  const log = createLogger({ level: 'debug', format: 'json', role: 'test', destination });
+  const gateway = clientFor(fake.url, { apiKey: 'chave-secreta-123', log });
+  await gateway.charge(chargeRequest({ cardToken: 'tok_aprova_segredo' }), never);
+  await gateway.charge(
+    chargeRequest({ idempotencyKey: 'k-2', cardToken: 'tok_recusa_reversivel_segredo' }),
+    never,
+  );
+  await gateway.lookup('k-2', never);
+  t.match(output, /"idempotencyKey":"rec-42-2025-03-10"/);
+  t.match(output, /"recorrenciaId":42/);
+  t.match(output, /"outcome":"declined"/);
+  t.notMatch(output, /segredo/);
+  t.notMatch(output, /chave-secreta/);
+});
