@@ -72,6 +72,9 @@ CREATE TABLE checkout_recorrencia_cobrancas (
   -- The amount at the time the attempt was created: a change to the recurrence applies from the next attempt.
   valor_centavos bigint NOT NULL CONSTRAINT checkout_recorrencia_cobrancas_valor_positivo CHECK (valor_centavos > 0),
   moeda char(3) NOT NULL,
+  -- The card token reference the attempt was sent with: a resumed attempt must send the same parameters
+  -- under its key, even if the recurrence's card was changed meanwhile.
+  cartao_token text NOT NULL,
   codigo_recusa text,
   recusa_reversivel boolean,
   mensagem text,

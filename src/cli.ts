@@ -2,8 +2,8 @@
 // the role, checks what the role cannot run without, and runs it until it is told to stop.
 import { existsSync } from 'node:fs';
 import { ConfigError, loadConfig, requireFor, type Config, type Need } from './config.ts';
-import { EXIT, isAppError } from './errors.ts';
-import { runUntilSignalled, type Running } from './lifecycle.ts';
+import { EXIT } from './errors.ts';
+import { exitCodeFor, runUntilSignalled, type Running } from './lifecycle.ts';
 import { createLogger, type Logger } from './log.ts';
 import type { RoleContext } from './roles/context.ts';
 
@@ -16,13 +16,25 @@ roles (one process each; any number may run at once):
   admin        run the admin HTTP server
   all          worker + scheduler + admin in one process
 
+operations:
+  run <task> [--date YYYY-MM-DD] [--force]
+               run a periodic task now, in this process, and print its result
+  seed --count N [--date YYYY-MM-DD] [--sellers S] [--seed X]
+               insert N realistic recurrences due on the date (demo, benchmark)
+  purge-archive [--older-than-days N]
+               delete archived recurrences older than ARCHIVE_RETENTION_DAYS
+
 development:
-  dev          what \`npm start\` runs: embedded PostgreSQL unless DATABASE_URL is set, migrate, then all roles
+  dev          what \`npm start\` runs: embedded PostgreSQL unless DATABASE_URL is set, a fake gateway unless
+               GATEWAY_URL is set, migrate, a demo data set, then all roles
+  fake-gateway the fake payment gateway (FAKE_GATEWAY_* variables), for development, tests and benchmarks
 `;
 
 type Command = {
   needs: readonly Need[];
   longRunning: boolean;
+  /** One-shot commands print their result on stdout; their logs go to stderr. */
+  printsResult?: boolean;
   run: (ctx: RoleContext, args: string[]) => Promise<Running | number>;
 };
 
@@ -37,7 +49,7 @@ const COMMANDS: Record<string, Command> = {
     },
   },
   worker: {
-    needs: ['database'],
+    needs: ['database', 'gateway'],
     longRunning: true,
     run: async (ctx) => (await import('./roles/worker.ts')).startWorker(ctx),
   },
@@ -52,28 +64,38 @@ const COMMANDS: Record<string, Command> = {
     run: async (ctx) => (await import('./roles/admin.ts')).startAdmin(ctx),
   },
   all: {
-    needs: ['database', 'adminToken'],
+    needs: ['database', 'gateway', 'adminToken'],
     longRunning: true,
     run: async (ctx) => (await import('./roles/all.ts')).startAll(ctx),
+  },
+  'fake-gateway': {
+    needs: [],
+    longRunning: true,
+    run: async (ctx) => (await import('./roles/fake-gateway.ts')).startFakeGatewayRole(process.env, ctx.log),
+  },
+  run: {
+    needs: ['database'],
+    longRunning: false,
+    printsResult: true,
+    run: async (ctx, args) => (await import('./commands/run-task.ts')).runTaskCommand(ctx, args),
+  },
+  seed: {
+    needs: ['database'],
+    longRunning: false,
+    printsResult: true,
+    run: async (ctx, args) => (await import('./commands/seed.ts')).seedCommand(ctx, args),
+  },
+  'purge-archive': {
+    needs: ['database'],
+    longRunning: false,
+    printsResult: true,
+    run: async (ctx, args) => (await import('./commands/purge-archive.ts')).purgeArchiveCommand(ctx, args),
   },
 };
 
 function loadDotEnv(): void {
   // Values already in the environment win over .env (loadEnvFile never overwrites).
   if (existsSync('.env')) process.loadEnvFile('.env');
-}
-
-function reportFailure(log: Logger, error: unknown): number {
-  if (isAppError(error, 'NOT_MIGRATED')) {
-    log.fatal({ code: error.code }, error.message);
-    return EXIT.notMigrated;
-  }
-  if (error instanceof ConfigError) {
-    log.fatal({ problems: error.problems }, error.message);
-    return EXIT.usage;
-  }
-  log.fatal({ err: error }, 'command failed');
-  return EXIT.failure;
 }
 
 export async function main(argv: string[]): Promise<number> {
@@ -103,8 +125,13 @@ export async function main(argv: string[]): Promise<number> {
     }
     throw error;
   }
-  const log = createLogger({ level: config.log.level, format: config.log.format, role: name });
-  return runCommand(command, config, log, config.databaseUrl as string, args);
+  const log = createLogger({
+    level: config.log.level,
+    format: config.log.format,
+    role: name,
+    ...(command.printsResult === true ? { destination: process.stderr } : {}),
+  });
+  return runCommand(command, config, log, config.databaseUrl ?? '', args);
 }
 
 /** Runs a command with a database URL already resolved (the dev command resolves it to the embedded one). */
@@ -129,6 +156,6 @@ export async function runCommand(
       return result;
     });
   } catch (error) {
-    return reportFailure(log, error);
+    return exitCodeFor(log, error);
   }
 }

@@ -1,6 +1,7 @@
 // Process lifecycle for long-running roles: start, wait for SIGTERM/SIGINT, stop in order within a bound.
 // A second signal forces the exit (an operator who presses Ctrl-C twice means it).
-import { EXIT } from './errors.ts';
+import { ConfigError } from './config.ts';
+import { EXIT, isAppError } from './errors.ts';
 import type { Logger } from './log.ts';
 
 export type Running = { stop(): Promise<void> };
@@ -67,4 +68,19 @@ export function stopAll(log: Logger, parts: Array<[string, Running]>): Running {
       return stopping;
     },
   };
+}
+
+/** Logs why a command failed and picks the exit code that says so (see the README's exit codes). */
+export function exitCodeFor(log: Logger, error: unknown): number {
+  if (isAppError(error, 'NOT_MIGRATED')) {
+    log.fatal({ code: error.code }, error.message);
+    return EXIT.notMigrated;
+  }
+  if (error instanceof ConfigError || isAppError(error, 'INVALID_INPUT')) {
+    log.fatal({ code: 'INVALID_INPUT' }, error.message);
+    process.stderr.write(`${error.message}\n`);
+    return EXIT.usage;
+  }
+  log.fatal({ err: error }, 'command failed');
+  return EXIT.failure;
 }

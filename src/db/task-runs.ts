@@ -51,17 +51,6 @@ export async function findSucceededTaskRun(
     ORDER BY iniciada_em DESC LIMIT 1`);
 }
 
-export async function findLatestTaskRun(
-  db: CommonQueryMethods,
-  task: string,
-  date: string,
-): Promise<TaskRun | null> {
-  return db.maybeOne(sql.type(TaskRun)`
-    SELECT ${COLUMNS} FROM execucoes_tarefas
-    WHERE tarefa = ${task} AND data_negocio = ${date}
-    ORDER BY iniciada_em DESC LIMIT 1`);
-}
-
 /** Closes runs left 'executando' by a crashed process. Only call while holding the (task, date) lock. */
 export async function markInterruptedTaskRuns(
   db: CommonQueryMethods,

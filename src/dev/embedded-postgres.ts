@@ -3,8 +3,9 @@
 // database before our roles finish). Never used by a production role.
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
 import { existsSync, statSync } from 'node:fs';
-import { chown, mkdir, readFile } from 'node:fs/promises';
+import { chmod, chown, mkdir, mkdtemp, readFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
 import { dirname, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
@@ -34,6 +35,13 @@ async function loadBinaries(): Promise<Binaries> {
       { cause: error },
     );
   }
+}
+
+/** A fresh folder under the system temp dir that the postgres user can reach (mkdtemp alone makes it 0700). */
+export async function makeTempDataDir(prefix: string): Promise<string> {
+  const dir = await mkdtemp(resolve(tmpdir(), prefix));
+  await chmod(dir, 0o755);
+  return dir;
 }
 
 export async function freePort(): Promise<number> {

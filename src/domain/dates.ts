@@ -3,10 +3,15 @@
 import { z } from 'zod';
 
 /** A calendar date, 'YYYY-MM-DD', that exists (no Feb 30). */
+const ISO_DATE = /^\d{4}-\d{2}-\d{2}$/;
 export const isoDate = z
   .string()
-  .regex(/^\d{4}-\d{2}-\d{2}$/, 'must be a date in YYYY-MM-DD form')
-  .refine((value) => toIsoDate(parseIsoDate(value)) === value, 'must be a real calendar date');
+  .regex(ISO_DATE, 'must be a date in YYYY-MM-DD form')
+  // zod runs every check even after one fails, so this one re-tests the shape before parsing.
+  .refine(
+    (value) => !ISO_DATE.test(value) || toIsoDate(parseIsoDate(value)) === value,
+    'must be a real calendar date',
+  );
 
 export type IsoDate = string;
 

@@ -22,7 +22,6 @@ export async function buildAdminApp(deps: AdminDeps) {
     // Prototype-pollution payloads are refused outright rather than silently stripped.
     onProtoPoisoning: 'error',
     onConstructorPoisoning: 'error',
-    disableRequestLogging: false,
     requestIdHeader: 'x-request-id',
   });
   registerErrorHandling(app);

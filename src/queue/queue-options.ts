@@ -2,7 +2,12 @@
 // `migrate` creates the queues with these options and updates them when the configuration changes.
 import type { Queue } from 'pg-boss';
 import type { Config } from '../config.ts';
-import { CHARGE_DEAD_LETTER_QUEUE, CHARGE_QUEUE, PERIODIC_TASKS } from './task-names.ts';
+import {
+  CHARGE_DEAD_LETTER_QUEUE,
+  CHARGE_QUEUE,
+  NOTICE_DELIVERY_QUEUE,
+  PERIODIC_TASKS,
+} from './task-names.ts';
 
 export type QueueSpec = Omit<Queue, 'name'> & { name: string };
 
@@ -25,6 +30,17 @@ export function queueSpecs(config: Config): QueueSpec[] {
   }));
   return [
     ...periodic,
+    {
+      name: NOTICE_DELIVERY_QUEUE,
+      policy: 'standard',
+      expireInSeconds: 60,
+      // About a day of retries: 30 s doubling up to an hour between tries.
+      retryLimit: 30,
+      retryDelay: 30,
+      retryBackoff: true,
+      retryDelayMax: 3_600,
+      ...retention,
+    },
     {
       name: CHARGE_DEAD_LETTER_QUEUE,
       policy: 'standard',

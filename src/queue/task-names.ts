@@ -17,3 +17,6 @@ export const CHARGE_DEAD_LETTER_QUEUE = 'cobrar_recorrencia_dlq';
 export function isPeriodicTask(name: string): name is PeriodicTaskName {
   return (PERIODIC_TASKS as readonly string[]).includes(name);
 }
+
+/** Delivers one seller notice from the avisos_vendedores outbox to the configured webhook, with retries. */
+export const NOTICE_DELIVERY_QUEUE = 'enviar_aviso_vendedor';

@@ -5,14 +5,17 @@ import { createHash } from 'node:crypto';
 import { existsSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
-import { ConfigError, loadConfig, requireFor } from '../config.ts';
+import { ConfigError, loadConfig, requireFor, type Config } from '../config.ts';
 import { startEmbeddedPostgres, type EmbeddedPostgres } from '../dev/embedded-postgres.ts';
 import { EXIT } from '../errors.ts';
-import { runUntilSignalled, type Running } from '../lifecycle.ts';
-import { createLogger } from '../log.ts';
+import { startFakeGateway, type FakeGateway } from '../gateway/fake-gateway.ts';
+import { exitCodeFor, runUntilSignalled, type Running } from '../lifecycle.ts';
+import { createLogger, type Logger } from '../log.ts';
 import { DEV_DATA_DIR } from '../paths.ts';
+import { fakeGatewayOptionsFrom } from './fake-gateway.ts';
 import { startAll } from './all.ts';
 import { runMigrate } from './migrate.ts';
+import { runDemo } from '../dev/demo.ts';
 
 /** The embedded cluster lives in .data/postgres unless its parents are closed to the postgres user. */
 function embeddedDataDir(): string {
@@ -46,37 +49,65 @@ export async function runDev(_args: string[]): Promise<number> {
   }
   const log = createLogger({ level: config.log.level, format: config.log.format, role: 'dev' });
 
-  return runUntilSignalled(log, async (signal) => {
-    let embedded: EmbeddedPostgres | undefined;
-    let databaseUrl = config.databaseUrl;
-    try {
-      if (databaseUrl === undefined) {
-        const dataDir = embeddedDataDir();
-        log.info({ dataDir }, 'DATABASE_URL not set: starting embedded PostgreSQL');
-        embedded = await startEmbeddedPostgres({ dataDir, onLog: (line) => log.debug({ postgres: line }) });
-        await embedded.createDatabase('recorrencias');
-        databaseUrl = embedded.url('recorrencias');
-        log.info({ databaseUrl, pid: embedded.pid() }, 'embedded PostgreSQL ready');
+  try {
+    return await runUntilSignalled(log, async (signal) => {
+      let embedded: EmbeddedPostgres | undefined;
+      let fake: FakeGateway | undefined;
+      let databaseUrl = config.databaseUrl;
+      let runConfig: Config = config;
+      try {
+        if (databaseUrl === undefined) {
+          const dataDir = embeddedDataDir();
+          log.info({ dataDir }, 'DATABASE_URL not set: starting embedded PostgreSQL');
+          embedded = await startEmbeddedPostgres({ dataDir, onLog: (line) => log.debug({ postgres: line }) });
+          await embedded.createDatabase('recorrencias');
+          databaseUrl = embedded.url('recorrencias');
+          log.info({ databaseUrl, pid: embedded.pid() }, 'embedded PostgreSQL ready');
+        }
+        if (config.gateway.url === undefined) {
+          fake = await startDevGateway(log);
+          runConfig = { ...config, gateway: { ...config.gateway, url: fake.url } };
+        }
+        await runMigrate({ config: runConfig, log, databaseUrl, signal });
+        const all = await startAll({ config: runConfig, log, databaseUrl, signal });
+        await runDemo({ config: runConfig, log, databaseUrl, signal });
+        log.info(
+          { admin: all.adminUrl, database: databaseUrl },
+          `recorrencias is running; admin server at ${all.adminUrl} (Ctrl-C stops everything)`,
+        );
+        const running: Running = {
+          stop: async () => {
+            await all.stop();
+            await fake?.close();
+            if (embedded !== undefined) {
+              await embedded.stop();
+              log.info('embedded PostgreSQL stopped');
+            }
+          },
+        };
+        return running;
+      } catch (error) {
+        await fake?.close();
+        await embedded?.stop();
+        throw error;
       }
-      await runMigrate({ config, log, databaseUrl, signal });
-      const all = await startAll({ config, log, databaseUrl, signal });
-      log.info(
-        { admin: all.adminUrl, database: databaseUrl },
-        `recorrencias is running; admin server at ${all.adminUrl} (Ctrl-C stops everything)`,
-      );
-      const running: Running = {
-        stop: async () => {
-          await all.stop();
-          if (embedded !== undefined) {
-            await embedded.stop();
-            log.info('embedded PostgreSQL stopped');
-          }
-        },
-      };
-      return running;
-    } catch (error) {
-      await embedded?.stop();
-      throw error;
-    }
+    });
+  } catch (error) {
+    return exitCodeFor(log, error);
+  }
+}
+
+/** The fake gateway, in this process, with a 10% decline mix so the demo shows every outcome. */
+async function startDevGateway(log: Logger): Promise<FakeGateway> {
+  const options = fakeGatewayOptionsFrom({
+    FAKE_GATEWAY_PORT: '0',
+    FAKE_GATEWAY_DECLINE_RATE: '0.1',
+    ...process.env,
   });
+  const fake = await startFakeGateway({ ...options, log: log.child({ component: 'fake-gateway' }) });
+  log.info(
+    { url: fake.url, declineRate: fake.settings().declineRate },
+    'GATEWAY_URL not set: using the fake gateway',
+  );
+  return fake;
 }

@@ -1,17 +1,21 @@
-// `worker`: takes jobs from every queue and runs their handlers: the four periodic tasks (one at a time per
-// task, hard limit = job expiry, soft limit = warning) and the per-charge jobs.
+// `worker`: takes jobs from every queue and runs their handlers: the four periodic tasks (one job at a time
+// per task; hard limit = job expiry, soft limit = warning), the per-charge jobs, and notice deliveries.
 import type { JobResult, JobWithMetadata, PgBoss } from 'pg-boss';
+import type { Config } from '../config.ts';
+import { createHttpGateway } from '../gateway/http-gateway.ts';
+import type { PaymentGateway } from '../gateway/gateway.ts';
 import type { Running } from '../lifecycle.ts';
-import type { Logger } from '../log.ts';
 import { createBoss } from '../queue/boss.ts';
-import { PERIODIC_TASKS } from '../queue/task-names.ts';
-import { InvalidPayloadError, runPeriodicTask } from '../tasks/periodic-runner.ts';
+import { CHARGE_QUEUE, NOTICE_DELIVERY_QUEUE, PERIODIC_TASKS } from '../queue/task-names.ts';
+import { registerChargeWorker } from '../tasks/charge/charge-worker.ts';
+import { registerNoticeWorker } from '../tasks/notices/notice-worker.ts';
+import { InvalidPayloadError, jobBusinessDate, runPeriodicTask } from '../tasks/periodic-runner.ts';
 import { PERIODIC_TASK_DEFINITIONS } from '../tasks/registry.ts';
 import type { TaskDeps } from '../tasks/task.ts';
 import { connectToMigratedDatabase } from './connect.ts';
 import type { RoleContext } from './context.ts';
 
-async function registerPeriodicHandlers(boss: PgBoss, deps: TaskDeps, log: Logger): Promise<void> {
+async function registerPeriodicHandlers(boss: PgBoss, deps: TaskDeps): Promise<void> {
   for (const name of PERIODIC_TASKS) {
     const task = PERIODIC_TASK_DEFINITIONS[name];
     await boss.work(
@@ -26,12 +30,19 @@ async function registerPeriodicHandlers(boss: PgBoss, deps: TaskDeps, log: Logge
         Promise.all(
           jobs.map(async (job) => {
             try {
-              const outcome = await runPeriodicTask(task, deps, job);
+              const { date, force } = jobBusinessDate(task, deps, job);
+              const outcome = await runPeriodicTask(task, deps, {
+                date,
+                force,
+                jobId: job.id,
+                attempt: job.retryCount + 1,
+                signal: job.signal,
+              });
               return { id: job.id, status: 'completed' as const, output: outcome };
             } catch (error) {
               if (error instanceof InvalidPayloadError) {
                 // Retrying a malformed payload cannot help: fail it for good, visibly.
-                log.error(
+                deps.log.error(
                   { task: name, jobId: job.id, err: error },
                   'invalid task payload: job failed without retry',
                 );
@@ -45,14 +56,35 @@ async function registerPeriodicHandlers(boss: PgBoss, deps: TaskDeps, log: Logge
   }
 }
 
-export async function startWorker(ctx: RoleContext): Promise<Running> {
+export function gatewayFor(config: Config, log: RoleContext['log']): PaymentGateway {
+  if (config.gateway.url === undefined) throw new Error('GATEWAY_URL is required for workers');
+  return createHttpGateway({
+    url: config.gateway.url,
+    apiKey: config.gateway.apiKey,
+    timeoutMs: config.gateway.timeoutMs,
+    log,
+  });
+}
+
+export async function startWorker(
+  ctx: RoleContext,
+  options: { gateway?: PaymentGateway } = {},
+): Promise<Running> {
   const { config, log, databaseUrl } = ctx;
+  const gateway = options.gateway ?? gatewayFor(config, log.child({ component: 'gateway' }));
   const pool = await connectToMigratedDatabase(ctx, 'worker');
   const boss = createBoss(config, databaseUrl, 'worker', log);
+  let stopSummary = () => undefined as void;
   try {
     await boss.start();
-    const deps: TaskDeps = { config, pool, boss, log };
-    await registerPeriodicHandlers(boss, deps, log);
+    const deps: TaskDeps = { config, pool, boss, log, now: () => new Date() };
+    await registerPeriodicHandlers(boss, deps);
+    stopSummary = await registerChargeWorker(boss, {
+      ...deps,
+      gateway,
+      log: log.child({ queue: CHARGE_QUEUE }),
+    });
+    await registerNoticeWorker(boss, { ...deps, log: log.child({ queue: NOTICE_DELIVERY_QUEUE }) });
   } catch (error) {
     await boss.stop({ graceful: false }).catch(() => undefined);
     await pool.end();
@@ -60,9 +92,11 @@ export async function startWorker(ctx: RoleContext): Promise<Running> {
   }
   log.info(
     {
-      queues: [...PERIODIC_TASKS],
+      queues: [...PERIODIC_TASKS, CHARGE_QUEUE, NOTICE_DELIVERY_QUEUE],
       concurrency: config.worker.concurrency,
-      hardLimitSeconds: config.tasks.hardLimitSeconds,
+      taskHardLimitSeconds: config.tasks.hardLimitSeconds,
+      chargeHardLimitSeconds: config.charges.hardLimitSeconds,
+      gateway: config.gateway.url ?? 'in-process (development)',
     },
     'worker started',
   );
@@ -70,6 +104,7 @@ export async function startWorker(ctx: RoleContext): Promise<Running> {
     stop: async () => {
       // Waits for in-flight jobs up to the hard limit; pg-boss fails (and so retries) whatever is still running.
       await boss.stop({ graceful: true, timeout: config.tasks.hardLimitSeconds * 1000 });
+      stopSummary();
       await pool.end();
     },
   };

@@ -1,10 +1,65 @@
-// TEMPORARY (replaced by the charging engine): notificar_recorrencias_hold.
+// notificar_recorrencias_hold (18:00): one notice per seller with recurrences on hold, per business date,
+// listing the holds that are new since the seller's previous notice and the count of all. Written to the
+// avisos_vendedores outbox together with its delivery job (one transaction), so a rerun sends nothing
+// twice and a failed delivery is retried and visible. Without NOTICE_WEBHOOK_URL notices are only recorded.
+import { findSellerHolds, insertNotice } from '../db/avisos.ts';
+import { stableUuid } from '../domain/identifiers.ts';
+import { bossDb } from '../queue/boss-executor.ts';
+import { NOTICE_DELIVERY_QUEUE } from '../queue/task-names.ts';
 import type { PeriodicTask } from './task.ts';
+
+/** Beyond this many new holds a notice lists the first ones and carries the count. */
+const LIST_LIMIT = 500;
 
 export const notificarRecorrenciasHold: PeriodicTask = {
   name: 'notificar_recorrencias_hold',
-  description: 'notificar_recorrencias_hold',
-  run: async () => {
-    throw new Error('not implemented yet');
+  description: 'Avisa cada vendedor, uma vez por dia, das suas recorrências em hold.',
+  run: async (ctx) => {
+    const deliver = ctx.config.notices.webhookUrl !== undefined;
+    const sellers = await findSellerHolds(ctx.pool, ctx.date, LIST_LIMIT);
+    let created = 0;
+    for (const seller of sellers) {
+      ctx.signal.throwIfAborted();
+      const content = {
+        evento: 'recorrencias_em_hold',
+        vendedor_id: seller.vendedor_id,
+        data_negocio: ctx.date,
+        total_em_hold: seller.total_em_hold,
+        novas_em_hold: seller.novas.length,
+        novas: seller.novas,
+      };
+      const inserted = await ctx.pool.transaction(async (tx) => {
+        const id = await insertNotice(tx, {
+          sellerId: seller.vendedor_id,
+          date: ctx.date,
+          cutoff: seller.corte_em,
+          newCount: seller.novas.length,
+          totalCount: seller.total_em_hold,
+          content,
+          status: deliver ? 'pendente' : 'registrado',
+        });
+        if (id !== null && deliver) {
+          await ctx.boss.send(
+            NOTICE_DELIVERY_QUEUE,
+            { avisoId: id },
+            { id: stableUuid(`aviso:${id}`), db: bossDb(tx) },
+          );
+        }
+        return id !== null;
+      });
+      if (inserted) created += 1;
+    }
+    if (!deliver && created > 0) {
+      ctx.log.warn(
+        { notices: created },
+        'NOTICE_WEBHOOK_URL is not set: seller notices were recorded in avisos_vendedores, not sent',
+      );
+    }
+    return {
+      vendedores_com_hold: sellers.length,
+      avisos_criados: created,
+      avisos_ja_existentes: sellers.length - created,
+      avisos_enviaveis: deliver ? created : 0,
+    };
   },
 };

@@ -1,6 +1,6 @@
-// Runs one job of a periodic task: works out its business date, makes sure only one run per (task, date)
-// happens at a time and that a succeeded run is not repeated unless forced, records the run, and enforces
-// the soft time limit (a warning) beside pg-boss's hard limit (the job's expiry, which aborts `signal`).
+// Runs a periodic task for one business date: makes sure only one run per (task, date) happens at a time and
+// that a succeeded run is not repeated unless forced, records the run, and enforces the soft time limit (a
+// warning) beside pg-boss's hard limit (the job's expiry, which aborts `signal`).
 import type { JobWithMetadata } from 'pg-boss';
 import type { IsoDate } from '../domain/dates.ts';
 import {
@@ -44,13 +44,22 @@ export function jobBusinessDate(
   return { date, force: parsed.data.force ?? false };
 }
 
+export type PeriodicRunRequest = {
+  date: IsoDate;
+  force: boolean;
+  /** The pg-boss job carrying the run, or null for a run from the command line. */
+  jobId: string | null;
+  attempt: number;
+  signal: AbortSignal;
+};
+
 export async function runPeriodicTask(
   task: PeriodicTask,
   deps: TaskDeps,
-  job: Pick<JobWithMetadata<unknown>, 'id' | 'data' | 'createdOn' | 'retryCount' | 'signal'>,
+  request: PeriodicRunRequest,
 ): Promise<PeriodicOutcome> {
-  const { date, force } = jobBusinessDate(task, deps, job);
-  const log = deps.log.child({ task: task.name, jobId: job.id, businessDate: date });
+  const { date, force, jobId } = request;
+  const log = deps.log.child({ task: task.name, jobId, businessDate: date });
   // A dedicated session holds the (task, date) lock for the whole run; if this process dies the session
   // ends and the lock with it, so the job's retry can take over.
   return deps.pool.connect(async (session) => {
@@ -72,8 +81,8 @@ export async function runPeriodicTask(
         task: task.name,
         date,
         forced: force,
-        jobId: job.id,
-        attempt: job.retryCount + 1,
+        jobId,
+        attempt: request.attempt,
       });
       const runLog = log.child({ runId: run.id });
       const started = Date.now();
@@ -91,7 +100,7 @@ export async function runPeriodicTask(
       try {
         Object.assign(
           counts,
-          await task.run({ ...deps, log: runLog, date, force, runId: run.id, signal: job.signal }),
+          await task.run({ ...deps, log: runLog, date, force, runId: run.id, signal: request.signal }),
         );
         await markTaskRunSucceeded(deps.pool, run.id, counts);
         runLog.info({ counts, ms: Date.now() - started }, 'task run succeeded');

@@ -1,10 +1,11 @@
-// TEMPORARY (replaced by the charging engine): processar_recorrencias_do_dia.
+// processar_recorrencias_do_dia (08:00): one charge job for every active recurrence due on or before the
+// business date that is not waiting for a retry. Taking everything due *up to* the date is what catches up
+// a day the service was down. Rerunning it enqueues nothing new (deterministic job ids).
+import { fanOutCharges } from './charge/fan-out.ts';
 import type { PeriodicTask } from './task.ts';
 
 export const processarRecorrenciasDoDia: PeriodicTask = {
   name: 'processar_recorrencias_do_dia',
-  description: 'processar_recorrencias_do_dia',
-  run: async () => {
-    throw new Error('not implemented yet');
-  },
+  description: 'Enfileira uma cobrança para cada recorrência ativa devida até a data de negócio.',
+  run: (ctx) => fanOutCharges(ctx, 'due', 'agendada'),
 };

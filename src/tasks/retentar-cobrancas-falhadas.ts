@@ -1,10 +1,10 @@
-// TEMPORARY (replaced by the charging engine): retentar_cobrancas_falhadas.
+// retentar_cobrancas_falhadas (10:00): one charge job for every active recurrence whose retry date has come
+// (after a reversible decline). The charge creates a new attempt number, so a new idempotency key.
+import { fanOutCharges } from './charge/fan-out.ts';
 import type { PeriodicTask } from './task.ts';
 
 export const retentarCobrancasFalhadas: PeriodicTask = {
   name: 'retentar_cobrancas_falhadas',
-  description: 'retentar_cobrancas_falhadas',
-  run: async () => {
-    throw new Error('not implemented yet');
-  },
+  description: 'Enfileira a retentativa das recorrências recusadas cuja data de retentativa chegou.',
+  run: (ctx) => fanOutCharges(ctx, 'retry', 'retentativa'),
 };

@@ -16,6 +16,8 @@ export type TaskDeps = {
   pool: DatabasePool;
   boss: PgBoss;
   log: Logger;
+  /** The wall clock (injectable so tests can move business dates). */
+  now: () => Date;
 };
 
 export type TaskRunContext = TaskDeps & {

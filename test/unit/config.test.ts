@@ -1,17 +1,8 @@
 import t from 'tap';
-import { ConfigError, loadConfig, requireFor } from '../../src/config.ts';
+import { problemsOf } from '../helpers/config.ts';
+import { loadConfig, requireFor } from '../../src/config.ts';
 
 const base = { DATABASE_URL: 'postgres://u@localhost/db' };
-
-function problemsOf(fn: () => unknown): string[] {
-  try {
-    fn();
-  } catch (error) {
-    if (error instanceof ConfigError) return error.problems;
-    throw error;
-  }
-  return [];
-}
 
 t.test('defaults match the seed: São Paulo, the four crons, 300 s / 240 s', async (t) => {
   const config = loadConfig(base);

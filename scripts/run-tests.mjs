@@ -1,4 +1,4 @@
-// `npm test`: typecheck, build, lint and format checks, then the whole tap suite against a real PostgreSQL
+// `npm test` (scripts/run-tests.mjs): typecheck, build, lint and format checks, then the whole tap suite against a real PostgreSQL
 // (TEST_DATABASE_URL, else 127.0.0.1:5432 when it answers, else an embedded one started here). Whatever
 // fails, the last line reads `N passed, N failed` (`, N skipped` when any were skipped); each check counts
 // as one. With CI=true a skipped test fails the run.
@@ -6,8 +6,7 @@
 // Usage: npm test [-- [--no-checks] [tap options and test files]]
 import { spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 
 if (Number(process.versions.node.split('.')[0]) < 24) {
@@ -87,8 +86,8 @@ async function resolveDatabase() {
     const url = `postgres://${user}@127.0.0.1:5432/postgres`;
     if (await reachable(url)) return { url, source: '127.0.0.1:5432', stop: async () => undefined };
   }
-  const { startEmbeddedPostgres } = await import('../src/dev/embedded-postgres.ts');
-  const dataDir = mkdtempSync(join(tmpdir(), 'recorrencias-test-pg-'));
+  const { makeTempDataDir, startEmbeddedPostgres } = await import('../src/dev/embedded-postgres.ts');
+  const dataDir = await makeTempDataDir('recorrencias-test-pg-');
   const embedded = await startEmbeddedPostgres({ dataDir: join(dataDir, 'data') });
   return {
     url: embedded.url('postgres'),

@@ -1,0 +1,18 @@
+// What one-shot commands (run, seed, purge-archive, ...) share: a pool and a pg-boss instance that neither
+// supervises nor schedules, opened on a migrated database and always closed afterwards.
+import { createBoss } from '../queue/boss.ts';
+import { connectToMigratedDatabase } from '../roles/connect.ts';
+import type { RoleContext } from '../roles/context.ts';
+import type { TaskDeps } from '../tasks/task.ts';
+
+export async function withCommandDeps<T>(ctx: RoleContext, work: (deps: TaskDeps) => Promise<T>): Promise<T> {
+  const pool = await connectToMigratedDatabase(ctx, 'cli');
+  const boss = createBoss(ctx.config, ctx.databaseUrl, 'cli', ctx.log);
+  try {
+    await boss.start();
+    return await work({ config: ctx.config, pool, boss, log: ctx.log, now: () => new Date() });
+  } finally {
+    await boss.stop({ graceful: false, close: true }).catch(() => undefined);
+    await pool.end();
+  }
+}

@@ -1,0 +1,33 @@
+// `purge-archive [--older-than-days N]`: the explicit step that deletes archived recurrences (and their
+// attempts) older than the archive's retention (ARCHIVE_RETENTION_DAYS, default 1825). Never scheduled.
+import { parseArgs } from 'node:util';
+import { purgeArchiveBatch } from '../db/arquivo.ts';
+import { AppError } from '../errors.ts';
+import { connectToMigratedDatabase } from '../roles/connect.ts';
+import type { RoleContext } from '../roles/context.ts';
+
+export async function purgeArchiveCommand(ctx: RoleContext, args: string[]): Promise<number> {
+  const { values } = parseArgs({ args, strict: true, options: { 'older-than-days': { type: 'string' } } });
+  const days =
+    values['older-than-days'] === undefined
+      ? ctx.config.archive.retentionDays
+      : Number(values['older-than-days']);
+  if (!Number.isInteger(days) || days < 1)
+    throw new AppError('INVALID_INPUT', '--older-than-days must be a positive integer');
+  const pool = await connectToMigratedDatabase(ctx, 'cli');
+  const totals = { recorrencias: 0, cobrancas: 0, ciclos_pulados: 0 };
+  try {
+    for (;;) {
+      const batch = await purgeArchiveBatch(pool, days, ctx.config.archive.batchSize);
+      totals.recorrencias += batch.recorrencias;
+      totals.cobrancas += batch.cobrancas;
+      totals.ciclos_pulados += batch.ciclos_pulados;
+      if (batch.recorrencias < ctx.config.archive.batchSize) break;
+    }
+  } finally {
+    await pool.end();
+  }
+  ctx.log.info({ olderThanDays: days, purged: totals }, 'archive purged');
+  process.stdout.write(`${JSON.stringify({ olderThanDays: days, purged: totals }, null, 2)}\n`);
+  return 0;
+}

@@ -1,0 +1,47 @@
+// `run <task> [--date YYYY-MM-DD] [--force]`: runs a periodic task now, in this process, and prints its
+// result (the equivalent of calling the Celery task from the Django shell). Same rules as a scheduled run:
+// one run per task and date at a time, and a date that already succeeded is not rerun unless forced.
+import { parseArgs } from 'node:util';
+import { z } from 'zod';
+import { businessDate, isoDate } from '../domain/dates.ts';
+import { AppError } from '../errors.ts';
+import { isPeriodicTask, PERIODIC_TASKS } from '../queue/task-names.ts';
+import type { RoleContext } from '../roles/context.ts';
+import { runPeriodicTask } from '../tasks/periodic-runner.ts';
+import { PERIODIC_TASK_DEFINITIONS } from '../tasks/registry.ts';
+import { withCommandDeps } from './command-deps.ts';
+
+export function parseRunArgs(args: string[], timeZone: string, now: Date) {
+  const { values, positionals } = parseArgs({
+    args,
+    allowPositionals: true,
+    strict: true,
+    options: { date: { type: 'string' }, force: { type: 'boolean', default: false } },
+  });
+  const [task] = positionals;
+  if (task === undefined || !isPeriodicTask(task) || positionals.length > 1) {
+    throw new AppError(
+      'INVALID_INPUT',
+      `run <task> [--date YYYY-MM-DD] [--force]; tasks: ${PERIODIC_TASKS.join(', ')}`,
+    );
+  }
+  const date = values.date === undefined ? businessDate(now, timeZone) : values.date;
+  const parsed = isoDate.safeParse(date);
+  if (!parsed.success) throw new AppError('INVALID_INPUT', `--date: ${z.prettifyError(parsed.error)}`);
+  return { task, date: parsed.data, force: values.force };
+}
+
+export async function runTaskCommand(ctx: RoleContext, args: string[]): Promise<number> {
+  const { task, date, force } = parseRunArgs(args, ctx.config.timeZone, new Date());
+  const outcome = await withCommandDeps(ctx, (deps) =>
+    runPeriodicTask(PERIODIC_TASK_DEFINITIONS[task], deps, {
+      date,
+      force,
+      jobId: null,
+      attempt: 1,
+      signal: ctx.signal,
+    }),
+  );
+  process.stdout.write(`${JSON.stringify({ task, ...outcome }, null, 2)}\n`);
+  return 0;
+}

@@ -1,0 +1,68 @@
+// Moves ended recurrences (cancelado, concluido) into the archive tables with their attempts and skipped
+// cycles, one bounded batch per statement (so per transaction): rows are deleted only in the statement
+// that copies them. Recurrences still in use (a pending attempt, a live charge job) are left alone.
+import { sql, type CommonQueryMethods } from 'slonik';
+import { z } from 'zod';
+import { BOSS_SCHEMA } from './schema-check.ts';
+
+const Moved = z.object({ recorrencias: z.number(), cobrancas: z.number(), ciclos_pulados: z.number() });
+export type Moved = z.infer<typeof Moved>;
+
+export async function archiveEndedBatch(
+  db: CommonQueryMethods,
+  olderThanDays: number,
+  batchSize: number,
+): Promise<Moved> {
+  const job = sql.identifier([BOSS_SCHEMA, 'job']);
+  return db.one(sql.type(Moved)`
+    WITH alvo AS (
+      SELECT r.id FROM checkout_recorrencias r
+      WHERE r.status IN ('cancelado', 'concluido')
+        AND r.encerrada_em < now() - make_interval(days => ${olderThanDays})
+        AND NOT EXISTS (SELECT 1 FROM checkout_recorrencia_cobrancas c WHERE c.recorrencia_id = r.id AND c.status = 'pendente')
+        AND NOT EXISTS (
+          SELECT 1 FROM ${job} j
+          WHERE j.name = 'cobrar_recorrencia' AND j.state IN ('created', 'retry', 'active')
+            AND j.data ->> 'recorrenciaId' = r.id::text)
+      ORDER BY r.encerrada_em, r.id
+      LIMIT ${batchSize}
+      FOR UPDATE SKIP LOCKED
+    ), cobrancas AS (
+      DELETE FROM checkout_recorrencia_cobrancas c USING alvo WHERE c.recorrencia_id = alvo.id RETURNING c.*
+    ), cobrancas_arquivadas AS (
+      INSERT INTO checkout_recorrencia_cobrancas_arquivo SELECT cobrancas.*, now() FROM cobrancas RETURNING 1
+    ), pulados AS (
+      DELETE FROM checkout_recorrencia_ciclos_pulados p USING alvo WHERE p.recorrencia_id = alvo.id RETURNING p.*
+    ), pulados_arquivados AS (
+      INSERT INTO checkout_recorrencia_ciclos_pulados_arquivo SELECT pulados.*, now() FROM pulados RETURNING 1
+    ), recorrencias AS (
+      DELETE FROM checkout_recorrencias r USING alvo WHERE r.id = alvo.id RETURNING r.*
+    ), recorrencias_arquivadas AS (
+      INSERT INTO checkout_recorrencias_arquivo SELECT recorrencias.*, now() FROM recorrencias RETURNING 1
+    )
+    SELECT (SELECT count(*) FROM recorrencias_arquivadas)::int AS recorrencias,
+           (SELECT count(*) FROM cobrancas_arquivadas)::int AS cobrancas,
+           (SELECT count(*) FROM pulados_arquivados)::int AS ciclos_pulados`);
+}
+
+/** Deletes archived rows older than the archive's own retention (the explicit purge step). */
+export async function purgeArchiveBatch(
+  db: CommonQueryMethods,
+  olderThanDays: number,
+  batchSize: number,
+): Promise<Moved> {
+  return db.one(sql.type(Moved)`
+    WITH alvo AS (
+      SELECT id FROM checkout_recorrencias_arquivo
+      WHERE arquivado_em < now() - make_interval(days => ${olderThanDays})
+      ORDER BY arquivado_em, id LIMIT ${batchSize}
+    ), cobrancas AS (
+      DELETE FROM checkout_recorrencia_cobrancas_arquivo c USING alvo WHERE c.recorrencia_id = alvo.id RETURNING 1
+    ), pulados AS (
+      DELETE FROM checkout_recorrencia_ciclos_pulados_arquivo p USING alvo WHERE p.recorrencia_id = alvo.id RETURNING 1
+    ), recorrencias AS (
+      DELETE FROM checkout_recorrencias_arquivo r USING alvo WHERE r.id = alvo.id RETURNING 1
+    )
+    SELECT (SELECT count(*) FROM recorrencias)::int AS recorrencias, (SELECT count(*) FROM cobrancas)::int AS cobrancas,
+           (SELECT count(*) FROM pulados)::int AS ciclos_pulados`);
+}

@@ -1,0 +1,108 @@
+// Queries on avisos_vendedores, the outbox of seller notices about recurrences on hold. One row per seller
+// per business date: the unique key makes a rerun of notificar_recorrencias_hold create nothing new.
+import { sql, type CommonQueryMethods } from 'slonik';
+import { z } from 'zod';
+import type { IsoDate } from '../domain/dates.ts';
+
+export const HeldRecurrence = z.object({
+  id: z.number(),
+  valor_centavos: z.number(),
+  moeda: z.string(),
+  motivo_hold: z.string().nullable(),
+  hold_em: z.string().nullable(),
+  cliente_ref: z.string().nullable(),
+  descricao: z.string(),
+});
+
+const SellerHolds = z.object({
+  vendedor_id: z.string(),
+  total_em_hold: z.number(),
+  novas: z.array(HeldRecurrence),
+  corte_em: z.date(),
+});
+export type SellerHolds = z.infer<typeof SellerHolds>;
+
+/**
+ * Every seller with recurrences on hold: how many, and the ones put on hold since that seller's previous
+ * notice (its cut-off), oldest first, at most `listLimit` of them.
+ */
+export async function findSellerHolds(
+  db: CommonQueryMethods,
+  date: IsoDate,
+  listLimit: number,
+): Promise<readonly SellerHolds[]> {
+  const result = await db.query(sql.type(SellerHolds)`
+    WITH anterior AS (
+      SELECT DISTINCT ON (vendedor_id) vendedor_id, corte_em
+      FROM avisos_vendedores WHERE data_negocio < ${date}::date
+      ORDER BY vendedor_id, data_negocio DESC
+    ), holds AS (
+      SELECT r.vendedor_id, r.id, r.valor_centavos, r.moeda, r.motivo_hold, r.hold_em, r.cliente_ref, r.descricao,
+        r.hold_em > coalesce(a.corte_em, '-infinity'::timestamptz) AS nova,
+        coalesce(a.corte_em, '-infinity'::timestamptz) AS corte_anterior
+      FROM checkout_recorrencias r LEFT JOIN anterior a USING (vendedor_id)
+      WHERE r.status = 'hold'
+    )
+    SELECT vendedor_id, count(*)::int AS total_em_hold,
+      coalesce((array_agg(jsonb_build_object('id', id, 'valor_centavos', valor_centavos, 'moeda', moeda,
+          'motivo_hold', motivo_hold, 'hold_em', hold_em, 'cliente_ref', cliente_ref, 'descricao', descricao)
+        ORDER BY hold_em, id) FILTER (WHERE nova))[1:${listLimit}], '{}') AS novas,
+      greatest(coalesce(max(hold_em), now()), max(corte_anterior)) AS corte_em
+    FROM holds GROUP BY vendedor_id ORDER BY vendedor_id`);
+  return result.rows;
+}
+
+/** Inserts the day's notice for a seller; returns its id, or null when that seller already has one. */
+export async function insertNotice(
+  tx: CommonQueryMethods,
+  notice: {
+    sellerId: string;
+    date: IsoDate;
+    cutoff: Date;
+    newCount: number;
+    totalCount: number;
+    content: object;
+    status: 'pendente' | 'registrado';
+  },
+): Promise<number | null> {
+  return tx.maybeOneFirst(sql.type(z.object({ id: z.number() }))`
+    INSERT INTO avisos_vendedores (vendedor_id, data_negocio, corte_em, novas_em_hold, total_em_hold, conteudo, status)
+    VALUES (${notice.sellerId}, ${notice.date}::date, ${sql.timestamp(notice.cutoff)}, ${notice.newCount},
+      ${notice.totalCount}, ${sql.jsonb(notice.content as never)}, ${notice.status})
+    ON CONFLICT ON CONSTRAINT avisos_vendedores_um_por_dia DO NOTHING
+    RETURNING id`);
+}
+
+export const Notice = z.object({
+  id: z.number(),
+  vendedor_id: z.string(),
+  data_negocio: z.string(),
+  conteudo: z.record(z.string(), z.unknown()),
+  status: z.enum(['pendente', 'enviado', 'registrado', 'falhou']),
+  tentativas: z.number(),
+});
+export type Notice = z.infer<typeof Notice>;
+
+export async function findNotice(db: CommonQueryMethods, id: number): Promise<Notice | null> {
+  return db.maybeOne(sql.type(Notice)`
+    SELECT id, vendedor_id, data_negocio, conteudo, status, tentativas FROM avisos_vendedores WHERE id = ${id}`);
+}
+
+export async function markNoticeSent(db: CommonQueryMethods, id: number): Promise<void> {
+  await db.query(sql.unsafe`
+    UPDATE avisos_vendedores SET status = 'enviado', enviado_em = now(), tentativas = tentativas + 1, ultimo_erro = NULL
+    WHERE id = ${id}`);
+}
+
+export async function markNoticeAttemptFailed(
+  db: CommonQueryMethods,
+  id: number,
+  error: string,
+  final: boolean,
+): Promise<void> {
+  await db.query(sql.unsafe`
+    UPDATE avisos_vendedores
+    SET tentativas = tentativas + 1, ultimo_erro = ${error.slice(0, 1_000)},
+        status = CASE WHEN ${final} THEN 'falhou' ELSE status END
+    WHERE id = ${id} AND status <> 'enviado'`);
+}

@@ -1,0 +1,130 @@
+// Queries on checkout_recorrencia_cobrancas (one row per charge attempt) and on the skipped-cycle record.
+// An attempt is created pending with its idempotency key, marked sent before each gateway call, and
+// resolved exactly once (the `status = 'pendente'` guard is the fence against a second resolver).
+import { sql, type CommonQueryMethods } from 'slonik';
+import { z } from 'zod';
+import type { IsoDate } from '../domain/dates.ts';
+
+export const Attempt = z.object({
+  id: z.number(),
+  recorrencia_id: z.number(),
+  ciclo: z.string(),
+  tentativa: z.number(),
+  chave_idempotencia: z.string(),
+  status: z.enum(['pendente', 'aprovada', 'recusada']),
+  valor_centavos: z.number(),
+  moeda: z.string(),
+  cartao_token: z.string(),
+  codigo_recusa: z.string().nullable(),
+  recusa_reversivel: z.boolean().nullable(),
+  mensagem: z.string().nullable(),
+  gateway_ref: z.string().nullable(),
+  data_negocio: z.string(),
+  job_id: z.string().nullable(),
+  envios: z.number(),
+  criado_em: z.date(),
+  enviada_em: z.date().nullable(),
+  resolvida_em: z.date().nullable(),
+});
+export type Attempt = z.infer<typeof Attempt>;
+
+const COLUMNS = sql.fragment`id, recorrencia_id, ciclo, tentativa, chave_idempotencia, status, valor_centavos, moeda,
+  cartao_token, codigo_recusa, recusa_reversivel, mensagem, gateway_ref, data_negocio, job_id, envios, criado_em, enviada_em,
+  resolvida_em`;
+
+export async function findPendingAttempt(
+  db: CommonQueryMethods,
+  recurrenceId: number,
+): Promise<Attempt | null> {
+  return db.maybeOne(sql.type(Attempt)`
+    SELECT ${COLUMNS} FROM checkout_recorrencia_cobrancas WHERE recorrencia_id = ${recurrenceId} AND status = 'pendente'`);
+}
+
+export async function lastAttemptNumber(
+  db: CommonQueryMethods,
+  recurrenceId: number,
+  cycle: IsoDate,
+): Promise<number> {
+  return db.oneFirst(sql.type(z.object({ last: z.number() }))`
+    SELECT coalesce(max(tentativa), 0)::int AS last FROM checkout_recorrencia_cobrancas
+    WHERE recorrencia_id = ${recurrenceId} AND ciclo = ${cycle}::date`);
+}
+
+export async function insertAttempt(
+  tx: CommonQueryMethods,
+  attempt: {
+    recurrenceId: number;
+    cycle: IsoDate;
+    attempt: number;
+    key: string;
+    amountCents: number;
+    currency: string;
+    cardToken: string;
+    businessDate: IsoDate;
+    jobId: string | null;
+  },
+): Promise<Attempt> {
+  // Created as sent: the caller commits this and then calls the gateway.
+  return tx.one(sql.type(Attempt)`
+    INSERT INTO checkout_recorrencia_cobrancas
+      (recorrencia_id, ciclo, tentativa, chave_idempotencia, valor_centavos, moeda, cartao_token, data_negocio, job_id,
+       envios, enviada_em)
+    VALUES (${attempt.recurrenceId}, ${attempt.cycle}::date, ${attempt.attempt}, ${attempt.key}, ${attempt.amountCents},
+      ${attempt.currency}, ${attempt.cardToken}, ${attempt.businessDate}::date, ${attempt.jobId}::uuid, 1, now())
+    RETURNING ${COLUMNS}`);
+}
+
+/** Records that the attempt is about to be sent (committed before the gateway call). */
+export async function markAttemptSending(
+  tx: CommonQueryMethods,
+  id: number,
+  jobId: string | null,
+): Promise<void> {
+  await tx.query(sql.unsafe`
+    UPDATE checkout_recorrencia_cobrancas SET envios = envios + 1, enviada_em = now(), job_id = ${jobId}::uuid
+    WHERE id = ${id} AND status = 'pendente'`);
+}
+
+/** Resolves a pending attempt. Returns false when it was no longer pending (someone else resolved it). */
+export async function resolveAttempt(
+  tx: CommonQueryMethods,
+  id: number,
+  outcome:
+    | { status: 'aprovada'; gatewayRef: string }
+    | { status: 'recusada'; gatewayRef: string | null; code: string; reversible: boolean; message: string },
+): Promise<boolean> {
+  const declined = outcome.status === 'recusada' ? outcome : null;
+  const result = await tx.query(sql.type(z.object({ id: z.number() }))`
+    UPDATE checkout_recorrencia_cobrancas
+    SET status = ${outcome.status}, gateway_ref = ${outcome.gatewayRef}, resolvida_em = now(),
+        codigo_recusa = ${declined?.code ?? null}, recusa_reversivel = ${declined?.reversible ?? null},
+        mensagem = ${declined?.message ?? null}
+    WHERE id = ${id} AND status = 'pendente'
+    RETURNING id`);
+  return result.rowCount === 1;
+}
+
+/** Attempts sent to the gateway for a recurrence in the last 30 days (brand retry caps). */
+export async function countAttemptsSentLast30Days(
+  db: CommonQueryMethods,
+  recurrenceId: number,
+): Promise<number> {
+  return db.oneFirst(sql.type(z.object({ n: z.number() }))`
+    SELECT count(*)::int AS n FROM checkout_recorrencia_cobrancas
+    WHERE recorrencia_id = ${recurrenceId} AND envios > 0 AND criado_em > now() - interval '30 days'`);
+}
+
+export async function insertSkippedCycles(
+  tx: CommonQueryMethods,
+  recurrenceId: number,
+  cycles: IsoDate[],
+  chargedCycle: IsoDate,
+  reason: string,
+): Promise<void> {
+  if (cycles.length === 0) return;
+  await tx.query(sql.unsafe`
+    INSERT INTO checkout_recorrencia_ciclos_pulados (recorrencia_id, ciclo, cobrado_no_ciclo, motivo)
+    SELECT ${recurrenceId}, ciclo, ${chargedCycle}::date, ${reason}
+    FROM unnest(${sql.array(cycles, 'date')}) AS ciclo
+    ON CONFLICT DO NOTHING`);
+}

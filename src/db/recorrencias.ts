@@ -1,0 +1,140 @@
+// Queries on checkout_recorrencias (the recurrences). Functions take the connection first so the caller
+// owns the transaction; the ones that change a recurrence's charging state must run in the charge
+// transaction that also records the attempt's outcome.
+import { sql, type CommonQueryMethods } from 'slonik';
+import { z } from 'zod';
+import { PERIODICITIES } from '../domain/calendar.ts';
+import type { IsoDate } from '../domain/dates.ts';
+
+export const RECURRENCE_STATUSES = ['ativo', 'hold', 'pausado', 'cancelado', 'concluido'] as const;
+
+export const Recurrence = z.object({
+  id: z.number(),
+  vendedor_id: z.string(),
+  cliente_ref: z.string().nullable(),
+  cartao_token: z.string(),
+  bandeira: z.string(),
+  valor_centavos: z.number(),
+  moeda: z.string(),
+  descricao: z.string(),
+  periodicidade: z.enum(PERIODICITIES),
+  dia_ancora: z.number().nullable(),
+  proxima_cobranca: z.string(),
+  total_ciclos: z.number().nullable(),
+  ciclos_cobrados: z.number(),
+  status: z.enum(RECURRENCE_STATUSES),
+  falhas_consecutivas: z.number(),
+  total_falhas: z.number(),
+  proxima_tentativa: z.string().nullable(),
+  motivo_hold: z.string().nullable(),
+  hold_em: z.date().nullable(),
+  encerrada_em: z.date().nullable(),
+  referencia_externa: z.string().nullable(),
+  id_legado: z.string().nullable(),
+  criado_em: z.date(),
+  atualizado_em: z.date(),
+});
+export type Recurrence = z.infer<typeof Recurrence>;
+
+const COLUMNS = sql.fragment`id, vendedor_id, cliente_ref, cartao_token, bandeira, valor_centavos, moeda, descricao,
+  periodicidade, dia_ancora, proxima_cobranca, total_ciclos, ciclos_cobrados, status, falhas_consecutivas,
+  total_falhas, proxima_tentativa, motivo_hold, hold_em, encerrada_em, referencia_externa, id_legado, criado_em,
+  atualizado_em`;
+
+/** Locks the row for the rest of the transaction (the charge phases serialise on it). */
+export async function lockRecurrence(tx: CommonQueryMethods, id: number): Promise<Recurrence | null> {
+  return tx.maybeOne(
+    sql.type(Recurrence)`SELECT ${COLUMNS} FROM checkout_recorrencias WHERE id = ${id} FOR UPDATE`,
+  );
+}
+
+export async function findRecurrence(db: CommonQueryMethods, id: number): Promise<Recurrence | null> {
+  return db.maybeOne(sql.type(Recurrence)`SELECT ${COLUMNS} FROM checkout_recorrencias WHERE id = ${id}`);
+}
+
+const ChargeableRow = z.object({ id: z.number(), data: z.string() });
+export type ChargeableRow = z.infer<typeof ChargeableRow>;
+export type ChargeableCursor = { date: IsoDate; id: number } | null;
+
+/**
+ * One page of active recurrences to charge on `date`, keyset-paginated in (date, id) order over a partial
+ * index: `due` = next cycle on or before the date and not waiting for a retry (checkout_recorrencias_devidas_idx);
+ * `retry` = retry date on or before the date (checkout_recorrencias_retentativas_idx). `data` is that date.
+ */
+export async function findChargeablePage(
+  db: CommonQueryMethods,
+  kind: 'due' | 'retry',
+  date: IsoDate,
+  after: ChargeableCursor,
+  limit: number,
+): Promise<readonly ChargeableRow[]> {
+  const column =
+    kind === 'due' ? sql.identifier(['proxima_cobranca']) : sql.identifier(['proxima_tentativa']);
+  const waiting =
+    kind === 'due' ? sql.fragment`proxima_tentativa IS NULL` : sql.fragment`proxima_tentativa IS NOT NULL`;
+  const cursor =
+    after === null
+      ? sql.fragment`TRUE`
+      : sql.fragment`(${column}, id) > (${after.date}::date, ${after.id}::bigint)`;
+  const result = await db.query(sql.type(ChargeableRow)`
+    SELECT id, ${column}::text AS data FROM checkout_recorrencias
+    WHERE status = 'ativo' AND ${waiting} AND ${column} <= ${date}::date AND ${cursor}
+    ORDER BY ${column}, id
+    LIMIT ${limit}`);
+  return result.rows;
+}
+
+/** Moves the unpaid cycle forward to the one being charged now, after recording the skipped ones. */
+export async function markChargingCycle(tx: CommonQueryMethods, id: number, cycle: IsoDate): Promise<void> {
+  await tx.query(sql.unsafe`
+    UPDATE checkout_recorrencias
+    SET proxima_cobranca = ${cycle}::date, proxima_tentativa = NULL, atualizado_em = now()
+    WHERE id = ${id}`);
+}
+
+/** After an approval: next cycle, counters reset, concluido when the last cycle was charged. */
+export async function markCycleApproved(
+  tx: CommonQueryMethods,
+  id: number,
+  next: { nextCycle: IsoDate; completed: boolean },
+): Promise<void> {
+  await tx.query(sql.unsafe`
+    UPDATE checkout_recorrencias
+    SET proxima_cobranca = ${next.nextCycle}::date,
+        ciclos_cobrados = ciclos_cobrados + 1,
+        falhas_consecutivas = 0,
+        proxima_tentativa = NULL,
+        status = CASE WHEN ${next.completed} THEN 'concluido' ELSE status END,
+        encerrada_em = CASE WHEN ${next.completed} THEN now() ELSE encerrada_em END,
+        atualizado_em = now()
+    WHERE id = ${id}`);
+}
+
+/** After a reversible decline that will be retried on `retryOn`. */
+export async function markDeclinedForRetry(
+  tx: CommonQueryMethods,
+  id: number,
+  retryOn: IsoDate,
+): Promise<void> {
+  await tx.query(sql.unsafe`
+    UPDATE checkout_recorrencias
+    SET falhas_consecutivas = falhas_consecutivas + 1, total_falhas = total_falhas + 1,
+        proxima_tentativa = ${retryOn}::date, atualizado_em = now()
+    WHERE id = ${id}`);
+}
+
+/** After a decline that ends the retries, or a rejected request: the recurrence waits for an operator. */
+export async function markOnHold(
+  tx: CommonQueryMethods,
+  id: number,
+  reason: string,
+  countsAsDecline: boolean,
+): Promise<void> {
+  const increment = countsAsDecline ? 1 : 0;
+  await tx.query(sql.unsafe`
+    UPDATE checkout_recorrencias
+    SET status = 'hold', motivo_hold = ${reason}, hold_em = now(), proxima_tentativa = NULL,
+        falhas_consecutivas = falhas_consecutivas + ${increment}, total_falhas = total_falhas + ${increment},
+        atualizado_em = now()
+    WHERE id = ${id}`);
+}

@@ -1,0 +1,124 @@
+// The scheduler as deployed: schedule registration, many schedulers at once, and a missed tick caught up.
+import t from 'tap';
+import { createMigratedDatabase, query } from '../helpers/database.ts';
+import { eventually, logMessage, startService } from '../helpers/processes.ts';
+
+const SEED_CRONS = {
+  processar_recorrencias_do_dia: '0 8 * * *',
+  retentar_cobrancas_falhadas: '0 10 * * *',
+  notificar_recorrencias_hold: '0 18 * * *',
+  limpar_recorrencias_antigas: '0 2 * * 0',
+};
+
+type ScheduleRow = { name: string; key: string; cron: string; timezone: string };
+
+t.test(
+  'two schedulers leave exactly the four schedules, in São Paulo time, with the seed crons',
+  async (t) => {
+    const url = await createMigratedDatabase(t);
+    const schedulers = [
+      startService(t, ['scheduler'], { DATABASE_URL: url }),
+      startService(t, ['scheduler'], { DATABASE_URL: url }),
+    ];
+    await Promise.all(schedulers.map((s) => s.waitForLog(logMessage('scheduler started'))));
+    const rows = await query<ScheduleRow>(
+      url,
+      'SELECT name, key, cron, timezone FROM pgboss.schedule ORDER BY name',
+    );
+    t.same(
+      rows,
+      Object.entries(SEED_CRONS)
+        .map(([name, cron]) => ({ name, key: '', cron, timezone: 'America/Sao_Paulo' }))
+        .sort((a, b) => a.name.localeCompare(b.name)),
+    );
+    // A restart re-registers (upsert) rather than adding rows.
+    await schedulers[0]?.stop();
+    const again = startService(t, ['scheduler'], { DATABASE_URL: url });
+    await again.waitForLog(logMessage('scheduler started'));
+    t.equal((await query(url, 'SELECT 1 FROM pgboss.schedule')).length, 4);
+    for (const s of [again, schedulers[1]]) t.equal((await s?.stop())?.code, 0);
+  },
+);
+
+t.test('a per-minute schedule produces one job per minute with two schedulers running', async (t) => {
+  const url = await createMigratedDatabase(t);
+  const env = {
+    DATABASE_URL: url,
+    CRON_LIMPAR_RECORRENCIAS_ANTIGAS: '* * * * *',
+    SCHEDULER_INTERVAL_SECONDS: '5',
+  };
+  const schedulers = [startService(t, ['scheduler'], env), startService(t, ['scheduler'], env)];
+  await Promise.all(schedulers.map((s) => s.waitForLog(logMessage('scheduler started'))));
+  // No worker runs, so every job the schedules produce stays queued where we can count it. Wait until jobs
+  // exist for three distinct minutes: the middle one was fully covered by both schedulers.
+  const perMinute = await eventually(
+    async () => {
+      const rows = await query<{ minute: string; jobs: number }>(
+        url,
+        `SELECT to_char(date_trunc('minute', created_on), 'HH24:MI') AS minute, count(*)::int AS jobs
+       FROM pgboss.job WHERE name = 'limpar_recorrencias_antigas' GROUP BY 1 ORDER BY 1`,
+      );
+      return rows.length >= 3 ? rows : undefined;
+    },
+    200_000,
+    1_000,
+  );
+  t.ok(
+    perMinute.every((row) => row.jobs === 1),
+    `one job per minute: ${JSON.stringify(perMinute)}`,
+  );
+  for (const s of schedulers) t.equal((await s.stop()).code, 0);
+});
+
+t.test('a tick missed while every scheduler was down is sent once when a scheduler starts', async (t) => {
+  const url = await createMigratedDatabase(t);
+  const first = startService(t, ['scheduler'], { DATABASE_URL: url });
+  await first.waitForLog(logMessage('scheduler started'));
+  t.equal((await first.stop()).code, 0);
+
+  // Pretend the schedulers went down ten minutes ago and the task's daily tick fell three minutes ago.
+  const [tick] = await query<{ minute: number; hour: number }>(
+    url,
+    `SELECT extract(minute FROM t)::int AS minute, extract(hour FROM t)::int AS hour
+     FROM (SELECT (now() - interval '3 minutes') AT TIME ZONE 'America/Sao_Paulo' AS t) x`,
+  );
+  const cron = `${tick?.minute} ${tick?.hour} * * *`;
+  await query(url, `UPDATE pgboss.version SET cron_on = now() - interval '10 minutes'`);
+  await query(
+    url,
+    `UPDATE pgboss.schedule SET created_on = now() - interval '2 days', cron = $1 WHERE name = 'processar_recorrencias_do_dia'`,
+    [cron],
+  );
+
+  const env = {
+    DATABASE_URL: url,
+    CRON_PROCESSAR_RECORRENCIAS_DO_DIA: cron,
+    SCHEDULER_INTERVAL_SECONDS: '2',
+  };
+  const schedulers = [startService(t, ['scheduler'], env), startService(t, ['scheduler'], env)];
+  const jobs = await eventually(async () => {
+    const rows = await query<{ id: string }>(
+      url,
+      `SELECT id FROM pgboss.job WHERE name = 'processar_recorrencias_do_dia'`,
+    );
+    return rows.length > 0 ? rows : undefined;
+  }, 60_000);
+  t.equal(jobs.length, 1, 'the missed tick was sent');
+  // Let two more cron passes happen, then check nothing else was sent.
+  const [before] = await query<{ cron_on: Date }>(url, 'SELECT cron_on FROM pgboss.version');
+  await eventually(
+    async () => {
+      const [row] = await query<{ passes: boolean }>(
+        url,
+        `SELECT cron_on > $1::timestamptz + interval '3 seconds' AS passes FROM pgboss.version`,
+        [before?.cron_on],
+      );
+      return row?.passes ? true : undefined;
+    },
+    30_000,
+    500,
+  );
+  const after = await query(url, `SELECT id FROM pgboss.job WHERE name = 'processar_recorrencias_do_dia'`);
+  t.equal(after.length, 1, 'and only once');
+  for (const s of schedulers) t.equal((await s.stop()).code, 0);
+});

@@ -1,0 +1,100 @@
+// How roles start and stop as deployed: fail closed on bad configuration, refuse an unmigrated database,
+// wait for a database that is down, and stop gracefully on SIGTERM.
+import { rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import t from 'tap';
+import { freePort, makeTempDataDir, startEmbeddedPostgres } from '../../src/dev/embedded-postgres.ts';
+import { createEmptyDatabase, createMigratedDatabase } from '../helpers/database.ts';
+import { logMessage, startService } from '../helpers/processes.ts';
+
+const TOKEN = 'test-token-0123456789abcdef';
+// Nothing listens there: these tests never reach a charge.
+const GATEWAY_URL = 'http://127.0.0.1:9';
+
+t.test('without DATABASE_URL every database role refuses to start and names the variable', async (t) => {
+  for (const role of ['migrate', 'worker', 'scheduler', 'admin']) {
+    const service = startService(t, [role], { ADMIN_TOKEN: TOKEN });
+    const { code } = await service.exited;
+    t.equal(code, 2, `${role} exits with the usage code`);
+    t.match(service.stderr(), /DATABASE_URL: required/, `${role} names DATABASE_URL`);
+  }
+});
+
+t.test('an invalid cron or time zone is refused at start with the variable named', async (t) => {
+  const url = 'postgres://postgres@127.0.0.1:1/none';
+  const cron = startService(t, ['scheduler'], {
+    DATABASE_URL: url,
+    CRON_RETENTAR_COBRANCAS_FALHADAS: '61 10 * * *',
+  });
+  t.equal((await cron.exited).code, 2);
+  t.match(cron.stderr(), /CRON_RETENTAR_COBRANCAS_FALHADAS/);
+  const zone = startService(t, ['worker'], { DATABASE_URL: url, BUSINESS_TIME_ZONE: 'Mars/Olympus_Mons' });
+  t.equal((await zone.exited).code, 2);
+  t.match(zone.stderr(), /BUSINESS_TIME_ZONE: not a known IANA time zone/);
+});
+
+t.test(
+  'a worker refuses to start without GATEWAY_URL: it never falls back to the fake gateway',
+  async (t) => {
+    const worker = startService(t, ['worker'], { DATABASE_URL: 'postgres://postgres@127.0.0.1:1/none' });
+    t.equal((await worker.exited).code, 2);
+    t.match(worker.stderr(), /GATEWAY_URL: required for workers/);
+  },
+);
+
+t.test('the admin role refuses to start without a token outside development mode', async (t) => {
+  const admin = startService(t, ['admin'], { DATABASE_URL: 'postgres://postgres@127.0.0.1:1/none' });
+  t.equal((await admin.exited).code, 2);
+  t.match(admin.stderr(), /ADMIN_TOKENS: required/);
+});
+
+t.test('a worker started before migrate refuses to run and says why', async (t) => {
+  const url = await createEmptyDatabase(t);
+  const worker = startService(t, ['worker'], { DATABASE_URL: url, GATEWAY_URL });
+  const { code } = await worker.exited;
+  t.equal(code, 3, 'exits with the not-migrated code');
+  const fatal = await worker.waitForLog((line) => line.level === 60);
+  t.match(String(fatal.msg), /not migrated.*run `node dist\/main\.js migrate` first/);
+});
+
+t.test('a worker started while Postgres is down waits, then comes up by itself', async (t) => {
+  // A migrated database whose server is down when the worker starts (a restart or an outage).
+  const port = await freePort();
+  const url = `postgres://postgres@127.0.0.1:${port}/recorrencias`;
+  const dataDir = await makeTempDataDir('recorrencias-down-');
+  t.teardown(() => rm(dataDir, { recursive: true, force: true }));
+  const postgres = await startEmbeddedPostgres({ dataDir: join(dataDir, 'data'), port });
+  t.teardown(() => postgres.stop());
+  await postgres.createDatabase('recorrencias');
+  const migrate = startService(t, ['migrate'], { DATABASE_URL: url });
+  t.equal((await migrate.exited).code, 0, migrate.stdout());
+  await postgres.stop();
+
+  const worker = startService(t, ['worker'], { DATABASE_URL: url, GATEWAY_URL });
+  const waiting = await worker.waitForLog(logMessage('database unreachable, waiting'));
+  t.equal(waiting.level, 40, 'logged as a warning');
+  await postgres.restart();
+
+  await worker.waitForLog(logMessage('worker started'), 60_000);
+  t.ok(worker.lines.some(logMessage('database reachable')), 'logs when the database is back');
+  const { code } = await worker.stop('SIGTERM');
+  t.equal(code, 0);
+});
+
+t.test('each role stops gracefully on SIGTERM and exits 0', async (t) => {
+  const url = await createMigratedDatabase(t);
+  const env = { DATABASE_URL: url, ADMIN_TOKEN: TOKEN, ADMIN_PORT: '0', GATEWAY_URL };
+  const roles = [
+    { role: 'worker', ready: 'worker started' },
+    { role: 'scheduler', ready: 'scheduler started' },
+    { role: 'admin', ready: 'admin server listening' },
+    { role: 'all', ready: 'scheduler started' },
+  ];
+  for (const { role, ready } of roles) {
+    const service = startService(t, [role], env);
+    await service.waitForLog(logMessage(ready));
+    const { code, signal } = await service.stop('SIGTERM');
+    t.same({ code, signal }, { code: 0, signal: null }, `${role} exits 0`);
+    t.ok(service.lines.some(logMessage('stopped')), `${role} logs that it stopped`);
+  }
+});

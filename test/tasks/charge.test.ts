@@ -1,0 +1,379 @@
+// The charge protocol against real Postgres, real pg-boss jobs and the fake gateway over HTTP: outcomes,
+// retries and holds, ambiguous outcomes resolved with the same key, the completion fence, the calendar.
+import t from 'tap';
+import { enqueueChargeJobs } from '../../src/tasks/charge/charge-jobs.ts';
+import { chargeRecurrence, type ChargeResult } from '../../src/tasks/charge/charge-recurrence.ts';
+import { CHARGE_QUEUE } from '../../src/queue/task-names.ts';
+import { query } from '../helpers/database.ts';
+import {
+  assertLedgerAgrees,
+  attemptsOf,
+  createHarness,
+  insertRecurrence,
+  jobState,
+  recurrenceState,
+  type Harness,
+} from '../helpers/harness.ts';
+
+const DAY = '2031-03-10';
+
+/** Enqueues the daily job for `id` on `date`, claims it like a worker, runs the protocol. */
+async function chargeOnce(
+  h: Harness,
+  id: number,
+  date = DAY,
+  motivo: 'agendada' | 'retentativa' = 'agendada',
+): Promise<{ result: ChargeResult; jobId: string }> {
+  await enqueueChargeJobs(h.boss, [{ recorrenciaId: id, dataNegocio: date, motivo }]);
+  const [job] = await h.fetchChargeJobs();
+  if (job === undefined) throw new Error('no charge job to fetch');
+  return { result: await chargeRecurrence(h.deps, job), jobId: job.id };
+}
+
+/** Claims the job again after pg-boss's retry (as the next worker would) and runs the protocol. */
+async function retryJob(h: Harness, jobId: string): Promise<ChargeResult> {
+  await query(h.url, `UPDATE pgboss.job SET start_after = now() WHERE id = $1`, [jobId]);
+  const [job] = await h.fetchChargeJobs();
+  if (job?.id !== jobId) throw new Error(`expected to claim ${jobId} again, got ${job?.id}`);
+  return chargeRecurrence(h.deps, job);
+}
+
+t.test(
+  'approved: the cycle is charged, the next one computed from the anchor, the job completed',
+  async (t) => {
+    const h = await createHarness(t);
+    const id = await insertRecurrence(h.pool, {
+      proxima_cobranca: '2031-01-31',
+      dia_ancora: 31,
+      valor_centavos: 12345,
+    });
+    const { result, jobId } = await chargeOnce(h, id, '2031-01-31');
+    t.match(result, {
+      status: 'approved',
+      cycle: '2031-01-31',
+      amountCents: 12345,
+      key: `rec-${id}-2031-01-31-t1`,
+    });
+    t.match(await recurrenceState(h.url, id), {
+      proxima_cobranca: '2031-02-28',
+      ciclos_cobrados: 1,
+      falhas_consecutivas: 0,
+    });
+    t.equal(await jobState(h.url, jobId), 'completed');
+    const second = await chargeOnce(h, id, '2031-02-28');
+    t.equal(second.result.status, 'approved');
+    t.equal(
+      (await recurrenceState(h.url, id)).proxima_cobranca,
+      '2031-03-31',
+      'back to the 31st after February',
+    );
+    await assertLedgerAgrees(t, h.url, h.gateway);
+  },
+);
+
+t.test('a rerun of the same job finds nothing due and charges nothing', async (t) => {
+  const h = await createHarness(t);
+  const id = await insertRecurrence(h.pool, { proxima_cobranca: DAY });
+  await chargeOnce(h, id);
+  const again = await enqueueChargeJobs(h.boss, [
+    { recorrenciaId: id, dataNegocio: DAY, motivo: 'agendada' },
+  ]);
+  t.equal(again, 0, 'the same (recurrence, date, reason) job is not enqueued twice');
+  await enqueueChargeJobs(h.boss, [{ recorrenciaId: id, dataNegocio: '2031-03-11', motivo: 'agendada' }]);
+  const [job] = await h.fetchChargeJobs();
+  t.same(await chargeRecurrence(h.deps, job as never), { status: 'skipped', reason: 'not_due' });
+  t.equal(h.gateway.ledger().length, 1);
+});
+
+t.test('reversible declines back off 1, 3, 7 days and the fourth puts the recurrence on hold', async (t) => {
+  const h = await createHarness(t);
+  const id = await insertRecurrence(h.pool, {
+    proxima_cobranca: DAY,
+    cartao_token: 'tok_recusa_reversivel_1',
+  });
+  const first = await chargeOnce(h, id, DAY);
+  t.match(first.result, { status: 'declined', code: '51', decision: 'retry' });
+  t.match(await recurrenceState(h.url, id), {
+    status: 'ativo',
+    proxima_tentativa: '2031-03-11',
+    falhas_consecutivas: 1,
+  });
+  t.equal(
+    await jobState(h.url, first.jobId),
+    'completed',
+    'a decline is a business outcome: the job completes',
+  );
+
+  // processar does not pick up a recurrence waiting for its retry.
+  await enqueueChargeJobs(h.boss, [{ recorrenciaId: id, dataNegocio: '2031-03-11', motivo: 'agendada' }]);
+  const [daily] = await h.fetchChargeJobs();
+  t.same(await chargeRecurrence(h.deps, daily as never), { status: 'skipped', reason: 'waiting_for_retry' });
+
+  const expected = [
+    ['2031-03-11', '2031-03-14'],
+    ['2031-03-14', '2031-03-21'],
+  ];
+  for (const [date, next] of expected) {
+    const retry = await chargeOnce(h, id, date, 'retentativa');
+    t.match(retry.result, { status: 'declined', decision: 'retry' });
+    t.equal((await recurrenceState(h.url, id)).proxima_tentativa, next);
+  }
+  const last = await chargeOnce(h, id, '2031-03-21', 'retentativa');
+  t.match(last.result, { status: 'declined', decision: 'hold' });
+  const state = await recurrenceState(h.url, id);
+  t.match(state, { status: 'hold', proxima_tentativa: null, falhas_consecutivas: 4 });
+  t.match(state.motivo_hold, /4 recusas seguidas/);
+  t.same(
+    (await attemptsOf(h.url, id)).map((a) => a.chave_idempotencia),
+    [1, 2, 3, 4].map((n) => `rec-${id}-${DAY}-t${n}`),
+    'each retry is a new attempt with a new key, all for the same cycle',
+  );
+  await assertLedgerAgrees(t, h.url, h.gateway);
+});
+
+t.test(
+  'an irreversible decline puts the recurrence on hold at once, and nothing is sent for it afterwards',
+  async (t) => {
+    const h = await createHarness(t);
+    const id = await insertRecurrence(h.pool, {
+      proxima_cobranca: DAY,
+      cartao_token: 'tok_recusa_irreversivel_1',
+    });
+    const { result } = await chargeOnce(h, id);
+    t.match(result, { status: 'declined', code: '14', decision: 'hold' });
+    t.match(await recurrenceState(h.url, id), { status: 'hold', proxima_tentativa: null });
+    const later = await chargeOnce(h, id, '2031-03-12', 'retentativa');
+    t.same(later.result, { status: 'skipped', reason: 'recurrence_hold' });
+    t.equal(h.gateway.ledger().length, 1, 'no request for a recurrence on hold');
+  },
+);
+
+t.test('an approval after declines resets the failure counter', async (t) => {
+  const h = await createHarness(t);
+  const id = await insertRecurrence(h.pool, { proxima_cobranca: DAY, cartao_token: 'tok_x_1' });
+  h.gateway.setFaults({ rules: [{ nth: 1, fault: 'decline_reversible' }] });
+  t.match((await chargeOnce(h, id)).result, { status: 'declined' });
+  t.match((await chargeOnce(h, id, '2031-03-11', 'retentativa')).result, { status: 'approved', cycle: DAY });
+  t.match(await recurrenceState(h.url, id), {
+    falhas_consecutivas: 0,
+    proxima_tentativa: null,
+    proxima_cobranca: '2031-04-10',
+  });
+  await assertLedgerAgrees(t, h.url, h.gateway);
+});
+
+for (const fault of [
+  'timeout_before',
+  'timeout_after',
+  'reset_before',
+  'reset_after',
+  'error_500_before',
+  'error_500_after',
+  'rate_limited',
+] as const) {
+  t.test(
+    `ambiguous outcome (${fault}): attempt stays pending, the retry resolves it with the same key`,
+    async (t) => {
+      const h = await createHarness(t, { env: { GATEWAY_TIMEOUT_MS: '300' } });
+      h.gateway.setFaults({ rules: [{ nth: 1, fault, holdMs: 2_000 }] });
+      const id = await insertRecurrence(h.pool, { proxima_cobranca: DAY });
+      const { result, jobId } = await chargeOnce(h, id);
+      t.match(result, { status: 'unresolved', key: `rec-${id}-${DAY}-t1` });
+      t.same(
+        (await attemptsOf(h.url, id)).map((a) => a.status),
+        ['pendente'],
+        'never recorded as a decline',
+      );
+      t.equal((await recurrenceState(h.url, id)).proxima_cobranca, DAY);
+      await h.boss.fail(CHARGE_QUEUE, { id: jobId, retryCount: 0 }, { error: 'unknown outcome' });
+
+      const retried = await retryJob(h, jobId);
+      t.match(retried, { status: 'approved', key: `rec-${id}-${DAY}-t1` }, 'resolved under the same key');
+      t.same(
+        (await attemptsOf(h.url, id)).map((a) => a.status),
+        ['aprovada'],
+      );
+      t.equal(h.gateway.ledger().length, 1, 'charged exactly once at the gateway');
+      await assertLedgerAgrees(t, h.url, h.gateway);
+    },
+  );
+}
+
+t.test(
+  'a pending attempt whose job was dead-lettered is resumed by the next day run, never given a fresh key',
+  async (t) => {
+    const h = await createHarness(t, { env: { GATEWAY_TIMEOUT_MS: '300' } });
+    h.gateway.setFaults({ rules: [{ nth: 1, fault: 'timeout_after', holdMs: 2_000 }] });
+    const id = await insertRecurrence(h.pool, { proxima_cobranca: DAY });
+    t.match((await chargeOnce(h, id)).result, { status: 'unresolved' });
+    // The next day's daily job for the same recurrence finds the pending attempt and resumes it.
+    const next = await chargeOnce(h, id, '2031-03-11');
+    t.match(next.result, { status: 'approved', key: `rec-${id}-${DAY}-t1`, cycle: DAY });
+    t.equal(h.gateway.stats().lookups, 1, 'looked the key up before sending again');
+    t.equal(h.gateway.ledger().length, 1);
+    await assertLedgerAgrees(t, h.url, h.gateway);
+  },
+);
+
+t.test('the completion fence: a worker whose claim lapsed cannot commit its outcome', async (t) => {
+  const h = await createHarness(t);
+  const id = await insertRecurrence(h.pool, { proxima_cobranca: DAY });
+  await enqueueChargeJobs(h.boss, [{ recorrenciaId: id, dataNegocio: DAY, motivo: 'agendada' }]);
+  const [stale] = await h.fetchChargeJobs();
+  if (stale === undefined) throw new Error('no job');
+  // The claim lapses (expiry or lost heartbeat) and another worker takes the job over.
+  await h.boss.fail(CHARGE_QUEUE, { id: stale.id, retryCount: stale.retryCount }, { error: 'expired' });
+  await query(h.url, `UPDATE pgboss.job SET start_after = now() WHERE id = $1`, [stale.id]);
+  const [fresh] = await h.fetchChargeJobs();
+  t.equal(fresh?.id, stale.id);
+
+  const late = await chargeRecurrence(h.deps, stale);
+  t.match(late, { status: 'claim_lost' }, 'the stale worker reached its commit and was refused');
+  t.same(
+    (await attemptsOf(h.url, id)).map((a) => a.status),
+    ['pendente'],
+    'its transaction rolled back',
+  );
+  t.equal((await recurrenceState(h.url, id)).ciclos_cobrados, 0);
+
+  const current = await chargeRecurrence(h.deps, fresh as never);
+  t.match(current, { status: 'approved', key: `rec-${id}-${DAY}-t1` });
+  t.equal(h.gateway.ledger().length, 1, 'the gateway replayed the first execution');
+  await assertLedgerAgrees(t, h.url, h.gateway);
+});
+
+t.test('several cycles behind: charge the current cycle once and record the skipped ones', async (t) => {
+  const h = await createHarness(t);
+  const id = await insertRecurrence(h.pool, { proxima_cobranca: '2031-01-01', periodicidade: 'semanal' });
+  const { result } = await chargeOnce(h, id, '2031-01-29');
+  t.match(result, { status: 'approved', cycle: '2031-01-29' });
+  const skipped = await query<{ ciclo: string; cobrado_no_ciclo: string }>(
+    h.url,
+    'SELECT ciclo::text, cobrado_no_ciclo::text FROM checkout_recorrencia_ciclos_pulados WHERE recorrencia_id = $1 ORDER BY ciclo',
+    [id],
+  );
+  t.same(
+    skipped.map((row) => row.ciclo),
+    ['2031-01-01', '2031-01-08', '2031-01-15', '2031-01-22'],
+  );
+  t.equal((await recurrenceState(h.url, id)).proxima_cobranca, '2031-02-05');
+  t.equal(h.gateway.ledger().length, 1, 'charged once');
+});
+
+t.test('one cycle behind (the service was down yesterday) is charged for that cycle', async (t) => {
+  const h = await createHarness(t);
+  const id = await insertRecurrence(h.pool, { proxima_cobranca: '2031-03-09' });
+  t.match((await chargeOnce(h, id, DAY)).result, { status: 'approved', cycle: '2031-03-09' });
+  t.equal((await recurrenceState(h.url, id)).proxima_cobranca, '2031-04-09');
+});
+
+t.test('with back-billing on, every missed cycle is charged, each by its own job', async (t) => {
+  const h = await createHarness(t, { env: { BACKBILL_MISSED_CYCLES: 'true' } });
+  const id = await insertRecurrence(h.pool, { proxima_cobranca: '2031-01-31', dia_ancora: 31 });
+  t.match((await chargeOnce(h, id, '2031-03-31')).result, { status: 'approved', cycle: '2031-01-31' });
+  for (const cycle of ['2031-02-28', '2031-03-31']) {
+    const [job] = await h.fetchChargeJobs();
+    t.equal(job?.data.motivo, 'retroativa', 'the next missed cycle was enqueued with the approval');
+    t.match(await chargeRecurrence(h.deps, job as never), { status: 'approved', cycle });
+  }
+  t.same(await h.fetchChargeJobs(), [], 'nothing more once caught up');
+  t.equal((await recurrenceState(h.url, id)).proxima_cobranca, '2031-04-30');
+  await assertLedgerAgrees(t, h.url, h.gateway);
+});
+
+t.test('the last approved cycle of a fixed-length recurrence makes it concluido', async (t) => {
+  const h = await createHarness(t);
+  const id = await insertRecurrence(h.pool, { proxima_cobranca: DAY, total_ciclos: 3, ciclos_cobrados: 2 });
+  t.match((await chargeOnce(h, id)).result, { status: 'approved' });
+  t.match(await recurrenceState(h.url, id), { status: 'concluido', ciclos_cobrados: 3 });
+  const [ended] = await query<{ encerrada: boolean }>(
+    h.url,
+    'SELECT encerrada_em IS NOT NULL AS encerrada FROM checkout_recorrencias WHERE id = $1',
+    [id],
+  );
+  t.equal(ended?.encerrada, true);
+});
+
+t.test(
+  'a recurrence cancelled while its charge is in flight keeps the charge and stops the next',
+  async (t) => {
+    const h = await createHarness(t);
+    const id = await insertRecurrence(h.pool, { proxima_cobranca: DAY });
+    h.gateway.setFaults({ rules: [{ nth: 1, fault: 'hold' }] });
+    const charging = chargeOnce(h, id);
+    await h.gateway.waitForHeld(1);
+    await query(
+      h.url,
+      `UPDATE checkout_recorrencias SET status = 'cancelado', encerrada_em = now() WHERE id = $1`,
+      [id],
+    );
+    h.gateway.release();
+    t.match((await charging).result, { status: 'approved' }, 'the money moved: the approval is recorded');
+    t.match(await recurrenceState(h.url, id), { status: 'cancelado', proxima_cobranca: '2031-04-10' });
+    t.match((await chargeOnce(h, id, '2031-04-10')).result, {
+      status: 'skipped',
+      reason: 'recurrence_cancelado',
+    });
+    await assertLedgerAgrees(t, h.url, h.gateway);
+  },
+);
+
+t.test('the amount of a charge in flight is kept when the recurrence changes meanwhile', async (t) => {
+  const h = await createHarness(t, { env: { GATEWAY_TIMEOUT_MS: '300' } });
+  h.gateway.setFaults({ rules: [{ nth: 1, fault: 'timeout_after', holdMs: 2_000 }] });
+  const id = await insertRecurrence(h.pool, { proxima_cobranca: DAY, valor_centavos: 1000 });
+  const { jobId } = await chargeOnce(h, id);
+  await query(
+    h.url,
+    `UPDATE checkout_recorrencias SET valor_centavos = 2000, cartao_token = 'tok_novo' WHERE id = $1`,
+    [id],
+  );
+  await h.boss.fail(CHARGE_QUEUE, { id: jobId, retryCount: 0 }, {});
+  t.match(await retryJob(h, jobId), { status: 'approved', amountCents: 1000 });
+  await assertLedgerAgrees(t, h.url, h.gateway);
+});
+
+t.test(
+  'a request the gateway rejects (not a decline) holds the recurrence and dead-letters the job',
+  async (t) => {
+    const h = await createHarness(t, { gateway: { apiKey: 'the-real-key-0123456789' } });
+    const id = await insertRecurrence(h.pool, { proxima_cobranca: DAY });
+    const { result } = await chargeOnce(h, id);
+    t.match(result, { status: 'rejected' });
+    const state = await recurrenceState(h.url, id);
+    t.equal(state.status, 'hold');
+    t.match(state.motivo_hold, /gateway rejeitou/);
+    t.equal(state.falhas_consecutivas, 0, 'not counted as a decline');
+    t.same(
+      (await attemptsOf(h.url, id)).map((a) => a.status),
+      ['pendente'],
+      'never recorded as declined',
+    );
+  },
+);
+
+t.test('inactive or missing recurrences are skipped without calling the gateway', async (t) => {
+  const h = await createHarness(t);
+  for (const status of ['pausado', 'cancelado', 'concluido'] as const) {
+    const id = await insertRecurrence(h.pool, { proxima_cobranca: DAY, status, encerrada_em: new Date() });
+    t.same((await chargeOnce(h, id)).result, { status: 'skipped', reason: `recurrence_${status}` });
+  }
+  t.same((await chargeOnce(h, 999_999)).result, { status: 'skipped', reason: 'recurrence_not_found' });
+  const future = await insertRecurrence(h.pool, { proxima_cobranca: '2031-03-11' });
+  t.same((await chargeOnce(h, future)).result, { status: 'skipped', reason: 'not_due' });
+  t.equal(h.gateway.stats().requests, 0);
+});
+
+t.test('brand limits over 30 days hold a recurrence whose card keeps declining', async (t) => {
+  const h = await createHarness(t, {
+    env: { BRAND_RETRY_LIMITS_30D: 'elo:2', MAX_DECLINES_BEFORE_HOLD: '10' },
+  });
+  const id = await insertRecurrence(h.pool, {
+    proxima_cobranca: DAY,
+    bandeira: 'elo',
+    cartao_token: 'tok_recusa_reversivel_9',
+  });
+  t.match((await chargeOnce(h, id)).result, { decision: 'retry' });
+  t.match((await chargeOnce(h, id, '2031-03-11', 'retentativa')).result, { decision: 'hold' });
+  t.match((await recurrenceState(h.url, id)).motivo_hold, /bandeira elo/);
+});

@@ -1,0 +1,395 @@
+// The four periodic tasks in-process against real Postgres: what each enqueues or writes, the once-per-date
+// rule, the seller notices (signed, once) and the archive.
+import { createServer, type IncomingMessage } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import t, { type Test } from 'tap';
+import { CHARGE_QUEUE, NOTICE_DELIVERY_QUEUE } from '../../src/queue/task-names.ts';
+import { verifySignature } from '../../src/notices/webhook.ts';
+import { chargeRecurrence } from '../../src/tasks/charge/charge-recurrence.ts';
+import { runPeriodicTask, type PeriodicOutcome } from '../../src/tasks/periodic-runner.ts';
+import { PERIODIC_TASK_DEFINITIONS } from '../../src/tasks/registry.ts';
+import { registerNoticeWorker } from '../../src/tasks/notices/notice-worker.ts';
+import type { PeriodicTaskName } from '../../src/queue/task-names.ts';
+import { query } from '../helpers/database.ts';
+import { eventually } from '../helpers/processes.ts';
+import {
+  assertLedgerAgrees,
+  attemptsOf,
+  createHarness,
+  insertRecurrence,
+  type Harness,
+} from '../helpers/harness.ts';
+
+const DAY = '2031-03-10';
+
+function run(h: Harness, task: PeriodicTaskName, date = DAY, force = false): Promise<PeriodicOutcome> {
+  return runPeriodicTask(PERIODIC_TASK_DEFINITIONS[task], h.deps, {
+    date,
+    force,
+    jobId: null,
+    attempt: 1,
+    signal: new AbortController().signal,
+  });
+}
+
+async function chargeJobs(
+  h: Harness,
+): Promise<Array<{ recorrenciaId: number; motivo: string; dataNegocio: string }>> {
+  const rows = await query<{ data: { recorrenciaId: number; motivo: string; dataNegocio: string } }>(
+    h.url,
+    `SELECT data FROM pgboss.job WHERE name = $1 ORDER BY (data->>'recorrenciaId')::bigint`,
+    [CHARGE_QUEUE],
+  );
+  return rows.map((row) => row.data);
+}
+
+t.test(
+  'processar enqueues one job per active due recurrence not waiting for a retry, and only once per date',
+  async (t) => {
+    const h = await createHarness(t);
+    const due = [
+      await insertRecurrence(h.pool, { proxima_cobranca: DAY }),
+      await insertRecurrence(h.pool, { proxima_cobranca: '2031-03-01' }),
+    ];
+    await insertRecurrence(h.pool, { proxima_cobranca: '2031-03-11' });
+    await insertRecurrence(h.pool, { proxima_cobranca: DAY, status: 'hold' });
+    await insertRecurrence(h.pool, { proxima_cobranca: DAY, status: 'pausado' });
+    await insertRecurrence(h.pool, { proxima_cobranca: DAY, proxima_tentativa: '2031-03-12' });
+
+    const first = await run(h, 'processar_recorrencias_do_dia');
+    t.match(first, { status: 'succeeded', counts: { encontradas: 2, enfileiradas: 2, ja_enfileiradas: 0 } });
+    t.same(
+      (await chargeJobs(h)).map((job) => job.recorrenciaId),
+      due,
+    );
+    t.match(await run(h, 'processar_recorrencias_do_dia'), {
+      status: 'skipped',
+      reason: 'already_succeeded',
+    });
+    const forced = await run(h, 'processar_recorrencias_do_dia', DAY, true);
+    t.match(
+      forced,
+      { status: 'succeeded', counts: { encontradas: 2, enfileiradas: 0, ja_enfileiradas: 2 } },
+      'forced rerun enqueues nothing new',
+    );
+    t.equal((await chargeJobs(h)).length, 2);
+    const runs = await query<{ status: string; forcada: boolean }>(
+      h.url,
+      `SELECT status, forcada FROM execucoes_tarefas ORDER BY id`,
+    );
+    t.same(runs, [
+      { status: 'sucesso', forcada: false },
+      { status: 'sucesso', forcada: true },
+    ]);
+  },
+);
+
+t.test('processar pages through more recurrences than one page holds', async (t) => {
+  const h = await createHarness(t);
+  await query(
+    h.url,
+    `INSERT INTO checkout_recorrencias (vendedor_id, cartao_token, bandeira, valor_centavos, periodicidade, dia_ancora, proxima_cobranca)
+     SELECT 'v', 'tok_aprova_' || g, 'visa', 1000, 'mensal', 10, $1::date - (g % 3) FROM generate_series(1, 12001) g`,
+    [DAY],
+  );
+  t.match(await run(h, 'processar_recorrencias_do_dia'), {
+    counts: { encontradas: 12001, enfileiradas: 12001 },
+  });
+  const [count] = await query<{ n: number; distinct: number }>(
+    h.url,
+    `SELECT count(*)::int AS n, count(DISTINCT data->>'recorrenciaId')::int AS distinct FROM pgboss.job WHERE name = $1`,
+    [CHARGE_QUEUE],
+  );
+  t.same(count, { n: 12001, distinct: 12001 });
+});
+
+t.test(
+  'retentar enqueues retries whose date has come; the charge uses a new attempt number and key',
+  async (t) => {
+    const h = await createHarness(t);
+    const id = await insertRecurrence(h.pool, {
+      proxima_cobranca: DAY,
+      cartao_token: 'tok_recusa_reversivel_3',
+    });
+    await run(h, 'processar_recorrencias_do_dia');
+    const [job] = await h.fetchChargeJobs();
+    t.match(await chargeRecurrence(h.deps, job as never), { status: 'declined', decision: 'retry' });
+    t.match(
+      await run(h, 'retentar_cobrancas_falhadas', DAY),
+      { counts: { encontradas: 0 } },
+      'not before the retry date',
+    );
+    t.match(await run(h, 'retentar_cobrancas_falhadas', '2031-03-11'), {
+      counts: { encontradas: 1, enfileiradas: 1 },
+    });
+    const [retry] = await h.fetchChargeJobs();
+    t.same(retry?.data, { recorrenciaId: id, dataNegocio: '2031-03-11', motivo: 'retentativa' });
+    await chargeRecurrence(h.deps, retry as never);
+    t.same(
+      (await attemptsOf(h.url, id)).map((a) => a.chave_idempotencia),
+      [`rec-${id}-${DAY}-t1`, `rec-${id}-${DAY}-t2`],
+    );
+    t.match(await run(h, 'retentar_cobrancas_falhadas', '2031-03-11'), {
+      status: 'skipped',
+      reason: 'already_succeeded',
+    });
+    await assertLedgerAgrees(t, h.url, h.gateway);
+  },
+);
+
+/** A webhook receiver that records what it gets; `failFirst` requests are answered 503. */
+async function webhookReceiver(t: Test, failFirst = 0) {
+  const received: Array<{ headers: IncomingMessage['headers']; body: string }> = [];
+  let calls = 0;
+  const server = createServer((req, res) => {
+    let body = '';
+    req.on('data', (chunk: Buffer) => (body += chunk.toString('utf8')));
+    req.on('end', () => {
+      calls += 1;
+      if (calls <= failFirst) {
+        res.writeHead(503).end();
+        return;
+      }
+      received.push({ headers: req.headers, body });
+      res.writeHead(204).end();
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  t.teardown(() => new Promise<void>((resolve) => server.close(() => resolve())));
+  return {
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/avisos`,
+    received,
+    calls: () => calls,
+  };
+}
+
+const SECRET = 'webhook-secret-0123456789';
+
+t.test(
+  'notificar sends one signed notice per seller per date, listing new holds, and never a second',
+  async (t) => {
+    const receiver = await webhookReceiver(t);
+    const h = await createHarness(t, {
+      env: { NOTICE_WEBHOOK_URL: receiver.url, NOTICE_WEBHOOK_SECRET: SECRET, TASK_RETRY_DELAY_SECONDS: '1' },
+    });
+    const old = new Date('2031-03-01T12:00:00Z');
+    const a1 = await insertRecurrence(h.pool, {
+      proxima_cobranca: DAY,
+      vendedor_id: 'loja-a',
+      status: 'hold',
+      hold_em: old,
+    });
+    const a2 = await insertRecurrence(h.pool, {
+      proxima_cobranca: DAY,
+      vendedor_id: 'loja-a',
+      status: 'hold',
+      hold_em: new Date('2031-03-09T12:00:00Z'),
+    });
+    await insertRecurrence(h.pool, {
+      proxima_cobranca: DAY,
+      vendedor_id: 'loja-b',
+      status: 'hold',
+      hold_em: old,
+    });
+    await insertRecurrence(h.pool, { proxima_cobranca: DAY, vendedor_id: 'loja-c' });
+
+    t.match(await run(h, 'notificar_recorrencias_hold', '2031-03-09'), {
+      counts: { vendedores_com_hold: 2, avisos_criados: 2 },
+    });
+    await registerNoticeWorker(h.boss, h.deps);
+    await eventually(async () => (receiver.received.length >= 2 ? true : undefined));
+
+    const bySeller = new Map(
+      receiver.received.map((r) => [(JSON.parse(r.body) as { vendedor_id: string }).vendedor_id, r]),
+    );
+    const noticeA = bySeller.get('loja-a');
+    t.ok(noticeA, 'seller a notified');
+    t.notOk(bySeller.has('loja-c'), 'a seller without holds gets nothing');
+    const bodyA = JSON.parse(noticeA?.body ?? '{}') as {
+      total_em_hold: number;
+      novas: Array<{ id: number }>;
+    };
+    t.equal(bodyA.total_em_hold, 2);
+    t.same(
+      bodyA.novas.map((n) => n.id),
+      [a1, a2],
+      'first notice: every hold is new',
+    );
+    t.ok(
+      verifySignature(
+        SECRET,
+        String(noticeA?.headers['x-recorrencias-assinatura']),
+        noticeA?.body ?? '',
+        Math.floor(Date.now() / 1000),
+      ),
+      'the signature verifies with the shared secret',
+    );
+    t.notOk(
+      verifySignature(
+        'another-secret-000000000',
+        String(noticeA?.headers['x-recorrencias-assinatura']),
+        noticeA?.body ?? '',
+        Math.floor(Date.now() / 1000),
+      ),
+    );
+
+    t.match(await run(h, 'notificar_recorrencias_hold', '2031-03-09', true), {
+      counts: { avisos_criados: 0, avisos_ja_existentes: 2 },
+    });
+    const a3 = await insertRecurrence(h.pool, {
+      proxima_cobranca: DAY,
+      vendedor_id: 'loja-a',
+      status: 'hold',
+      hold_em: new Date('2031-03-10T12:00:00Z'),
+    });
+    await run(h, 'notificar_recorrencias_hold', DAY);
+    await eventually(async () => (receiver.received.length >= 4 ? true : undefined));
+    const nextA = receiver.received
+      .slice(2)
+      .map(
+        (r) =>
+          JSON.parse(r.body) as { vendedor_id: string; novas: Array<{ id: number }>; total_em_hold: number },
+      )
+      .find((n) => n.vendedor_id === 'loja-a');
+    t.same(
+      nextA?.novas.map((n) => n.id),
+      [a3],
+      'the next day lists only the holds new since the previous notice',
+    );
+    t.equal(nextA?.total_em_hold, 3);
+    t.equal(receiver.received.length, 4, 'no second notice for a seller and date');
+    const statuses = await query<{ status: string }>(h.url, `SELECT DISTINCT status FROM avisos_vendedores`);
+    t.same(statuses, [{ status: 'enviado' }]);
+  },
+);
+
+t.test(
+  'a failed notice delivery is retried with backoff and the failure is visible on the notice',
+  async (t) => {
+    const receiver = await webhookReceiver(t, 1);
+    const h = await createHarness(t, {
+      env: { NOTICE_WEBHOOK_URL: receiver.url, NOTICE_WEBHOOK_SECRET: SECRET },
+    });
+    await insertRecurrence(h.pool, {
+      proxima_cobranca: DAY,
+      vendedor_id: 'loja-a',
+      status: 'hold',
+      hold_em: new Date(),
+    });
+    await run(h, 'notificar_recorrencias_hold');
+    await registerNoticeWorker(h.boss, h.deps);
+    const failed = await eventually(async () => {
+      const [row] = await query<{ tentativas: number; ultimo_erro: string | null }>(
+        h.url,
+        'SELECT tentativas, ultimo_erro FROM avisos_vendedores',
+      );
+      return row?.ultimo_erro ? row : undefined;
+    });
+    t.match(failed.ultimo_erro, /HTTP 503/);
+    // Let the retry run now instead of after its backoff.
+    await query(h.url, `UPDATE pgboss.job SET start_after = now() WHERE name = $1`, [NOTICE_DELIVERY_QUEUE]);
+    const sent = await eventually(async () => {
+      const [row] = await query<{ status: string; tentativas: number }>(
+        h.url,
+        'SELECT status, tentativas FROM avisos_vendedores',
+      );
+      return row?.status === 'enviado' ? row : undefined;
+    });
+    t.equal(sent.tentativas, 2);
+    t.equal(receiver.received.length, 1);
+  },
+);
+
+t.test('without a webhook URL, notices are recorded (and the log says so), not sent', async (t) => {
+  const h = await createHarness(t);
+  await insertRecurrence(h.pool, {
+    proxima_cobranca: DAY,
+    vendedor_id: 'loja-a',
+    status: 'hold',
+    hold_em: new Date(),
+  });
+  t.match(await run(h, 'notificar_recorrencias_hold'), {
+    counts: { avisos_criados: 1, avisos_enviaveis: 0 },
+  });
+  t.same(await query(h.url, 'SELECT status FROM avisos_vendedores'), [{ status: 'registrado' }]);
+  t.same(await query(h.url, `SELECT 1 FROM pgboss.job WHERE name = $1`, [NOTICE_DELIVERY_QUEUE]), []);
+});
+
+t.test(
+  'limpar archives only ended recurrences older than the limit, with their attempts, and nothing in use',
+  async (t) => {
+    const h = await createHarness(t, { env: { ARCHIVE_AFTER_DAYS: '180', ARCHIVE_BATCH_SIZE: '2' } });
+    const longAgo = new Date(Date.now() - 200 * 86_400_000);
+    const archived = [];
+    for (let i = 0; i < 3; i += 1) {
+      const id = await insertRecurrence(h.pool, {
+        proxima_cobranca: DAY,
+        status: 'concluido',
+        encerrada_em: longAgo,
+      });
+      await query(
+        h.url,
+        `INSERT INTO checkout_recorrencia_cobrancas (recorrencia_id, ciclo, tentativa, chave_idempotencia, status, valor_centavos, moeda, cartao_token, data_negocio, resolvida_em)
+       VALUES ($1, '2030-01-01', 1, $2, 'aprovada', 100, 'BRL', 't', '2030-01-01', now())`,
+        [id, `k-${id}`],
+      );
+      archived.push(id);
+    }
+    const cancelled = await insertRecurrence(h.pool, {
+      proxima_cobranca: DAY,
+      status: 'cancelado',
+      encerrada_em: longAgo,
+    });
+    archived.push(cancelled);
+    const recent = await insertRecurrence(h.pool, {
+      proxima_cobranca: DAY,
+      status: 'cancelado',
+      encerrada_em: new Date(),
+    });
+    const active = await insertRecurrence(h.pool, { proxima_cobranca: DAY });
+    const withPending = await insertRecurrence(h.pool, {
+      proxima_cobranca: DAY,
+      status: 'cancelado',
+      encerrada_em: longAgo,
+    });
+    await query(
+      h.url,
+      `INSERT INTO checkout_recorrencia_cobrancas (recorrencia_id, ciclo, tentativa, chave_idempotencia, valor_centavos, moeda, cartao_token, data_negocio)
+     VALUES ($1, $2, 1, 'pending-k', 100, 'BRL', 't', $2)`,
+      [withPending, DAY],
+    );
+    const withLiveJob = await insertRecurrence(h.pool, {
+      proxima_cobranca: DAY,
+      status: 'cancelado',
+      encerrada_em: longAgo,
+    });
+    await h.boss.send(CHARGE_QUEUE, { recorrenciaId: withLiveJob, dataNegocio: DAY, motivo: 'agendada' });
+
+    const outcome = await run(h, 'limpar_recorrencias_antigas');
+    t.match(outcome, { counts: { recorrencias_arquivadas: 4, cobrancas_arquivadas: 3, lotes: 2 } });
+    const live = await query<{ id: number }>(h.url, 'SELECT id FROM checkout_recorrencias ORDER BY id');
+    t.same(
+      live.map((r) => r.id),
+      [recent, active, withPending, withLiveJob],
+    );
+    const inArchive = await query<{ id: number }>(
+      h.url,
+      'SELECT id FROM checkout_recorrencias_arquivo ORDER BY id',
+    );
+    t.same(
+      inArchive.map((r) => r.id),
+      archived,
+    );
+    t.same(await query(h.url, `SELECT count(*)::int AS n FROM checkout_recorrencia_cobrancas_arquivo`), [
+      { n: 3 },
+    ]);
+    t.same(
+      await query(
+        h.url,
+        `SELECT count(*)::int AS n FROM checkout_recorrencia_cobrancas WHERE recorrencia_id = ANY($1)`,
+        [archived],
+      ),
+      [{ n: 0 }],
+    );
+  },
+);
