@@ -103,26 +103,37 @@ function runTap(env) {
   return new Promise((resolve) => {
     const child = spawn('tap', ['--reporter=tap', ...tapArgs], { env, stdio: ['ignore', 'pipe', 'inherit'] });
     const parser = new Parser();
+    const files = new Map();
     // Each test file is a child of the root; the tests inside a file are that child's test points.
     parser.on('child', (file) => {
-      const lines = [];
-      file.on('line', (line) => lines.push(line));
+      const state = { lines: [], failed: 0, passed: 0, skipped: 0 };
+      files.set(file.name, state);
+      file.on('line', (line) => state.lines.push(line));
       file.on('assert', (point) => {
-        if (point.skip || point.todo) counts.skipped += 1;
-        else if (point.ok) counts.passed += 1;
-        else counts.failed += 1;
+        if (point.skip || point.todo) state.skipped += 1;
+        else if (point.ok) state.passed += 1;
+        else state.failed += 1;
       });
-      file.on('complete', (result) => {
-        const name = file.name || '(unnamed)';
-        if (!result.ok) {
-          failures.push(name);
-          console.log(`not ok - ${name}`);
-          process.stdout.write(lines.map((line) => `    ${line}`).join(''));
-          if (result.count === 0) counts.failed += 1;
-        } else {
-          console.log(`ok - ${name} (${result.pass} passed${result.skip ? `, ${result.skip} skipped` : ''})`);
-        }
-      });
+    });
+    // The root's own test point for a file is the verdict on the whole file, including a file that crashed
+    // before reporting anything (it then counts as one failed test).
+    parser.on('assert', (point) => {
+      const name = point.name || '(unnamed)';
+      const state = files.get(name) ?? { lines: [], failed: 0, passed: 0, skipped: 0 };
+      counts.passed += state.passed;
+      counts.skipped += state.skipped;
+      counts.failed += state.failed;
+      if (point.ok && state.failed === 0) {
+        console.log(
+          `ok - ${name} (${state.passed} passed${state.skipped ? `, ${state.skipped} skipped` : ''})`,
+        );
+        return;
+      }
+      if (state.failed === 0) counts.failed += 1;
+      failures.push(name);
+      console.log(`not ok - ${name}`);
+      process.stdout.write(state.lines.map((line) => `    ${line}`).join(''));
+      if (point.diag) process.stdout.write(`    ${JSON.stringify(point.diag)}\n`);
     });
     child.stdout.pipe(parser);
     child.on('close', (code) => resolve(code));

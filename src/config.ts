@@ -132,7 +132,8 @@ const environmentSchema = z.object({
   GATEWAY_URL: httpUrl.optional(),
   GATEWAY_API_KEY: z.string().min(1).optional(),
   GATEWAY_TIMEOUT_MS: integer(100, 120_000).default(10_000),
-  GATEWAY_MAX_CONCURRENCY: integer(1, 10_000).default(200),
+  // 0 disables the cluster-wide cap.
+  GATEWAY_MAX_CONCURRENCY: integer(0, 10_000).default(200),
 
   RETRY_BACKOFF_DAYS: dayList.default([1, 3, 7]),
   MAX_DECLINES_BEFORE_HOLD: integer(1, 50).default(4),

@@ -64,6 +64,8 @@ export function createChargeDesk(deps: {
   const expectedAuth = deps.apiKey === undefined ? undefined : Buffer.from(`Bearer ${deps.apiKey}`);
   let counters = zeroCounters();
   let inProgress = 0;
+  // The most charge requests ever processed at once: what a concurrency cap on the client side must bound.
+  let maxInProgress = 0;
   let fired: Partial<Record<FaultKind, number>> = {};
 
   /** Waits `ms`; false when the fake is closing. */
@@ -125,6 +127,7 @@ export function createChargeDesk(deps: {
 
     return withKeyLock(key, async () => {
       inProgress += 1;
+      maxInProgress = Math.max(maxInProgress, inProgress);
       try {
         return await processCharge(key, body, fingerprint, forced);
       } finally {
@@ -255,9 +258,16 @@ export function createChargeDesk(deps: {
     release: () => endHolds(true),
     /** Drops every held response (the fake is closing). */
     dropHeld: () => endHolds(false),
-    stats: () => ({ ...counters, in_progress: inProgress, held: holds.size, faults: { ...fired } }),
+    stats: () => ({
+      ...counters,
+      in_progress: inProgress,
+      max_in_progress: maxInProgress,
+      held: holds.size,
+      faults: { ...fired },
+    }),
     resetStats(): void {
       counters = zeroCounters();
+      maxInProgress = inProgress;
       fired = {};
     },
   };

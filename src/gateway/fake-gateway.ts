@@ -40,6 +40,8 @@ export type FakeGatewayOptions = Partial<FakeGatewaySettings> & {
 export type FakeGatewayStats = DeskCounters & {
   /** Charge requests inside their key's lock (being processed or replayed) right now. */
   in_progress: number;
+  /** The most charge requests processed at once since start (or the last reset). */
+  max_in_progress: number;
   /** Responses waiting for POST /__release. */
   held: number;
   /** How many charge requests each fault kind was applied to. */

@@ -7,6 +7,7 @@ import { sql } from 'slonik';
 import type { Test } from 'tap';
 import { z } from 'zod';
 import { loadConfig, type Config } from '../../src/config.ts';
+import { ensureGatewaySlots } from '../../src/db/gateway-slots.ts';
 import { createDbPool, type DatabasePool } from '../../src/db/pool.ts';
 import type { IsoDate } from '../../src/domain/dates.ts';
 import {
@@ -53,6 +54,8 @@ export async function createHarness(
   });
   const pool = await createDbPool(url, { maxConnections: 8, applicationName: 'test' });
   t.teardown(() => pool.end());
+  // What a worker does at start: create the slots of the gateway concurrency cap.
+  if (config.gateway.maxConcurrency > 0) await ensureGatewaySlots(pool, config.gateway.maxConcurrency);
   const boss = createBoss(config, url, 'cli', silentLog);
   await boss.start();
   t.teardown(() => boss.stop({ graceful: false, close: true }));

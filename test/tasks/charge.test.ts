@@ -377,3 +377,33 @@ t.test('brand limits over 30 days hold a recurrence whose card keeps declining',
   t.match((await chargeOnce(h, id, '2031-03-11', 'retentativa')).result, { decision: 'hold' });
   t.match((await recurrenceState(h.url, id)).motivo_hold, /bandeira elo/);
 });
+
+t.test(
+  'gateway slots: a charge waits for a free slot, and a dead holder slot frees when its lease ends',
+  async (t) => {
+    const h = await createHarness(t, {
+      env: { GATEWAY_MAX_CONCURRENCY: '1', CHARGE_TIME_LIMIT_SECONDS: '12', GATEWAY_TIMEOUT_MS: '1000' },
+    });
+    // A worker died holding the only slot, with a lease that has not ended yet.
+    await query(
+      h.url,
+      `UPDATE vagas_gateway SET job_id = gen_random_uuid(), ate = now() + interval '60 seconds'`,
+    );
+    const id = await insertRecurrence(h.pool, { proxima_cobranca: DAY });
+    const busy = await chargeOnce(h, id);
+    t.match(
+      busy.result,
+      { status: 'unresolved', reason: 'gateway_busy' },
+      'gives up after waiting, attempt left pending',
+    );
+    t.equal(h.gateway.stats().requests, 0, 'nothing was sent without a slot');
+    await query(h.url, `UPDATE vagas_gateway SET ate = now() - interval '1 second'`);
+    await h.boss.fail(CHARGE_QUEUE, { id: busy.jobId, retryCount: 0 }, {});
+    t.match(await retryJob(h, busy.jobId), { status: 'approved' }, 'the expired lease was reclaimed');
+    t.same(
+      await query(h.url, 'SELECT job_id FROM vagas_gateway'),
+      [{ job_id: null }],
+      'and the slot was freed after the call',
+    );
+  },
+);

@@ -223,3 +223,26 @@ t.test(
     await assertLedgerAgrees(t, h.url, h.gateway);
   },
 );
+
+t.test('the cluster-wide cap bounds concurrent gateway calls across worker processes', async (t) => {
+  const h = await createHarness(t, { gateway: { latencyMs: 300 } });
+  await seedDue(h.url, 30);
+  const env = {
+    DATABASE_URL: h.url,
+    GATEWAY_URL: h.gateway.url,
+    WORKER_CONCURRENCY: '8',
+    GATEWAY_MAX_CONCURRENCY: '3',
+  };
+  const workers = [startService(t, ['worker'], env), startService(t, ['worker'], env)];
+  await Promise.all(workers.map((w) => w.waitForLog(logMessage('worker started'))));
+  await sendTaskJob(t, h.url, 'processar_recorrencias_do_dia', { date: DAY });
+  await eventually(async () => (h.gateway.ledger().length === 30 ? true : undefined), 60_000, 200);
+  const peak = h.gateway.stats().max_in_progress;
+  t.ok(
+    peak <= 3,
+    `at most 3 charges at the gateway at once (peak ${peak}) although the workers had 16 slots`,
+  );
+  t.ok(peak >= 2, `and the cap was actually reached in parallel (peak ${peak})`);
+  for (const worker of workers) t.equal((await worker.stop()).code, 0);
+  await assertLedgerAgrees(t, h.url, h.gateway);
+});

@@ -23,9 +23,6 @@ export const chargeJobPayload = z
   .strict();
 export type ChargeJobPayload = z.infer<typeof chargeJobPayload>;
 
-/** Every charge job joins this group; the worker caps the group's active jobs cluster-wide (gateway limit). */
-export const GATEWAY_GROUP = 'gateway';
-
 export function chargeJobId(payload: ChargeJobPayload): string {
   return stableUuid(
     `cobrar:${payload.recorrenciaId}:${payload.dataNegocio}:${payload.motivo}:${payload.ciclo ?? ''}`,
@@ -33,7 +30,7 @@ export function chargeJobId(payload: ChargeJobPayload): string {
 }
 
 export function chargeJob(payload: ChargeJobPayload): JobInsert<ChargeJobPayload> {
-  return { id: chargeJobId(payload), data: payload, group: { id: GATEWAY_GROUP } };
+  return { id: chargeJobId(payload), data: payload };
 }
 
 /**

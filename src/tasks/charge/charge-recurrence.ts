@@ -36,6 +36,7 @@ import type { Logger } from '../../log.ts';
 import { affectedRows, bossDb } from '../../queue/boss-executor.ts';
 import { CHARGE_QUEUE } from '../../queue/task-names.ts';
 import type { PgBoss } from 'pg-boss';
+import { withGatewaySlot } from './gateway-slot.ts';
 import { enqueueChargeJobs, type ChargeJobPayload } from './charge-jobs.ts';
 import { crashPoint } from './crash-points.ts';
 
@@ -294,7 +295,7 @@ export async function chargeRecurrence(deps: ChargeDeps, job: ChargeJob): Promis
   });
   crashPoint('after_phase1');
 
-  const outcome = await callGateway(deps, attempt, resumed, job.signal);
+  const outcome = await withGatewaySlot(deps, job, () => callGateway(deps, attempt, resumed, job.signal));
   crashPoint('after_gateway');
 
   const today = maxDate(businessDate(deps.now(), deps.config.timeZone), job.data.dataNegocio);

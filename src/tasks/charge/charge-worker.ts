@@ -2,6 +2,7 @@
 // batch on its own (one slow or failing charge never retries its neighbours). Logs a summary every 10 s.
 import type { JobResult, Job, PgBoss } from 'pg-boss';
 import type { Config } from '../../config.ts';
+import { ensureGatewaySlots } from '../../db/gateway-slots.ts';
 import { CHARGE_QUEUE } from '../../queue/task-names.ts';
 import { chargeJobPayload } from './charge-jobs.ts';
 import { chargeRecurrence, type ChargeDeps, type ChargeResult } from './charge-recurrence.ts';
@@ -25,6 +26,8 @@ function settle(result: ChargeResult): JobResult['status'] {
 }
 
 export async function registerChargeWorker(boss: PgBoss, deps: ChargeDeps): Promise<() => void> {
+  if (deps.config.gateway.maxConcurrency > 0)
+    await ensureGatewaySlots(deps.pool, deps.config.gateway.maxConcurrency);
   const counts = new Map<string, number>();
   const count = (status: string) => counts.set(status, (counts.get(status) ?? 0) + 1);
   const summary = setInterval(() => {
@@ -70,8 +73,6 @@ export async function registerChargeWorker(boss: PgBoss, deps: ChargeDeps): Prom
       perJobResults: true,
       pollingIntervalSeconds: deps.config.worker.pollIntervalSeconds,
       burstWhenBatchFull: shape.batchSize > 1,
-      // The cluster-wide cap on charges in flight, i.e. on concurrent gateway calls (the acquirer's limit).
-      groupConcurrency: deps.config.gateway.maxConcurrency,
     },
     async (jobs: Job<unknown>[]) => Promise.all(jobs.map(handleOne)),
   );
