@@ -1,5 +1,6 @@
 # One image for every role; the role is the command: `docker run IMAGE worker` = `node dist/main.js worker`.
-# The build stage compiles TypeScript; the runtime stage holds only production dependencies, dist/ and sql/.
+# The build stage compiles TypeScript; the runtime stage holds only production dependencies, dist/, sql/ and
+# public/.
 
 FROM node:24-bookworm-slim AS build
 WORKDIR /app
@@ -26,6 +27,9 @@ COPY --from=production-dependencies /app/node_modules ./node_modules
 COPY --from=build /app/dist ./dist
 # The migrator reads sql/ at runtime, from ../../sql relative to dist/db/.
 COPY sql ./sql
+# The admin role serves the dashboard page from public/, read at runtime from ../../../public relative to
+# dist/http/routes/.
+COPY public ./public
 # "type": "module" in package.json makes Node load dist/*.js as ES modules.
 COPY package.json ./
 # The base image's `node` user, numeric so that Kubernetes' runAsNonRoot can verify it.

@@ -29,7 +29,18 @@ export default tseslint.config(
   },
   {
     files: ['**/*.js', '**/*.mjs'],
+    ignores: ['public/**'],
     ...tseslint.configs.disableTypeChecked,
     languageOptions: { globals: globals.node, parserOptions: { projectService: false, project: null } },
+  },
+  {
+    // The dashboard's script runs in the browser (an ES module loaded by public/dashboard.html).
+    files: ['public/**/*.js'],
+    ...tseslint.configs.disableTypeChecked,
+    languageOptions: {
+      globals: globals.browser,
+      sourceType: 'module',
+      parserOptions: { projectService: false, project: null },
+    },
   },
 );

@@ -17,6 +17,12 @@ roles (one process each; any number may run at once):
   all          worker + scheduler + admin in one process
 
 operations:
+  check [--json]
+               the deployment checklist: database, migrations, tasks, schedules, dry runs, statistics
+  inspect active|scheduled|registered [--json]
+               the \`celery inspect\` equivalents
+  stats [--date YYYY-MM-DD] [--json]
+               recurrence counts for the business date
   run <task> [--date YYYY-MM-DD] [--force]
                run a periodic task now, in this process, and print its result
   seed --count N [--date YYYY-MM-DD] [--sellers S] [--seed X]
@@ -84,6 +90,24 @@ const COMMANDS: Record<string, Command> = {
     longRunning: false,
     printsResult: true,
     run: async (ctx, args) => (await import('./commands/seed.ts')).seedCommand(ctx, args),
+  },
+  inspect: {
+    needs: ['database'],
+    longRunning: false,
+    printsResult: true,
+    run: async (ctx, args) => (await import('./commands/inspect.ts')).inspectCommand(ctx, args),
+  },
+  stats: {
+    needs: ['database'],
+    longRunning: false,
+    printsResult: true,
+    run: async (ctx, args) => (await import('./commands/inspect.ts')).statsCommand(ctx, args),
+  },
+  check: {
+    needs: ['database'],
+    longRunning: false,
+    printsResult: true,
+    run: async (ctx, args) => (await import('./commands/check.ts')).checkCommand(ctx, args),
   },
   'purge-archive': {
     needs: ['database'],

@@ -47,25 +47,30 @@ const dayList = z
   .transform((value) => value.split(',').map((part) => Number(part.trim())))
   .pipe(z.array(z.number().int().min(1).max(60)).min(1).max(20));
 
-// "ana:secret1,deploy-bot:secret2" -> [{ name, token }]; tokens must be long enough to resist guessing.
+// "ana:secret1,deploy-bot:secret2:read" -> [{ name, token, scope }]. The optional third part is the token's
+// scope: operator (the default: everything), read (GET only), checkout (the checkout integration).
+export const TOKEN_SCOPES = ['operator', 'read', 'checkout'] as const;
+export type TokenScope = (typeof TOKEN_SCOPES)[number];
+
 const namedTokens = z
   .string()
   .transform((value) =>
     value
       .split(',')
-      .map((pair) => pair.trim())
+      .map((entry) => entry.trim())
       .filter(Boolean)
-      .map((pair) => {
-        const at = pair.indexOf(':');
-        return { name: at > 0 ? pair.slice(0, at) : '', token: at > 0 ? pair.slice(at + 1) : '' };
+      .map((entry) => {
+        const [name = '', token = '', scope = 'operator', ...rest] = entry.split(':');
+        return { name, token, scope: rest.length > 0 ? '' : scope };
       }),
   )
   .pipe(
     z
       .array(
         z.object({
-          name: z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/, 'each entry must be name:token'),
-          token: z.string().min(16, 'each token must have at least 16 characters'),
+          name: z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/, 'each entry must be name:token[:scope]'),
+          token: z.string().min(16, 'each token must have at least 16 characters (and no ":")'),
+          scope: z.enum(TOKEN_SCOPES, { error: `scope must be one of ${TOKEN_SCOPES.join(', ')}` }),
         }),
       )
       .min(1),
@@ -154,7 +159,7 @@ export type Environment = z.infer<typeof environmentSchema>;
 /** Every environment variable the service reads (each is documented in .env.example). */
 export const ENVIRONMENT_VARIABLES = Object.keys(environmentSchema.shape);
 
-export type AdminToken = { name: string; token: string };
+export type AdminToken = { name: string; token: string; scope: TokenScope };
 
 export type Config = {
   /** Set only by the `dev` command: allows the embedded database, the fake gateway and a token-less localhost admin. */
@@ -242,7 +247,10 @@ export function loadConfig(env: NodeJS.ProcessEnv, options: { development?: bool
   if (problems.length > 0) throw new ConfigError(problems);
 
   const tokens: AdminToken[] =
-    e.ADMIN_TOKENS ?? (e.ADMIN_TOKEN !== undefined ? [{ name: 'admin', token: e.ADMIN_TOKEN }] : []);
+    e.ADMIN_TOKENS ??
+    (e.ADMIN_TOKEN !== undefined
+      ? [{ name: 'admin', token: e.ADMIN_TOKEN, scope: 'operator' as const }]
+      : []);
 
   return {
     development,

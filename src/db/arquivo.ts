@@ -66,3 +66,11 @@ export async function purgeArchiveBatch(
     SELECT (SELECT count(*) FROM recorrencias)::int AS recorrencias, (SELECT count(*) FROM cobrancas)::int AS cobrancas,
            (SELECT count(*) FROM pulados)::int AS ciclos_pulados`);
 }
+
+/** How many recurrences the archive would move now (the same conditions as archiveEndedBatch). */
+export async function countArchivable(db: CommonQueryMethods, olderThanDays: number): Promise<number> {
+  return db.oneFirst(sql.type(z.object({ n: z.number() }))`
+    SELECT count(*)::int AS n FROM checkout_recorrencias r
+    WHERE r.status IN ('cancelado', 'concluido') AND r.encerrada_em < now() - make_interval(days => ${olderThanDays})
+      AND NOT EXISTS (SELECT 1 FROM checkout_recorrencia_cobrancas c WHERE c.recorrencia_id = r.id AND c.status = 'pendente')`);
+}

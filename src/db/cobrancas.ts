@@ -128,3 +128,32 @@ export async function insertSkippedCycles(
     FROM unnest(${sql.array(cycles, 'date')}) AS ciclo
     ON CONFLICT DO NOTHING`);
 }
+
+/** Every attempt of a recurrence, oldest first. */
+export async function listAttemptsOf(
+  db: CommonQueryMethods,
+  recurrenceId: number,
+): Promise<readonly Attempt[]> {
+  return (
+    await db.query(sql.type(Attempt)`
+    SELECT ${COLUMNS} FROM checkout_recorrencia_cobrancas WHERE recorrencia_id = ${recurrenceId} ORDER BY ciclo, tentativa`)
+  ).rows;
+}
+
+const SkippedCycle = z.object({
+  ciclo: z.string(),
+  cobrado_no_ciclo: z.string(),
+  motivo: z.string(),
+  registrado_em: z.date(),
+});
+
+export async function listSkippedCyclesOf(
+  db: CommonQueryMethods,
+  recurrenceId: number,
+): Promise<readonly z.infer<typeof SkippedCycle>[]> {
+  return (
+    await db.query(sql.type(SkippedCycle)`
+    SELECT ciclo, cobrado_no_ciclo, motivo, registrado_em FROM checkout_recorrencia_ciclos_pulados
+    WHERE recorrencia_id = ${recurrenceId} ORDER BY ciclo`)
+  ).rows;
+}

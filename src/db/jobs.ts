@@ -1,13 +1,113 @@
-// Read-only queries on pg-boss's job table, for what its API does not answer in one statement (counts by
-// state across queues, unfinished work). pg-boss owns the table; we never write to it directly.
+// Read-only queries on pg-boss's job table, for what its API does not answer in one statement: jobs across
+// queues by state (newest first, paginated), counts by state per queue, unfinished work. pg-boss owns the
+// table; nothing here writes to it.
 import { sql, type CommonQueryMethods } from 'slonik';
 import { z } from 'zod';
 import { BOSS_SCHEMA } from './schema-check.ts';
 
 const job = sql.identifier([BOSS_SCHEMA, 'job']);
 
+export const JOB_STATES = ['created', 'retry', 'active', 'completed', 'cancelled', 'failed'] as const;
+export type JobState = (typeof JOB_STATES)[number];
+
 /** Jobs of `queue` not yet in a final state (created, retry or active). */
 export async function countUnfinishedJobs(db: CommonQueryMethods, queue: string): Promise<number> {
   return db.oneFirst(sql.type(z.object({ n: z.number() }))`
     SELECT count(*)::int AS n FROM ${job} WHERE name = ${queue} AND state < 'completed'`);
+}
+
+export const JobSummary = z.object({
+  id: z.string(),
+  queue: z.string(),
+  state: z.enum(JOB_STATES),
+  data: z.unknown(),
+  retry_count: z.number(),
+  retry_limit: z.number(),
+  created_on: z.date(),
+  start_after: z.date(),
+  started_on: z.date().nullable(),
+  completed_on: z.date().nullable(),
+});
+export type JobSummary = z.infer<typeof JobSummary>;
+
+const SUMMARY = sql.fragment`id::text AS id, name AS queue, state::text AS state, data, retry_count, retry_limit,
+  created_on, start_after, started_on, completed_on`;
+
+export type JobCursor = { createdOn: Date; id: string };
+
+/** Jobs newest first, optionally of one state and/or one queue; keyset-paginated by (created_on, id). */
+export async function listJobs(
+  db: CommonQueryMethods,
+  filter: { state?: JobState; queue?: string; limit: number; after?: JobCursor },
+): Promise<readonly JobSummary[]> {
+  const conditions = [
+    filter.state === undefined
+      ? null
+      : sql.fragment`state = ${filter.state}::${sql.identifier([BOSS_SCHEMA, 'job_state'])}`,
+    filter.queue === undefined ? null : sql.fragment`name = ${filter.queue}`,
+    filter.after === undefined
+      ? null
+      : sql.fragment`(created_on, id) < (${sql.timestamp(filter.after.createdOn)}, ${filter.after.id}::uuid)`,
+  ].filter((condition) => condition !== null);
+  const where = conditions.length === 0 ? sql.fragment`TRUE` : sql.join(conditions, sql.fragment` AND `);
+  const result = await db.query(sql.type(JobSummary)`
+    SELECT ${SUMMARY} FROM ${job} WHERE ${where} ORDER BY created_on DESC, id DESC LIMIT ${filter.limit}`);
+  return result.rows;
+}
+
+export const JobDetail = JobSummary.extend({
+  output: z.unknown(),
+  priority: z.number(),
+  expire_seconds: z.number(),
+  heartbeat_on: z.date().nullable(),
+  keep_until: z.date(),
+  dead_letter: z.string().nullable(),
+  source_name: z.string().nullable(),
+  source_id: z.string().nullable(),
+});
+export type JobDetail = z.infer<typeof JobDetail>;
+
+export async function findJob(db: CommonQueryMethods, id: string): Promise<JobDetail | null> {
+  return db.maybeOne(sql.type(JobDetail)`
+    SELECT ${SUMMARY}, output, priority, expire_seconds, heartbeat_on, keep_until, dead_letter, source_name,
+      source_id::text AS source_id
+    FROM ${job} WHERE id = ${id}::uuid`);
+}
+
+const QueueCount = z.object({ queue: z.string(), state: z.string(), deferred: z.boolean(), n: z.number() });
+
+/** Job counts per queue and state; queued jobs whose start is still ahead are counted as deferred. */
+export async function countJobsByQueueAndState(
+  db: CommonQueryMethods,
+): Promise<readonly z.infer<typeof QueueCount>[]> {
+  const result = await db.query(sql.type(QueueCount)`
+    SELECT name AS queue, state::text AS state, (state IN ('created', 'retry') AND start_after > now()) AS deferred,
+      count(*)::int AS n
+    FROM ${job} GROUP BY 1, 2, 3`);
+  return result.rows;
+}
+
+const Durations = z.object({
+  queue: z.string(),
+  p50: z.number(),
+  p95: z.number(),
+  p99: z.number(),
+  completed: z.number(),
+});
+
+/** Run-time percentiles (seconds) of the jobs completed in the last `minutes`, per queue. */
+export async function recentJobDurations(
+  db: CommonQueryMethods,
+  minutes: number,
+): Promise<readonly z.infer<typeof Durations>[]> {
+  const result = await db.query(sql.type(Durations)`
+    SELECT name AS queue,
+      percentile_cont(0.5) WITHIN GROUP (ORDER BY d) AS p50,
+      percentile_cont(0.95) WITHIN GROUP (ORDER BY d) AS p95,
+      percentile_cont(0.99) WITHIN GROUP (ORDER BY d) AS p99,
+      count(*)::int AS completed
+    FROM (SELECT name, extract(epoch FROM completed_on - started_on)::float8 AS d FROM ${job}
+          WHERE state = 'completed' AND completed_on > now() - make_interval(mins => ${minutes}) AND started_on IS NOT NULL) x
+    GROUP BY name`);
+  return result.rows;
 }

@@ -138,3 +138,28 @@ export async function markOnHold(
         atualizado_em = now()
     WHERE id = ${id}`);
 }
+
+/** Takes a recurrence off hold: active again, counters and retry date cleared. Returns false unless it was on hold. */
+export async function reactivateFromHold(tx: CommonQueryMethods, id: number): Promise<boolean> {
+  const result = await tx.query(sql.type(z.object({ id: z.number() }))`
+    UPDATE checkout_recorrencias
+    SET status = 'ativo', motivo_hold = NULL, hold_em = NULL, falhas_consecutivas = 0, proxima_tentativa = NULL,
+        atualizado_em = now()
+    WHERE id = ${id} AND status = 'hold'
+    RETURNING id`);
+  return result.rowCount === 1;
+}
+
+/** How many recurrences `findChargeablePage` would return in all, for dry runs and checks. */
+export async function countChargeable(
+  db: CommonQueryMethods,
+  kind: 'due' | 'retry',
+  date: IsoDate,
+): Promise<number> {
+  const column =
+    kind === 'due' ? sql.identifier(['proxima_cobranca']) : sql.identifier(['proxima_tentativa']);
+  const waiting =
+    kind === 'due' ? sql.fragment`proxima_tentativa IS NULL` : sql.fragment`proxima_tentativa IS NOT NULL`;
+  return db.oneFirst(sql.type(z.object({ n: z.number() }))`
+    SELECT count(*)::int AS n FROM checkout_recorrencias WHERE status = 'ativo' AND ${waiting} AND ${column} <= ${date}::date`);
+}

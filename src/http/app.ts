@@ -1,16 +1,34 @@
 // Builds the admin HTTP server (Fastify). It never listens by itself: the admin role does, and tests use
-// `app.inject`. One error handler: 4xx say what was wrong, 5xx say nothing internal and are logged.
+// `app.inject`. Every input is validated with zod (fastify-type-provider-zod), documented at /docs
+// (OpenAPI), and authenticated by bearer token except health, the dashboard page and the docs.
+import swagger from '@fastify/swagger';
+import swaggerUi from '@fastify/swagger-ui';
 import Fastify, { type FastifyBaseLogger } from 'fastify';
+import {
+  jsonSchemaTransform,
+  serializerCompiler,
+  validatorCompiler,
+  type ZodTypeProvider,
+} from 'fastify-type-provider-zod';
+import type { PgBoss } from 'pg-boss';
 import type { Config } from '../config.ts';
 import type { DatabasePool } from '../db/pool.ts';
 import type { Logger } from '../log.ts';
+import { registerAuth } from './auth.ts';
 import { registerErrorHandling } from './errors.ts';
+import { dashboardRoutes } from './routes/dashboard.ts';
 import { healthRoutes } from './routes/health.ts';
+import { jobRoutes } from './routes/jobs.ts';
+import { metricsRoutes } from './routes/metrics.ts';
+import { recurrenceRoutes } from './routes/recorrencias.ts';
+import { taskRoutes } from './routes/tasks.ts';
 
 export type AdminDeps = {
   config: Config;
   log: Logger;
   pool: DatabasePool;
+  boss: PgBoss;
+  now: () => Date;
 };
 
 export async function buildAdminApp(deps: AdminDeps) {
@@ -23,8 +41,31 @@ export async function buildAdminApp(deps: AdminDeps) {
     onProtoPoisoning: 'error',
     onConstructorPoisoning: 'error',
     requestIdHeader: 'x-request-id',
-  });
+  }).withTypeProvider<ZodTypeProvider>();
+  app.setValidatorCompiler(validatorCompiler);
+  app.setSerializerCompiler(serializerCompiler);
   registerErrorHandling(app);
+  registerAuth(app, deps.config.admin.tokens);
+  await app.register(swagger, {
+    openapi: {
+      info: {
+        title: 'recorrencias admin API',
+        version: '1',
+        description: 'Inspect and steer the recurrence service.',
+      },
+      components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } },
+      security: [{ bearer: [] }],
+    },
+    transform: jsonSchemaTransform,
+  });
+  await app.register(swaggerUi, { routePrefix: '/docs' });
   await app.register(healthRoutes(deps));
+  await app.register(dashboardRoutes());
+  await app.register(taskRoutes(deps));
+  await app.register(jobRoutes(deps));
+  await app.register(recurrenceRoutes(deps));
+  await app.register(metricsRoutes(deps));
   return app;
 }
+
+export type AdminApp = Awaited<ReturnType<typeof buildAdminApp>>;

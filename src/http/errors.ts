@@ -1,6 +1,7 @@
 // The admin server's single error handler: validation and client errors become 4xx bodies that name the
 // problem; anything else is a 500 that reveals nothing internal and is logged with the request id.
 import type { FastifyError, FastifyInstance } from 'fastify';
+import { hasZodFastifySchemaValidationErrors } from 'fastify-type-provider-zod';
 import { ZodError } from 'zod';
 import { isAppError } from '../errors.ts';
 
@@ -14,11 +15,23 @@ const STATUS_BY_CODE = {
 
 export function registerErrorHandling(app: FastifyInstance): void {
   app.setErrorHandler((error: FastifyError | Error, request, reply) => {
+    if (hasZodFastifySchemaValidationErrors(error)) {
+      const issues = error.validation.map((issue) => ({
+        field: [error.validationContext, ...issue.instancePath.split('/').filter(Boolean)]
+          .filter(Boolean)
+          .join('.'),
+        message: issue.message,
+      }));
+      return reply.status(400).send({
+        error: 'invalid_request',
+        message: issues.map((issue) => `${issue.field}: ${issue.message}`).join('; '),
+        issues,
+      });
+    }
     if (error instanceof ZodError) {
       return reply.status(400).send({
         error: 'invalid_request',
-        message: 'the request is not valid',
-        issues: error.issues.map((issue) => ({ path: issue.path.join('.'), message: issue.message })),
+        message: error.issues.map((issue) => `${issue.path.join('.')}: ${issue.message}`).join('; '),
       });
     }
     if (isAppError(error) && error.code in STATUS_BY_CODE) {
@@ -39,6 +52,8 @@ export function registerErrorHandling(app: FastifyInstance): void {
       .send({ error: 'internal_error', message: 'internal error', requestId: request.id });
   });
   app.setNotFoundHandler((request, reply) =>
-    reply.status(404).send({ error: 'not_found', message: `no route ${request.method} ${request.url}` }),
+    reply
+      .status(404)
+      .send({ error: 'not_found', message: `no route ${request.method} ${request.url.slice(0, 200)}` }),
   );
 }

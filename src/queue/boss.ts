@@ -22,6 +22,8 @@ export function createBoss(config: Config, databaseUrl: string, role: BossRole, 
     monitorIntervalSeconds: 10,
     cronMonitorIntervalSeconds: config.schedulerIntervalSeconds,
     instanceName: `recorrencias-${role}`,
+    // The instance registry is what /tasks reads to show which workers serve each queue.
+    instanceHeartbeatSeconds: 10,
   });
   // Without a listener the first database hiccup would crash the process; with one it is logged and
   // pg-boss carries on (workers resume by themselves once the database is back).

@@ -1,26 +1,47 @@
-// `scheduler`: registers the four periodic tasks as pg-boss schedules in the business time zone and runs
-// pg-boss's cron timer. Any number may run: pg-boss files one job per occurrence however many tick.
+// `scheduler`: keeps the four periodic tasks registered as pg-boss schedules in the business time zone and
+// runs pg-boss's cron timer. Any number may run: pg-boss files one job per occurrence however many tick.
+// Every pass it reconciles the schedules with tarefas_pausadas: a paused task has no schedule (its ticks are
+// skipped), a resumed one gets it back.
 import type { PgBoss } from 'pg-boss';
+import type { Config } from '../config.ts';
+import type { DatabasePool } from '../db/pool.ts';
+import { extendQueuedRetention, listPauses } from '../db/pauses.ts';
 import type { Running } from '../lifecycle.ts';
+import type { Logger } from '../log.ts';
 import { createBoss } from '../queue/boss.ts';
 import { PERIODIC_TASKS } from '../queue/task-names.ts';
-import type { Config } from '../config.ts';
-import type { Logger } from '../log.ts';
 import { connectToMigratedDatabase } from './connect.ts';
 import type { RoleContext } from './context.ts';
 
 /**
- * Upserts one schedule per task (so restarts and many schedulers leave exactly four rows). `missed: 'once'`
- * makes a scheduler that starts after a missed tick send that occurrence once; the task then works out the
- * occurrence's business date itself.
+ * Makes pg-boss's schedules match the configuration and the pauses: upserts (so restarts and many schedulers
+ * leave exactly one row per task) only what is missing or different. `missed: 'once'` makes a scheduler that
+ * starts after a missed tick send that occurrence once; the task works out the occurrence's business date.
  */
-export async function registerSchedules(boss: PgBoss, config: Config, log: Logger): Promise<void> {
+export async function syncSchedules(
+  boss: PgBoss,
+  pool: DatabasePool,
+  config: Config,
+  log: Logger,
+): Promise<void> {
+  const [current, pauses] = await Promise.all([boss.getSchedules(), listPauses(pool)]);
+  const paused = new Set(pauses.map((pause) => pause.fila));
   for (const task of PERIODIC_TASKS) {
+    const row = current.find((schedule) => schedule.name === task);
+    if (paused.has(task)) {
+      if (row !== undefined) {
+        await boss.unschedule(task);
+        log.warn({ task }, 'task paused: schedule removed, its ticks are skipped');
+      }
+      continue;
+    }
     const cron = config.cron[task];
+    if (row !== undefined && row.cron === cron && row.timezone === config.timeZone) continue;
     await boss.schedule(task, cron, null, { tz: config.timeZone, missed: 'once' });
     const next = boss.previewSchedule(cron, { tz: config.timeZone, count: 1 })[0];
     log.info({ task, cron, timeZone: config.timeZone, nextRun: next?.toISOString() }, 'schedule registered');
   }
+  for (const queue of paused) await extendQueuedRetention(pool, queue);
 }
 
 export async function startScheduler(ctx: RoleContext): Promise<Running> {
@@ -29,15 +50,22 @@ export async function startScheduler(ctx: RoleContext): Promise<Running> {
   const boss = createBoss(config, databaseUrl, 'scheduler', log);
   try {
     await boss.start();
-    await registerSchedules(boss, config, log);
+    await syncSchedules(boss, pool, config, log);
   } catch (error) {
     await boss.stop({ graceful: false }).catch(() => undefined);
     await pool.end();
     throw error;
   }
+  const timer = setInterval(() => {
+    syncSchedules(boss, pool, config, log).catch((error: unknown) =>
+      log.error({ err: error }, 'could not reconcile schedules'),
+    );
+  }, config.schedulerIntervalSeconds * 1000);
+  timer.unref();
   log.info({ tasks: PERIODIC_TASKS.length, timeZone: config.timeZone }, 'scheduler started');
   return {
     stop: async () => {
+      clearInterval(timer);
       await boss.stop({ graceful: true, timeout: 10_000 });
       await pool.end();
     },

@@ -1,13 +1,15 @@
 // `worker`: takes jobs from every queue and runs their handlers: the four periodic tasks (one job at a time
-// per task; hard limit = job expiry, soft limit = warning), the per-charge jobs, and notice deliveries.
+// per task; hard limit = job expiry, soft limit = warning), the per-charge jobs and notice deliveries. Paused
+// queues (tarefas_pausadas) are not worked until resumed.
 import type { JobResult, JobWithMetadata, PgBoss } from 'pg-boss';
 import type { Config } from '../config.ts';
 import { createHttpGateway } from '../gateway/http-gateway.ts';
 import type { PaymentGateway } from '../gateway/gateway.ts';
 import type { Running } from '../lifecycle.ts';
 import { createBoss } from '../queue/boss.ts';
+import { startPauseWatcher, type QueueRegistration } from '../queue/pause-watcher.ts';
 import { CHARGE_QUEUE, NOTICE_DELIVERY_QUEUE, PERIODIC_TASKS } from '../queue/task-names.ts';
-import { registerChargeWorker } from '../tasks/charge/charge-worker.ts';
+import { chargeQueueWorker } from '../tasks/charge/charge-worker.ts';
 import { registerNoticeWorker } from '../tasks/notices/notice-worker.ts';
 import { InvalidPayloadError, jobBusinessDate, runPeriodicTask } from '../tasks/periodic-runner.ts';
 import { PERIODIC_TASK_DEFINITIONS } from '../tasks/registry.ts';
@@ -15,45 +17,48 @@ import type { TaskDeps } from '../tasks/task.ts';
 import { connectToMigratedDatabase } from './connect.ts';
 import type { RoleContext } from './context.ts';
 
-async function registerPeriodicHandlers(boss: PgBoss, deps: TaskDeps): Promise<void> {
-  for (const name of PERIODIC_TASKS) {
+function periodicRegistrations(boss: PgBoss, deps: TaskDeps): QueueRegistration[] {
+  return PERIODIC_TASKS.map((name) => {
     const task = PERIODIC_TASK_DEFINITIONS[name];
-    await boss.work(
-      name,
-      {
-        batchSize: 1,
-        includeMetadata: true,
-        perJobResults: true,
-        pollingIntervalSeconds: deps.config.worker.pollIntervalSeconds,
+    const handle = async (job: JobWithMetadata<unknown>): Promise<JobResult> => {
+      try {
+        const { date, force } = jobBusinessDate(task, deps, job);
+        const outcome = await runPeriodicTask(task, deps, {
+          date,
+          force,
+          jobId: job.id,
+          attempt: job.retryCount + 1,
+          signal: job.signal,
+        });
+        return { id: job.id, status: 'completed', output: outcome };
+      } catch (error) {
+        if (error instanceof InvalidPayloadError) {
+          // Retrying a malformed payload cannot help: fail it for good, visibly.
+          deps.log.error(
+            { task: name, jobId: job.id, err: error },
+            'invalid task payload: job failed without retry',
+          );
+          return { id: job.id, status: 'deadletter', output: { error: error.message } };
+        }
+        throw error;
+      }
+    };
+    return {
+      queue: name,
+      register: async () => {
+        await boss.work(
+          name,
+          {
+            batchSize: 1,
+            includeMetadata: true,
+            perJobResults: true,
+            pollingIntervalSeconds: deps.config.worker.pollIntervalSeconds,
+          },
+          async (jobs: JobWithMetadata<unknown>[]) => Promise.all(jobs.map(handle)),
+        );
       },
-      async (jobs: JobWithMetadata<unknown>[]): Promise<JobResult[]> =>
-        Promise.all(
-          jobs.map(async (job) => {
-            try {
-              const { date, force } = jobBusinessDate(task, deps, job);
-              const outcome = await runPeriodicTask(task, deps, {
-                date,
-                force,
-                jobId: job.id,
-                attempt: job.retryCount + 1,
-                signal: job.signal,
-              });
-              return { id: job.id, status: 'completed' as const, output: outcome };
-            } catch (error) {
-              if (error instanceof InvalidPayloadError) {
-                // Retrying a malformed payload cannot help: fail it for good, visibly.
-                deps.log.error(
-                  { task: name, jobId: job.id, err: error },
-                  'invalid task payload: job failed without retry',
-                );
-                return { id: job.id, status: 'deadletter' as const, output: { error: error.message } };
-              }
-              throw error;
-            }
-          }),
-        ),
-    );
-  }
+    };
+  });
 }
 
 export function gatewayFor(config: Config, log: RoleContext['log']): PaymentGateway {
@@ -74,37 +79,48 @@ export async function startWorker(
   const gateway = options.gateway ?? gatewayFor(config, log.child({ component: 'gateway' }));
   const pool = await connectToMigratedDatabase(ctx, 'worker');
   const boss = createBoss(config, databaseUrl, 'worker', log);
-  let stopSummary = () => undefined as void;
+  const stops: Array<() => void> = [];
   try {
     await boss.start();
     const deps: TaskDeps = { config, pool, boss, log, now: () => new Date() };
-    await registerPeriodicHandlers(boss, deps);
-    stopSummary = await registerChargeWorker(boss, {
+    const charges = await chargeQueueWorker(boss, {
       ...deps,
       gateway,
       log: log.child({ queue: CHARGE_QUEUE }),
     });
-    await registerNoticeWorker(boss, { ...deps, log: log.child({ queue: NOTICE_DELIVERY_QUEUE }) });
+    stops.push(charges.stop);
+    const notices = {
+      queue: NOTICE_DELIVERY_QUEUE,
+      register: () =>
+        registerNoticeWorker(boss, { ...deps, log: log.child({ queue: NOTICE_DELIVERY_QUEUE }) }),
+    };
+    const watcher = await startPauseWatcher(boss, pool, log, [
+      ...periodicRegistrations(boss, deps),
+      charges,
+      notices,
+    ]);
+    stops.push(() => watcher.stop());
+    log.info(
+      {
+        queues: watcher.working(),
+        concurrency: config.worker.concurrency,
+        taskHardLimitSeconds: config.tasks.hardLimitSeconds,
+        chargeHardLimitSeconds: config.charges.hardLimitSeconds,
+        gateway: config.gateway.url ?? 'in-process (development)',
+      },
+      'worker started',
+    );
   } catch (error) {
+    for (const stop of stops) stop();
     await boss.stop({ graceful: false }).catch(() => undefined);
     await pool.end();
     throw error;
   }
-  log.info(
-    {
-      queues: [...PERIODIC_TASKS, CHARGE_QUEUE, NOTICE_DELIVERY_QUEUE],
-      concurrency: config.worker.concurrency,
-      taskHardLimitSeconds: config.tasks.hardLimitSeconds,
-      chargeHardLimitSeconds: config.charges.hardLimitSeconds,
-      gateway: config.gateway.url ?? 'in-process (development)',
-    },
-    'worker started',
-  );
   return {
     stop: async () => {
+      for (const stop of stops) stop();
       // Waits for in-flight jobs up to the hard limit; pg-boss fails (and so retries) whatever is still running.
       await boss.stop({ graceful: true, timeout: config.tasks.hardLimitSeconds * 1000 });
-      stopSummary();
       await pool.end();
     },
   };

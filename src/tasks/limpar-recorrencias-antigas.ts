@@ -2,7 +2,7 @@
 // (default 180), with their attempts and skipped cycles, in bounded batches of one transaction each.
 // Nothing is deleted without being archived; nothing in use is touched. The archive is purged only by the
 // explicit `purge-archive` command.
-import { archiveEndedBatch } from '../db/arquivo.ts';
+import { archiveEndedBatch, countArchivable } from '../db/arquivo.ts';
 import type { PeriodicTask } from './task.ts';
 
 export const limparRecorrenciasAntigas: PeriodicTask = {
@@ -28,4 +28,7 @@ export const limparRecorrenciasAntigas: PeriodicTask = {
     }
     return totals;
   },
+  dryRun: async (ctx) => ({
+    recorrencias_a_arquivar: await countArchivable(ctx.pool, ctx.config.archive.afterDays),
+  }),
 };

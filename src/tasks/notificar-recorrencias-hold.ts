@@ -62,4 +62,11 @@ export const notificarRecorrenciasHold: PeriodicTask = {
       avisos_enviaveis: deliver ? created : 0,
     };
   },
+  dryRun: async (ctx) => {
+    const sellers = await findSellerHolds(ctx.pool, ctx.date, 0);
+    return {
+      vendedores_com_hold: sellers.length,
+      recorrencias_em_hold: sellers.reduce((sum, seller) => sum + seller.total_em_hold, 0),
+    };
+  },
 };

@@ -31,6 +31,8 @@ export type PeriodicTask = {
   name: PeriodicTaskName;
   description: string;
   run(ctx: TaskRunContext): Promise<TaskCounts>;
+  /** What `run` would do on the date, read-only and without external I/O (no gateway, no webhook). */
+  dryRun(ctx: TaskDeps & { date: IsoDate }): Promise<TaskCounts>;
 };
 
 /** The payload of a periodic task's job. Cron-fired jobs carry none; manual runs name the date. */

@@ -74,22 +74,29 @@ function copies(stage: Stage): Copy[] {
     });
 }
 
-t.test('the runtime stage gets production dependencies only, dist/, sql/ and package.json', async (t) => {
-  if (final === undefined) throw new Error('no stage');
-  const production = stages.find((stage) => runs(stage, /\bnpm ci\b.*--omit=dev/));
-  const build = stages.find((stage) => runs(stage, /\bnpm run build\b/));
-  t.ok(production?.name, 'a named stage runs npm ci --omit=dev');
-  t.ok(build?.name, 'the build stage is named');
-  const copied = copies(final);
-  const has = (from: string | undefined, source: RegExp) =>
-    copied.some((c) => c.from === from && c.sources.some((path) => source.test(path)));
-  t.ok(has(production?.name, /node_modules$/), 'node_modules from the production-only stage');
-  t.notOk(has(build?.name, /node_modules/), 'no node_modules from the build stage (dev dependencies)');
-  t.ok(has(build?.name, /dist$/), 'dist/ from the build stage');
-  t.ok(has(undefined, /^(\.\/)?sql$/), 'sql/ from the context (migrations are read at runtime)');
-  t.ok(has(undefined, /^(\.\/)?package\.json$/), 'package.json ("type": "module")');
-  t.notOk(has(undefined, /^\.\/?$/), 'not the whole build context');
-});
+t.test(
+  'the runtime stage gets production dependencies only, dist/, sql/, public/ and package.json',
+  async (t) => {
+    if (final === undefined) throw new Error('no stage');
+    const production = stages.find((stage) => runs(stage, /\bnpm ci\b.*--omit=dev/));
+    const build = stages.find((stage) => runs(stage, /\bnpm run build\b/));
+    t.ok(production?.name, 'a named stage runs npm ci --omit=dev');
+    t.ok(build?.name, 'the build stage is named');
+    const copied = copies(final);
+    const has = (from: string | undefined, source: RegExp) =>
+      copied.some((c) => c.from === from && c.sources.some((path) => source.test(path)));
+    t.ok(has(production?.name, /node_modules$/), 'node_modules from the production-only stage');
+    t.notOk(has(build?.name, /node_modules/), 'no node_modules from the build stage (dev dependencies)');
+    t.ok(has(build?.name, /dist$/), 'dist/ from the build stage');
+    t.ok(has(undefined, /^(\.\/)?sql$/), 'sql/ from the context (migrations are read at runtime)');
+    t.ok(
+      has(undefined, /^(\.\/)?public$/),
+      'public/ from the context (the dashboard page is read at runtime)',
+    );
+    t.ok(has(undefined, /^(\.\/)?package\.json$/), 'package.json ("type": "module")');
+    t.notOk(has(undefined, /^\.\/?$/), 'not the whole build context');
+  },
+);
 
 t.test('the final stage runs as a non-root user', async (t) => {
   const user = last(final, 'USER')?.args;
@@ -112,7 +119,7 @@ t.test('.dockerignore keeps local state and secrets out of the build context', a
     t.ok(entries.includes(entry), `${entry} is ignored`);
   }
   t.notOk(
-    entries.some((entry) => ['src', 'sql', 'package.json', 'package-lock.json'].includes(entry)),
+    entries.some((entry) => ['src', 'sql', 'public', 'package.json', 'package-lock.json'].includes(entry)),
     'what the image needs is not ignored',
   );
 });

@@ -7,9 +7,9 @@ import type { AdminDeps } from '../app.ts';
 
 export function healthRoutes(deps: AdminDeps): FastifyPluginAsync {
   return async (app) => {
-    app.get('/healthz', async () => ({ status: 'ok' }));
+    app.get('/healthz', { config: { access: 'public' } }, async () => ({ status: 'ok' }));
 
-    app.get('/readyz', async (request, reply) => {
+    app.get('/readyz', { config: { access: 'public' } }, async (request, reply) => {
       try {
         const state = await checkSchema(runnerFor(deps.pool));
         if (!state.ok) return reply.status(503).send({ status: 'not_ready', reason: state.reason });

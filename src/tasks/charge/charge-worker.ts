@@ -25,7 +25,14 @@ function settle(result: ChargeResult): JobResult['status'] {
   }
 }
 
-export async function registerChargeWorker(boss: PgBoss, deps: ChargeDeps): Promise<() => void> {
+/**
+ * Prepares the charge queue's handler (and the gateway slots); `register` starts taking jobs and may be
+ * called again after a pause. `stop` ends the periodic summary.
+ */
+export async function chargeQueueWorker(
+  boss: PgBoss,
+  deps: ChargeDeps,
+): Promise<{ queue: string; register: () => Promise<void>; stop: () => void }> {
   if (deps.config.gateway.maxConcurrency > 0)
     await ensureGatewaySlots(deps.pool, deps.config.gateway.maxConcurrency);
   const counts = new Map<string, number>();
@@ -66,15 +73,20 @@ export async function registerChargeWorker(boss: PgBoss, deps: ChargeDeps): Prom
   };
 
   const shape = chargeWorkShape(deps.config);
-  await boss.work(
-    CHARGE_QUEUE,
-    {
-      ...shape,
-      perJobResults: true,
-      pollingIntervalSeconds: deps.config.worker.pollIntervalSeconds,
-      burstWhenBatchFull: shape.batchSize > 1,
+  return {
+    queue: CHARGE_QUEUE,
+    register: async () => {
+      await boss.work(
+        CHARGE_QUEUE,
+        {
+          ...shape,
+          perJobResults: true,
+          pollingIntervalSeconds: deps.config.worker.pollIntervalSeconds,
+          burstWhenBatchFull: shape.batchSize > 1,
+        },
+        async (jobs: Job<unknown>[]) => Promise.all(jobs.map(handleOne)),
+      );
     },
-    async (jobs: Job<unknown>[]) => Promise.all(jobs.map(handleOne)),
-  );
-  return () => clearInterval(summary);
+    stop: () => clearInterval(summary),
+  };
 }

@@ -10,6 +10,7 @@ import type { TaskDeps } from '../task.ts';
 
 const payload = z.object({ avisoId: z.number().int().positive() }).strict();
 
+/** Starts taking notice deliveries (called again after a pause). */
 export async function registerNoticeWorker(boss: PgBoss, deps: TaskDeps): Promise<void> {
   const { webhookUrl, secret, timeoutMs } = deps.config.notices;
   await boss.work(

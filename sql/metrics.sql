@@ -1,0 +1,89 @@
+-- Operator metrics with psql: psql "$DATABASE_URL" -f sql/metrics.sql
+-- Read-only. Not a migration: the migrator applies only numbered files (0001_name.sql) and ignores this one.
+-- "Today" is the business date in São Paulo (BUSINESS_TIME_ZONE), never the UTC date. Plain SQL only (no psql
+-- meta-commands), so each statement also runs through any other client.
+
+-- Recurrences by status.
+SELECT status, count(*) AS recorrencias
+FROM checkout_recorrencias
+GROUP BY status
+ORDER BY status;
+
+-- Due today: active recurrences due on or before today's business date, not waiting for a retry (what
+-- processar_recorrencias_do_dia enqueues; after a good morning only those with an unresolved attempt remain).
+SELECT count(*) AS devidas_hoje
+FROM checkout_recorrencias
+WHERE status = 'ativo' AND proxima_tentativa IS NULL
+  AND proxima_cobranca <= (now() AT TIME ZONE 'America/Sao_Paulo')::date;
+
+-- Waiting for the retry of a declined charge (retentar_cobrancas_falhadas), by retry date.
+SELECT proxima_tentativa, count(*) AS aguardando_retentativa
+FROM checkout_recorrencias
+WHERE status = 'ativo' AND proxima_tentativa IS NOT NULL
+GROUP BY proxima_tentativa
+ORDER BY proxima_tentativa;
+
+-- On hold, by reason (they wait for an operator: POST /recorrencias/:id/reativar).
+SELECT motivo_hold, count(*) AS em_hold, min(hold_em) AS hold_mais_antigo
+FROM checkout_recorrencias
+WHERE status = 'hold'
+GROUP BY motivo_hold
+ORDER BY em_hold DESC, motivo_hold;
+
+-- Today's charge attempts by status, with amounts (pendente: the gateway's answer is not known yet).
+SELECT status AS tentativa_status, count(*) AS tentativas, sum(valor_centavos) AS valor_centavos
+FROM checkout_recorrencia_cobrancas
+WHERE data_negocio = (now() AT TIME ZONE 'America/Sao_Paulo')::date
+GROUP BY status
+ORDER BY status;
+
+-- Unresolved attempts of any date, oldest first (resumed with the same key, never replaced).
+SELECT id AS tentativa_id, recorrencia_id, ciclo, tentativa, chave_idempotencia, envios, criado_em,
+  date_trunc('second', now() - criado_em) AS idade
+FROM checkout_recorrencia_cobrancas
+WHERE status = 'pendente'
+ORDER BY criado_em
+LIMIT 20;
+
+-- Queue state from pg-boss: jobs by queue and state.
+SELECT name AS fila, state::text AS estado, count(*) AS jobs
+FROM pgboss.job
+GROUP BY name, state
+ORDER BY name, state;
+
+-- Dead-lettered charges waiting for an operator (POST /jobs/:id/retry sends one back to its queue).
+SELECT id AS job_id, data->>'recorrenciaId' AS recorrencia_id, data->>'dataNegocio' AS data_negocio,
+  created_on AS no_dlq_desde
+FROM pgboss.job
+WHERE name = 'cobrar_recorrencia_dlq' AND state IN ('created', 'retry')
+ORDER BY created_on
+LIMIT 20;
+
+-- The last task runs.
+SELECT tarefa, data_negocio, status AS execucao_status, forcada, iniciada_em, finalizada_em, contagens, erro
+FROM execucoes_tarefas
+ORDER BY iniciada_em DESC
+LIMIT 20;
+
+-- Has each task succeeded for today's business date?
+SELECT t.tarefa,
+  EXISTS (SELECT 1 FROM execucoes_tarefas e
+          WHERE e.tarefa = t.tarefa AND e.status = 'sucesso'
+            AND e.data_negocio = (now() AT TIME ZONE 'America/Sao_Paulo')::date) AS sucesso_hoje,
+  (SELECT max(e.finalizada_em) FROM execucoes_tarefas e WHERE e.tarefa = t.tarefa AND e.status = 'sucesso')
+    AS ultimo_sucesso
+FROM unnest(ARRAY['processar_recorrencias_do_dia', 'retentar_cobrancas_falhadas',
+  'notificar_recorrencias_hold', 'limpar_recorrencias_antigas']) AS t (tarefa)
+ORDER BY t.tarefa;
+
+-- Paused queues (tarefas_pausadas): paused across the cluster until resumed (POST /tasks/:name/resume).
+SELECT fila AS fila_pausada, pausada_em, pausada_por, motivo,
+  date_trunc('second', now() - pausada_em) AS pausada_ha
+FROM tarefas_pausadas
+ORDER BY fila;
+
+-- Seller notices (avisos_vendedores) by status, with the oldest not delivered (pendente or falhou).
+SELECT status AS aviso_status, count(*) AS avisos, min(criado_em) AS mais_antigo
+FROM avisos_vendedores
+GROUP BY status
+ORDER BY status;

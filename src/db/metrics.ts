@@ -1,0 +1,72 @@
+// The figures /metrics needs that no other query module answers: the age of the oldest unresolved attempt,
+// the state of each periodic task's runs, and the seller notice outbox. One statement, read at scrape time.
+import { sql, type CommonQueryMethods } from 'slonik';
+import { z } from 'zod';
+import type { IsoDate } from '../domain/dates.ts';
+
+export const NOTICE_STATUSES = ['pendente', 'enviado', 'registrado', 'falhou'] as const;
+
+const TaskRunGauges = z.object({
+  tarefa: z.string(),
+  /** Unix seconds of the end of its last successful run, null when it never succeeded. */
+  ultimo_sucesso: z.number().nullable(),
+  sucesso_na_data: z.boolean(),
+  executando: z.boolean(),
+});
+
+export const MetricGauges = z.object({
+  tentativa_pendente_mais_antiga_segundos: z.number().nullable(),
+  tarefas: z.array(TaskRunGauges),
+  avisos_por_status: z.record(z.enum(NOTICE_STATUSES), z.number()),
+  aviso_nao_entregue_mais_antigo_segundos: z.number().nullable(),
+});
+export type MetricGauges = z.infer<typeof MetricGauges>;
+
+/**
+ * Reads, for `tasks` and the business date `date`: each task's last success, whether it succeeded for the
+ * date and whether a run is executing now; the notices by status (all dates); the ages (seconds, database
+ * clock) of the oldest pending attempt and of the oldest notice not delivered (pendente or falhou), null
+ * when there is none. Read-only.
+ *
+ * A run counts as executing only while its (task, date) advisory lock is held (see task-runs.ts, whose key
+ * this repeats): a row a crashed process left 'executando' is not a running task.
+ */
+export async function getMetricGauges(
+  db: CommonQueryMethods,
+  filter: { date: IsoDate; tasks: readonly string[] },
+): Promise<MetricGauges> {
+  const row = await db.one(sql.type(z.object({ gauges: z.unknown() }))`
+    WITH bloqueios AS (
+      -- A bigint advisory key is split over classid (high 32 bits) and objid (low 32 bits), objsubid 1.
+      SELECT (l.classid::bigint << 32) | l.objid::bigint AS chave
+      FROM pg_locks l
+      WHERE l.locktype = 'advisory' AND l.objsubid = 1 AND l.granted
+        AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+    ), tarefas AS (
+      SELECT t.tarefa,
+        (SELECT extract(epoch FROM max(e.finalizada_em))::float8 FROM execucoes_tarefas e
+         WHERE e.tarefa = t.tarefa AND e.status = 'sucesso') AS ultimo_sucesso,
+        EXISTS (SELECT 1 FROM execucoes_tarefas e
+                WHERE e.tarefa = t.tarefa AND e.data_negocio = ${filter.date}::date AND e.status = 'sucesso')
+          AS sucesso_na_data,
+        EXISTS (SELECT 1 FROM execucoes_tarefas e JOIN bloqueios b ON b.chave = hashtextextended(
+                  'execucao:' || e.tarefa || ':' || to_char(e.data_negocio, 'YYYY-MM-DD'), 0)
+                WHERE e.tarefa = t.tarefa AND e.status = 'executando') AS executando
+      FROM unnest(${sql.array([...filter.tasks], 'text')}) AS t (tarefa)
+    ), avisos AS (
+      SELECT status, count(*)::int AS n FROM avisos_vendedores GROUP BY status
+    )
+    SELECT jsonb_build_object(
+      'tentativa_pendente_mais_antiga_segundos',
+        (SELECT extract(epoch FROM now() - min(criado_em))::float8
+         FROM checkout_recorrencia_cobrancas WHERE status = 'pendente'),
+      'tarefas', (SELECT coalesce(jsonb_agg(to_jsonb(tarefas) ORDER BY tarefa), '[]'::jsonb) FROM tarefas),
+      'avisos_por_status',
+        (SELECT jsonb_object_agg(s, coalesce((SELECT n FROM avisos a WHERE a.status = s), 0))
+         FROM unnest(${sql.array([...NOTICE_STATUSES], 'text')}) AS s),
+      'aviso_nao_entregue_mais_antigo_segundos',
+        (SELECT extract(epoch FROM now() - min(criado_em))::float8
+         FROM avisos_vendedores WHERE status IN ('pendente', 'falhou'))
+    ) AS gauges`);
+  return MetricGauges.parse(row.gauges);
+}

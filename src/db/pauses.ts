@@ -1,0 +1,91 @@
+// Queries on tarefas_pausadas (queues paused cluster-wide) and auditoria_admin (the operators' audit trail).
+import { sql, type CommonQueryMethods } from 'slonik';
+import { z } from 'zod';
+import { BOSS_SCHEMA } from './schema-check.ts';
+
+const Pause = z.object({
+  fila: z.string(),
+  pausada_em: z.date(),
+  pausada_por: z.string(),
+  motivo: z.string().nullable(),
+});
+export type Pause = z.infer<typeof Pause>;
+
+export async function listPauses(db: CommonQueryMethods): Promise<readonly Pause[]> {
+  return (
+    await db.query(
+      sql.type(Pause)`SELECT fila, pausada_em, pausada_por, motivo FROM tarefas_pausadas ORDER BY fila`,
+    )
+  ).rows;
+}
+
+/** Pauses `queue`; returns false when it was already paused. */
+export async function insertPause(
+  db: CommonQueryMethods,
+  queue: string,
+  by: string,
+  reason: string | null,
+): Promise<boolean> {
+  const result = await db.query(sql.type(z.object({ fila: z.string() }))`
+    INSERT INTO tarefas_pausadas (fila, pausada_por, motivo) VALUES (${queue}, ${by}, ${reason})
+    ON CONFLICT DO NOTHING RETURNING fila`);
+  return result.rowCount === 1;
+}
+
+/** Resumes `queue`; returns false when it was not paused. */
+export async function deletePause(db: CommonQueryMethods, queue: string): Promise<boolean> {
+  const result = await db.query(
+    sql.type(
+      z.object({ fila: z.string() }),
+    )`DELETE FROM tarefas_pausadas WHERE fila = ${queue} RETURNING fila`,
+  );
+  return result.rowCount === 1;
+}
+
+/** Queued retention given to the jobs of a paused queue, renewed while the pause lasts. */
+const PAUSED_RETENTION_DAYS = 30;
+
+/**
+ * Keeps the queued jobs of a paused queue from reaching pg-boss's retention limit (keep_until) while they
+ * wait: pushes it 30 days ahead for jobs within a week of it. pg-boss owns the table; this touches only the
+ * retention column of jobs that have not started, which is what its own retention reads.
+ */
+export async function extendQueuedRetention(db: CommonQueryMethods, queue: string): Promise<number> {
+  const job = sql.identifier([BOSS_SCHEMA, 'job']);
+  const result = await db.query(sql.type(z.object({ id: z.string() }))`
+    UPDATE ${job} SET keep_until = now() + make_interval(days => ${PAUSED_RETENTION_DAYS})
+    WHERE name = ${queue} AND state IN ('created', 'retry') AND keep_until < now() + interval '7 days'
+    RETURNING id`);
+  return result.rowCount;
+}
+
+export async function insertAudit(
+  db: CommonQueryMethods,
+  entry: { who: string; action: string; target: string; details?: Record<string, unknown> },
+): Promise<void> {
+  await db.query(sql.unsafe`
+    INSERT INTO auditoria_admin (quem, acao, alvo, detalhes)
+    VALUES (${entry.who}, ${entry.action}, ${entry.target}, ${sql.jsonb((entry.details ?? {}) as never)})`);
+}
+
+const AuditRow = z.object({
+  id: z.number(),
+  quem: z.string(),
+  acao: z.string(),
+  alvo: z.string(),
+  detalhes: z.unknown(),
+  em: z.date(),
+});
+
+export async function listAudit(
+  db: CommonQueryMethods,
+  limit: number,
+): Promise<readonly z.infer<typeof AuditRow>[]> {
+  return (
+    await db.query(
+      sql.type(
+        AuditRow,
+      )`SELECT id, quem, acao, alvo, detalhes, em FROM auditoria_admin ORDER BY id DESC LIMIT ${limit}`,
+    )
+  ).rows;
+}

@@ -1,0 +1,105 @@
+// The deployment self-check (the seed's testar_recorrencias_celery.py made real): database reachable,
+// migrations current, the four tasks registered with handlers and queues, schedules present in the right
+// time zone with their next runs, a dry run of each task (read-only, no gateway, no webhook), the
+// recurrence statistics. Missing workers or schedulers are warnings: a fresh deploy checks before starting them.
+import { recurrenceStats } from '../db/stats.ts';
+import { businessDate } from '../domain/dates.ts';
+import { PERIODIC_TASKS } from '../queue/task-names.ts';
+import { PERIODIC_TASK_DEFINITIONS } from '../tasks/registry.ts';
+import { catalog } from './catalog.ts';
+import type { OpsDeps } from './deps.ts';
+import { schedules } from './inspect.ts';
+
+export type CheckResult = { name: string; status: 'ok' | 'warning' | 'failed'; detail: string };
+
+async function step(name: string, work: () => Promise<Omit<CheckResult, 'name'>>): Promise<CheckResult> {
+  try {
+    return { name, ...(await work()) };
+  } catch (error) {
+    return { name, status: 'failed', detail: (error as Error).message };
+  }
+}
+
+/** Runs every check after the schema check (which the caller does first, before pg-boss can start). */
+export async function runChecks(deps: OpsDeps): Promise<CheckResult[]> {
+  const date = businessDate(deps.now(), deps.config.timeZone);
+  const results: CheckResult[] = [];
+  results.push(
+    await step('tasks registered with handlers', async () => {
+      const missing = PERIODIC_TASKS.filter(
+        (task) => typeof PERIODIC_TASK_DEFINITIONS[task]?.run !== 'function',
+      );
+      return missing.length === 0
+        ? { status: 'ok', detail: PERIODIC_TASKS.join(', ') }
+        : { status: 'failed', detail: `no handler for ${missing.join(', ')}` };
+    }),
+  );
+  results.push(
+    await step('queues exist with their policies', async () => {
+      const queues = await deps.boss.getQueues();
+      const missing = catalog().filter((entry) => !queues.some((queue) => queue.name === entry.name));
+      return missing.length === 0
+        ? { status: 'ok', detail: `${catalog().length} queues` }
+        : {
+            status: 'failed',
+            detail: `missing ${missing.map((entry) => entry.name).join(', ')}: run migrate`,
+          };
+    }),
+  );
+  results.push(
+    await step(`schedules present in ${deps.config.timeZone}`, async () => {
+      const rows = await schedules(deps);
+      const wrong = rows.filter(
+        (row) =>
+          !row.paused &&
+          (!row.registered ||
+            row.timeZone !== deps.config.timeZone ||
+            row.cron !== deps.config.cron[row.task as keyof typeof deps.config.cron]),
+      );
+      const detail = rows
+        .map(
+          (row) =>
+            `${row.task} ${row.cron} ${row.paused ? 'PAUSED' : `next ${row.nextRuns[0]?.local ?? '-'} (${row.nextRuns[0]?.utc ?? '-'})`}`,
+        )
+        .join('; ');
+      return wrong.length === 0
+        ? { status: 'ok', detail }
+        : {
+            status: 'failed',
+            detail: `not registered as configured: ${wrong.map((row) => row.task).join(', ')} (start a scheduler or run migrate)`,
+          };
+    }),
+  );
+  const instances = await deps.boss.getInstances().catch(() => []);
+  for (const role of ['worker', 'scheduler'] as const) {
+    const live = instances.filter(
+      (instance) => instance.live && instance.name === `recorrencias-${role}`,
+    ).length;
+    results.push({
+      name: `${role}s alive`,
+      status: live > 0 ? 'ok' : 'warning',
+      detail: live > 0 ? `${live}` : `none seen in the last 30 s (start \`node dist/main.js ${role}\`)`,
+    });
+  }
+  for (const task of PERIODIC_TASKS) {
+    results.push(
+      await step(`dry run ${task}`, async () => ({
+        status: 'ok',
+        detail: JSON.stringify(await PERIODIC_TASK_DEFINITIONS[task].dryRun({ ...deps, date })),
+      })),
+    );
+  }
+  results.push(
+    await step('recurrence statistics', async () => {
+      const stats = await recurrenceStats(deps.pool, date);
+      const byStatus = Object.entries(stats.por_status)
+        .map(([status, count]) => `${status} ${count}`)
+        .join(', ');
+      return {
+        status: 'ok',
+        detail: `${byStatus}; due ${stats.devidas_na_data}; waiting for retry ${stats.aguardando_retentativa}`,
+      };
+    }),
+  );
+  return results;
+}

@@ -1,0 +1,157 @@
+// Operator actions, shared by the admin API and the command line: run a task now, pause and resume a queue
+// across the cluster, retry a failed or dead-lettered job, take a recurrence off hold. Each one writes an
+// audit row saying who did it.
+import { randomUUID } from 'node:crypto';
+import { deletePause, extendQueuedRetention, insertAudit, insertPause } from '../db/pauses.ts';
+import { findJob } from '../db/jobs.ts';
+import { lockRecurrence, reactivateFromHold } from '../db/recorrencias.ts';
+import { findSucceededTaskRun, type TaskRun } from '../db/task-runs.ts';
+import { businessDate, type IsoDate } from '../domain/dates.ts';
+import { stableUuid } from '../domain/identifiers.ts';
+import { AppError } from '../errors.ts';
+import { CHARGE_DEAD_LETTER_QUEUE, isPeriodicTask, type PeriodicTaskName } from '../queue/task-names.ts';
+import { findInCatalog } from './catalog.ts';
+import type { OpsDeps } from './deps.ts';
+
+export type RunRequest = { date?: IsoDate; force?: boolean };
+export type RunAnswer =
+  | { status: 'queued'; jobId: string; task: string; date: IsoDate; force: boolean }
+  | { status: 'already_queued'; jobId: string; task: string; date: IsoDate }
+  | { status: 'already_succeeded'; task: string; date: IsoDate; run: TaskRun };
+
+export function requirePeriodicTask(name: string): PeriodicTaskName {
+  if (!isPeriodicTask(name)) throw new AppError('NOT_FOUND', `unknown task: ${name}`);
+  return name;
+}
+
+/**
+ * Enqueues a run of `task` for `date` (default: today's business date). A date that already succeeded is
+ * answered with that run, and a run already queued for it with that job, unless forced.
+ */
+export async function runTask(
+  deps: OpsDeps,
+  who: string,
+  name: string,
+  request: RunRequest,
+): Promise<RunAnswer> {
+  const task = requirePeriodicTask(name);
+  const date = request.date ?? businessDate(deps.now(), deps.config.timeZone);
+  const force = request.force ?? false;
+  if (!force) {
+    const run = await findSucceededTaskRun(deps.pool, task, date);
+    if (run !== null) return { status: 'already_succeeded', task, date, run };
+  }
+  // One job per (task, date) unless forced: a second click finds the first job instead of adding one.
+  const id = force ? randomUUID() : stableUuid(`manual:${task}:${date}`);
+  const sent = await deps.boss.send(task, { date, force }, { id });
+  await insertAudit(deps.pool, {
+    who,
+    action: 'run_task',
+    target: task,
+    details: { date, force, jobId: id, duplicate: sent === null },
+  });
+  if (sent === null) return { status: 'already_queued', jobId: id, task, date };
+  return { status: 'queued', jobId: sent, task, date, force };
+}
+
+export async function pauseQueue(
+  deps: OpsDeps,
+  who: string,
+  name: string,
+  reason: string | null,
+): Promise<{ queue: string; changed: boolean }> {
+  const entry = findInCatalog(name);
+  if (entry === undefined) throw new AppError('NOT_FOUND', `unknown task or queue: ${name}`);
+  if (!entry.pausable) throw new AppError('CONFLICT', `${name} cannot be paused`);
+  const changed = await insertPause(deps.pool, name, who, reason);
+  // Immediately, rather than at the schedulers' next sync: ticks of a paused task are skipped, not queued.
+  if (isPeriodicTask(name)) await deps.boss.unschedule(name);
+  await extendQueuedRetention(deps.pool, name);
+  await insertAudit(deps.pool, { who, action: 'pause', target: name, details: { reason, changed } });
+  deps.log.warn({ queue: name, by: who, reason }, 'queue paused');
+  return { queue: name, changed };
+}
+
+export async function resumeQueue(
+  deps: OpsDeps,
+  who: string,
+  name: string,
+): Promise<{ queue: string; changed: boolean }> {
+  const entry = findInCatalog(name);
+  if (entry === undefined) throw new AppError('NOT_FOUND', `unknown task or queue: ${name}`);
+  const changed = await deletePause(deps.pool, name);
+  if (isPeriodicTask(name)) {
+    // A fresh schedule row: the ticks that fell during the pause are not caught up.
+    await deps.boss.schedule(name, deps.config.cron[name], null, {
+      tz: deps.config.timeZone,
+      missed: 'once',
+    });
+  }
+  await insertAudit(deps.pool, { who, action: 'resume', target: name, details: { changed } });
+  deps.log.warn({ queue: name, by: who }, 'queue resumed');
+  return { queue: name, changed };
+}
+
+export async function retryJob(
+  deps: OpsDeps,
+  who: string,
+  id: string,
+): Promise<{ jobId: string; queue: string; action: string }> {
+  const job = await findJob(deps.pool, id);
+  if (job === null) throw new AppError('NOT_FOUND', `no job ${id}`);
+  if (job.queue === CHARGE_DEAD_LETTER_QUEUE) {
+    // Back to the queue it came from, where a worker resumes its pending attempt (lookup, then the same key).
+    const moved = await deps.boss.redrive(CHARGE_DEAD_LETTER_QUEUE, { ids: [id] });
+    if (moved !== 1)
+      throw new AppError('CONFLICT', `job ${id} could not be moved back to its queue`, {
+        details: { state: job.state },
+      });
+    await insertAudit(deps.pool, {
+      who,
+      action: 'redrive_job',
+      target: id,
+      details: { from: job.queue, to: job.source_name },
+    });
+    return { jobId: id, queue: job.queue, action: 'redriven' };
+  }
+  if (job.state !== 'failed') {
+    throw new AppError(
+      'CONFLICT',
+      `only failed or dead-lettered jobs can be retried; job ${id} is ${job.state}`,
+      {
+        details: { state: job.state },
+      },
+    );
+  }
+  await deps.boss.retry(job.queue, id);
+  await insertAudit(deps.pool, { who, action: 'retry_job', target: id, details: { queue: job.queue } });
+  return { jobId: id, queue: job.queue, action: 'retried' };
+}
+
+export async function reactivateRecurrence(
+  deps: OpsDeps,
+  who: string,
+  id: number,
+): Promise<{ id: number; status: 'ativo' }> {
+  await deps.pool.transaction(async (tx) => {
+    const recurrence = await lockRecurrence(tx, id);
+    if (recurrence === null) throw new AppError('NOT_FOUND', `no recurrence ${id}`);
+    if (!(await reactivateFromHold(tx, id))) {
+      throw new AppError(
+        'CONFLICT',
+        `only a recurrence on hold can be reactivated; ${id} is ${recurrence.status}`,
+        {
+          details: { status: recurrence.status },
+        },
+      );
+    }
+    await insertAudit(tx, {
+      who,
+      action: 'reactivate',
+      target: `recorrencia:${id}`,
+      details: { motivo_hold: recurrence.motivo_hold },
+    });
+  });
+  deps.log.info({ recorrenciaId: id, by: who }, 'recurrence taken off hold');
+  return { id, status: 'ativo' };
+}

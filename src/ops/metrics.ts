@@ -1,0 +1,192 @@
+// The Prometheus metrics of the admin server: queue depths and run times, the business date's charges,
+// recurrences, task runs, the notice outbox, live instances and paused queues, read from the database at each
+// scrape (the admin process runs no jobs, so it has nothing to count in memory), plus the process defaults.
+import { collectDefaultMetrics, Gauge, Registry } from 'prom-client';
+import { recentJobDurations } from '../db/jobs.ts';
+import { getMetricGauges, NOTICE_STATUSES } from '../db/metrics.ts';
+import { recurrenceStats } from '../db/stats.ts';
+import { businessDate } from '../domain/dates.ts';
+import { PERIODIC_TASKS } from '../queue/task-names.ts';
+import type { OpsDeps } from './deps.ts';
+import { queueStates } from './queues.ts';
+
+/** The window of the run-time quantiles and completion counts. */
+const DURATION_WINDOW_MINUTES = 15;
+const INSTANCE_ROLES = ['worker', 'scheduler', 'admin'] as const;
+const OUTCOMES = { approved: 'aprovada', declined: 'recusada', pending: 'pendente' } as const;
+
+function definitions(registry: Registry) {
+  const gauge = <L extends string>(name: string, help: string, labelNames: readonly L[] = []) =>
+    new Gauge<L>({ name: `recorrencias_${name}`, help, labelNames, registers: [registry] });
+  return {
+    jobs: gauge(
+      'jobs',
+      'Jobs per queue and state (queued = ready to run; deferred = queued or retrying, not before a later time).',
+      ['queue', 'state'],
+    ),
+    deadLetter: gauge(
+      'dead_letter_jobs',
+      'Jobs of the queue waiting in its dead-letter queue (their retries ran out).',
+      ['queue'],
+    ),
+    // Gauges, not a summary or histogram: the admin process runs no jobs, so the run times come from pg-boss's
+    // rows over a sliding window, and a window count is not the ever-growing _count a summary promises.
+    duration: gauge(
+      'job_duration_seconds',
+      `Run time of the jobs completed in the last ${DURATION_WINDOW_MINUTES} minutes, by quantile (from pg-boss's rows).`,
+      ['queue', 'quantile'],
+    ),
+    completed: gauge('jobs_completed_15m', `Jobs completed in the last ${DURATION_WINDOW_MINUTES} minutes.`, [
+      'queue',
+    ]),
+    charges: gauge(
+      'charges',
+      "Charge attempts of the current business date by outcome (pending: the gateway's answer is not known yet).",
+      ['outcome'],
+    ),
+    chargesAmount: gauge(
+      'charges_amount_cents',
+      'Amount in cents of the charge attempts of the current business date by outcome.',
+      ['outcome'],
+    ),
+    pendingAttempts: gauge('pending_attempts', 'Charge attempts not resolved yet, of any date.'),
+    oldestPending: gauge(
+      'oldest_pending_attempt_age_seconds',
+      'Age of the oldest unresolved charge attempt; 0 when there is none.',
+    ),
+    recurrences: gauge('recurrences', 'Recurrences by status.', ['status']),
+    due: gauge(
+      'recurrences_due',
+      'Active recurrences due on or before the current business date, not waiting for a retry.',
+    ),
+    waitingRetry: gauge(
+      'recurrences_waiting_retry',
+      'Active recurrences waiting for the retry of a declined charge.',
+    ),
+    lastSuccess: gauge(
+      'task_last_success_timestamp_seconds',
+      'End of the last successful run of the task (Unix seconds); 0 when it never succeeded.',
+      ['task'],
+    ),
+    succeededToday: gauge(
+      'task_succeeded_for_business_date',
+      'Whether the task has a successful run for the current business date (1) or not (0).',
+      ['task'],
+    ),
+    running: gauge('task_running', 'Whether a run of the task is executing now (1) or not (0).', ['task']),
+    businessMinutes: gauge(
+      'business_time_minutes',
+      'Minutes since midnight in BUSINESS_TIME_ZONE (for alerts like "by 08:30 local").',
+    ),
+    notices: gauge('notices', 'Seller notices by status, all business dates.', ['status']),
+    oldestNotice: gauge(
+      'notice_oldest_undelivered_age_seconds',
+      'Age of the oldest seller notice not delivered (pendente or falhou); 0 when there is none.',
+    ),
+    instances: gauge('instances_alive', "Live instances per role, from pg-boss's instance registry.", [
+      'role',
+    ]),
+    paused: gauge('queue_paused', 'Whether the queue is paused across the cluster (1) or not (0).', [
+      'queue',
+    ]),
+  };
+}
+
+type Gauges = ReturnType<typeof definitions>;
+
+/** Every metric /metrics exports, no values read yet: a registry per app, never prom-client's global one. */
+export function createMetricsRegistry(): { registry: Registry; gauges: Gauges } {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry });
+  return { registry, gauges: definitions(registry) };
+}
+
+/** Minutes since local midnight of `instant` in `timeZone`. */
+export function minutesSinceMidnight(instant: Date, timeZone: string): number {
+  const parts = new Intl.DateTimeFormat('en-GB', {
+    timeZone,
+    hour: 'numeric',
+    minute: 'numeric',
+    hourCycle: 'h23',
+  }).formatToParts(instant);
+  const part = (type: string) => Number(parts.find((p) => p.type === type)?.value);
+  return part('hour') * 60 + part('minute');
+}
+
+async function readSnapshot(deps: OpsDeps) {
+  const now = deps.now();
+  const date = businessDate(now, deps.config.timeZone);
+  const [queues, durations, stats, gauges, instances] = await Promise.all([
+    queueStates(deps),
+    recentJobDurations(deps.pool, DURATION_WINDOW_MINUTES),
+    recurrenceStats(deps.pool, date),
+    getMetricGauges(deps.pool, { date, tasks: PERIODIC_TASKS }),
+    deps.boss.getInstances(),
+  ]);
+  return { now, queues, durations, stats, gauges, instances };
+}
+
+/** Sets every gauge from one snapshot; labelled gauges are reset first so vanished series disappear. */
+function apply(g: Gauges, s: Awaited<ReturnType<typeof readSnapshot>>, timeZone: string): void {
+  for (const metric of Object.values(g)) metric.reset();
+  for (const queue of s.queues) {
+    for (const [state, n] of Object.entries(queue.counts)) g.jobs.set({ queue: queue.queue, state }, n);
+    if (queue.deadLettered !== null) g.deadLetter.set({ queue: queue.queue }, queue.deadLettered);
+    g.paused.set({ queue: queue.queue }, queue.paused ? 1 : 0);
+    const durations = s.durations.find((row) => row.queue === queue.queue);
+    g.completed.set({ queue: queue.queue }, durations?.completed ?? 0);
+    if (durations !== undefined) {
+      g.duration.set({ queue: queue.queue, quantile: '0.5' }, durations.p50);
+      g.duration.set({ queue: queue.queue, quantile: '0.95' }, durations.p95);
+      g.duration.set({ queue: queue.queue, quantile: '0.99' }, durations.p99);
+    }
+  }
+  for (const [outcome, status] of Object.entries(OUTCOMES)) {
+    g.charges.set({ outcome }, s.stats.tentativas_na_data[status].quantidade);
+    g.chargesAmount.set({ outcome }, s.stats.tentativas_na_data[status].valor_centavos);
+  }
+  g.pendingAttempts.set(s.stats.tentativas_pendentes_total);
+  g.oldestPending.set(s.gauges.tentativa_pendente_mais_antiga_segundos ?? 0);
+  for (const [status, n] of Object.entries(s.stats.por_status)) g.recurrences.set({ status }, n);
+  g.due.set(s.stats.devidas_na_data);
+  g.waitingRetry.set(s.stats.aguardando_retentativa);
+  for (const task of s.gauges.tarefas) {
+    g.lastSuccess.set({ task: task.tarefa }, task.ultimo_sucesso ?? 0);
+    g.succeededToday.set({ task: task.tarefa }, task.sucesso_na_data ? 1 : 0);
+    g.running.set({ task: task.tarefa }, task.executando ? 1 : 0);
+  }
+  g.businessMinutes.set(minutesSinceMidnight(s.now, timeZone));
+  for (const status of NOTICE_STATUSES) g.notices.set({ status }, s.gauges.avisos_por_status[status] ?? 0);
+  g.oldestNotice.set(s.gauges.aviso_nao_entregue_mais_antigo_segundos ?? 0);
+  for (const role of INSTANCE_ROLES) {
+    const name = `recorrencias-${role}`;
+    g.instances.set(
+      { role },
+      s.instances.filter((instance) => instance.live && instance.name === name).length,
+    );
+  }
+}
+
+export type Metrics = { contentType: string; scrape(): Promise<string> };
+
+/**
+ * The metrics of one admin app. `scrape` reads the database and renders the text format; scrapes that
+ * arrive while one is in flight share its answer, so a burst of scrapers costs one round of queries.
+ */
+export function createMetrics(deps: OpsDeps): Metrics {
+  const { registry, gauges } = createMetricsRegistry();
+  let inFlight: Promise<string> | null = null;
+  const scrape = async () => {
+    apply(gauges, await readSnapshot(deps), deps.config.timeZone);
+    return registry.metrics();
+  };
+  return {
+    contentType: registry.contentType,
+    scrape: () => {
+      inFlight ??= scrape().finally(() => {
+        inFlight = null;
+      });
+      return inFlight;
+    },
+  };
+}

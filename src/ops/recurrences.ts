@@ -1,0 +1,24 @@
+// Recurrence views for operators: one recurrence with its attempts and skipped cycles. Card token references
+// are shown masked: they are not card data, but nothing outside the gateway path needs them whole.
+import { listAttemptsOf, listSkippedCyclesOf } from '../db/cobrancas.ts';
+import { findRecurrence } from '../db/recorrencias.ts';
+import { AppError } from '../errors.ts';
+import type { OpsDeps } from './deps.ts';
+
+export function maskToken(token: string): string {
+  return token.length <= 8 ? '****' : `${token.slice(0, 4)}…${token.slice(-4)}`;
+}
+
+export async function recurrenceDetail(deps: OpsDeps, id: number) {
+  const recurrence = await findRecurrence(deps.pool, id);
+  if (recurrence === null) throw new AppError('NOT_FOUND', `no recurrence ${id}`);
+  const [attempts, skipped] = await Promise.all([
+    listAttemptsOf(deps.pool, id),
+    listSkippedCyclesOf(deps.pool, id),
+  ]);
+  return {
+    recorrencia: { ...recurrence, cartao_token: maskToken(recurrence.cartao_token) },
+    cobrancas: attempts.map((attempt) => ({ ...attempt, cartao_token: maskToken(attempt.cartao_token) })),
+    ciclos_pulados: skipped,
+  };
+}

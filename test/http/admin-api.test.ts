@@ -1,0 +1,408 @@
+// The admin API through `inject` against real Postgres: authentication, validation of hostile input (no 5xx,
+// no state change), running tasks, pausing, retrying jobs, reactivating recurrences, the audit trail.
+import t from 'tap';
+import { CHARGE_DEAD_LETTER_QUEUE, CHARGE_QUEUE } from '../../src/queue/task-names.ts';
+import { query } from '../helpers/database.ts';
+import { insertRecurrence } from '../helpers/harness.ts';
+import {
+  CHECKOUT_TOKEN,
+  auth,
+  createAdminHarness,
+  operator,
+  reader,
+  type AdminHarness,
+} from '../helpers/admin.ts';
+
+const TASK = 'processar_recorrencias_do_dia';
+
+/** Everything a rejected request must leave untouched. */
+async function snapshot(h: AdminHarness) {
+  const [row] = await query<Record<string, number>>(
+    h.url,
+    `SELECT (SELECT count(*)::int FROM auditoria_admin) AS audit, (SELECT count(*)::int FROM tarefas_pausadas) AS pauses,
+       (SELECT count(*)::int FROM pgboss.job) AS jobs, (SELECT count(*)::int FROM pgboss.schedule) AS schedules,
+       (SELECT count(*)::int FROM checkout_recorrencias WHERE status = 'hold') AS holds`,
+  );
+  return row;
+}
+
+t.test('authentication: none, wrong, right, and scopes', async (t) => {
+  const h = await createAdminHarness(t);
+  t.equal((await h.app.inject({ url: '/healthz' })).statusCode, 200, 'health needs no token');
+  t.equal((await h.app.inject({ url: '/readyz' })).statusCode, 200);
+  const none = await h.app.inject({ url: '/tasks' });
+  t.equal(none.statusCode, 401);
+  t.equal(none.headers['www-authenticate'], 'Bearer');
+  t.equal(
+    (await h.app.inject({ url: '/tasks', headers: auth('wrong-token-0123456789xyz') })).statusCode,
+    401,
+  );
+  t.equal((await h.app.inject({ url: '/tasks', headers: { authorization: 'Basic abc' } })).statusCode, 401);
+  t.equal((await h.app.inject({ url: '/tasks', headers: reader })).statusCode, 200, 'a read token reads');
+  t.equal((await h.app.inject({ url: '/tasks', headers: operator })).statusCode, 200);
+  const before = await snapshot(h);
+  const denied = await h.app.inject({ method: 'POST', url: `/tasks/${TASK}/run`, headers: reader });
+  t.equal(denied.statusCode, 403, 'a read token cannot run a task');
+  t.match(denied.json(), { error: 'forbidden', message: /grafana/ });
+  t.equal(
+    (await h.app.inject({ method: 'POST', url: `/tasks/${TASK}/pause`, headers: auth(CHECKOUT_TOKEN) }))
+      .statusCode,
+    403,
+    'the checkout token cannot pause tasks',
+  );
+  t.same(await snapshot(h), before, 'nothing changed');
+});
+
+t.test('run a task now: 202 with the job id, then the existing run or job unless forced', async (t) => {
+  const h = await createAdminHarness(t);
+  const first = await h.app.inject({
+    method: 'POST',
+    url: `/tasks/${TASK}/run`,
+    headers: operator,
+    payload: { date: '2031-03-10' },
+  });
+  t.equal(first.statusCode, 202);
+  const { jobId } = first.json<{ jobId: string }>();
+  t.same(await query(h.url, 'SELECT name, data FROM pgboss.job WHERE id = $1', [jobId]), [
+    { name: TASK, data: { date: '2031-03-10', force: false } },
+  ]);
+  const again = await h.app.inject({
+    method: 'POST',
+    url: `/tasks/${TASK}/run`,
+    headers: operator,
+    payload: { date: '2031-03-10' },
+  });
+  t.equal(again.statusCode, 200);
+  t.match(again.json(), { status: 'already_queued', jobId });
+  await query(
+    h.url,
+    `INSERT INTO execucoes_tarefas (tarefa, data_negocio, status, finalizada_em) VALUES ($1, '2031-03-11', 'sucesso', now())`,
+    [TASK],
+  );
+  const done = await h.app.inject({
+    method: 'POST',
+    url: `/tasks/${TASK}/run`,
+    headers: operator,
+    payload: { date: '2031-03-11' },
+  });
+  t.match(done.json(), { status: 'already_succeeded', run: { status: 'sucesso' } });
+  const forced = await h.app.inject({
+    method: 'POST',
+    url: `/tasks/${TASK}/run`,
+    headers: operator,
+    payload: { date: '2031-03-11', force: true },
+  });
+  t.equal(forced.statusCode, 202);
+  const noBody = await h.app.inject({ method: 'POST', url: `/tasks/${TASK}/run`, headers: operator });
+  t.equal(noBody.statusCode, 202, 'the date defaults to today');
+  const audit = await query<{ quem: string; acao: string }>(
+    h.url,
+    'SELECT quem, acao FROM auditoria_admin ORDER BY id',
+  );
+  t.ok(
+    audit.length >= 4 && audit.every((row) => row.quem === 'ana' && row.acao === 'run_task'),
+    'every run is audited with the token name',
+  );
+  t.equal(
+    (await h.app.inject({ method: 'POST', url: '/tasks/nao_existe/run', headers: operator })).statusCode,
+    404,
+  );
+});
+
+t.test('hostile input: 4xx that say what was wrong, never 5xx, never a state change', async (t) => {
+  const h = await createAdminHarness(t);
+  const before = await snapshot(h);
+  const cases: Array<{
+    method: 'GET' | 'POST';
+    url: string;
+    payload?: unknown;
+    headers?: Record<string, string>;
+    status: number;
+    field?: RegExp;
+  }> = [
+    {
+      method: 'POST',
+      url: `/tasks/${TASK}/run`,
+      payload: { date: '2031-02-30' },
+      status: 400,
+      field: /body\.date/,
+    },
+    {
+      method: 'POST',
+      url: `/tasks/${TASK}/run`,
+      payload: { date: 20310301 },
+      status: 400,
+      field: /body\.date/,
+    },
+    {
+      method: 'POST',
+      url: `/tasks/${TASK}/run`,
+      payload: { date: '2031-03-01', force: 'yes' },
+      status: 400,
+      field: /body\.force/,
+    },
+    {
+      method: 'POST',
+      url: `/tasks/${TASK}/run`,
+      payload: { date: '2031-03-01', extra: 1 },
+      status: 400,
+      field: /extra/,
+    },
+    {
+      method: 'POST',
+      url: `/tasks/${TASK}/run`,
+      payload: '{"__proto__": {"admin": true}}',
+      headers: { 'content-type': 'application/json' },
+      status: 400,
+    },
+    {
+      method: 'POST',
+      url: `/tasks/${TASK}/run`,
+      payload: '{"constructor": {"prototype": {"x": 1}}}',
+      headers: { 'content-type': 'application/json' },
+      status: 400,
+    },
+    {
+      method: 'POST',
+      url: `/tasks/${TASK}/run`,
+      payload: '{not json',
+      headers: { 'content-type': 'application/json' },
+      status: 400,
+    },
+    { method: 'POST', url: `/tasks/${TASK}/run`, payload: { reason: 'x'.repeat(100_000) }, status: 413 },
+    { method: 'POST', url: `/tasks/x'; DROP TABLE checkout_recorrencias; --/run`, status: 404 },
+    {
+      method: 'POST',
+      url: `/tasks/${TASK}/pause`,
+      payload: { reason: 1 },
+      status: 400,
+      field: /body\.reason/,
+    },
+    { method: 'GET', url: '/jobs?state=exploded', status: 400, field: /querystring\.state/ },
+    { method: 'GET', url: '/jobs?limit=0', status: 400, field: /querystring\.limit/ },
+    { method: 'GET', url: '/jobs?cursor=bm90LWEtY3Vyc29y', status: 400, field: /cursor/ },
+    { method: 'GET', url: "/jobs/1' OR '1'='1", status: 400, field: /params\.id/ },
+    { method: 'GET', url: '/jobs/00000000-0000-4000-8000-000000000000', status: 404 },
+    { method: 'GET', url: '/recorrencias/abc', status: 400, field: /params\.id/ },
+    { method: 'GET', url: '/recorrencias/99999999999999999999', status: 400 },
+    { method: 'GET', url: '/recorrencias/stats?date=yesterday', status: 400, field: /querystring\.date/ },
+    { method: 'POST', url: '/recorrencias/12345/reativar', status: 404 },
+    { method: 'GET', url: '/no/such/route', status: 404 },
+  ];
+  for (const c of cases) {
+    const response = await h.app.inject({
+      method: c.method,
+      url: c.url,
+      payload: c.payload as string,
+      headers: { ...operator, ...c.headers },
+    });
+    t.equal(
+      response.statusCode,
+      c.status,
+      `${c.method} ${c.url.slice(0, 60)} -> ${c.status}: ${response.body.slice(0, 200)}`,
+    );
+    const body = response.json<{ message?: string }>();
+    t.type(body.message, 'string', 'the body says what was wrong');
+    if (c.field !== undefined) t.match(body.message, c.field, 'and names the field');
+  }
+  t.same(await snapshot(h), before, 'no rejected request changed anything');
+});
+
+t.test('injection strings in stored text are kept verbatim', async (t) => {
+  const h = await createAdminHarness(t);
+  const reason = `'); DROP TABLE tarefas_pausadas; -- <script>alert(1)</script>`;
+  const paused = await h.app.inject({
+    method: 'POST',
+    url: `/tasks/${TASK}/pause`,
+    headers: operator,
+    payload: { reason },
+  });
+  t.equal(paused.statusCode, 200);
+  t.same(await query(h.url, 'SELECT motivo FROM tarefas_pausadas'), [{ motivo: reason }]);
+  const tasks = await h.app.inject({ url: '/tasks', headers: operator });
+  t.equal(
+    tasks
+      .json<{ tasks: Array<{ name: string; paused: { reason: string } | null }> }>()
+      .tasks.find((task) => task.name === TASK)?.paused?.reason,
+    reason,
+  );
+});
+
+t.test('pause and resume a task: schedule dropped and restored, audited, idempotent', async (t) => {
+  const h = await createAdminHarness(t);
+  await h.app.inject({ method: 'POST', url: `/tasks/${TASK}/resume`, headers: operator });
+  t.equal(
+    (await query(h.url, 'SELECT 1 FROM pgboss.schedule WHERE name = $1', [TASK])).length,
+    1,
+    'resume registers the schedule',
+  );
+  const paused = await h.app.inject({
+    method: 'POST',
+    url: `/tasks/${TASK}/pause`,
+    headers: operator,
+    payload: { reason: 'incidente' },
+  });
+  t.same(paused.json(), { queue: TASK, changed: true });
+  t.same(
+    await query(h.url, 'SELECT 1 FROM pgboss.schedule WHERE name = $1', [TASK]),
+    [],
+    'its ticks are skipped',
+  );
+  const schedules = (await h.app.inject({ url: '/schedules', headers: reader })).json<{
+    schedules: Array<{ task: string; paused: boolean; nextRuns: unknown[] }>;
+  }>();
+  t.match(
+    schedules.schedules.find((s) => s.task === TASK),
+    { paused: true, nextRuns: [] },
+  );
+  t.same((await h.app.inject({ method: 'POST', url: `/tasks/${TASK}/pause`, headers: operator })).json(), {
+    queue: TASK,
+    changed: false,
+  });
+  const resumed = await h.app.inject({ method: 'POST', url: `/tasks/${TASK}/resume`, headers: operator });
+  t.same(resumed.json(), { queue: TASK, changed: true });
+  t.equal((await query(h.url, 'SELECT 1 FROM pgboss.schedule WHERE name = $1', [TASK])).length, 1);
+  t.equal(
+    (
+      await h.app.inject({
+        method: 'POST',
+        url: `/tasks/${CHARGE_DEAD_LETTER_QUEUE}/pause`,
+        headers: operator,
+      })
+    ).statusCode,
+    409,
+  );
+  const actions = await query<{ acao: string }>(
+    h.url,
+    `SELECT acao FROM auditoria_admin WHERE acao IN ('pause', 'resume') ORDER BY id`,
+  );
+  t.same(
+    actions.map((a) => a.acao),
+    ['resume', 'pause', 'pause', 'resume'],
+  );
+});
+
+t.test('retry a failed job and send a dead-lettered charge back to its queue', async (t) => {
+  const h = await createAdminHarness(t);
+  const failed = await h.boss.send(TASK, { date: '2031-03-10' }, { retryLimit: 0 });
+  const [job] = await h.boss.fetch(TASK);
+  await h.boss.fail(TASK, { id: job?.id as string, retryCount: 0 }, { error: 'boom' });
+  t.same(await query(h.url, 'SELECT state FROM pgboss.job WHERE id = $1', [failed]), [{ state: 'failed' }]);
+  const retried = await h.app.inject({ method: 'POST', url: `/jobs/${failed}/retry`, headers: operator });
+  t.match(retried.json(), { action: 'retried' });
+  t.same(await query(h.url, 'SELECT state FROM pgboss.job WHERE id = $1', [failed]), [{ state: 'retry' }]);
+  t.equal(
+    (await h.app.inject({ method: 'POST', url: `/jobs/${failed}/retry`, headers: operator })).statusCode,
+    409,
+    'only failed jobs',
+  );
+
+  const charge = await h.boss.send(
+    CHARGE_QUEUE,
+    { recorrenciaId: 1, dataNegocio: '2031-03-10', motivo: 'agendada' },
+    { retryLimit: 0 },
+  );
+  const [claimed] = await h.boss.fetch(CHARGE_QUEUE);
+  await h.boss.fail(CHARGE_QUEUE, { id: claimed?.id as string, retryCount: 0 }, { error: 'gateway down' });
+  const [dead] = await query<{ id: string }>(h.url, 'SELECT id::text FROM pgboss.job WHERE name = $1', [
+    CHARGE_DEAD_LETTER_QUEUE,
+  ]);
+  t.ok(dead, `the exhausted charge ${charge} landed in the dead-letter queue`);
+  const queues = (await h.app.inject({ url: '/queues', headers: reader })).json<{
+    queues: Array<{ queue: string; deadLettered: number | null }>;
+  }>();
+  t.equal(queues.queues.find((q) => q.queue === CHARGE_QUEUE)?.deadLettered, 1);
+  const redriven = await h.app.inject({ method: 'POST', url: `/jobs/${dead?.id}/retry`, headers: operator });
+  t.match(redriven.json(), { action: 'redriven' });
+  t.same(
+    await query(h.url, `SELECT count(*)::int AS n FROM pgboss.job WHERE name = $1 AND state = 'created'`, [
+      CHARGE_QUEUE,
+    ]),
+    [{ n: 1 }],
+    'back in the charge queue',
+  );
+});
+
+t.test('reactivate only from hold; the recurrence view masks the card token', async (t) => {
+  const h = await createAdminHarness(t);
+  const held = await insertRecurrence(h.pool, {
+    proxima_cobranca: '2031-03-10',
+    status: 'hold',
+    falhas_consecutivas: 4,
+    cartao_token: 'tok_aprova_0123456789',
+  });
+  const active = await insertRecurrence(h.pool, { proxima_cobranca: '2031-03-10' });
+  const ok = await h.app.inject({ method: 'POST', url: `/recorrencias/${held}/reativar`, headers: operator });
+  t.same(ok.json(), { id: held, status: 'ativo' });
+  t.same(
+    await query(
+      h.url,
+      'SELECT status, falhas_consecutivas, motivo_hold FROM checkout_recorrencias WHERE id = $1',
+      [held],
+    ),
+    [{ status: 'ativo', falhas_consecutivas: 0, motivo_hold: null }],
+  );
+  const conflict = await h.app.inject({
+    method: 'POST',
+    url: `/recorrencias/${active}/reativar`,
+    headers: operator,
+  });
+  t.equal(conflict.statusCode, 409);
+  t.match(conflict.json(), { status: 'ativo', message: /only a recurrence on hold/ });
+  const view = await h.app.inject({ url: `/recorrencias/${held}`, headers: reader });
+  t.equal(view.json<{ recorrencia: { cartao_token: string } }>().recorrencia.cartao_token, 'tok_…6789');
+  t.notMatch(view.body, /0123456789/, 'the whole token never leaves');
+});
+
+t.test('stats and jobs pagination', async (t) => {
+  const h = await createAdminHarness(t);
+  await insertRecurrence(h.pool, { proxima_cobranca: '2031-03-10' });
+  await insertRecurrence(h.pool, { proxima_cobranca: '2031-03-10', status: 'hold' });
+  await insertRecurrence(h.pool, { proxima_cobranca: '2031-03-10', proxima_tentativa: '2031-03-11' });
+  const stats = (
+    await h.app.inject({ url: '/recorrencias/stats?date=2031-03-10', headers: reader })
+  ).json<unknown>();
+  t.match(stats, {
+    data_negocio: '2031-03-10',
+    por_status: { ativo: 2, hold: 1 },
+    devidas_na_data: 1,
+    em_hold: 1,
+    aguardando_retentativa: 1,
+  });
+  for (let i = 0; i < 5; i += 1) await h.boss.send(TASK, { date: `2031-04-0${i + 1}` });
+  const page1 = (await h.app.inject({ url: `/jobs?task=${TASK}&limit=2`, headers: reader })).json<{
+    jobs: Array<{ id: string }>;
+    nextCursor: string;
+  }>();
+  const page2 = (
+    await h.app.inject({ url: `/jobs?task=${TASK}&limit=2&cursor=${page1.nextCursor}`, headers: reader })
+  ).json<{ jobs: Array<{ id: string }>; nextCursor: string }>();
+  const page3 = (
+    await h.app.inject({ url: `/jobs?task=${TASK}&limit=2&cursor=${page2.nextCursor}`, headers: reader })
+  ).json<{ jobs: Array<{ id: string }>; nextCursor: string | null }>();
+  const ids = [...page1.jobs, ...page2.jobs, ...page3.jobs].map((job) => job.id);
+  t.equal(new Set(ids).size, 5, 'three pages cover the five jobs once each');
+  t.equal(page3.nextCursor, null);
+});
+
+t.test('OpenAPI documents the API at /docs', async (t) => {
+  const h = await createAdminHarness(t);
+  const spec = (await h.app.inject({ url: '/docs/json' })).json<{ paths: Record<string, unknown> }>();
+  for (const path of [
+    '/tasks',
+    '/schedules',
+    '/jobs',
+    '/jobs/{id}',
+    '/queues',
+    '/tasks/{name}/run',
+    '/recorrencias/stats',
+    '/recorrencias/{id}/reativar',
+  ]) {
+    t.ok(spec.paths[path], `${path} is documented`);
+  }
+  t.equal(
+    (await h.app.inject({ url: '/docs' })).statusCode < 400,
+    true,
+    'the docs page is served without a token',
+  );
+});

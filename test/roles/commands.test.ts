@@ -1,0 +1,132 @@
+// The operator commands as deployed: check, inspect, stats, run, seed, purge-archive.
+import t, { type Test } from 'tap';
+import { createEmptyDatabase, createMigratedDatabase, query } from '../helpers/database.ts';
+import { startService } from '../helpers/processes.ts';
+
+async function command(t: Test, args: string[], env: Record<string, string>) {
+  const service = startService(t, args, { LOG_LEVEL: 'warn', ...env });
+  const { code } = await service.exited;
+  return { code, out: service.stdout(), err: service.stderr() };
+}
+
+t.test('check passes on a migrated database and fails clearly on an unmigrated one', async (t) => {
+  const migrated = await createMigratedDatabase(t);
+  const ok = await command(t, ['check'], { DATABASE_URL: migrated });
+  t.equal(ok.code, 0, ok.out + ok.err);
+  for (const line of [
+    '✓ database reachable',
+    '✓ migrations current',
+    '✓ tasks registered with handlers',
+    '✓ schedules present in America/Sao_Paulo',
+    '✓ dry run processar_recorrencias_do_dia',
+    '✓ recurrence statistics',
+  ]) {
+    t.match(ok.out, line);
+  }
+  t.match(ok.out, /all checks passed/);
+  const empty = await createEmptyDatabase(t);
+  const bad = await command(t, ['check'], { DATABASE_URL: empty });
+  t.equal(bad.code, 1);
+  t.match(bad.out, /✗ migrations current: .*run `node dist\/main\.js migrate`/);
+  const json = await command(t, ['check', '--json'], { DATABASE_URL: migrated });
+  t.match(JSON.parse(json.out), { ok: true, results: [{ name: 'database reachable', status: 'ok' }] });
+});
+
+t.test('inspect registered / scheduled / active and stats', async (t) => {
+  const url = await createMigratedDatabase(t);
+  const registered = await command(t, ['inspect', 'registered'], { DATABASE_URL: url });
+  t.equal(registered.code, 0, registered.err);
+  for (const name of [
+    'processar_recorrencias_do_dia',
+    'retentar_cobrancas_falhadas',
+    'notificar_recorrencias_hold',
+    'limpar_recorrencias_antigas',
+    'cobrar_recorrencia',
+  ]) {
+    t.match(registered.out, name);
+  }
+  const scheduled = await command(t, ['inspect', 'scheduled', '--json'], { DATABASE_URL: url });
+  const rows = JSON.parse(scheduled.out) as Array<{ task: string; cron: string; registered: boolean }>;
+  t.same(
+    rows.map((row) => [row.task, row.cron, row.registered]),
+    [
+      ['processar_recorrencias_do_dia', '0 8 * * *', true],
+      ['retentar_cobrancas_falhadas', '0 10 * * *', true],
+      ['notificar_recorrencias_hold', '0 18 * * *', true],
+      ['limpar_recorrencias_antigas', '0 2 * * 0', true],
+    ],
+  );
+  const active = await command(t, ['inspect', 'active'], { DATABASE_URL: url });
+  t.match(active.out, /0 active job\(s\)/);
+  const unknown = await command(t, ['inspect', 'everything'], { DATABASE_URL: url });
+  t.equal(unknown.code, 2);
+  await query(
+    url,
+    `INSERT INTO checkout_recorrencias (vendedor_id, cartao_token, bandeira, valor_centavos, periodicidade, dia_ancora, proxima_cobranca, status, motivo_hold)
+    VALUES ('v', 't', 'visa', 100, 'mensal', 10, '2031-03-10', 'hold', 'x')`,
+  );
+  const stats = await command(t, ['stats', '--date', '2031-03-10', '--json'], { DATABASE_URL: url });
+  t.match(JSON.parse(stats.out), { data_negocio: '2031-03-10', em_hold: 1, por_status: { hold: 1 } });
+});
+
+t.test('seed and run: the Django-shell equivalents', async (t) => {
+  const url = await createMigratedDatabase(t);
+  const seeded = await command(t, ['seed', '--count', '500', '--date', '2031-03-10', '--seed', '42'], {
+    DATABASE_URL: url,
+  });
+  t.equal(seeded.code, 0, seeded.err);
+  t.match(JSON.parse(seeded.out), { inserted: 500, date: '2031-03-10' });
+  const [mix] = await query<{ n: number; periodicities: number; sellers: number; due: number }>(
+    url,
+    `SELECT count(*)::int AS n, count(DISTINCT periodicidade)::int AS periodicities, count(DISTINCT vendedor_id)::int AS sellers,
+       count(*) FILTER (WHERE proxima_cobranca = '2031-03-10')::int AS due FROM checkout_recorrencias`,
+  );
+  t.match(mix, { n: 500, periodicities: 5, due: 500 }, 'varied periodicities, all due on the date');
+  t.ok(
+    (mix?.sellers ?? 0) > 80 && (mix?.sellers ?? 0) <= 100,
+    `spread over the 100 default sellers (${mix?.sellers})`,
+  );
+  const reseeded = await command(t, ['seed', '--count', '500', '--date', '2031-03-10', '--seed', '42'], {
+    DATABASE_URL: url,
+  });
+  t.equal(reseeded.code, 0);
+  const [same] = await query<{ equal: boolean }>(
+    url,
+    `SELECT bool_and(a.valor_centavos = b.valor_centavos AND a.periodicidade = b.periodicidade) AS equal
+     FROM checkout_recorrencias a JOIN checkout_recorrencias b ON b.id = a.id + 500 WHERE a.id <= 500`,
+  );
+  t.equal(same?.equal, true, 'the same seed gives the same recurrences');
+  await query(url, 'DELETE FROM checkout_recorrencias WHERE id > 500');
+  const run = await command(t, ['run', 'processar_recorrencias_do_dia', '--date', '2031-03-10'], {
+    DATABASE_URL: url,
+  });
+  t.equal(run.code, 0, run.err);
+  t.match(JSON.parse(run.out), {
+    task: 'processar_recorrencias_do_dia',
+    status: 'succeeded',
+    counts: { encontradas: 500, enfileiradas: 500 },
+  });
+  const again = await command(t, ['run', 'processar_recorrencias_do_dia', '--date', '2031-03-10'], {
+    DATABASE_URL: url,
+  });
+  t.match(JSON.parse(again.out), { status: 'skipped', reason: 'already_succeeded' });
+  const bad = await command(t, ['run', 'processar_recorrencias_do_dia', '--date', '2031-02-30'], {
+    DATABASE_URL: url,
+  });
+  t.equal(bad.code, 2);
+  t.match(bad.err, /--date/);
+});
+
+t.test('purge-archive deletes only archived rows past the retention', async (t) => {
+  const url = await createMigratedDatabase(t);
+  await query(
+    url,
+    `INSERT INTO checkout_recorrencias_arquivo (id, vendedor_id, cartao_token, bandeira, valor_centavos, periodicidade, dia_ancora, proxima_cobranca, status, arquivado_em)
+    VALUES (1, 'v', 't', 'visa', 100, 'mensal', 1, '2020-01-01', 'concluido', now() - interval '2000 days'),
+           (2, 'v', 't', 'visa', 100, 'mensal', 1, '2020-01-01', 'concluido', now() - interval '10 days')`,
+  );
+  const purge = await command(t, ['purge-archive'], { DATABASE_URL: url });
+  t.equal(purge.code, 0, purge.err);
+  t.match(JSON.parse(purge.out), { olderThanDays: 1825, purged: { recorrencias: 1 } });
+  t.same(await query(url, 'SELECT id FROM checkout_recorrencias_arquivo'), [{ id: '2' }]);
+});
