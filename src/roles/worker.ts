@@ -10,6 +10,7 @@ import { createBoss } from '../queue/boss.ts';
 import { startPauseWatcher, type QueueRegistration } from '../queue/pause-watcher.ts';
 import { CHARGE_QUEUE, NOTICE_DELIVERY_QUEUE, PERIODIC_TASKS } from '../queue/task-names.ts';
 import { chargeQueueWorker } from '../tasks/charge/charge-worker.ts';
+import { armedTestHooks } from '../tasks/charge/test-hooks.ts';
 import { registerNoticeWorker } from '../tasks/notices/notice-worker.ts';
 import { InvalidPayloadError, jobBusinessDate, runPeriodicTask } from '../tasks/periodic-runner.ts';
 import { PERIODIC_TASK_DEFINITIONS } from '../tasks/registry.ts';
@@ -77,6 +78,12 @@ export async function startWorker(
 ): Promise<Running> {
   const { config, log, databaseUrl } = ctx;
   const gateway = options.gateway ?? gatewayFor(config, log.child({ component: 'gateway' }));
+  const hooks = armedTestHooks();
+  if (hooks.length > 0)
+    log.warn(
+      { hooks },
+      'TEST HOOKS ARMED: this worker crashes or misbehaves on purpose (never in production)',
+    );
   const pool = await connectToMigratedDatabase(ctx, 'worker');
   const boss = createBoss(config, databaseUrl, 'worker', log);
   const stops: Array<() => void> = [];

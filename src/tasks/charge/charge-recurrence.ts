@@ -38,7 +38,7 @@ import { CHARGE_QUEUE } from '../../queue/task-names.ts';
 import type { PgBoss } from 'pg-boss';
 import { withGatewaySlot } from './gateway-slot.ts';
 import { enqueueChargeJobs, type ChargeJobPayload } from './charge-jobs.ts';
-import { crashPoint } from './crash-points.ts';
+import { crashPoint, mutantActive } from './test-hooks.ts';
 
 export type ChargeDeps = {
   config: Config;
@@ -88,7 +88,19 @@ async function prepareAttempt(
   if (recurrence.status !== 'ativo') return { kind: 'skip', reason: `recurrence_${recurrence.status}` };
 
   // An unresolved attempt is resumed with its own key, never replaced: the gateway may have executed it.
-  const pending = await findPendingAttempt(tx, recorrenciaId);
+  let pending = await findPendingAttempt(tx, recorrenciaId);
+  if (pending !== null && mutantActive('fresh_key')) {
+    // Deliberately wrong (test-only): give up on the unresolved attempt and charge under a new key.
+    await resolveAttempt(tx, pending.id, {
+      status: 'recusada',
+      gatewayRef: null,
+      code: 'MUTANT',
+      reversible: true,
+      message: 'abandoned',
+    });
+    await markChargingCycle(tx, recorrenciaId, pending.ciclo);
+    pending = null;
+  }
   if (pending !== null) {
     await markAttemptSending(tx, pending.id, job.id);
     return { kind: 'charge', attempt: pending, recurrence, resumed: true };
@@ -176,7 +188,7 @@ async function completeJobIn(
     output,
     { db: bossDb(tx) },
   );
-  if (affectedRows(response) !== 1) throw new ClaimLostError();
+  if (affectedRows(response) !== 1 && !mutantActive('no_fence')) throw new ClaimLostError();
 }
 
 async function recordApproval(

@@ -3,7 +3,7 @@
 import { findChargeablePage, type ChargeableCursor } from '../../db/recorrencias.ts';
 import type { TaskCounts, TaskRunContext } from '../task.ts';
 import { dueCharge, enqueueChargeJobs, type ChargeJobPayload } from './charge-jobs.ts';
-import { crashPoint } from './crash-points.ts';
+import { crashPoint } from './test-hooks.ts';
 
 const PAGE_SIZE = 5_000;
 
