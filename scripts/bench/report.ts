@@ -1,0 +1,59 @@
+// The benchmark's table: one column per run and, with several runs, the median.
+import type { runBenchmark } from './run.ts';
+
+type Result = Awaited<ReturnType<typeof runBenchmark>>;
+
+const median = (values: number[]) => {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.floor(sorted.length / 2)] ?? 0;
+};
+
+export function formatReport(results: Result[]): string {
+  const rows: Array<[string, (r: Result) => number | string]> = [
+    ['recurrences due (N)', (r) => r.seed.recurrences],
+    ['seed time (s)', (r) => r.seed.seconds.toFixed(1)],
+    ['fan-out time (s)', (r) => r.fanOut.seconds.toFixed(1)],
+    ['fan-out rate (jobs/s)', (r) => Math.round(r.fanOut.jobsPerSecond)],
+    ['all charged in (s)', (r) => r.throughput.totalSeconds.toFixed(1)],
+    ['throughput overall (charges/s)', (r) => Math.round(r.throughput.overall)],
+    ['throughput steady p10-p90 (charges/s)', (r) => Math.round(r.throughput.steady)],
+    [
+      'ceiling, same SQL without queue (charges/s)',
+      (r) => (r.ceiling === null ? '-' : Math.round(r.ceiling.chargesPerSecond)),
+    ],
+    ['ratio to ceiling', (r) => (r.ratioToCeiling === null ? '-' : r.ratioToCeiling.toFixed(2))],
+    [
+      'charge latency p50 / p95 / p99 (ms)',
+      (r) =>
+        `${Math.round(r.latencyMs.p50)} / ${Math.round(r.latencyMs.p95)} / ${Math.round(r.latencyMs.p99)}`,
+    ],
+    ['db transactions per charge', (r) => r.database.transactionsPerCharge.toFixed(2)],
+    ['peak Postgres connections', (r) => r.database.peakConnections],
+    ['Postgres size growth (MB)', (r) => (r.database.sizeGrowthBytes / 1_048_576).toFixed(1)],
+    [
+      'peak RSS per worker (MB)',
+      (r) => r.workers.map((w) => (w.peakRssBytes / 1_048_576).toFixed(0)).join(' / '),
+    ],
+    ['CPU seconds per worker', (r) => r.workers.map((w) => w.cpuSeconds.toFixed(0)).join(' / ')],
+    ['machine CPU used (2 cores = 100%)', (r) => `${Math.round(r.cpu.machineShare * 100)}%`],
+    [
+      'correct (charged once, ledger = db)',
+      (r) => (r.correctness.ok ? 'yes' : `NO ${JSON.stringify(r.correctness)}`),
+    ],
+  ];
+  const numeric = (value: number | string) => (typeof value === 'number' ? value : Number(value));
+  const header = ['', ...results.map((_, i) => `run ${i + 1}`), ...(results.length > 1 ? ['median'] : [])];
+  const body = rows.map(([label, read]) => {
+    const cells = results.map((result) => String(read(result)));
+    const values = results.map((result) => numeric(read(result)));
+    return [
+      label,
+      ...cells,
+      ...(results.length > 1 ? [values.every(Number.isFinite) ? String(median(values)) : '-'] : []),
+    ];
+  });
+  const widths = header.map((_, i) => Math.max(...[header, ...body].map((row) => (row[i] ?? '').length)));
+  return [header, ...body]
+    .map((row) => row.map((cell, i) => cell.padEnd(widths[i] ?? 0)).join('  '))
+    .join('\n');
+}

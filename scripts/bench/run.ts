@@ -1,0 +1,420 @@
+// One benchmark run of the morning: a fresh database seeded with N recurrences due on one business date, the
+// fake gateway and W worker processes as deployed, processar_recorrencias_do_dia triggered, every charge job
+// waited for; then the same charge SQL straight to Postgres (the same-run ceiling). Returns every figure.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import pg from 'pg';
+import { createDbPool } from '../../src/db/pool.ts';
+import { seedRecurrences } from '../../src/db/seed.ts';
+import { addDays } from '../../src/domain/dates.ts';
+import { freePort, makeTempDataDir } from '../../src/dev/embedded-postgres.ts';
+import { cpuSecondsOf, cpuShare, machineCpu, memoryOf } from './system.ts';
+
+export type BenchOptions = {
+  adminUrl: string;
+  count: number;
+  latencyMs: number;
+  declineRate: number;
+  workers: number;
+  concurrency: number;
+  dbPool: number;
+  bossPool: number;
+  gatewayCap: number;
+  date: string;
+  skipCeiling: boolean;
+  log: (line: string) => void;
+};
+
+const ROOT = new URL('../../', import.meta.url);
+
+async function sql<R extends pg.QueryResultRow>(
+  url: string,
+  text: string,
+  values: unknown[] = [],
+): Promise<R[]> {
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  try {
+    return (await client.query<R>(text, values)).rows;
+  } finally {
+    await client.end();
+  }
+}
+
+function databaseUrl(adminUrl: string, name: string): string {
+  const url = new URL(adminUrl);
+  url.pathname = `/${name}`;
+  return url.toString();
+}
+
+type Service = {
+  child: ChildProcess;
+  ready: Promise<void>;
+  exited: Promise<number | null>;
+  output: () => string;
+};
+
+function startRole(args: string[], env: Record<string, string>, readyMessage: string | null): Service {
+  const child = spawn(process.execPath, ['dist/main.js', ...args], {
+    cwd: ROOT,
+    env: { PATH: process.env.PATH, LOG_FORMAT: 'json', LOG_LEVEL: 'info', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let output = '';
+  const ready = new Promise<void>((resolve, reject) => {
+    const onData = (chunk: Buffer) => {
+      output = `${output}${chunk.toString()}`.slice(-200_000);
+      if (readyMessage !== null && output.includes(`"msg":"${readyMessage}"`)) resolve();
+    };
+    child.stdout?.on('data', onData);
+    child.stderr?.on('data', onData);
+    child.once('exit', (code) =>
+      reject(new Error(`${args[0]} exited (${code}) before ready:\n${output.slice(-3_000)}`)),
+    );
+    if (readyMessage === null) resolve();
+  });
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  return { child, ready, exited, output: () => output };
+}
+
+async function stop(service: Service): Promise<void> {
+  if (service.child.exitCode !== null) return;
+  service.child.kill('SIGTERM');
+  await service.exited;
+}
+
+function percentileOf(sorted: number[], p: number): number {
+  if (sorted.length === 0) return 0;
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? 0;
+}
+
+export async function runBenchmark(options: BenchOptions) {
+  const { log } = options;
+  const [settings] = await sql<{
+    fsync: string;
+    synchronous_commit: string;
+    version: string;
+    max_connections: string;
+  }>(
+    options.adminUrl,
+    `SELECT current_setting('fsync') AS fsync, current_setting('synchronous_commit') AS synchronous_commit,
+            current_setting('server_version') AS version, current_setting('max_connections') AS max_connections`,
+  );
+  if (settings?.fsync !== 'on' || settings.synchronous_commit === 'off') {
+    throw new Error(
+      `refusing to benchmark with fsync=${settings?.fsync} synchronous_commit=${settings?.synchronous_commit}: durable commits are the point`,
+    );
+  }
+  const name = `bench_${Date.now()}`;
+  await sql(options.adminUrl, `CREATE DATABASE "${name}"`);
+  const url = databaseUrl(options.adminUrl, name);
+  const cleanup: Array<() => Promise<void>> = [
+    () => sql(options.adminUrl, `DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`).then(() => undefined),
+  ];
+  try {
+    const migrate = startRole(['migrate'], { DATABASE_URL: url, LOG_LEVEL: 'warn' }, null);
+    if ((await migrate.exited) !== 0) throw new Error(`migrate failed:\n${migrate.output()}`);
+
+    // Two batches: N due on the date for the queue run, N due the day after for the ceiling (never touched by it).
+    const pool = await createDbPool(url, { maxConnections: 2, applicationName: 'recorrencias:bench' });
+    const seedStarted = performance.now();
+    const seeded = await seedRecurrences(pool, {
+      count: options.count,
+      date: options.date,
+      sellers: 1_000,
+      seed: 1,
+    });
+    const seedSeconds = (performance.now() - seedStarted) / 1000;
+    const ceilingDate = addDays(options.date, 1);
+    const ceilingBatch = options.skipCeiling
+      ? null
+      : await seedRecurrences(pool, { count: options.count, date: ceilingDate, sellers: 1_000, seed: 2 });
+    await pool.end();
+    await sql(url, 'VACUUM ANALYZE');
+    log(`seeded ${seeded.inserted} recurrences in ${seedSeconds.toFixed(1)} s`);
+
+    const ledgerDir = await makeTempDataDir('recorrencias-bench-');
+    const ledgerFile = join(ledgerDir, 'ledger.jsonl');
+    const gatewayPort = await freePort();
+    const gateway = startRole(
+      ['fake-gateway'],
+      {
+        FAKE_GATEWAY_PORT: String(gatewayPort),
+        FAKE_GATEWAY_LATENCY_MS: String(options.latencyMs),
+        FAKE_GATEWAY_DECLINE_RATE: String(options.declineRate),
+        FAKE_GATEWAY_LEDGER_FILE: ledgerFile,
+        LOG_LEVEL: 'warn',
+      },
+      null,
+    );
+    cleanup.unshift(() => stop(gateway));
+    const workerEnv = {
+      DATABASE_URL: url,
+      GATEWAY_URL: `http://127.0.0.1:${gatewayPort}`,
+      WORKER_CONCURRENCY: String(options.concurrency),
+      DB_POOL_SIZE: String(options.dbPool),
+      BOSS_POOL_SIZE: String(options.bossPool),
+      GATEWAY_MAX_CONCURRENCY: String(options.gatewayCap),
+    };
+    const workers = Array.from({ length: options.workers }, () =>
+      startRole(['worker'], workerEnv, 'worker started'),
+    );
+    for (const worker of workers) cleanup.unshift(() => stop(worker));
+    await Promise.all(workers.map((worker) => worker.ready));
+    // The fake gateway listens once its port answers.
+    for (let tries = 0; ; tries += 1) {
+      if (
+        await fetch(`http://127.0.0.1:${gatewayPort}/__stats`).then(
+          (r) => r.ok,
+          () => false,
+        )
+      )
+        break;
+      if (tries > 100) throw new Error('the fake gateway did not start');
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+
+    const [sizeBefore] = await sql<{ bytes: string }>(
+      url,
+      'SELECT pg_database_size(current_database()) AS bytes',
+    );
+    const [xactBefore] = await sql<{ n: string }>(
+      url,
+      `SELECT xact_commit + xact_rollback AS n FROM pg_stat_database WHERE datname = current_database()`,
+    );
+    const cpuBefore = machineCpu();
+    const processCpuBefore = workers.map((worker) => cpuSecondsOf(worker.child.pid ?? 0));
+    let peakConnections = 0;
+    let sampling = true;
+    const sampler = (async () => {
+      while (sampling) {
+        const [row] = await sql<{ n: number }>(
+          options.adminUrl,
+          `SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = $1`,
+          [name],
+        );
+        peakConnections = Math.max(peakConnections, row?.n ?? 0);
+        await new Promise((resolve) => setTimeout(resolve, 500));
+      }
+    })();
+
+    log(
+      `triggering processar_recorrencias_do_dia for ${options.date} with ${options.workers} worker(s) x ${options.concurrency}`,
+    );
+    const started = performance.now();
+    const startedAt = new Date();
+    const trigger = startRole(
+      ['run', 'processar_recorrencias_do_dia', '--date', options.date],
+      { DATABASE_URL: url, LOG_LEVEL: 'warn' },
+      null,
+    );
+    if ((await trigger.exited) !== 0) throw new Error(`processar failed:\n${trigger.output()}`);
+    const fanOutSeconds = (performance.now() - started) / 1000;
+    const fanOut = JSON.parse(trigger.output().slice(trigger.output().indexOf('{'))) as {
+      counts: { enfileiradas: number };
+    };
+    log(`fan-out: ${fanOut.counts.enfileiradas} charge jobs in ${fanOutSeconds.toFixed(1)} s`);
+
+    const deadline = Date.now() + (120 + options.count / 20) * 1000;
+    for (;;) {
+      const [row] = await sql<{ unfinished: number; total: number }>(
+        url,
+        `SELECT count(*) FILTER (WHERE state < 'completed')::int AS unfinished, count(*)::int AS total FROM pgboss.job WHERE name = 'cobrar_recorrencia'`,
+      );
+      if (row?.unfinished === 0) break;
+      if (Date.now() > deadline) throw new Error(`charges did not finish in time (${row?.unfinished} left)`);
+      await new Promise((resolve) => setTimeout(resolve, 500));
+    }
+    const totalSeconds = (performance.now() - started) / 1000;
+    const cpuAfter = machineCpu();
+    const workerCpu = workers.map(
+      (worker, i) => cpuSecondsOf(worker.child.pid ?? 0) - (processCpuBefore[i] ?? 0),
+    );
+    const workerMemory = workers.map((worker) => memoryOf(worker.child.pid ?? 0));
+    const gatewayCpu = cpuSecondsOf(gateway.child.pid ?? 0);
+    sampling = false;
+    await sampler;
+
+    const [xactAfter] = await sql<{ n: string }>(
+      url,
+      `SELECT xact_commit + xact_rollback AS n FROM pg_stat_database WHERE datname = current_database()`,
+    );
+    const [sizeAfter] = await sql<{ bytes: string }>(
+      url,
+      'SELECT pg_database_size(current_database()) AS bytes',
+    );
+    const completions = await sql<{ done: number; took: number }>(
+      url,
+      `SELECT extract(epoch FROM completed_on - $1::timestamptz)::float8 AS done, extract(epoch FROM completed_on - started_on)::float8 * 1000 AS took
+       FROM pgboss.job WHERE name = 'cobrar_recorrencia' AND state = 'completed'`,
+      [startedAt],
+    );
+    const doneTimes = completions.map((row) => row.done).sort((a, b) => a - b);
+    const latencies = completions.map((row) => row.took).sort((a, b) => a - b);
+    const p10 = percentileOf(doneTimes, 10);
+    const p90 = percentileOf(doneTimes, 90);
+    const steady = p90 > p10 ? (0.8 * doneTimes.length) / (p90 - p10) : 0;
+
+    // Correctness: every seeded recurrence due on the date was charged or declined exactly once, and the
+    // gateway's ledger agrees with the database.
+    const ledger = readFileSync(ledgerFile, 'utf8')
+      .split('\n')
+      .filter(Boolean)
+      .map(
+        (line) =>
+          JSON.parse(line) as {
+            key: string;
+            recorrenciaId: string;
+            ciclo: string;
+            status: string;
+            amountCents: number;
+          },
+      );
+    const perRecurrence = new Map<string, number>();
+    for (const entry of ledger)
+      perRecurrence.set(
+        `${entry.recorrenciaId}:${entry.ciclo}`,
+        (perRecurrence.get(`${entry.recorrenciaId}:${entry.ciclo}`) ?? 0) + 1,
+      );
+    const [db] = await sql<{
+      approved: number;
+      declined: number;
+      pending: number;
+      recurrences: number;
+      approved_cents: string;
+      jobs: number;
+      failed_jobs: number;
+    }>(
+      url,
+      `SELECT count(*) FILTER (WHERE status = 'aprovada')::int AS approved, count(*) FILTER (WHERE status = 'recusada')::int AS declined,
+              count(*) FILTER (WHERE status = 'pendente')::int AS pending, count(DISTINCT recorrencia_id)::int AS recurrences,
+              coalesce(sum(valor_centavos) FILTER (WHERE status = 'aprovada'), 0) AS approved_cents,
+              (SELECT count(*)::int FROM pgboss.job WHERE name = 'cobrar_recorrencia') AS jobs,
+              (SELECT count(*)::int FROM pgboss.job WHERE name = 'cobrar_recorrencia' AND state <> 'completed') AS failed_jobs
+       FROM checkout_recorrencia_cobrancas WHERE data_negocio = $1`,
+      [options.date],
+    );
+    const ledgerApprovedCents = ledger
+      .filter((entry) => entry.status === 'approved')
+      .reduce((sum, entry) => sum + entry.amountCents, 0);
+    const correctness = {
+      chargeJobs: db?.jobs ?? 0,
+      chargeJobsEqualN: db?.jobs === options.count,
+      recurrencesCharged: db?.recurrences ?? 0,
+      approved: db?.approved ?? 0,
+      declined: db?.declined ?? 0,
+      pending: db?.pending ?? 0,
+      jobsNotCompleted: db?.failed_jobs ?? 0,
+      ledgerEntries: ledger.length,
+      duplicatesAtGateway: [...perRecurrence.values()].filter((n) => n > 1).length,
+      ledgerMatchesDatabase:
+        ledger.length === (db?.approved ?? 0) + (db?.declined ?? 0) &&
+        ledgerApprovedCents === Number(db?.approved_cents ?? 0),
+    };
+    const ok =
+      correctness.chargeJobsEqualN &&
+      correctness.recurrencesCharged === options.count &&
+      correctness.pending === 0 &&
+      correctness.duplicatesAtGateway === 0 &&
+      correctness.ledgerMatchesDatabase &&
+      correctness.approved + correctness.declined === options.count;
+
+    for (const worker of workers) await stop(worker);
+    await stop(gateway);
+
+    let ceiling: { chargesPerSecond: number; seconds: number } | null = null;
+    if (ceilingBatch !== null && ceilingBatch.firstId !== null) {
+      log('measuring the same-run ceiling: the same charge SQL straight to Postgres');
+      const per = Math.ceil(options.count / options.workers);
+      const runs = Array.from({ length: options.workers }, (_, i) => {
+        const first = (ceilingBatch.firstId as number) + i * per;
+        const last = Math.min((ceilingBatch.firstId as number) + options.count - 1, first + per - 1);
+        return spawnCeiling(url, first, last, ceilingDate, options);
+      });
+      const started2 = performance.now();
+      const results = await Promise.all(runs);
+      const seconds = (performance.now() - started2) / 1000;
+      const charged = results.reduce((sum, result) => sum + result.charged, 0);
+      ceiling = { chargesPerSecond: charged / seconds, seconds };
+    }
+
+    return {
+      settings: {
+        ...options,
+        log: undefined,
+        adminUrl: undefined,
+        postgres: settings.version,
+        maxConnections: Number(settings.max_connections),
+      },
+      seed: {
+        recurrences: seeded.inserted,
+        seconds: seedSeconds,
+        rowsPerSecond: seeded.inserted / seedSeconds,
+      },
+      fanOut: {
+        jobs: fanOut.counts.enfileiradas,
+        seconds: fanOutSeconds,
+        jobsPerSecond: fanOut.counts.enfileiradas / fanOutSeconds,
+      },
+      throughput: {
+        totalSeconds,
+        overall: options.count / totalSeconds,
+        steady,
+        steadyWindowSeconds: p90 - p10,
+      },
+      latencyMs: {
+        p50: percentileOf(latencies, 50),
+        p95: percentileOf(latencies, 95),
+        p99: percentileOf(latencies, 99),
+      },
+      database: {
+        transactionsPerCharge: (Number(xactAfter?.n) - Number(xactBefore?.n)) / options.count,
+        sizeGrowthBytes: Number(sizeAfter?.bytes) - Number(sizeBefore?.bytes),
+        peakConnections,
+      },
+      workers: workers.map((worker, i) => ({
+        peakRssBytes: workerMemory[i]?.peak ?? 0,
+        cpuSeconds: workerCpu[i] ?? 0,
+      })),
+      cpu: { machineShare: cpuShare(cpuBefore, cpuAfter), gatewayCpuSeconds: gatewayCpu },
+      ceiling,
+      ratioToCeiling: ceiling === null ? null : steady / ceiling.chargesPerSecond,
+      correctness: { ...correctness, ok },
+    };
+  } finally {
+    for (const step of cleanup) await step().catch(() => undefined);
+  }
+}
+
+function spawnCeiling(
+  url: string,
+  first: number,
+  last: number,
+  date: string,
+  options: BenchOptions,
+): Promise<{ charged: number; seconds: number }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(
+      process.execPath,
+      [
+        'scripts/bench/ceiling.ts',
+        url,
+        String(first),
+        String(last),
+        date,
+        String(options.concurrency),
+        String(options.dbPool),
+        String(options.gatewayCap),
+      ],
+      { cwd: ROOT, stdio: ['ignore', 'pipe', 'inherit'] },
+    );
+    let out = '';
+    child.stdout.on('data', (chunk: Buffer) => (out += chunk.toString()));
+    child.on('exit', (code) =>
+      code === 0
+        ? resolve(JSON.parse(out) as { charged: number; seconds: number })
+        : reject(new Error(`ceiling worker exited ${code}`)),
+    );
+  });
+}
