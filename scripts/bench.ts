@@ -22,6 +22,7 @@ const { values } = parseArgs({
     date: { type: 'string', default: '2031-03-10' },
     runs: { type: 'string', default: '1' },
     'skip-ceiling': { type: 'boolean', default: false },
+    profile: { type: 'string' },
     out: { type: 'string' },
     json: { type: 'boolean', default: false },
   },
@@ -71,6 +72,7 @@ try {
         gatewayCap: Number(values['gateway-cap']),
         date: values.date,
         skipCeiling: values['skip-ceiling'],
+        profileDir: values.profile ?? null,
         log,
       }),
     );

@@ -23,8 +23,11 @@ operations:
                the \`celery inspect\` equivalents
   stats [--date YYYY-MM-DD] [--json]
                recurrence counts for the business date
-  run <task> [--date YYYY-MM-DD] [--force]
-               run a periodic task now, in this process, and print its result
+  run <task> [--date YYYY-MM-DD] [--force] [--dry-run [--csv]]
+               run a periodic task now, in this process, and print its result; --dry-run prints what it
+               would do (for processar_recorrencias_do_dia, the list of charges) and runs nothing
+  import --file export.(csv|jsonl) [--cutover YYYY-MM-DD] [--dry-run] [--map ours=theirs,...]
+               import the old system's recurrences (idempotent, by id_legado)
   seed --count N [--date YYYY-MM-DD] [--sellers S] [--seed X]
                insert N realistic recurrences due on the date (demo, benchmark)
   purge-archive [--older-than-days N]
@@ -84,6 +87,12 @@ const COMMANDS: Record<string, Command> = {
     longRunning: false,
     printsResult: true,
     run: async (ctx, args) => (await import('./commands/run-task.ts')).runTaskCommand(ctx, args),
+  },
+  import: {
+    needs: ['database'],
+    longRunning: false,
+    printsResult: true,
+    run: async (ctx, args) => (await import('./commands/import.ts')).importCommand(ctx, args),
   },
   seed: {
     needs: ['database'],

@@ -149,6 +149,10 @@ const environmentSchema = z.object({
   NOTICE_WEBHOOK_SECRET: z.string().min(16, 'must have at least 16 characters').optional(),
   NOTICE_TIMEOUT_MS: integer(100, 120_000).default(10_000),
 
+  CHECKOUT_WEBHOOK_URL: httpUrl.optional(),
+  CHECKOUT_WEBHOOK_SECRET: z.string().min(16, 'must have at least 16 characters').optional(),
+  CHECKOUT_WEBHOOK_TIMEOUT_MS: integer(100, 120_000).default(10_000),
+
   ARCHIVE_AFTER_DAYS: integer(1, 36_500).default(180),
   ARCHIVE_BATCH_SIZE: integer(1, 100_000).default(1_000),
   ARCHIVE_RETENTION_DAYS: integer(1, 36_500).default(1_825),
@@ -199,6 +203,8 @@ export type Config = {
     backbillMissedCycles: boolean;
   };
   notices: { webhookUrl: string | undefined; secret: string | undefined; timeoutMs: number };
+  /** Events for the checkout (charge outcomes, holds, completions); same delivery as the notices. */
+  checkout: { webhookUrl: string | undefined; secret: string | undefined; timeoutMs: number };
   archive: { afterDays: number; batchSize: number; retentionDays: number };
 };
 
@@ -234,6 +240,9 @@ export function loadConfig(env: NodeJS.ProcessEnv, options: { development?: bool
   }
   if (e.NOTICE_WEBHOOK_URL !== undefined && e.NOTICE_WEBHOOK_SECRET === undefined) {
     problems.push('NOTICE_WEBHOOK_SECRET: required when NOTICE_WEBHOOK_URL is set (notices are signed)');
+  }
+  if (e.CHECKOUT_WEBHOOK_URL !== undefined && e.CHECKOUT_WEBHOOK_SECRET === undefined) {
+    problems.push('CHECKOUT_WEBHOOK_SECRET: required when CHECKOUT_WEBHOOK_URL is set (events are signed)');
   }
   for (const [name, expression] of Object.entries({
     CRON_PROCESSAR_RECORRENCIAS_DO_DIA: e.CRON_PROCESSAR_RECORRENCIAS_DO_DIA,
@@ -302,6 +311,11 @@ export function loadConfig(env: NodeJS.ProcessEnv, options: { development?: bool
       webhookUrl: e.NOTICE_WEBHOOK_URL,
       secret: e.NOTICE_WEBHOOK_SECRET,
       timeoutMs: e.NOTICE_TIMEOUT_MS,
+    },
+    checkout: {
+      webhookUrl: e.CHECKOUT_WEBHOOK_URL,
+      secret: e.CHECKOUT_WEBHOOK_SECRET,
+      timeoutMs: e.CHECKOUT_WEBHOOK_TIMEOUT_MS,
     },
     archive: {
       afterDays: e.ARCHIVE_AFTER_DAYS,

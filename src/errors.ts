@@ -10,6 +10,7 @@ export type ErrorCode =
   | 'INVALID_INPUT'
   | 'NOT_FOUND'
   | 'CONFLICT'
+  | 'UNPROCESSABLE'
   | 'GATEWAY_UNAVAILABLE'
   | 'INTERNAL';
 

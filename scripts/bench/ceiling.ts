@@ -1,25 +1,22 @@
-// The same-run ceiling of the benchmark: the charge protocol's SQL (phase 1 and phase 3 transactions, and the
-// gateway-slot statements when the cap is on) issued straight to Postgres, with no queue and no gateway, by
-// one process with the given pool and concurrency. The benchmark spawns as many of these as it has workers.
-// It mirrors src/tasks/charge/charge-recurrence.ts statement for statement; keep the two in step.
+// The same-run ceiling of the benchmark: the charge protocol's SQL issued straight to Postgres, with no queue
+// and no gateway, by one process shaped like a worker (the same fetch loops, batch size and pool). Per batch:
+// phase 1 (lock the recurrences, insert the attempts), the gateway-slot statements when the cap is on, and
+// phase 3 (record the approvals and their checkout events) — the statements the worker runs, minus pg-boss.
 // Usage: node scripts/bench/ceiling.ts <databaseUrl> <firstId> <lastId> <date> <concurrency> <poolSize> <slots>
 import { randomUUID } from 'node:crypto';
-import {
-  findPendingAttempt,
-  insertAttempt,
-  insertSkippedCycles,
-  lastAttemptNumber,
-  resolveAttempt,
-} from '../../src/db/cobrancas.ts';
-import { freeGatewaySlot, takeGatewaySlot } from '../../src/db/gateway-slots.ts';
+import { loadConfig } from '../../src/config.ts';
+import { insertAttempts, lockChargeCandidates, recordApprovals } from '../../src/db/charge-batch.ts';
+import { insertCheckoutEvents } from '../../src/db/eventos-checkout.ts';
+import { freeGatewaySlots, takeGatewaySlots } from '../../src/db/gateway-slots.ts';
 import { createDbPool } from '../../src/db/pool.ts';
-import { lockRecurrence, markCycleApproved } from '../../src/db/recorrencias.ts';
-import { nextCycle, planCharge } from '../../src/domain/calendar.ts';
+import { nextCycle } from '../../src/domain/calendar.ts';
 import { attemptKey } from '../../src/domain/identifiers.ts';
+import { chargeWorkShape } from '../../src/tasks/charge/charge-worker.ts';
 
 const [url, first, last, date, concurrency, poolSize, slots] = process.argv.slice(2);
 if (url === undefined || date === undefined)
   throw new Error('usage: ceiling.ts <url> <firstId> <lastId> <date> <concurrency> <poolSize> <slots>');
+const shape = chargeWorkShape(loadConfig({ WORKER_CONCURRENCY: concurrency }));
 const pool = await createDbPool(url, {
   maxConnections: Number(poolSize),
   applicationName: 'recorrencias:bench-ceiling',
@@ -28,50 +25,61 @@ let next = Number(first);
 const end = Number(last);
 let charged = 0;
 
-async function chargeOne(id: number): Promise<void> {
-  const jobId = randomUUID();
-  const attempt = await pool.transaction(async (tx) => {
-    const recurrence = await lockRecurrence(tx, id);
-    if (recurrence?.status !== 'ativo' || (await findPendingAttempt(tx, id)) !== null) return null;
-    const plan = planCharge(recurrence.proxima_cobranca, date as string, recurrence, false);
-    await insertSkippedCycles(tx, id, plan.skipped, plan.cycle, 'bench');
-    const number = (await lastAttemptNumber(tx, id, plan.cycle)) + 1;
-    return insertAttempt(tx, {
-      recurrenceId: id,
-      cycle: plan.cycle,
-      attempt: number,
-      key: attemptKey(id, plan.cycle, number),
-      amountCents: recurrence.valor_centavos,
-      currency: recurrence.moeda,
-      cardToken: recurrence.cartao_token,
-      businessDate: date as string,
-      jobId,
-    });
+async function chargeBatch(ids: number[]): Promise<void> {
+  const jobIds = new Map(ids.map((id) => [id, randomUUID()]));
+  const prepared = await pool.transaction(async (tx) => {
+    const candidates = await lockChargeCandidates(tx, ids);
+    const attempts = await insertAttempts(
+      tx,
+      candidates.map((candidate) => ({
+        recurrenceId: candidate.id,
+        cycle: candidate.proxima_cobranca,
+        attempt: candidate.ultima_tentativa + 1,
+        key: attemptKey(candidate.id, candidate.proxima_cobranca, candidate.ultima_tentativa + 1),
+        amountCents: candidate.valor_centavos,
+        currency: candidate.moeda,
+        cardToken: candidate.cartao_token,
+        businessDate: date as string,
+        jobId: jobIds.get(candidate.id) as string,
+        clearsRetry: false,
+      })),
+    );
+    return { candidates: new Map(candidates.map((candidate) => [candidate.id, candidate])), attempts };
   });
-  if (attempt === null) return;
   if (Number(slots) > 0) {
-    const slot = await takeGatewaySlot(pool, jobId, 30_000);
-    if (slot !== null) await freeGatewaySlot(pool, slot, jobId);
+    const taken = await takeGatewaySlots(pool, [...jobIds.values()], 30_000);
+    await freeGatewaySlots(pool, taken);
   }
   await pool.transaction(async (tx) => {
-    const recurrence = await lockRecurrence(tx, id);
-    if (
-      recurrence === null ||
-      !(await resolveAttempt(tx, attempt.id, { status: 'aprovada', gatewayRef: `ceiling-${id}` }))
-    )
-      return;
-    await markCycleApproved(tx, id, { nextCycle: nextCycle(attempt.ciclo, recurrence), completed: false });
+    const recorded = await recordApprovals(
+      tx,
+      prepared.attempts.map((attempt) => ({
+        attemptId: attempt.id,
+        recurrenceId: attempt.recorrencia_id,
+        gatewayRef: `ceiling-${attempt.id}`,
+        nextCycle: nextCycle(attempt.ciclo, prepared.candidates.get(attempt.recorrencia_id) as never),
+      })),
+    );
+    await insertCheckoutEvents(
+      tx,
+      recorded.map((row) => ({
+        type: 'cobranca_aprovada' as const,
+        recurrenceId: row.recorrencia_id,
+        attemptId: row.attempt_id,
+      })),
+      'registrado',
+    );
+    charged += recorded.length;
   });
-  charged += 1;
 }
 
 const started = performance.now();
 await Promise.all(
-  Array.from({ length: Number(concurrency) }, async () => {
+  Array.from({ length: shape.localConcurrency }, async () => {
     while (next <= end) {
-      const id = next;
-      next += 1;
-      await chargeOne(id);
+      const ids: number[] = [];
+      while (ids.length < shape.batchSize && next <= end) ids.push(next++);
+      await chargeBatch(ids);
     }
   }),
 );

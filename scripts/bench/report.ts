@@ -37,6 +37,11 @@ export function formatReport(results: Result[]): string {
     ['CPU seconds per worker', (r) => r.workers.map((w) => w.cpuSeconds.toFixed(0)).join(' / ')],
     ['machine CPU used (2 cores = 100%)', (r) => `${Math.round(r.cpu.machineShare * 100)}%`],
     [
+      'CPU ms per charge: workers / postgres / gateway',
+      (r) =>
+        `${r.cpu.perChargeMs.workers.toFixed(2)} / ${r.cpu.perChargeMs.postgres.toFixed(2)} / ${r.cpu.perChargeMs.gateway.toFixed(2)}`,
+    ],
+    [
       'correct (charged once, ledger = db)',
       (r) => (r.correctness.ok ? 'yes' : `NO ${JSON.stringify(r.correctness)}`),
     ],

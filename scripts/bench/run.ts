@@ -23,6 +23,8 @@ export type BenchOptions = {
   gatewayCap: number;
   date: string;
   skipCeiling: boolean;
+  /** Folder to write V8 CPU profiles of the workers to (node --cpu-prof), or null. */
+  profileDir: string | null;
   log: (line: string) => void;
 };
 
@@ -156,6 +158,9 @@ export async function runBenchmark(options: BenchOptions) {
       DB_POOL_SIZE: String(options.dbPool),
       BOSS_POOL_SIZE: String(options.bossPool),
       GATEWAY_MAX_CONCURRENCY: String(options.gatewayCap),
+      ...(options.profileDir === null
+        ? {}
+        : { NODE_OPTIONS: `--cpu-prof --cpu-prof-dir=${options.profileDir}` }),
     };
     const workers = Array.from({ length: options.workers }, () =>
       startRole(['worker'], workerEnv, 'worker started'),
@@ -184,6 +189,7 @@ export async function runBenchmark(options: BenchOptions) {
       `SELECT xact_commit + xact_rollback AS n FROM pg_stat_database WHERE datname = current_database()`,
     );
     const cpuBefore = machineCpu();
+
     const processCpuBefore = workers.map((worker) => cpuSecondsOf(worker.child.pid ?? 0));
     let peakConnections = 0;
     let sampling = true;
@@ -233,6 +239,14 @@ export async function runBenchmark(options: BenchOptions) {
     );
     const workerMemory = workers.map((worker) => memoryOf(worker.child.pid ?? 0));
     const gatewayCpu = cpuSecondsOf(gateway.child.pid ?? 0);
+    // The server processes of this database's connections (opened when the workers started, so their
+    // CPU time is this run's); cluster-wide background writers are left out.
+    const backends = await sql<{ pid: number }>(
+      options.adminUrl,
+      `SELECT pid FROM pg_stat_activity WHERE datname = $1 AND backend_type = 'client backend'`,
+      [name],
+    );
+    const postgresCpu = backends.reduce((sum, backend) => sum + cpuSecondsOf(backend.pid), 0);
     sampling = false;
     await sampler;
 
@@ -377,7 +391,17 @@ export async function runBenchmark(options: BenchOptions) {
         peakRssBytes: workerMemory[i]?.peak ?? 0,
         cpuSeconds: workerCpu[i] ?? 0,
       })),
-      cpu: { machineShare: cpuShare(cpuBefore, cpuAfter), gatewayCpuSeconds: gatewayCpu },
+      cpu: {
+        machineShare: cpuShare(cpuBefore, cpuAfter),
+        gatewayCpuSeconds: gatewayCpu,
+        postgresCpuSeconds: postgresCpu,
+        // Per charge, in milliseconds of one core: where the work goes.
+        perChargeMs: {
+          workers: (workerCpu.reduce((sum, value) => sum + value, 0) * 1000) / options.count,
+          postgres: (postgresCpu * 1000) / options.count,
+          gateway: (gatewayCpu * 1000) / options.count,
+        },
+      },
       ceiling,
       ratioToCeiling: ceiling === null ? null : steady / ceiling.chargesPerSecond,
       correctness: { ...correctness, ok },

@@ -1,6 +1,8 @@
-// `run <task> [--date YYYY-MM-DD] [--force]`: runs a periodic task now, in this process, and prints its
-// result (the equivalent of calling the Celery task from the Django shell). Same rules as a scheduled run:
-// one run per task and date at a time, and a date that already succeeded is not rerun unless forced.
+// `run <task> [--date YYYY-MM-DD] [--force] [--dry-run [--csv]]`: runs a periodic task now, in this process,
+// and prints its result (the equivalent of calling the Celery task from the Django shell). Same rules as a
+// scheduled run: one run per task and date at a time, and a date that already succeeded is not rerun unless
+// forced. --dry-run runs nothing and prints what the task would do (the list of charges for
+// processar_recorrencias_do_dia, as JSON or CSV).
 import { parseArgs } from 'node:util';
 import { z } from 'zod';
 import { businessDate, isoDate } from '../domain/dates.ts';
@@ -10,29 +12,39 @@ import type { RoleContext } from '../roles/context.ts';
 import { runPeriodicTask } from '../tasks/periodic-runner.ts';
 import { PERIODIC_TASK_DEFINITIONS } from '../tasks/registry.ts';
 import { withCommandDeps } from './command-deps.ts';
+import { printDryRun } from './dry-run.ts';
 
 export function parseRunArgs(args: string[], timeZone: string, now: Date) {
   const { values, positionals } = parseArgs({
     args,
     allowPositionals: true,
     strict: true,
-    options: { date: { type: 'string' }, force: { type: 'boolean', default: false } },
+    options: {
+      date: { type: 'string' },
+      force: { type: 'boolean', default: false },
+      'dry-run': { type: 'boolean', default: false },
+      csv: { type: 'boolean', default: false },
+    },
   });
   const [task] = positionals;
   if (task === undefined || !isPeriodicTask(task) || positionals.length > 1) {
     throw new AppError(
       'INVALID_INPUT',
-      `run <task> [--date YYYY-MM-DD] [--force]; tasks: ${PERIODIC_TASKS.join(', ')}`,
+      `run <task> [--date YYYY-MM-DD] [--force] [--dry-run [--csv]]; tasks: ${PERIODIC_TASKS.join(', ')}`,
     );
   }
   const date = values.date === undefined ? businessDate(now, timeZone) : values.date;
   const parsed = isoDate.safeParse(date);
   if (!parsed.success) throw new AppError('INVALID_INPUT', `--date: ${z.prettifyError(parsed.error)}`);
-  return { task, date: parsed.data, force: values.force };
+  return { task, date: parsed.data, force: values.force, dryRun: values['dry-run'], csv: values.csv };
 }
 
 export async function runTaskCommand(ctx: RoleContext, args: string[]): Promise<number> {
-  const { task, date, force } = parseRunArgs(args, ctx.config.timeZone, new Date());
+  const { task, date, force, dryRun, csv } = parseRunArgs(args, ctx.config.timeZone, new Date());
+  if (dryRun) {
+    await withCommandDeps(ctx, (deps) => printDryRun(deps, task, date, csv));
+    return 0;
+  }
   const outcome = await withCommandDeps(ctx, (deps) =>
     runPeriodicTask(PERIODIC_TASK_DEFINITIONS[task], deps, {
       date,

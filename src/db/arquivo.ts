@@ -5,6 +5,9 @@ import { sql, type CommonQueryMethods } from 'slonik';
 import { z } from 'zod';
 import { BOSS_SCHEMA } from './schema-check.ts';
 
+// Row schemas are built once: zod compiles a schema on first use, so an inline one would cost that on every call.
+const CountRow = z.object({ n: z.number() });
+
 const Moved = z.object({ recorrencias: z.number(), cobrancas: z.number(), ciclos_pulados: z.number() });
 export type Moved = z.infer<typeof Moved>;
 
@@ -69,7 +72,7 @@ export async function purgeArchiveBatch(
 
 /** How many recurrences the archive would move now (the same conditions as archiveEndedBatch). */
 export async function countArchivable(db: CommonQueryMethods, olderThanDays: number): Promise<number> {
-  return db.oneFirst(sql.type(z.object({ n: z.number() }))`
+  return db.oneFirst(sql.type(CountRow)`
     SELECT count(*)::int AS n FROM checkout_recorrencias r
     WHERE r.status IN ('cancelado', 'concluido') AND r.encerrada_em < now() - make_interval(days => ${olderThanDays})
       AND NOT EXISTS (SELECT 1 FROM checkout_recorrencia_cobrancas c WHERE c.recorrencia_id = r.id AND c.status = 'pendente')`);

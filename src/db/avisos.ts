@@ -4,6 +4,9 @@ import { sql, type CommonQueryMethods } from 'slonik';
 import { z } from 'zod';
 import type { IsoDate } from '../domain/dates.ts';
 
+// Row schemas are built once: zod compiles a schema on first use, so an inline one would cost that on every call.
+const IdRow = z.object({ id: z.number() });
+
 export const HeldRecurrence = z.object({
   id: z.number(),
   valor_centavos: z.number(),
@@ -65,44 +68,10 @@ export async function insertNotice(
     status: 'pendente' | 'registrado';
   },
 ): Promise<number | null> {
-  return tx.maybeOneFirst(sql.type(z.object({ id: z.number() }))`
+  return tx.maybeOneFirst(sql.type(IdRow)`
     INSERT INTO avisos_vendedores (vendedor_id, data_negocio, corte_em, novas_em_hold, total_em_hold, conteudo, status)
     VALUES (${notice.sellerId}, ${notice.date}::date, ${sql.timestamp(notice.cutoff)}, ${notice.newCount},
       ${notice.totalCount}, ${sql.jsonb(notice.content as never)}, ${notice.status})
     ON CONFLICT ON CONSTRAINT avisos_vendedores_um_por_dia DO NOTHING
     RETURNING id`);
-}
-
-export const Notice = z.object({
-  id: z.number(),
-  vendedor_id: z.string(),
-  data_negocio: z.string(),
-  conteudo: z.record(z.string(), z.unknown()),
-  status: z.enum(['pendente', 'enviado', 'registrado', 'falhou']),
-  tentativas: z.number(),
-});
-export type Notice = z.infer<typeof Notice>;
-
-export async function findNotice(db: CommonQueryMethods, id: number): Promise<Notice | null> {
-  return db.maybeOne(sql.type(Notice)`
-    SELECT id, vendedor_id, data_negocio, conteudo, status, tentativas FROM avisos_vendedores WHERE id = ${id}`);
-}
-
-export async function markNoticeSent(db: CommonQueryMethods, id: number): Promise<void> {
-  await db.query(sql.unsafe`
-    UPDATE avisos_vendedores SET status = 'enviado', enviado_em = now(), tentativas = tentativas + 1, ultimo_erro = NULL
-    WHERE id = ${id}`);
-}
-
-export async function markNoticeAttemptFailed(
-  db: CommonQueryMethods,
-  id: number,
-  error: string,
-  final: boolean,
-): Promise<void> {
-  await db.query(sql.unsafe`
-    UPDATE avisos_vendedores
-    SET tentativas = tentativas + 1, ultimo_erro = ${error.slice(0, 1_000)},
-        status = CASE WHEN ${final} THEN 'falhou' ELSE status END
-    WHERE id = ${id} AND status <> 'enviado'`);
 }

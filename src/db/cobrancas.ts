@@ -5,6 +5,11 @@ import { sql, type CommonQueryMethods } from 'slonik';
 import { z } from 'zod';
 import type { IsoDate } from '../domain/dates.ts';
 
+// Row schemas are built once: zod compiles a schema on first use, so an inline one would cost that on every call.
+const LastAttemptRow = z.object({ last: z.number() });
+const IdRow = z.object({ id: z.number() });
+const CountRow = z.object({ n: z.number() });
+
 export const Attempt = z.object({
   id: z.number(),
   recorrencia_id: z.number(),
@@ -28,7 +33,8 @@ export const Attempt = z.object({
 });
 export type Attempt = z.infer<typeof Attempt>;
 
-const COLUMNS = sql.fragment`id, recorrencia_id, ciclo, tentativa, chave_idempotencia, status, valor_centavos, moeda,
+/** The attempt columns, for queries that read whole attempts. */
+export const ATTEMPT_COLUMNS = sql.fragment`id, recorrencia_id, ciclo, tentativa, chave_idempotencia, status, valor_centavos, moeda,
   cartao_token, codigo_recusa, recusa_reversivel, mensagem, gateway_ref, data_negocio, job_id, envios, criado_em, enviada_em,
   resolvida_em`;
 
@@ -37,7 +43,7 @@ export async function findPendingAttempt(
   recurrenceId: number,
 ): Promise<Attempt | null> {
   return db.maybeOne(sql.type(Attempt)`
-    SELECT ${COLUMNS} FROM checkout_recorrencia_cobrancas WHERE recorrencia_id = ${recurrenceId} AND status = 'pendente'`);
+    SELECT ${ATTEMPT_COLUMNS} FROM checkout_recorrencia_cobrancas WHERE recorrencia_id = ${recurrenceId} AND status = 'pendente'`);
 }
 
 export async function lastAttemptNumber(
@@ -45,7 +51,7 @@ export async function lastAttemptNumber(
   recurrenceId: number,
   cycle: IsoDate,
 ): Promise<number> {
-  return db.oneFirst(sql.type(z.object({ last: z.number() }))`
+  return db.oneFirst(sql.type(LastAttemptRow)`
     SELECT coalesce(max(tentativa), 0)::int AS last FROM checkout_recorrencia_cobrancas
     WHERE recorrencia_id = ${recurrenceId} AND ciclo = ${cycle}::date`);
 }
@@ -71,7 +77,7 @@ export async function insertAttempt(
        envios, enviada_em)
     VALUES (${attempt.recurrenceId}, ${attempt.cycle}::date, ${attempt.attempt}, ${attempt.key}, ${attempt.amountCents},
       ${attempt.currency}, ${attempt.cardToken}, ${attempt.businessDate}::date, ${attempt.jobId}::uuid, 1, now())
-    RETURNING ${COLUMNS}`);
+    RETURNING ${ATTEMPT_COLUMNS}`);
 }
 
 /** Records that the attempt is about to be sent (committed before the gateway call). */
@@ -94,7 +100,7 @@ export async function resolveAttempt(
     | { status: 'recusada'; gatewayRef: string | null; code: string; reversible: boolean; message: string },
 ): Promise<boolean> {
   const declined = outcome.status === 'recusada' ? outcome : null;
-  const result = await tx.query(sql.type(z.object({ id: z.number() }))`
+  const result = await tx.query(sql.type(IdRow)`
     UPDATE checkout_recorrencia_cobrancas
     SET status = ${outcome.status}, gateway_ref = ${outcome.gatewayRef}, resolvida_em = now(),
         codigo_recusa = ${declined?.code ?? null}, recusa_reversivel = ${declined?.reversible ?? null},
@@ -109,7 +115,7 @@ export async function countAttemptsSentLast30Days(
   db: CommonQueryMethods,
   recurrenceId: number,
 ): Promise<number> {
-  return db.oneFirst(sql.type(z.object({ n: z.number() }))`
+  return db.oneFirst(sql.type(CountRow)`
     SELECT count(*)::int AS n FROM checkout_recorrencia_cobrancas
     WHERE recorrencia_id = ${recurrenceId} AND envios > 0 AND criado_em > now() - interval '30 days'`);
 }
@@ -136,7 +142,7 @@ export async function listAttemptsOf(
 ): Promise<readonly Attempt[]> {
   return (
     await db.query(sql.type(Attempt)`
-    SELECT ${COLUMNS} FROM checkout_recorrencia_cobrancas WHERE recorrencia_id = ${recurrenceId} ORDER BY ciclo, tentativa`)
+    SELECT ${ATTEMPT_COLUMNS} FROM checkout_recorrencia_cobrancas WHERE recorrencia_id = ${recurrenceId} ORDER BY ciclo, tentativa`)
   ).rows;
 }
 

@@ -3,6 +3,10 @@ import { sql, type CommonQueryMethods } from 'slonik';
 import { z } from 'zod';
 import { BOSS_SCHEMA } from './schema-check.ts';
 
+// Row schemas are built once: zod compiles a schema on first use, so an inline one would cost that on every call.
+const QueueRow = z.object({ fila: z.string() });
+const IdRow = z.object({ id: z.string() });
+
 const Pause = z.object({
   fila: z.string(),
   pausada_em: z.date(),
@@ -26,7 +30,7 @@ export async function insertPause(
   by: string,
   reason: string | null,
 ): Promise<boolean> {
-  const result = await db.query(sql.type(z.object({ fila: z.string() }))`
+  const result = await db.query(sql.type(QueueRow)`
     INSERT INTO tarefas_pausadas (fila, pausada_por, motivo) VALUES (${queue}, ${by}, ${reason})
     ON CONFLICT DO NOTHING RETURNING fila`);
   return result.rowCount === 1;
@@ -52,7 +56,7 @@ const PAUSED_RETENTION_DAYS = 30;
  */
 export async function extendQueuedRetention(db: CommonQueryMethods, queue: string): Promise<number> {
   const job = sql.identifier([BOSS_SCHEMA, 'job']);
-  const result = await db.query(sql.type(z.object({ id: z.string() }))`
+  const result = await db.query(sql.type(IdRow)`
     UPDATE ${job} SET keep_until = now() + make_interval(days => ${PAUSED_RETENTION_DAYS})
     WHERE name = ${queue} AND state IN ('created', 'retry') AND keep_until < now() + interval '7 days'
     RETURNING id`);

@@ -55,6 +55,10 @@ export async function createDbPool(
     statementTimeout: options.statementTimeoutMs ?? 60_000,
     idleInTransactionSessionTimeout: 60_000,
     interceptors: [rowValidation],
+    // slonik's default runs DISCARD ALL each time a connection goes back to the pool: one more round trip
+    // (and transaction) per query, measured at ~4 of the 8.5 transactions per charge. Our code leaves no
+    // session state behind (transactions are explicit; the task-run advisory lock is released explicitly).
+    resetConnection: async () => undefined,
     typeParsers: [
       { name: 'int8', parse: int8 },
       { name: 'numeric', parse: (value: string) => Number(value) },

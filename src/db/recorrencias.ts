@@ -6,6 +6,10 @@ import { z } from 'zod';
 import { PERIODICITIES } from '../domain/calendar.ts';
 import type { IsoDate } from '../domain/dates.ts';
 
+// Row schemas are built once: zod compiles a schema on first use, so an inline one would cost that on every call.
+const IdRow = z.object({ id: z.number() });
+const CountRow = z.object({ n: z.number() });
+
 export const RECURRENCE_STATUSES = ['ativo', 'hold', 'pausado', 'cancelado', 'concluido'] as const;
 
 export const Recurrence = z.object({
@@ -36,7 +40,8 @@ export const Recurrence = z.object({
 });
 export type Recurrence = z.infer<typeof Recurrence>;
 
-const COLUMNS = sql.fragment`id, vendedor_id, cliente_ref, cartao_token, bandeira, valor_centavos, moeda, descricao,
+export /** The recurrence columns, for queries that read whole recurrences. */
+const RECURRENCE_COLUMNS = sql.fragment`id, vendedor_id, cliente_ref, cartao_token, bandeira, valor_centavos, moeda, descricao,
   periodicidade, dia_ancora, proxima_cobranca, total_ciclos, ciclos_cobrados, status, falhas_consecutivas,
   total_falhas, proxima_tentativa, motivo_hold, hold_em, encerrada_em, referencia_externa, id_legado, criado_em,
   atualizado_em`;
@@ -44,12 +49,14 @@ const COLUMNS = sql.fragment`id, vendedor_id, cliente_ref, cartao_token, bandeir
 /** Locks the row for the rest of the transaction (the charge phases serialise on it). */
 export async function lockRecurrence(tx: CommonQueryMethods, id: number): Promise<Recurrence | null> {
   return tx.maybeOne(
-    sql.type(Recurrence)`SELECT ${COLUMNS} FROM checkout_recorrencias WHERE id = ${id} FOR UPDATE`,
+    sql.type(Recurrence)`SELECT ${RECURRENCE_COLUMNS} FROM checkout_recorrencias WHERE id = ${id} FOR UPDATE`,
   );
 }
 
 export async function findRecurrence(db: CommonQueryMethods, id: number): Promise<Recurrence | null> {
-  return db.maybeOne(sql.type(Recurrence)`SELECT ${COLUMNS} FROM checkout_recorrencias WHERE id = ${id}`);
+  return db.maybeOne(
+    sql.type(Recurrence)`SELECT ${RECURRENCE_COLUMNS} FROM checkout_recorrencias WHERE id = ${id}`,
+  );
 }
 
 const ChargeableRow = z.object({ id: z.number(), data: z.string() });
@@ -141,7 +148,7 @@ export async function markOnHold(
 
 /** Takes a recurrence off hold: active again, counters and retry date cleared. Returns false unless it was on hold. */
 export async function reactivateFromHold(tx: CommonQueryMethods, id: number): Promise<boolean> {
-  const result = await tx.query(sql.type(z.object({ id: z.number() }))`
+  const result = await tx.query(sql.type(IdRow)`
     UPDATE checkout_recorrencias
     SET status = 'ativo', motivo_hold = NULL, hold_em = NULL, falhas_consecutivas = 0, proxima_tentativa = NULL,
         atualizado_em = now()
@@ -160,6 +167,6 @@ export async function countChargeable(
     kind === 'due' ? sql.identifier(['proxima_cobranca']) : sql.identifier(['proxima_tentativa']);
   const waiting =
     kind === 'due' ? sql.fragment`proxima_tentativa IS NULL` : sql.fragment`proxima_tentativa IS NOT NULL`;
-  return db.oneFirst(sql.type(z.object({ n: z.number() }))`
+  return db.oneFirst(sql.type(CountRow)`
     SELECT count(*)::int AS n FROM checkout_recorrencias WHERE status = 'ativo' AND ${waiting} AND ${column} <= ${date}::date`);
 }

@@ -5,6 +5,9 @@ import { z } from 'zod';
 import type { IsoDate } from '../domain/dates.ts';
 import { RECURRENCE_STATUSES } from './recorrencias.ts';
 
+// Row schemas are built once: zod compiles a schema on first use, so an inline one would cost that on every call.
+const StatsRow = z.object({ stats: z.unknown() });
+
 const AttemptTotals = z.object({ quantidade: z.number(), valor_centavos: z.number() });
 
 export const RecurrenceStats = z.object({
@@ -19,7 +22,7 @@ export const RecurrenceStats = z.object({
 export type RecurrenceStats = z.infer<typeof RecurrenceStats>;
 
 export async function recurrenceStats(db: CommonQueryMethods, date: IsoDate): Promise<RecurrenceStats> {
-  const row = await db.one(sql.type(z.object({ stats: z.unknown() }))`
+  const row = await db.one(sql.type(StatsRow)`
     WITH por_status AS (
       SELECT status, count(*)::int AS n FROM checkout_recorrencias GROUP BY status
     ), tentativas AS (

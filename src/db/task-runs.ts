@@ -4,6 +4,11 @@
 import { sql, type CommonQueryMethods } from 'slonik';
 import { z } from 'zod';
 
+// Row schemas are built once: zod compiles a schema on first use, so an inline one would cost that on every call.
+const LockedRow = z.object({ locked: z.boolean() });
+const UnlockedRow = z.object({ unlocked: z.boolean() });
+const IdRow = z.object({ id: z.number() });
+
 export const TaskRun = z.object({
   id: z.number(),
   tarefa: z.string(),
@@ -31,12 +36,12 @@ export async function tryLockTaskRun(
   task: string,
   date: string,
 ): Promise<boolean> {
-  return session.oneFirst(sql.type(z.object({ locked: z.boolean() }))`
+  return session.oneFirst(sql.type(LockedRow)`
     SELECT pg_try_advisory_lock(${lockKey(task, date)}) AS locked`);
 }
 
 export async function unlockTaskRun(session: CommonQueryMethods, task: string, date: string): Promise<void> {
-  await session.query(sql.type(z.object({ unlocked: z.boolean() }))`
+  await session.query(sql.type(UnlockedRow)`
     SELECT pg_advisory_unlock(${lockKey(task, date)}) AS unlocked`);
 }
 
@@ -57,7 +62,7 @@ export async function markInterruptedTaskRuns(
   task: string,
   date: string,
 ): Promise<number> {
-  const result = await db.query(sql.type(z.object({ id: z.number() }))`
+  const result = await db.query(sql.type(IdRow)`
     UPDATE execucoes_tarefas
     SET status = 'falha', finalizada_em = now(), erro = 'interrompida: o processo que a executava parou antes de terminar'
     WHERE tarefa = ${task} AND data_negocio = ${date} AND status = 'executando'

@@ -21,6 +21,7 @@ import { healthRoutes } from './routes/health.ts';
 import { jobRoutes } from './routes/jobs.ts';
 import { metricsRoutes } from './routes/metrics.ts';
 import { recurrenceRoutes } from './routes/recorrencias.ts';
+import { recurrenceLifecycleRoutes } from './routes/recurrence-lifecycle.ts';
 import { taskRoutes } from './routes/tasks.ts';
 
 export type AdminDeps = {
@@ -64,6 +65,7 @@ export async function buildAdminApp(deps: AdminDeps) {
   await app.register(taskRoutes(deps));
   await app.register(jobRoutes(deps));
   await app.register(recurrenceRoutes(deps));
+  await app.register(recurrenceLifecycleRoutes(deps));
   await app.register(metricsRoutes(deps));
   return app;
 }

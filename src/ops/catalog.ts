@@ -4,6 +4,7 @@ import type { Config } from '../config.ts';
 import {
   CHARGE_DEAD_LETTER_QUEUE,
   CHARGE_QUEUE,
+  CHECKOUT_EVENT_QUEUE,
   NOTICE_DELIVERY_QUEUE,
   PERIODIC_TASKS,
   isPeriodicTask,
@@ -32,6 +33,12 @@ export function catalog(): CatalogEntry[] {
       name: NOTICE_DELIVERY_QUEUE,
       kind: 'work',
       description: 'Entrega de avisos aos vendedores.',
+      pausable: true,
+    },
+    {
+      name: CHECKOUT_EVENT_QUEUE,
+      kind: 'work',
+      description: 'Entrega de eventos ao checkout (cobranças, holds, conclusões).',
       pausable: true,
     },
     {

@@ -1,6 +1,9 @@
-// Recurrence views for operators: one recurrence with its attempts and skipped cycles. Card token references
-// are shown masked: they are not card data, but nothing outside the gateway path needs them whole.
+// Recurrence views for operators: one recurrence with its attempts, skipped cycles, change history and
+// checkout events. Card token references are shown masked: they are not card data, but nothing outside the
+// gateway path needs them whole.
 import { listAttemptsOf, listSkippedCyclesOf } from '../db/cobrancas.ts';
+import { listCheckoutEventsOf } from '../db/eventos-checkout.ts';
+import { listChangeHistory } from '../db/recorrencias-gestao.ts';
 import { findRecurrence } from '../db/recorrencias.ts';
 import { AppError } from '../errors.ts';
 import type { OpsDeps } from './deps.ts';
@@ -12,13 +15,17 @@ export function maskToken(token: string): string {
 export async function recurrenceDetail(deps: OpsDeps, id: number) {
   const recurrence = await findRecurrence(deps.pool, id);
   if (recurrence === null) throw new AppError('NOT_FOUND', `no recurrence ${id}`);
-  const [attempts, skipped] = await Promise.all([
+  const [attempts, skipped, history, events] = await Promise.all([
     listAttemptsOf(deps.pool, id),
     listSkippedCyclesOf(deps.pool, id),
+    listChangeHistory(deps.pool, id),
+    listCheckoutEventsOf(deps.pool, id),
   ]);
   return {
     recorrencia: { ...recurrence, cartao_token: maskToken(recurrence.cartao_token) },
     cobrancas: attempts.map((attempt) => ({ ...attempt, cartao_token: maskToken(attempt.cartao_token) })),
     ciclos_pulados: skipped,
+    alteracoes: history,
+    eventos_checkout: events,
   };
 }

@@ -4,6 +4,7 @@ import type { Queue } from 'pg-boss';
 import type { Config } from '../config.ts';
 import {
   CHARGE_DEAD_LETTER_QUEUE,
+  CHECKOUT_EVENT_QUEUE,
   CHARGE_QUEUE,
   NOTICE_DELIVERY_QUEUE,
   PERIODIC_TASKS,
@@ -30,17 +31,17 @@ export function queueSpecs(config: Config): QueueSpec[] {
   }));
   return [
     ...periodic,
-    {
-      name: NOTICE_DELIVERY_QUEUE,
+    // Webhook outboxes: about a day of retries, 30 s doubling up to an hour between tries.
+    ...[NOTICE_DELIVERY_QUEUE, CHECKOUT_EVENT_QUEUE].map((name): QueueSpec => ({
+      name,
       policy: 'standard',
       expireInSeconds: 60,
-      // About a day of retries: 30 s doubling up to an hour between tries.
       retryLimit: 30,
       retryDelay: 30,
       retryBackoff: true,
       retryDelayMax: 3_600,
       ...retention,
-    },
+    })),
     {
       name: CHARGE_DEAD_LETTER_QUEUE,
       policy: 'standard',

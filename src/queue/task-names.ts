@@ -20,3 +20,6 @@ export function isPeriodicTask(name: string): name is PeriodicTaskName {
 
 /** Delivers one seller notice from the avisos_vendedores outbox to the configured webhook, with retries. */
 export const NOTICE_DELIVERY_QUEUE = 'enviar_aviso_vendedor';
+
+/** Delivers one checkout event from the eventos_checkout outbox to CHECKOUT_WEBHOOK_URL, with retries. */
+export const CHECKOUT_EVENT_QUEUE = 'enviar_evento_checkout';

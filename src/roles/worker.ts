@@ -8,10 +8,15 @@ import type { PaymentGateway } from '../gateway/gateway.ts';
 import type { Running } from '../lifecycle.ts';
 import { createBoss } from '../queue/boss.ts';
 import { startPauseWatcher, type QueueRegistration } from '../queue/pause-watcher.ts';
-import { CHARGE_QUEUE, NOTICE_DELIVERY_QUEUE, PERIODIC_TASKS } from '../queue/task-names.ts';
+import {
+  CHARGE_QUEUE,
+  CHECKOUT_EVENT_QUEUE,
+  NOTICE_DELIVERY_QUEUE,
+  PERIODIC_TASKS,
+} from '../queue/task-names.ts';
 import { chargeQueueWorker } from '../tasks/charge/charge-worker.ts';
 import { armedTestHooks } from '../tasks/charge/test-hooks.ts';
-import { registerNoticeWorker } from '../tasks/notices/notice-worker.ts';
+import { registerCheckoutEventWorker, registerNoticeWorker } from '../tasks/notices/notice-worker.ts';
 import { InvalidPayloadError, jobBusinessDate, runPeriodicTask } from '../tasks/periodic-runner.ts';
 import { PERIODIC_TASK_DEFINITIONS } from '../tasks/registry.ts';
 import type { TaskDeps } from '../tasks/task.ts';
@@ -101,10 +106,16 @@ export async function startWorker(
       register: () =>
         registerNoticeWorker(boss, { ...deps, log: log.child({ queue: NOTICE_DELIVERY_QUEUE }) }),
     };
+    const checkoutEvents = {
+      queue: CHECKOUT_EVENT_QUEUE,
+      register: () =>
+        registerCheckoutEventWorker(boss, { ...deps, log: log.child({ queue: CHECKOUT_EVENT_QUEUE }) }),
+    };
     const watcher = await startPauseWatcher(boss, pool, log, [
       ...periodicRegistrations(boss, deps),
       charges,
       notices,
+      checkoutEvents,
     ]);
     stops.push(() => watcher.stop());
     log.info(
@@ -117,6 +128,9 @@ export async function startWorker(
       },
       'worker started',
     );
+    if (config.checkout.webhookUrl === undefined) {
+      log.warn('CHECKOUT_WEBHOOK_URL is not set: checkout events are recorded in eventos_checkout, not sent');
+    }
   } catch (error) {
     for (const stop of stops) stop();
     await boss.stop({ graceful: false }).catch(() => undefined);

@@ -2,7 +2,7 @@
 // retries and holds, ambiguous outcomes resolved with the same key, the completion fence, the calendar.
 import t from 'tap';
 import { enqueueChargeJobs } from '../../src/tasks/charge/charge-jobs.ts';
-import { chargeRecurrence, type ChargeResult } from '../../src/tasks/charge/charge-recurrence.ts';
+import { chargeJobs, chargeRecurrence, type ChargeResult } from '../../src/tasks/charge/charge-recurrence.ts';
 import { CHARGE_QUEUE } from '../../src/queue/task-names.ts';
 import { query } from '../helpers/database.ts';
 import {
@@ -405,5 +405,101 @@ t.test(
       [{ job_id: null }],
       'and the slot was freed after the call',
     );
+  },
+);
+
+t.test(
+  'a batch settles each job on its own: approvals together, a decline, an unknown, a skip, a duplicate, a lost claim',
+  async (t) => {
+    const h = await createHarness(t, { env: { GATEWAY_TIMEOUT_MS: '300' } });
+    const approve = [
+      await insertRecurrence(h.pool, { proxima_cobranca: DAY }),
+      await insertRecurrence(h.pool, { proxima_cobranca: DAY, total_ciclos: 1 }),
+    ];
+    const declined = await insertRecurrence(h.pool, {
+      proxima_cobranca: DAY,
+      cartao_token: 'tok_recusa_reversivel_b',
+    });
+    const unknown = await insertRecurrence(h.pool, { proxima_cobranca: DAY, cartao_token: 'tok_timeout_b' });
+    const notDue = await insertRecurrence(h.pool, { proxima_cobranca: '2031-03-20' });
+    const stolen = await insertRecurrence(h.pool, { proxima_cobranca: DAY });
+    const ids = [...approve, declined, unknown, notDue, stolen];
+    await enqueueChargeJobs(
+      h.boss,
+      ids.map((id) => ({ recorrenciaId: id, dataNegocio: DAY, motivo: 'agendada' as const })),
+    );
+    // A second job for the first recurrence in the same batch (a retry run racing the daily one).
+    await query(h.url, `UPDATE checkout_recorrencias SET proxima_tentativa = NULL WHERE id = $1`, [
+      approve[0],
+    ]);
+    await h.boss.send(CHARGE_QUEUE, {
+      recorrenciaId: approve[0],
+      dataNegocio: DAY,
+      motivo: 'agendada',
+      ciclo: DAY,
+    });
+    const jobs = await h.fetchChargeJobs(10);
+    t.equal(jobs.length, 7);
+    const byRecurrence = (id: number) => jobs.findIndex((job) => job.data.recorrenciaId === id);
+    // The gateway answers the unknown one's request late, and one job's claim lapses while it is charging.
+    h.gateway.setFaults({ rules: [] });
+    const stolenJob = jobs[byRecurrence(stolen)];
+    const results = await chargeJobs(
+      {
+        ...h.deps,
+        gateway: {
+          ...h.deps.gateway,
+          charge: async (request, signal) => {
+            if (request.metadata.recorrenciaId === unknown) return { kind: 'unknown', reason: 'timeout' };
+            if (request.metadata.recorrenciaId === stolen && stolenJob !== undefined) {
+              await h.boss.fail(
+                CHARGE_QUEUE,
+                { id: stolenJob.id, retryCount: stolenJob.retryCount },
+                { error: 'expired' },
+              );
+            }
+            return h.deps.gateway.charge(request, signal);
+          },
+        },
+      },
+      jobs,
+    );
+    const statusOf = (id: number) => results[byRecurrence(id)]?.status;
+    t.equal(statusOf(approve[0] as number), 'approved');
+    t.equal(statusOf(approve[1] as number), 'approved');
+    t.equal(statusOf(declined), 'declined');
+    t.equal(statusOf(unknown), 'unresolved');
+    t.same(results[byRecurrence(notDue)], { status: 'skipped', reason: 'not_due' });
+    t.equal(statusOf(stolen), 'claim_lost', 'the lost claim is refused on its own');
+    const duplicate = results.findIndex(
+      (result, i) => i !== byRecurrence(approve[0] as number) && jobs[i]?.data.recorrenciaId === approve[0],
+    );
+    t.same(results[duplicate], { status: 'skipped', reason: 'charged_by_another_job_in_batch' });
+    t.match(
+      await recurrenceState(h.url, approve[1] as number),
+      { status: 'concluido' },
+      'the last cycle concluded it',
+    );
+    t.same(
+      (await attemptsOf(h.url, stolen)).map((a) => a.status),
+      ['pendente'],
+      'nothing written for the stolen job',
+    );
+    t.same(
+      (await attemptsOf(h.url, unknown)).map((a) => a.status),
+      ['pendente'],
+    );
+    t.equal(await jobState(h.url, jobs[byRecurrence(approve[0] as number)]?.id as string), 'completed');
+    t.equal(
+      await jobState(h.url, stolenJob?.id as string),
+      'retry',
+      'the stolen job is left to its new holder',
+    );
+    t.match(
+      await retryJob(h, stolenJob?.id as string),
+      { status: 'approved' },
+      'which records the approval under the same key',
+    );
+    await assertLedgerAgrees(t, h.url, h.gateway);
   },
 );

@@ -1,8 +1,6 @@
 // The four periodic tasks in-process against real Postgres: what each enqueues or writes, the once-per-date
 // rule, the seller notices (signed, once) and the archive.
-import { createServer, type IncomingMessage } from 'node:http';
-import type { AddressInfo } from 'node:net';
-import t, { type Test } from 'tap';
+import t from 'tap';
 import { CHARGE_QUEUE, NOTICE_DELIVERY_QUEUE } from '../../src/queue/task-names.ts';
 import { verifySignature } from '../../src/notices/webhook.ts';
 import { chargeRecurrence } from '../../src/tasks/charge/charge-recurrence.ts';
@@ -12,6 +10,7 @@ import { registerNoticeWorker } from '../../src/tasks/notices/notice-worker.ts';
 import type { PeriodicTaskName } from '../../src/queue/task-names.ts';
 import { query } from '../helpers/database.ts';
 import { eventually } from '../helpers/processes.ts';
+import { webhookReceiver } from '../helpers/webhook-receiver.ts';
 import {
   assertLedgerAgrees,
   attemptsOf,
@@ -136,32 +135,6 @@ t.test(
     await assertLedgerAgrees(t, h.url, h.gateway);
   },
 );
-
-/** A webhook receiver that records what it gets; `failFirst` requests are answered 503. */
-async function webhookReceiver(t: Test, failFirst = 0) {
-  const received: Array<{ headers: IncomingMessage['headers']; body: string }> = [];
-  let calls = 0;
-  const server = createServer((req, res) => {
-    let body = '';
-    req.on('data', (chunk: Buffer) => (body += chunk.toString('utf8')));
-    req.on('end', () => {
-      calls += 1;
-      if (calls <= failFirst) {
-        res.writeHead(503).end();
-        return;
-      }
-      received.push({ headers: req.headers, body });
-      res.writeHead(204).end();
-    });
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  t.teardown(() => new Promise<void>((resolve) => server.close(() => resolve())));
-  return {
-    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/avisos`,
-    received,
-    calls: () => calls,
-  };
-}
 
 const SECRET = 'webhook-secret-0123456789';
 

@@ -3,6 +3,7 @@
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { isoDate } from '../../domain/dates.ts';
+import { dryRunTask } from '../../ops/charge-preview.ts';
 import { pauseQueue, resumeQueue, runTask } from '../../ops/control.ts';
 import { registeredTasks, schedules } from '../../ops/inspect.ts';
 import type { AdminDeps } from '../app.ts';
@@ -39,12 +40,24 @@ export function taskRoutes(deps: AdminDeps): FastifyPluginAsyncZod {
         config: { access: 'operator' },
         schema: {
           tags: ['tasks'],
-          summary: 'Run a task now for a business date (default today); 202 with the job id',
+          summary:
+            'Run a task now for a business date (default today); 202 with the job id. dryRun: 200 with what it would do (for processar_recorrencias_do_dia the list of charges, paginated by limit and cursor), nothing run',
           params: name,
-          body: z.object({ date: isoDate.optional(), force: z.boolean().optional() }).strict().nullish(),
+          body: z
+            .object({
+              date: isoDate.optional(),
+              force: z.boolean().optional(),
+              dryRun: z.boolean().optional(),
+              limit: z.number().int().min(1).max(10_000).default(1_000),
+              cursor: z.string().max(200).optional(),
+            })
+            .strict()
+            .nullish(),
         },
       },
       async (request, reply) => {
+        const { dryRun, limit = 1_000, cursor, date } = request.body ?? {};
+        if (dryRun === true) return dryRunTask(deps, request.params.name, { date, limit, cursor });
         const answer = await runTask(deps, actor(request), request.params.name, request.body ?? {});
         return reply.status(answer.status === 'queued' ? 202 : 200).send(answer);
       },

@@ -1,15 +1,19 @@
-// Takes charge jobs from `cobrar_recorrencia` and runs the charge protocol for each, settling every job of a
-// batch on its own (one slow or failing charge never retries its neighbours). Logs a summary every 10 s.
+// Takes charge jobs from `cobrar_recorrencia` in batches and runs the charge protocol for each batch, settling
+// every job on its own (one failing charge never retries its neighbours). Logs a summary every 10 s.
 import type { JobResult, Job, PgBoss } from 'pg-boss';
 import type { Config } from '../../config.ts';
 import { ensureGatewaySlots } from '../../db/gateway-slots.ts';
 import { CHARGE_QUEUE } from '../../queue/task-names.ts';
-import { chargeJobPayload } from './charge-jobs.ts';
-import { chargeRecurrence, type ChargeDeps, type ChargeResult } from './charge-recurrence.ts';
+import { chargeJobPayload, type ChargeJobPayload } from './charge-jobs.ts';
+import { chargeJobs, type ChargeDeps, type ChargeJob, type ChargeResult } from './charge-recurrence.ts';
 
-/** How a worker's WORKER_CONCURRENCY charges in flight are split into parallel fetch loops and batch sizes. */
+/**
+ * How a worker's WORKER_CONCURRENCY charges in flight are split into parallel fetch loops and batch sizes.
+ * Bigger batches amortise the fetch and the phase-1/phase-3 round trips; a few loops keep a slow gateway call
+ * in one batch from idling the whole worker.
+ */
 export function chargeWorkShape(config: Config): { localConcurrency: number; batchSize: number } {
-  const localConcurrency = Math.min(config.worker.concurrency, 8);
+  const localConcurrency = Math.min(config.worker.concurrency, 4);
   return { localConcurrency, batchSize: Math.ceil(config.worker.concurrency / localConcurrency) };
 }
 
@@ -17,6 +21,7 @@ function settle(result: ChargeResult): JobResult['status'] {
   switch (result.status) {
     case 'unresolved':
     case 'claim_lost':
+    case 'failed':
       return 'failed';
     case 'rejected':
       return 'deadletter';
@@ -39,36 +44,64 @@ export async function chargeQueueWorker(
   const count = (status: string) => counts.set(status, (counts.get(status) ?? 0) + 1);
   const summary = setInterval(() => {
     if (counts.size === 0) return;
-    deps.log.info({ charges: Object.fromEntries(counts) }, 'charge jobs settled in the last 10 s');
+    const memory = process.memoryUsage();
+    deps.log.info(
+      {
+        charges: Object.fromEntries(counts),
+        rssMb: Math.round(memory.rss / 1_048_576),
+        heapUsedMb: Math.round(memory.heapUsed / 1_048_576),
+      },
+      'charge jobs settled in the last 10 s',
+    );
     counts.clear();
   }, 10_000);
   summary.unref();
 
-  const handleOne = async (job: Job<unknown>): Promise<JobResult> => {
-    const parsed = chargeJobPayload.safeParse(job.data);
-    if (!parsed.success) {
+  const handleBatch = async (jobs: Job<unknown>[]): Promise<JobResult[]> => {
+    const valid: ChargeJob[] = [];
+    const invalid: JobResult[] = [];
+    for (const job of jobs) {
+      const parsed = chargeJobPayload.safeParse(job.data);
+      if (parsed.success) {
+        valid.push({ ...job, data: parsed.data satisfies ChargeJobPayload });
+        continue;
+      }
       count('invalid_payload');
       deps.log.error(
         { jobId: job.id, issues: parsed.error.issues },
         'invalid charge job payload: failed without retry',
       );
-      return {
+      invalid.push({
         id: job.id,
         status: 'deadletter',
         output: { error: 'invalid payload', issues: parsed.error.issues },
-      };
+      });
     }
+    if (valid.length === 0) return invalid;
     try {
-      const result = await chargeRecurrence(deps, { ...job, data: parsed.data });
-      count(result.status);
-      return { id: job.id, status: settle(result), output: result };
+      const results = await chargeJobs(deps, valid);
+      return [
+        ...invalid,
+        ...valid.map((job, i) => {
+          const result = results[i] as ChargeResult;
+          count(result.status);
+          return { id: job.id, status: settle(result), output: result };
+        }),
+      ];
     } catch (error) {
       count('error');
       deps.log.error(
-        { err: error, jobId: job.id, recorrenciaId: parsed.data.recorrenciaId },
-        'charge job failed: it will be retried',
+        { err: error, jobs: valid.map((job) => job.id) },
+        'charge batch failed: its jobs will be retried',
       );
-      return { id: job.id, status: 'failed', output: { error: (error as Error).message } };
+      return [
+        ...invalid,
+        ...valid.map((job) => ({
+          id: job.id,
+          status: 'failed' as const,
+          output: { error: (error as Error).message },
+        })),
+      ];
     }
   };
 
@@ -84,7 +117,7 @@ export async function chargeQueueWorker(
           pollingIntervalSeconds: deps.config.worker.pollIntervalSeconds,
           burstWhenBatchFull: shape.batchSize > 1,
         },
-        async (jobs: Job<unknown>[]) => Promise.all(jobs.map(handleOne)),
+        handleBatch,
       );
     },
     stop: () => clearInterval(summary),

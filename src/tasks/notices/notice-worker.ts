@@ -1,20 +1,58 @@
-// Works `enviar_aviso_vendedor`: delivers one outbox notice to the seller webhook. A failure is recorded on
-// the notice (attempts, last error) and rethrown so pg-boss retries with backoff; the last failure marks the
-// notice `falhou`, where operators see it.
+// Works the two signed-webhook outboxes: `enviar_aviso_vendedor` delivers seller notices
+// (avisos_vendedores) and `enviar_evento_checkout` delivers events to the checkout (eventos_checkout). A
+// failure is recorded on the row (attempts, last error) and rethrown so pg-boss retries with backoff; the
+// last failure marks the row `falhou`, where operators see it.
 import type { JobWithMetadata, PgBoss } from 'pg-boss';
 import { z } from 'zod';
-import { findNotice, markNoticeAttemptFailed, markNoticeSent } from '../../db/avisos.ts';
+import type { Config } from '../../config.ts';
+import {
+  findOutboxEntry,
+  markOutboxAttemptFailed,
+  markOutboxSent,
+  type OutboxEntry,
+  type OutboxTable,
+} from '../../db/outbox.ts';
 import { postSignedEvent } from '../../notices/webhook.ts';
-import { NOTICE_DELIVERY_QUEUE } from '../../queue/task-names.ts';
+import { CHECKOUT_EVENT_QUEUE, NOTICE_DELIVERY_QUEUE } from '../../queue/task-names.ts';
 import type { TaskDeps } from '../task.ts';
 
-const payload = z.object({ avisoId: z.number().int().positive() }).strict();
+type Outbox = {
+  queue: string;
+  table: OutboxTable;
+  /** The payload field carrying the row id. */
+  idField: string;
+  urlVariable: string;
+  target: (config: Config) => {
+    webhookUrl: string | undefined;
+    secret: string | undefined;
+    timeoutMs: number;
+  };
+  event: (entry: OutboxEntry) => { id: string; type: string };
+};
 
-/** Starts taking notice deliveries (called again after a pause). */
-export async function registerNoticeWorker(boss: PgBoss, deps: TaskDeps): Promise<void> {
-  const { webhookUrl, secret, timeoutMs } = deps.config.notices;
+const NOTICES: Outbox = {
+  queue: NOTICE_DELIVERY_QUEUE,
+  table: 'avisos_vendedores',
+  idField: 'avisoId',
+  urlVariable: 'NOTICE_WEBHOOK_URL',
+  target: (config) => config.notices,
+  event: (entry) => ({ id: `aviso-${entry.id}`, type: 'recorrencias_em_hold' }),
+};
+
+const CHECKOUT_EVENTS: Outbox = {
+  queue: CHECKOUT_EVENT_QUEUE,
+  table: 'eventos_checkout',
+  idField: 'eventoId',
+  urlVariable: 'CHECKOUT_WEBHOOK_URL',
+  target: (config) => config.checkout,
+  event: (entry) => ({ id: `evento-${entry.id}`, type: String(entry.conteudo.evento) }),
+};
+
+async function registerOutboxWorker(boss: PgBoss, deps: TaskDeps, outbox: Outbox): Promise<void> {
+  const { webhookUrl, secret, timeoutMs } = outbox.target(deps.config);
+  const payload = z.object({ [outbox.idField]: z.number().int().positive() }).strict();
   await boss.work(
-    NOTICE_DELIVERY_QUEUE,
+    outbox.queue,
     {
       batchSize: 1,
       localConcurrency: 4,
@@ -23,33 +61,44 @@ export async function registerNoticeWorker(boss: PgBoss, deps: TaskDeps): Promis
     },
     async ([job]: JobWithMetadata<unknown>[]) => {
       if (job === undefined) return { skipped: 'empty batch' };
-      const { avisoId } = payload.parse(job.data);
-      const log = deps.log.child({ jobId: job.id, avisoId });
-      const notice = await findNotice(deps.pool, avisoId);
-      if (notice === null || notice.status === 'enviado')
-        return { skipped: notice === null ? 'not found' : 'already sent' };
+      const id = payload.parse(job.data)[outbox.idField] as number;
+      const log = deps.log.child({ jobId: job.id, [outbox.idField]: id });
+      const entry = await findOutboxEntry(deps.pool, outbox.table, id);
+      if (entry === null || entry.status === 'enviado')
+        return { skipped: entry === null ? 'not found' : 'already sent' };
       if (webhookUrl === undefined || secret === undefined) {
-        log.warn('NOTICE_WEBHOOK_URL is not set: notice left pending');
-        throw new Error('NOTICE_WEBHOOK_URL is not set');
+        log.warn(`${outbox.urlVariable} is not set: entry left pending`);
+        throw new Error(`${outbox.urlVariable} is not set`);
       }
+      const event = outbox.event(entry);
       try {
         await postSignedEvent(
           { url: webhookUrl, secret, timeoutMs },
-          { id: `aviso-${notice.id}`, type: 'recorrencias_em_hold', payload: notice.conteudo },
+          { ...event, payload: entry.conteudo },
           job.signal,
         );
       } catch (error) {
         const final = job.retryCount >= job.retryLimit;
-        await markNoticeAttemptFailed(deps.pool, notice.id, (error as Error).message, final);
+        await markOutboxAttemptFailed(deps.pool, outbox.table, id, (error as Error).message, final);
         log.warn(
           { err: error, attempt: job.retryCount + 1, final },
-          final ? 'notice delivery failed for good' : 'notice delivery failed: will retry',
+          final ? 'webhook delivery failed for good' : 'webhook delivery failed: will retry',
         );
         throw error;
       }
-      await markNoticeSent(deps.pool, notice.id);
-      log.info({ vendedorId: notice.vendedor_id }, 'notice delivered');
-      return { delivered: notice.id };
+      await markOutboxSent(deps.pool, outbox.table, id);
+      log.info({ eventId: event.id, eventType: event.type }, 'webhook delivered');
+      return { delivered: event.id };
     },
   );
+}
+
+/** Starts taking seller notice deliveries (called again after a pause). */
+export async function registerNoticeWorker(boss: PgBoss, deps: TaskDeps): Promise<void> {
+  await registerOutboxWorker(boss, deps, NOTICES);
+}
+
+/** Starts taking checkout event deliveries (called again after a pause). */
+export async function registerCheckoutEventWorker(boss: PgBoss, deps: TaskDeps): Promise<void> {
+  await registerOutboxWorker(boss, deps, CHECKOUT_EVENTS);
 }

@@ -1,0 +1,52 @@
+// Prints a task's dry run (`run <task> --dry-run`). For processar_recorrencias_do_dia it streams the whole
+// list of charges the date would get, as one JSON document or as CSV (`--csv`, one line per charge, ready
+// to diff against the old system's list); other tasks print their counts.
+import type { IsoDate } from '../domain/dates.ts';
+import { allDueCharges, dryRunTask, type PreviewItem } from '../ops/charge-preview.ts';
+import type { OpsDeps } from '../ops/deps.ts';
+import type { PeriodicTaskName } from '../queue/task-names.ts';
+
+const CSV_COLUMNS: Array<keyof PreviewItem> = [
+  'recorrencia_id',
+  'id_legado',
+  'vendedor_id',
+  'ciclo',
+  'valor_centavos',
+  'moeda',
+  'ciclos_pulados',
+  'retomada',
+];
+
+function csvField(value: string | number | boolean | null): string {
+  const text = value === null || value === undefined ? '' : String(value);
+  return /[",\r\n]/.test(text) ? `"${text.replaceAll('"', '""')}"` : text;
+}
+
+export async function printDryRun(
+  deps: OpsDeps,
+  task: PeriodicTaskName,
+  date: IsoDate,
+  csv: boolean,
+): Promise<void> {
+  const out = process.stdout;
+  if (task !== 'processar_recorrencias_do_dia') {
+    out.write(`${JSON.stringify(await dryRunTask(deps, task, { date, limit: 1 }), null, 2)}\n`);
+    return;
+  }
+  if (csv) {
+    out.write(`${CSV_COLUMNS.join(',')}\n`);
+    for await (const item of allDueCharges(deps, date)) {
+      out.write(`${CSV_COLUMNS.map((column) => csvField(item[column])).join(',')}\n`);
+    }
+    return;
+  }
+  out.write(`{"task":${JSON.stringify(task)},"date":${JSON.stringify(date)},"dryRun":true,"cobrancas":[`);
+  let total = 0;
+  let cents = 0;
+  for await (const item of allDueCharges(deps, date)) {
+    out.write(`${total === 0 ? '' : ','}\n  ${JSON.stringify(item)}`);
+    total += 1;
+    cents += item.valor_centavos;
+  }
+  out.write(`\n],"total":${total},"valor_total_centavos":${cents}}\n`);
+}

@@ -1,0 +1,57 @@
+// What processar_recorrencias_do_dia would charge on a date, read-only: the recurrences its fan-out selects
+// (the same condition as findChargeablePage 'due'), each with the attempt a charge would resume instead of
+// planning a new one.
+import { sql, type CommonQueryMethods } from 'slonik';
+import { z } from 'zod';
+import { PERIODICITIES } from '../domain/calendar.ts';
+import type { IsoDate } from '../domain/dates.ts';
+
+const DUE = sql.fragment`r.status = 'ativo' AND r.proxima_tentativa IS NULL`;
+
+export const DueRow = z.object({
+  id: z.number(),
+  id_legado: z.string().nullable(),
+  vendedor_id: z.string(),
+  periodicidade: z.enum(PERIODICITIES),
+  dia_ancora: z.number().nullable(),
+  proxima_cobranca: z.string(),
+  valor_centavos: z.number(),
+  moeda: z.string(),
+  pendente_ciclo: z.string().nullable(),
+  pendente_valor_centavos: z.number().nullable(),
+});
+export type DueRow = z.infer<typeof DueRow>;
+
+/** One page in (proxima_cobranca, id) order after the cursor. */
+export async function findDuePreviewPage(
+  db: CommonQueryMethods,
+  date: IsoDate,
+  after: { date: IsoDate; id: number } | null,
+  limit: number,
+): Promise<readonly DueRow[]> {
+  const cursor =
+    after === null
+      ? sql.fragment`TRUE`
+      : sql.fragment`(r.proxima_cobranca, r.id) > (${after.date}::date, ${after.id}::bigint)`;
+  const result = await db.query(sql.type(DueRow)`
+    SELECT r.id, r.id_legado, r.vendedor_id, r.periodicidade, r.dia_ancora, r.proxima_cobranca::text AS proxima_cobranca,
+      r.valor_centavos, r.moeda, c.ciclo::text AS pendente_ciclo, c.valor_centavos AS pendente_valor_centavos
+    FROM checkout_recorrencias r
+    LEFT JOIN checkout_recorrencia_cobrancas c ON c.recorrencia_id = r.id AND c.status = 'pendente'
+    WHERE ${DUE} AND r.proxima_cobranca <= ${date}::date AND ${cursor}
+    ORDER BY r.proxima_cobranca, r.id
+    LIMIT ${limit}`);
+  return result.rows;
+}
+
+/** How many would be charged and the sum of their amounts (a resumed attempt counts with its own amount). */
+export async function sumDuePreview(
+  db: CommonQueryMethods,
+  date: IsoDate,
+): Promise<{ total: number; valor_total_centavos: number }> {
+  return db.one(sql.type(z.object({ total: z.number(), valor_total_centavos: z.number() }))`
+    SELECT count(*)::int AS total, coalesce(sum(coalesce(c.valor_centavos, r.valor_centavos)), 0)::bigint AS valor_total_centavos
+    FROM checkout_recorrencias r
+    LEFT JOIN checkout_recorrencia_cobrancas c ON c.recorrencia_id = r.id AND c.status = 'pendente'
+    WHERE ${DUE} AND r.proxima_cobranca <= ${date}::date`);
+}

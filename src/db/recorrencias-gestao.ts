@@ -1,0 +1,165 @@
+// Queries behind the recurrence lifecycle API: create, list with a keyset cursor, change fields and status,
+// the change history, and the facts a schedule change is checked against (the last approved cycle, the
+// latest import cutover). The writes must run in a transaction holding the recurrence's row lock
+// (lockRecurrence), the same lock the charge phases take.
+import { sql, type CommonQueryMethods } from 'slonik';
+import { z } from 'zod';
+import type { IsoDate } from '../domain/dates.ts';
+import type { RecurrenceTerms } from '../domain/recurrence-rules.ts';
+import { RECURRENCE_COLUMNS as COLUMNS, Recurrence } from './recorrencias.ts';
+
+export type NewRecurrence = RecurrenceTerms;
+
+export async function insertNewRecurrence(tx: CommonQueryMethods, row: NewRecurrence): Promise<Recurrence> {
+  return tx.one(sql.type(Recurrence)`
+    INSERT INTO checkout_recorrencias (vendedor_id, cliente_ref, cartao_token, bandeira, valor_centavos, moeda,
+      descricao, periodicidade, dia_ancora, proxima_cobranca, total_ciclos, referencia_externa)
+    VALUES (${row.vendedor_id}, ${row.cliente_ref}, ${row.cartao_token}, ${row.bandeira}, ${row.valor_centavos},
+      ${row.moeda}, ${row.descricao}, ${row.periodicidade}, ${row.dia_ancora}, ${row.proxima_cobranca}::date,
+      ${row.total_ciclos}, ${row.referencia_externa})
+    RETURNING ${COLUMNS}`);
+}
+
+export type RecurrenceFilter = {
+  vendedor_id?: string;
+  status?: Recurrence['status'];
+  /** proxima_cobranca on or before this date. */
+  proxima_cobranca_ate?: IsoDate;
+  referencia_externa?: string;
+  id_legado?: string;
+};
+
+/** One page, newest first (id descending), after the cursor id. */
+export async function listRecurrencesPage(
+  db: CommonQueryMethods,
+  filter: RecurrenceFilter,
+  afterId: number | null,
+  limit: number,
+): Promise<readonly Recurrence[]> {
+  const conditions = [
+    afterId === null ? null : sql.fragment`id < ${afterId}`,
+    filter.vendedor_id === undefined ? null : sql.fragment`vendedor_id = ${filter.vendedor_id}`,
+    filter.status === undefined ? null : sql.fragment`status = ${filter.status}`,
+    filter.proxima_cobranca_ate === undefined
+      ? null
+      : sql.fragment`proxima_cobranca <= ${filter.proxima_cobranca_ate}::date`,
+    filter.referencia_externa === undefined
+      ? null
+      : sql.fragment`referencia_externa = ${filter.referencia_externa}`,
+    filter.id_legado === undefined ? null : sql.fragment`id_legado = ${filter.id_legado}`,
+  ].filter((condition) => condition !== null);
+  const where = conditions.length === 0 ? sql.fragment`TRUE` : sql.join(conditions, sql.fragment` AND `);
+  const result = await db.query(sql.type(Recurrence)`
+    SELECT ${COLUMNS} FROM checkout_recorrencias WHERE ${where} ORDER BY id DESC LIMIT ${limit}`);
+  return result.rows;
+}
+
+export type RecurrenceChanges = Partial<{
+  valor_centavos: number;
+  cartao_token: string;
+  bandeira: string;
+  dia_ancora: number | null;
+  proxima_cobranca: IsoDate;
+  descricao: string;
+}>;
+
+/** Applies the given fields (absent ones are kept). */
+export async function updateRecurrenceFields(
+  tx: CommonQueryMethods,
+  id: number,
+  changes: RecurrenceChanges,
+): Promise<Recurrence> {
+  const has = (field: keyof RecurrenceChanges) => changes[field] !== undefined;
+  return tx.one(sql.type(Recurrence)`
+    UPDATE checkout_recorrencias SET
+      valor_centavos = CASE WHEN ${has('valor_centavos')} THEN ${changes.valor_centavos ?? null}::bigint ELSE valor_centavos END,
+      cartao_token = CASE WHEN ${has('cartao_token')} THEN ${changes.cartao_token ?? null} ELSE cartao_token END,
+      bandeira = CASE WHEN ${has('bandeira')} THEN ${changes.bandeira ?? null} ELSE bandeira END,
+      dia_ancora = CASE WHEN ${has('dia_ancora')} THEN ${changes.dia_ancora ?? null}::smallint ELSE dia_ancora END,
+      proxima_cobranca = CASE WHEN ${has('proxima_cobranca')} THEN ${changes.proxima_cobranca ?? null}::date
+        ELSE proxima_cobranca END,
+      descricao = CASE WHEN ${has('descricao')} THEN ${changes.descricao ?? null} ELSE descricao END,
+      atualizado_em = now()
+    WHERE id = ${id}
+    RETURNING ${COLUMNS}`);
+}
+
+/**
+ * Sets the status. Cancelling starts the archive clock and drops a planned retry; resuming may move the
+ * unpaid cycle forward (`resumeAt`), dropping the retry and the declines of the cycle left behind.
+ */
+export async function updateRecurrenceStatus(
+  tx: CommonQueryMethods,
+  id: number,
+  status: 'ativo' | 'pausado' | 'cancelado',
+  resumeAt: IsoDate | null,
+): Promise<Recurrence> {
+  return tx.one(sql.type(Recurrence)`
+    UPDATE checkout_recorrencias SET
+      status = ${status},
+      encerrada_em = CASE WHEN ${status} = 'cancelado' THEN now() ELSE encerrada_em END,
+      proxima_tentativa = CASE WHEN ${status} = 'cancelado' OR ${resumeAt !== null} THEN NULL ELSE proxima_tentativa END,
+      falhas_consecutivas = CASE WHEN ${resumeAt !== null} THEN 0 ELSE falhas_consecutivas END,
+      proxima_cobranca = coalesce(${resumeAt}::date, proxima_cobranca),
+      atualizado_em = now()
+    WHERE id = ${id}
+    RETURNING ${COLUMNS}`);
+}
+
+export type FieldChange = { campo: string; valor_anterior: string | null; valor_novo: string | null };
+
+export async function insertChangeHistory(
+  tx: CommonQueryMethods,
+  recurrenceId: number,
+  who: string,
+  changes: readonly FieldChange[],
+): Promise<void> {
+  if (changes.length === 0) return;
+  await tx.query(sql.unsafe`
+    INSERT INTO checkout_recorrencias_alteracoes (recorrencia_id, quem, campo, valor_anterior, valor_novo)
+    SELECT ${recurrenceId}, ${who}, campo, anterior, novo
+    FROM unnest(${sql.array(
+      changes.map((c) => c.campo),
+      'text',
+    )}::text[], ${sql.array(
+      changes.map((c) => c.valor_anterior),
+      'text',
+    )}::text[], ${sql.array(
+      changes.map((c) => c.valor_novo),
+      'text',
+    )}::text[]) AS t(campo, anterior, novo)`);
+}
+
+const HistoryRow = z.object({
+  campo: z.string(),
+  valor_anterior: z.string().nullable(),
+  valor_novo: z.string().nullable(),
+  quem: z.string(),
+  em: z.date(),
+});
+
+export async function listChangeHistory(
+  db: CommonQueryMethods,
+  recurrenceId: number,
+): Promise<readonly z.infer<typeof HistoryRow>[]> {
+  const result = await db.query(sql.type(HistoryRow)`
+    SELECT campo, valor_anterior, valor_novo, quem, em FROM checkout_recorrencias_alteracoes
+    WHERE recorrencia_id = ${recurrenceId} ORDER BY id`);
+  return result.rows;
+}
+
+/** The latest cycle of the recurrence approved here, or null. */
+export async function findLastApprovedCycle(
+  db: CommonQueryMethods,
+  recurrenceId: number,
+): Promise<IsoDate | null> {
+  return db.oneFirst(sql.type(z.object({ ciclo: z.string().nullable() }))`
+    SELECT max(ciclo)::text AS ciclo FROM checkout_recorrencia_cobrancas
+    WHERE recorrencia_id = ${recurrenceId} AND status = 'aprovada'`);
+}
+
+/** The latest cutover date of an import from the old system, or null when nothing was imported with one. */
+export async function findLatestLegacyCutover(db: CommonQueryMethods): Promise<IsoDate | null> {
+  return db.oneFirst(sql.type(z.object({ corte: z.string().nullable() }))`
+    SELECT max(corte)::text AS corte FROM importacoes_legado`);
+}

@@ -1,0 +1,79 @@
+// The rules a recurrence's schedule and status must follow, shared by the API and the import: an anchor
+// day coherent with the next charge date, moving a schedule forward to a date, and the state machine of the
+// operations the checkout may apply (pausar, retomar, cancelar).
+import { latestCycleOnOrBefore, nextCycle, type Periodicity, type Schedule } from './calendar.ts';
+import { dateParts, daysInMonth, fromParts, type IsoDate } from './dates.ts';
+
+/** What a recurrence is agreed to be, whoever creates it (the API, the import). */
+export type RecurrenceTerms = {
+  vendedor_id: string;
+  cliente_ref: string | null;
+  cartao_token: string;
+  bandeira: string;
+  valor_centavos: number;
+  moeda: string;
+  descricao: string;
+  periodicidade: Periodicity;
+  dia_ancora: number | null;
+  proxima_cobranca: IsoDate;
+  total_ciclos: number | null;
+  referencia_externa: string | null;
+};
+
+/**
+ * Why `date` cannot be the next charge of a schedule, or null when it can. Monthly-family cycles fall on
+ * the anchor day, or on the month's last day when the anchor is beyond it (anchor 31 -> Feb 28); weekly
+ * cycles have no anchor.
+ */
+export function scheduleProblem(schedule: Schedule, date: IsoDate): string | null {
+  if (schedule.periodicidade === 'semanal') {
+    return schedule.dia_ancora === null ? null : 'dia_ancora: weekly recurrences have no anchor day';
+  }
+  if (schedule.dia_ancora === null) return `dia_ancora: required for ${schedule.periodicidade} recurrences`;
+  if (!isOnAnchor(date, schedule.dia_ancora)) {
+    return `proxima_cobranca: ${date} does not fall on anchor day ${schedule.dia_ancora} (nor on the last day of a shorter month)`;
+  }
+  return null;
+}
+
+export function isOnAnchor(date: IsoDate, anchorDay: number): boolean {
+  const { year, month, day } = dateParts(date);
+  return day === Math.min(anchorDay, daysInMonth(year, month));
+}
+
+/** The date of `anchorDay` in the month of `date`, clamped to the month's last day. */
+export function anchorInMonthOf(date: IsoDate, anchorDay: number): IsoDate {
+  const { year, month } = dateParts(date);
+  return fromParts(year, month, Math.min(anchorDay, daysInMonth(year, month)));
+}
+
+/** The first cycle on or after `date`, counting from the unpaid cycle `due` (`due` itself when not before). */
+export function firstCycleOnOrAfter(due: IsoDate, date: IsoDate, schedule: Schedule): IsoDate {
+  if (due >= date) return due;
+  const latest = latestCycleOnOrBefore(due, date, schedule);
+  return latest === date ? latest : nextCycle(latest, schedule);
+}
+
+export type RecurrenceStatus = 'ativo' | 'hold' | 'pausado' | 'cancelado' | 'concluido';
+export const TRANSITIONS = ['pausar', 'retomar', 'cancelar'] as const;
+export type Transition = (typeof TRANSITIONS)[number];
+
+/**
+ * The state machine the checkout drives: ativo -> pausado, pausado -> ativo, ativo|pausado|hold -> cancelado.
+ * cancelado and concluido are final; hold goes back to ativo only through an operator's `reativar`.
+ */
+const MACHINE: Record<Transition, { from: readonly RecurrenceStatus[]; to: RecurrenceStatus }> = {
+  pausar: { from: ['ativo'], to: 'pausado' },
+  retomar: { from: ['pausado'], to: 'ativo' },
+  cancelar: { from: ['ativo', 'pausado', 'hold'], to: 'cancelado' },
+};
+
+/** 'apply', 'already' (the target state is the current one: a retried request) or 'refuse'. */
+export function decideTransition(
+  current: RecurrenceStatus,
+  transition: Transition,
+): { kind: 'apply' | 'already' | 'refuse'; to: RecurrenceStatus } {
+  const rule = MACHINE[transition];
+  if (current === rule.to) return { kind: 'already', to: rule.to };
+  return { kind: rule.from.includes(current) ? 'apply' : 'refuse', to: rule.to };
+}

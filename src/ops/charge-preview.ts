@@ -1,0 +1,119 @@
+// The dry run of processar_recorrencias_do_dia as a list, for the cutover: what would be charged on a date
+// (recurrence, old id, seller, the cycle per planCharge and BACKBILL_MISSED_CYCLES, the amount), without
+// charging or enqueueing anything. Operators compare it with the old system's list before switching.
+import { findDuePreviewPage, sumDuePreview, type DueRow } from '../db/previa-cobrancas.ts';
+import { planCharge } from '../domain/calendar.ts';
+import { businessDate, type IsoDate } from '../domain/dates.ts';
+import { AppError } from '../errors.ts';
+import { PERIODIC_TASK_DEFINITIONS } from '../tasks/registry.ts';
+import { requirePeriodicTask } from './control.ts';
+import type { OpsDeps } from './deps.ts';
+
+export type PreviewItem = {
+  recorrencia_id: number;
+  id_legado: string | null;
+  vendedor_id: string;
+  ciclo: IsoDate;
+  valor_centavos: number;
+  moeda: string;
+  /** Cycles the charge would record as skipped (several cycles behind, without back-billing). */
+  ciclos_pulados: number;
+  /** True when a pending attempt would be resumed (its own cycle and amount) rather than a new one made. */
+  retomada: boolean;
+};
+
+/** Mirrors phase 1 of the charge: a pending attempt is resumed as is, otherwise the plan decides the cycle. */
+function previewOf(row: DueRow, date: IsoDate, backbill: boolean): PreviewItem {
+  const base = {
+    recorrencia_id: row.id,
+    id_legado: row.id_legado,
+    vendedor_id: row.vendedor_id,
+    moeda: row.moeda,
+  };
+  if (row.pendente_ciclo !== null) {
+    return {
+      ...base,
+      ciclo: row.pendente_ciclo,
+      valor_centavos: row.pendente_valor_centavos ?? row.valor_centavos,
+      ciclos_pulados: 0,
+      retomada: true,
+    };
+  }
+  const plan = planCharge(row.proxima_cobranca, date, row, backbill);
+  return {
+    ...base,
+    ciclo: plan.cycle,
+    valor_centavos: row.valor_centavos,
+    ciclos_pulados: plan.skipped.length,
+    retomada: false,
+  };
+}
+
+export function encodePreviewCursor(row: { proxima_cobranca: IsoDate; id: number }): string {
+  return Buffer.from(`${row.proxima_cobranca}|${row.id}`).toString('base64url');
+}
+
+function decodePreviewCursor(value: string): { date: IsoDate; id: number } {
+  const match = /^(\d{4}-\d{2}-\d{2})\|(\d{1,16})$/.exec(Buffer.from(value, 'base64url').toString('utf8'));
+  if (match?.[1] === undefined || match[2] === undefined) {
+    throw new AppError('INVALID_INPUT', 'cursor: not a cursor returned by this API');
+  }
+  return { date: match[1], id: Number(match[2]) };
+}
+
+/** One page of the list, with the totals over the whole date and the cursor of the next page. */
+export async function previewDueCharges(
+  deps: OpsDeps,
+  date: IsoDate,
+  page: { limit: number; cursor?: string },
+) {
+  const after = page.cursor === undefined ? null : decodePreviewCursor(page.cursor);
+  const [rows, totals] = await Promise.all([
+    findDuePreviewPage(deps.pool, date, after, page.limit),
+    sumDuePreview(deps.pool, date),
+  ]);
+  const last = rows.at(-1);
+  return {
+    ...totals,
+    cobrancas: rows.map((row) => previewOf(row, date, deps.config.billing.backbillMissedCycles)),
+    nextCursor: rows.length === page.limit && last !== undefined ? encodePreviewCursor(last) : null,
+  };
+}
+
+/** Every item, page by page (the command line prints the whole list). */
+export async function* allDueCharges(
+  deps: OpsDeps,
+  date: IsoDate,
+  pageSize = 5_000,
+): AsyncGenerator<PreviewItem> {
+  let after: { date: IsoDate; id: number } | null = null;
+  for (;;) {
+    const rows = await findDuePreviewPage(deps.pool, date, after, pageSize);
+    for (const row of rows) yield previewOf(row, date, deps.config.billing.backbillMissedCycles);
+    const last = rows.at(-1);
+    if (last === undefined || rows.length < pageSize) return;
+    after = { date: last.proxima_cobranca, id: last.id };
+  }
+}
+
+/**
+ * A task's dry run for a date (default today): for processar_recorrencias_do_dia the list above, for the
+ * other tasks their counts (PeriodicTask.dryRun). Reads only.
+ */
+export async function dryRunTask(
+  deps: OpsDeps,
+  name: string,
+  request: { date?: IsoDate; limit: number; cursor?: string },
+) {
+  const task = requirePeriodicTask(name);
+  const date = request.date ?? businessDate(deps.now(), deps.config.timeZone);
+  if (task === 'processar_recorrencias_do_dia') {
+    return { status: 'dry_run' as const, task, date, ...(await previewDueCharges(deps, date, request)) };
+  }
+  return {
+    status: 'dry_run' as const,
+    task,
+    date,
+    counts: await PERIODIC_TASK_DEFINITIONS[task].dryRun({ ...deps, date }),
+  };
+}

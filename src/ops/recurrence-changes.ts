@@ -1,0 +1,226 @@
+// Changing a recurrence through the API: its amount, card, schedule or description (PATCH), and its status
+// (pausar, retomar, cancelar). Every change runs under the recurrence's row lock, the lock the charge phases
+// take, so it lands either before an attempt is created (which then carries it) or after (the attempt keeps
+// its own amount and card). Schedule changes are refused whenever they could charge a cycle twice or lose
+// track of one in flight. Each change is written to the history and audited.
+import { findPendingAttempt, insertSkippedCycles, type Attempt } from '../db/cobrancas.ts';
+import { insertAudit } from '../db/pauses.ts';
+import {
+  findLastApprovedCycle,
+  findLatestLegacyCutover,
+  insertChangeHistory,
+  updateRecurrenceFields,
+  updateRecurrenceStatus,
+  type FieldChange,
+  type RecurrenceChanges,
+} from '../db/recorrencias-gestao.ts';
+import { lockRecurrence, type Recurrence } from '../db/recorrencias.ts';
+import type { DatabaseTransactionConnection } from '../db/pool.ts';
+import { cyclesBetween, nextCycle } from '../domain/calendar.ts';
+import { businessDate, type IsoDate } from '../domain/dates.ts';
+import {
+  anchorInMonthOf,
+  decideTransition,
+  firstCycleOnOrAfter,
+  scheduleProblem,
+  type Transition,
+} from '../domain/recurrence-rules.ts';
+import { AppError } from '../errors.ts';
+import type { OpsDeps } from './deps.ts';
+import { presentRecurrence } from './recurrence-create.ts';
+import { maskToken } from './recurrences.ts';
+
+const FINAL = ['cancelado', 'concluido'];
+
+async function lockForChange(tx: DatabaseTransactionConnection, id: number): Promise<Recurrence> {
+  const recurrence = await lockRecurrence(tx, id);
+  if (recurrence === null) throw new AppError('NOT_FOUND', `no recurrence ${id}`);
+  return recurrence;
+}
+
+function inFlight(attempt: Attempt | null) {
+  return attempt === null
+    ? null
+    : { id: attempt.id, ciclo: attempt.ciclo, valor_centavos: attempt.valor_centavos };
+}
+
+/** The fields whose value really changes, old -> new (card token references masked). */
+function diff(current: Recurrence, changes: RecurrenceChanges): FieldChange[] {
+  const rows: FieldChange[] = [];
+  type Value = string | number | null | undefined;
+  for (const [field, value] of Object.entries(changes) as Array<[keyof RecurrenceChanges, Value]>) {
+    const before = current[field];
+    if (value === undefined || value === before) continue;
+    const show = (v: Value) =>
+      v === null ? null : field === 'cartao_token' ? maskToken(String(v)) : String(v);
+    rows.push({ campo: field, valor_anterior: show(before), valor_novo: show(value) });
+  }
+  return rows;
+}
+
+/**
+ * The next charge date a schedule change asks for, checked against everything that could make it charge a
+ * cycle twice: an attempt in flight or a retry planned (its cycle is being charged), a date on or before
+ * the last cycle approved here, before today, or before the cutover of an import (the old system's cycles).
+ */
+async function checkScheduleChange(
+  deps: OpsDeps,
+  tx: DatabaseTransactionConnection,
+  current: Recurrence,
+  schedule: { dia_ancora: number | null; proxima_cobranca: IsoDate },
+  pending: Attempt | null,
+): Promise<void> {
+  const date = schedule.proxima_cobranca;
+  const problem = scheduleProblem(
+    { periodicidade: current.periodicidade, dia_ancora: schedule.dia_ancora },
+    date,
+  );
+  if (problem !== null) throw new AppError('INVALID_INPUT', problem);
+  const conflict = (reason: string) =>
+    new AppError('CONFLICT', reason, { details: { status: current.status, reason } });
+  if (pending !== null) {
+    throw conflict(
+      `a charge of cycle ${pending.ciclo} is in flight (attempt ${pending.id}): change the schedule after it resolves`,
+    );
+  }
+  if (current.proxima_tentativa !== null) {
+    throw conflict(
+      `cycle ${current.proxima_cobranca} was declined and is retried on ${current.proxima_tentativa}: change the schedule after it resolves`,
+    );
+  }
+  const today = businessDate(deps.now(), deps.config.timeZone);
+  if (date < today) throw new AppError('INVALID_INPUT', `proxima_cobranca: ${date} is before today ${today}`);
+  const approved = await findLastApprovedCycle(tx, current.id);
+  if (approved !== null && date <= approved) {
+    throw conflict(`proxima_cobranca ${date} is on or before cycle ${approved}, already charged`);
+  }
+  if (current.id_legado !== null) {
+    const cutover = await findLatestLegacyCutover(tx);
+    if (cutover !== null && date < cutover) {
+      throw conflict(`proxima_cobranca ${date} is before the cutover ${cutover}: the old system handled it`);
+    }
+  }
+}
+
+/**
+ * Applies a PATCH. Amount, card and description apply from the next attempt (an attempt in flight keeps its
+ * own); the schedule (anchor, next date) only when no attempt or retry is under way. Only the anchor given:
+ * the next date moves to the new anchor in the same month.
+ */
+export async function changeRecurrence(deps: OpsDeps, who: string, id: number, patch: RecurrenceChanges) {
+  const result = await deps.pool.transaction(async (tx) => {
+    const current = await lockForChange(tx, id);
+    if (FINAL.includes(current.status)) {
+      throw new AppError('CONFLICT', `recurrence ${id} is ${current.status}: it can no longer change`, {
+        details: { status: current.status },
+      });
+    }
+    const changes: RecurrenceChanges = { ...patch };
+    if (patch.dia_ancora !== undefined && patch.proxima_cobranca === undefined && patch.dia_ancora !== null) {
+      changes.proxima_cobranca = anchorInMonthOf(current.proxima_cobranca, patch.dia_ancora);
+    }
+    const changed = diff(current, changes);
+    const pending = await findPendingAttempt(tx, id);
+    if (changed.some((c) => c.campo === 'dia_ancora' || c.campo === 'proxima_cobranca')) {
+      await checkScheduleChange(
+        deps,
+        tx,
+        current,
+        {
+          dia_ancora: changes.dia_ancora === undefined ? current.dia_ancora : changes.dia_ancora,
+          proxima_cobranca: changes.proxima_cobranca ?? current.proxima_cobranca,
+        },
+        pending,
+      );
+    }
+    if (changed.length === 0) return { recurrence: current, changed, pending };
+    const updated = await updateRecurrenceFields(tx, id, changes);
+    await insertChangeHistory(tx, id, who, changed);
+    await insertAudit(tx, {
+      who,
+      action: 'update_recurrence',
+      target: `recorrencia:${id}`,
+      details: { changed },
+    });
+    return { recurrence: updated, changed, pending };
+  });
+  if (result.changed.length > 0)
+    deps.log.info(
+      { recorrenciaId: id, by: who, fields: result.changed.map((c) => c.campo) },
+      'recurrence changed',
+    );
+  return {
+    recorrencia: presentRecurrence(result.recurrence),
+    alteracoes: result.changed,
+    // The first cycle the change applies to: the one after a charge in flight, else the next one.
+    aplica_a_partir_do_ciclo:
+      result.pending === null
+        ? result.recurrence.proxima_cobranca
+        : nextCycle(result.pending.ciclo, result.recurrence),
+    cobranca_em_andamento: inFlight(result.pending),
+  };
+}
+
+/**
+ * Where a resumed recurrence starts again: cycles that fell during the pause are not charged (recorded as
+ * skipped), so an unpaid cycle in the past moves to the first cycle on or after today. Not while an attempt
+ * is pending: its approval sets the next cycle itself.
+ */
+async function resumePoint(
+  deps: OpsDeps,
+  tx: DatabaseTransactionConnection,
+  current: Recurrence,
+  pending: Attempt | null,
+): Promise<IsoDate | null> {
+  const today = businessDate(deps.now(), deps.config.timeZone);
+  if (pending !== null || current.proxima_cobranca >= today) return null;
+  const resumeAt = firstCycleOnOrAfter(current.proxima_cobranca, today, current);
+  const skipped = cyclesBetween(current.proxima_cobranca, resumeAt, current);
+  await insertSkippedCycles(tx, current.id, skipped, resumeAt, 'recorrencia pausada: ciclo não cobrado');
+  return resumeAt;
+}
+
+/**
+ * pausar / retomar / cancelar. Invalid transitions are refused with 409 and the current status; asking for
+ * the state the recurrence is already in answers 200 with `mudou: false` (a retried request). A charge in
+ * flight is never interrupted: it finishes and is recorded; phase 1 of the next one skips a recurrence that
+ * is not active.
+ */
+export async function transitionRecurrence(deps: OpsDeps, who: string, id: number, transition: Transition) {
+  const result = await deps.pool.transaction(async (tx) => {
+    const current = await lockForChange(tx, id);
+    const decision = decideTransition(current.status, transition);
+    const pending = await findPendingAttempt(tx, id);
+    if (decision.kind === 'refuse') {
+      throw new AppError('CONFLICT', `cannot ${transition} recurrence ${id}: it is ${current.status}`, {
+        details: { status: current.status },
+      });
+    }
+    if (decision.kind === 'already') return { recurrence: current, changed: false, pending };
+    const to = decision.to as 'ativo' | 'pausado' | 'cancelado';
+    const resumeAt = to === 'ativo' ? await resumePoint(deps, tx, current, pending) : null;
+    const updated = await updateRecurrenceStatus(tx, id, to, resumeAt);
+    const history: FieldChange[] = [{ campo: 'status', valor_anterior: current.status, valor_novo: to }];
+    if (resumeAt !== null) {
+      history.push({
+        campo: 'proxima_cobranca',
+        valor_anterior: current.proxima_cobranca,
+        valor_novo: resumeAt,
+      });
+    }
+    await insertChangeHistory(tx, id, who, history);
+    await insertAudit(tx, {
+      who,
+      action: `${transition}_recurrence`,
+      target: `recorrencia:${id}`,
+      details: { from: current.status, to, pending_attempt: pending?.id ?? null },
+    });
+    return { recurrence: updated, changed: true, pending };
+  });
+  if (result.changed) deps.log.info({ recorrenciaId: id, by: who, transition }, 'recurrence status changed');
+  return {
+    recorrencia: presentRecurrence(result.recurrence),
+    mudou: result.changed,
+    cobranca_em_andamento: inFlight(result.pending),
+  };
+}

@@ -1,0 +1,39 @@
+// What phase 1 decides for one charge job, given the locked recurrence: nothing to do (and why), resume the
+// unresolved attempt, or start a new attempt for the planned cycle. Pure: the per-job and the batched
+// charge paths both decide through here.
+import type { Recurrence } from '../../db/recorrencias.ts';
+import { planCharge, type ChargePlan } from '../../domain/calendar.ts';
+import type { ChargeJobPayload } from './charge-jobs.ts';
+
+export type ChargeDecision =
+  | { kind: 'skip'; reason: string }
+  | { kind: 'resume' }
+  | { kind: 'new'; plan: ChargePlan; clearsRetry: boolean };
+
+export function decideCharge(
+  recurrence: Recurrence | null,
+  hasPendingAttempt: boolean,
+  job: ChargeJobPayload,
+  backbill: boolean,
+): ChargeDecision {
+  if (recurrence === null) return { kind: 'skip', reason: 'recurrence_not_found' };
+  if (recurrence.status !== 'ativo') return { kind: 'skip', reason: `recurrence_${recurrence.status}` };
+  // An unresolved attempt is resumed with its own key, never replaced: the gateway may have executed it.
+  if (hasPendingAttempt) return { kind: 'resume' };
+  if (recurrence.proxima_cobranca > job.dataNegocio) return { kind: 'skip', reason: 'not_due' };
+  if (job.motivo === 'retentativa') {
+    if (recurrence.proxima_tentativa === null || recurrence.proxima_tentativa > job.dataNegocio) {
+      return { kind: 'skip', reason: 'retry_not_due' };
+    }
+  } else if (recurrence.proxima_tentativa !== null) {
+    return { kind: 'skip', reason: 'waiting_for_retry' };
+  }
+  if (job.motivo === 'retroativa' && job.ciclo !== recurrence.proxima_cobranca) {
+    return { kind: 'skip', reason: 'backbill_cycle_already_handled' };
+  }
+  return {
+    kind: 'new',
+    plan: planCharge(recurrence.proxima_cobranca, job.dataNegocio, recurrence, backbill),
+    clearsRetry: recurrence.proxima_tentativa !== null,
+  };
+}

@@ -1,0 +1,79 @@
+// Phase 2 of the charge protocol: the gateway call, outside any transaction, under the cluster-wide cap on
+// concurrent gateway calls (GATEWAY_MAX_CONCURRENCY slots in vagas_gateway). A resumed attempt first looks its
+// key up: the previous sender may have reached the gateway. When every slot stays taken for a while a charge
+// gives up with an unknown outcome ('gateway_busy'): its attempt stays pending and the job retries.
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { Attempt } from '../../db/cobrancas.ts';
+import {
+  freeGatewaySlot,
+  freeGatewaySlots,
+  takeGatewaySlot,
+  takeGatewaySlots,
+} from '../../db/gateway-slots.ts';
+import type { ChargeOutcome } from '../../gateway/gateway.ts';
+import type { ChargeDeps, ChargeJob } from './charge-recurrence.ts';
+
+export type GatewayCall = { job: ChargeJob; attempt: Attempt; resumed: boolean };
+
+async function callGateway(deps: ChargeDeps, { job, attempt, resumed }: GatewayCall): Promise<ChargeOutcome> {
+  if (resumed) {
+    const known = await deps.gateway.lookup(attempt.chave_idempotencia, job.signal);
+    if (known.kind !== 'not_found') return known;
+  }
+  return deps.gateway.charge(
+    {
+      idempotencyKey: attempt.chave_idempotencia,
+      amountCents: attempt.valor_centavos,
+      currency: attempt.moeda,
+      cardToken: attempt.cartao_token,
+      description: `recorrencia ${attempt.recorrencia_id} ciclo ${attempt.ciclo}`,
+      metadata: { recorrenciaId: attempt.recorrencia_id, ciclo: attempt.ciclo, tentativa: attempt.tentativa },
+    },
+    job.signal,
+  );
+}
+
+/** Long enough for a lookup and a charge; a holder that died frees its slot when the lease ends. */
+function leaseMs(deps: ChargeDeps): number {
+  return deps.config.gateway.timeoutMs * 2 + 5_000;
+}
+
+/** Waits (bounded) for a slot of its own, for a charge the batch could not give one to. */
+async function callWithOwnSlot(deps: ChargeDeps, call: GatewayCall): Promise<ChargeOutcome> {
+  const deadline = Date.now() + Math.min(10_000, deps.config.charges.hardLimitSeconds * 300);
+  let slot = await takeGatewaySlot(deps.pool, call.job.id, leaseMs(deps));
+  while (slot === null) {
+    if (Date.now() > deadline || call.job.signal.aborted) return { kind: 'unknown', reason: 'gateway_busy' };
+    await sleep(20 + Math.random() * 30);
+    slot = await takeGatewaySlot(deps.pool, call.job.id, leaseMs(deps));
+  }
+  try {
+    return await callGateway(deps, call);
+  } finally {
+    await freeGatewaySlot(deps.pool, slot, call.job.id);
+  }
+}
+
+/**
+ * Calls the gateway for every charge of a batch, in parallel. The batch takes its slots in one statement and
+ * frees them together when its last call ends; charges left without a slot wait for one each.
+ */
+export async function callGatewayForBatch(deps: ChargeDeps, calls: GatewayCall[]): Promise<ChargeOutcome[]> {
+  if (deps.config.gateway.maxConcurrency === 0)
+    return Promise.all(calls.map((call) => callGateway(deps, call)));
+  const slots = await takeGatewaySlots(
+    deps.pool,
+    calls.map((call) => call.job.id),
+    leaseMs(deps),
+  );
+  const withSlot = new Set(slots.map((slot) => slot.job_id));
+  try {
+    return await Promise.all(
+      calls.map((call) =>
+        withSlot.has(call.job.id) ? callGateway(deps, call) : callWithOwnSlot(deps, call),
+      ),
+    );
+  } finally {
+    await freeGatewaySlots(deps.pool, slots);
+  }
+}

@@ -1,0 +1,163 @@
+// Phase 1 of the charge protocol, for a batch of charge jobs in one short transaction: lock their recurrences
+// (in id order), decide each job (skip, resume the unresolved attempt, or start a new attempt for the planned
+// cycle) and create the new attempts with their idempotency keys. Committed before any gateway call.
+import type { DatabaseTransactionConnection } from 'slonik';
+import { insertAttempts, lockChargeCandidates, type NewAttempt } from '../../db/charge-batch.ts';
+import {
+  findPendingAttempt,
+  insertAttempt,
+  insertSkippedCycles,
+  lastAttemptNumber,
+  markAttemptSending,
+  resolveAttempt,
+  type Attempt,
+} from '../../db/cobrancas.ts';
+import { markChargingCycle, type Recurrence } from '../../db/recorrencias.ts';
+import { attemptKey } from '../../domain/identifiers.ts';
+import { decideCharge } from './charge-decision.ts';
+import type { ChargeDeps, ChargeJob } from './charge-recurrence.ts';
+import { mutantActive } from './test-hooks.ts';
+
+export type Prepared =
+  | { kind: 'skip'; reason: string }
+  | { kind: 'charge'; attempt: Attempt; recurrence: Recurrence; resumed: boolean };
+
+/** Resumes the recurrence's unresolved attempt (same key), or with the fresh_key mutant, wrongly abandons it. */
+async function resumeAttempt(
+  tx: DatabaseTransactionConnection,
+  job: ChargeJob,
+  recurrence: Recurrence,
+): Promise<Prepared | null> {
+  const pending = await findPendingAttempt(tx, recurrence.id);
+  if (pending === null) return null;
+  if (mutantActive('fresh_key')) {
+    // Deliberately wrong (test-only): give up on the unresolved attempt and charge under a new key.
+    await resolveAttempt(tx, pending.id, {
+      status: 'recusada',
+      gatewayRef: null,
+      code: 'MUTANT',
+      reversible: true,
+      message: 'abandoned',
+    });
+    await markChargingCycle(tx, recurrence.id, pending.ciclo);
+    return null;
+  }
+  await markAttemptSending(tx, pending.id, job.id);
+  return { kind: 'charge', attempt: pending, recurrence, resumed: true };
+}
+
+/** A recurrence several cycles behind: record the skipped cycles, move to the charged one, then the attempt. */
+async function attemptAfterSkipping(
+  tx: DatabaseTransactionConnection,
+  job: ChargeJob,
+  recurrence: Recurrence,
+  plan: { cycle: string; skipped: string[] },
+): Promise<Prepared> {
+  await insertSkippedCycles(
+    tx,
+    recurrence.id,
+    plan.skipped,
+    plan.cycle,
+    'ciclos atrasados: cobrado apenas o ciclo atual',
+  );
+  await markChargingCycle(tx, recurrence.id, plan.cycle);
+  const number = (await lastAttemptNumber(tx, recurrence.id, plan.cycle)) + 1;
+  const attempt = await insertAttempt(tx, {
+    recurrenceId: recurrence.id,
+    cycle: plan.cycle,
+    attempt: number,
+    key: attemptKey(recurrence.id, plan.cycle, number),
+    amountCents: recurrence.valor_centavos,
+    currency: recurrence.moeda,
+    cardToken: recurrence.cartao_token,
+    businessDate: job.data.dataNegocio,
+    jobId: job.id,
+  });
+  return { kind: 'charge', attempt, recurrence, resumed: false };
+}
+
+/**
+ * Phase 1 for `jobs` (one entry per job, in order). Common case in bulk: a new attempt for the due cycle,
+ * inserted with the others in one statement; rare cases (resume, skipped cycles) statement by statement.
+ * Two jobs of the batch for the same recurrence: the first charges it, the second has nothing to do.
+ */
+export async function prepareAttempts(
+  deps: ChargeDeps,
+  tx: DatabaseTransactionConnection,
+  jobs: ChargeJob[],
+): Promise<Prepared[]> {
+  const ids = [...new Set(jobs.map((job) => job.data.recorrenciaId))].sort((a, b) => a - b);
+  const candidates = new Map((await lockChargeCandidates(tx, ids)).map((row) => [row.id, row]));
+  const prepared: Array<Prepared | undefined> = [];
+  const fresh: Array<{ index: number; row: NewAttempt; recurrence: Recurrence }> = [];
+  const seen = new Set<number>();
+  for (const [index, job] of jobs.entries()) {
+    const candidate = candidates.get(job.data.recorrenciaId) ?? null;
+    if (seen.has(job.data.recorrenciaId)) {
+      prepared[index] = { kind: 'skip', reason: 'charged_by_another_job_in_batch' };
+      continue;
+    }
+    seen.add(job.data.recorrenciaId);
+    let decision = decideCharge(
+      candidate,
+      candidate?.tem_pendente ?? false,
+      job.data,
+      deps.config.billing.backbillMissedCycles,
+    );
+    if (decision.kind === 'resume' && candidate !== null) {
+      const resumed = await resumeAttempt(tx, job, candidate);
+      if (resumed !== null) {
+        prepared[index] = resumed;
+        continue;
+      }
+      // Only the fresh_key mutant gets here: the attempt was abandoned, so decide again as if none were pending.
+      decision = decideCharge(
+        { ...candidate, proxima_tentativa: null },
+        false,
+        job.data,
+        deps.config.billing.backbillMissedCycles,
+      );
+    }
+    if (decision.kind === 'skip' || decision.kind === 'resume' || candidate === null) {
+      prepared[index] = {
+        kind: 'skip',
+        reason: decision.kind === 'skip' ? decision.reason : 'recurrence_not_found',
+      };
+    } else if (decision.plan.skipped.length > 0) {
+      prepared[index] = await attemptAfterSkipping(tx, job, candidate, decision.plan);
+    } else {
+      const number = candidate.ultima_tentativa + 1;
+      fresh.push({
+        index,
+        recurrence: candidate,
+        row: {
+          recurrenceId: candidate.id,
+          cycle: decision.plan.cycle,
+          attempt: number,
+          key: attemptKey(candidate.id, decision.plan.cycle, number),
+          amountCents: candidate.valor_centavos,
+          currency: candidate.moeda,
+          cardToken: candidate.cartao_token,
+          businessDate: job.data.dataNegocio,
+          jobId: job.id,
+          clearsRetry: decision.clearsRetry,
+        },
+      });
+    }
+  }
+  const inserted = new Map(
+    (
+      await insertAttempts(
+        tx,
+        fresh.map((item) => item.row),
+      )
+    ).map((attempt) => [attempt.recorrencia_id, attempt]),
+  );
+  for (const item of fresh) {
+    const attempt = inserted.get(item.row.recurrenceId);
+    if (attempt === undefined)
+      throw new Error(`attempt for recurrence ${item.row.recurrenceId} was not created`);
+    prepared[item.index] = { kind: 'charge', attempt, recurrence: item.recurrence, resumed: false };
+  }
+  return prepared.map((entry) => entry ?? { kind: 'skip', reason: 'recurrence_not_found' });
+}

@@ -1,0 +1,96 @@
+// Phase 1's decision for one job, for every branch: what is skipped and why, what is resumed, what is planned.
+import t from 'tap';
+import type { Recurrence } from '../../src/db/recorrencias.ts';
+import { decideCharge } from '../../src/tasks/charge/charge-decision.ts';
+
+const base: Recurrence = {
+  id: 1,
+  vendedor_id: 'v',
+  cliente_ref: null,
+  cartao_token: 'tok',
+  bandeira: 'visa',
+  valor_centavos: 100,
+  moeda: 'BRL',
+  descricao: '',
+  periodicidade: 'mensal',
+  dia_ancora: 31,
+  proxima_cobranca: '2031-01-31',
+  total_ciclos: null,
+  ciclos_cobrados: 0,
+  status: 'ativo',
+  falhas_consecutivas: 0,
+  total_falhas: 0,
+  proxima_tentativa: null,
+  motivo_hold: null,
+  hold_em: null,
+  encerrada_em: null,
+  referencia_externa: null,
+  id_legado: null,
+  criado_em: new Date(),
+  atualizado_em: new Date(),
+};
+const job = (over: object = {}) => ({
+  recorrenciaId: 1,
+  dataNegocio: '2031-01-31',
+  motivo: 'agendada' as const,
+  ...over,
+});
+
+t.test('skips, each with its reason', async (t) => {
+  t.same(decideCharge(null, false, job(), false), { kind: 'skip', reason: 'recurrence_not_found' });
+  t.same(
+    decideCharge({ ...base, status: 'hold' }, true, job(), false),
+    { kind: 'skip', reason: 'recurrence_hold' },
+    'inactive wins over pending',
+  );
+  t.same(decideCharge(base, false, job({ dataNegocio: '2031-01-30' }), false), {
+    kind: 'skip',
+    reason: 'not_due',
+  });
+  t.same(decideCharge({ ...base, proxima_tentativa: '2031-02-01' }, false, job(), false), {
+    kind: 'skip',
+    reason: 'waiting_for_retry',
+  });
+  t.same(decideCharge(base, false, job({ motivo: 'retentativa' }), false), {
+    kind: 'skip',
+    reason: 'retry_not_due',
+  });
+  t.same(
+    decideCharge({ ...base, proxima_tentativa: '2031-02-01' }, false, job({ motivo: 'retentativa' }), false),
+    { kind: 'skip', reason: 'retry_not_due' },
+  );
+  t.same(decideCharge(base, false, job({ motivo: 'retroativa', ciclo: '2030-12-31' }), true), {
+    kind: 'skip',
+    reason: 'backbill_cycle_already_handled',
+  });
+});
+
+t.test('an unresolved attempt is resumed, even when nothing would be due', async (t) => {
+  t.same(decideCharge(base, true, job({ dataNegocio: '2031-01-01' }), false), { kind: 'resume' });
+});
+
+t.test('a new attempt for the planned cycle; a retry clears its retry date', async (t) => {
+  t.same(decideCharge(base, false, job(), false), {
+    kind: 'new',
+    plan: { cycle: '2031-01-31', skipped: [] },
+    clearsRetry: false,
+  });
+  t.same(
+    decideCharge(
+      { ...base, proxima_tentativa: '2031-02-01' },
+      false,
+      job({ motivo: 'retentativa', dataNegocio: '2031-02-01' }),
+      false,
+    ),
+    {
+      kind: 'new',
+      plan: { cycle: '2031-01-31', skipped: [] },
+      clearsRetry: true,
+    },
+  );
+  t.same(decideCharge(base, false, job({ dataNegocio: '2031-04-02' }), false), {
+    kind: 'new',
+    plan: { cycle: '2031-03-31', skipped: ['2031-01-31', '2031-02-28'] },
+    clearsRetry: false,
+  });
+});
