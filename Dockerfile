@@ -21,6 +21,10 @@ RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund
 
 FROM node:24-bookworm-slim AS runtime
 ENV NODE_ENV=production
+# V8's default young generation (32 MB semi-spaces) let a busy worker reach 330-350 MB RSS; with these a
+# worker charging at 200+ charges/s stays around 150-160 MB (measured with npm run bench), inside the
+# compose limit of 512 MB with room to spare.
+ENV NODE_OPTIONS="--max-semi-space-size=8 --max-old-space-size=160"
 WORKDIR /app
 # Everything stays owned by root and read-only to the service user: the service writes nothing to disk.
 COPY --from=production-dependencies /app/node_modules ./node_modules

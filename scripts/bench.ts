@@ -23,6 +23,8 @@ const { values } = parseArgs({
     runs: { type: 'string', default: '1' },
     'skip-ceiling': { type: 'boolean', default: false },
     profile: { type: 'string' },
+    // The heap sizing the Dockerfile gives every role (see README, "Performance").
+    'worker-node-options': { type: 'string', default: '--max-semi-space-size=8 --max-old-space-size=160' },
     out: { type: 'string' },
     json: { type: 'boolean', default: false },
   },
@@ -73,6 +75,7 @@ try {
         date: values.date,
         skipCeiling: values['skip-ceiling'],
         profileDir: values.profile ?? null,
+        workerNodeOptions: values['worker-node-options'],
         log,
       }),
     );

@@ -156,6 +156,8 @@ const environmentSchema = z.object({
   ARCHIVE_AFTER_DAYS: integer(1, 36_500).default(180),
   ARCHIVE_BATCH_SIZE: integer(1, 100_000).default(1_000),
   ARCHIVE_RETENTION_DAYS: integer(1, 36_500).default(1_825),
+  EVENT_RETENTION_DAYS: integer(1, 36_500).default(90),
+  IDEMPOTENCY_KEY_RETENTION_DAYS: integer(1, 3_650).default(30),
 });
 
 export type Environment = z.infer<typeof environmentSchema>;
@@ -205,7 +207,13 @@ export type Config = {
   notices: { webhookUrl: string | undefined; secret: string | undefined; timeoutMs: number };
   /** Events for the checkout (charge outcomes, holds, completions); same delivery as the notices. */
   checkout: { webhookUrl: string | undefined; secret: string | undefined; timeoutMs: number };
-  archive: { afterDays: number; batchSize: number; retentionDays: number };
+  archive: {
+    afterDays: number;
+    batchSize: number;
+    retentionDays: number;
+    eventDays: number;
+    idempotencyKeyDays: number;
+  };
 };
 
 /**
@@ -321,6 +329,8 @@ export function loadConfig(env: NodeJS.ProcessEnv, options: { development?: bool
       afterDays: e.ARCHIVE_AFTER_DAYS,
       batchSize: e.ARCHIVE_BATCH_SIZE,
       retentionDays: e.ARCHIVE_RETENTION_DAYS,
+      eventDays: e.EVENT_RETENTION_DAYS,
+      idempotencyKeyDays: e.IDEMPOTENCY_KEY_RETENTION_DAYS,
     },
   };
 }

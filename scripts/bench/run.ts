@@ -25,6 +25,8 @@ export type BenchOptions = {
   skipCeiling: boolean;
   /** Folder to write V8 CPU profiles of the workers to (node --cpu-prof), or null. */
   profileDir: string | null;
+  /** NODE_OPTIONS for the worker processes (heap sizing). */
+  workerNodeOptions: string;
   log: (line: string) => void;
 };
 
@@ -158,9 +160,12 @@ export async function runBenchmark(options: BenchOptions) {
       DB_POOL_SIZE: String(options.dbPool),
       BOSS_POOL_SIZE: String(options.bossPool),
       GATEWAY_MAX_CONCURRENCY: String(options.gatewayCap),
-      ...(options.profileDir === null
-        ? {}
-        : { NODE_OPTIONS: `--cpu-prof --cpu-prof-dir=${options.profileDir}` }),
+      NODE_OPTIONS: [
+        options.workerNodeOptions,
+        options.profileDir === null ? '' : `--cpu-prof --cpu-prof-dir=${options.profileDir}`,
+      ]
+        .join(' ')
+        .trim(),
     };
     const workers = Array.from({ length: options.workers }, () =>
       startRole(['worker'], workerEnv, 'worker started'),

@@ -1,6 +1,7 @@
 // Writes imported recurrences in bulk (one statement per batch, arrays through unnest), keyed by the old
 // system's id: new ids are inserted, changed ones updated, identical ones left alone. A recurrence the new
-// service has already charged or changed is never overwritten by an import (it is counted as protected).
+// service has already charged or changed is never overwritten by an import, nor is one it archived brought
+// back (both are counted as protected).
 import { sql, type CommonQueryMethods } from 'slonik';
 import { z } from 'zod';
 import type { IsoDate } from '../domain/dates.ts';
@@ -71,7 +72,10 @@ export async function upsertImportedBatch(
         CASE WHEN d.status IN ('cancelado', 'concluido') THEN coalesce(e.encerrada_em, now()) END AS encerrada_em
       FROM dados d LEFT JOIN checkout_recorrencias e ON e.id_legado = d.id_legado
     ), marcadas AS (
-      SELECT n.*, e.id IS NOT NULL AND (${tuple('e')}) IS DISTINCT FROM (${tuple('n')}) AND ${OWNED} AS protegida
+      -- Also protected: an old id whose recurrence ended here and was archived (an import must not revive it).
+      SELECT n.*, (e.id IS NOT NULL AND (${tuple('e')}) IS DISTINCT FROM (${tuple('n')}) AND ${OWNED})
+          OR (e.id IS NULL AND EXISTS (SELECT 1 FROM checkout_recorrencias_arquivo a WHERE a.id_legado = n.id_legado))
+          AS protegida
       FROM novos n LEFT JOIN checkout_recorrencias e ON e.id_legado = n.id_legado
     ), gravadas AS (
       INSERT INTO checkout_recorrencias AS r (id_legado, vendedor_id, cliente_ref, cartao_token, bandeira, valor_centavos,

@@ -19,6 +19,8 @@ export const MetricGauges = z.object({
   tarefas: z.array(TaskRunGauges),
   avisos_por_status: z.record(z.enum(NOTICE_STATUSES), z.number()),
   aviso_nao_entregue_mais_antigo_segundos: z.number().nullable(),
+  eventos_nao_entregues: z.number(),
+  evento_nao_entregue_mais_antigo_segundos: z.number().nullable(),
 });
 export type MetricGauges = z.infer<typeof MetricGauges>;
 
@@ -66,7 +68,13 @@ export async function getMetricGauges(
          FROM unnest(${sql.array([...NOTICE_STATUSES], 'text')}) AS s),
       'aviso_nao_entregue_mais_antigo_segundos',
         (SELECT extract(epoch FROM now() - min(criado_em))::float8
-         FROM avisos_vendedores WHERE status IN ('pendente', 'falhou'))
+         FROM avisos_vendedores WHERE status IN ('pendente', 'falhou')),
+      -- Checkout events: only the undelivered ones (partial index); delivered ones are millions and not news.
+      'eventos_nao_entregues',
+        (SELECT count(*)::int FROM eventos_checkout WHERE status IN ('pendente', 'falhou')),
+      'evento_nao_entregue_mais_antigo_segundos',
+        (SELECT extract(epoch FROM now() - min(criado_em))::float8
+         FROM eventos_checkout WHERE status IN ('pendente', 'falhou'))
     ) AS gauges`);
   return MetricGauges.parse(row.gauges);
 }

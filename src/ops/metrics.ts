@@ -83,6 +83,14 @@ function definitions(registry: Registry) {
       'notice_oldest_undelivered_age_seconds',
       'Age of the oldest seller notice not delivered (pendente or falhou); 0 when there is none.',
     ),
+    undeliveredEvents: gauge(
+      'checkout_events_undelivered',
+      'Checkout events not delivered yet (pendente or falhou) in eventos_checkout.',
+    ),
+    oldestEvent: gauge(
+      'checkout_event_oldest_undelivered_age_seconds',
+      'Age of the oldest checkout event not delivered (pendente or falhou); 0 when there is none.',
+    ),
     instances: gauge('instances_alive', "Live instances per role, from pg-boss's instance registry.", [
       'role',
     ]),
@@ -158,6 +166,8 @@ function apply(g: Gauges, s: Awaited<ReturnType<typeof readSnapshot>>, timeZone:
   g.businessMinutes.set(minutesSinceMidnight(s.now, timeZone));
   for (const status of NOTICE_STATUSES) g.notices.set({ status }, s.gauges.avisos_por_status[status] ?? 0);
   g.oldestNotice.set(s.gauges.aviso_nao_entregue_mais_antigo_segundos ?? 0);
+  g.undeliveredEvents.set(s.gauges.eventos_nao_entregues);
+  g.oldestEvent.set(s.gauges.evento_nao_entregue_mais_antigo_segundos ?? 0);
   for (const role of INSTANCE_ROLES) {
     const name = `recorrencias-${role}`;
     g.instances.set(

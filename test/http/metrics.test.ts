@@ -42,6 +42,8 @@ const EXPECTED: Record<string, string[]> = {
   recorrencias_business_time_minutes: [],
   recorrencias_notices: ['status'],
   recorrencias_notice_oldest_undelivered_age_seconds: [],
+  recorrencias_checkout_events_undelivered: [],
+  recorrencias_checkout_event_oldest_undelivered_age_seconds: [],
   recorrencias_instances_alive: ['role'],
   recorrencias_queue_paused: ['queue'],
 };

@@ -366,3 +366,47 @@ t.test(
     );
   },
 );
+
+t.test(
+  'limpar prunes delivered checkout events and old Idempotency-Keys, keeping undelivered events',
+  async (t) => {
+    const h = await createHarness(t, {
+      env: { EVENT_RETENTION_DAYS: '90', IDEMPOTENCY_KEY_RETENTION_DAYS: '30' },
+    });
+    const id = await insertRecurrence(h.pool, { proxima_cobranca: DAY });
+    for (const [status, age] of [
+      ['enviado', 100],
+      ['registrado', 100],
+      ['pendente', 100],
+      ['falhou', 100],
+      ['enviado', 10],
+    ] as const) {
+      await query(
+        h.url,
+        `INSERT INTO eventos_checkout (tipo, recorrencia_id, conteudo, status, criado_em)
+       VALUES ('recorrencia_em_hold', $1, '{}', $2, now() - make_interval(days => $3))`,
+        [id, status, age],
+      );
+    }
+    for (const [key, age] of [
+      ['old', 40],
+      ['new', 5],
+    ] as const) {
+      await query(
+        h.url,
+        `INSERT INTO chaves_idempotencia (quem, chave, operacao, hash_requisicao, status_resposta, corpo_resposta, criado_em)
+       VALUES ('checkout', $1, 'criar', 'h', 201, '{}', now() - make_interval(days => $2))`,
+        [key, age],
+      );
+    }
+    const outcome = await run(h, 'limpar_recorrencias_antigas');
+    t.match(outcome, { counts: { eventos_checkout_removidos: 2, chaves_idempotencia_removidas: 1 } });
+    const left = await query<{ status: string }>(h.url, 'SELECT status FROM eventos_checkout ORDER BY id');
+    t.same(
+      left.map((row) => row.status),
+      ['pendente', 'falhou', 'enviado'],
+      'undelivered events stay, recent ones too',
+    );
+    t.same(await query(h.url, 'SELECT chave FROM chaves_idempotencia'), [{ chave: 'new' }]);
+  },
+);

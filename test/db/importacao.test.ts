@@ -1,0 +1,43 @@
+// The import's bulk upsert on its own: an old id already archived here is protected, never inserted again.
+import t from 'tap';
+import { createDbPool } from '../../src/db/pool.ts';
+import { upsertImportedBatch } from '../../src/db/importacao.ts';
+import type { ImportedRecurrence } from '../../src/domain/legacy-import.ts';
+import { createMigratedDatabase, query } from '../helpers/database.ts';
+
+const row = (id: string): ImportedRecurrence =>
+  ({
+    id_legado: id,
+    vendedor_id: 'loja',
+    cliente_ref: null,
+    cartao_token: 'tok_aprova_x',
+    bandeira: 'visa',
+    valor_centavos: 4990,
+    moeda: 'BRL',
+    descricao: '',
+    periodicidade: 'mensal',
+    dia_ancora: 10,
+    proxima_cobranca: '2031-03-10',
+    total_ciclos: null,
+    ciclos_cobrados: 0,
+    status: 'ativo',
+    motivo_hold: null,
+    referencia_externa: null,
+    criado_em: null,
+  }) as ImportedRecurrence;
+
+t.test('an archived old id is protected: the import does not bring the recurrence back', async (t) => {
+  const url = await createMigratedDatabase(t);
+  await query(
+    url,
+    `INSERT INTO checkout_recorrencias_arquivo (id, id_legado, vendedor_id, cartao_token, bandeira, valor_centavos, periodicidade, dia_ancora, proxima_cobranca, status)
+     VALUES (1, 'L-1', 'loja', 't', 'visa', 100, 'mensal', 10, '2020-01-10', 'concluido')`,
+  );
+  const pool = await createDbPool(url, { maxConnections: 1, applicationName: 'test' });
+  t.teardown(() => pool.end());
+  const counts = await pool.transaction((tx) => upsertImportedBatch(tx, [row('L-1'), row('L-2')]));
+  t.same(counts, { inseridas: 1, atualizadas: 0, protegidas: 1 });
+  t.same(await query(url, 'SELECT id_legado FROM checkout_recorrencias ORDER BY id_legado'), [
+    { id_legado: 'L-2' },
+  ]);
+});
