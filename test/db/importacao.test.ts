@@ -5,26 +5,25 @@ import { upsertImportedBatch } from '../../src/db/importacao.ts';
 import type { ImportedRecurrence } from '../../src/domain/legacy-import.ts';
 import { createMigratedDatabase, query } from '../helpers/database.ts';
 
-const row = (id: string): ImportedRecurrence =>
-  ({
-    id_legado: id,
-    vendedor_id: 'loja',
-    cliente_ref: null,
-    cartao_token: 'tok_aprova_x',
-    bandeira: 'visa',
-    valor_centavos: 4990,
-    moeda: 'BRL',
-    descricao: '',
-    periodicidade: 'mensal',
-    dia_ancora: 10,
-    proxima_cobranca: '2031-03-10',
-    total_ciclos: null,
-    ciclos_cobrados: 0,
-    status: 'ativo',
-    motivo_hold: null,
-    referencia_externa: null,
-    criado_em: null,
-  }) as ImportedRecurrence;
+const row = (id: string): ImportedRecurrence => ({
+  id_legado: id,
+  vendedor_id: 'loja',
+  cliente_ref: null,
+  cartao_token: 'tok_aprova_x',
+  bandeira: 'visa',
+  valor_centavos: 4990,
+  moeda: 'BRL',
+  descricao: '',
+  periodicidade: 'mensal',
+  dia_ancora: 10,
+  proxima_cobranca: '2031-03-10',
+  total_ciclos: null,
+  ciclos_cobrados: 0,
+  status: 'ativo',
+  motivo_hold: null,
+  referencia_externa: null,
+  criado_em: null,
+});
 
 t.test('an archived old id is protected: the import does not bring the recurrence back', async (t) => {
   const url = await createMigratedDatabase(t);
