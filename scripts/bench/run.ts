@@ -27,6 +27,8 @@ export type BenchOptions = {
   profileDir: string | null;
   /** NODE_OPTIONS for the worker processes (heap sizing). */
   workerNodeOptions: string;
+  /** Keep the benchmark database (for query plans) instead of dropping it. */
+  keep: boolean;
   log: (line: string) => void;
 };
 
@@ -113,9 +115,9 @@ export async function runBenchmark(options: BenchOptions) {
   const name = `bench_${Date.now()}`;
   await sql(options.adminUrl, `CREATE DATABASE "${name}"`);
   const url = databaseUrl(options.adminUrl, name);
-  const cleanup: Array<() => Promise<void>> = [
-    () => sql(options.adminUrl, `DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`).then(() => undefined),
-  ];
+  const cleanup: Array<() => Promise<void>> = options.keep
+    ? [async () => log(`kept the database: ${url}`)]
+    : [() => sql(options.adminUrl, `DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`).then(() => undefined)];
   try {
     const migrate = startRole(['migrate'], { DATABASE_URL: url, LOG_LEVEL: 'warn' }, null);
     if ((await migrate.exited) !== 0) throw new Error(`migrate failed:\n${migrate.output()}`);
