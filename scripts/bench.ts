@@ -23,6 +23,7 @@ const { values } = parseArgs({
     runs: { type: 'string', default: '1' },
     'skip-ceiling': { type: 'boolean', default: false },
     profile: { type: 'string' },
+    keep: { type: 'boolean', default: false },
     // The heap sizing the Dockerfile gives every role (see README, "Performance").
     'worker-node-options': { type: 'string', default: '--max-semi-space-size=8 --max-old-space-size=160' },
     out: { type: 'string' },
@@ -76,6 +77,7 @@ try {
         skipCeiling: values['skip-ceiling'],
         profileDir: values.profile ?? null,
         workerNodeOptions: values['worker-node-options'],
+        keep: values.keep,
         log,
       }),
     );

@@ -3,7 +3,7 @@
 import { existsSync } from 'node:fs';
 import { ConfigError, loadConfig, requireFor, type Config, type Need } from './config.ts';
 import { EXIT } from './errors.ts';
-import { exitCodeFor, runUntilSignalled, type Running } from './lifecycle.ts';
+import { exitCodeFor, retryWhileDatabaseUnavailable, runUntilSignalled, type Running } from './lifecycle.ts';
 import { createLogger, type Logger } from './log.ts';
 import type { RoleContext } from './roles/context.ts';
 
@@ -177,14 +177,18 @@ export async function runCommand(
 ): Promise<number> {
   try {
     if (!command.longRunning) {
-      const result = await command.run(
-        { config, log, databaseUrl, signal: new AbortController().signal },
-        args,
-      );
+      const signal = new AbortController().signal;
+      const run = () => command.run({ config, log, databaseUrl, signal }, args);
+      // Only migrate is safe to repeat from scratch (each file is one transaction; applied ones are skipped).
+      const result =
+        command === COMMANDS.migrate ? await retryWhileDatabaseUnavailable(log, signal, run) : await run();
       return typeof result === 'number' ? result : EXIT.ok;
     }
     return await runUntilSignalled(log, async (signal) => {
-      const result = await command.run({ config, log, databaseUrl, signal }, args);
+      // A role that passed the first wait still survives Postgres going away while it starts.
+      const result = await retryWhileDatabaseUnavailable(log, signal, () =>
+        command.run({ config, log, databaseUrl, signal }, args),
+      );
       if (typeof result === 'number') throw new Error('a long-running command must return a Running handle');
       return result;
     });

@@ -1,6 +1,7 @@
 // Process lifecycle for long-running roles: start, wait for SIGTERM/SIGINT, stop in order within a bound.
 // A second signal forces the exit (an operator who presses Ctrl-C twice means it).
 import { ConfigError } from './config.ts';
+import { isDatabaseUnavailable } from './db/unavailable.ts';
 import { EXIT, isAppError } from './errors.ts';
 import type { Logger } from './log.ts';
 
@@ -83,4 +84,34 @@ export function exitCodeFor(log: Logger, error: unknown): number {
   }
   log.fatal({ err: error }, 'command failed');
   return EXIT.failure;
+}
+
+/**
+ * Runs `start` again (with capped backoff, logging each time) while it fails because the database went away
+ * during start-up: a role that passed the initial wait must not die if Postgres restarts a moment later.
+ * Any other error, or a stop request, ends the retries. `start` must clean up after itself when it fails.
+ */
+export async function retryWhileDatabaseUnavailable<T>(
+  log: Logger,
+  signal: AbortSignal,
+  start: () => Promise<T>,
+): Promise<T> {
+  let delayMs = 500;
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await start();
+    } catch (error) {
+      if (!isDatabaseUnavailable(error) || signal.aborted) throw error;
+      log.warn(
+        { attempt, retryInMs: delayMs, err: { message: (error as Error).message } },
+        'database unreachable during start-up, waiting',
+      );
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, delayMs);
+        signal.addEventListener('abort', () => (clearTimeout(timer), resolve()), { once: true });
+      });
+      signal.throwIfAborted();
+      delayMs = Math.min(10_000, delayMs * 2);
+    }
+  }
 }

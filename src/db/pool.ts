@@ -1,6 +1,7 @@
 // The application's connection pool (slonik over pg): type parsers for our column types, zod validation of
 // every row a typed query returns, and no automatic retries (a retried transaction near a payment could
 // repeat a side effect; the job queue owns retries).
+import { guardPgClientErrors } from './unavailable.ts';
 import {
   createPool,
   SchemaValidationError,
@@ -44,6 +45,7 @@ export async function createDbPool(
   url: string,
   options: { maxConnections: number; applicationName: string; statementTimeoutMs?: number },
 ): Promise<DatabasePool> {
+  guardPgClientErrors();
   return createPool(withApplicationName(url, options.applicationName), {
     maxPoolSize: options.maxConnections,
     captureStackTrace: false,

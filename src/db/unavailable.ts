@@ -1,0 +1,51 @@
+// Telling "the database is not there right now" (refused, reset, restarting, shutting down, too many
+// connections) from real errors, so that start-up retries the former and fails fast on the latter. Also
+// guards pg clients that libraries open without an 'error' listener.
+import pg from 'pg';
+
+const NETWORK_CODES = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'ETIMEDOUT',
+  'EPIPE',
+  'EHOSTUNREACH',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+]);
+// SQLSTATE classes 08 (connection exception) and 57P (operator intervention: admin shutdown, crash
+// shutdown, cannot connect now), and 53300 (too many connections).
+const SQLSTATE = /^(08...|57P0[1-3]|53300)$/;
+const MESSAGES =
+  /connection terminated|terminating connection|the database system is (starting up|shutting down|in recovery mode)|Connection refused|timeout exceeded when trying to connect/i;
+
+export function isDatabaseUnavailable(error: unknown): boolean {
+  for (
+    let current: unknown = error, depth = 0;
+    current instanceof Error && depth < 5;
+    current = current.cause, depth++
+  ) {
+    const code = (current as { code?: unknown }).code;
+    if (typeof code === 'string' && (NETWORK_CODES.has(code) || SQLSTATE.test(code))) return true;
+    if (MESSAGES.test(current.message)) return true;
+  }
+  return false;
+}
+
+let guarded = false;
+
+/**
+ * slonik's driver opens a short-lived pg Client at pool creation (to read type oids) without an 'error'
+ * listener; a server restart in that window killed a worker with an unhandled 'error' event (found by the
+ * fault suite). Every pg Client gets a fallback listener when it connects without one: the failure still
+ * rejects the pending call, it just no longer crashes the process. pg-pool and pg-boss add their own.
+ */
+export function guardPgClientErrors(): void {
+  if (guarded) return;
+  guarded = true;
+  // eslint-disable-next-line @typescript-eslint/unbound-method -- re-applied below with the client as `this`
+  const connect = pg.Client.prototype.connect;
+  pg.Client.prototype.connect = function (this: pg.Client, ...args: unknown[]) {
+    if (this.listenerCount('error') === 0) this.on('error', () => undefined);
+    return (connect as (...a: unknown[]) => unknown).apply(this, args);
+  } as typeof connect;
+}

@@ -1,0 +1,134 @@
+// Surviving Postgres going away: which errors count as "database unavailable" (real errors from a real
+// server), start-up retries on those only, and pg clients opened without an 'error' listener no longer crash
+// the process when their backend is terminated.
+import { Writable } from 'node:stream';
+import pg from 'pg';
+import t from 'tap';
+import { guardPgClientErrors, isDatabaseUnavailable } from '../../src/db/unavailable.ts';
+import { retryWhileDatabaseUnavailable } from '../../src/lifecycle.ts';
+import { createLogger } from '../../src/log.ts';
+import { adminUrl, query } from '../helpers/database.ts';
+
+function capturingLogger() {
+  const lines: Array<Record<string, unknown>> = [];
+  const destination = new Writable({
+    write(chunk: Buffer, _encoding, done) {
+      for (const line of chunk.toString().split('\n').filter(Boolean))
+        lines.push(JSON.parse(line) as Record<string, unknown>);
+      done();
+    },
+  });
+  return { log: createLogger({ level: 'info', format: 'json', role: 'test', destination }), lines };
+}
+
+async function refusedConnectionError(): Promise<unknown> {
+  // Port 1 on loopback: nothing listens there, so the connection is refused.
+  const client = new pg.Client({ host: '127.0.0.1', port: 1, user: 'x', database: 'x' });
+  return client.connect().then(
+    () => new Error('unexpectedly connected'),
+    (error: unknown) => error,
+  );
+}
+
+async function terminatedBackendError(): Promise<unknown> {
+  const client = new pg.Client({ connectionString: adminUrl() });
+  client.on('error', () => undefined);
+  await client.connect();
+  const pid = (await client.query<{ pid: number }>('select pg_backend_pid() as pid')).rows[0]?.pid;
+  const pending = client.query('select pg_sleep(30)').then(
+    () => new Error('query was not interrupted'),
+    (error: unknown) => error,
+  );
+  await query(adminUrl(), 'select pg_terminate_backend($1)', [pid]);
+  const error = await pending;
+  await client.end().catch(() => undefined);
+  return error;
+}
+
+t.test('connection failures are recognised; ordinary SQL errors are not', async (t) => {
+  const refused = await refusedConnectionError();
+  t.equal((refused as { code?: string }).code, 'ECONNREFUSED');
+  t.ok(isDatabaseUnavailable(refused), 'connection refused');
+
+  const terminated = await terminatedBackendError();
+  t.ok(isDatabaseUnavailable(terminated), `backend terminated (${(terminated as Error).message})`);
+
+  const wrapped = new Error('slonik wrapper', { cause: refused });
+  t.ok(isDatabaseUnavailable(wrapped), 'found through error.cause');
+
+  const syntax = await query(adminUrl(), 'selec 1').then(
+    () => null,
+    (error: unknown) => error,
+  );
+  t.equal((syntax as { code?: string }).code, '42601');
+  t.notOk(isDatabaseUnavailable(syntax), 'a syntax error is a real error');
+  t.notOk(isDatabaseUnavailable(new Error('schema is not migrated')), 'plain errors are real errors');
+  t.notOk(isDatabaseUnavailable('ECONNREFUSED'), 'non-Error values are not classified');
+});
+
+t.test('a pg client without an error listener survives its backend being terminated', async (t) => {
+  guardPgClientErrors();
+  const client = new pg.Client({ connectionString: adminUrl() });
+  await client.connect();
+  t.ok(client.listenerCount('error') >= 1, 'a fallback listener was attached on connect');
+  const pid = (await client.query<{ pid: number }>('select pg_backend_pid() as pid')).rows[0]?.pid;
+  // (events.once would reject on 'error' and so count as a listener itself.)
+  const ended = new Promise<void>((resolve) => client.once('end', resolve));
+  await query(adminUrl(), 'select pg_terminate_backend($1)', [pid]);
+  // Without the fallback listener, the 'error' event emitted here is unhandled and ends this process.
+  await ended;
+  const after = await client.query('select 1').then(
+    () => 'answered',
+    (error: unknown) => (error as Error).message,
+  );
+  t.not(after, 'answered', 'the terminated client reports failures to its callers instead');
+});
+
+t.test('start-up is retried while the database is unavailable, then succeeds', async (t) => {
+  const { log, lines } = capturingLogger();
+  const refused = await refusedConnectionError();
+  let calls = 0;
+  const result = await retryWhileDatabaseUnavailable(log, new AbortController().signal, async () => {
+    calls++;
+    if (calls <= 2) throw refused;
+    return 'started';
+  });
+  t.equal(result, 'started');
+  t.equal(calls, 3);
+  const waits = lines.filter((line) => line.msg === 'database unreachable during start-up, waiting');
+  t.same(
+    waits.map((line) => line.attempt),
+    [1, 2],
+    'each retry is logged with its attempt number',
+  );
+});
+
+t.test('any other start-up error fails at once', async (t) => {
+  const { log } = capturingLogger();
+  let calls = 0;
+  await t.rejects(
+    retryWhileDatabaseUnavailable(log, new AbortController().signal, async () => {
+      calls++;
+      throw new Error('schema is not migrated');
+    }),
+    { message: 'schema is not migrated' },
+  );
+  t.equal(calls, 1);
+});
+
+t.test('a stop request ends the waiting', async (t) => {
+  const { log, lines } = capturingLogger();
+  const refused = await refusedConnectionError();
+  const controller = new AbortController();
+  let calls = 0;
+  const retrying = retryWhileDatabaseUnavailable(log, controller.signal, async () => {
+    calls++;
+    throw refused;
+  });
+  // Abort as soon as the first wait is logged (the destination is synchronous).
+  const deadline = Date.now() + 5_000;
+  while (lines.length === 0 && Date.now() < deadline) await new Promise((resolve) => setImmediate(resolve));
+  controller.abort();
+  await t.rejects(retrying);
+  t.equal(calls, 1, 'no further attempt after the stop request');
+});
