@@ -1,0 +1,49 @@
+// The benchmark at a small size: the whole pipeline it measures (seed, fan-out, worker processes, fake
+// gateway, ceiling) runs and its own correctness checks hold, so `npm run bench` keeps working and its
+// figures keep meaning what the README says. Speed is not asserted here (see `npm run bench`).
+import t from 'tap';
+import { runBenchmark } from '../../scripts/bench/run.ts';
+import { adminUrl } from '../helpers/database.ts';
+
+t.test('a 400-recurrence morning is charged exactly once and measured', async (t) => {
+  const lines: string[] = [];
+  const result = await runBenchmark({
+    adminUrl: adminUrl(),
+    count: 400,
+    latencyMs: 5,
+    declineRate: 0.1,
+    workers: 2,
+    concurrency: 8,
+    dbPool: 4,
+    bossPool: 2,
+    gatewayCap: 0,
+    date: '2031-06-02',
+    skipCeiling: false,
+    profileDir: null,
+    workerNodeOptions: '--max-semi-space-size=8 --max-old-space-size=160',
+    keep: false,
+    log: (line) => lines.push(line),
+  });
+  t.match(result.correctness, {
+    ok: true,
+    chargeJobs: 400,
+    recurrencesCharged: 400,
+    pending: 0,
+    jobsNotCompleted: 0,
+    duplicatesAtGateway: 0,
+    ledgerMatchesDatabase: true,
+  });
+  t.equal(result.correctness.approved + result.correctness.declined, 400);
+  t.ok(result.correctness.declined > 0, `declines happened (${result.correctness.declined})`);
+  t.equal(result.fanOut.jobs, 400);
+  t.ok(result.throughput.steady > 0 && result.ceiling !== null && result.ceiling.chargesPerSecond > 0);
+  t.ok(result.database.transactionsPerCharge > 0);
+  t.ok(
+    result.workers.every((worker) => worker.peakRssBytes > 0),
+    'memory was sampled for each worker',
+  );
+  t.ok(
+    lines.some((line) => line.startsWith('fan-out: 400 charge jobs')),
+    'progress is reported',
+  );
+});
