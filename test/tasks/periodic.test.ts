@@ -259,8 +259,16 @@ t.test(
       return row?.ultimo_erro ? row : undefined;
     });
     t.match(failed.ultimo_erro, /HTTP 503/);
-    // Let the retry run now instead of after its backoff.
-    await query(h.url, `UPDATE pgboss.job SET start_after = now() WHERE name = $1`, [NOTICE_DELIVERY_QUEUE]);
+    // Let the retry run now instead of after its backoff, once pg-boss has recorded the failure (the notice
+    // row shows the error before the job leaves 'active'; bumping it earlier is overwritten by the backoff).
+    await eventually(async () => {
+      const rows = await query<{ id: string }>(
+        h.url,
+        `UPDATE pgboss.job SET start_after = now() WHERE name = $1 AND state = 'retry' RETURNING id`,
+        [NOTICE_DELIVERY_QUEUE],
+      );
+      return rows.length > 0 ? rows : undefined;
+    });
     const sent = await eventually(async () => {
       const [row] = await query<{ status: string; tentativas: number }>(
         h.url,
