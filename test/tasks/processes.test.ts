@@ -120,6 +120,16 @@ t.test(
     await sendTaskJob(t, url, 'processar_recorrencias_do_dia', { date: DAY });
     const death = await doomed.exited;
     t.equal(death.signal, 'SIGKILL', 'the worker died at the crash point, after the first page');
+    // A page insert still in flight at the kill commits on its own; once the dead worker's connections are
+    // gone, nothing more of its run can land.
+    await eventually(async () => {
+      const [row] = await query<{ n: number }>(
+        url,
+        `SELECT count(*)::int AS n FROM pg_stat_activity
+         WHERE datname = current_database() AND application_name LIKE 'recorrencias:worker%'`,
+      );
+      return row?.n === 0 ? true : undefined;
+    }, 30_000);
     const midway = await chargeJobCount(url);
     t.ok(midway.n > 0 && midway.n < 12_000, `killed midway (${midway.n} of 12000 enqueued)`);
 

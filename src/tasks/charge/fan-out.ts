@@ -1,11 +1,15 @@
 // The morning fan-out shared by processar_recorrencias_do_dia and retentar_cobrancas_falhadas: pages through
-// the recurrences to charge on the business date and enqueues one charge job each, in bulk.
+// the recurrences to charge on the business date and enqueues one charge job each, in bulk. Reading the next
+// page overlaps with the inserts of the previous ones: the insert (a row and pg-boss's indexes per job) is the
+// slow half, and two of them in flight keep both halves busy.
 import { findChargeablePage, type ChargeableCursor } from '../../db/recorrencias.ts';
 import type { TaskCounts, TaskRunContext } from '../task.ts';
 import { dueCharge, enqueueChargeJobs, type ChargeJobPayload } from './charge-jobs.ts';
 import { crashPoint } from './test-hooks.ts';
 
 const PAGE_SIZE = 5_000;
+/** Page inserts in flight at once (each holds one of pg-boss's pool connections). */
+const INSERTS_IN_FLIGHT = 2;
 
 export async function fanOutCharges(
   ctx: TaskRunContext,
@@ -15,19 +19,39 @@ export async function fanOutCharges(
   let cursor: ChargeableCursor = null;
   let found = 0;
   let enqueued = 0;
-  for (;;) {
-    ctx.signal.throwIfAborted();
-    const page = await findChargeablePage(ctx.pool, kind, ctx.date, cursor, PAGE_SIZE);
-    if (page.length === 0) break;
-    enqueued += await enqueueChargeJobs(
-      ctx.boss,
-      page.map((row) => dueCharge(row.id, ctx.date, reason)),
-    );
-    found += page.length;
-    crashPoint('fanout_after_page');
-    const last = page[page.length - 1] as (typeof page)[number];
-    cursor = { date: last.data, id: last.id };
+  const inFlight = new Set<Promise<void>>();
+  const failures: unknown[] = [];
+  const insertPage = (payloads: ChargeJobPayload[]) => {
+    const insert: Promise<void> = enqueueChargeJobs(ctx.boss, payloads)
+      .then(
+        (count) => {
+          enqueued += count;
+          crashPoint('fanout_after_page');
+        },
+        (error: unknown) => {
+          failures.push(error);
+        },
+      )
+      .finally(() => inFlight.delete(insert));
+    inFlight.add(insert);
+  };
+  try {
+    while (failures.length === 0) {
+      ctx.signal.throwIfAborted();
+      const page = await findChargeablePage(ctx.pool, kind, ctx.date, cursor, PAGE_SIZE);
+      if (page.length === 0) break;
+      if (inFlight.size >= INSERTS_IN_FLIGHT) await Promise.race(inFlight);
+      insertPage(page.map((row) => dueCharge(row.id, ctx.date, reason)));
+      found += page.length;
+      const last = page[page.length - 1] as (typeof page)[number];
+      cursor = { date: last.data, id: last.id };
+    }
+  } finally {
+    // Every insert settles before the task ends, however it ends: a job inserted after the run was recorded
+    // as over would be missing from its counts.
+    await Promise.all(inFlight);
   }
+  if (failures.length > 0) throw failures[0];
   // A job already present (same recurrence, date and reason) is not enqueued again.
   return { encontradas: found, enfileiradas: enqueued, ja_enfileiradas: found - enqueued };
 }
