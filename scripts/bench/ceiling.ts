@@ -2,18 +2,25 @@
 // and no gateway, by one process shaped like a worker (the same fetch loops, batch size and pool). Per batch:
 // phase 1 (lock the recurrences, insert the attempts), the gateway-slot statements when the cap is on, and
 // phase 3 (record the approvals and their checkout events) — the statements the worker runs, minus pg-boss.
+// With a gateway URL it also makes each charge's gateway call between the phases, as the worker does (every
+// outcome is recorded as an approval: the cost being measured is the call's), which separates what the
+// gateway call costs from what the queue costs.
 // Usage: node scripts/bench/ceiling.ts <databaseUrl> <firstId> <lastId> <date> <concurrency> <poolSize> <slots>
+//        [gatewayUrl]
 import { randomUUID } from 'node:crypto';
 import { loadConfig } from '../../src/config.ts';
 import { insertAttempts, lockChargeCandidates, recordApprovals } from '../../src/db/charge-batch.ts';
+import type { Attempt } from '../../src/db/cobrancas.ts';
 import { insertCheckoutEvents } from '../../src/db/eventos-checkout.ts';
 import { freeGatewaySlots, takeGatewaySlots } from '../../src/db/gateway-slots.ts';
+import { createHttpGateway } from '../../src/gateway/http-gateway.ts';
+import { createLogger } from '../../src/log.ts';
 import { createDbPool } from '../../src/db/pool.ts';
 import { nextCycle } from '../../src/domain/calendar.ts';
 import { attemptKey } from '../../src/domain/identifiers.ts';
 import { chargeWorkShape } from '../../src/tasks/charge/charge-worker.ts';
 
-const [url, first, last, date, concurrency, poolSize, slots] = process.argv.slice(2);
+const [url, first, last, date, concurrency, poolSize, slots, gatewayUrl] = process.argv.slice(2);
 if (url === undefined || date === undefined)
   throw new Error('usage: ceiling.ts <url> <firstId> <lastId> <date> <concurrency> <poolSize> <slots>');
 const shape = chargeWorkShape(loadConfig({ WORKER_CONCURRENCY: concurrency }));
@@ -21,6 +28,15 @@ const pool = await createDbPool(url, {
   maxConnections: Number(poolSize),
   applicationName: 'recorrencias:bench-ceiling',
 });
+const gateway =
+  gatewayUrl === undefined || gatewayUrl === ''
+    ? null
+    : createHttpGateway({
+        url: gatewayUrl,
+        timeoutMs: 10_000,
+        log: createLogger({ level: 'warn', format: 'json', role: 'bench-ceiling' }),
+      });
+const noAbort = new AbortController().signal;
 let next = Number(first);
 const end = Number(last);
 let charged = 0;
@@ -48,7 +64,10 @@ async function chargeBatch(ids: number[]): Promise<void> {
   });
   if (Number(slots) > 0) {
     const taken = await takeGatewaySlots(pool, [...jobIds.values()], 30_000);
+    await callGateway(prepared.attempts);
     await freeGatewaySlots(pool, taken);
+  } else {
+    await callGateway(prepared.attempts);
   }
   await pool.transaction(async (tx) => {
     const recorded = await recordApprovals(
@@ -71,6 +90,29 @@ async function chargeBatch(ids: number[]): Promise<void> {
     );
     charged += recorded.length;
   });
+}
+
+async function callGateway(attempts: ReadonlyArray<Attempt>): Promise<void> {
+  if (gateway === null) return;
+  await Promise.all(
+    attempts.map((attempt) =>
+      gateway.charge(
+        {
+          idempotencyKey: attempt.chave_idempotencia,
+          amountCents: attempt.valor_centavos,
+          currency: attempt.moeda,
+          cardToken: attempt.cartao_token,
+          description: `recorrencia ${attempt.recorrencia_id} ciclo ${attempt.ciclo}`,
+          metadata: {
+            recorrenciaId: attempt.recorrencia_id,
+            ciclo: attempt.ciclo,
+            tentativa: attempt.tentativa,
+          },
+        },
+        noAbort,
+      ),
+    ),
+  );
 }
 
 const started = performance.now();

@@ -23,6 +23,14 @@ export function formatReport(results: Result[]): string {
     ],
     ['ratio to ceiling', (r) => (r.ratioToCeiling === null ? '-' : r.ratioToCeiling.toFixed(2))],
     [
+      'ceiling with the gateway calls, no queue (charges/s)',
+      (r) => (r.ceilingWithGateway === null ? '-' : Math.round(r.ceilingWithGateway.chargesPerSecond)),
+    ],
+    [
+      'ratio to ceiling with gateway calls',
+      (r) => (r.ratioToCeilingWithGateway === null ? '-' : r.ratioToCeilingWithGateway.toFixed(2)),
+    ],
+    [
       'charge latency p50 / p95 / p99 (ms)',
       (r) =>
         `${Math.round(r.latencyMs.p50)} / ${Math.round(r.latencyMs.p95)} / ${Math.round(r.latencyMs.p99)}`,

@@ -122,7 +122,8 @@ export async function runBenchmark(options: BenchOptions) {
     const migrate = startRole(['migrate'], { DATABASE_URL: url, LOG_LEVEL: 'warn' }, null);
     if ((await migrate.exited) !== 0) throw new Error(`migrate failed:\n${migrate.output()}`);
 
-    // Two batches: N due on the date for the queue run, N due the day after for the ceiling (never touched by it).
+    // Three batches: N due on the date for the queue run, N due the day after for the ceiling and N the day after
+    // that for the ceiling with gateway calls (neither touched by the queue run).
     const pool = await createDbPool(url, { maxConnections: 2, applicationName: 'recorrencias:bench' });
     const seedStarted = performance.now();
     const seeded = await seedRecurrences(pool, {
@@ -136,6 +137,15 @@ export async function runBenchmark(options: BenchOptions) {
     const ceilingBatch = options.skipCeiling
       ? null
       : await seedRecurrences(pool, { count: options.count, date: ceilingDate, sellers: 1_000, seed: 2 });
+    const gatewayCeilingDate = addDays(options.date, 2);
+    const gatewayCeilingBatch = options.skipCeiling
+      ? null
+      : await seedRecurrences(pool, {
+          count: options.count,
+          date: gatewayCeilingDate,
+          sellers: 1_000,
+          seed: 3,
+        });
     await pool.end();
     await sql(url, 'VACUUM ANALYZE');
     log(`seeded ${seeded.inserted} recurrences in ${seedSeconds.toFixed(1)} s`);
@@ -143,17 +153,7 @@ export async function runBenchmark(options: BenchOptions) {
     const ledgerDir = await makeTempDataDir('recorrencias-bench-');
     const ledgerFile = join(ledgerDir, 'ledger.jsonl');
     const gatewayPort = await freePort();
-    const gateway = startRole(
-      ['fake-gateway'],
-      {
-        FAKE_GATEWAY_PORT: String(gatewayPort),
-        FAKE_GATEWAY_LATENCY_MS: String(options.latencyMs),
-        FAKE_GATEWAY_DECLINE_RATE: String(options.declineRate),
-        FAKE_GATEWAY_LEDGER_FILE: ledgerFile,
-        LOG_LEVEL: 'warn',
-      },
-      null,
-    );
+    const gateway = startFakeGateway(gatewayPort, ledgerFile, options);
     cleanup.unshift(() => stop(gateway));
     const workerEnv = {
       DATABASE_URL: url,
@@ -174,18 +174,7 @@ export async function runBenchmark(options: BenchOptions) {
     );
     for (const worker of workers) cleanup.unshift(() => stop(worker));
     await Promise.all(workers.map((worker) => worker.ready));
-    // The fake gateway listens once its port answers.
-    for (let tries = 0; ; tries += 1) {
-      if (
-        await fetch(`http://127.0.0.1:${gatewayPort}/__stats`).then(
-          (r) => r.ok,
-          () => false,
-        )
-      )
-        break;
-      if (tries > 100) throw new Error('the fake gateway did not start');
-      await new Promise((resolve) => setTimeout(resolve, 100));
-    }
+    await waitForGateway(gatewayPort);
 
     const [sizeBefore] = await sql<{ bytes: string }>(
       url,
@@ -346,20 +335,30 @@ export async function runBenchmark(options: BenchOptions) {
     for (const worker of workers) await stop(worker);
     await stop(gateway);
 
-    let ceiling: { chargesPerSecond: number; seconds: number } | null = null;
-    if (ceilingBatch !== null && ceilingBatch.firstId !== null) {
+    let ceiling: Ceiling | null = null;
+    let ceilingWithGateway: Ceiling | null = null;
+    const ceilingFirst = ceilingBatch?.firstId ?? null;
+    const gatewayCeilingFirst = gatewayCeilingBatch?.firstId ?? null;
+    if (ceilingFirst !== null && gatewayCeilingFirst !== null) {
       log('measuring the same-run ceiling: the same charge SQL straight to Postgres');
-      const per = Math.ceil(options.count / options.workers);
-      const runs = Array.from({ length: options.workers }, (_, i) => {
-        const first = (ceilingBatch.firstId as number) + i * per;
-        const last = Math.min((ceilingBatch.firstId as number) + options.count - 1, first + per - 1);
-        return spawnCeiling(url, first, last, ceilingDate, options);
-      });
-      const started2 = performance.now();
-      const results = await Promise.all(runs);
-      const seconds = (performance.now() - started2) / 1000;
-      const charged = results.reduce((sum, result) => sum + result.charged, 0);
-      ceiling = { chargesPerSecond: charged / seconds, seconds };
+      ceiling = await measureCeiling(url, ceilingFirst, ceilingDate, options, '');
+      log('measuring the same-run ceiling with the gateway calls: the same SQL and HTTP calls, no queue');
+      const ceilingGatewayPort = await freePort();
+      const ceilingGateway = startFakeGateway(
+        ceilingGatewayPort,
+        join(ledgerDir, 'ceiling-ledger.jsonl'),
+        options,
+      );
+      cleanup.unshift(() => stop(ceilingGateway));
+      await waitForGateway(ceilingGatewayPort);
+      ceilingWithGateway = await measureCeiling(
+        url,
+        gatewayCeilingFirst,
+        gatewayCeilingDate,
+        options,
+        `http://127.0.0.1:${ceilingGatewayPort}`,
+      );
+      await stop(ceilingGateway);
     }
 
     return {
@@ -413,11 +412,67 @@ export async function runBenchmark(options: BenchOptions) {
       },
       ceiling,
       ratioToCeiling: ceiling === null ? null : steady / ceiling.chargesPerSecond,
+      ceilingWithGateway,
+      ratioToCeilingWithGateway:
+        ceilingWithGateway === null ? null : steady / ceilingWithGateway.chargesPerSecond,
       correctness: { ...correctness, ok },
     };
   } finally {
     for (const step of cleanup) await step().catch(() => undefined);
   }
+}
+
+type Ceiling = { charged: number; chargesPerSecond: number; seconds: number };
+
+function startFakeGateway(port: number, ledgerFile: string, options: BenchOptions): Service {
+  return startRole(
+    ['fake-gateway'],
+    {
+      FAKE_GATEWAY_PORT: String(port),
+      FAKE_GATEWAY_LATENCY_MS: String(options.latencyMs),
+      FAKE_GATEWAY_DECLINE_RATE: String(options.declineRate),
+      FAKE_GATEWAY_LEDGER_FILE: ledgerFile,
+      LOG_LEVEL: 'warn',
+    },
+    null,
+  );
+}
+
+/** The fake gateway listens once its port answers. */
+async function waitForGateway(port: number): Promise<void> {
+  for (let tries = 0; ; tries += 1) {
+    if (
+      await fetch(`http://127.0.0.1:${port}/__stats`).then(
+        (r) => r.ok,
+        () => false,
+      )
+    )
+      return;
+    if (tries > 100) throw new Error('the fake gateway did not start');
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
+/** N charges of the batch starting at `firstId`, split over one ceiling process per worker. */
+async function measureCeiling(
+  url: string,
+  firstId: number,
+  date: string,
+  options: BenchOptions,
+  gatewayUrl: string,
+): Promise<Ceiling> {
+  const per = Math.ceil(options.count / options.workers);
+  const started = performance.now();
+  const results = await Promise.all(
+    Array.from({ length: options.workers }, (_, i) => {
+      const first = firstId + i * per;
+      const last = Math.min(firstId + options.count - 1, first + per - 1);
+      return spawnCeiling(url, first, last, date, options, gatewayUrl);
+    }),
+  );
+  const seconds = (performance.now() - started) / 1000;
+  const charged = results.reduce((sum, result) => sum + result.charged, 0);
+  return { charged, chargesPerSecond: charged / seconds, seconds };
 }
 
 function spawnCeiling(
@@ -426,6 +481,7 @@ function spawnCeiling(
   last: number,
   date: string,
   options: BenchOptions,
+  gatewayUrl: string,
 ): Promise<{ charged: number; seconds: number }> {
   return new Promise((resolve, reject) => {
     const child = spawn(
@@ -439,6 +495,7 @@ function spawnCeiling(
         String(options.concurrency),
         String(options.dbPool),
         String(options.gatewayCap),
+        gatewayUrl,
       ],
       { cwd: ROOT, stdio: ['ignore', 'pipe', 'inherit'] },
     );

@@ -36,7 +36,10 @@ t.test('a 400-recurrence morning is charged exactly once and measured', async (t
   t.equal(result.correctness.approved + result.correctness.declined, 400);
   t.ok(result.correctness.declined > 0, `declines happened (${result.correctness.declined})`);
   t.equal(result.fanOut.jobs, 400);
-  t.ok(result.throughput.steady > 0 && result.ceiling !== null && result.ceiling.chargesPerSecond > 0);
+  t.ok(result.throughput.steady > 0);
+  t.equal(result.ceiling?.charged, 400, 'the ceiling charged the same N straight through Postgres');
+  t.equal(result.ceilingWithGateway?.charged, 400, 'and again with the gateway calls');
+  t.ok((result.ratioToCeilingWithGateway ?? 0) > 0);
   t.ok(result.database.transactionsPerCharge > 0);
   t.ok(
     result.workers.every((worker) => worker.peakRssBytes > 0),
