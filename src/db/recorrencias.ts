@@ -53,6 +53,18 @@ export async function lockRecurrence(tx: CommonQueryMethods, id: number): Promis
   );
 }
 
+/** Locks several recurrences, in id order (the order every charge phase locks in), for a batch. */
+export async function lockRecurrences(
+  tx: CommonQueryMethods,
+  ids: readonly number[],
+): Promise<Map<number, Recurrence>> {
+  if (ids.length === 0) return new Map();
+  const result = await tx.query(sql.type(Recurrence)`
+    SELECT ${RECURRENCE_COLUMNS} FROM checkout_recorrencias
+    WHERE id = ANY(${sql.array([...ids], 'int8')}) ORDER BY id FOR UPDATE`);
+  return new Map(result.rows.map((row) => [row.id, row]));
+}
+
 export async function findRecurrence(db: CommonQueryMethods, id: number): Promise<Recurrence | null> {
   return db.maybeOne(
     sql.type(Recurrence)`SELECT ${RECURRENCE_COLUMNS} FROM checkout_recorrencias WHERE id = ${id}`,
@@ -118,32 +130,41 @@ export async function markCycleApproved(
 }
 
 /** After a reversible decline that will be retried on `retryOn`. */
+/** After reversible declines: each recurrence waits for its retry date (one statement for a batch). */
 export async function markDeclinedForRetry(
   tx: CommonQueryMethods,
-  id: number,
-  retryOn: IsoDate,
+  rows: ReadonlyArray<{ id: number; retryOn: IsoDate }>,
 ): Promise<void> {
+  if (rows.length === 0) return;
   await tx.query(sql.unsafe`
-    UPDATE checkout_recorrencias
+    UPDATE checkout_recorrencias r
     SET falhas_consecutivas = falhas_consecutivas + 1, total_falhas = total_falhas + 1,
-        proxima_tentativa = ${retryOn}::date, atualizado_em = now()
-    WHERE id = ${id}`);
+        proxima_tentativa = i.retry_on, atualizado_em = now()
+    FROM ${sql.unnest(
+      rows.map((row) => [row.id, row.retryOn]),
+      ['int8', 'date'],
+    )} AS i(id, retry_on)
+    WHERE r.id = i.id`);
 }
 
 /** After a decline that ends the retries, or a rejected request: the recurrence waits for an operator. */
 export async function markOnHold(
   tx: CommonQueryMethods,
-  id: number,
-  reason: string,
+  rows: ReadonlyArray<{ id: number; reason: string }>,
   countsAsDecline: boolean,
 ): Promise<void> {
+  if (rows.length === 0) return;
   const increment = countsAsDecline ? 1 : 0;
   await tx.query(sql.unsafe`
-    UPDATE checkout_recorrencias
-    SET status = 'hold', motivo_hold = ${reason}, hold_em = now(), proxima_tentativa = NULL,
+    UPDATE checkout_recorrencias r
+    SET status = 'hold', motivo_hold = i.reason, hold_em = now(), proxima_tentativa = NULL,
         falhas_consecutivas = falhas_consecutivas + ${increment}, total_falhas = total_falhas + ${increment},
         atualizado_em = now()
-    WHERE id = ${id}`);
+    FROM ${sql.unnest(
+      rows.map((row) => [row.id, row.reason]),
+      ['int8', 'text'],
+    )} AS i(id, reason)
+    WHERE r.id = i.id`);
 }
 
 /** Takes a recurrence off hold: active again, counters and retry date cleared. Returns false unless it was on hold. */

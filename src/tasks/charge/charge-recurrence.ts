@@ -17,11 +17,11 @@ import type { ChargeJobPayload } from './charge-jobs.ts';
 import { callGatewayForBatch, type GatewayCall } from './gateway-call.ts';
 import { prepareAttempts } from './prepare-attempts.ts';
 import {
-  ClaimLostError,
   recordApprovalOutcomes,
-  recordDecline,
+  recordDeclineOutcomes,
   recordRejection,
   type Approval,
+  type Decline,
 } from './record-outcomes.ts';
 import { crashPoint } from './test-hooks.ts';
 
@@ -101,15 +101,18 @@ export async function chargeJobs(deps: ChargeDeps, jobs: ChargeJob[]): Promise<C
 
   const today = businessDate(deps.now(), deps.config.timeZone);
   const approvals: Array<Approval & { index: number }> = [];
+  const declines: Array<Decline & { index: number }> = [];
   const others: Array<Promise<void>> = [];
   for (const [i, call] of calls.entries()) {
     const outcome = outcomes[i] as (typeof outcomes)[number];
-    const log = deps.log.child({
-      jobId: call.job.id,
-      recorrenciaId: call.attempt.recorrencia_id,
-      attemptId: call.attempt.id,
-      key: call.attempt.chave_idempotencia,
-    });
+    // Built only on the paths that log: the approval path logs nothing per charge.
+    const log = () =>
+      deps.log.child({
+        jobId: call.job.id,
+        recorrenciaId: call.attempt.recorrencia_id,
+        attemptId: call.attempt.id,
+        key: call.attempt.chave_idempotencia,
+      });
     const key = call.attempt.chave_idempotencia;
     switch (outcome.kind) {
       case 'approved':
@@ -122,32 +125,13 @@ export async function chargeJobs(deps: ChargeDeps, jobs: ChargeJob[]): Promise<C
         });
         break;
       case 'declined':
-        others.push(
-          recordDecline(
-            deps,
-            call.job,
-            call.attempt,
-            outcome,
-            laterDate(today, call.job.data.dataNegocio),
-          ).then(
-            (result) => {
-              results[call.index] = result;
-              log.info({ code: outcome.code, reversible: outcome.reversible, result }, 'charge declined');
-            },
-            (error: unknown) => {
-              if (error instanceof ClaimLostError) {
-                results[call.index] = { status: 'claim_lost', attemptId: call.attempt.id };
-                log.warn({ outcome: outcome.kind }, CLAIM_LOST);
-                return;
-              }
-              results[call.index] = { status: 'failed', reason: (error as Error).message };
-              log.error(
-                { err: error },
-                'could not record the decline: the job will retry and resume the attempt',
-              );
-            },
-          ),
-        );
+        declines.push({
+          index: call.index,
+          job: call.job,
+          attempt: call.attempt,
+          outcome,
+          today: laterDate(today, call.job.data.dataNegocio),
+        });
         break;
       case 'unknown':
         results[call.index] = {
@@ -156,7 +140,7 @@ export async function chargeJobs(deps: ChargeDeps, jobs: ChargeJob[]): Promise<C
           key,
           reason: outcome.reason,
         };
-        log.warn(
+        log().warn(
           { reason: outcome.reason, resumed: call.resumed },
           'charge outcome unknown: attempt stays pending, job will retry with the same key',
         );
@@ -171,20 +155,21 @@ export async function chargeJobs(deps: ChargeDeps, jobs: ChargeJob[]): Promise<C
                 key,
                 reason: outcome.reason,
               };
-              log.error(
+              log().error(
                 { reason: outcome.reason },
                 'gateway rejected the charge request: recurrence put on hold for an operator',
               );
             },
             (error: unknown) => {
               results[call.index] = { status: 'failed', reason: (error as Error).message };
-              log.error({ err: error }, 'could not record the rejection: the job will retry');
+              log().error({ err: error }, 'could not record the rejection: the job will retry');
             },
           ),
         );
         break;
     }
   }
+  others.push(recordDeclines(deps, declines, results));
   const latest = approvals.reduce((date, approval) => laterDate(date, approval.job.data.dataNegocio), today);
   const approved = await recordApprovalOutcomes(deps, approvals, latest).catch((error: unknown) => {
     deps.log.error(
@@ -206,6 +191,38 @@ export async function chargeJobs(deps: ChargeDeps, jobs: ChargeJob[]): Promise<C
   }
   await Promise.all(others);
   return results;
+}
+
+/** Records a batch's declines (one transaction) and puts each one's result in its place in `results`. */
+async function recordDeclines(
+  deps: ChargeDeps,
+  declines: Array<Decline & { index: number }>,
+  results: ChargeResult[],
+): Promise<void> {
+  if (declines.length === 0) return;
+  const recorded = await recordDeclineOutcomes(deps, declines).catch((error: unknown) => {
+    deps.log.error(
+      { err: error, jobs: declines.map(({ job }) => job.id) },
+      'could not record the declines: their jobs will retry and resume the attempts',
+    );
+    return declines.map((): ChargeResult => ({ status: 'failed', reason: (error as Error).message }));
+  });
+  for (const [i, decline] of declines.entries()) {
+    const result = recorded[i] as ChargeResult;
+    results[decline.index] = result;
+    const context = {
+      jobId: decline.job.id,
+      recorrenciaId: decline.attempt.recorrencia_id,
+      attemptId: decline.attempt.id,
+      key: decline.attempt.chave_idempotencia,
+    };
+    if (result.status === 'claim_lost') deps.log.warn({ ...context, outcome: 'declined' }, CLAIM_LOST);
+    else if (result.status !== 'failed')
+      deps.log.info(
+        { ...context, code: decline.outcome.code, reversible: decline.outcome.reversible, result },
+        'charge declined',
+      );
+  }
 }
 
 /** The protocol for a single charge job. */

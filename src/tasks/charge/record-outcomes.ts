@@ -1,11 +1,23 @@
-// Phase 3 of the charge protocol: record what the gateway answered, in short transactions that also complete
-// the jobs, fenced to the attempt of each job this worker holds. A job whose claim lapsed (it expired, or lost
+// Phase 3 of the charge protocol: record what the gateway answered, in short transactions (one for a batch's
+// approvals, one for its declines) that also complete the jobs, fenced to the attempt of each job this worker
+// holds. A job whose claim lapsed (it expired, or lost
 // its heartbeat, and another worker took it over) gets nothing written here: its new holder reaches the same
 // outcome through the same key and records it.
 import type { DatabaseTransactionConnection } from 'slonik';
 import { recordApprovals } from '../../db/charge-batch.ts';
-import { countAttemptsSentLast30Days, resolveAttempt, type Attempt } from '../../db/cobrancas.ts';
-import { lockRecurrence, markDeclinedForRetry, markOnHold, type Recurrence } from '../../db/recorrencias.ts';
+import {
+  countAttemptsSentLast30Days,
+  declineAttempts,
+  pendingAttemptIds,
+  type Attempt,
+} from '../../db/cobrancas.ts';
+import {
+  lockRecurrence,
+  lockRecurrences,
+  markDeclinedForRetry,
+  markOnHold,
+  type Recurrence,
+} from '../../db/recorrencias.ts';
 import { nextCycle } from '../../domain/calendar.ts';
 import type { IsoDate } from '../../domain/dates.ts';
 import { decideAfterDecline } from '../../domain/retry-policy.ts';
@@ -17,8 +29,6 @@ import { enqueueChargeJobs } from './charge-jobs.ts';
 import type { ChargeDeps, ChargeJob, ChargeResult } from './charge-recurrence.ts';
 import { emitCheckoutEvents } from './checkout-events.ts';
 import { crashPoint, mutantActive } from './test-hooks.ts';
-
-export class ClaimLostError extends Error {}
 
 /** The job ids pg-boss completed: the ones whose attempt this worker still held. */
 function settledIds(response: object): Set<string> {
@@ -113,77 +123,118 @@ async function enqueueBackbilling(
   await enqueueChargeJobs(deps.boss, next, tx);
 }
 
-/** Completes one job inside `tx`, fenced to the attempt we hold; throws ClaimLostError (rollback) otherwise. */
-async function completeJobIn(
-  deps: ChargeDeps,
-  tx: DatabaseTransactionConnection,
-  job: ChargeJob,
-  output: object,
-): Promise<void> {
-  crashPoint('in_phase3');
-  const response = await deps.boss.complete(
-    CHARGE_QUEUE,
-    { id: job.id, retryCount: job.retryCount },
-    output,
-    { db: bossDb(tx) },
-  );
-  if (affectedRows(response) !== 1 && !mutantActive('no_fence')) throw new ClaimLostError();
-}
+export type Decline = {
+  job: ChargeJob;
+  attempt: Attempt;
+  outcome: Extract<ChargeOutcome, { kind: 'declined' }>;
+  /** The business date the retry backoff counts from. */
+  today: IsoDate;
+};
 
-/** Records a decline and decides what follows: a retry on a later business date, or hold. */
-export async function recordDecline(
-  deps: ChargeDeps,
-  job: ChargeJob,
-  attempt: Attempt,
-  outcome: Extract<ChargeOutcome, { kind: 'declined' }>,
-  today: IsoDate,
-): Promise<ChargeResult> {
+/**
+ * Records declines (one or a whole batch) in one transaction and decides what follows each: a retry on a
+ * later business date, or hold. Under the recurrence locks it reads which attempts are still pending and
+ * decides; then it completes each job fenced to its attempt (with the decision as the job's output), and only
+ * for the jobs still held records the decline, moves the recurrence and emits the events. Returns one result
+ * per decline, in order.
+ */
+export async function recordDeclineOutcomes(deps: ChargeDeps, declines: Decline[]): Promise<ChargeResult[]> {
+  if (declines.length === 0) return [];
   return deps.pool.transaction(async (tx) => {
-    const recurrence = await lockRecurrence(tx, attempt.recorrencia_id);
-    const resolved = await resolveAttempt(tx, attempt.id, {
-      status: 'recusada',
-      gatewayRef: outcome.chargeId,
-      code: outcome.code,
-      reversible: outcome.reversible,
-      message: outcome.message,
+    const recurrenceIds = declines.map(({ attempt }) => attempt.recorrencia_id);
+    const recurrences = await lockRecurrences(tx, recurrenceIds);
+    const pending = await pendingAttemptIds(
+      tx,
+      declines.map(({ attempt }) => attempt.id),
+    );
+    const sentLast30Days = await countAttemptsSentLast30Days(tx, recurrenceIds);
+    const decided = declines.map((decline) => {
+      const recurrence = recurrences.get(decline.attempt.recorrencia_id);
+      if (recurrence === undefined || !pending.has(decline.attempt.id)) return { decline, recurrence: null };
+      const decision = decideAfterDecline(
+        {
+          backoffDays: deps.config.billing.retryBackoffDays,
+          maxDeclinesBeforeHold: deps.config.billing.maxDeclinesBeforeHold,
+          brandLimits30d: deps.config.billing.brandRetryLimits30d,
+        },
+        {
+          consecutiveDeclines: recurrence.falhas_consecutivas + 1,
+          irreversible: isIrreversibleDecline(decline.outcome),
+          code: decline.outcome.code,
+          brand: recurrence.bandeira,
+          attemptsLast30Days: sentLast30Days.get(recurrence.id) ?? 0,
+          today: decline.today,
+        },
+      );
+      const result = {
+        status: 'declined',
+        attemptId: decline.attempt.id,
+        key: decline.attempt.chave_idempotencia,
+        cycle: decline.attempt.ciclo,
+        code: decline.outcome.code,
+        decision: decision.kind,
+      } as const;
+      return { decline, recurrence, decision, result };
     });
-    if (recurrence === null || !resolved)
-      return { status: 'resolved_elsewhere', attemptId: attempt.id } as const;
-    const decision = decideAfterDecline(
-      {
-        backoffDays: deps.config.billing.retryBackoffDays,
-        maxDeclinesBeforeHold: deps.config.billing.maxDeclinesBeforeHold,
-        brandLimits30d: deps.config.billing.brandRetryLimits30d,
-      },
-      {
-        consecutiveDeclines: recurrence.falhas_consecutivas + 1,
-        irreversible: isIrreversibleDecline(outcome),
-        code: outcome.code,
-        brand: recurrence.bandeira,
-        attemptsLast30Days: await countAttemptsSentLast30Days(tx, recurrence.id),
-        today,
-      },
+    crashPoint('in_phase3');
+    // The fence, one job at a time so each keeps its own output: a job whose claim lapsed gets nothing
+    // written here (its new holder records the same decline through the same key).
+    const held = new Set<string>();
+    for (const entry of decided) {
+      if (entry.recurrence === null) continue;
+      const { job } = entry.decline;
+      const response = await deps.boss.complete(
+        CHARGE_QUEUE,
+        { id: job.id, retryCount: job.retryCount },
+        { ...entry.result, ...entry.decision },
+        { db: bossDb(tx) },
+      );
+      if (affectedRows(response) === 1 || mutantActive('no_fence')) held.add(job.id);
+    }
+    const recording = decided.filter((entry) => held.has(entry.decline.job.id));
+    await declineAttempts(
+      tx,
+      recording.map(({ decline }) => ({
+        id: decline.attempt.id,
+        gatewayRef: decline.outcome.chargeId,
+        code: decline.outcome.code,
+        reversible: decline.outcome.reversible,
+        message: decline.outcome.message,
+      })),
     );
     // A recurrence paused or cancelled while its charge was in flight keeps that state: no retry is planned.
-    const held = recurrence.status === 'ativo' && decision.kind !== 'retry';
-    if (recurrence.status === 'ativo') {
-      if (decision.kind === 'retry') await markDeclinedForRetry(tx, recurrence.id, decision.retryOn);
-      else await markOnHold(tx, recurrence.id, decision.reason, true);
-    }
-    await emitCheckoutEvents(deps, tx, [
-      { attempt, type: 'cobranca_recusada' },
-      { attempt, type: held ? 'recorrencia_em_hold' : null },
-    ]);
-    const result: ChargeResult = {
-      status: 'declined',
-      attemptId: attempt.id,
-      key: attempt.chave_idempotencia,
-      cycle: attempt.ciclo,
-      code: outcome.code,
-      decision: decision.kind,
-    };
-    await completeJobIn(deps, tx, job, { ...result, ...decision });
-    return result;
+    const active = recording.filter((entry) => entry.recurrence?.status === 'ativo');
+    const retries = active.flatMap(({ recurrence, decision }) =>
+      recurrence !== null && decision?.kind === 'retry'
+        ? [{ id: recurrence.id, retryOn: decision.retryOn }]
+        : [],
+    );
+    const holds = active.flatMap(({ recurrence, decision }) =>
+      recurrence !== null && decision !== undefined && decision.kind !== 'retry'
+        ? [{ id: recurrence.id, reason: decision.reason }]
+        : [],
+    );
+    await markDeclinedForRetry(tx, retries);
+    await markOnHold(tx, holds, true);
+    const onHold = new Set(holds.map((hold) => hold.id));
+    await emitCheckoutEvents(
+      deps,
+      tx,
+      recording.flatMap(({ decline }) => [
+        { attempt: decline.attempt, type: 'cobranca_recusada' as const },
+        {
+          attempt: decline.attempt,
+          type: onHold.has(decline.attempt.recorrencia_id) ? ('recorrencia_em_hold' as const) : null,
+        },
+      ]),
+    );
+    return decided.map((entry): ChargeResult => {
+      const { job, attempt } = entry.decline;
+      if (entry.recurrence === null || entry.result === undefined)
+        return { status: 'resolved_elsewhere', attemptId: attempt.id };
+      if (!held.has(job.id)) return { status: 'claim_lost', attemptId: attempt.id };
+      return entry.result;
+    });
   });
 }
 
@@ -193,8 +244,12 @@ export async function recordRejection(deps: ChargeDeps, attempt: Attempt, reason
     if ((await lockRecurrence(tx, attempt.recorrencia_id))?.status === 'ativo') {
       await markOnHold(
         tx,
-        attempt.recorrencia_id,
-        `gateway rejeitou a requisição da tentativa ${attempt.chave_idempotencia}: ${reason}`,
+        [
+          {
+            id: attempt.recorrencia_id,
+            reason: `gateway rejeitou a requisição da tentativa ${attempt.chave_idempotencia}: ${reason}`,
+          },
+        ],
         false,
       );
       await emitCheckoutEvents(deps, tx, [{ attempt, type: 'recorrencia_em_hold' }]);
