@@ -1,73 +1,187 @@
-// `node scripts/bench/plans.ts <databaseUrl>`: EXPLAIN ANALYZE of the hot statements of the morning run on a
-// seeded benchmark database (the fan-out page, phase 1's lock, phase 3's approval), to show they use their
-// indexes and touch a handful of rows whatever the table size. Statements that write run in a rolled-back
-// transaction. The README's "Performance" section shows its output for 1,000,000 recurrences.
-import pg from 'pg';
+// `node scripts/bench/plans.ts <databaseUrl>`: EXPLAIN ANALYZE of the hot statements of the morning run, as
+// the service issues them: the real query functions and pg-boss calls run on a connection whose statements
+// are prefixed with EXPLAIN, inside one transaction that is rolled back (nothing is left changed). Run it on a
+// database holding the morning's charge jobs (`seed`, then `run processar_recorrencias_do_dia` with no worker
+// running) to see the plans at that size; the README's "Performance" section shows them at 1,000,000
+// recurrences with a month of attempt history (one attempt each): with no history at all the planner reads
+// the (empty) attempts table sequentially, which is the right plan for an empty table.
+import { createPool, type DatabaseTransactionConnection, type Interceptor } from 'slonik';
+import { loadConfig } from '../../src/config.ts';
+import { insertAttempts, lockChargeCandidates, recordApprovals } from '../../src/db/charge-batch.ts';
+import { countAttemptsSentLast30Days, declineAttempts } from '../../src/db/cobrancas.ts';
+import { insertCheckoutEvents } from '../../src/db/eventos-checkout.ts';
+import { rawQuery } from '../../src/db/raw-query.ts';
+import { findChargeablePage, markDeclinedForRetry } from '../../src/db/recorrencias.ts';
+import type { IsoDate } from '../../src/domain/dates.ts';
+import { attemptKey } from '../../src/domain/identifiers.ts';
+import { createLogger } from '../../src/log.ts';
+import { bossDb } from '../../src/queue/boss-executor.ts';
+import { createBoss } from '../../src/queue/boss.ts';
+import { CHARGE_QUEUE } from '../../src/queue/task-names.ts';
+import { dueCharge, enqueueChargeJobs } from '../../src/tasks/charge/charge-jobs.ts';
 
 const url = process.argv[2];
 if (url === undefined) throw new Error('usage: plans.ts <databaseUrl>');
-const client = new pg.Client({ connectionString: url });
-await client.connect();
+const BATCH = 64;
 
-async function explain(title: string, text: string, values: unknown[] = []): Promise<void> {
-  await client.query('BEGIN');
+let explaining = false;
+let plan: string[] = [];
+const explain: Interceptor = {
+  name: 'explain',
+  transformQuery: (_context, query) =>
+    explaining
+      ? { ...query, sql: `EXPLAIN (ANALYZE, BUFFERS, COSTS OFF, TIMING OFF, SUMMARY OFF) ${query.sql}` }
+      : query,
+  transformRow: (_context, _query, row) => {
+    if (explaining && typeof row['QUERY PLAN'] === 'string') plan.push(row['QUERY PLAN']);
+    return row;
+  },
+};
+const pool = await createPool(url, { interceptors: [explain], captureStackTrace: false });
+const log = createLogger({ level: 'warn', format: 'json', role: 'plans' });
+const boss = createBoss(loadConfig({ DATABASE_URL: url }), url, 'cli', log);
+await boss.start();
+
+/** Runs `statement` with EXPLAIN on and prints the plans of what it sent (the result it gets is the plan). */
+async function show(title: string, statement: () => Promise<unknown>): Promise<void> {
+  plan = [];
+  explaining = true;
   try {
-    const rows = (
-      await client.query<{ 'QUERY PLAN': string }>(
-        `EXPLAIN (ANALYZE, BUFFERS, COSTS OFF, TIMING OFF, SUMMARY OFF) ${text}`,
-        values,
-      )
-    ).rows;
-    process.stdout.write(`-- ${title}\n${rows.map((row) => row['QUERY PLAN']).join('\n')}\n\n`);
+    await statement();
+  } catch {
+    // The caller got plan rows where it expected its own: what matters was printed before it noticed.
   } finally {
-    await client.query('ROLLBACK');
+    explaining = false;
   }
+  process.stdout.write(`-- ${title}\n${plan.join('\n')}\n\n`);
 }
 
-const [sample] = (
-  await client.query<{ id: string; proxima_cobranca: string }>(
-    `SELECT id, proxima_cobranca::text FROM checkout_recorrencias WHERE status = 'ativo' ORDER BY id OFFSET 500000 LIMIT 1`,
-  )
-).rows;
-const date = sample?.proxima_cobranca ?? '2031-03-10';
-const ids = (
-  await client.query<{ id: string }>(
-    `SELECT id FROM checkout_recorrencias WHERE status = 'ativo' AND id >= $1 ORDER BY id LIMIT 8`,
-    [sample?.id ?? 1],
-  )
-).rows.map((row) => row.id);
-const [{ n }] = (await client.query<{ n: string }>('SELECT count(*) AS n FROM checkout_recorrencias'))
-  .rows as [{ n: string }];
-process.stdout.write(`-- ${n} recurrences; business date ${date}\n\n`);
+class Rollback extends Error {}
 
-await explain(
-  'fan-out page (processar_recorrencias_do_dia): 5,000 due recurrences after a keyset cursor',
-  `SELECT id, proxima_cobranca::text AS data FROM checkout_recorrencias
-   WHERE status = 'ativo' AND proxima_tentativa IS NULL AND proxima_cobranca <= $1::date AND (proxima_cobranca, id) > ($1::date, $2::bigint)
-   ORDER BY proxima_cobranca, id LIMIT 5000`,
-  [date, sample?.id ?? 0],
+const [counts] = await pool.connect((connection) =>
+  rawQuery(
+    connection,
+    `SELECT (SELECT count(*) FROM checkout_recorrencias)::int AS recurrences,
+            (SELECT count(*) FROM pgboss.job WHERE name = $1 AND state = 'created')::int AS queued,
+            (SELECT proxima_cobranca::text FROM checkout_recorrencias WHERE status = 'ativo'
+             GROUP BY 1 ORDER BY count(*) DESC LIMIT 1) AS date`,
+    [CHARGE_QUEUE],
+  ),
 );
-await explain(
-  'phase 1: lock a batch of 8 recurrences with their pending-attempt flag and last attempt number',
-  `SELECT r.id, r.proxima_cobranca,
-     EXISTS (SELECT 1 FROM checkout_recorrencia_cobrancas c WHERE c.recorrencia_id = r.id AND c.status = 'pendente') AS tem_pendente,
-     (SELECT coalesce(max(c.tentativa), 0) FROM checkout_recorrencia_cobrancas c WHERE c.recorrencia_id = r.id AND c.ciclo = r.proxima_cobranca) AS ultima
-   FROM checkout_recorrencias r WHERE r.id = ANY($1::int8[]) ORDER BY r.id FOR UPDATE OF r`,
-  [ids],
+const date = (counts?.date ?? '2031-03-10') as IsoDate;
+process.stdout.write(
+  `-- ${String(counts?.recurrences)} recurrences, ${String(counts?.queued)} charge jobs queued; business date ${date}\n\n`,
 );
-await explain(
-  'phase 3: approve the attempts of a batch and advance their recurrences (rolled back)',
-  `WITH input AS (
-     SELECT c.id AS attempt_id, c.recorrencia_id, 'x' AS gateway_ref, (c.ciclo + 30) AS proxima
-     FROM checkout_recorrencia_cobrancas c WHERE c.recorrencia_id = ANY($1::int8[]) AND c.status = 'aprovada'
-   ), locked AS (
-     SELECT r.id FROM checkout_recorrencias r WHERE r.id IN (SELECT recorrencia_id FROM input) ORDER BY r.id FOR UPDATE
-   ), resolved AS (
-     UPDATE checkout_recorrencia_cobrancas c SET gateway_ref = i.gateway_ref FROM input i
-     WHERE c.id = i.attempt_id AND EXISTS (SELECT 1 FROM locked) RETURNING c.id, c.recorrencia_id
-   )
-   UPDATE checkout_recorrencias r SET proxima_cobranca = i.proxima, ciclos_cobrados = r.ciclos_cobrados + 1
-   FROM resolved JOIN input i ON i.attempt_id = resolved.id WHERE r.id = resolved.recorrencia_id`,
-  [ids],
-);
-await client.end();
+
+await pool
+  .transaction(async (tx: DatabaseTransactionConnection) => {
+    const middle = await rawQuery(
+      tx,
+      `SELECT id FROM checkout_recorrencias WHERE status = 'ativo' AND proxima_cobranca = $1::date
+       ORDER BY id OFFSET (SELECT count(*) / 2 FROM checkout_recorrencias) LIMIT ${BATCH}`,
+      [date],
+    );
+    const ids = middle.map((row) => Number(row.id));
+    const cursor = { date, id: ids[0] ?? 0 };
+    await show('fan-out: one page of 5,000 due recurrences after a keyset cursor (findChargeablePage)', () =>
+      findChargeablePage(tx, 'due', date, cursor, 5_000),
+    );
+    await show('fan-out: insert a page of charge jobs (pg-boss insert, 64 shown)', () =>
+      tx.transaction((savepoint) =>
+        enqueueChargeJobs(
+          boss,
+          ids.map((id) => dueCharge(id, date, 'retroativa')),
+          savepoint,
+        ).then(() => {
+          throw new Rollback();
+        }),
+      ),
+    );
+    await show(`worker: fetch a batch of ${BATCH} charge jobs (pg-boss fetch)`, () =>
+      boss.fetch(CHARGE_QUEUE, { batchSize: BATCH, db: bossDb(tx) }),
+    );
+    const jobs = (await boss.fetch(CHARGE_QUEUE, { batchSize: BATCH, db: bossDb(tx) })) ?? [];
+    await show(`phase 1: lock ${BATCH} recurrences (lockChargeCandidates)`, () =>
+      lockChargeCandidates(tx, ids),
+    );
+    const candidates = await lockChargeCandidates(tx, ids);
+    const rows = candidates.map((candidate, i) => ({
+      recurrenceId: Number(candidate.id),
+      cycle: candidate.proxima_cobranca,
+      attempt: candidate.ultima_tentativa + 1,
+      key: attemptKey(Number(candidate.id), candidate.proxima_cobranca, candidate.ultima_tentativa + 1),
+      amountCents: Number(candidate.valor_centavos),
+      currency: candidate.moeda,
+      cardToken: candidate.cartao_token,
+      businessDate: date,
+      jobId: jobs[i]?.id ?? '00000000-0000-0000-0000-000000000000',
+      clearsRetry: false,
+    }));
+    await show(`phase 1: insert ${BATCH} attempts (insertAttempts)`, () =>
+      tx.transaction((savepoint) =>
+        insertAttempts(savepoint, rows).then(() => {
+          throw new Rollback();
+        }),
+      ),
+    );
+    const attempts = await insertAttempts(tx, rows);
+    await show(`phase 3: complete ${jobs.length} jobs fenced to their attempts (pg-boss complete)`, () =>
+      boss.complete(
+        CHARGE_QUEUE,
+        jobs.map((job) => ({ id: job.id, retryCount: 0 })),
+        { status: 'approved' },
+        { db: bossDb(tx) },
+      ),
+    );
+    await show(`phase 3: record ${BATCH} approvals and advance the recurrences (recordApprovals)`, () =>
+      recordApprovals(
+        tx,
+        attempts.map((attempt) => ({
+          attemptId: Number(attempt.id),
+          recurrenceId: Number(attempt.recorrencia_id),
+          gatewayRef: `plan-${attempt.id}`,
+          nextCycle: date,
+        })),
+      ),
+    );
+    await show(`phase 3: record ${BATCH} checkout events (insertCheckoutEvents)`, () =>
+      insertCheckoutEvents(
+        tx,
+        attempts.map((attempt) => ({
+          type: 'cobranca_aprovada' as const,
+          recurrenceId: Number(attempt.recorrencia_id),
+          attemptId: Number(attempt.id),
+        })),
+        'registrado',
+      ),
+    );
+    const recurrenceIds = attempts.map((attempt) => Number(attempt.recorrencia_id));
+    await show(
+      `phase 3 (declines): attempts sent in 30 days for ${BATCH} recurrences (countAttemptsSentLast30Days)`,
+      () => countAttemptsSentLast30Days(tx, recurrenceIds),
+    );
+    await show(`phase 3 (declines): record ${BATCH} declines (declineAttempts)`, () =>
+      declineAttempts(
+        tx,
+        attempts.map((attempt) => ({
+          id: Number(attempt.id),
+          gatewayRef: `plan-${attempt.id}`,
+          code: '51',
+          reversible: true,
+          message: 'insufficient funds',
+        })),
+      ),
+    );
+    await show(`phase 3 (declines): plan ${BATCH} retries (markDeclinedForRetry)`, () =>
+      markDeclinedForRetry(
+        tx,
+        recurrenceIds.map((id) => ({ id, retryOn: date })),
+      ),
+    );
+    throw new Rollback();
+  })
+  .catch((error: unknown) => {
+    if (!(error instanceof Rollback)) throw error;
+  });
+await boss.stop({ graceful: false });
+await pool.end();
