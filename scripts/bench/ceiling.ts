@@ -12,6 +12,7 @@ import { loadConfig } from '../../src/config.ts';
 import { insertAttempts, lockChargeCandidates, recordApprovals } from '../../src/db/charge-batch.ts';
 import type { Attempt } from '../../src/db/cobrancas.ts';
 import { insertCheckoutEvents } from '../../src/db/eventos-checkout.ts';
+import { rawQuery } from '../../src/db/raw-query.ts';
 import { freeGatewaySlots, takeGatewaySlots } from '../../src/db/gateway-slots.ts';
 import { createHttpGateway } from '../../src/gateway/http-gateway.ts';
 import { createLogger } from '../../src/log.ts';
@@ -19,6 +20,7 @@ import { createDbPool } from '../../src/db/pool.ts';
 import { nextCycle } from '../../src/domain/calendar.ts';
 import { attemptKey } from '../../src/domain/identifiers.ts';
 import { chargeWorkShape } from '../../src/tasks/charge/charge-worker.ts';
+import { cpuSecondsOf } from './system.ts';
 
 const [url, first, last, date, concurrency, poolSize, slots, gatewayUrl] = process.argv.slice(2);
 if (url === undefined || date === undefined)
@@ -26,7 +28,7 @@ if (url === undefined || date === undefined)
 const shape = chargeWorkShape(loadConfig({ WORKER_CONCURRENCY: concurrency }));
 const pool = await createDbPool(url, {
   maxConnections: Number(poolSize),
-  applicationName: 'recorrencias:bench-ceiling',
+  applicationName: `recorrencias:bench-ceiling:${process.pid}`,
 });
 const gateway =
   gatewayUrl === undefined || gatewayUrl === ''
@@ -116,6 +118,7 @@ async function callGateway(attempts: ReadonlyArray<Attempt>): Promise<void> {
 }
 
 const started = performance.now();
+const cpuBefore = process.cpuUsage();
 await Promise.all(
   Array.from({ length: shape.localConcurrency }, async () => {
     while (next <= end) {
@@ -126,5 +129,15 @@ await Promise.all(
   }),
 );
 const seconds = (performance.now() - started) / 1000;
+const cpu = process.cpuUsage(cpuBefore);
+// This process's Postgres backends (opened at its first batch, so their CPU time is this run's).
+const backends = await pool.connect((connection) =>
+  rawQuery(connection, 'SELECT pid FROM pg_stat_activity WHERE application_name = $1', [
+    `recorrencias:bench-ceiling:${process.pid}`,
+  ]),
+);
+const postgresCpuSeconds = backends.reduce((sum, row) => sum + cpuSecondsOf(Number(row.pid)), 0);
 await pool.end();
-process.stdout.write(`${JSON.stringify({ charged, seconds })}\n`);
+process.stdout.write(
+  `${JSON.stringify({ charged, seconds, processCpuSeconds: (cpu.user + cpu.system) / 1e6, postgresCpuSeconds })}\n`,
+);

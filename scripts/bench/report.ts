@@ -8,6 +8,9 @@ const median = (values: number[]) => {
   return sorted[Math.floor(sorted.length / 2)] ?? 0;
 };
 
+const cpuPair = (ms: { process: number; postgres: number }) =>
+  `${ms.process.toFixed(2)} / ${ms.postgres.toFixed(2)}`;
+
 export function formatReport(results: Result[]): string {
   const rows: Array<[string, (r: Result) => number | string]> = [
     ['recurrences due (N)', (r) => r.seed.recurrences],
@@ -25,6 +28,14 @@ export function formatReport(results: Result[]): string {
     [
       'ceiling with the gateway calls, no queue (charges/s)',
       (r) => (r.ceilingWithGateway === null ? '-' : Math.round(r.ceilingWithGateway.chargesPerSecond)),
+    ],
+    [
+      'ceiling CPU ms per charge: process / postgres',
+      (r) => (r.ceiling === null ? '-' : cpuPair(r.ceiling.perChargeMs)),
+    ],
+    [
+      'ceiling with gateway CPU ms per charge: process / postgres',
+      (r) => (r.ceilingWithGateway === null ? '-' : cpuPair(r.ceilingWithGateway.perChargeMs)),
     ],
     [
       'ratio to ceiling with gateway calls',

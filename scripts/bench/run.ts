@@ -422,7 +422,19 @@ export async function runBenchmark(options: BenchOptions) {
   }
 }
 
-type Ceiling = { charged: number; chargesPerSecond: number; seconds: number };
+type Ceiling = {
+  charged: number;
+  chargesPerSecond: number;
+  seconds: number;
+  /** CPU per charge, in milliseconds of one core, of the ceiling processes and of their Postgres backends. */
+  perChargeMs: { process: number; postgres: number };
+};
+type CeilingProcess = {
+  charged: number;
+  seconds: number;
+  processCpuSeconds: number;
+  postgresCpuSeconds: number;
+};
 
 function startFakeGateway(port: number, ledgerFile: string, options: BenchOptions): Service {
   return startRole(
@@ -472,7 +484,16 @@ async function measureCeiling(
   );
   const seconds = (performance.now() - started) / 1000;
   const charged = results.reduce((sum, result) => sum + result.charged, 0);
-  return { charged, chargesPerSecond: charged / seconds, seconds };
+  const perCharge = (cpuSeconds: number) => (cpuSeconds * 1000) / Math.max(1, charged);
+  return {
+    charged,
+    chargesPerSecond: charged / seconds,
+    seconds,
+    perChargeMs: {
+      process: perCharge(results.reduce((sum, result) => sum + result.processCpuSeconds, 0)),
+      postgres: perCharge(results.reduce((sum, result) => sum + result.postgresCpuSeconds, 0)),
+    },
+  };
 }
 
 function spawnCeiling(
@@ -482,7 +503,7 @@ function spawnCeiling(
   date: string,
   options: BenchOptions,
   gatewayUrl: string,
-): Promise<{ charged: number; seconds: number }> {
+): Promise<CeilingProcess> {
   return new Promise((resolve, reject) => {
     const child = spawn(
       process.execPath,
@@ -503,7 +524,7 @@ function spawnCeiling(
     child.stdout.on('data', (chunk: Buffer) => (out += chunk.toString()));
     child.on('exit', (code) =>
       code === 0
-        ? resolve(JSON.parse(out) as { charged: number; seconds: number })
+        ? resolve(JSON.parse(out) as CeilingProcess)
         : reject(new Error(`ceiling worker exited ${code}`)),
     );
   });
