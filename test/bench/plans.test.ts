@@ -1,6 +1,8 @@
 // The query-plan script on a small morning: it explains every hot statement the service issues (the real
 // query functions and pg-boss calls), each plan using an index rather than a scan of its table, and leaves
-// the database exactly as it found it.
+// the database exactly as it found it. 60,000 rows, because on a small table the planner rightly prefers to
+// read it whole (at 3,000 the fetch joined the job table by a hash over all of it): the test stays on the
+// side of that crossover that a morning's run is on.
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import t from 'tap';
@@ -27,19 +29,19 @@ async function state(url: string): Promise<State | undefined> {
 t.test('explains the hot statements with index access and changes nothing', async (t) => {
   const url = await createMigratedDatabase(t);
   const env = { DATABASE_URL: url, LOG_LEVEL: 'warn' };
-  t.equal((await startService(t, ['seed', '--count', '20000', '--date', DAY], env).exited).code, 0);
+  t.equal((await startService(t, ['seed', '--count', '60000', '--date', DAY], env).exited).code, 0);
   t.equal(
     (await startService(t, ['run', 'processar_recorrencias_do_dia', '--date', DAY], env).exited).code,
     0,
   );
   await query(url, 'ANALYZE');
   const before = await state(url);
-  t.same(before, { attempts: 0, queued: 20000, active: 0, due: 20000 });
+  t.same(before, { attempts: 0, queued: 60000, active: 0, due: 60000 });
 
   const { stdout } = await run(process.execPath, ['scripts/bench/plans.ts', url], { cwd: PROJECT_ROOT });
   const sections = stdout.split(/^-- /m).filter((section) => section.trim() !== '');
   const [header, ...plans] = sections;
-  t.match(header, /20000 recurrences, 20000 charge jobs queued/);
+  t.match(header, /60000 recurrences, 60000 charge jobs queued/);
   const titles = plans.map((section) => section.split('\n')[0]);
   t.same(
     titles.map((title) => /\(([^)]+)\)$/.exec(title ?? '')?.[1]),
