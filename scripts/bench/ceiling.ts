@@ -12,14 +12,15 @@ import { loadConfig } from '../../src/config.ts';
 import { insertAttempts, lockChargeCandidates, recordApprovals } from '../../src/db/charge-batch.ts';
 import type { Attempt } from '../../src/db/cobrancas.ts';
 import { insertCheckoutEvents } from '../../src/db/eventos-checkout.ts';
-import { rawQuery } from '../../src/db/raw-query.ts';
 import { freeGatewaySlots, takeGatewaySlots } from '../../src/db/gateway-slots.ts';
-import { createHttpGateway } from '../../src/gateway/http-gateway.ts';
-import { createLogger } from '../../src/log.ts';
 import { createDbPool } from '../../src/db/pool.ts';
+import { rawQuery } from '../../src/db/raw-query.ts';
 import { nextCycle } from '../../src/domain/calendar.ts';
 import { attemptKey } from '../../src/domain/identifiers.ts';
+import { createHttpGateway } from '../../src/gateway/http-gateway.ts';
+import { createLogger } from '../../src/log.ts';
 import { chargeWorkShape } from '../../src/tasks/charge/charge-worker.ts';
+import { chargeRequest } from '../../src/tasks/charge/gateway-call.ts';
 import { cpuSecondsOf } from './system.ts';
 
 const [url, first, last, date, concurrency, poolSize, slots, gatewayUrl] = process.argv.slice(2);
@@ -64,13 +65,9 @@ async function chargeBatch(ids: number[]): Promise<void> {
     );
     return { candidates: new Map(candidates.map((candidate) => [candidate.id, candidate])), attempts };
   });
-  if (Number(slots) > 0) {
-    const taken = await takeGatewaySlots(pool, [...jobIds.values()], 30_000);
-    await callGateway(prepared.attempts);
-    await freeGatewaySlots(pool, taken);
-  } else {
-    await callGateway(prepared.attempts);
-  }
+  const taken = Number(slots) > 0 ? await takeGatewaySlots(pool, [...jobIds.values()], 30_000) : [];
+  await callGateway(prepared.attempts);
+  await freeGatewaySlots(pool, taken);
   await pool.transaction(async (tx) => {
     const recorded = await recordApprovals(
       tx,
@@ -96,25 +93,7 @@ async function chargeBatch(ids: number[]): Promise<void> {
 
 async function callGateway(attempts: ReadonlyArray<Attempt>): Promise<void> {
   if (gateway === null) return;
-  await Promise.all(
-    attempts.map((attempt) =>
-      gateway.charge(
-        {
-          idempotencyKey: attempt.chave_idempotencia,
-          amountCents: attempt.valor_centavos,
-          currency: attempt.moeda,
-          cardToken: attempt.cartao_token,
-          description: `recorrencia ${attempt.recorrencia_id} ciclo ${attempt.ciclo}`,
-          metadata: {
-            recorrenciaId: attempt.recorrencia_id,
-            ciclo: attempt.ciclo,
-            tentativa: attempt.tentativa,
-          },
-        },
-        noAbort,
-      ),
-    ),
-  );
+  await Promise.all(attempts.map((attempt) => gateway.charge(chargeRequest(attempt), noAbort)));
 }
 
 const started = performance.now();

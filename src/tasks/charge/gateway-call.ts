@@ -10,27 +10,29 @@ import {
   takeGatewaySlot,
   takeGatewaySlots,
 } from '../../db/gateway-slots.ts';
-import type { ChargeOutcome } from '../../gateway/gateway.ts';
+import type { ChargeOutcome, ChargeRequest } from '../../gateway/gateway.ts';
 import type { ChargeDeps, ChargeJob } from './charge-recurrence.ts';
 
 export type GatewayCall = { job: ChargeJob; attempt: Attempt; resumed: boolean };
+
+/** What the gateway is sent for an attempt: its key, and the amount and card it was created with. */
+export function chargeRequest(attempt: Attempt): ChargeRequest {
+  return {
+    idempotencyKey: attempt.chave_idempotencia,
+    amountCents: attempt.valor_centavos,
+    currency: attempt.moeda,
+    cardToken: attempt.cartao_token,
+    description: `recorrencia ${attempt.recorrencia_id} ciclo ${attempt.ciclo}`,
+    metadata: { recorrenciaId: attempt.recorrencia_id, ciclo: attempt.ciclo, tentativa: attempt.tentativa },
+  };
+}
 
 async function callGateway(deps: ChargeDeps, { job, attempt, resumed }: GatewayCall): Promise<ChargeOutcome> {
   if (resumed) {
     const known = await deps.gateway.lookup(attempt.chave_idempotencia, job.signal);
     if (known.kind !== 'not_found') return known;
   }
-  return deps.gateway.charge(
-    {
-      idempotencyKey: attempt.chave_idempotencia,
-      amountCents: attempt.valor_centavos,
-      currency: attempt.moeda,
-      cardToken: attempt.cartao_token,
-      description: `recorrencia ${attempt.recorrencia_id} ciclo ${attempt.ciclo}`,
-      metadata: { recorrenciaId: attempt.recorrencia_id, ciclo: attempt.ciclo, tentativa: attempt.tentativa },
-    },
-    job.signal,
-  );
+  return deps.gateway.charge(chargeRequest(attempt), job.signal);
 }
 
 /** Long enough for a lookup and a charge; a holder that died frees its slot when the lease ends. */
