@@ -145,13 +145,13 @@ export type DeclinedAttempt = {
   message: string;
 };
 
-/** Records a batch of declines on their pending attempts; returns the ids it resolved. */
+/** Records a batch of declines on their attempts (those still pending). */
 export async function declineAttempts(
   tx: CommonQueryMethods,
   rows: readonly DeclinedAttempt[],
-): Promise<Set<number>> {
-  if (rows.length === 0) return new Set();
-  const result = await tx.query(sql.type(IdRow)`
+): Promise<void> {
+  if (rows.length === 0) return;
+  await tx.query(sql.unsafe`
     UPDATE checkout_recorrencia_cobrancas c
     SET status = 'recusada', gateway_ref = i.gateway_ref, resolvida_em = now(),
         codigo_recusa = i.code, recusa_reversivel = i.reversible, mensagem = i.message
@@ -159,9 +159,7 @@ export async function declineAttempts(
       rows.map((row) => [row.id, row.gatewayRef, row.code, row.reversible, row.message]),
       ['int8', 'text', 'text', 'bool', 'text'],
     )} AS i(id, gateway_ref, code, reversible, message)
-    WHERE c.id = i.id AND c.status = 'pendente'
-    RETURNING c.id`);
-  return new Set(result.rows.map((row) => row.id));
+    WHERE c.id = i.id AND c.status = 'pendente'`);
 }
 
 export async function insertSkippedCycles(

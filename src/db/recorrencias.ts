@@ -129,7 +129,6 @@ export async function markCycleApproved(
     WHERE id = ${id}`);
 }
 
-/** After a reversible decline that will be retried on `retryOn`. */
 /** After reversible declines: each recurrence waits for its retry date (one statement for a batch). */
 export async function markDeclinedForRetry(
   tx: CommonQueryMethods,

@@ -1,8 +1,7 @@
 // Phase 3 of the charge protocol: record what the gateway answered, in short transactions (one for a batch's
 // approvals, one for its declines) that also complete the jobs, fenced to the attempt of each job this worker
-// holds. A job whose claim lapsed (it expired, or lost
-// its heartbeat, and another worker took it over) gets nothing written here: its new holder reaches the same
-// outcome through the same key and records it.
+// holds. A job whose claim lapsed (it expired, or lost its heartbeat, and another worker took it over) gets
+// nothing written here: its new holder reaches the same outcome through the same key and records it.
 import type { DatabaseTransactionConnection } from 'slonik';
 import { recordApprovals } from '../../db/charge-batch.ts';
 import {
@@ -140,6 +139,11 @@ export type Decline = {
  */
 export async function recordDeclineOutcomes(deps: ChargeDeps, declines: Decline[]): Promise<ChargeResult[]> {
   if (declines.length === 0) return [];
+  const policy = {
+    backoffDays: deps.config.billing.retryBackoffDays,
+    maxDeclinesBeforeHold: deps.config.billing.maxDeclinesBeforeHold,
+    brandLimits30d: deps.config.billing.brandRetryLimits30d,
+  };
   return deps.pool.transaction(async (tx) => {
     const recurrenceIds = declines.map(({ attempt }) => attempt.recorrencia_id);
     const recurrences = await lockRecurrences(tx, recurrenceIds);
@@ -148,24 +152,18 @@ export async function recordDeclineOutcomes(deps: ChargeDeps, declines: Decline[
       declines.map(({ attempt }) => attempt.id),
     );
     const sentLast30Days = await countAttemptsSentLast30Days(tx, recurrenceIds);
+    // null: the attempt was resolved elsewhere (or its recurrence is gone), so there is nothing to record.
     const decided = declines.map((decline) => {
       const recurrence = recurrences.get(decline.attempt.recorrencia_id);
-      if (recurrence === undefined || !pending.has(decline.attempt.id)) return { decline, recurrence: null };
-      const decision = decideAfterDecline(
-        {
-          backoffDays: deps.config.billing.retryBackoffDays,
-          maxDeclinesBeforeHold: deps.config.billing.maxDeclinesBeforeHold,
-          brandLimits30d: deps.config.billing.brandRetryLimits30d,
-        },
-        {
-          consecutiveDeclines: recurrence.falhas_consecutivas + 1,
-          irreversible: isIrreversibleDecline(decline.outcome),
-          code: decline.outcome.code,
-          brand: recurrence.bandeira,
-          attemptsLast30Days: sentLast30Days.get(recurrence.id) ?? 0,
-          today: decline.today,
-        },
-      );
+      if (recurrence === undefined || !pending.has(decline.attempt.id)) return null;
+      const decision = decideAfterDecline(policy, {
+        consecutiveDeclines: recurrence.falhas_consecutivas + 1,
+        irreversible: isIrreversibleDecline(decline.outcome),
+        code: decline.outcome.code,
+        brand: recurrence.bandeira,
+        attemptsLast30Days: sentLast30Days.get(recurrence.id) ?? 0,
+        today: decline.today,
+      });
       const result = {
         status: 'declined',
         attemptId: decline.attempt.id,
@@ -179,9 +177,9 @@ export async function recordDeclineOutcomes(deps: ChargeDeps, declines: Decline[
     crashPoint('in_phase3');
     // The fence, one job at a time so each keeps its own output: a job whose claim lapsed gets nothing
     // written here (its new holder records the same decline through the same key).
-    const held = new Set<string>();
+    const recording: Array<NonNullable<(typeof decided)[number]>> = [];
     for (const entry of decided) {
-      if (entry.recurrence === null) continue;
+      if (entry === null) continue;
       const { job } = entry.decline;
       const response = await deps.boss.complete(
         CHARGE_QUEUE,
@@ -189,9 +187,8 @@ export async function recordDeclineOutcomes(deps: ChargeDeps, declines: Decline[
         { ...entry.result, ...entry.decision },
         { db: bossDb(tx) },
       );
-      if (affectedRows(response) === 1 || mutantActive('no_fence')) held.add(job.id);
+      if (affectedRows(response) === 1 || mutantActive('no_fence')) recording.push(entry);
     }
-    const recording = decided.filter((entry) => held.has(entry.decline.job.id));
     await declineAttempts(
       tx,
       recording.map(({ decline }) => ({
@@ -203,17 +200,13 @@ export async function recordDeclineOutcomes(deps: ChargeDeps, declines: Decline[
       })),
     );
     // A recurrence paused or cancelled while its charge was in flight keeps that state: no retry is planned.
-    const active = recording.filter((entry) => entry.recurrence?.status === 'ativo');
-    const retries = active.flatMap(({ recurrence, decision }) =>
-      recurrence !== null && decision?.kind === 'retry'
-        ? [{ id: recurrence.id, retryOn: decision.retryOn }]
-        : [],
-    );
-    const holds = active.flatMap(({ recurrence, decision }) =>
-      recurrence !== null && decision !== undefined && decision.kind !== 'retry'
-        ? [{ id: recurrence.id, reason: decision.reason }]
-        : [],
-    );
+    const retries: Array<{ id: number; retryOn: IsoDate }> = [];
+    const holds: Array<{ id: number; reason: string }> = [];
+    for (const { recurrence, decision } of recording) {
+      if (recurrence.status !== 'ativo') continue;
+      if (decision.kind === 'retry') retries.push({ id: recurrence.id, retryOn: decision.retryOn });
+      else holds.push({ id: recurrence.id, reason: decision.reason });
+    }
     await markDeclinedForRetry(tx, retries);
     await markOnHold(tx, holds, true);
     const onHold = new Set(holds.map((hold) => hold.id));
@@ -228,11 +221,12 @@ export async function recordDeclineOutcomes(deps: ChargeDeps, declines: Decline[
         },
       ]),
     );
-    return decided.map((entry): ChargeResult => {
-      const { job, attempt } = entry.decline;
-      if (entry.recurrence === null || entry.result === undefined)
-        return { status: 'resolved_elsewhere', attemptId: attempt.id };
-      if (!held.has(job.id)) return { status: 'claim_lost', attemptId: attempt.id };
+    const recorded = new Set(recording.map(({ decline }) => decline.job.id));
+    return declines.map((decline, i): ChargeResult => {
+      const entry = decided[i];
+      if (entry === null || entry === undefined)
+        return { status: 'resolved_elsewhere', attemptId: decline.attempt.id };
+      if (!recorded.has(decline.job.id)) return { status: 'claim_lost', attemptId: decline.attempt.id };
       return entry.result;
     });
   });
