@@ -1,14 +1,29 @@
 // Read-only queries on pg-boss's job table, for what its API does not answer in one statement: jobs across
-// queues by state (newest first, paginated), counts by state per queue, unfinished work. pg-boss owns the
-// table; nothing here writes to it.
+// queues by state (newest first, paginated), counts by state per queue, unfinished work; and the refresh of a
+// queue table's planner statistics after a bulk insert. pg-boss owns the table; nothing here writes its rows.
 import { sql, type CommonQueryMethods } from 'slonik';
 import { z } from 'zod';
 import { BOSS_SCHEMA } from './schema-check.ts';
 
 // Row schemas are built once: zod compiles a schema on first use, so an inline one would cost that on every call.
 const CountRow = z.object({ n: z.number() });
+const TableRow = z.object({ table_name: z.string() });
+const NoRows = z.object({});
 
 const job = sql.identifier([BOSS_SCHEMA, 'job']);
+
+/**
+ * ANALYZE on the table holding `queue`'s jobs. pg-boss fetches the next jobs with ORDER BY priority, created_on
+ * LIMIT n over a partial index of the queued jobs; with statistics taken while the table was nearly empty the
+ * planner instead reads every queued job and sorts them, on every fetch: O(queued) per fetch. Autovacuum
+ * corrects the statistics only a minute or more later, so the bulk enqueue asks for it right away.
+ */
+export async function analyzeQueueTable(db: CommonQueryMethods, queue: string): Promise<void> {
+  const table = await db.maybeOneFirst(sql.type(TableRow)`
+    SELECT table_name FROM ${sql.identifier([BOSS_SCHEMA, 'queue'])} WHERE name = ${queue}`);
+  if (table === null) return;
+  await db.query(sql.type(NoRows)`ANALYZE ${sql.identifier([BOSS_SCHEMA, table])}`);
+}
 
 export const JOB_STATES = ['created', 'retry', 'active', 'completed', 'cancelled', 'failed'] as const;
 export type JobState = (typeof JOB_STATES)[number];

@@ -1,15 +1,27 @@
 // The morning fan-out shared by processar_recorrencias_do_dia and retentar_cobrancas_falhadas: pages through
 // the recurrences to charge on the business date and enqueues one charge job each, in bulk. Reading the next
 // page overlaps with the inserts of the previous ones: the insert (a row and pg-boss's indexes per job) is the
-// slow half, and two of them in flight keep both halves busy.
+// slow half, and two of them in flight keep both halves busy. Once the first page is in, the queue table's
+// planner statistics are refreshed, so that workers fetch through the queue's index rather than sort the queue.
+import { analyzeQueueTable } from '../../db/jobs.ts';
 import { findChargeablePage, type ChargeableCursor } from '../../db/recorrencias.ts';
 import type { TaskCounts, TaskRunContext } from '../task.ts';
 import { dueCharge, enqueueChargeJobs, type ChargeJobPayload } from './charge-jobs.ts';
+import { CHARGE_QUEUE } from '../../queue/task-names.ts';
 import { crashPoint } from './test-hooks.ts';
 
 const PAGE_SIZE = 5_000;
 /** Page inserts in flight at once (each holds one of pg-boss's pool connections). */
 const INSERTS_IN_FLIGHT = 2;
+
+/** The charge queue's statistics, refreshed once per run; a failure costs speed only, so it is logged, not thrown. */
+async function refreshStatistics(ctx: TaskRunContext): Promise<void> {
+  try {
+    await analyzeQueueTable(ctx.pool, CHARGE_QUEUE);
+  } catch (error) {
+    ctx.log.warn({ err: error, queue: CHARGE_QUEUE }, 'could not refresh the charge queue statistics');
+  }
+}
 
 export async function fanOutCharges(
   ctx: TaskRunContext,
@@ -21,12 +33,16 @@ export async function fanOutCharges(
   let enqueued = 0;
   const inFlight = new Set<Promise<void>>();
   const failures: unknown[] = [];
+  let analyzed = false;
   const insertPage = (payloads: ChargeJobPayload[]) => {
     const insert: Promise<void> = enqueueChargeJobs(ctx.boss, payloads)
       .then(
-        (count) => {
+        async (count) => {
           enqueued += count;
           crashPoint('fanout_after_page');
+          if (analyzed || count === 0) return;
+          analyzed = true;
+          await refreshStatistics(ctx);
         },
         (error: unknown) => {
           failures.push(error);
