@@ -1,5 +1,7 @@
-// The PaymentGateway over HTTP (global fetch: undici keeps connections alive). It classifies every response
-// into the four outcomes and never turns an ambiguous one into a decline: when in doubt, `unknown`.
+// The PaymentGateway over HTTP (node:http, connections kept alive). It classifies every response into the four
+// outcomes and never turns an ambiguous one into a decline: when in doubt, `unknown`.
+import http from 'node:http';
+import https from 'node:https';
 import type { Logger } from '../log.ts';
 import type { ChargeOutcome, ChargeRequest, PaymentGateway } from './gateway.ts';
 import {
@@ -22,18 +24,18 @@ const REJECTED_STATUSES = new Map([
 
 type Exchange = { status: number; body: unknown; replayed: boolean } | { failed: string };
 
-/** undici reports network failures as TypeError('fetch failed') with the system error as `cause`. */
+/** A response body larger than this is off-contract (and is not read into memory). */
+const MAX_BODY_BYTES = 1_048_576;
+
 function networkReason(error: unknown): string {
-  const cause = (error as { cause?: { code?: unknown } } | undefined)?.cause;
-  const code = typeof cause?.code === 'string' ? cause.code : undefined;
+  const code = (error as { code?: unknown } | undefined)?.code;
   switch (code) {
     case 'ECONNRESET':
     case 'EPIPE':
-    case 'UND_ERR_SOCKET':
       return 'connection_reset';
     case 'ECONNREFUSED':
       return 'connection_refused';
-    case 'UND_ERR_CONNECT_TIMEOUT':
+    case 'ETIMEDOUT':
       return 'connect_timeout';
     case 'ENOTFOUND':
     case 'EAI_AGAIN':
@@ -89,46 +91,106 @@ function classify(
   return { kind: 'unknown', reason: `http_${status}` };
 }
 
+/** Reads a response's body (bounded) and settles the exchange with it. */
+function readResponse(response: http.IncomingMessage, finish: (result: Exchange) => void): void {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  response.on('data', (chunk: Buffer) => {
+    size += chunk.length;
+    if (size > MAX_BODY_BYTES) finish({ failed: 'invalid_body' });
+    else chunks.push(chunk);
+  });
+  response.on('error', (error) => finish({ failed: networkReason(error) }));
+  // Closed before its end: the connection went away mid-body.
+  response.on('close', () => {
+    if (!response.complete) finish({ failed: 'connection_reset' });
+  });
+  response.on('end', () => {
+    const text = Buffer.concat(chunks).toString('utf8');
+    let body: unknown;
+    try {
+      body = text === '' ? undefined : JSON.parse(text);
+    } catch {
+      body = undefined;
+    }
+    const status = response.statusCode ?? 0;
+    if (status === 200 && body === undefined) finish({ failed: 'invalid_body' });
+    else finish({ status, body, replayed: response.headers['idempotent-replayed'] === 'true' });
+  });
+}
+
+type Transport = { request: typeof http.request; agent: http.Agent };
+
+/** node:http with a keep-alive agent: a quarter of fetch's CPU per call, which a million calls a morning feel. */
+function transportFor(url: URL): Transport {
+  if (url.protocol === 'https:')
+    return { request: https.request, agent: new https.Agent({ keepAlive: true }) };
+  if (url.protocol === 'http:') return { request: http.request, agent: new http.Agent({ keepAlive: true }) };
+  throw new Error(`gateway URL must be http or https, not ${url.protocol}`);
+}
+
 export function createHttpGateway(options: HttpGatewayOptions): PaymentGateway {
-  const base = options.url.replace(/\/+$/, '');
+  const target = new URL(options.url);
+  const transport = transportFor(target);
+  const basePath = target.pathname.replace(/\/+$/, '');
   const { log, timeoutMs } = options;
 
-  /** One bounded request/response; the timeout covers reading the body too. */
-  async function exchange(path: string, init: RequestInit, signal: AbortSignal): Promise<Exchange> {
-    if (signal.aborted) return { failed: 'aborted' };
-    const bounded = AbortSignal.any([signal, AbortSignal.timeout(timeoutMs)]);
-    const headers = new Headers(init.headers);
-    if (options.apiKey !== undefined) headers.set('authorization', `Bearer ${options.apiKey}`);
-    try {
-      // A redirect is off-contract: following it could turn the charge into a GET somewhere else.
-      const response = await fetch(`${base}${path}`, {
-        ...init,
-        headers,
-        redirect: 'manual',
-        signal: bounded,
-      });
-      const text = await response.text();
-      let body: unknown;
-      try {
-        body = text === '' ? undefined : JSON.parse(text);
-      } catch {
-        body = undefined;
-      }
-      if (response.status === 200 && body === undefined) return { failed: 'invalid_body' };
-      return {
-        status: response.status,
-        body,
-        replayed: response.headers.get('idempotent-replayed') === 'true',
+  /**
+   * One bounded request/response; the timeout covers reading the body too. A redirect is answered as its own
+   * status (never followed: following it could turn the charge into a GET somewhere else). A request that a
+   * kept-alive connection drops before any response (the gateway closed it while idle) is sent once more on a
+   * new connection: every request carries its idempotency key, so a repeat cannot charge twice.
+   */
+  function exchange(
+    path: string,
+    request: { method: 'GET' | 'POST'; headers?: Record<string, string>; body?: string },
+    signal: AbortSignal,
+  ): Promise<Exchange> {
+    if (signal.aborted) return Promise.resolve({ failed: 'aborted' });
+    const headers: Record<string, string | number> = { ...request.headers };
+    if (options.apiKey !== undefined) headers.authorization = `Bearer ${options.apiKey}`;
+    if (request.body !== undefined) headers['content-length'] = Buffer.byteLength(request.body);
+    return new Promise((resolve) => {
+      let outgoing: http.ClientRequest | undefined;
+      let settled = false;
+      const finish = (result: Exchange) => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        signal.removeEventListener('abort', onAbort);
+        if (!('status' in result)) outgoing?.destroy();
+        resolve(result);
       };
-    } catch (error) {
-      if (bounded.aborted) {
-        const reason: unknown = bounded.reason;
-        return {
-          failed: reason instanceof DOMException && reason.name === 'TimeoutError' ? 'timeout' : 'aborted',
-        };
-      }
-      return { failed: networkReason(error) };
-    }
+      const timer = setTimeout(() => finish({ failed: 'timeout' }), timeoutMs);
+      const onAbort = () => finish({ failed: 'aborted' });
+      signal.addEventListener('abort', onAbort, { once: true });
+
+      const send = (agent: http.Agent | false) => {
+        const sent = transport.request({
+          protocol: target.protocol,
+          hostname: target.hostname.replace(/^\[(.*)\]$/, '$1'),
+          port: target.port,
+          path: `${basePath}${path}`,
+          method: request.method,
+          headers,
+          agent,
+        });
+        outgoing = sent;
+        let answered = false;
+        sent.on('error', (error: NodeJS.ErrnoException) => {
+          const stale =
+            sent.reusedSocket && !answered && (error.code === 'ECONNRESET' || error.code === 'EPIPE');
+          if (stale && agent !== false && !settled) send(false);
+          else finish({ failed: networkReason(error) });
+        });
+        sent.on('response', (response) => {
+          answered = true;
+          readResponse(response, finish);
+        });
+        sent.end(request.body);
+      };
+      send(transport.agent);
+    });
   }
 
   return {
@@ -139,7 +201,7 @@ export function createHttpGateway(options: HttpGatewayOptions): PaymentGateway {
         ciclo: request.metadata.ciclo,
         tentativa: request.metadata.tentativa,
       };
-      // fetch would throw on such a header before sending anything; say so instead of "unknown".
+      // node:http would throw on such a header before sending anything; say so instead of "unknown".
       if (!IDEMPOTENCY_KEY.test(request.idempotencyKey)) {
         log.warn(context, 'gateway charge not sent: invalid idempotency key');
         return { kind: 'rejected', reason: 'invalid_idempotency_key' };

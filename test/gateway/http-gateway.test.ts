@@ -185,6 +185,49 @@ t.test('a signal aborted mid-flight gives unknown/aborted, not a timeout', async
   t.equal(fake.ledger().length, 1, 'the gateway executed it: only a lookup or retry can tell');
 });
 
+t.test(
+  'a kept-alive connection dropped before the answer is retried once, on a new connection',
+  async (t) => {
+    const key = chargeRequest().idempotencyKey;
+    const approved = answer(200, {
+      status: 'approved',
+      charge_id: 'ch_1',
+      amount_cents: 4_990,
+      currency: 'BRL',
+      idempotency_key: key,
+    });
+    const seen = new Set<unknown>();
+    const keys: Array<string | undefined> = [];
+    const url = await scripted(t, (req, res) => {
+      keys.push(req.headers['idempotency-key'] as string | undefined);
+      // The second request on a connection finds it closed, as when the gateway ends an idle connection.
+      if (seen.has(req.socket)) req.socket.destroy();
+      else {
+        seen.add(req.socket);
+        approved(req, res);
+      }
+    });
+    const gateway = clientFor(url);
+    t.match(await gateway.charge(chargeRequest(), never), { kind: 'approved' });
+    t.match(await gateway.charge(chargeRequest(), never), { kind: 'approved' }, 'not connection_reset');
+    t.same(keys, [key, key, key], 'the repeat carries the same idempotency key');
+    t.equal(seen.size, 2, 'the repeat went out on a new connection');
+  },
+);
+
+t.test('a new connection dropped before the answer is not retried: unknown/connection_reset', async (t) => {
+  let requests = 0;
+  const url = await scripted(t, (req) => {
+    requests += 1;
+    req.socket.destroy();
+  });
+  t.same(await clientFor(url).charge(chargeRequest(), never), {
+    kind: 'unknown',
+    reason: 'connection_reset',
+  });
+  t.equal(requests, 1);
+});
+
 t.test('a gateway that is not listening gives unknown/connection_refused', async (t) => {
   const fake = await startFakeGateway();
   await fake.close();
