@@ -109,13 +109,16 @@ export async function recordApprovals(
         ['int8', 'int8', 'text', 'date'],
       )} AS i(attempt_id, recorrencia_id, gateway_ref, proxima)
     ), locked AS (
-      SELECT r.id FROM checkout_recorrencias r WHERE r.id IN (SELECT recorrencia_id FROM input) ORDER BY r.id FOR UPDATE
+      -- count(*) reads every row, so every lock is taken (an EXISTS would stop at the first one).
+      SELECT count(*) AS n FROM (
+        SELECT r.id FROM checkout_recorrencias r WHERE r.id IN (SELECT recorrencia_id FROM input) ORDER BY r.id FOR UPDATE
+      ) l
     ), resolved AS (
       UPDATE checkout_recorrencia_cobrancas c
       SET status = 'aprovada', gateway_ref = i.gateway_ref, resolvida_em = now()
       FROM input i
-      -- The uncorrelated EXISTS runs once, first: the recurrence locks are taken before any attempt lock.
-      WHERE c.id = i.attempt_id AND c.status = 'pendente' AND EXISTS (SELECT 1 FROM locked)
+      -- The uncorrelated subquery runs once, first: the recurrence locks are taken before any attempt lock.
+      WHERE c.id = i.attempt_id AND c.status = 'pendente' AND (SELECT n FROM locked) >= 0
       RETURNING c.id, c.recorrencia_id
     ), advanced AS (
       UPDATE checkout_recorrencias r
