@@ -12,8 +12,3 @@ export function bossDb(connection: CommonQueryMethods): Db {
   };
 }
 
-/** pg-boss types a settle's result as an empty interface; at run time it carries the affected row count. */
-export function affectedRows(response: object): number {
-  const affected = (response as { affected?: unknown }).affected;
-  return typeof affected === 'number' ? affected : Number(affected ?? 0);
-}

@@ -242,6 +242,76 @@ t.test('the completion fence: a worker whose claim lapsed cannot commit its outc
   await assertLedgerAgrees(t, h.url, h.gateway);
 });
 
+t.test(
+  'declines of a batch: each job completed with its decision, none for a claim that lapsed',
+  async (t) => {
+    const h = await createHarness(t);
+    const ids = [
+      await insertRecurrence(h.pool, { proxima_cobranca: DAY, cartao_token: 'tok_recusa_reversivel_1' }),
+      await insertRecurrence(h.pool, { proxima_cobranca: DAY, cartao_token: 'tok_recusa_reversivel_2' }),
+      await insertRecurrence(h.pool, { proxima_cobranca: DAY, cartao_token: 'tok_recusa_irreversivel_3' }),
+      await insertRecurrence(h.pool, { proxima_cobranca: DAY, cartao_token: 'tok_recusa_reversivel_4' }),
+    ];
+    await enqueueChargeJobs(
+      h.boss,
+      ids.map((id) => ({ recorrenciaId: id, dataNegocio: DAY, motivo: 'agendada' as const })),
+    );
+    const jobs = await h.fetchChargeJobs(10);
+    t.equal(jobs.length, 4);
+    const jobOf = (id: number) => jobs.find((job) => job.data.recorrenciaId === id);
+    // The last one's claim lapses while it is charging: its decline must not be recorded by this worker.
+    const stale = jobOf(ids[3] as number);
+    if (stale === undefined) throw new Error('no job');
+    await h.boss.fail(CHARGE_QUEUE, { id: stale.id, retryCount: stale.retryCount }, { error: 'expired' });
+    const results = await chargeJobs(h.deps, jobs);
+    const byId = (id: number) => results[jobs.findIndex((job) => job.data.recorrenciaId === id)];
+    t.match(byId(ids[0] as number), { status: 'declined', decision: 'retry' });
+    t.match(byId(ids[1] as number), { status: 'declined', decision: 'retry' });
+    t.match(byId(ids[2] as number), { status: 'declined', decision: 'hold' });
+    t.match(byId(ids[3] as number), { status: 'claim_lost' });
+
+    const outputs = await query<{ recorrencia: number; state: string; output: unknown }>(
+      h.url,
+      `SELECT (data->>'recorrenciaId')::int AS recorrencia, state::text, output FROM pgboss.job
+     WHERE name = $1 ORDER BY 1`,
+      [CHARGE_QUEUE],
+    );
+    t.same(
+      outputs.slice(0, 3).map(({ state, output }) => ({ state, output })),
+      [
+        {
+          state: 'completed',
+          output: { status: 'declined', code: '51', decision: 'retry', retryOn: '2031-03-11' },
+        },
+        {
+          state: 'completed',
+          output: { status: 'declined', code: '51', decision: 'retry', retryOn: '2031-03-11' },
+        },
+        {
+          state: 'completed',
+          output: {
+            status: 'declined',
+            code: '14',
+            decision: 'hold',
+            reason: 'recusa irreversível (código 14): não será retentada',
+          },
+        },
+      ],
+    );
+    t.not(outputs[3]?.state, 'completed', 'the lapsed claim was not completed here');
+    t.same(
+      (await attemptsOf(h.url, ids[3] as number)).map((a) => a.status),
+      ['pendente'],
+      'nor its decline recorded: its next holder resolves the attempt through the same key',
+    );
+    t.match(await recurrenceState(h.url, ids[3] as number), {
+      falhas_consecutivas: 0,
+      proxima_tentativa: null,
+    });
+    t.match(await recurrenceState(h.url, ids[2] as number), { status: 'hold' });
+  },
+);
+
 t.test('several cycles behind: charge the current cycle once and record the skipped ones', async (t) => {
   const h = await createHarness(t);
   const id = await insertRecurrence(h.pool, { proxima_cobranca: '2031-01-01', periodicidade: 'semanal' });

@@ -22,7 +22,7 @@ import type { IsoDate } from '../../domain/dates.ts';
 import { decideAfterDecline } from '../../domain/retry-policy.ts';
 import { isIrreversibleDecline } from '../../gateway/decline-codes.ts';
 import type { ChargeOutcome } from '../../gateway/gateway.ts';
-import { affectedRows, bossDb } from '../../queue/boss-executor.ts';
+import { bossDb } from '../../queue/boss-executor.ts';
 import { CHARGE_QUEUE } from '../../queue/task-names.ts';
 import { enqueueChargeJobs } from './charge-jobs.ts';
 import type { ChargeDeps, ChargeJob, ChargeResult } from './charge-recurrence.ts';
@@ -175,20 +175,28 @@ export async function recordDeclineOutcomes(deps: ChargeDeps, declines: Decline[
       return { decline, recurrence, decision, result };
     });
     crashPoint('in_phase3');
-    // The fence, one job at a time so each keeps its own output: a job whose claim lapsed gets nothing
-    // written here (its new holder records the same decline through the same key).
-    const recording: Array<NonNullable<(typeof decided)[number]>> = [];
+    // The fence: a job whose claim lapsed gets nothing written here (its new holder records the same decline
+    // through the same key). One statement per distinct output, since the declines of a batch mostly share a
+    // code and a decision; the attempt itself is found through the job id.
+    const groups = new Map<string, { output: object; jobs: Array<{ id: string; retryCount: number }> }>();
     for (const entry of decided) {
       if (entry === null) continue;
-      const { job } = entry.decline;
-      const response = await deps.boss.complete(
-        CHARGE_QUEUE,
-        { id: job.id, retryCount: job.retryCount },
-        { ...entry.result, ...entry.decision },
-        { db: bossDb(tx) },
-      );
-      if (affectedRows(response) === 1 || mutantActive('no_fence')) recording.push(entry);
+      const { kind, ...details } = entry.decision;
+      const output = { status: 'declined', code: entry.result.code, decision: kind, ...details };
+      const key = JSON.stringify(output);
+      const group = groups.get(key) ?? { output, jobs: [] };
+      group.jobs.push({ id: entry.decline.job.id, retryCount: entry.decline.job.retryCount });
+      groups.set(key, group);
     }
+    const settled = new Set<string>();
+    for (const { output, jobs } of groups.values()) {
+      const response = await deps.boss.complete(CHARGE_QUEUE, jobs, output, { db: bossDb(tx) });
+      for (const id of settledIds(response)) settled.add(id);
+    }
+    const recording = decided.filter(
+      (entry): entry is NonNullable<typeof entry> =>
+        entry !== null && (settled.has(entry.decline.job.id) || mutantActive('no_fence')),
+    );
     await declineAttempts(
       tx,
       recording.map(({ decline }) => ({
