@@ -11,4 +11,3 @@ export function bossDb(connection: CommonQueryMethods): Db {
     }),
   };
 }
-
