@@ -8,22 +8,9 @@ import { createDbPool } from '../../src/db/pool.ts';
 import { attemptKey } from '../../src/domain/identifiers.ts';
 import { createMigratedDatabase, query } from '../helpers/database.ts';
 import { insertRecurrence } from '../helpers/harness.ts';
+import { eventually } from '../helpers/processes.ts';
 
 const CYCLE = '2031-05-10';
-
-async function waitUntilBlocked(url: string, applicationName: string): Promise<void> {
-  const deadline = Date.now() + 10_000;
-  for (;;) {
-    const rows = await query(
-      url,
-      `SELECT 1 FROM pg_stat_activity WHERE application_name = $1 AND wait_event_type = 'Lock'`,
-      [applicationName],
-    );
-    if (rows.length > 0) return;
-    if (Date.now() > deadline) throw new Error('the approvals statement never waited for a lock');
-    await new Promise((resolve) => setImmediate(resolve));
-  }
-}
 
 t.test('recordApprovals locks every recurrence before any attempt', async (t) => {
   const url = await createMigratedDatabase(t);
@@ -74,7 +61,13 @@ t.test('recordApprovals locks every recurrence before any attempt', async (t) =>
       })),
     ),
   );
-  await waitUntilBlocked(url, 'approvals-under-test');
+  await eventually(async () => {
+    const waiting = await query(
+      url,
+      `SELECT 1 FROM pg_stat_activity WHERE application_name = 'approvals-under-test' AND wait_event_type = 'Lock'`,
+    );
+    return waiting.length > 0 ? true : undefined;
+  }, 10_000);
 
   const probe = new pg.Client({ connectionString: url });
   await probe.connect();
