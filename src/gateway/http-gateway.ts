@@ -133,6 +133,12 @@ export function createHttpGateway(options: HttpGatewayOptions): PaymentGateway {
   const target = new URL(options.url);
   const transport = transportFor(target);
   const basePath = target.pathname.replace(/\/+$/, '');
+  // Where every request goes; node:http wants an IPv6 host without its brackets.
+  const destination = {
+    protocol: target.protocol,
+    hostname: target.hostname.replace(/^\[(.*)\]$/, '$1'),
+    port: target.port,
+  };
   const { log, timeoutMs } = options;
 
   /**
@@ -167,9 +173,7 @@ export function createHttpGateway(options: HttpGatewayOptions): PaymentGateway {
 
       const send = (agent: http.Agent | false) => {
         const sent = transport.request({
-          protocol: target.protocol,
-          hostname: target.hostname.replace(/^\[(.*)\]$/, '$1'),
-          port: target.port,
+          ...destination,
           path: `${basePath}${path}`,
           method: request.method,
           headers,

@@ -5,9 +5,9 @@
 // planner statistics are refreshed, so that workers fetch through the queue's index rather than sort the queue.
 import { analyzeQueueTable } from '../../db/jobs.ts';
 import { findChargeablePage, type ChargeableCursor } from '../../db/recorrencias.ts';
+import { CHARGE_QUEUE } from '../../queue/task-names.ts';
 import type { TaskCounts, TaskRunContext } from '../task.ts';
 import { dueCharge, enqueueChargeJobs, type ChargeJobPayload } from './charge-jobs.ts';
-import { CHARGE_QUEUE } from '../../queue/task-names.ts';
 import { crashPoint } from './test-hooks.ts';
 
 const PAGE_SIZE = 5_000;
