@@ -312,6 +312,66 @@ t.test(
   },
 );
 
+t.test(
+  "a batch's approvals and declines commit together: a failure while recording leaves every attempt to resume",
+  async (t) => {
+    const h = await createHarness(t);
+    const approvedId = await insertRecurrence(h.pool, { proxima_cobranca: DAY });
+    const declinedId = await insertRecurrence(h.pool, {
+      proxima_cobranca: DAY,
+      cartao_token: 'tok_recusa_reversivel_c',
+    });
+    await enqueueChargeJobs(
+      h.boss,
+      [approvedId, declinedId].map((id) => ({
+        recorrenciaId: id,
+        dataNegocio: DAY,
+        motivo: 'agendada' as const,
+      })),
+    );
+    const jobs = await h.fetchChargeJobs(10);
+    t.equal(jobs.length, 2);
+    // Recording the decline fails inside Postgres, after the approval's statements have run.
+    await query(
+      h.url,
+      `CREATE FUNCTION test_refuse_decline() RETURNS trigger LANGUAGE plpgsql AS $$
+       BEGIN RAISE EXCEPTION 'decline refused by test'; END $$;
+       CREATE TRIGGER test_refuse_decline BEFORE UPDATE ON checkout_recorrencia_cobrancas
+       FOR EACH ROW WHEN (NEW.status = 'recusada') EXECUTE FUNCTION test_refuse_decline()`,
+    );
+    const results = await chargeJobs(h.deps, jobs);
+    t.same(
+      results.map((result) => result.status),
+      ['failed', 'failed'],
+      'both jobs fail (and retry)',
+    );
+    for (const id of [approvedId, declinedId]) {
+      t.same(
+        (await attemptsOf(h.url, id)).map((a) => a.status),
+        ['pendente'],
+        `recurrence ${id}: its attempt is left pending, the approval included`,
+      );
+      t.match(await recurrenceState(h.url, id), { proxima_cobranca: DAY, falhas_consecutivas: 0 });
+    }
+    for (const job of jobs) t.equal(await jobState(h.url, job.id), 'active', 'no job completed');
+
+    await query(h.url, 'DROP TRIGGER test_refuse_decline ON checkout_recorrencia_cobrancas');
+    for (const job of jobs) await h.boss.fail(CHARGE_QUEUE, { id: job.id, retryCount: job.retryCount }, {});
+    await query(h.url, `UPDATE pgboss.job SET start_after = now() WHERE name = $1`, [CHARGE_QUEUE]);
+    const retried = await h.fetchChargeJobs(10);
+    const again = await chargeJobs(h.deps, retried);
+    const statusOf = (id: number) => again[retried.findIndex((job) => job.data.recorrenciaId === id)]?.status;
+    t.equal(statusOf(approvedId), 'approved');
+    t.equal(statusOf(declinedId), 'declined');
+    t.match(
+      h.gateway.stats(),
+      { charge_requests: 2, charges_executed: 2, lookups: 2 },
+      'each attempt charged once: the retries resumed them by looking their keys up',
+    );
+    await assertLedgerAgrees(t, h.url, h.gateway);
+  },
+);
+
 t.test('several cycles behind: charge the current cycle once and record the skipped ones', async (t) => {
   const h = await createHarness(t);
   const id = await insertRecurrence(h.pool, { proxima_cobranca: '2031-01-01', periodicidade: 'semanal' });

@@ -16,13 +16,7 @@ import type { Logger } from '../../log.ts';
 import type { ChargeJobPayload } from './charge-jobs.ts';
 import { callGatewayForBatch, type GatewayCall } from './gateway-call.ts';
 import { prepareAttempts } from './prepare-attempts.ts';
-import {
-  recordApprovalOutcomes,
-  recordDeclineOutcomes,
-  recordRejection,
-  type Approval,
-  type Decline,
-} from './record-outcomes.ts';
+import { recordOutcomes, recordRejection, type Approval, type Decline } from './record-outcomes.ts';
 import { crashPoint } from './test-hooks.ts';
 
 export type ChargeDeps = {
@@ -169,18 +163,20 @@ export async function chargeJobs(deps: ChargeDeps, jobs: ChargeJob[]): Promise<C
         break;
     }
   }
-  others.push(recordDeclines(deps, declines, results));
   const latest = approvals.reduce((date, approval) => laterDate(date, approval.job.data.dataNegocio), today);
-  const approved = await recordApprovalOutcomes(deps, approvals, latest).catch((error: unknown) => {
-    deps.log.error(
-      { err: error, jobs: approvals.length },
-      'could not record approvals: their jobs will retry and resume the attempts',
-    );
-    return approvals.map((): ChargeResult => ({ status: 'failed', reason: (error as Error).message }));
-  });
+  const recorded = await recordOutcomes(deps, { approvals, declines, today: latest }).catch(
+    (error: unknown) => {
+      deps.log.error(
+        { err: error, jobs: [...approvals, ...declines].map(({ job }) => job.id) },
+        'could not record the outcomes: their jobs will retry and resume the attempts',
+      );
+      const failed = (): ChargeResult => ({ status: 'failed', reason: (error as Error).message });
+      return { approvals: approvals.map(failed), declines: declines.map(failed) };
+    },
+  );
   crashPoint('after_commit');
   for (const [i, approval] of approvals.entries()) {
-    const result = approved[i] as ChargeResult;
+    const result = recorded.approvals[i] as ChargeResult;
     results[approval.index] = result;
     if (result.status === 'claim_lost') {
       deps.log.warn(
@@ -189,26 +185,8 @@ export async function chargeJobs(deps: ChargeDeps, jobs: ChargeJob[]): Promise<C
       );
     }
   }
-  await Promise.all(others);
-  return results;
-}
-
-/** Records a batch's declines (one transaction) and puts each one's result in its place in `results`. */
-async function recordDeclines(
-  deps: ChargeDeps,
-  declines: Array<Decline & { index: number }>,
-  results: ChargeResult[],
-): Promise<void> {
-  if (declines.length === 0) return;
-  const recorded = await recordDeclineOutcomes(deps, declines).catch((error: unknown) => {
-    deps.log.error(
-      { err: error, jobs: declines.map(({ job }) => job.id) },
-      'could not record the declines: their jobs will retry and resume the attempts',
-    );
-    return declines.map((): ChargeResult => ({ status: 'failed', reason: (error as Error).message }));
-  });
   for (const [i, decline] of declines.entries()) {
-    const result = recorded[i] as ChargeResult;
+    const result = recorded.declines[i] as ChargeResult;
     results[decline.index] = result;
     const context = {
       jobId: decline.job.id,
@@ -223,6 +201,8 @@ async function recordDeclines(
         'charge declined',
       );
   }
+  await Promise.all(others);
+  return results;
 }
 
 /** The protocol for a single charge job. */

@@ -1,7 +1,7 @@
-// Phase 3 of the charge protocol: record what the gateway answered, in short transactions (one for a batch's
-// approvals, one for its declines) that also complete the jobs, fenced to the attempt of each job this worker
-// holds. A job whose claim lapsed (it expired, or lost its heartbeat, and another worker took it over) gets
-// nothing written here: its new holder reaches the same outcome through the same key and records it.
+// Phase 3 of the charge protocol: record what the gateway answered, in one short transaction per batch that
+// also completes the jobs, fenced to the attempt of each job this worker holds. A job whose claim lapsed (it
+// expired, or lost its heartbeat, and another worker took it over) gets nothing written here: its new holder
+// reaches the same outcome through the same key and records it.
 import type { DatabaseTransactionConnection } from 'slonik';
 import { recordApprovals } from '../../db/charge-batch.ts';
 import {
@@ -19,7 +19,7 @@ import {
 } from '../../db/recorrencias.ts';
 import { nextCycle } from '../../domain/calendar.ts';
 import type { IsoDate } from '../../domain/dates.ts';
-import { decideAfterDecline } from '../../domain/retry-policy.ts';
+import { decideAfterDecline, type DeclineDecision } from '../../domain/retry-policy.ts';
 import { isIrreversibleDecline } from '../../gateway/decline-codes.ts';
 import type { ChargeOutcome } from '../../gateway/gateway.ts';
 import { bossDb } from '../../queue/boss-executor.ts';
@@ -37,40 +37,71 @@ function settledIds(response: object): Set<string> {
 
 export type Approval = { job: ChargeJob; attempt: Attempt; recurrence: Recurrence; chargeId: string };
 
+export type Decline = {
+  job: ChargeJob;
+  attempt: Attempt;
+  outcome: Extract<ChargeOutcome, { kind: 'declined' }>;
+  /** The business date the retry backoff counts from. */
+  today: IsoDate;
+};
+
+type DecidedDecline = {
+  decline: Decline;
+  recurrence: Recurrence;
+  decision: DeclineDecision;
+  result: Extract<ChargeResult, { status: 'declined' }>;
+};
+
+type Completion = { output: object; jobs: Array<{ id: string; retryCount: number }> };
+
 /**
- * Records approvals (one or a whole batch) in one transaction: completes the jobs fenced to their attempts,
- * then, for the jobs still held, marks the attempts approved and moves each recurrence to its next cycle.
- * Returns one result per approval, in order.
+ * Records a batch's approvals and declines in one transaction (one commit per batch, whatever its mix):
+ *  - with declines, locks every recurrence of the batch in id order, reads which declined attempts are still
+ *    pending and decides what follows each decline (a retry on a later business date, or hold);
+ *  - completes the jobs, fenced to the attempt of each job this worker holds, one statement per distinct
+ *    output (an approval's, or a decline's code and decision);
+ *  - only for the jobs still held: marks the attempts approved or declined, moves the recurrences, emits the
+ *    checkout events and enqueues back-billing.
+ * Returns one result per approval and per decline, in order. A failure rolls back all of it: every job of
+ * the batch then retries and resumes its attempt under the same key.
  */
-export async function recordApprovalOutcomes(
+export async function recordOutcomes(
   deps: ChargeDeps,
-  approvals: Approval[],
-  today: IsoDate,
-): Promise<ChargeResult[]> {
-  if (approvals.length === 0) return [];
+  batch: { approvals: Approval[]; declines: Decline[]; today: IsoDate },
+): Promise<{ approvals: ChargeResult[]; declines: ChargeResult[] }> {
+  const { approvals, declines, today } = batch;
+  if (approvals.length === 0 && declines.length === 0) return { approvals: [], declines: [] };
   return deps.pool.transaction(async (tx) => {
-    const response = await deps.boss.complete(
-      CHARGE_QUEUE,
-      approvals.map(({ job }) => ({ id: job.id, retryCount: job.retryCount })),
-      { status: 'approved' },
-      { db: bossDb(tx) },
-    );
-    const settled = settledIds(response);
-    const held = approvals.filter(({ job }) => settled.has(job.id) || mutantActive('no_fence'));
-    const recorded = await recordApprovals(
+    // null: the attempt was resolved elsewhere (or its recurrence is gone), so there is nothing to record.
+    const decided = await decideDeclines(deps, tx, declines, approvals);
+    const completions: Completion[] = [];
+    if (approvals.length > 0)
+      completions.push({ output: { status: 'approved' }, jobs: approvals.map(({ job }) => claimOf(job)) });
+    completions.push(...declineCompletions(decided));
+    const settled = new Set<string>();
+    for (const { output, jobs } of completions) {
+      const response = await deps.boss.complete(CHARGE_QUEUE, jobs, output, { db: bossDb(tx) });
+      for (const id of settledIds(response)) settled.add(id);
+    }
+    const holds = (job: ChargeJob) => settled.has(job.id) || mutantActive('no_fence');
+
+    const heldApprovals = approvals.filter(({ job }) => holds(job));
+    const approved = await recordApprovals(
       tx,
-      held.map(({ attempt, recurrence, chargeId }) => ({
+      heldApprovals.map(({ attempt, recurrence, chargeId }) => ({
         attemptId: attempt.id,
         recurrenceId: attempt.recorrencia_id,
         gatewayRef: chargeId,
         nextCycle: nextCycle(attempt.ciclo, recurrence),
       })),
     );
-    const byAttempt = new Map(recorded.map((row) => [row.attempt_id, row]));
-    await emitCheckoutEvents(
-      deps,
-      tx,
-      held.flatMap(({ attempt }) => {
+    const byAttempt = new Map(approved.map((row) => [row.attempt_id, row]));
+    const heldDeclines = decided.filter(
+      (entry): entry is DecidedDecline => entry !== null && holds(entry.decline.job),
+    );
+    const onHold = await recordDeclines(tx, heldDeclines);
+    await emitCheckoutEvents(deps, tx, [
+      ...heldApprovals.flatMap(({ attempt }) => {
         const row = byAttempt.get(attempt.id);
         if (row === undefined) return [];
         return [
@@ -78,22 +109,141 @@ export async function recordApprovalOutcomes(
           { attempt, type: row.concluida ? ('recorrencia_concluida' as const) : null },
         ];
       }),
-    );
-    await enqueueBackbilling(deps, tx, held, byAttempt, today);
+      ...heldDeclines.flatMap(({ decline }) => [
+        { attempt: decline.attempt, type: 'cobranca_recusada' as const },
+        {
+          attempt: decline.attempt,
+          type: onHold.has(decline.attempt.recorrencia_id) ? ('recorrencia_em_hold' as const) : null,
+        },
+      ]),
+    ]);
+    await enqueueBackbilling(deps, tx, heldApprovals, byAttempt, today);
     crashPoint('in_phase3');
-    return approvals.map(({ job, attempt }): ChargeResult => {
-      if (!settled.has(job.id) && !mutantActive('no_fence'))
-        return { status: 'claim_lost', attemptId: attempt.id };
-      if (!byAttempt.has(attempt.id)) return { status: 'resolved_elsewhere', attemptId: attempt.id };
-      return {
-        status: 'approved',
-        attemptId: attempt.id,
-        key: attempt.chave_idempotencia,
-        cycle: attempt.ciclo,
-        amountCents: attempt.valor_centavos,
-      };
-    });
+    return {
+      approvals: approvals.map(({ job, attempt }): ChargeResult => {
+        if (!holds(job)) return { status: 'claim_lost', attemptId: attempt.id };
+        if (!byAttempt.has(attempt.id)) return { status: 'resolved_elsewhere', attemptId: attempt.id };
+        return {
+          status: 'approved',
+          attemptId: attempt.id,
+          key: attempt.chave_idempotencia,
+          cycle: attempt.ciclo,
+          amountCents: attempt.valor_centavos,
+        };
+      }),
+      declines: declines.map((decline, i): ChargeResult => {
+        const entry = decided[i];
+        if (entry === null || entry === undefined)
+          return { status: 'resolved_elsewhere', attemptId: decline.attempt.id };
+        if (!holds(decline.job)) return { status: 'claim_lost', attemptId: decline.attempt.id };
+        return entry.result;
+      }),
+    };
   });
+}
+
+function claimOf(job: ChargeJob): { id: string; retryCount: number } {
+  return { id: job.id, retryCount: job.retryCount };
+}
+
+/**
+ * Under the recurrence locks (all of the batch's, taken in id order so concurrent batches cannot deadlock),
+ * reads which declined attempts are still pending and decides what follows each decline. One entry per
+ * decline, null where there is nothing to record. Without declines it reads nothing: the approvals statement
+ * takes its own locks, in the same order.
+ */
+async function decideDeclines(
+  deps: ChargeDeps,
+  tx: DatabaseTransactionConnection,
+  declines: Decline[],
+  approvals: Approval[],
+): Promise<Array<DecidedDecline | null>> {
+  if (declines.length === 0) return [];
+  const policy = {
+    backoffDays: deps.config.billing.retryBackoffDays,
+    maxDeclinesBeforeHold: deps.config.billing.maxDeclinesBeforeHold,
+    brandLimits30d: deps.config.billing.brandRetryLimits30d,
+  };
+  const declinedIds = declines.map(({ attempt }) => attempt.recorrencia_id);
+  const recurrences = await lockRecurrences(tx, [
+    ...declinedIds,
+    ...approvals.map(({ attempt }) => attempt.recorrencia_id),
+  ]);
+  const pending = await pendingAttemptIds(
+    tx,
+    declines.map(({ attempt }) => attempt.id),
+  );
+  const sentLast30Days = await countAttemptsSentLast30Days(tx, declinedIds);
+  return declines.map((decline) => {
+    const recurrence = recurrences.get(decline.attempt.recorrencia_id);
+    if (recurrence === undefined || !pending.has(decline.attempt.id)) return null;
+    const decision = decideAfterDecline(policy, {
+      consecutiveDeclines: recurrence.falhas_consecutivas + 1,
+      irreversible: isIrreversibleDecline(decline.outcome),
+      code: decline.outcome.code,
+      brand: recurrence.bandeira,
+      attemptsLast30Days: sentLast30Days.get(recurrence.id) ?? 0,
+      today: decline.today,
+    });
+    const result = {
+      status: 'declined',
+      attemptId: decline.attempt.id,
+      key: decline.attempt.chave_idempotencia,
+      cycle: decline.attempt.ciclo,
+      code: decline.outcome.code,
+      decision: decision.kind,
+    } as const;
+    return { decline, recurrence, decision, result };
+  });
+}
+
+/**
+ * The declines' job completions, one per distinct output: a batch's declines mostly share a code and a
+ * decision. The output carries the decision; the attempt itself is found through the job id.
+ */
+function declineCompletions(decided: Array<DecidedDecline | null>): Completion[] {
+  const groups = new Map<string, Completion>();
+  for (const entry of decided) {
+    if (entry === null) continue;
+    const { kind, ...details } = entry.decision;
+    const output = { status: 'declined', code: entry.result.code, decision: kind, ...details };
+    const key = JSON.stringify(output);
+    const group = groups.get(key) ?? { output, jobs: [] };
+    group.jobs.push(claimOf(entry.decline.job));
+    groups.set(key, group);
+  }
+  return [...groups.values()];
+}
+
+/**
+ * Records held declines on their attempts and moves their recurrences (retry date or hold). A recurrence
+ * paused or cancelled while its charge was in flight keeps that state: no retry is planned. Returns the ids
+ * of the recurrences put on hold.
+ */
+async function recordDeclines(
+  tx: DatabaseTransactionConnection,
+  held: DecidedDecline[],
+): Promise<Set<number>> {
+  await declineAttempts(
+    tx,
+    held.map(({ decline }) => ({
+      id: decline.attempt.id,
+      gatewayRef: decline.outcome.chargeId,
+      code: decline.outcome.code,
+      reversible: decline.outcome.reversible,
+      message: decline.outcome.message,
+    })),
+  );
+  const retries: Array<{ id: number; retryOn: IsoDate }> = [];
+  const holds: Array<{ id: number; reason: string }> = [];
+  for (const { recurrence, decision } of held) {
+    if (recurrence.status !== 'ativo') continue;
+    if (decision.kind === 'retry') retries.push({ id: recurrence.id, retryOn: decision.retryOn });
+    else holds.push({ id: recurrence.id, reason: decision.reason });
+  }
+  await markDeclinedForRetry(tx, retries);
+  await markOnHold(tx, holds, true);
+  return new Set(holds.map((hold) => hold.id));
 }
 
 /** Back-billing: the next missed cycle of a recurrence is charged right away, by a job committed with the approval. */
@@ -120,124 +270,6 @@ async function enqueueBackbilling(
       : [];
   });
   await enqueueChargeJobs(deps.boss, next, tx);
-}
-
-export type Decline = {
-  job: ChargeJob;
-  attempt: Attempt;
-  outcome: Extract<ChargeOutcome, { kind: 'declined' }>;
-  /** The business date the retry backoff counts from. */
-  today: IsoDate;
-};
-
-/**
- * Records declines (one or a whole batch) in one transaction and decides what follows each: a retry on a
- * later business date, or hold. Under the recurrence locks it reads which attempts are still pending and
- * decides; then it completes each job fenced to its attempt (with the decision as the job's output), and only
- * for the jobs still held records the decline, moves the recurrence and emits the events. Returns one result
- * per decline, in order.
- */
-export async function recordDeclineOutcomes(deps: ChargeDeps, declines: Decline[]): Promise<ChargeResult[]> {
-  if (declines.length === 0) return [];
-  const policy = {
-    backoffDays: deps.config.billing.retryBackoffDays,
-    maxDeclinesBeforeHold: deps.config.billing.maxDeclinesBeforeHold,
-    brandLimits30d: deps.config.billing.brandRetryLimits30d,
-  };
-  return deps.pool.transaction(async (tx) => {
-    const recurrenceIds = declines.map(({ attempt }) => attempt.recorrencia_id);
-    const recurrences = await lockRecurrences(tx, recurrenceIds);
-    const pending = await pendingAttemptIds(
-      tx,
-      declines.map(({ attempt }) => attempt.id),
-    );
-    const sentLast30Days = await countAttemptsSentLast30Days(tx, recurrenceIds);
-    // null: the attempt was resolved elsewhere (or its recurrence is gone), so there is nothing to record.
-    const decided = declines.map((decline) => {
-      const recurrence = recurrences.get(decline.attempt.recorrencia_id);
-      if (recurrence === undefined || !pending.has(decline.attempt.id)) return null;
-      const decision = decideAfterDecline(policy, {
-        consecutiveDeclines: recurrence.falhas_consecutivas + 1,
-        irreversible: isIrreversibleDecline(decline.outcome),
-        code: decline.outcome.code,
-        brand: recurrence.bandeira,
-        attemptsLast30Days: sentLast30Days.get(recurrence.id) ?? 0,
-        today: decline.today,
-      });
-      const result = {
-        status: 'declined',
-        attemptId: decline.attempt.id,
-        key: decline.attempt.chave_idempotencia,
-        cycle: decline.attempt.ciclo,
-        code: decline.outcome.code,
-        decision: decision.kind,
-      } as const;
-      return { decline, recurrence, decision, result };
-    });
-    crashPoint('in_phase3');
-    // The fence: a job whose claim lapsed gets nothing written here (its new holder records the same decline
-    // through the same key). One statement per distinct output, since the declines of a batch mostly share a
-    // code and a decision; the attempt itself is found through the job id.
-    const groups = new Map<string, { output: object; jobs: Array<{ id: string; retryCount: number }> }>();
-    for (const entry of decided) {
-      if (entry === null) continue;
-      const { kind, ...details } = entry.decision;
-      const output = { status: 'declined', code: entry.result.code, decision: kind, ...details };
-      const key = JSON.stringify(output);
-      const group = groups.get(key) ?? { output, jobs: [] };
-      group.jobs.push({ id: entry.decline.job.id, retryCount: entry.decline.job.retryCount });
-      groups.set(key, group);
-    }
-    const settled = new Set<string>();
-    for (const { output, jobs } of groups.values()) {
-      const response = await deps.boss.complete(CHARGE_QUEUE, jobs, output, { db: bossDb(tx) });
-      for (const id of settledIds(response)) settled.add(id);
-    }
-    const recording = decided.filter(
-      (entry): entry is NonNullable<typeof entry> =>
-        entry !== null && (settled.has(entry.decline.job.id) || mutantActive('no_fence')),
-    );
-    await declineAttempts(
-      tx,
-      recording.map(({ decline }) => ({
-        id: decline.attempt.id,
-        gatewayRef: decline.outcome.chargeId,
-        code: decline.outcome.code,
-        reversible: decline.outcome.reversible,
-        message: decline.outcome.message,
-      })),
-    );
-    // A recurrence paused or cancelled while its charge was in flight keeps that state: no retry is planned.
-    const retries: Array<{ id: number; retryOn: IsoDate }> = [];
-    const holds: Array<{ id: number; reason: string }> = [];
-    for (const { recurrence, decision } of recording) {
-      if (recurrence.status !== 'ativo') continue;
-      if (decision.kind === 'retry') retries.push({ id: recurrence.id, retryOn: decision.retryOn });
-      else holds.push({ id: recurrence.id, reason: decision.reason });
-    }
-    await markDeclinedForRetry(tx, retries);
-    await markOnHold(tx, holds, true);
-    const onHold = new Set(holds.map((hold) => hold.id));
-    await emitCheckoutEvents(
-      deps,
-      tx,
-      recording.flatMap(({ decline }) => [
-        { attempt: decline.attempt, type: 'cobranca_recusada' as const },
-        {
-          attempt: decline.attempt,
-          type: onHold.has(decline.attempt.recorrencia_id) ? ('recorrencia_em_hold' as const) : null,
-        },
-      ]),
-    );
-    const recorded = new Set(recording.map(({ decline }) => decline.job.id));
-    return declines.map((decline, i): ChargeResult => {
-      const entry = decided[i];
-      if (entry === null || entry === undefined)
-        return { status: 'resolved_elsewhere', attemptId: decline.attempt.id };
-      if (!recorded.has(decline.job.id)) return { status: 'claim_lost', attemptId: decline.attempt.id };
-      return entry.result;
-    });
-  });
 }
 
 /** The gateway refused the request itself (not a decline): the recurrence waits on hold for an operator. */
