@@ -7,11 +7,16 @@
 // the (empty) attempts table sequentially, which is the right plan for an empty table.
 import { createPool, type DatabaseTransactionConnection, type Interceptor } from 'slonik';
 import { loadConfig } from '../../src/config.ts';
-import { insertAttempts, lockChargeCandidates, recordApprovals } from '../../src/db/charge-batch.ts';
-import { countAttemptsSentLast30Days, declineAttempts } from '../../src/db/cobrancas.ts';
+import {
+  insertAttempts,
+  lockChargeCandidates,
+  readDeclineFacts,
+  recordApprovals,
+  recordDeclines,
+} from '../../src/db/charge-batch.ts';
 import { insertCheckoutEvents } from '../../src/db/eventos-checkout.ts';
 import { rawQuery } from '../../src/db/raw-query.ts';
-import { findChargeablePage, markDeclinedForRetry } from '../../src/db/recorrencias.ts';
+import { findChargeablePage } from '../../src/db/recorrencias.ts';
 import type { IsoDate } from '../../src/domain/dates.ts';
 import { attemptKey } from '../../src/domain/identifiers.ts';
 import { createLogger } from '../../src/log.ts';
@@ -58,6 +63,18 @@ async function show(title: string, statement: () => Promise<unknown>): Promise<v
 
 class Rollback extends Error {}
 
+/** Runs `write` in a savepoint rolled back afterwards: its plan is shown, its rows are not kept. */
+function rolledBack(
+  tx: DatabaseTransactionConnection,
+  write: (savepoint: DatabaseTransactionConnection) => Promise<unknown>,
+): Promise<unknown> {
+  return tx.transaction((savepoint) =>
+    write(savepoint).then(() => {
+      throw new Rollback();
+    }),
+  );
+}
+
 const [counts] = await pool.connect((connection) =>
   rawQuery(
     connection,
@@ -87,14 +104,12 @@ await pool
       findChargeablePage(tx, 'due', date, cursor, 5_000),
     );
     await show('fan-out: insert a page of charge jobs (pg-boss insert, 64 shown)', () =>
-      tx.transaction((savepoint) =>
+      rolledBack(tx, (savepoint) =>
         enqueueChargeJobs(
           boss,
           ids.map((id) => dueCharge(id, date, 'retroativa')),
           savepoint,
-        ).then(() => {
-          throw new Rollback();
-        }),
+        ),
       ),
     );
     await show(`worker: fetch a batch of ${BATCH} charge jobs (pg-boss fetch)`, () =>
@@ -118,11 +133,7 @@ await pool
       clearsRetry: false,
     }));
     await show(`phase 1: insert ${BATCH} attempts (insertAttempts)`, () =>
-      tx.transaction((savepoint) =>
-        insertAttempts(savepoint, rows).then(() => {
-          throw new Rollback();
-        }),
-      ),
+      rolledBack(tx, (savepoint) => insertAttempts(savepoint, rows)),
     );
     const attempts = await insertAttempts(tx, rows);
     await show(`phase 3: complete ${jobs.length} jobs fenced to their attempts (pg-boss complete)`, () =>
@@ -131,6 +142,29 @@ await pool
         jobs.map((job) => ({ id: job.id, retryCount: 0 })),
         { status: 'approved' },
         { db: bossDb(tx) },
+      ),
+    );
+    await show(`phase 3 (declines): read ${BATCH} attempts' decline facts (readDeclineFacts)`, () =>
+      readDeclineFacts(
+        tx,
+        attempts.map((attempt) => Number(attempt.id)),
+      ),
+    );
+    await show(`phase 3 (declines): record ${BATCH} declines and plan their retries (recordDeclines)`, () =>
+      rolledBack(tx, (savepoint) =>
+        recordDeclines(
+          savepoint,
+          attempts.map((attempt) => ({
+            attemptId: Number(attempt.id),
+            recurrenceId: Number(attempt.recorrencia_id),
+            gatewayRef: `plan-${attempt.id}`,
+            code: '51',
+            reversible: true,
+            message: 'insufficient funds',
+            retryOn: date,
+            holdReason: null,
+          })),
+        ),
       ),
     );
     await show(`phase 3: record ${BATCH} approvals and advance the recurrences (recordApprovals)`, () =>
@@ -153,29 +187,6 @@ await pool
           attemptId: Number(attempt.id),
         })),
         'registrado',
-      ),
-    );
-    const recurrenceIds = attempts.map((attempt) => Number(attempt.recorrencia_id));
-    await show(
-      `phase 3 (declines): attempts sent in 30 days for ${BATCH} recurrences (countAttemptsSentLast30Days)`,
-      () => countAttemptsSentLast30Days(tx, recurrenceIds),
-    );
-    await show(`phase 3 (declines): record ${BATCH} declines (declineAttempts)`, () =>
-      declineAttempts(
-        tx,
-        attempts.map((attempt) => ({
-          id: Number(attempt.id),
-          gatewayRef: `plan-${attempt.id}`,
-          code: '51',
-          reversible: true,
-          message: 'insufficient funds',
-        })),
-      ),
-    );
-    await show(`phase 3 (declines): plan ${BATCH} retries (markDeclinedForRetry)`, () =>
-      markDeclinedForRetry(
-        tx,
-        recurrenceIds.map((id) => ({ id, retryOn: date })),
       ),
     );
     throw new Rollback();

@@ -139,3 +139,89 @@ export async function recordApprovals(
     FROM resolved JOIN advanced ON advanced.id = resolved.recorrencia_id`);
   return result.rows;
 }
+
+const DeclineFacts = z.object({ id: z.number(), pendente: z.boolean(), enviadas_30d: z.number() });
+
+/**
+ * Phase 3, declines: what deciding after each decline needs, read in a statement of its own after the
+ * recurrence locks (so it sees what earlier lock holders committed): whether the attempt is still pending,
+ * and how many attempts its recurrence sent to the gateway in the last 30 days (brand retry caps).
+ * Attempts not found are missing from the result.
+ */
+export async function readDeclineFacts(
+  tx: CommonQueryMethods,
+  attemptIds: readonly number[],
+): Promise<Map<number, { pending: boolean; sentLast30Days: number }>> {
+  if (attemptIds.length === 0) return new Map();
+  const result = await tx.query(sql.type(DeclineFacts)`
+    SELECT c.id, c.status = 'pendente' AS pendente,
+      (SELECT count(*) FROM checkout_recorrencia_cobrancas s
+        WHERE s.recorrencia_id = c.recorrencia_id AND s.envios > 0 AND s.criado_em > now() - interval '30 days'
+      )::int AS enviadas_30d
+    FROM checkout_recorrencia_cobrancas c
+    WHERE c.id = ANY(${sql.array([...attemptIds], 'int8')})`);
+  return new Map(
+    result.rows.map((row) => [row.id, { pending: row.pendente, sentLast30Days: row.enviadas_30d }]),
+  );
+}
+
+export type DeclineRecord = {
+  attemptId: number;
+  recurrenceId: number;
+  gatewayRef: string | null;
+  code: string;
+  reversible: boolean;
+  message: string;
+  /** The decision: a retry on this date, or (null) hold with `holdReason`. */
+  retryOn: IsoDate | null;
+  holdReason: string | null;
+};
+
+const Moved = z.object({ id: z.number(), status: z.string() });
+
+/**
+ * Phase 3, declines (the recurrences already locked): each attempt still pending becomes `recusada`, and its
+ * recurrence, if still `ativo`, counts the failure and waits for its retry date or goes on hold. A recurrence
+ * paused or cancelled while its charge was in flight keeps that state: no retry is planned. Returns the ids
+ * of the recurrences put on hold.
+ */
+export async function recordDeclines(
+  tx: CommonQueryMethods,
+  declines: readonly DeclineRecord[],
+): Promise<Set<number>> {
+  if (declines.length === 0) return new Set();
+  const result = await tx.query(sql.type(Moved)`
+    WITH input AS (
+      SELECT * FROM ${sql.unnest(
+        declines.map((d) => [
+          d.attemptId,
+          d.recurrenceId,
+          d.gatewayRef,
+          d.code,
+          d.reversible,
+          d.message,
+          d.retryOn,
+          d.holdReason,
+        ]),
+        ['int8', 'int8', 'text', 'text', 'bool', 'text', 'date', 'text'],
+      )} AS i(attempt_id, recorrencia_id, gateway_ref, code, reversible, message, retry_on, hold_reason)
+    ), declined AS (
+      UPDATE checkout_recorrencia_cobrancas c
+      SET status = 'recusada', gateway_ref = i.gateway_ref, resolvida_em = now(),
+          codigo_recusa = i.code, recusa_reversivel = i.reversible, mensagem = i.message
+      FROM input i
+      WHERE c.id = i.attempt_id AND c.status = 'pendente'
+      RETURNING c.id
+    )
+    UPDATE checkout_recorrencias r
+    SET falhas_consecutivas = r.falhas_consecutivas + 1, total_falhas = r.total_falhas + 1,
+        proxima_tentativa = i.retry_on,
+        status = CASE WHEN i.hold_reason IS NULL THEN r.status ELSE 'hold' END,
+        motivo_hold = CASE WHEN i.hold_reason IS NULL THEN r.motivo_hold ELSE i.hold_reason END,
+        hold_em = CASE WHEN i.hold_reason IS NULL THEN r.hold_em ELSE now() END,
+        atualizado_em = now()
+    FROM declined JOIN input i ON i.attempt_id = declined.id
+    WHERE r.id = i.recorrencia_id AND r.status = 'ativo'
+    RETURNING r.id, r.status`);
+  return new Set(result.rows.filter((row) => row.status === 'hold').map((row) => row.id));
+}

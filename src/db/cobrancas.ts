@@ -109,59 +109,6 @@ export async function resolveAttempt(
   return result.rowCount === 1;
 }
 
-const RecurrenceCount = z.object({ recorrencia_id: z.number(), n: z.number() });
-
-/** Attempts sent to the gateway in the last 30 days, per recurrence (brand retry caps); 0 when none. */
-export async function countAttemptsSentLast30Days(
-  db: CommonQueryMethods,
-  recurrenceIds: readonly number[],
-): Promise<Map<number, number>> {
-  if (recurrenceIds.length === 0) return new Map();
-  const result = await db.query(sql.type(RecurrenceCount)`
-    SELECT recorrencia_id, count(*)::int AS n FROM checkout_recorrencia_cobrancas
-    WHERE recorrencia_id = ANY(${sql.array([...recurrenceIds], 'int8')})
-      AND envios > 0 AND criado_em > now() - interval '30 days'
-    GROUP BY recorrencia_id`);
-  return new Map(result.rows.map((row) => [row.recorrencia_id, row.n]));
-}
-
-/** Which of these attempts are still pending (read under the recurrence locks, so it cannot change). */
-export async function pendingAttemptIds(
-  db: CommonQueryMethods,
-  ids: readonly number[],
-): Promise<Set<number>> {
-  if (ids.length === 0) return new Set();
-  const result = await db.query(sql.type(IdRow)`
-    SELECT id FROM checkout_recorrencia_cobrancas
-    WHERE id = ANY(${sql.array([...ids], 'int8')}) AND status = 'pendente'`);
-  return new Set(result.rows.map((row) => row.id));
-}
-
-export type DeclinedAttempt = {
-  id: number;
-  gatewayRef: string | null;
-  code: string;
-  reversible: boolean;
-  message: string;
-};
-
-/** Records a batch of declines on their attempts (those still pending). */
-export async function declineAttempts(
-  tx: CommonQueryMethods,
-  rows: readonly DeclinedAttempt[],
-): Promise<void> {
-  if (rows.length === 0) return;
-  await tx.query(sql.unsafe`
-    UPDATE checkout_recorrencia_cobrancas c
-    SET status = 'recusada', gateway_ref = i.gateway_ref, resolvida_em = now(),
-        codigo_recusa = i.code, recusa_reversivel = i.reversible, mensagem = i.message
-    FROM ${sql.unnest(
-      rows.map((row) => [row.id, row.gatewayRef, row.code, row.reversible, row.message]),
-      ['int8', 'text', 'text', 'bool', 'text'],
-    )} AS i(id, gateway_ref, code, reversible, message)
-    WHERE c.id = i.id AND c.status = 'pendente'`);
-}
-
 export async function insertSkippedCycles(
   tx: CommonQueryMethods,
   recurrenceId: number,

@@ -129,23 +129,6 @@ export async function markCycleApproved(
     WHERE id = ${id}`);
 }
 
-/** After reversible declines: each recurrence waits for its retry date (one statement for a batch). */
-export async function markDeclinedForRetry(
-  tx: CommonQueryMethods,
-  rows: ReadonlyArray<{ id: number; retryOn: IsoDate }>,
-): Promise<void> {
-  if (rows.length === 0) return;
-  await tx.query(sql.unsafe`
-    UPDATE checkout_recorrencias r
-    SET falhas_consecutivas = falhas_consecutivas + 1, total_falhas = total_falhas + 1,
-        proxima_tentativa = i.retry_on, atualizado_em = now()
-    FROM ${sql.unnest(
-      rows.map((row) => [row.id, row.retryOn]),
-      ['int8', 'date'],
-    )} AS i(id, retry_on)
-    WHERE r.id = i.id`);
-}
-
 /** After a decline that ends the retries, or a rejected request: the recurrence waits for an operator. */
 export async function markOnHold(
   tx: CommonQueryMethods,

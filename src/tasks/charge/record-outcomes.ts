@@ -3,20 +3,9 @@
 // expired, or lost its heartbeat, and another worker took it over) gets nothing written here: its new holder
 // reaches the same outcome through the same key and records it.
 import type { DatabaseTransactionConnection } from 'slonik';
-import { recordApprovals } from '../../db/charge-batch.ts';
-import {
-  countAttemptsSentLast30Days,
-  declineAttempts,
-  pendingAttemptIds,
-  type Attempt,
-} from '../../db/cobrancas.ts';
-import {
-  lockRecurrence,
-  lockRecurrences,
-  markDeclinedForRetry,
-  markOnHold,
-  type Recurrence,
-} from '../../db/recorrencias.ts';
+import { readDeclineFacts, recordApprovals, recordDeclines } from '../../db/charge-batch.ts';
+import type { Attempt } from '../../db/cobrancas.ts';
+import { lockRecurrence, lockRecurrences, markOnHold, type Recurrence } from '../../db/recorrencias.ts';
 import { nextCycle } from '../../domain/calendar.ts';
 import type { IsoDate } from '../../domain/dates.ts';
 import { decideAfterDecline, type DeclineDecision } from '../../domain/retry-policy.ts';
@@ -47,7 +36,6 @@ export type Decline = {
 
 type DecidedDecline = {
   decline: Decline;
-  recurrence: Recurrence;
   decision: DeclineDecision;
   result: Extract<ChargeResult, { status: 'declined' }>;
 };
@@ -99,7 +87,19 @@ export async function recordOutcomes(
     const heldDeclines = decided.filter(
       (entry): entry is DecidedDecline => entry !== null && holds(entry.decline.job),
     );
-    const onHold = await recordDeclines(tx, heldDeclines);
+    const onHold = await recordDeclines(
+      tx,
+      heldDeclines.map(({ decline, decision }) => ({
+        attemptId: decline.attempt.id,
+        recurrenceId: decline.attempt.recorrencia_id,
+        gatewayRef: decline.outcome.chargeId,
+        code: decline.outcome.code,
+        reversible: decline.outcome.reversible,
+        message: decline.outcome.message,
+        retryOn: decision.kind === 'retry' ? decision.retryOn : null,
+        holdReason: decision.kind === 'hold' ? decision.reason : null,
+      })),
+    );
     await emitCheckoutEvents(deps, tx, [
       ...heldApprovals.flatMap(({ attempt }) => {
         const row = byAttempt.get(attempt.id);
@@ -164,25 +164,24 @@ async function decideDeclines(
     maxDeclinesBeforeHold: deps.config.billing.maxDeclinesBeforeHold,
     brandLimits30d: deps.config.billing.brandRetryLimits30d,
   };
-  const declinedIds = declines.map(({ attempt }) => attempt.recorrencia_id);
-  const recurrences = await lockRecurrences(tx, [
-    ...declinedIds,
-    ...approvals.map(({ attempt }) => attempt.recorrencia_id),
-  ]);
-  const pending = await pendingAttemptIds(
+  const recurrences = await lockRecurrences(
+    tx,
+    [...declines, ...approvals].map(({ attempt }) => attempt.recorrencia_id),
+  );
+  const facts = await readDeclineFacts(
     tx,
     declines.map(({ attempt }) => attempt.id),
   );
-  const sentLast30Days = await countAttemptsSentLast30Days(tx, declinedIds);
   return declines.map((decline) => {
     const recurrence = recurrences.get(decline.attempt.recorrencia_id);
-    if (recurrence === undefined || !pending.has(decline.attempt.id)) return null;
+    const fact = facts.get(decline.attempt.id);
+    if (recurrence === undefined || fact?.pending !== true) return null;
     const decision = decideAfterDecline(policy, {
       consecutiveDeclines: recurrence.falhas_consecutivas + 1,
       irreversible: isIrreversibleDecline(decline.outcome),
       code: decline.outcome.code,
       brand: recurrence.bandeira,
-      attemptsLast30Days: sentLast30Days.get(recurrence.id) ?? 0,
+      attemptsLast30Days: fact.sentLast30Days,
       today: decline.today,
     });
     const result = {
@@ -193,7 +192,7 @@ async function decideDeclines(
       code: decline.outcome.code,
       decision: decision.kind,
     } as const;
-    return { decline, recurrence, decision, result };
+    return { decline, decision, result };
   });
 }
 
@@ -213,37 +212,6 @@ function declineCompletions(decided: Array<DecidedDecline | null>): Completion[]
     groups.set(key, group);
   }
   return [...groups.values()];
-}
-
-/**
- * Records held declines on their attempts and moves their recurrences (retry date or hold). A recurrence
- * paused or cancelled while its charge was in flight keeps that state: no retry is planned. Returns the ids
- * of the recurrences put on hold.
- */
-async function recordDeclines(
-  tx: DatabaseTransactionConnection,
-  held: DecidedDecline[],
-): Promise<Set<number>> {
-  await declineAttempts(
-    tx,
-    held.map(({ decline }) => ({
-      id: decline.attempt.id,
-      gatewayRef: decline.outcome.chargeId,
-      code: decline.outcome.code,
-      reversible: decline.outcome.reversible,
-      message: decline.outcome.message,
-    })),
-  );
-  const retries: Array<{ id: number; retryOn: IsoDate }> = [];
-  const holds: Array<{ id: number; reason: string }> = [];
-  for (const { recurrence, decision } of held) {
-    if (recurrence.status !== 'ativo') continue;
-    if (decision.kind === 'retry') retries.push({ id: recurrence.id, retryOn: decision.retryOn });
-    else holds.push({ id: recurrence.id, reason: decision.reason });
-  }
-  await markDeclinedForRetry(tx, retries);
-  await markOnHold(tx, holds, true);
-  return new Set(holds.map((hold) => hold.id));
 }
 
 /** Back-billing: the next missed cycle of a recurrence is charged right away, by a job committed with the approval. */
