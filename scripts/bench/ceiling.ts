@@ -1,99 +1,128 @@
-// The same-run ceiling of the benchmark: the charge protocol's SQL issued straight to Postgres, with no queue
-// and no gateway, by one process shaped like a worker (the same fetch loops, batch size and pool). Per batch:
-// phase 1 (lock the recurrences, insert the attempts), the gateway-slot statements when the cap is on, and
-// phase 3 (record the approvals and their checkout events) — the statements the worker runs, minus pg-boss.
-// With a gateway URL it also makes each charge's gateway call between the phases, as the worker does (every
-// outcome is recorded as an approval: the cost being measured is the call's), which separates what the
-// gateway call costs from what the queue costs.
+// The same-run ceiling of the benchmark: the worker's own charge code (`chargeJobs`: phase 1, the gateway-slot
+// statements, the gateway calls, phase 3 with approvals and declines) run by one process shaped like a worker
+// (the same fetch loops, batch size, pool and log level), with the queue taken out: batches are cut from a
+// range of recurrence ids instead of fetched, and completing a job costs nothing instead of a pg-boss
+// statement. So the gap between a worker and this process is what the queue costs (fetch, completion,
+// pg-boss's settle, payload validation).
+// Without a gateway URL, each charge is answered in-process as the fake gateway would answer it (the same
+// seeded mix of approvals and declines, no I/O): the charge SQL alone. With one, each charge makes its HTTP
+// call, which separates what the gateway call costs from what the queue costs.
 // Usage: node scripts/bench/ceiling.ts <databaseUrl> <firstId> <lastId> <date> <concurrency> <poolSize> <slots>
-//        [gatewayUrl]
+//        <declineRate> <irreversibleShare> <seed> [gatewayUrl]
 import { randomUUID } from 'node:crypto';
+import { createWriteStream } from 'node:fs';
+import type { PgBoss } from 'pg-boss';
 import { loadConfig } from '../../src/config.ts';
-import { insertAttempts, lockChargeCandidates, recordApprovals } from '../../src/db/charge-batch.ts';
-import type { Attempt } from '../../src/db/cobrancas.ts';
-import { insertCheckoutEvents } from '../../src/db/eventos-checkout.ts';
-import { freeGatewaySlots, takeGatewaySlots } from '../../src/db/gateway-slots.ts';
+import { ensureGatewaySlots } from '../../src/db/gateway-slots.ts';
 import { createDbPool } from '../../src/db/pool.ts';
 import { rawQuery } from '../../src/db/raw-query.ts';
-import { nextCycle } from '../../src/domain/calendar.ts';
-import { attemptKey } from '../../src/domain/identifiers.ts';
+import { isoDate } from '../../src/domain/dates.ts';
+import {
+  chargeIdFor,
+  declineMessage,
+  decide,
+  type MixSettings,
+} from '../../src/gateway/fake-gateway-outcomes.ts';
+import type { PaymentGateway } from '../../src/gateway/gateway.ts';
 import { createHttpGateway } from '../../src/gateway/http-gateway.ts';
 import { createLogger } from '../../src/log.ts';
 import { chargeWorkShape } from '../../src/tasks/charge/charge-worker.ts';
-import { chargeRequest } from '../../src/tasks/charge/gateway-call.ts';
+import { chargeJobs, type ChargeDeps, type ChargeJob } from '../../src/tasks/charge/charge-recurrence.ts';
 import { cpuSecondsOf } from './system.ts';
 
-const [url, first, last, date, concurrency, poolSize, slots, gatewayUrl] = process.argv.slice(2);
-if (url === undefined || date === undefined)
-  throw new Error('usage: ceiling.ts <url> <firstId> <lastId> <date> <concurrency> <poolSize> <slots>');
-const shape = chargeWorkShape(loadConfig({ WORKER_CONCURRENCY: concurrency }));
-const pool = await createDbPool(url, {
-  maxConnections: Number(poolSize),
-  applicationName: `recorrencias:bench-ceiling:${process.pid}`,
+const [
+  url,
+  first,
+  last,
+  date,
+  concurrency,
+  poolSize,
+  slots,
+  declineRate,
+  irreversibleShare,
+  seed,
+  gatewayUrl,
+] = process.argv.slice(2);
+if (url === undefined || seed === undefined)
+  throw new Error(
+    'usage: ceiling.ts <url> <firstId> <lastId> <date> <concurrency> <poolSize> <slots> <declineRate> <irreversibleShare> <seed> [gatewayUrl]',
+  );
+const businessDate = isoDate.parse(date);
+const config = loadConfig({ WORKER_CONCURRENCY: concurrency, GATEWAY_MAX_CONCURRENCY: slots });
+const shape = chargeWorkShape(config);
+const applicationName = `recorrencias:bench-ceiling:${process.pid}`;
+const pool = await createDbPool(url, { maxConnections: Number(poolSize), applicationName });
+// The workers log at info to a pipe; this process pays the same serialisation and writes it nowhere.
+const log = createLogger({
+  level: 'info',
+  format: 'json',
+  role: 'bench-ceiling',
+  destination: createWriteStream('/dev/null'),
 });
-const gateway =
-  gatewayUrl === undefined || gatewayUrl === ''
-    ? null
-    : createHttpGateway({
-        url: gatewayUrl,
-        timeoutMs: 10_000,
-        log: createLogger({ level: 'warn', format: 'json', role: 'bench-ceiling' }),
-      });
+
+/** Answers each charge as the fake gateway would (same seeded mix), in-process: no HTTP, no ledger. */
+function inProcessGateway(mix: MixSettings): PaymentGateway {
+  return {
+    charge: async (request) => {
+      const decision = decide({ key: request.idempotencyKey, cardToken: request.cardToken }, mix);
+      const chargeId = chargeIdFor(mix.seed, request.idempotencyKey);
+      return decision.status === 'approved'
+        ? { kind: 'approved', chargeId }
+        : {
+            kind: 'declined',
+            chargeId,
+            code: decision.code,
+            reversible: decision.reversible,
+            message: declineMessage(decision.code),
+          };
+    },
+    lookup: async () => ({ kind: 'not_found' }),
+  };
+}
+
+/** No queue: completing a job is free and always holds (nothing can take a job from this process). */
+const noQueue = {
+  complete: async (_queue: string, jobs: Array<{ id: string }>) => ({ settled: jobs.map((job) => job.id) }),
+  insert: async () => {
+    throw new Error('the ceiling enqueues no jobs (back-billing and webhooks are off here)');
+  },
+} as unknown as PgBoss;
+
+const deps: ChargeDeps = {
+  config,
+  pool,
+  boss: noQueue,
+  log,
+  now: () => new Date(),
+  gateway:
+    gatewayUrl === undefined || gatewayUrl === ''
+      ? inProcessGateway({
+          declineRate: Number(declineRate),
+          irreversibleShare: Number(irreversibleShare),
+          seed: Number(seed),
+        })
+      : createHttpGateway({ url: gatewayUrl, timeoutMs: 10_000, log }),
+};
+if (config.gateway.maxConcurrency > 0) await ensureGatewaySlots(pool, config.gateway.maxConcurrency);
+
 const noAbort = new AbortController().signal;
 let next = Number(first);
 const end = Number(last);
 let charged = 0;
+let declined = 0;
 
 async function chargeBatch(ids: number[]): Promise<void> {
-  const jobIds = new Map(ids.map((id) => [id, randomUUID()]));
-  const prepared = await pool.transaction(async (tx) => {
-    const candidates = await lockChargeCandidates(tx, ids);
-    const attempts = await insertAttempts(
-      tx,
-      candidates.map((candidate) => ({
-        recurrenceId: candidate.id,
-        cycle: candidate.proxima_cobranca,
-        attempt: candidate.ultima_tentativa + 1,
-        key: attemptKey(candidate.id, candidate.proxima_cobranca, candidate.ultima_tentativa + 1),
-        amountCents: candidate.valor_centavos,
-        currency: candidate.moeda,
-        cardToken: candidate.cartao_token,
-        businessDate: date as string,
-        jobId: jobIds.get(candidate.id) as string,
-        clearsRetry: false,
-      })),
-    );
-    return { candidates: new Map(candidates.map((candidate) => [candidate.id, candidate])), attempts };
-  });
-  const taken = Number(slots) > 0 ? await takeGatewaySlots(pool, [...jobIds.values()], 30_000) : [];
-  await callGateway(prepared.attempts);
-  await freeGatewaySlots(pool, taken);
-  await pool.transaction(async (tx) => {
-    const recorded = await recordApprovals(
-      tx,
-      prepared.attempts.map((attempt) => ({
-        attemptId: attempt.id,
-        recurrenceId: attempt.recorrencia_id,
-        gatewayRef: `ceiling-${attempt.id}`,
-        nextCycle: nextCycle(attempt.ciclo, prepared.candidates.get(attempt.recorrencia_id) as never),
-      })),
-    );
-    await insertCheckoutEvents(
-      tx,
-      recorded.map((row) => ({
-        type: 'cobranca_aprovada' as const,
-        recurrenceId: row.recorrencia_id,
-        attemptId: row.attempt_id,
-      })),
-      'registrado',
-    );
-    charged += recorded.length;
-  });
-}
-
-async function callGateway(attempts: ReadonlyArray<Attempt>): Promise<void> {
-  if (gateway === null) return;
-  await Promise.all(attempts.map((attempt) => gateway.charge(chargeRequest(attempt), noAbort)));
+  const jobs: ChargeJob[] = ids.map((recorrenciaId) => ({
+    id: randomUUID(),
+    retryCount: 0,
+    signal: noAbort,
+    data: { recorrenciaId, dataNegocio: businessDate, motivo: 'agendada' },
+  }));
+  const results = await chargeJobs(deps, jobs);
+  const other = results.find((result) => result.status !== 'approved' && result.status !== 'declined');
+  if (other !== undefined) throw new Error(`ceiling charge did not resolve: ${JSON.stringify(other)}`);
+  charged += results.length;
+  declined += results.filter((result) => result.status === 'declined').length;
 }
 
 const started = performance.now();
@@ -111,12 +140,10 @@ const seconds = (performance.now() - started) / 1000;
 const cpu = process.cpuUsage(cpuBefore);
 // This process's Postgres backends (opened at its first batch, so their CPU time is this run's).
 const backends = await pool.connect((connection) =>
-  rawQuery(connection, 'SELECT pid FROM pg_stat_activity WHERE application_name = $1', [
-    `recorrencias:bench-ceiling:${process.pid}`,
-  ]),
+  rawQuery(connection, 'SELECT pid FROM pg_stat_activity WHERE application_name = $1', [applicationName]),
 );
 const postgresCpuSeconds = backends.reduce((sum, row) => sum + cpuSecondsOf(Number(row.pid)), 0);
 await pool.end();
 process.stdout.write(
-  `${JSON.stringify({ charged, seconds, processCpuSeconds: (cpu.user + cpu.system) / 1e6, postgresCpuSeconds })}\n`,
+  `${JSON.stringify({ charged, declined, seconds, processCpuSeconds: (cpu.user + cpu.system) / 1e6, postgresCpuSeconds })}\n`,
 );

@@ -21,7 +21,7 @@ export function formatReport(results: Result[]): string {
     ['throughput overall (charges/s)', (r) => Math.round(r.throughput.overall)],
     ['throughput steady p10-p90 (charges/s)', (r) => Math.round(r.throughput.steady)],
     [
-      'ceiling, same SQL without queue (charges/s)',
+      'ceiling, charge code without queue or gateway (charges/s)',
       (r) => (r.ceiling === null ? '-' : Math.round(r.ceiling.chargesPerSecond)),
     ],
     ['ratio to ceiling', (r) => (r.ratioToCeiling === null ? '-' : r.ratioToCeiling.toFixed(2))],

@@ -1,6 +1,6 @@
 // One benchmark run of the morning: a fresh database seeded with N recurrences due on one business date, the
 // fake gateway and W worker processes as deployed, processar_recorrencias_do_dia triggered, every charge job
-// waited for; then the same charge SQL straight to Postgres (the same-run ceiling). Returns every figure.
+// waited for; then the worker's charge code without the queue (the same-run ceiling). Returns every figure.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -340,9 +340,11 @@ export async function runBenchmark(options: BenchOptions) {
     const ceilingFirst = ceilingBatch?.firstId ?? null;
     const gatewayCeilingFirst = gatewayCeilingBatch?.firstId ?? null;
     if (ceilingFirst !== null && gatewayCeilingFirst !== null) {
-      log('measuring the same-run ceiling: the same charge SQL straight to Postgres');
+      log(
+        "measuring the same-run ceiling: the workers' charge code without the queue, gateway answered in-process",
+      );
       ceiling = await measureCeiling(url, ceilingFirst, ceilingDate, options, '');
-      log('measuring the same-run ceiling with the gateway calls: the same SQL and HTTP calls, no queue');
+      log('measuring the same-run ceiling with the gateway calls: the same code and HTTP calls, no queue');
       const ceilingGatewayPort = await freePort();
       const ceilingGateway = startFakeGateway(
         ceilingGatewayPort,
@@ -424,6 +426,8 @@ export async function runBenchmark(options: BenchOptions) {
 
 type Ceiling = {
   charged: number;
+  /** Of those, recorded as declines (the gateway's mix: the same share as the workers'). */
+  declined: number;
   chargesPerSecond: number;
   seconds: number;
   /** CPU per charge, in milliseconds of one core, of the ceiling processes and of their Postgres backends. */
@@ -431,10 +435,14 @@ type Ceiling = {
 };
 type CeilingProcess = {
   charged: number;
+  declined: number;
   seconds: number;
   processCpuSeconds: number;
   postgresCpuSeconds: number;
 };
+
+/** The fake gateway's mix besides the decline rate; the ceiling answers its charges with the same one. */
+const GATEWAY_MIX = { irreversibleShare: 0.2, seed: 1 };
 
 function startFakeGateway(port: number, ledgerFile: string, options: BenchOptions): Service {
   return startRole(
@@ -443,6 +451,8 @@ function startFakeGateway(port: number, ledgerFile: string, options: BenchOption
       FAKE_GATEWAY_PORT: String(port),
       FAKE_GATEWAY_LATENCY_MS: String(options.latencyMs),
       FAKE_GATEWAY_DECLINE_RATE: String(options.declineRate),
+      FAKE_GATEWAY_IRREVERSIBLE_SHARE: String(GATEWAY_MIX.irreversibleShare),
+      FAKE_GATEWAY_SEED: String(GATEWAY_MIX.seed),
       FAKE_GATEWAY_LEDGER_FILE: ledgerFile,
       LOG_LEVEL: 'warn',
     },
@@ -487,6 +497,7 @@ async function measureCeiling(
   const perCharge = (cpuSeconds: number) => (cpuSeconds * 1000) / Math.max(1, charged);
   return {
     charged,
+    declined: results.reduce((sum, result) => sum + result.declined, 0),
     chargesPerSecond: charged / seconds,
     seconds,
     perChargeMs: {
@@ -516,6 +527,9 @@ function spawnCeiling(
         String(options.concurrency),
         String(options.dbPool),
         String(options.gatewayCap),
+        String(options.declineRate),
+        String(GATEWAY_MIX.irreversibleShare),
+        String(GATEWAY_MIX.seed),
         gatewayUrl,
       ],
       { cwd: ROOT, stdio: ['ignore', 'pipe', 'inherit'] },

@@ -38,6 +38,10 @@ t.test('a 400-recurrence morning is charged exactly once and measured', async (t
   t.equal(result.fanOut.jobs, 400);
   t.ok(result.throughput.steady > 0);
   t.equal(result.ceiling?.charged, 400, 'the ceiling charged the same N straight through Postgres');
+  t.ok(
+    (result.ceiling?.declined ?? 0) > 0,
+    `the ceiling recorded declines too, as the gateway's mix has them (${result.ceiling?.declined})`,
+  );
   t.equal(result.ceilingWithGateway?.charged, 400, 'and again with the gateway calls');
   t.ok((result.ratioToCeilingWithGateway ?? 0) > 0);
   t.ok(result.database.transactionsPerCharge > 0);
