@@ -2,8 +2,9 @@
 //  1. a short transaction locks the recurrences, checks each is still due and active, and creates (or reuses)
 //     the pending attempts with their idempotency keys (prepare-attempts.ts);
 //  2. outside any transaction, the gateway is called with those keys (gateway-call.ts);
-//  3. short transactions record the outcomes, update the recurrences and complete the jobs fenced to the
-//     attempt of each job this worker holds (record-outcomes.ts).
+//  3. one short transaction records the batch's approvals and declines, updates the recurrences and completes
+//     the jobs fenced to the attempt of each job this worker holds (record-outcomes.ts); a request the
+//     gateway rejected puts its recurrence on hold in a transaction of its own.
 // A crash anywhere leaves nothing, or a pending attempt whose key is reused later: never a second charge.
 // A batch costs the same few round trips as a single charge; a batch of one is the per-charge case.
 import type { Job, PgBoss } from 'pg-boss';
