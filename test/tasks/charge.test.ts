@@ -1,5 +1,6 @@
 // The charge protocol against real Postgres, real pg-boss jobs and the fake gateway over HTTP: outcomes,
 // retries and holds, ambiguous outcomes resolved with the same key, the completion fence, the calendar.
+import pg from 'pg';
 import t from 'tap';
 import { enqueueChargeJobs } from '../../src/tasks/charge/charge-jobs.ts';
 import { chargeJobs, chargeRecurrence, type ChargeResult } from '../../src/tasks/charge/charge-recurrence.ts';
@@ -14,6 +15,7 @@ import {
   recurrenceState,
   type Harness,
 } from '../helpers/harness.ts';
+import { eventually } from '../helpers/processes.ts';
 
 const DAY = '2031-03-10';
 
@@ -368,6 +370,53 @@ t.test(
       { charge_requests: 2, charges_executed: 2, lookups: 2 },
       'each attempt charged once: the retries resumed them by looking their keys up',
     );
+    await assertLedgerAgrees(t, h.url, h.gateway);
+  },
+);
+
+t.test(
+  'a charge that waited on another phase 1 for its recurrence resumes the attempt made meanwhile',
+  async (t) => {
+    const h = await createHarness(t);
+    const id = await insertRecurrence(h.pool, { proxima_cobranca: DAY });
+    await enqueueChargeJobs(h.boss, [{ recorrenciaId: id, dataNegocio: DAY, motivo: 'agendada' }]);
+    const [job] = await h.fetchChargeJobs();
+    if (job === undefined) throw new Error('no charge job to fetch');
+    // Another worker's phase 1 for the same recurrence (a retry job racing the daily one), not committed yet.
+    const other = new pg.Client({ connectionString: h.url });
+    await other.connect();
+    t.teardown(() => other.end());
+    await other.query('BEGIN');
+    await other.query('SELECT id FROM checkout_recorrencias WHERE id = $1 FOR UPDATE', [id]);
+    await other.query(
+      `INSERT INTO checkout_recorrencia_cobrancas
+         (recorrencia_id, ciclo, tentativa, chave_idempotencia, valor_centavos, moeda, cartao_token, data_negocio,
+          envios, enviada_em)
+       SELECT id, proxima_cobranca, 1, $2, valor_centavos, moeda, cartao_token, proxima_cobranca, 1, now()
+       FROM checkout_recorrencias WHERE id = $1`,
+      [id, `rec-${id}-${DAY}-t1`],
+    );
+    const charging = chargeRecurrence(h.deps, job);
+    await eventually(async () => {
+      const [row] = await query<{ n: number }>(
+        h.url,
+        `SELECT count(*)::int AS n FROM pg_stat_activity
+         WHERE datname = current_database() AND wait_event_type = 'Lock'`,
+      );
+      return row !== undefined && row.n > 0 ? true : undefined;
+    });
+    await other.query('COMMIT');
+    t.match(
+      await charging,
+      { status: 'approved', key: `rec-${id}-${DAY}-t1` },
+      'the attempt committed while it waited is resumed under its key',
+    );
+    t.same(
+      (await attemptsOf(h.url, id)).map((a) => a.status),
+      ['aprovada'],
+      'no second attempt',
+    );
+    t.match(h.gateway.stats(), { charges_executed: 1 });
     await assertLedgerAgrees(t, h.url, h.gateway);
   },
 );

@@ -16,7 +16,7 @@ import type { PaymentGateway } from '../../gateway/gateway.ts';
 import type { Logger } from '../../log.ts';
 import type { ChargeJobPayload } from './charge-jobs.ts';
 import { callGatewayForBatch, type GatewayCall } from './gateway-call.ts';
-import { prepareAttempts } from './prepare-attempts.ts';
+import { prepareBatch } from './prepare-attempts.ts';
 import { recordOutcomes, recordRejection, type Approval, type Decline } from './record-outcomes.ts';
 import { crashPoint } from './test-hooks.ts';
 
@@ -60,11 +60,11 @@ function laterDate(a: IsoDate, b: IsoDate): IsoDate {
 
 /**
  * Runs the protocol for `jobs` (a fetched batch), returning one result per job in order. Throws only when
- * phase 1 or the batch's approvals cannot reach the database (the jobs are then retried).
+ * phase 1 fails (the jobs are then retried); a failure to record the outcomes fails the jobs in the results.
  */
 export async function chargeJobs(deps: ChargeDeps, jobs: ChargeJob[]): Promise<ChargeResult[]> {
   crashPoint('before_phase1');
-  const prepared = await deps.pool.transaction((tx) => prepareAttempts(deps, tx, jobs));
+  const prepared = await prepareBatch(deps, jobs);
   // A charge whose outcome somehow goes unrecorded fails (and retries) rather than completing silently.
   const results: ChargeResult[] = prepared.map((entry) =>
     entry.kind === 'skip'

@@ -1,7 +1,8 @@
 // Phase 1 of the charge protocol, for a batch of charge jobs in one short transaction: lock their recurrences
 // (in id order), decide each job (skip, resume the unresolved attempt, or start a new attempt for the planned
-// cycle) and create the new attempts with their idempotency keys. Committed before any gateway call.
-import type { DatabaseTransactionConnection } from 'slonik';
+// cycle) and create the new attempts with their idempotency keys. Committed before any gateway call; run once
+// more when it collides with an attempt another transaction created while this one waited for a lock.
+import { UniqueIntegrityConstraintViolationError, type DatabaseTransactionConnection } from 'slonik';
 import { insertAttempts, lockChargeCandidates, type NewAttempt } from '../../db/charge-batch.ts';
 import {
   findPendingAttempt,
@@ -160,4 +161,25 @@ export async function prepareAttempts(
     prepared[item.index] = { kind: 'charge', attempt, recurrence: item.recurrence, resumed: false };
   }
   return prepared.map((entry) => entry ?? { kind: 'skip', reason: 'recurrence_not_found' });
+}
+
+/**
+ * Phase 1 in its own transaction, run once more if it collides with an attempt created meanwhile: the lock
+ * statement reads the attempts as of its start, so when it had to wait for another transaction's lock on a
+ * recurrence (a retry or back-billing job racing this one), it can miss the attempt that transaction
+ * committed and try to create it again, which the unique keys refuse. The second run starts after that
+ * commit, sees the attempt and resumes it under its key instead of failing the whole batch.
+ */
+export async function prepareBatch(deps: ChargeDeps, jobs: ChargeJob[]): Promise<Prepared[]> {
+  const run = () => deps.pool.transaction((tx) => prepareAttempts(deps, tx, jobs));
+  try {
+    return await run();
+  } catch (error) {
+    if (!(error instanceof UniqueIntegrityConstraintViolationError)) throw error;
+    deps.log.warn(
+      { err: error, jobs: jobs.map((job) => job.id) },
+      'phase 1 collided with an attempt created while it waited for a recurrence lock: running it again',
+    );
+    return run();
+  }
 }
