@@ -110,6 +110,8 @@ let next = Number(first);
 const end = Number(last);
 let charged = 0;
 let declined = 0;
+/** When each batch finished (epoch ms) and how many charges it settled: the steady-state window's input. */
+const completions: Array<[number, number]> = [];
 
 async function chargeBatch(ids: number[]): Promise<void> {
   const jobs: ChargeJob[] = ids.map((recorrenciaId) => ({
@@ -123,6 +125,7 @@ async function chargeBatch(ids: number[]): Promise<void> {
   if (other !== undefined) throw new Error(`ceiling charge did not resolve: ${JSON.stringify(other)}`);
   charged += results.length;
   declined += results.filter((result) => result.status === 'declined').length;
+  completions.push([performance.timeOrigin + performance.now(), results.length]);
 }
 
 const started = performance.now();
@@ -145,5 +148,5 @@ const backends = await pool.connect((connection) =>
 const postgresCpuSeconds = backends.reduce((sum, row) => sum + cpuSecondsOf(Number(row.pid)), 0);
 await pool.end();
 process.stdout.write(
-  `${JSON.stringify({ charged, declined, seconds, processCpuSeconds: (cpu.user + cpu.system) / 1e6, postgresCpuSeconds })}\n`,
+  `${JSON.stringify({ charged, declined, seconds, completions, processCpuSeconds: (cpu.user + cpu.system) / 1e6, postgresCpuSeconds })}\n`,
 );

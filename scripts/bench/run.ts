@@ -33,6 +33,8 @@ export type BenchOptions = {
 };
 
 const ROOT = new URL('../../', import.meta.url);
+/** application_name of the benchmark's own progress poll, left out of the connection count. */
+const POLLER = 'recorrencias-bench-poll';
 
 async function sql<R extends pg.QueryResultRow>(
   url: string,
@@ -193,8 +195,8 @@ export async function runBenchmark(options: BenchOptions) {
       while (sampling) {
         const [row] = await sql<{ n: number }>(
           options.adminUrl,
-          `SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = $1`,
-          [name],
+          `SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = $1 AND application_name <> $2`,
+          [name, POLLER],
         );
         peakConnections = Math.max(peakConnections, row?.n ?? 0);
         await new Promise((resolve) => setTimeout(resolve, 500));
@@ -219,18 +221,30 @@ export async function runBenchmark(options: BenchOptions) {
     log(`fan-out: ${fanOut.counts.enfileiradas} charge jobs in ${fanOutSeconds.toFixed(1)} s`);
 
     const deadline = Date.now() + (120 + options.count / 20) * 1000;
-    for (;;) {
-      // Counts only the jobs not yet terminal, once a second: counting the whole job table every 500 ms took
-      // 70-108 ms per poll at 100,000 jobs and slowed the run it measures.
-      const [row] = await sql<{ unfinished: number }>(
-        url,
-        `SELECT count(*)::int AS unfinished FROM pgboss.job WHERE name = 'cobrar_recorrencia' AND state < 'completed'`,
-      );
-      if (row?.unfinished === 0) break;
-      if (Date.now() > deadline) throw new Error(`charges did not finish in time (${row?.unfinished} left)`);
-      await new Promise((resolve) => setTimeout(resolve, 1_000));
+    // Counting the jobs not yet terminal reads the whole job table (50-70 ms of a core at 100,000 jobs, on a
+    // fresh connection each time it was 1 s apart): it competes with the run it measures. So one connection,
+    // and the wait between counts follows the progress: half the time the remaining jobs should take at the
+    // rate so far, between 1 and 10 s. The finish time comes from the last completion, not from the poll.
+    const poller = new pg.Client({ connectionString: url, application_name: POLLER });
+    await poller.connect();
+    try {
+      for (;;) {
+        const {
+          rows: [row],
+        } = await poller.query<{ unfinished: number }>(
+          `SELECT count(*)::int AS unfinished FROM pgboss.job WHERE name = 'cobrar_recorrencia' AND state < 'completed'`,
+        );
+        const unfinished = row?.unfinished ?? options.count;
+        if (unfinished === 0) break;
+        if (Date.now() > deadline) throw new Error(`charges did not finish in time (${unfinished} left)`);
+        const elapsed = (performance.now() - started) / 1000;
+        const rate = Math.max(options.count - unfinished, 0) / elapsed;
+        const wait = rate > 0 ? Math.min(Math.max(unfinished / rate / 2, 1), 10) : 1;
+        await new Promise((resolve) => setTimeout(resolve, wait * 1000));
+      }
+    } finally {
+      await poller.end();
     }
-    const totalSeconds = (performance.now() - started) / 1000;
     const cpuAfter = machineCpu();
     const workerCpu = workers.map(
       (worker, i) => cpuSecondsOf(worker.child.pid ?? 0) - (processCpuBefore[i] ?? 0),
@@ -267,6 +281,8 @@ export async function runBenchmark(options: BenchOptions) {
     const p10 = percentileOf(doneTimes, 10);
     const p90 = percentileOf(doneTimes, 90);
     const steady = p90 > p10 ? (0.8 * doneTimes.length) / (p90 - p10) : 0;
+    // From the trigger to the last completion (both on this machine's clock).
+    const totalSeconds = doneTimes.at(-1) ?? (performance.now() - started) / 1000;
 
     // Correctness: every seeded recurrence due on the date was charged or declined exactly once, and the
     // gateway's ledger agrees with the database.
@@ -428,7 +444,9 @@ type Ceiling = {
   charged: number;
   /** Of those, recorded as declines (the gateway's mix: the same share as the workers'). */
   declined: number;
+  /** At steady state: the 10th to the 90th percentile of completions, as for the workers. */
   chargesPerSecond: number;
+  /** From the start of the processes to the last of them exiting. */
   seconds: number;
   /** CPU per charge, in milliseconds of one core, of the ceiling processes and of their Postgres backends. */
   perChargeMs: { process: number; postgres: number };
@@ -437,6 +455,8 @@ type CeilingProcess = {
   charged: number;
   declined: number;
   seconds: number;
+  /** [epoch ms, charges] per batch, as each finished. */
+  completions: Array<[number, number]>;
   processCpuSeconds: number;
   postgresCpuSeconds: number;
 };
@@ -494,11 +514,18 @@ async function measureCeiling(
   );
   const seconds = (performance.now() - started) / 1000;
   const charged = results.reduce((sum, result) => sum + result.charged, 0);
+  // Measured like the workers' steady state, so that neither side's start (a process's start and first
+  // connections here, the fan-out's first pages there) or tail weighs on the ratio.
+  const doneTimes = results
+    .flatMap((result) => result.completions.flatMap(([at, count]) => Array<number>(count).fill(at / 1000)))
+    .sort((a, b) => a - b);
+  const p10 = percentileOf(doneTimes, 10);
+  const p90 = percentileOf(doneTimes, 90);
   const perCharge = (cpuSeconds: number) => (cpuSeconds * 1000) / Math.max(1, charged);
   return {
     charged,
     declined: results.reduce((sum, result) => sum + result.declined, 0),
-    chargesPerSecond: charged / seconds,
+    chargesPerSecond: p90 > p10 ? (0.8 * doneTimes.length) / (p90 - p10) : charged / seconds,
     seconds,
     perChargeMs: {
       process: perCharge(results.reduce((sum, result) => sum + result.processCpuSeconds, 0)),
@@ -532,7 +559,13 @@ function spawnCeiling(
         String(GATEWAY_MIX.seed),
         gatewayUrl,
       ],
-      { cwd: ROOT, stdio: ['ignore', 'pipe', 'inherit'] },
+      {
+        cwd: ROOT,
+        stdio: ['ignore', 'pipe', 'inherit'],
+        // The workers' heap flags: a process with a bigger young generation collects less often, so a ceiling
+        // run without them would measure the heap sizing as well as the queue.
+        env: { ...process.env, NODE_OPTIONS: options.workerNodeOptions },
+      },
     );
     let out = '';
     child.stdout.on('data', (chunk: Buffer) => (out += chunk.toString()));
