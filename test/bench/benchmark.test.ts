@@ -43,7 +43,12 @@ t.test('a 400-recurrence morning is charged exactly once and measured', async (t
     `the ceiling recorded declines too, as the gateway's mix has them (${result.ceiling?.declined})`,
   );
   t.equal(result.ceilingWithGateway?.charged, 400, 'and again with the gateway calls');
+  t.ok((result.ratioToCeiling ?? 0) > 0, 'the ratio to the SQL-only ceiling was measured');
   t.ok((result.ratioToCeilingWithGateway ?? 0) > 0);
+  t.ok(
+    result.throughput.totalSeconds > 0 && Number.isFinite(result.throughput.overall),
+    'the finish time comes from the last completion',
+  );
   t.ok(result.database.transactionsPerCharge > 0);
   t.ok(
     result.workers.every((worker) => worker.peakRssBytes > 0),
