@@ -33,6 +33,8 @@ export type BenchOptions = {
 };
 
 const ROOT = new URL('../../', import.meta.url);
+/** How long a started role may take to say it is ready. */
+const READY_SECONDS = 60;
 /** application_name of the benchmark's own progress poll, left out of the connection count. */
 const POLLER = 'recorrencias-bench-poll';
 
@@ -61,6 +63,8 @@ type Service = {
   ready: Promise<void>;
   exited: Promise<number | null>;
   output: () => string;
+  /** The command line's first argument (the role), for messages. */
+  name: string;
 };
 
 function startRole(args: string[], env: Record<string, string>, readyMessage: string | null): Service {
@@ -71,19 +75,48 @@ function startRole(args: string[], env: Record<string, string>, readyMessage: st
   });
   let output = '';
   const ready = new Promise<void>((resolve, reject) => {
+    // A role that cannot reach the database keeps retrying rather than exiting: without a deadline the
+    // benchmark would wait for it forever (seen behind a connection pooler that refused its connections).
+    const deadline = setTimeout(
+      () => reject(new Error(`${args[0]} not ready after ${READY_SECONDS} s:\n${output.slice(-3_000)}`)),
+      READY_SECONDS * 1000,
+    );
+    deadline.unref();
     const onData = (chunk: Buffer) => {
       output = `${output}${chunk.toString()}`.slice(-200_000);
-      if (readyMessage !== null && output.includes(`"msg":"${readyMessage}"`)) resolve();
+      if (readyMessage !== null && output.includes(`"msg":"${readyMessage}"`)) {
+        clearTimeout(deadline);
+        resolve();
+      }
     };
     child.stdout?.on('data', onData);
     child.stderr?.on('data', onData);
     child.once('exit', (code) =>
       reject(new Error(`${args[0]} exited (${code}) before ready:\n${output.slice(-3_000)}`)),
     );
-    if (readyMessage === null) resolve();
+    if (readyMessage === null) {
+      clearTimeout(deadline);
+      resolve();
+    }
   });
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-  return { child, ready, exited, output: () => output };
+  return { child, ready, exited, output: () => output, name: args[0] ?? 'role' };
+}
+
+/**
+ * The exit code of a one-shot role (`migrate`, `run`), or an error with its output once `seconds` pass: a role
+ * that cannot reach the database waits for it, which would hold the benchmark forever.
+ */
+async function finished(service: Service, seconds: number): Promise<number | null> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<'late'>((resolve) => {
+    timer = setTimeout(() => resolve('late'), seconds * 1000);
+  });
+  const result = await Promise.race([service.exited, late]);
+  clearTimeout(timer);
+  if (result !== 'late') return result;
+  await stop(service);
+  throw new Error(`${service.name} did not finish in ${seconds} s:\n${service.output().slice(-3_000)}`);
 }
 
 async function stop(service: Service): Promise<void> {
@@ -122,7 +155,7 @@ export async function runBenchmark(options: BenchOptions) {
     : [() => sql(options.adminUrl, `DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`).then(() => undefined)];
   try {
     const migrate = startRole(['migrate'], { DATABASE_URL: url, LOG_LEVEL: 'warn' }, null);
-    if ((await migrate.exited) !== 0) throw new Error(`migrate failed:\n${migrate.output()}`);
+    if ((await finished(migrate, 120)) !== 0) throw new Error(`migrate failed:\n${migrate.output()}`);
 
     // Three batches: N due on the date for the queue run, N due the day after for the ceiling and N the day after
     // that for the ceiling with gateway calls (neither touched by the queue run).
@@ -213,7 +246,8 @@ export async function runBenchmark(options: BenchOptions) {
       { DATABASE_URL: url, LOG_LEVEL: 'warn' },
       null,
     );
-    if ((await trigger.exited) !== 0) throw new Error(`processar failed:\n${trigger.output()}`);
+    if ((await finished(trigger, 120 + options.count / 5_000)) !== 0)
+      throw new Error(`processar failed:\n${trigger.output()}`);
     const fanOutSeconds = (performance.now() - started) / 1000;
     const fanOut = JSON.parse(trigger.output().slice(trigger.output().indexOf('{'))) as {
       counts: { enfileiradas: number };
