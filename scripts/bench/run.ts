@@ -77,11 +77,14 @@ function startRole(args: string[], env: Record<string, string>, readyMessage: st
   const ready = new Promise<void>((resolve, reject) => {
     // A role that cannot reach the database keeps retrying rather than exiting: without a deadline the
     // benchmark would wait for it forever (seen behind a connection pooler that refused its connections).
-    const deadline = setTimeout(
-      () => reject(new Error(`${args[0]} not ready after ${READY_SECONDS} s:\n${output.slice(-3_000)}`)),
-      READY_SECONDS * 1000,
-    );
-    deadline.unref();
+    const deadline =
+      readyMessage === null
+        ? undefined
+        : setTimeout(
+            () =>
+              reject(new Error(`${args[0]} not ready after ${READY_SECONDS} s:\n${output.slice(-3_000)}`)),
+            READY_SECONDS * 1000,
+          ).unref();
     const onData = (chunk: Buffer) => {
       output = `${output}${chunk.toString()}`.slice(-200_000);
       if (readyMessage !== null && output.includes(`"msg":"${readyMessage}"`)) {
@@ -94,10 +97,7 @@ function startRole(args: string[], env: Record<string, string>, readyMessage: st
     child.once('exit', (code) =>
       reject(new Error(`${args[0]} exited (${code}) before ready:\n${output.slice(-3_000)}`)),
     );
-    if (readyMessage === null) {
-      clearTimeout(deadline);
-      resolve();
-    }
+    if (readyMessage === null) resolve();
   });
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
   return { child, ready, exited, output: () => output, name: args[0] ?? 'role' };
@@ -128,6 +128,16 @@ async function stop(service: Service): Promise<void> {
 function percentileOf(sorted: number[], p: number): number {
   if (sorted.length === 0) return 0;
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? 0;
+}
+
+/**
+ * Charges per second at steady state: the middle 80 % of completions (sorted, in seconds) over the time
+ * between the 10th and the 90th percentile. Null when that window is empty (too few completions).
+ */
+function steadyRate(sortedDoneTimes: number[]): number | null {
+  const p10 = percentileOf(sortedDoneTimes, 10);
+  const p90 = percentileOf(sortedDoneTimes, 90);
+  return p90 > p10 ? (0.8 * sortedDoneTimes.length) / (p90 - p10) : null;
 }
 
 export async function runBenchmark(options: BenchOptions) {
@@ -312,9 +322,7 @@ export async function runBenchmark(options: BenchOptions) {
     );
     const doneTimes = completions.map((row) => row.done).sort((a, b) => a - b);
     const latencies = completions.map((row) => row.took).sort((a, b) => a - b);
-    const p10 = percentileOf(doneTimes, 10);
-    const p90 = percentileOf(doneTimes, 90);
-    const steady = p90 > p10 ? (0.8 * doneTimes.length) / (p90 - p10) : 0;
+    const steady = steadyRate(doneTimes) ?? 0;
     // From the trigger to the last completion (both on this machine's clock).
     const totalSeconds = doneTimes.at(-1) ?? (performance.now() - started) / 1000;
 
@@ -435,7 +443,7 @@ export async function runBenchmark(options: BenchOptions) {
         totalSeconds,
         overall: options.count / totalSeconds,
         steady,
-        steadyWindowSeconds: p90 - p10,
+        steadyWindowSeconds: percentileOf(doneTimes, 90) - percentileOf(doneTimes, 10),
       },
       latencyMs: {
         p50: percentileOf(latencies, 50),
@@ -553,13 +561,11 @@ async function measureCeiling(
   const doneTimes = results
     .flatMap((result) => result.completions.flatMap(([at, count]) => Array<number>(count).fill(at / 1000)))
     .sort((a, b) => a - b);
-  const p10 = percentileOf(doneTimes, 10);
-  const p90 = percentileOf(doneTimes, 90);
   const perCharge = (cpuSeconds: number) => (cpuSeconds * 1000) / Math.max(1, charged);
   return {
     charged,
     declined: results.reduce((sum, result) => sum + result.declined, 0),
-    chargesPerSecond: p90 > p10 ? (0.8 * doneTimes.length) / (p90 - p10) : charged / seconds,
+    chargesPerSecond: steadyRate(doneTimes) ?? charged / seconds,
     seconds,
     perChargeMs: {
       process: perCharge(results.reduce((sum, result) => sum + result.processCpuSeconds, 0)),
