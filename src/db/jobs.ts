@@ -51,13 +51,23 @@ export type JobSummary = z.infer<typeof JobSummary>;
 const SUMMARY = sql.fragment`id::text AS id, name AS queue, state::text AS state, data, retry_count, retry_limit,
   created_on, start_after, started_on, completed_on`;
 
-export type JobCursor = { createdOn: Date; id: string };
+/**
+ * Where a page of jobs ends. `createdOn` is the timestamp as Postgres keeps it (ISO 8601, UTC, microseconds): a
+ * JavaScript Date keeps milliseconds only, and a cursor rounded to them skipped the jobs created later in
+ * the same millisecond as the page's last one.
+ */
+export type JobCursor = { createdOn: string; id: string };
 
-/** Jobs newest first, optionally of one state and/or one queue; keyset-paginated by (created_on, id). */
+const JobListRow = JobSummary.extend({ cursor_created_on: z.string() });
+
+/**
+ * Jobs newest first, optionally of one state and/or one queue; keyset-paginated by (created_on, id). Returns
+ * the cursor of the last job listed (null when there is none).
+ */
 export async function listJobs(
   db: CommonQueryMethods,
   filter: { state?: JobState; queue?: string; limit: number; after?: JobCursor },
-): Promise<readonly JobSummary[]> {
+): Promise<{ jobs: JobSummary[]; last: JobCursor | null }> {
   const conditions = [
     filter.state === undefined
       ? null
@@ -65,12 +75,16 @@ export async function listJobs(
     filter.queue === undefined ? null : sql.fragment`name = ${filter.queue}`,
     filter.after === undefined
       ? null
-      : sql.fragment`(created_on, id) < (${sql.timestamp(filter.after.createdOn)}, ${filter.after.id}::uuid)`,
+      : sql.fragment`(created_on, id) < (${filter.after.createdOn}::timestamptz, ${filter.after.id}::uuid)`,
   ].filter((condition) => condition !== null);
   const where = conditions.length === 0 ? sql.fragment`TRUE` : sql.join(conditions, sql.fragment` AND `);
-  const result = await db.query(sql.type(JobSummary)`
-    SELECT ${SUMMARY} FROM ${job} WHERE ${where} ORDER BY created_on DESC, id DESC LIMIT ${filter.limit}`);
-  return result.rows;
+  const result = await db.query(sql.type(JobListRow)`
+    SELECT ${SUMMARY},
+      to_char(created_on AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS cursor_created_on
+    FROM ${job} WHERE ${where} ORDER BY created_on DESC, id DESC LIMIT ${filter.limit}`);
+  const jobs = result.rows.map(({ cursor_created_on: _, ...summary }) => summary);
+  const last = result.rows.at(-1);
+  return { jobs, last: last === undefined ? null : { createdOn: last.cursor_created_on, id: last.id } };
 }
 
 export const JobDetail = JobSummary.extend({

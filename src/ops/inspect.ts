@@ -148,25 +148,24 @@ export async function jobsByState(
   deps: OpsDeps,
   filter: { state?: JobState; queue?: string; limit: number; after?: JobCursor },
 ): Promise<{ jobs: readonly JobSummary[]; nextCursor: string | null }> {
-  const jobs = await listJobs(deps.pool, filter);
-  const last = jobs.at(-1);
+  const { jobs, last } = await listJobs(deps.pool, filter);
   return {
     jobs,
-    nextCursor:
-      jobs.length === filter.limit && last !== undefined
-        ? encodeCursor({ createdOn: last.created_on, id: last.id })
-        : null,
+    nextCursor: jobs.length === filter.limit && last !== null ? encodeCursor(last) : null,
   };
 }
 
 export function encodeCursor(cursor: JobCursor): string {
-  return Buffer.from(`${cursor.createdOn.toISOString()}|${cursor.id}`).toString('base64url');
+  return Buffer.from(`${cursor.createdOn}|${cursor.id}`).toString('base64url');
 }
+
+/** ISO 8601 in UTC with 3 to 6 fractional digits (cursors from before microseconds carried 3). */
+const CURSOR_TIME = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3,6}Z$/;
 
 export function decodeCursor(value: string): JobCursor | null {
   const [createdOn, id] = Buffer.from(value, 'base64url').toString('utf8').split('|');
   if (createdOn === undefined || id === undefined) return null;
-  const date = new Date(createdOn);
-  if (Number.isNaN(date.getTime()) || !/^[0-9a-f-]{36}$/.test(id)) return null;
-  return { createdOn: date, id };
+  if (!CURSOR_TIME.test(createdOn) || Number.isNaN(Date.parse(createdOn))) return null;
+  if (!/^[0-9a-f-]{36}$/.test(id)) return null;
+  return { createdOn, id };
 }

@@ -385,6 +385,35 @@ t.test('stats and jobs pagination', async (t) => {
   t.equal(page3.nextCursor, null);
 });
 
+t.test('jobs pagination does not skip jobs created within the same millisecond', async (t) => {
+  const h = await createAdminHarness(t);
+  const ids: string[] = [];
+  for (let i = 0; i < 3; i += 1) {
+    const id = await h.boss.send(TASK, { date: `2031-05-0${i + 1}` });
+    if (id !== null) ids.push(id);
+  }
+  // Microseconds apart inside one millisecond, as jobs enqueued in a burst are.
+  for (const [i, id] of ids.entries())
+    await query(h.url, `UPDATE pgboss.job SET created_on = $1::timestamptz WHERE id = $2`, [
+      `2031-05-01T10:00:00.1231${i}5Z`,
+      id,
+    ]);
+  const seen: string[] = [];
+  let cursor: string | null = null;
+  for (let page = 0; page < 4; page += 1) {
+    const body: { jobs: Array<{ id: string }>; nextCursor: string | null } = (
+      await h.app.inject({
+        url: `/jobs?task=${TASK}&limit=1${cursor === null ? '' : `&cursor=${cursor}`}`,
+        headers: reader,
+      })
+    ).json();
+    seen.push(...body.jobs.map((job) => job.id));
+    cursor = body.nextCursor;
+    if (cursor === null) break;
+  }
+  t.same(seen, [...ids].reverse(), 'one job per page, newest first, none skipped');
+});
+
 t.test('OpenAPI documents the API at /docs', async (t) => {
   const h = await createAdminHarness(t);
   const spec = (await h.app.inject({ url: '/docs/json' })).json<{ paths: Record<string, unknown> }>();
