@@ -3,8 +3,7 @@
 // same-run ratio to the Postgres ceiling is what compares across runs.
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import pg from 'pg';
-import { makeTempDataDir, startEmbeddedPostgres } from '../src/dev/embedded-postgres.ts';
+import { benchServer } from './bench/database.ts';
 import { formatReport } from './bench/report.ts';
 import { runBenchmark } from './bench/run.ts';
 
@@ -31,33 +30,10 @@ const { values } = parseArgs({
   },
 });
 
-async function adminUrl(): Promise<{ url: string; stop: () => Promise<void> }> {
-  const candidates = [
-    process.env.BENCH_DATABASE_URL,
-    'postgres://postgres@127.0.0.1:5432/postgres',
-    'postgres://root@127.0.0.1:5432/postgres',
-  ];
-  for (const url of candidates.filter((value): value is string => value !== undefined && value !== '')) {
-    const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: 2_000 });
-    client.on('error', () => undefined);
-    try {
-      await client.connect();
-      await client.end();
-      return { url, stop: async () => undefined };
-    } catch {
-      await client.end().catch(() => undefined);
-    }
-  }
-  const embedded = await startEmbeddedPostgres({
-    dataDir: `${await makeTempDataDir('recorrencias-bench-pg-')}/data`,
-  });
-  return { url: embedded.url('postgres'), stop: () => embedded.stop() };
-}
-
 const log = (line: string) => {
   if (!values.json) process.stderr.write(`# ${line}\n`);
 };
-const database = await adminUrl();
+const database = await benchServer();
 try {
   const results = [];
   for (let run = 1; run <= Number(values.runs); run += 1) {

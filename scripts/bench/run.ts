@@ -9,6 +9,8 @@ import { createDbPool } from '../../src/db/pool.ts';
 import { seedRecurrences } from '../../src/db/seed.ts';
 import { addDays } from '../../src/domain/dates.ts';
 import { freePort, makeTempDataDir } from '../../src/dev/embedded-postgres.ts';
+import { databaseUrl, sql } from './database.ts';
+import { percentileOf } from './percentile.ts';
 import { cpuSecondsOf, cpuShare, machineCpu, memoryOf } from './system.ts';
 
 export type BenchOptions = {
@@ -37,26 +39,6 @@ const ROOT = new URL('../../', import.meta.url);
 const READY_SECONDS = 60;
 /** application_name of the benchmark's own progress poll, left out of the connection count. */
 const POLLER = 'recorrencias-bench-poll';
-
-async function sql<R extends pg.QueryResultRow>(
-  url: string,
-  text: string,
-  values: unknown[] = [],
-): Promise<R[]> {
-  const client = new pg.Client({ connectionString: url });
-  await client.connect();
-  try {
-    return (await client.query<R>(text, values)).rows;
-  } finally {
-    await client.end();
-  }
-}
-
-function databaseUrl(adminUrl: string, name: string): string {
-  const url = new URL(adminUrl);
-  url.pathname = `/${name}`;
-  return url.toString();
-}
 
 type Service = {
   child: ChildProcess;
@@ -123,11 +105,6 @@ async function stop(service: Service): Promise<void> {
   if (service.child.exitCode !== null) return;
   service.child.kill('SIGTERM');
   await service.exited;
-}
-
-function percentileOf(sorted: number[], p: number): number {
-  if (sorted.length === 0) return 0;
-  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? 0;
 }
 
 /**
