@@ -222,6 +222,13 @@ export async function runBenchmark(options: BenchOptions) {
         await new Promise((resolve) => setTimeout(resolve, 500));
       }
     })();
+    // Its failure (a connection refused, say) is thrown where it is awaited below; until then, without a
+    // handler, it would end the process at once and leave the workers and the gateway running.
+    sampler.catch(() => undefined);
+    cleanup.unshift(async () => {
+      sampling = false;
+      await sampler.catch(() => undefined);
+    });
 
     log(
       `triggering processar_recorrencias_do_dia for ${options.date} with ${options.workers} worker(s) x ${options.concurrency}`,
