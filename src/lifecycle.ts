@@ -1,7 +1,7 @@
 // Process lifecycle for long-running roles: start, wait for SIGTERM/SIGINT, stop in order within a bound.
 // A second signal forces the exit (an operator who presses Ctrl-C twice means it).
 import { ConfigError } from './config.ts';
-import { isDatabaseUnavailable } from './db/unavailable.ts';
+import { isDatabaseUnavailable, isTooManyConnections } from './db/unavailable.ts';
 import { EXIT, isAppError } from './errors.ts';
 import type { Logger } from './log.ts';
 
@@ -104,7 +104,9 @@ export async function retryWhileDatabaseUnavailable<T>(
       if (!isDatabaseUnavailable(error) || signal.aborted) throw error;
       log.warn(
         { attempt, retryInMs: delayMs, err: { message: (error as Error).message } },
-        'database unreachable during start-up, waiting',
+        isTooManyConnections(error)
+          ? 'database refused more connections during start-up, waiting'
+          : 'database unreachable during start-up, waiting',
       );
       await new Promise<void>((resolve) => {
         const timer = setTimeout(resolve, delayMs);

@@ -41,17 +41,28 @@ export function withApplicationName(url: string, applicationName: string): strin
   return parsed.toString();
 }
 
-export async function createDbPool(
-  url: string,
-  options: { maxConnections: number; applicationName: string; statementTimeoutMs?: number },
-): Promise<DatabasePool> {
+export type DbPoolOptions = {
+  maxConnections: number;
+  applicationName: string;
+  statementTimeoutMs?: number;
+  /**
+   * Open all `maxConnections` before returning and keep them open (no idle timeout, no replacement by age),
+   * or fail with none held. For workers: see `holdAllConnections`.
+   */
+  holdConnections?: boolean;
+};
+
+export async function createDbPool(url: string, options: DbPoolOptions): Promise<DatabasePool> {
   guardPgClientErrors();
-  return createPool(withApplicationName(url, options.applicationName), {
+  const pool = await createPool(withApplicationName(url, options.applicationName), {
     maxPoolSize: options.maxConnections,
     captureStackTrace: false,
     connectionRetryLimit: 0,
     connectionTimeout: 5_000,
-    idleTimeout: 30_000,
+    idleTimeout: options.holdConnections === true ? 'DISABLE_TIMEOUT' : 30_000,
+    // slonik replaces connections older than 30 minutes by default, opening the new one on demand: a held
+    // pool would give its slot away for that moment.
+    ...(options.holdConnections === true ? { maximumConnectionAge: 'DISABLE_TIMEOUT' as const } : {}),
     queryRetryLimit: 0,
     transactionRetryLimit: 0,
     statementTimeout: options.statementTimeoutMs ?? 60_000,
@@ -69,4 +80,42 @@ export async function createDbPool(
       { name: 'timestamp', parse: (value: string) => new Date(`${value}Z`) },
     ],
   });
+  if (options.holdConnections !== true) return pool;
+  try {
+    await holdAllConnections(pool, options.maxConnections);
+    return pool;
+  } catch (error) {
+    await pool.end();
+    throw error;
+  }
+}
+
+/**
+ * Opens `count` connections at once and returns them to the pool, or throws the first refusal. A pool that
+ * opens connections on demand meets Postgres's limits (max_connections, a role's CONNECTION LIMIT, a
+ * PgBouncer pool) in the middle of a charge batch, which then fails and costs every charge in it a retry;
+ * measured past a role's limit, nearly every charge of the morning retried (README, "Beyond one machine").
+ * Holding the whole budget from start-up moves that refusal to before the first job is taken. A connection
+ * closed by an error (a Postgres restart, a failed statement) is opened again when next needed, and can meet
+ * the limit then.
+ */
+async function holdAllConnections(pool: DatabasePool, count: number): Promise<void> {
+  const allHeld = Promise.withResolvers<void>();
+  let held = 0;
+  let refusal: { error: unknown } | undefined;
+  // Each holder keeps its connection until all are open (or one is refused), so none is handed to the next.
+  const holders = Array.from({ length: count }, () =>
+    pool
+      .connect(async () => {
+        held += 1;
+        if (held === count) allHeld.resolve();
+        await allHeld.promise;
+      })
+      .catch((error: unknown) => {
+        refusal ??= { error };
+        allHeld.resolve();
+      }),
+  );
+  await Promise.all(holders);
+  if (refusal !== undefined) throw refusal.error;
 }

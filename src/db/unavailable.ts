@@ -18,16 +18,26 @@ const SQLSTATE = /^(08...|57P0[1-3]|53300)$/;
 const MESSAGES =
   /connection terminated|terminating connection|the database system is (starting up|shutting down|in recovery mode)|Connection refused|timeout exceeded when trying to connect/i;
 
+/** The error and its causes (libraries wrap the driver's error), at most five deep. */
+function* causes(error: unknown): Generator<Error & { code?: unknown }> {
+  for (let current: unknown = error, depth = 0; current instanceof Error && depth < 5; depth++) {
+    yield current;
+    current = current.cause;
+  }
+}
+
 export function isDatabaseUnavailable(error: unknown): boolean {
-  for (
-    let current: unknown = error, depth = 0;
-    current instanceof Error && depth < 5;
-    current = current.cause, depth++
-  ) {
-    const code = (current as { code?: unknown }).code;
+  for (const current of causes(error)) {
+    const { code } = current;
     if (typeof code === 'string' && (NETWORK_CODES.has(code) || SQLSTATE.test(code))) return true;
     if (MESSAGES.test(current.message)) return true;
   }
+  return false;
+}
+
+/** Postgres refused a connection over max_connections or a role's or database's CONNECTION LIMIT. */
+export function isTooManyConnections(error: unknown): boolean {
+  for (const current of causes(error)) if (current.code === '53300') return true;
   return false;
 }
 

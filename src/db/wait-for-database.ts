@@ -2,6 +2,7 @@
 // so a role started while Postgres is down comes up by itself instead of crash-looping.
 import pg from 'pg';
 import type { Logger } from '../log.ts';
+import { isTooManyConnections } from './unavailable.ts';
 
 export async function waitForDatabase(
   url: string,
@@ -30,7 +31,9 @@ export async function waitForDatabase(
           retryInMs: delayMs,
           err: { message: (error as Error).message, code: (error as { code?: string }).code },
         },
-        'database unreachable, waiting',
+        isTooManyConnections(error)
+          ? 'database refused more connections, waiting'
+          : 'database unreachable, waiting',
       );
     } finally {
       await client.end().catch(() => undefined);

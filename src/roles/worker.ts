@@ -89,7 +89,8 @@ export async function startWorker(
       { hooks },
       'TEST HOOKS ARMED: this worker crashes or misbehaves on purpose (never in production)',
     );
-  const pool = await connectToMigratedDatabase(ctx, 'worker');
+  // A worker holds its whole connection budget before it takes a job (see holdAllConnections).
+  const pool = await connectToMigratedDatabase(ctx, 'worker', { holdConnections: true });
   const boss = createBoss(config, databaseUrl, 'worker', log);
   const stops: Array<() => void> = [];
   try {

@@ -1,10 +1,11 @@
 // How roles start and stop as deployed: fail closed on bad configuration, refuse an unmigrated database,
-// wait for a database that is down, and stop gracefully on SIGTERM.
+// wait for a database that is down or refuses more connections, and stop gracefully on SIGTERM.
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import t from 'tap';
 import { freePort, makeTempDataDir, startEmbeddedPostgres } from '../../src/dev/embedded-postgres.ts';
-import { createEmptyDatabase, createMigratedDatabase } from '../helpers/database.ts';
+import { randomBytes } from 'node:crypto';
+import { adminUrl, createEmptyDatabase, createMigratedDatabase, query } from '../helpers/database.ts';
 import { logMessage, startService } from '../helpers/processes.ts';
 
 const TOKEN = 'test-token-0123456789abcdef';
@@ -77,6 +78,56 @@ t.test('a worker started while Postgres is down waits, then comes up by itself',
 
   await worker.waitForLog(logMessage('worker started'), 60_000);
   t.ok(worker.lines.some(logMessage('database reachable')), 'logs when the database is back');
+  const { code } = await worker.stop('SIGTERM');
+  t.equal(code, 0);
+});
+
+t.test('a worker whose connections Postgres refuses takes no job until it holds all of them', async (t) => {
+  // A login role with a CONNECTION LIMIT below the worker's pool (superusers are exempt from such limits).
+  const url = await createMigratedDatabase(t);
+  const role = `recorrencias_limited_${randomBytes(4).toString('hex')}`;
+  await query(adminUrl(), `CREATE ROLE ${role} LOGIN CONNECTION LIMIT 3`);
+  t.teardown(async () => {
+    await query(url, `DROP OWNED BY ${role}`).catch(() => undefined);
+    await query(adminUrl(), `DROP ROLE IF EXISTS ${role}`);
+  });
+  for (const statement of [
+    `GRANT USAGE ON SCHEMA public, pgboss TO ${role}`,
+    `GRANT ALL ON ALL TABLES IN SCHEMA public, pgboss TO ${role}`,
+    `GRANT ALL ON ALL SEQUENCES IN SCHEMA public, pgboss TO ${role}`,
+    `GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA public, pgboss TO ${role}`,
+  ]) {
+    await query(url, statement);
+  }
+  const limitedUrl = new URL(url);
+  limitedUrl.username = role;
+
+  const worker = startService(t, ['worker'], {
+    DATABASE_URL: limitedUrl.toString(),
+    GATEWAY_URL,
+    DB_POOL_SIZE: '5',
+  });
+  const refused = await worker.waitForLog(
+    logMessage('database refused more connections during start-up, waiting'),
+  );
+  t.equal(refused.level, 40, 'logged as a warning');
+  t.match(JSON.stringify(refused.err), /too many connections/, 'with what Postgres said');
+  t.notOk(worker.lines.some(logMessage('worker started')), 'and it has not started');
+  const heldWhileRefused = await query<{ n: number }>(
+    adminUrl(),
+    `SELECT count(*)::int AS n FROM pg_stat_activity WHERE usename = $1 AND application_name = 'recorrencias:worker'`,
+    [role],
+  );
+  t.ok((heldWhileRefused[0]?.n ?? 0) < 5, 'a refused attempt does not keep a full pool');
+
+  await query(adminUrl(), `ALTER ROLE ${role} CONNECTION LIMIT 20`);
+  await worker.waitForLog(logMessage('worker started'), 60_000);
+  const held = await query<{ n: number }>(
+    adminUrl(),
+    `SELECT count(*)::int AS n FROM pg_stat_activity WHERE usename = $1 AND application_name = 'recorrencias:worker'`,
+    [role],
+  );
+  t.equal(held[0]?.n, 5, 'once started it holds DB_POOL_SIZE connections');
   const { code } = await worker.stop('SIGTERM');
   t.equal(code, 0);
 });
