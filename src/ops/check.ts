@@ -1,7 +1,9 @@
 // The deployment self-check (the seed's testar_recorrencias_celery.py made real): database reachable,
 // migrations current, the four tasks registered with handlers and queues, schedules present in the right
-// time zone with their next runs, a dry run of each task (read-only, no gateway, no webhook), the
-// recurrence statistics. Missing workers or schedulers are warnings: a fresh deploy checks before starting them.
+// time zone with their next runs, room for one more worker's connections, a dry run of each task (read-only,
+// no gateway, no webhook), the recurrence statistics. Missing workers or schedulers and a short connection
+// budget are warnings: a fresh deploy checks before starting them.
+import { connectionBudget } from '../db/connection-budget.ts';
 import { recurrenceStats } from '../db/stats.ts';
 import { businessDate } from '../domain/dates.ts';
 import { PERIODIC_TASKS } from '../queue/task-names.ts';
@@ -81,6 +83,20 @@ export async function runChecks(deps: OpsDeps): Promise<CheckResult[]> {
       detail: live > 0 ? `${live}` : `none seen in the last 30 s (start \`node dist/main.js ${role}\`)`,
     });
   }
+  results.push(
+    await step('connections for one more worker', async () => {
+      const budget = await connectionBudget(deps.pool);
+      // A worker holds DB_POOL_SIZE from start-up; pg-boss opens up to BOSS_POOL_SIZE more as it needs them.
+      const { app, boss } = deps.config.pools;
+      const limits = budget.limits.map((limit) => `${limit.limit} ${limit.used}/${limit.allowed}`).join(', ');
+      const detail = `${budget.free} free (in use/allowed: ${limits}, this check's own included); a worker holds ${app} and opens up to ${boss} more`;
+      if (budget.free >= app + boss) return { status: 'ok', detail };
+      return {
+        status: 'warning',
+        detail: `${detail}: ${budget.free < app ? 'another worker would wait at start-up' : "another worker's pg-boss pool could be refused"} (lower DB_POOL_SIZE or raise the limit)`,
+      };
+    }),
+  );
   for (const task of PERIODIC_TASKS) {
     results.push(
       await step(`dry run ${task}`, async () => ({

@@ -73,3 +73,32 @@ export async function query<R extends pg.QueryResultRow = Record<string, unknown
     await client.end();
   }
 }
+
+/**
+ * A login role limited to `limit` connections (superusers, which the suite connects as, are exempt from such
+ * limits), with the rights the service's roles need on the database at `url`; dropped when the test ends.
+ * Returns `url` logged in as that role.
+ */
+export async function createLimitedRole(
+  t: Test,
+  url: string,
+  limit: number,
+): Promise<{ role: string; url: string }> {
+  const role = `recorrencias_limited_${randomBytes(4).toString('hex')}`;
+  await query(adminUrl(), `CREATE ROLE ${role} LOGIN CONNECTION LIMIT ${limit}`);
+  t.teardown(async () => {
+    await query(url, `DROP OWNED BY ${role}`).catch(() => undefined);
+    await query(adminUrl(), `DROP ROLE IF EXISTS ${role}`);
+  });
+  for (const statement of [
+    `GRANT USAGE ON SCHEMA public, pgboss TO ${role}`,
+    `GRANT ALL ON ALL TABLES IN SCHEMA public, pgboss TO ${role}`,
+    `GRANT ALL ON ALL SEQUENCES IN SCHEMA public, pgboss TO ${role}`,
+    `GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA public, pgboss TO ${role}`,
+  ]) {
+    await query(url, statement);
+  }
+  const limited = new URL(url);
+  limited.username = role;
+  return { role, url: limited.toString() };
+}

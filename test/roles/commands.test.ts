@@ -1,6 +1,11 @@
 // The operator commands as deployed: check, inspect, stats, run, seed, purge-archive.
 import t, { type Test } from 'tap';
-import { createEmptyDatabase, createMigratedDatabase, query } from '../helpers/database.ts';
+import {
+  createEmptyDatabase,
+  createLimitedRole,
+  createMigratedDatabase,
+  query,
+} from '../helpers/database.ts';
 import { startService } from '../helpers/processes.ts';
 
 async function command(t: Test, args: string[], env: Record<string, string>) {
@@ -18,6 +23,7 @@ t.test('check passes on a migrated database and fails clearly on an unmigrated o
     '✓ migrations current',
     '✓ tasks registered with handlers',
     '✓ schedules present in America/Sao_Paulo',
+    '✓ connections for one more worker',
     '✓ dry run processar_recorrencias_do_dia',
     '✓ recurrence statistics',
   ]) {
@@ -30,6 +36,28 @@ t.test('check passes on a migrated database and fails clearly on an unmigrated o
   t.match(bad.out, /✗ migrations current: .*run `node dist\/main\.js migrate`/);
   const json = await command(t, ['check', '--json'], { DATABASE_URL: migrated });
   t.match(JSON.parse(json.out), { ok: true, results: [{ name: 'database reachable', status: 'ok' }] });
+});
+
+t.test('check warns when Postgres would not grant one more worker its connections', async (t) => {
+  const url = await createMigratedDatabase(t);
+  const { url: limitedUrl } = await createLimitedRole(t, url, 12);
+  const roomy = await command(t, ['check', '--json'], {
+    DATABASE_URL: limitedUrl,
+    DB_POOL_SIZE: '2',
+    BOSS_POOL_SIZE: '2',
+  });
+  const roomyBudget = (
+    JSON.parse(roomy.out) as { results: Array<{ name: string; status: string; detail: string }> }
+  ).results.find((result) => result.name === 'connections for one more worker');
+  t.equal(roomyBudget?.status, 'ok', roomyBudget?.detail ?? 'no such check');
+  t.match(roomyBudget?.detail, /role \d+\/12/, 'names the role limit with its use');
+
+  const short = await command(t, ['check'], { DATABASE_URL: limitedUrl, DB_POOL_SIZE: '10' });
+  t.equal(short.code, 0, 'a warning does not fail the check');
+  t.match(
+    short.out,
+    /! connections for one more worker: \d+ free \(in use\/allowed: server \d+\/\d+, role \d+\/12, this check's own included\); a worker holds 10 and opens up to 4 more: another worker would wait at start-up/,
+  );
 });
 
 t.test('inspect registered / scheduled / active and stats', async (t) => {

@@ -4,8 +4,13 @@ import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import t from 'tap';
 import { freePort, makeTempDataDir, startEmbeddedPostgres } from '../../src/dev/embedded-postgres.ts';
-import { randomBytes } from 'node:crypto';
-import { adminUrl, createEmptyDatabase, createMigratedDatabase, query } from '../helpers/database.ts';
+import {
+  adminUrl,
+  createEmptyDatabase,
+  createLimitedRole,
+  createMigratedDatabase,
+  query,
+} from '../helpers/database.ts';
 import { logMessage, startService } from '../helpers/processes.ts';
 
 const TOKEN = 'test-token-0123456789abcdef';
@@ -83,27 +88,12 @@ t.test('a worker started while Postgres is down waits, then comes up by itself',
 });
 
 t.test('a worker whose connections Postgres refuses takes no job until it holds all of them', async (t) => {
-  // A login role with a CONNECTION LIMIT below the worker's pool (superusers are exempt from such limits).
+  // A login role whose CONNECTION LIMIT is below the worker's pool.
   const url = await createMigratedDatabase(t);
-  const role = `recorrencias_limited_${randomBytes(4).toString('hex')}`;
-  await query(adminUrl(), `CREATE ROLE ${role} LOGIN CONNECTION LIMIT 3`);
-  t.teardown(async () => {
-    await query(url, `DROP OWNED BY ${role}`).catch(() => undefined);
-    await query(adminUrl(), `DROP ROLE IF EXISTS ${role}`);
-  });
-  for (const statement of [
-    `GRANT USAGE ON SCHEMA public, pgboss TO ${role}`,
-    `GRANT ALL ON ALL TABLES IN SCHEMA public, pgboss TO ${role}`,
-    `GRANT ALL ON ALL SEQUENCES IN SCHEMA public, pgboss TO ${role}`,
-    `GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA public, pgboss TO ${role}`,
-  ]) {
-    await query(url, statement);
-  }
-  const limitedUrl = new URL(url);
-  limitedUrl.username = role;
+  const { role, url: limitedUrl } = await createLimitedRole(t, url, 3);
 
   const worker = startService(t, ['worker'], {
-    DATABASE_URL: limitedUrl.toString(),
+    DATABASE_URL: limitedUrl,
     GATEWAY_URL,
     DB_POOL_SIZE: '5',
   });
