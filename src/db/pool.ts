@@ -2,15 +2,19 @@
 // every row a typed query returns, and no automatic retries (a retried transaction near a payment could
 // repeat a side effect; the job queue owns retries).
 import { guardPgClientErrors } from './unavailable.ts';
+import { z } from 'zod';
 import {
   createPool,
   SchemaValidationError,
+  sql,
   type DatabasePool,
   type Interceptor,
   type QueryResultRow,
 } from 'slonik';
 
 export type { DatabasePool, DatabaseTransactionConnection, CommonQueryMethods } from 'slonik';
+
+const NoRows = z.object({});
 
 /** Validates each row against the query's zod schema (`sql.type(schema)`), returning the parsed value. */
 const rowValidation: Interceptor = {
@@ -104,9 +108,12 @@ async function holdAllConnections(pool: DatabasePool, count: number): Promise<vo
   let held = 0;
   let refusal: { error: unknown } | undefined;
   // Each holder keeps its connection until all are open (or one is refused), so none is handed to the next.
+  // The statement makes a pooler in session mode (PgBouncer) assign a server connection to each, as it only
+  // does at a client's first statement.
   const holders = Array.from({ length: count }, () =>
     pool
-      .connect(async () => {
+      .connect(async (connection) => {
+        await connection.query(sql.type(NoRows)`SELECT`);
         held += 1;
         if (held === count) allHeld.resolve();
         await allHeld.promise;

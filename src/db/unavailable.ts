@@ -35,9 +35,17 @@ export function isDatabaseUnavailable(error: unknown): boolean {
   return false;
 }
 
-/** Postgres refused a connection over max_connections or a role's or database's CONNECTION LIMIT. */
+// PgBouncer's words when its pool or its client limit is full (it reports them as protocol errors, 08P01).
+const POOLER_FULL = /query_wait_timeout|no more connections allowed/;
+
+/**
+ * Postgres refused a connection over max_connections or a role's or database's CONNECTION LIMIT, or a
+ * PgBouncer in front of it had no server connection to give within query_wait_timeout.
+ */
 export function isTooManyConnections(error: unknown): boolean {
-  for (const current of causes(error)) if (current.code === '53300') return true;
+  for (const current of causes(error)) {
+    if (current.code === '53300' || POOLER_FULL.test(current.message)) return true;
+  }
   return false;
 }
 

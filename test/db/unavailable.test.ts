@@ -4,7 +4,11 @@
 import { Writable } from 'node:stream';
 import pg from 'pg';
 import t from 'tap';
-import { guardPgClientErrors, isDatabaseUnavailable } from '../../src/db/unavailable.ts';
+import {
+  guardPgClientErrors,
+  isDatabaseUnavailable,
+  isTooManyConnections,
+} from '../../src/db/unavailable.ts';
 import { retryWhileDatabaseUnavailable } from '../../src/lifecycle.ts';
 import { createLogger } from '../../src/log.ts';
 import { adminUrl, query } from '../helpers/database.ts';
@@ -64,6 +68,21 @@ t.test('connection failures are recognised; ordinary SQL errors are not', async 
   t.notOk(isDatabaseUnavailable(syntax), 'a syntax error is a real error');
   t.notOk(isDatabaseUnavailable(new Error('schema is not migrated')), 'plain errors are real errors');
   t.notOk(isDatabaseUnavailable('ECONNREFUSED'), 'non-Error values are not classified');
+});
+
+t.test('a full connection budget is told apart from an unreachable database', async (t) => {
+  t.notOk(
+    isTooManyConnections(await refusedConnectionError()),
+    'a refused TCP connection is not a full budget',
+  );
+  // Postgres's own refusal (53300) is covered with a real role limit in test/roles/startup.test.ts. PgBouncer
+  // reports its refusals as protocol errors (08P01): query_wait_timeout as PgBouncer 1.18 sent it here, and
+  // the max_client_conn refusal with the text of PgBouncer's source.
+  for (const message of ['query_wait_timeout', 'no more connections allowed (max_client_conn)']) {
+    const pooler = Object.assign(new Error(message), { code: '08P01' });
+    t.ok(isTooManyConnections(new Error('slonik wrapper', { cause: pooler })), message);
+    t.ok(isDatabaseUnavailable(pooler), `${message} is also retried at start-up`);
+  }
 });
 
 t.test('a pg client without an error listener survives its backend being terminated', async (t) => {
