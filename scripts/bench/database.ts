@@ -27,8 +27,8 @@ export async function benchServer(): Promise<{ url: string; stop: () => Promise<
   return { url: embedded.url('postgres'), stop: () => embedded.stop() };
 }
 
-/** Runs one statement on a connection of its own. */
-export async function sql<R extends pg.QueryResultRow>(
+/** Runs one statement on a connection of its own (the test suite's `query` helper too). */
+export async function sql<R extends pg.QueryResultRow = Record<string, unknown>>(
   url: string,
   text: string,
   values: unknown[] = [],

@@ -58,15 +58,16 @@ export type DbPoolOptions = {
 
 export async function createDbPool(url: string, options: DbPoolOptions): Promise<DatabasePool> {
   guardPgClientErrors();
+  const hold = options.holdConnections === true;
   const pool = await createPool(withApplicationName(url, options.applicationName), {
     maxPoolSize: options.maxConnections,
     captureStackTrace: false,
     connectionRetryLimit: 0,
     connectionTimeout: 5_000,
-    idleTimeout: options.holdConnections === true ? 'DISABLE_TIMEOUT' : 30_000,
+    idleTimeout: hold ? 'DISABLE_TIMEOUT' : 30_000,
     // slonik replaces connections older than 30 minutes by default, opening the new one on demand: a held
-    // pool would give its slot away for that moment.
-    ...(options.holdConnections === true ? { maximumConnectionAge: 'DISABLE_TIMEOUT' as const } : {}),
+    // pool would give its slot away for that moment. (Undefined keeps slonik's default.)
+    maximumConnectionAge: hold ? 'DISABLE_TIMEOUT' : undefined,
     queryRetryLimit: 0,
     transactionRetryLimit: 0,
     statementTimeout: options.statementTimeoutMs ?? 60_000,
@@ -84,7 +85,7 @@ export async function createDbPool(url: string, options: DbPoolOptions): Promise
       { name: 'timestamp', parse: (value: string) => new Date(`${value}Z`) },
     ],
   });
-  if (options.holdConnections !== true) return pool;
+  if (!hold) return pool;
   try {
     await holdAllConnections(pool, options.maxConnections);
     return pool;

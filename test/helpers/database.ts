@@ -3,6 +3,7 @@
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import type { Test } from 'tap';
+import { sql } from '../../scripts/bench/database.ts';
 
 function required(name: string): string {
   const value = process.env[name];
@@ -60,19 +61,7 @@ export async function dropDatabase(name: string): Promise<void> {
 }
 
 /** Runs one query on a short-lived connection: for test set-up and assertions, not for the code under test. */
-export async function query<R extends pg.QueryResultRow = Record<string, unknown>>(
-  url: string,
-  text: string,
-  values: unknown[] = [],
-): Promise<R[]> {
-  const client = new pg.Client({ connectionString: url });
-  await client.connect();
-  try {
-    return (await client.query<R>(text, values)).rows;
-  } finally {
-    await client.end();
-  }
-}
+export const query = sql;
 
 /**
  * A login role limited to `limit` connections (superusers, which the suite connects as, are exempt from such
