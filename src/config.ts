@@ -157,6 +157,7 @@ const environmentSchema = z.object({
   ARCHIVE_BATCH_SIZE: integer(1, 100_000).default(1_000),
   ARCHIVE_RETENTION_DAYS: integer(1, 36_500).default(1_825),
   EVENT_RETENTION_DAYS: integer(1, 36_500).default(90),
+  NOTICE_RETENTION_DAYS: integer(1, 36_500).default(180),
   IDEMPOTENCY_KEY_RETENTION_DAYS: integer(1, 3_650).default(30),
 });
 
@@ -212,6 +213,7 @@ export type Config = {
     batchSize: number;
     retentionDays: number;
     eventDays: number;
+    noticeDays: number;
     idempotencyKeyDays: number;
   };
 };
@@ -330,6 +332,7 @@ export function loadConfig(env: NodeJS.ProcessEnv, options: { development?: bool
       batchSize: e.ARCHIVE_BATCH_SIZE,
       retentionDays: e.ARCHIVE_RETENTION_DAYS,
       eventDays: e.EVENT_RETENTION_DAYS,
+      noticeDays: e.NOTICE_RETENTION_DAYS,
       idempotencyKeyDays: e.IDEMPOTENCY_KEY_RETENTION_DAYS,
     },
   };

@@ -78,24 +78,6 @@ export async function countArchivable(db: CommonQueryMethods, olderThanDays: num
       AND NOT EXISTS (SELECT 1 FROM checkout_recorrencia_cobrancas c WHERE c.recorrencia_id = r.id AND c.status = 'pendente')`);
 }
 
-/**
- * Deletes checkout events that are done (delivered, or recorded without a webhook) and older than
- * `olderThanDays`, one bounded batch per call. Undelivered events are never pruned: they stay visible.
- */
-export async function pruneFinishedCheckoutEvents(
-  db: CommonQueryMethods,
-  olderThanDays: number,
-  batchSize: number,
-): Promise<number> {
-  return db.oneFirst(sql.type(CountRow)`
-    WITH alvo AS (
-      SELECT id FROM eventos_checkout
-      WHERE status IN ('enviado', 'registrado') AND criado_em < now() - make_interval(days => ${olderThanDays})
-      ORDER BY id LIMIT ${batchSize}
-    ), apagados AS (DELETE FROM eventos_checkout e USING alvo WHERE e.id = alvo.id RETURNING 1)
-    SELECT count(*)::int AS n FROM apagados`);
-}
-
 /** Deletes Idempotency-Key records older than `olderThanDays` (a retry that late creates a new recurrence). */
 export async function pruneIdempotencyKeys(
   db: CommonQueryMethods,

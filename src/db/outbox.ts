@@ -1,6 +1,7 @@
 // Queries shared by the two signed-webhook outboxes, avisos_vendedores (seller notices) and eventos_checkout
 // (events for the checkout): both have the columns status, tentativas, ultimo_erro, enviado_em and conteudo,
-// and their delivery workers read and settle a row the same way.
+// and their delivery workers read and settle a row the same way, and limpar_recorrencias_antigas prunes them
+// the same way.
 import { sql, type CommonQueryMethods } from 'slonik';
 import { z } from 'zod';
 
@@ -14,6 +15,8 @@ export const OutboxEntry = z.object({
   tentativas: z.number(),
 });
 export type OutboxEntry = z.infer<typeof OutboxEntry>;
+
+const CountRow = z.object({ n: z.number() });
 
 export async function findOutboxEntry(
   db: CommonQueryMethods,
@@ -44,4 +47,30 @@ export async function markOutboxAttemptFailed(
     SET tentativas = tentativas + 1, ultimo_erro = ${error.slice(0, 1_000)},
         status = CASE WHEN ${final} THEN 'falhou' ELSE status END
     WHERE id = ${id} AND status <> 'enviado'`);
+}
+
+/**
+ * Deletes entries that are done (delivered, or recorded without a webhook) and older than `olderThanDays`,
+ * one bounded batch per call. Undelivered entries are never pruned: they stay visible. Each seller's latest
+ * notice stays whatever its age: its `corte_em` is where the seller's next notice starts counting new holds.
+ */
+export async function pruneDeliveredOutbox(
+  db: CommonQueryMethods,
+  table: OutboxTable,
+  olderThanDays: number,
+  batchSize: number,
+): Promise<number> {
+  const keepLatestNotice =
+    table === 'avisos_vendedores'
+      ? sql.fragment`AND EXISTS (
+          SELECT 1 FROM avisos_vendedores n WHERE n.vendedor_id = o.vendedor_id AND n.data_negocio > o.data_negocio)`
+      : sql.fragment``;
+  return db.oneFirst(sql.type(CountRow)`
+    WITH alvo AS (
+      SELECT o.id FROM ${sql.identifier([table])} o
+      WHERE o.status IN ('enviado', 'registrado') AND o.criado_em < now() - make_interval(days => ${olderThanDays})
+        ${keepLatestNotice}
+      ORDER BY o.id LIMIT ${batchSize}
+    ), apagados AS (DELETE FROM ${sql.identifier([table])} o USING alvo WHERE o.id = alvo.id RETURNING 1)
+    SELECT count(*)::int AS n FROM apagados`);
 }

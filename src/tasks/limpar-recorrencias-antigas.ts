@@ -1,14 +1,11 @@
 // limpar_recorrencias_antigas (Sunday 02:00): archives recurrences ended more than ARCHIVE_AFTER_DAYS ago
 // (default 180), with their attempts and skipped cycles, in bounded batches of one transaction each; then
-// prunes delivered checkout events (EVENT_RETENTION_DAYS) and old Idempotency-Keys (IDEMPOTENCY_KEY_RETENTION_DAYS).
+// prunes delivered checkout events (EVENT_RETENTION_DAYS), delivered seller notices (NOTICE_RETENTION_DAYS)
+// and old Idempotency-Keys (IDEMPOTENCY_KEY_RETENTION_DAYS).
 // Nothing is deleted without being archived; nothing in use is touched. The archive is purged only by the
 // explicit `purge-archive` command.
-import {
-  archiveEndedBatch,
-  countArchivable,
-  pruneFinishedCheckoutEvents,
-  pruneIdempotencyKeys,
-} from '../db/arquivo.ts';
+import { archiveEndedBatch, countArchivable, pruneIdempotencyKeys } from '../db/arquivo.ts';
+import { pruneDeliveredOutbox } from '../db/outbox.ts';
 import type { PeriodicTask } from './task.ts';
 
 async function pruneInBatches(prune: () => Promise<number>, signal: AbortSignal): Promise<number> {
@@ -42,16 +39,26 @@ export const limparRecorrenciasAntigas: PeriodicTask = {
       totals.lotes += 1;
       if (moved.recorrencias < batchSize) break;
     }
-    // The auxiliary history has retentions of its own: delivered checkout events, old Idempotency-Keys.
+    // The auxiliary history has retentions of its own: delivered checkout events and seller notices, old
+    // Idempotency-Keys.
     const events = await pruneInBatches(
-      () => pruneFinishedCheckoutEvents(ctx.pool, ctx.config.archive.eventDays, batchSize),
+      () => pruneDeliveredOutbox(ctx.pool, 'eventos_checkout', ctx.config.archive.eventDays, batchSize),
+      ctx.signal,
+    );
+    const notices = await pruneInBatches(
+      () => pruneDeliveredOutbox(ctx.pool, 'avisos_vendedores', ctx.config.archive.noticeDays, batchSize),
       ctx.signal,
     );
     const keys = await pruneInBatches(
       () => pruneIdempotencyKeys(ctx.pool, ctx.config.archive.idempotencyKeyDays, batchSize),
       ctx.signal,
     );
-    return { ...totals, eventos_checkout_removidos: events, chaves_idempotencia_removidas: keys };
+    return {
+      ...totals,
+      eventos_checkout_removidos: events,
+      avisos_vendedores_removidos: notices,
+      chaves_idempotencia_removidas: keys,
+    };
   },
   dryRun: async (ctx) => ({
     recorrencias_a_arquivar: await countArchivable(ctx.pool, ctx.config.archive.afterDays),

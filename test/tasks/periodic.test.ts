@@ -418,3 +418,61 @@ t.test(
     t.same(await query(h.url, 'SELECT chave FROM chaves_idempotencia'), [{ chave: 'new' }]);
   },
 );
+
+t.test(
+  "limpar prunes old delivered seller notices, keeping undelivered ones and each seller's latest",
+  async (t) => {
+    const h = await createHarness(t, { env: { NOTICE_RETENTION_DAYS: '180' } });
+    // [seller, business date, status, age in days]
+    const notices = [
+      ['loja-a', '2030-01-01', 'enviado', 400],
+      ['loja-a', '2030-01-02', 'registrado', 399],
+      ['loja-a', '2030-01-03', 'falhou', 398],
+      ['loja-a', '2030-01-04', 'pendente', 397],
+      ['loja-a', '2030-09-01', 'enviado', 190],
+      ['loja-a', '2031-03-01', 'enviado', 10],
+      ['loja-b', '2030-01-01', 'enviado', 400],
+    ] as const;
+    for (const [seller, date, status, age] of notices) {
+      await query(
+        h.url,
+        `INSERT INTO avisos_vendedores (vendedor_id, data_negocio, corte_em, novas_em_hold, total_em_hold, conteudo,
+           status, criado_em)
+         VALUES ($1, $2, now() - make_interval(days => $4), 0, 1, '{}', $3, now() - make_interval(days => $4))`,
+        [seller, date, status, age],
+      );
+    }
+    const outcome = await run(h, 'limpar_recorrencias_antigas');
+    t.match(outcome, { counts: { avisos_vendedores_removidos: 3 } });
+    const left = await query<{ vendedor_id: string; data_negocio: string; status: string }>(
+      h.url,
+      `SELECT vendedor_id, data_negocio::text, status FROM avisos_vendedores ORDER BY vendedor_id, data_negocio`,
+    );
+    t.same(
+      left,
+      [
+        { vendedor_id: 'loja-a', data_negocio: '2030-01-03', status: 'falhou' },
+        { vendedor_id: 'loja-a', data_negocio: '2030-01-04', status: 'pendente' },
+        { vendedor_id: 'loja-a', data_negocio: '2031-03-01', status: 'enviado' },
+        { vendedor_id: 'loja-b', data_negocio: '2030-01-01', status: 'enviado' },
+      ],
+      "undelivered notices stay, recent ones too, and loja-b's only notice (its next cut-off)",
+    );
+    // The next notice still counts new holds from loja-b's kept cut-off: a hold older than it is not new.
+    await insertRecurrence(h.pool, {
+      proxima_cobranca: DAY,
+      vendedor_id: 'loja-b',
+      status: 'hold',
+      hold_em: new Date(Date.now() - 500 * 86_400_000),
+    });
+    t.match(await run(h, 'notificar_recorrencias_hold'), { counts: { avisos_criados: 1 } });
+    t.same(
+      await query(
+        h.url,
+        `SELECT novas_em_hold, total_em_hold FROM avisos_vendedores WHERE vendedor_id = 'loja-b' AND data_negocio = $1`,
+        [DAY],
+      ),
+      [{ novas_em_hold: 0, total_em_hold: 1 }],
+    );
+  },
+);
