@@ -36,9 +36,14 @@ export async function findSellerHolds(
 ): Promise<readonly SellerHolds[]> {
   const result = await db.query(sql.type(SellerHolds)`
     WITH anterior AS (
-      SELECT DISTINCT ON (vendedor_id) vendedor_id, corte_em
-      FROM avisos_vendedores WHERE data_negocio < ${date}::date
-      ORDER BY vendedor_id, data_negocio DESC
+      -- One index lookup per seller with holds, not a pass over every seller's notice history.
+      SELECT v.vendedor_id, ultimo.corte_em
+      FROM (SELECT DISTINCT vendedor_id FROM checkout_recorrencias WHERE status = 'hold') v
+      CROSS JOIN LATERAL (
+        SELECT a.corte_em FROM avisos_vendedores a
+        WHERE a.vendedor_id = v.vendedor_id AND a.data_negocio < ${date}::date
+        ORDER BY a.data_negocio DESC LIMIT 1
+      ) ultimo
     ), holds AS (
       SELECT r.vendedor_id, r.id, r.valor_centavos, r.moeda, r.motivo_hold, r.hold_em, r.cliente_ref, r.descricao,
         r.hold_em > coalesce(a.corte_em, '-infinity'::timestamptz) AS nova,
