@@ -82,7 +82,8 @@ SELECT fila AS fila_pausada, pausada_em, pausada_por, motivo,
 FROM tarefas_pausadas
 ORDER BY fila;
 
--- Seller notices (avisos_vendedores) by status, with the oldest not delivered (pendente or falhou).
+-- Seller notices (avisos_vendedores) by status (delivered ones are kept NOTICE_RETENTION_DAYS), with the
+-- oldest not delivered (pendente or falhou).
 SELECT status AS aviso_status, count(*) AS avisos, min(criado_em) AS mais_antigo
 FROM avisos_vendedores
 GROUP BY status

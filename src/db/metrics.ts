@@ -26,7 +26,7 @@ export type MetricGauges = z.infer<typeof MetricGauges>;
 
 /**
  * Reads, for `tasks` and the business date `date`: each task's last success, whether it succeeded for the
- * date and whether a run is executing now; the notices by status (all dates); the ages (seconds, database
+ * date and whether a run is executing now; the notices by status (all kept ones); the ages (seconds, database
  * clock) of the oldest pending attempt and of the oldest notice not delivered (pendente or falhou), null
  * when there is none. Read-only.
  *
