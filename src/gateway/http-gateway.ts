@@ -27,6 +27,10 @@ type Exchange = { status: number; body: unknown; replayed: boolean } | { failed:
 /** A response body larger than this is off-contract (and is not read into memory). */
 const MAX_BODY_BYTES = 1_048_576;
 
+/** OpenSSL's certificate verification codes and Node's own TLS/SSL error codes. */
+const TLS_ERROR =
+  /^(ERR_TLS_|ERR_SSL_|CERT_|UNABLE_TO_|DEPTH_ZERO_SELF_SIGNED_CERT$|SELF_SIGNED_CERT_IN_CHAIN$)/;
+
 function networkReason(error: unknown): string {
   const code = (error as { code?: unknown } | undefined)?.code;
   switch (code) {
@@ -40,9 +44,11 @@ function networkReason(error: unknown): string {
     case 'ENOTFOUND':
     case 'EAI_AGAIN':
       return 'dns_error';
-    default:
-      return 'network_error';
   }
+  // A certificate the worker does not trust fails the handshake, before the charge is sent, and fails every
+  // charge the same way: name it, so the operator looks at the certificate rather than at the network.
+  if (typeof code === 'string' && TLS_ERROR.test(code)) return 'tls_error';
+  return 'network_error';
 }
 
 /** Maps a 200 body; anything off-contract is `unknown` (never a decline). */
