@@ -1,5 +1,5 @@
 // Applies the numbered SQL files in sql/ in order, once each. Safe when several processes run it at once
-// (a session advisory lock serialises them) and refuses to run when an applied file was edited (checksums).
+// (an advisory lock serialises them) and refuses to run when an applied file was edited (checksums).
 import { createHash } from 'node:crypto';
 import { readdir, readFile } from 'node:fs/promises';
 import pg from 'pg';
@@ -84,44 +84,80 @@ export async function migrationStatus(run: SqlRunner, dir: URL = MIGRATIONS_DIR)
  */
 export async function migrate(url: string, log: Logger, dir: URL = MIGRATIONS_DIR): Promise<string[]> {
   const files = await readMigrationFiles(dir);
-  const client = new pg.Client({ connectionString: url, application_name: 'recorrencias:migrate' });
-  client.on('error', (error) => log.error({ err: error }, 'migration connection error'));
-  await client.connect();
+  const connect = async (purpose: string) => {
+    const client = new pg.Client({ connectionString: url, application_name: 'recorrencias:migrate' });
+    client.on('error', (error) => log.error({ err: error, purpose }, 'migration connection error'));
+    await client.connect();
+    return client;
+  };
+  // The lock is held by a transaction left open on a connection of its own, as the task runs hold theirs (see
+  // task-runs.ts): it ends with that transaction or connection, through a transaction-mode pooler too.
+  const lock = await connect('lock');
   try {
-    await client.query('SELECT pg_advisory_lock($1)', [MIGRATION_LOCK_KEY]);
-    await client.query(`
-      CREATE TABLE IF NOT EXISTS migracoes (
-        versao integer CONSTRAINT migracoes_pkey PRIMARY KEY,
-        nome text NOT NULL,
-        checksum text NOT NULL,
-        aplicada_em timestamptz NOT NULL DEFAULT now()
-      )`);
-    const status = compareMigrations(files, await readApplied(clientRunner(client)));
-    assertNoDrift(status);
-    const applied: string[] = [];
-    for (const file of status.pending) {
-      const started = Date.now();
-      await client.query('BEGIN');
-      try {
-        await client.query(file.sql);
-        await client.query('INSERT INTO migracoes (versao, nome, checksum) VALUES ($1, $2, $3)', [
-          file.version,
-          file.name,
-          file.checksum,
-        ]);
-        await client.query('COMMIT');
-      } catch (error) {
-        await client.query('ROLLBACK');
-        throw new AppError('INTERNAL', `migration ${file.name} failed: ${(error as Error).message}`, {
-          cause: error,
-        });
-      }
-      log.info({ migration: file.name, ms: Date.now() - started }, 'migration applied');
-      applied.push(file.name);
+    await takeMigrationLock(lock, log);
+    const client = await connect('migrations');
+    try {
+      return await applyPending(client, files, log);
+    } finally {
+      await client.end();
     }
-    return applied;
   } finally {
-    await client.query('SELECT pg_advisory_unlock($1)', [MIGRATION_LOCK_KEY]).catch(() => undefined);
-    await client.end();
+    await lock.query('COMMIT').catch(() => undefined);
+    await lock.end();
   }
+}
+
+/**
+ * Opens the transaction that holds the lock, retrying every 250 ms while another migrator holds it. Waiting
+ * outside a transaction matters behind a transaction-mode pooler: a waiter blocked inside one would pin a
+ * server connection that the lock holder may need for its own migrations.
+ */
+async function takeMigrationLock(lock: pg.Client, log: Logger): Promise<void> {
+  for (let attempt = 1; ; attempt += 1) {
+    await lock.query('BEGIN');
+    const { rows } = await lock.query<{ locked: boolean }>(
+      `SELECT pg_try_advisory_xact_lock($1) AS locked
+       FROM set_config('idle_in_transaction_session_timeout', '0', true)`,
+      [MIGRATION_LOCK_KEY],
+    );
+    if (rows[0]?.locked === true) return;
+    await lock.query('ROLLBACK');
+    if (attempt === 1) log.info('another migrate is running: waiting for it to finish');
+    await new Promise((resolve) => setTimeout(resolve, 250));
+  }
+}
+
+/** Applies every pending migration on `client`, each in its own transaction. Only call holding the lock. */
+async function applyPending(client: pg.Client, files: MigrationFile[], log: Logger): Promise<string[]> {
+  await client.query(`
+    CREATE TABLE IF NOT EXISTS migracoes (
+      versao integer CONSTRAINT migracoes_pkey PRIMARY KEY,
+      nome text NOT NULL,
+      checksum text NOT NULL,
+      aplicada_em timestamptz NOT NULL DEFAULT now()
+    )`);
+  const status = compareMigrations(files, await readApplied(clientRunner(client)));
+  assertNoDrift(status);
+  const applied: string[] = [];
+  for (const file of status.pending) {
+    const started = Date.now();
+    await client.query('BEGIN');
+    try {
+      await client.query(file.sql);
+      await client.query('INSERT INTO migracoes (versao, nome, checksum) VALUES ($1, $2, $3)', [
+        file.version,
+        file.name,
+        file.checksum,
+      ]);
+      await client.query('COMMIT');
+    } catch (error) {
+      await client.query('ROLLBACK');
+      throw new AppError('INTERNAL', `migration ${file.name} failed: ${(error as Error).message}`, {
+        cause: error,
+      });
+    }
+    log.info({ migration: file.name, ms: Date.now() - started }, 'migration applied');
+    applied.push(file.name);
+  }
+  return applied;
 }

@@ -75,7 +75,7 @@ export async function createDbPool(url: string, options: DbPoolOptions): Promise
     interceptors: [rowValidation],
     // slonik's default runs DISCARD ALL each time a connection goes back to the pool: one more round trip
     // (and transaction) per query, measured at ~4 of the 8.5 transactions per charge. Our code leaves no
-    // session state behind (transactions are explicit; the task-run advisory lock is released explicitly).
+    // session state behind (transactions are explicit; the task-run and migration locks are transaction-scoped).
     resetConnection: async () => undefined,
     typeParsers: [
       { name: 'int8', parse: int8 },

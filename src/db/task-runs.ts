@@ -1,12 +1,11 @@
-// Queries on execucoes_tarefas: one row per run of a periodic task for a business date. A session
-// advisory lock per (task, date) keeps two runs from overlapping; it dies with the session, so a crashed
-// run never blocks its retry.
+// Queries on execucoes_tarefas: one row per run of a periodic task for a business date. An advisory lock
+// per (task, date), held by a transaction that stays open for the whole run, keeps two runs from overlapping;
+// it dies with that transaction (or its connection), so a crashed run never blocks its retry.
 import { sql, type CommonQueryMethods } from 'slonik';
 import { z } from 'zod';
 
 // Row schemas are built once: zod compiles a schema on first use, so an inline one would cost that on every call.
 const LockedRow = z.object({ locked: z.boolean() });
-const UnlockedRow = z.object({ unlocked: z.boolean() });
 const IdRow = z.object({ id: z.number() });
 
 export const TaskRun = z.object({
@@ -30,19 +29,31 @@ function lockKey(task: string, date: string) {
   return sql.fragment`hashtextextended(${`execucao:${task}:${date}`}, 0)`;
 }
 
-/** Must run on a dedicated session (pool.connect): the lock lives as long as that session holds it. */
+/**
+ * Opens on `session` (a dedicated connection, pool.connect) the transaction that holds the (task, date) lock
+ * for the whole run, and takes the lock; when another run holds it, ends the transaction and returns false.
+ * The lock goes with that transaction: at unlockTaskRun, or when the connection ends (a crash). A
+ * transaction-level lock, not a session-level one, because a pooler in transaction mode pins one server
+ * connection to an open transaction but may send a session's successive statements to different ones.
+ * The transaction writes nothing, so it holds no snapshot between statements (it does not hold back vacuum);
+ * it is exempted from the pool's idle-in-transaction timeout, which would end it a minute into a run.
+ */
 export async function tryLockTaskRun(
   session: CommonQueryMethods,
   task: string,
   date: string,
 ): Promise<boolean> {
-  return session.oneFirst(sql.type(LockedRow)`
-    SELECT pg_try_advisory_lock(${lockKey(task, date)}) AS locked`);
+  await session.query(sql.unsafe`BEGIN`);
+  const locked = await session.oneFirst(sql.type(LockedRow)`
+    SELECT pg_try_advisory_xact_lock(${lockKey(task, date)}) AS locked
+    FROM set_config('idle_in_transaction_session_timeout', '0', true)`);
+  if (!locked) await session.query(sql.unsafe`COMMIT`);
+  return locked;
 }
 
-export async function unlockTaskRun(session: CommonQueryMethods, task: string, date: string): Promise<void> {
-  await session.query(sql.type(UnlockedRow)`
-    SELECT pg_advisory_unlock(${lockKey(task, date)}) AS unlocked`);
+/** Ends the transaction tryLockTaskRun opened, and so releases the lock. */
+export async function unlockTaskRun(session: CommonQueryMethods): Promise<void> {
+  await session.query(sql.unsafe`COMMIT`);
 }
 
 export async function findSucceededTaskRun(

@@ -61,8 +61,8 @@ export async function freePort(): Promise<number> {
 
 type Owner = { uid: number; gid: number } | undefined;
 
-/** PostgreSQL refuses to run as root: as root, run it as the `postgres` system user (created if missing). */
-function serverOwner(): Owner {
+/** PostgreSQL (and PgBouncer) refuse to run as root: as root, run them as the `postgres` system user (created if missing). */
+export function serverOwner(): Owner {
   if (process.getuid?.() !== 0) return undefined;
   const lookup = () => ({
     uid: Number(execFileSync('id', ['-u', 'postgres']).toString().trim()),

@@ -60,8 +60,9 @@ export async function runPeriodicTask(
 ): Promise<PeriodicOutcome> {
   const { date, force, jobId } = request;
   const log = deps.log.child({ task: task.name, jobId, businessDate: date });
-  // A dedicated session holds the (task, date) lock for the whole run; if this process dies the session
-  // ends and the lock with it, so the job's retry can take over.
+  // A transaction on a dedicated connection holds the (task, date) lock for the whole run (the run's own
+  // writes commit on other connections); if this process dies the connection ends and the lock with it, so
+  // the job's retry can take over.
   return deps.pool.connect(async (session) => {
     if (!(await tryLockTaskRun(session, task.name, date))) {
       log.info('another run for this task and date is in progress: nothing to do');
@@ -115,7 +116,7 @@ export async function runPeriodicTask(
         clearTimeout(softTimer);
       }
     } finally {
-      await unlockTaskRun(session, task.name, date);
+      await unlockTaskRun(session);
     }
   });
 }

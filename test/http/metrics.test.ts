@@ -442,7 +442,7 @@ t.test('a task is running only while its run holds the (task, date) lock', async
       value(await scrape(h.app), 'recorrencias_task_running', { task: 'processar_recorrencias_do_dia' }),
       0,
     );
-    await unlockTaskRun(session, task, '2031-03-08');
+    await unlockTaskRun(session);
   });
   t.equal(value(await scrape(h.app), 'recorrencias_task_running', { task }), 0);
 });

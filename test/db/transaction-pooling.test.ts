@@ -1,0 +1,147 @@
+// Through PgBouncer in transaction mode, which may send one client connection's successive statements to
+// different server connections: a periodic task's run still excludes every other run of its (task, date),
+// and its lock ends with the run. Migrations go through it too.
+import { cp, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import t from 'tap';
+import { loadConfig } from '../../src/config.ts';
+import { createDbPool } from '../../src/db/pool.ts';
+import { migrate, MIGRATIONS_DIR } from '../../src/db/migrator.ts';
+import { createBoss } from '../../src/queue/boss.ts';
+import { runPeriodicTask, type PeriodicOutcome } from '../../src/tasks/periodic-runner.ts';
+import type { PeriodicTask, TaskDeps } from '../../src/tasks/task.ts';
+import { createMigratedDatabase, query } from '../helpers/database.ts';
+import { silentLog } from '../helpers/harness.ts';
+import { startPgBouncer } from '../helpers/pgbouncer.ts';
+
+const DATE = '2031-05-05';
+
+async function depsFor(t: Parameters<typeof createMigratedDatabase>[0], url: string): Promise<TaskDeps> {
+  const config = loadConfig({ DATABASE_URL: url, LOG_LEVEL: 'silent' });
+  const pool = await createDbPool(url, { maxConnections: 4, applicationName: 'test' });
+  t.teardown(() => pool.end());
+  // Never started: the runner does not touch the queue.
+  const boss = createBoss(config, url, 'cli', silentLog);
+  return { config, pool, boss, log: silentLog, now: () => new Date() };
+}
+
+/** A task whose run waits until released, counting the runs inside it at once. */
+function gatedTask() {
+  let release = () => {};
+  const gate = new Promise<void>((resolve) => (release = resolve));
+  let entered = () => {};
+  const firstEntered = new Promise<void>((resolve) => (entered = resolve));
+  const state = { inside: 0, peakInside: 0 };
+  const task: PeriodicTask = {
+    name: 'limpar_recorrencias_antigas',
+    description: 'waits for the test',
+    async run() {
+      state.inside += 1;
+      state.peakInside = Math.max(state.peakInside, state.inside);
+      entered();
+      await gate;
+      state.inside -= 1;
+      return { feitas: 1 };
+    },
+    dryRun: async () => ({}),
+  };
+  return { task, state, release, firstEntered };
+}
+
+/** A skipped run returns at once; one still running after `ms` has taken the lock it should not have. */
+async function returnsWithin<T>(work: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`still running after ${ms} ms: it took the lock`)), ms);
+  });
+  try {
+    return await Promise.race([work, late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+function run(task: PeriodicTask, deps: TaskDeps, force = false): Promise<PeriodicOutcome> {
+  return runPeriodicTask(task, deps, {
+    date: DATE,
+    force,
+    jobId: null,
+    attempt: 1,
+    signal: new AbortController().signal,
+  });
+}
+
+t.test(
+  'a task run holds its lock through a transaction-mode pooler, and releases it at the end',
+  async (t) => {
+    const url = await createMigratedDatabase(t);
+    const bounced = await startPgBouncer(t, url, { poolMode: 'transaction', poolSize: 2 });
+    const viaPooler = await depsFor(t, bounced);
+    const direct = await depsFor(t, url);
+    const gated = gatedTask();
+
+    t.teardown(() => gated.release());
+    const first = run(gated.task, viaPooler);
+    await gated.firstEntered;
+    t.match(
+      await returnsWithin(run(gated.task, viaPooler), 10_000),
+      { status: 'skipped', reason: 'run_in_progress' },
+      'via the pooler',
+    );
+    t.match(
+      await returnsWithin(run(gated.task, direct), 10_000),
+      { status: 'skipped', reason: 'run_in_progress' },
+      'directly',
+    );
+    const locks = await query<{ n: number }>(
+      url,
+      `SELECT count(*)::int AS n FROM pg_locks WHERE locktype = 'advisory' AND granted`,
+    );
+    t.same(locks, [{ n: 1 }], 'one lock, held by the running run');
+    gated.release();
+    t.match(await first, { status: 'succeeded', counts: { feitas: 1 } });
+    t.equal(gated.state.peakInside, 1, 'never two runs at once');
+
+    t.same(
+      await query(url, `SELECT count(*)::int AS n FROM pg_locks WHERE locktype = 'advisory'`),
+      [{ n: 0 }],
+      'no lock left on any server connection',
+    );
+    t.match(await run(gated.task, direct, true), { status: 'succeeded' }, 'a forced rerun directly');
+    t.match(await run(gated.task, viaPooler, true), { status: 'succeeded' }, 'and via the pooler');
+    const runs = await query<{ status: string }>(
+      url,
+      `SELECT status FROM execucoes_tarefas WHERE tarefa = 'limpar_recorrencias_antigas' ORDER BY id`,
+    );
+    t.same(
+      runs.map((row) => row.status),
+      ['sucesso', 'sucesso', 'sucesso'],
+    );
+  },
+);
+
+t.test('two migrators through a transaction-mode pooler apply a pending migration once', async (t) => {
+  const url = await createMigratedDatabase(t);
+  // Two server connections: a migrator waiting inside a transaction would pin the one the other needs.
+  const bounced = await startPgBouncer(t, url, { poolMode: 'transaction', poolSize: 2 });
+  const dir = await mkdtemp(join(tmpdir(), 'recorrencias-migrations-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  await cp(fileURLToPath(MIGRATIONS_DIR), dir, { recursive: true });
+  await writeFile(
+    join(dir, '9999_lenta.sql'),
+    'SELECT pg_sleep(0.5);\nCREATE TABLE migracao_lenta (id integer);\n',
+  );
+  const applied = await Promise.all([
+    migrate(bounced, silentLog, pathToFileURL(`${dir}/`)),
+    migrate(bounced, silentLog, pathToFileURL(`${dir}/`)),
+  ]);
+  t.same(applied.flat(), ['9999_lenta.sql'], 'one of them applied it, the other found nothing to do');
+  t.same(await query(url, `SELECT count(*)::int AS n FROM migracao_lenta`), [{ n: 0 }]);
+  t.same(
+    await query(url, `SELECT count(*)::int AS n FROM pg_locks WHERE locktype = 'advisory'`),
+    [{ n: 0 }],
+    'no lock left on any server connection',
+  );
+});
