@@ -30,13 +30,23 @@ function lockKey(task: string, date: string) {
 }
 
 /**
+ * The timeouts a transaction that holds a lock for a whole run is exempted from (locally): the pool's (or the
+ * role's) idle-in-transaction timeout would end it a minute into a run, and so would a `transaction_timeout`
+ * (PostgreSQL 17+; a server without the setting simply has no such row in pg_settings).
+ */
+export const LOCK_TRANSACTION_UNTIMED = [
+  'idle_in_transaction_session_timeout',
+  'transaction_timeout',
+] as const;
+
+/**
  * Opens on `session` (a dedicated connection, pool.connect) the transaction that holds the (task, date) lock
  * for the whole run, and takes the lock; when another run holds it, ends the transaction and returns false.
  * The lock goes with that transaction: at unlockTaskRun, or when the connection ends (a crash). A
  * transaction-level lock, not a session-level one, because a pooler in transaction mode pins one server
  * connection to an open transaction but may send a session's successive statements to different ones.
  * The transaction writes nothing, so it holds no snapshot between statements (it does not hold back vacuum);
- * it is exempted from the pool's idle-in-transaction timeout, which would end it a minute into a run.
+ * it is exempted from the timeouts that would end it mid-run (LOCK_TRANSACTION_UNTIMED).
  */
 export async function tryLockTaskRun(
   session: CommonQueryMethods,
@@ -46,7 +56,8 @@ export async function tryLockTaskRun(
   await session.query(sql.unsafe`BEGIN`);
   const locked = await session.oneFirst(sql.type(LockedRow)`
     SELECT pg_try_advisory_xact_lock(${lockKey(task, date)}) AS locked
-    FROM set_config('idle_in_transaction_session_timeout', '0', true)`);
+    FROM (SELECT count(set_config(name, '0', true)) FROM pg_settings
+          WHERE name = ANY(${sql.array([...LOCK_TRANSACTION_UNTIMED], 'text')})) AS exempted`);
   if (!locked) await session.query(sql.unsafe`COMMIT`);
   return locked;
 }

@@ -8,6 +8,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import t from 'tap';
 import { loadConfig } from '../../src/config.ts';
 import { createDbPool } from '../../src/db/pool.ts';
+import { LOCK_TRANSACTION_UNTIMED } from '../../src/db/task-runs.ts';
 import { migrate, MIGRATIONS_DIR } from '../../src/db/migrator.ts';
 import { createBoss } from '../../src/queue/boss.ts';
 import { runPeriodicTask, type PeriodicOutcome } from '../../src/tasks/periodic-runner.ts';
@@ -77,6 +78,15 @@ t.test(
   'a task run holds its lock through a transaction-mode pooler, and releases it at the end',
   async (t) => {
     const url = await createMigratedDatabase(t);
+    // Short transaction timeouts on the database (PgBouncer drops the pool's own settings at log-in, so these
+    // apply): the lock's transaction, idle for the whole run, must outlive them.
+    const name = new URL(url).pathname.slice(1);
+    const timeouts = await query<{ name: string }>(url, `SELECT name FROM pg_settings WHERE name = ANY($1)`, [
+      [...LOCK_TRANSACTION_UNTIMED],
+    ]);
+    for (const { name: setting } of timeouts) {
+      await query(url, `ALTER DATABASE "${name}" SET ${setting} = '300ms'`);
+    }
     const bounced = await startPgBouncer(t, url, { poolMode: 'transaction', poolSize: 2 });
     const viaPooler = await depsFor(t, bounced);
     const direct = await depsFor(t, url);
@@ -85,6 +95,8 @@ t.test(
     t.teardown(() => gated.release());
     const first = run(gated.task, viaPooler);
     await gated.firstEntered;
+    // Not synchronisation: the run stays idle past those timeouts before anyone else tries the lock.
+    await new Promise((resolve) => setTimeout(resolve, 1_000));
     t.match(
       await returnsWithin(run(gated.task, viaPooler), 10_000),
       { status: 'skipped', reason: 'run_in_progress' },
