@@ -110,6 +110,7 @@ const environmentSchema = z.object({
   TASK_SOFT_TIME_LIMIT_SECONDS: integer(1, 86_400).default(240),
   TASK_RETRY_LIMIT: integer(0, 50).default(3),
   TASK_RETRY_DELAY_SECONDS: integer(1, 3_600).default(30),
+  TASK_LOCK_CHECK_SECONDS: integer(1, 300).default(5),
 
   CHARGE_TIME_LIMIT_SECONDS: integer(5, 3_600).default(30),
   CHARGE_HEARTBEAT_SECONDS: integer(10, 3_600).default(10),
@@ -184,6 +185,7 @@ export type Config = {
     softLimitSeconds: number;
     retryLimit: number;
     retryDelaySeconds: number;
+    lockCheckSeconds: number;
   };
   charges: {
     hardLimitSeconds: number;
@@ -286,6 +288,7 @@ export function loadConfig(env: NodeJS.ProcessEnv, options: { development?: bool
       softLimitSeconds: e.TASK_SOFT_TIME_LIMIT_SECONDS,
       retryLimit: e.TASK_RETRY_LIMIT,
       retryDelaySeconds: e.TASK_RETRY_DELAY_SECONDS,
+      lockCheckSeconds: e.TASK_LOCK_CHECK_SECONDS,
     },
     charges: {
       hardLimitSeconds: e.CHARGE_TIME_LIMIT_SECONDS,

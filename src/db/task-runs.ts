@@ -62,6 +62,15 @@ export async function tryLockTaskRun(
   return locked;
 }
 
+/**
+ * Checks that the transaction holding the lock is still there: the lock cannot leave it while it lives, so a
+ * statement that succeeds on its connection proves the lock; one that fails means the connection (and the
+ * lock) has ended, say by pg_terminate_backend, a pooler dropping its server connection or a network cut.
+ */
+export async function probeTaskRunLock(session: CommonQueryMethods): Promise<void> {
+  await session.query(sql.unsafe`SELECT 1`);
+}
+
 /** Ends the transaction tryLockTaskRun opened, and so releases the lock. */
 export async function unlockTaskRun(session: CommonQueryMethods): Promise<void> {
   await session.query(sql.unsafe`COMMIT`);

@@ -1,7 +1,9 @@
 // Runs a periodic task for one business date: makes sure only one run per (task, date) happens at a time and
 // that a succeeded run is not repeated unless forced, records the run, and enforces the soft time limit (a
-// warning) beside pg-boss's hard limit (the job's expiry, which aborts `signal`).
+// warning) beside pg-boss's hard limit (the job's expiry, which aborts `signal`); a run whose lock's connection
+// ends is aborted too (run-lock-watch.ts).
 import type { JobWithMetadata } from 'pg-boss';
+import type { CommonQueryMethods } from 'slonik';
 import type { IsoDate } from '../domain/dates.ts';
 import {
   findSucceededTaskRun,
@@ -12,7 +14,9 @@ import {
   tryLockTaskRun,
   unlockTaskRun,
 } from '../db/task-runs.ts';
+import type { Logger } from '../log.ts';
 import { occurrenceBusinessDate } from './job-business-date.ts';
+import { watchRunLock, type RunLockWatch } from './run-lock-watch.ts';
 import { periodicTaskPayload, type PeriodicTask, type TaskCounts, type TaskDeps } from './task.ts';
 
 export type PeriodicOutcome =
@@ -58,65 +62,96 @@ export async function runPeriodicTask(
   deps: TaskDeps,
   request: PeriodicRunRequest,
 ): Promise<PeriodicOutcome> {
-  const { date, force, jobId } = request;
-  const log = deps.log.child({ task: task.name, jobId, businessDate: date });
+  const log = deps.log.child({ task: task.name, jobId: request.jobId, businessDate: request.date });
   // A transaction on a dedicated connection holds the (task, date) lock for the whole run (the run's own
   // writes commit on other connections); if this process dies the connection ends and the lock with it, so
-  // the job's retry can take over.
-  return deps.pool.connect(async (session) => {
-    if (!(await tryLockTaskRun(session, task.name, date))) {
-      log.info('another run for this task and date is in progress: nothing to do');
-      return { status: 'skipped', reason: 'run_in_progress', date };
+  // the job's retry can take over. The other way round, a run whose lock connection ends stops.
+  const locked: { run?: Promise<PeriodicOutcome> } = {};
+  try {
+    return await deps.pool.connect(
+      (session) => (locked.run = runHoldingLock(task, deps, request, log, session)),
+    );
+  } catch (error) {
+    // slonik's connect rejects as soon as its connection reports an error, while the routine goes on: the
+    // outcome is the run's own (stopped by the lock watch, or finished), not the connection's error.
+    if (locked.run === undefined) throw error;
+    return await locked.run;
+  }
+}
+
+async function runHoldingLock(
+  task: PeriodicTask,
+  deps: TaskDeps,
+  request: PeriodicRunRequest,
+  log: Logger,
+  session: CommonQueryMethods,
+): Promise<PeriodicOutcome> {
+  const { date, force, jobId } = request;
+  if (!(await tryLockTaskRun(session, task.name, date))) {
+    log.info('another run for this task and date is in progress: nothing to do');
+    return { status: 'skipped', reason: 'run_in_progress', date };
+  }
+  const watch = watchRunLock(session, deps.config.tasks.lockCheckSeconds * 1000, log);
+  const signal = AbortSignal.any([request.signal, watch.lost]);
+  try {
+    if (!force) {
+      const done = await findSucceededTaskRun(deps.pool, task.name, date);
+      if (done !== null) {
+        log.info({ runId: done.id }, 'already succeeded for this date: nothing to do (force to rerun)');
+        return { status: 'skipped', reason: 'already_succeeded', date, runId: done.id };
+      }
     }
+    const interrupted = await markInterruptedTaskRuns(deps.pool, task.name, date);
+    if (interrupted > 0) log.warn({ interrupted }, 'previous run was interrupted: redoing it');
+    const run = await insertTaskRun(deps.pool, {
+      task: task.name,
+      date,
+      forced: force,
+      jobId,
+      attempt: request.attempt,
+    });
+    const runLog = log.child({ runId: run.id });
+    const started = Date.now();
+    runLog.info({ forced: force, attempt: run.tentativa }, 'task run started');
+    const softLimitMs = deps.config.tasks.softLimitSeconds * 1000;
+    const softTimer = setTimeout(
+      () =>
+        runLog.warn(
+          { softLimitSeconds: deps.config.tasks.softLimitSeconds },
+          'task run passed its soft time limit',
+        ),
+      softLimitMs,
+    );
+    const counts: TaskCounts = {};
     try {
-      if (!force) {
-        const done = await findSucceededTaskRun(deps.pool, task.name, date);
-        if (done !== null) {
-          log.info({ runId: done.id }, 'already succeeded for this date: nothing to do (force to rerun)');
-          return { status: 'skipped', reason: 'already_succeeded', date, runId: done.id };
-        }
-      }
-      const interrupted = await markInterruptedTaskRuns(deps.pool, task.name, date);
-      if (interrupted > 0) log.warn({ interrupted }, 'previous run was interrupted: redoing it');
-      const run = await insertTaskRun(deps.pool, {
-        task: task.name,
-        date,
-        forced: force,
-        jobId,
-        attempt: request.attempt,
-      });
-      const runLog = log.child({ runId: run.id });
-      const started = Date.now();
-      runLog.info({ forced: force, attempt: run.tentativa }, 'task run started');
-      const softLimitMs = deps.config.tasks.softLimitSeconds * 1000;
-      const softTimer = setTimeout(
-        () =>
-          runLog.warn(
-            { softLimitSeconds: deps.config.tasks.softLimitSeconds },
-            'task run passed its soft time limit',
-          ),
-        softLimitMs,
+      Object.assign(counts, await task.run({ ...deps, log: runLog, date, force, runId: run.id, signal }));
+      await markTaskRunSucceeded(deps.pool, run.id, counts);
+      runLog.info({ counts, ms: Date.now() - started }, 'task run succeeded');
+      return { status: 'succeeded', runId: run.id, date, counts };
+    } catch (error) {
+      runLog.error({ err: error, ms: Date.now() - started }, 'task run failed');
+      await markTaskRunFailed(deps.pool, run.id, (error as Error).message, counts).catch(
+        (recordError: unknown) => runLog.error({ err: recordError }, 'could not record the failed run'),
       );
-      const counts: TaskCounts = {};
-      try {
-        Object.assign(
-          counts,
-          await task.run({ ...deps, log: runLog, date, force, runId: run.id, signal: request.signal }),
-        );
-        await markTaskRunSucceeded(deps.pool, run.id, counts);
-        runLog.info({ counts, ms: Date.now() - started }, 'task run succeeded');
-        return { status: 'succeeded', runId: run.id, date, counts };
-      } catch (error) {
-        runLog.error({ err: error, ms: Date.now() - started }, 'task run failed');
-        await markTaskRunFailed(deps.pool, run.id, (error as Error).message, counts).catch(
-          (recordError: unknown) => runLog.error({ err: recordError }, 'could not record the failed run'),
-        );
-        throw error;
-      } finally {
-        clearTimeout(softTimer);
-      }
+      throw error;
     } finally {
-      await unlockTaskRun(session);
+      clearTimeout(softTimer);
     }
-  });
+  } finally {
+    await watch.stop();
+    await releaseRunLock(session, watch, log);
+  }
+}
+
+/**
+ * Ends the lock's transaction. When its connection has already ended, so has the lock: that is logged, and the
+ * run's own outcome (recorded before this) stands rather than being replaced by the connection error.
+ */
+async function releaseRunLock(session: CommonQueryMethods, watch: RunLockWatch, log: Logger): Promise<void> {
+  if (watch.lost.aborted) return;
+  try {
+    await unlockTaskRun(session);
+  } catch (error) {
+    log.error({ err: error }, 'the run lock had already ended with its connection');
+  }
 }

@@ -6,72 +6,19 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import t from 'tap';
-import { loadConfig } from '../../src/config.ts';
-import { createDbPool } from '../../src/db/pool.ts';
 import { LOCK_TRANSACTION_UNTIMED } from '../../src/db/task-runs.ts';
 import { migrate, MIGRATIONS_DIR } from '../../src/db/migrator.ts';
-import { createBoss } from '../../src/queue/boss.ts';
-import { runPeriodicTask, type PeriodicOutcome } from '../../src/tasks/periodic-runner.ts';
+import type { PeriodicOutcome } from '../../src/tasks/periodic-runner.ts';
 import type { PeriodicTask, TaskDeps } from '../../src/tasks/task.ts';
 import { createMigratedDatabase, query } from '../helpers/database.ts';
+import { gatedTask, returnsWithin, runnerDeps, runOn } from '../helpers/gated-task.ts';
 import { silentLog } from '../helpers/harness.ts';
 import { startPgBouncer } from '../helpers/pgbouncer.ts';
 
 const DATE = '2031-05-05';
 
-async function depsFor(t: Parameters<typeof createMigratedDatabase>[0], url: string): Promise<TaskDeps> {
-  const config = loadConfig({ DATABASE_URL: url, LOG_LEVEL: 'silent' });
-  const pool = await createDbPool(url, { maxConnections: 4, applicationName: 'test' });
-  t.teardown(() => pool.end());
-  // Never started: the runner does not touch the queue.
-  const boss = createBoss(config, url, 'cli', silentLog);
-  return { config, pool, boss, log: silentLog, now: () => new Date() };
-}
-
-/** A task whose run waits until released, counting the runs inside it at once. */
-function gatedTask() {
-  let release = () => {};
-  const gate = new Promise<void>((resolve) => (release = resolve));
-  let entered = () => {};
-  const firstEntered = new Promise<void>((resolve) => (entered = resolve));
-  const state = { inside: 0, peakInside: 0 };
-  const task: PeriodicTask = {
-    name: 'limpar_recorrencias_antigas',
-    description: 'waits for the test',
-    async run() {
-      state.inside += 1;
-      state.peakInside = Math.max(state.peakInside, state.inside);
-      entered();
-      await gate;
-      state.inside -= 1;
-      return { feitas: 1 };
-    },
-    dryRun: async () => ({}),
-  };
-  return { task, state, release, firstEntered };
-}
-
-/** A skipped run returns at once; one still running after `ms` has taken the lock it should not have. */
-async function returnsWithin<T>(work: Promise<T>, ms: number): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const late = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`still running after ${ms} ms: it took the lock`)), ms);
-  });
-  try {
-    return await Promise.race([work, late]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
 function run(task: PeriodicTask, deps: TaskDeps, force = false): Promise<PeriodicOutcome> {
-  return runPeriodicTask(task, deps, {
-    date: DATE,
-    force,
-    jobId: null,
-    attempt: 1,
-    signal: new AbortController().signal,
-  });
+  return runOn(task, deps, DATE, force);
 }
 
 t.test(
@@ -88,8 +35,8 @@ t.test(
       await query(url, `ALTER DATABASE "${name}" SET ${setting} = '300ms'`);
     }
     const bounced = await startPgBouncer(t, url, { poolMode: 'transaction', poolSize: 2 });
-    const viaPooler = await depsFor(t, bounced);
-    const direct = await depsFor(t, url);
+    const viaPooler = await runnerDeps(t, bounced);
+    const direct = await runnerDeps(t, url);
     const gated = gatedTask();
 
     t.teardown(() => gated.release());
