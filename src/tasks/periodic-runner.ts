@@ -75,7 +75,16 @@ export async function runPeriodicTask(
     // slonik's connect rejects as soon as its connection reports an error, while the routine goes on: the
     // outcome is the run's own (stopped by the lock watch, or finished), not the connection's error.
     if (locked.run === undefined) throw error;
-    return await locked.run;
+    const run = await locked.run.then(
+      (outcome) => ({ outcome }),
+      (runError: unknown) => ({ runError }),
+    );
+    // The connection's own error says why it ended (the run's record only says it did).
+    if (!('runError' in run) || run.runError !== error) {
+      log.error({ err: error }, 'the connection holding the run lock failed during the run');
+    }
+    if ('runError' in run) throw run.runError;
+    return run.outcome;
   }
 }
 

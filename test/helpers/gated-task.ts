@@ -3,18 +3,24 @@
 import type { Test } from 'tap';
 import { loadConfig } from '../../src/config.ts';
 import { createDbPool } from '../../src/db/pool.ts';
+import type { Logger } from '../../src/log.ts';
 import { createBoss } from '../../src/queue/boss.ts';
 import { runPeriodicTask, type PeriodicOutcome } from '../../src/tasks/periodic-runner.ts';
 import type { PeriodicTask, TaskDeps } from '../../src/tasks/task.ts';
 import { silentLog } from './harness.ts';
 
-export async function runnerDeps(t: Test, url: string, env: Record<string, string> = {}): Promise<TaskDeps> {
+export async function runnerDeps(
+  t: Test,
+  url: string,
+  env: Record<string, string> = {},
+  log: Logger = silentLog,
+): Promise<TaskDeps> {
   const config = loadConfig({ DATABASE_URL: url, LOG_LEVEL: 'silent', ...env });
   const pool = await createDbPool(url, { maxConnections: 4, applicationName: 'test' });
   t.teardown(() => pool.end());
   // Never started: the runner does not touch the queue.
   const boss = createBoss(config, url, 'cli', silentLog);
-  return { config, pool, boss, log: silentLog, now: () => new Date() };
+  return { config, pool, boss, log, now: () => new Date() };
 }
 
 export function gatedTask() {

@@ -1,6 +1,7 @@
 // A periodic task run whose lock connection ends mid-run (pg_terminate_backend, directly or behind a
 // transaction-mode PgBouncer): the lock went with the connection, so the run stops, is recorded as failed and a
 // new run takes over alone. A connection that ends after the run's work leaves the run's success standing.
+import pino from 'pino';
 import t, { type Test } from 'tap';
 import type { TaskDeps } from '../../src/tasks/task.ts';
 import { createMigratedDatabase, query } from '../helpers/database.ts';
@@ -43,7 +44,12 @@ for (const via of ['directly', 'through a transaction-mode PgBouncer'] as const)
     const url = await createMigratedDatabase(t);
     const target =
       via === 'directly' ? url : await startPgBouncer(t, url, { poolMode: 'transaction', poolSize: 2 });
-    const deps: TaskDeps = await runnerDeps(t, target, { TASK_LOCK_CHECK_SECONDS: '1' });
+    const lines: Array<{ level: number; msg: string; task?: string; err?: { message: string } }> = [];
+    const log = pino(
+      { level: 'error' },
+      { write: (line: string) => lines.push(JSON.parse(line) as (typeof lines)[number]) },
+    );
+    const deps: TaskDeps = await runnerDeps(t, target, { TASK_LOCK_CHECK_SECONDS: '1' }, log);
     const { gated, first } = await runThenEndItsLock(t, deps, url);
     await t.rejects(
       returnsWithin(first, 10_000),
@@ -53,6 +59,11 @@ for (const via of ['directly', 'through a transaction-mode PgBouncer'] as const)
     const [failed] = await runStatuses(url);
     t.equal(failed?.status, 'falha');
     t.match(failed?.erro, /lost the run lock/, 'the run record says why');
+    t.match(
+      lines.find((line) => /connection holding the run lock failed/.test(line.msg)),
+      { task: 'limpar_recorrencias_antigas', err: { message: /terminat/i } },
+      'the log names the task and the connection error that ended the lock',
+    );
 
     gated.release();
     t.match(await runOn(gated.task, deps, DATE), { status: 'succeeded' }, 'not skipped: it redoes the run');
