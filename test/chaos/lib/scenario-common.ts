@@ -153,7 +153,10 @@ export async function finishScenario(
     if (exit.cause === 'harness_kill') stack.note(`kill9:${exit.slot.replace(/\d+$/, '')}`);
   }
   for (const armed of stack.sup.armed) {
-    if (armed.firedIn === undefined)
+    // A planned kill9 can land on the armed worker before its point comes up, and the other workers can then
+    // drain the queue before it is back: the plan's own faults met, not a point the service skipped.
+    if (armed.firedIn === undefined && (armed.preemptedByKill ?? 0) > 0) stack.note('arm_preempted_by_kill9');
+    else if (armed.firedIn === undefined)
       violations.push({
         kind: 'scenario',
         detail: `armed crash point ${armed.arm} on ${armed.slot} never fired`,

@@ -59,8 +59,11 @@ export type Supervisor = {
   start(name: string, options: SlotOptions): Slot;
   slots: Map<string, Slot>;
   exits: ExitRecord[];
-  /** Every crash point armed, in order per slot, and the incarnation it fired in (confirmed by SIGKILL). */
-  armed: Array<{ slot: string; arm: string; firedIn?: number }>;
+  /**
+   * Every crash point armed, in order per slot, the incarnation it fired in (confirmed by SIGKILL), and how
+   * many incarnations carrying it the harness killed before it could fire.
+   */
+  armed: Array<{ slot: string; arm: string; firedIn?: number; preemptedByKill?: number }>;
   stopAll(): Promise<void>;
 };
 
@@ -149,6 +152,8 @@ export function createSupervisor(options: { runDir: string; restartDelayMs?: num
                 : 'unexpected';
           expectedKill = false;
           if (selfKilled && arm !== undefined && arm.arm.startsWith(`${mark?.[1]}:`)) arm.firedIn = me;
+          if (cause === 'harness_kill' && arm !== undefined && arm.firedIn === undefined)
+            arm.preemptedByKill = (arm.preemptedByKill ?? 0) + 1;
           const record: ExitRecord = {
             slot: name,
             incarnation: me,
