@@ -66,25 +66,39 @@ export async function runPeriodicTask(
   // A transaction on a dedicated connection holds the (task, date) lock for the whole run (the run's own
   // writes commit on other connections); if this process dies the connection ends and the lock with it, so
   // the job's retry can take over. The other way round, a run whose lock connection ends stops.
-  const locked: { run?: Promise<PeriodicOutcome> } = {};
+  const locked: { run?: Promise<PeriodicOutcome>; released: boolean } = { released: false };
   try {
-    return await deps.pool.connect(
-      (session) => (locked.run = runHoldingLock(task, deps, request, log, session)),
-    );
+    return await deps.pool.connect(async (session) => {
+      locked.run = runHoldingLock(task, deps, request, log, session, locked);
+      const outcome = await locked.run;
+      // slonik puts a connection back in the pool as it is when its routine succeeds: one whose lock
+      // transaction did not end with a COMMIT (the watch gave up on it, or the COMMIT failed) must not be
+      // reused with that transaction (and the lock) possibly still open, so failing here has it destroyed.
+      if (!locked.released) throw new LockConnectionDiscarded();
+      return outcome;
+    });
   } catch (error) {
-    // slonik's connect rejects as soon as its connection reports an error, while the routine goes on: the
-    // outcome is the run's own (stopped by the lock watch, or finished), not the connection's error.
+    // slonik's connect also rejects as soon as its connection reports an error, while the routine goes on:
+    // the outcome is the run's own (stopped by the lock watch, or finished), not the connection's error.
     if (locked.run === undefined) throw error;
     const run = await locked.run.then(
       (outcome) => ({ outcome }),
       (runError: unknown) => ({ runError }),
     );
     // The connection's own error says why it ended (the run's record only says it did).
-    if (!('runError' in run) || run.runError !== error) {
+    if (!(error instanceof LockConnectionDiscarded) && (!('runError' in run) || run.runError !== error)) {
       log.error({ err: error }, 'the connection holding the run lock failed during the run');
     }
     if ('runError' in run) throw run.runError;
     return run.outcome;
+  }
+}
+
+/** Thrown out of the connection's routine so that slonik destroys the connection instead of reusing it. */
+class LockConnectionDiscarded extends Error {
+  constructor() {
+    super('the run lock connection did not end its transaction cleanly: discarded');
+    this.name = 'LockConnectionDiscarded';
   }
 }
 
@@ -94,9 +108,11 @@ async function runHoldingLock(
   request: PeriodicRunRequest,
   log: Logger,
   session: CommonQueryMethods,
+  lock: { released: boolean },
 ): Promise<PeriodicOutcome> {
   const { date, force, jobId } = request;
   if (!(await tryLockTaskRun(session, task.name, date))) {
+    lock.released = true; // tryLockTaskRun ended its transaction
     log.info('another run for this task and date is in progress: nothing to do');
     return { status: 'skipped', reason: 'run_in_progress', date };
   }
@@ -148,19 +164,26 @@ async function runHoldingLock(
     }
   } finally {
     await watch.stop();
-    await releaseRunLock(session, watch, log);
+    lock.released = await releaseRunLock(session, watch, log);
   }
 }
 
 /**
- * Ends the lock's transaction. When its connection has already ended, so has the lock: that is logged, and the
- * run's own outcome (recorded before this) stands rather than being replaced by the connection error.
+ * Ends the lock's transaction; returns whether it did. When its connection has already ended, so has the
+ * lock: that is logged, and the run's own outcome (recorded before this) stands rather than being replaced by
+ * the connection error.
  */
-async function releaseRunLock(session: CommonQueryMethods, watch: RunLockWatch, log: Logger): Promise<void> {
-  if (watch.lost.aborted) return;
+async function releaseRunLock(
+  session: CommonQueryMethods,
+  watch: RunLockWatch,
+  log: Logger,
+): Promise<boolean> {
+  if (watch.lost.aborted) return false;
   try {
     await unlockTaskRun(session);
+    return true;
   } catch (error) {
     log.error({ err: error }, 'the run lock had already ended with its connection');
+    return false;
   }
 }

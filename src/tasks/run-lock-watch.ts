@@ -45,7 +45,7 @@ export function watchRunLock(session: CommonQueryMethods, everyMs: number, log: 
       });
       await Promise.race([probeTaskRunLock(session), silent]);
     } catch (error) {
-      if (stopped) return;
+      // Recorded even after stop(): the unlock that follows must not queue a COMMIT behind a dead connection.
       const reason = new RunLockLostError(error);
       log.error({ err: error }, reason.message);
       lost.abort(reason);
