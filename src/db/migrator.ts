@@ -6,7 +6,7 @@ import pg from 'pg';
 import { AppError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import type { SqlRunner } from './raw-query.ts';
-import { LOCK_TRANSACTION_UNTIMED } from './task-runs.ts';
+import { LOCK_TRANSACTION_SETTINGS } from './task-runs.ts';
 
 export const MIGRATIONS_DIR = new URL('../../sql/', import.meta.url);
 
@@ -118,8 +118,10 @@ async function takeMigrationLock(lock: pg.Client, log: Logger): Promise<void> {
     await lock.query('BEGIN');
     const { rows } = await lock.query<{ locked: boolean }>(
       `SELECT pg_try_advisory_xact_lock($1) AS locked
-       FROM (SELECT count(set_config(name, '0', true)) FROM pg_settings WHERE name = ANY($2)) AS exempted`,
-      [MIGRATION_LOCK_KEY, LOCK_TRANSACTION_UNTIMED],
+       FROM (SELECT count(set_config(setting.name, setting.value, true))
+             FROM unnest($2::text[], $3::text[]) AS setting(name, value)
+             JOIN pg_settings USING (name)) AS configured`,
+      [MIGRATION_LOCK_KEY, LOCK_TRANSACTION_SETTINGS.names, LOCK_TRANSACTION_SETTINGS.values],
     );
     if (rows[0]?.locked === true) return;
     await lock.query('ROLLBACK');

@@ -94,6 +94,15 @@ export async function runPeriodicTask(
   }
 }
 
+export class RunLockHeldError extends Error {
+  constructor(task: string, date: IsoDate, attempt: number) {
+    super(
+      `another run of ${task} for ${date} holds its lock while this job retries (attempt ${attempt}): retrying later`,
+    );
+    this.name = 'RunLockHeldError';
+  }
+}
+
 /** Thrown out of the connection's routine so that slonik destroys the connection instead of reusing it. */
 class LockConnectionDiscarded extends Error {
   constructor() {
@@ -113,6 +122,14 @@ async function runHoldingLock(
   const { date, force, jobId } = request;
   if (!(await tryLockTaskRun(session, task.name, date))) {
     lock.released = true; // tryLockTaskRun ended its transaction
+    if (request.attempt > 1) {
+      // This job already tried and failed. The run holding the lock may be its own previous attempt, cut off
+      // from the database, whose connection the server has not dropped yet: skipping would leave the date
+      // unrun, so the job fails and retries later (by then that run has ended, or succeeded).
+      const error = new RunLockHeldError(task.name, date, request.attempt);
+      log.warn({ attempt: request.attempt }, error.message);
+      throw error;
+    }
     log.info('another run for this task and date is in progress: nothing to do');
     return { status: 'skipped', reason: 'run_in_progress', date };
   }

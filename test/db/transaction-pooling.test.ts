@@ -10,7 +10,7 @@ import { LOCK_TRANSACTION_UNTIMED } from '../../src/db/task-runs.ts';
 import { migrate, MIGRATIONS_DIR } from '../../src/db/migrator.ts';
 import type { PeriodicOutcome } from '../../src/tasks/periodic-runner.ts';
 import type { PeriodicTask, TaskDeps } from '../../src/tasks/task.ts';
-import { createMigratedDatabase, query } from '../helpers/database.ts';
+import { advisoryLocks, createMigratedDatabase, query } from '../helpers/database.ts';
 import { gatedTask, returnsWithin, runnerDeps, runOn } from '../helpers/gated-task.ts';
 import { silentLog } from '../helpers/harness.ts';
 import { startPgBouncer } from '../helpers/pgbouncer.ts';
@@ -54,20 +54,16 @@ t.test(
       { status: 'skipped', reason: 'run_in_progress' },
       'directly',
     );
-    const locks = await query<{ n: number }>(
-      url,
-      `SELECT count(*)::int AS n FROM pg_locks WHERE locktype = 'advisory' AND granted`,
+    t.same(
+      (await advisoryLocks(url)).map((lock) => lock.granted),
+      [true],
+      'one lock, held by the running run',
     );
-    t.same(locks, [{ n: 1 }], 'one lock, held by the running run');
     gated.release();
     t.match(await first, { status: 'succeeded', counts: { feitas: 1 } });
     t.equal(gated.state.peakInside, 1, 'never two runs at once');
 
-    t.same(
-      await query(url, `SELECT count(*)::int AS n FROM pg_locks WHERE locktype = 'advisory'`),
-      [{ n: 0 }],
-      'no lock left on any server connection',
-    );
+    t.same(await advisoryLocks(url), [], 'no lock left on any server connection');
     t.match(await run(gated.task, direct, true), { status: 'succeeded' }, 'a forced rerun directly');
     t.match(await run(gated.task, viaPooler, true), { status: 'succeeded' }, 'and via the pooler');
     const runs = await query<{ status: string }>(
@@ -98,9 +94,5 @@ t.test('two migrators through a transaction-mode pooler apply a pending migratio
   ]);
   t.same(applied.flat(), ['9999_lenta.sql'], 'one of them applied it, the other found nothing to do');
   t.same(await query(url, `SELECT count(*)::int AS n FROM migracao_lenta`), [{ n: 0 }]);
-  t.same(
-    await query(url, `SELECT count(*)::int AS n FROM pg_locks WHERE locktype = 'advisory'`),
-    [{ n: 0 }],
-    'no lock left on any server connection',
-  );
+  t.same(await advisoryLocks(url), [], 'no lock left on any server connection');
 });

@@ -64,6 +64,21 @@ export async function dropDatabase(name: string): Promise<void> {
 export const query = sql;
 
 /**
+ * The advisory locks taken in the database at `url` (pg_locks lists every database's: other test files' must
+ * not count), with the holding backend's pid and client port.
+ */
+export async function advisoryLocks(
+  url: string,
+): Promise<Array<{ pid: number; port: number | null; granted: boolean }>> {
+  return query(
+    url,
+    `SELECT l.pid, a.client_port AS port, l.granted
+     FROM pg_locks l LEFT JOIN pg_stat_activity a USING (pid)
+     WHERE l.locktype = 'advisory' AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())`,
+  );
+}
+
+/**
  * A login role limited to `limit` connections (superusers, which the suite connects as, are exempt from such
  * limits), with the rights the service's roles need on the database at `url`; dropped when the test ends.
  * Returns `url` logged in as that role.

@@ -1,23 +1,28 @@
 // A periodic task run whose lock connection ends mid-run (pg_terminate_backend, directly or behind a
-// transaction-mode PgBouncer): the lock went with the connection, so the run stops, is recorded as failed and a
-// new run takes over alone. A connection that ends after the run's work leaves the run's success standing.
+// transaction-mode PgBouncer, or a silent network cut): the lock went with the connection, so the run stops, is
+// recorded as failed and a new run takes over alone. A connection that ends after the run's work leaves the
+// run's success standing. A job's retry that finds its date's run still locked fails, to retry later.
 import pino from 'pino';
 import t, { type Test } from 'tap';
-import type { TaskDeps } from '../../src/tasks/task.ts';
-import { createMigratedDatabase, query } from '../helpers/database.ts';
+import { runPeriodicTask } from '../../src/tasks/periodic-runner.ts';
+import type { PeriodicTask, TaskDeps } from '../../src/tasks/task.ts';
+import { advisoryLocks, createMigratedDatabase, query } from '../helpers/database.ts';
 import { gatedTask, returnsWithin, runnerDeps, runOn } from '../helpers/gated-task.ts';
+import { cutSilently, silentCutUnavailable } from '../helpers/network-cut.ts';
 import { startPgBouncer } from '../helpers/pgbouncer.ts';
+import { eventually } from '../helpers/processes.ts';
 
 const DATE = '2031-06-02';
 
 /** Ends the server connection holding the run's advisory lock, as an operator or a failover would. */
 async function terminateLockHolder(url: string): Promise<void> {
-  const ended = await query<{ ended: boolean }>(
-    url,
-    `SELECT pg_terminate_backend(pid) AS ended FROM pg_locks WHERE locktype = 'advisory' AND granted`,
-  );
-  if (ended.length !== 1 || !ended[0]?.ended)
-    throw new Error(`expected one lock holder, ended ${JSON.stringify(ended)}`);
+  const [holder, ...others] = await advisoryLocks(url);
+  if (holder === undefined || others.length > 0)
+    throw new Error(`expected one lock holder, found ${others.length + (holder ? 1 : 0)}`);
+  const [ended] = await query<{ ended: boolean }>(url, `SELECT pg_terminate_backend($1) AS ended`, [
+    holder.pid,
+  ]);
+  if (ended?.ended !== true) throw new Error(`could not end the lock holder ${holder.pid}`);
 }
 
 /** Starts a gated run and, once it is inside, ends the server connection holding its lock. */
@@ -29,6 +34,17 @@ async function runThenEndItsLock(t: Test, deps: TaskDeps, url: string) {
   await gated.firstEntered;
   await terminateLockHolder(url);
   return { gated, first };
+}
+
+/** A run as a task job's attempt would start it. */
+function attemptOf(task: PeriodicTask, deps: TaskDeps, attempt: number) {
+  return runPeriodicTask(task, deps, {
+    date: DATE,
+    force: false,
+    jobId: '00000000-0000-4000-8000-000000000001',
+    attempt,
+    signal: new AbortController().signal,
+  });
 }
 
 async function runStatuses(url: string) {
@@ -72,11 +88,7 @@ for (const via of ['directly', 'through a transaction-mode PgBouncer'] as const)
       (await runStatuses(url)).map((row) => row.status),
       ['falha', 'sucesso'],
     );
-    t.same(
-      await query(url, `SELECT count(*)::int AS n FROM pg_locks WHERE locktype = 'advisory'`),
-      [{ n: 0 }],
-      'no lock left',
-    );
+    t.same(await advisoryLocks(url), [], 'no lock left');
   });
 }
 
@@ -91,5 +103,83 @@ t.test(
     t.match(await first, { status: 'succeeded', counts: { feitas: 1 } });
     t.same(await runStatuses(url), [{ status: 'sucesso', erro: null }]);
     t.match(await runOn(gated.task, deps, DATE), { status: 'skipped', reason: 'already_succeeded' });
+  },
+);
+
+t.test(
+  "a job's retry that finds its date's run locked fails, to retry later; a first attempt skips",
+  async (t) => {
+    const url = await createMigratedDatabase(t);
+    const deps = await runnerDeps(t, url);
+    const gated = gatedTask();
+    t.teardown(() => gated.release());
+    const first = attemptOf(gated.task, deps, 1);
+    await gated.firstEntered;
+
+    t.match(
+      await attemptOf(gated.task, deps, 1),
+      { status: 'skipped', reason: 'run_in_progress' },
+      'a duplicate first attempt (a manual run beside the scheduled one) has nothing to do',
+    );
+    await t.rejects(
+      attemptOf(gated.task, deps, 2),
+      { name: 'RunLockHeldError', message: /holds its lock while this job retries \(attempt 2\)/ },
+      'a retry does not count the date as handled by a run it cannot see',
+    );
+    t.same(
+      (await runStatuses(url)).map((row) => row.status),
+      ['executando'],
+      'neither records a run',
+    );
+    gated.release();
+    t.match(await first, { status: 'succeeded' });
+    t.match(await attemptOf(gated.task, deps, 3), { status: 'skipped', reason: 'already_succeeded' });
+    t.equal(gated.state.peakInside, 1);
+  },
+);
+
+// Needs root and iptables (README's set-up); skipped without them (a skip fails the run in CI).
+const cutUnavailable = await silentCutUnavailable();
+
+t.test(
+  'a run cut off from the database without a word stops; the server drops its lock and a retry redoes it',
+  { skip: cutUnavailable ?? false },
+  async (t) => {
+    const url = await createMigratedDatabase(t);
+    const deps = await runnerDeps(t, url, { TASK_LOCK_CHECK_SECONDS: '1' });
+    const gated = gatedTask();
+    t.teardown(() => gated.release());
+    const first = attemptOf(gated.task, deps, 1);
+    first.catch(() => {}); // asserted below
+    await gated.firstEntered;
+    const [holder] = await advisoryLocks(url);
+    if (holder?.port === undefined || holder.port === null) throw new Error('no lock holder over TCP');
+    const cut = await cutSilently(t, holder.port);
+    const cutAt = Date.now();
+
+    await t.rejects(
+      returnsWithin(first, 30_000),
+      { name: 'RunLockLostError', message: /no answer within 10000 ms/ },
+      'the run stops when its lock check gets no answer',
+    );
+    // A check every second, 10 s for its answer, then up to 5 s for slonik to give up closing the connection.
+    t.ok(Date.now() - cutAt < 20_000, `stopped ${Date.now() - cutAt} ms after the cut`);
+    await t.rejects(
+      attemptOf(gated.task, deps, 2),
+      { name: 'RunLockHeldError' },
+      'meanwhile the server still holds the lock for the cut-off connection: the retry fails, to retry later',
+    );
+    // On the operating system's keepalive defaults the server would hold it for about two hours.
+    await eventually(async () => ((await advisoryLocks(url)).length === 0 ? true : undefined), 60_000, 500);
+    t.ok(Date.now() - cutAt < 45_000, `the server dropped the lock ${Date.now() - cutAt} ms after the cut`);
+    await cut.restore();
+
+    gated.release();
+    t.match(await attemptOf(gated.task, deps, 3), { status: 'succeeded' }, 'the next retry redoes the run');
+    t.same(
+      (await runStatuses(url)).map((row) => row.status),
+      ['falha', 'sucesso'],
+    );
+    t.equal(gated.state.peakInside, 1, 'never two runs at once');
   },
 );
