@@ -8,6 +8,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { rmSync } from 'node:fs';
 import { join } from 'node:path';
+import { killProcessGroup, removeNetworkCuts } from './test-leftovers.mjs';
 
 if (Number(process.versions.node.split('.')[0]) < 24) {
   console.error(
@@ -101,7 +102,15 @@ async function resolveDatabase() {
 
 function runTap(env) {
   return new Promise((resolve) => {
-    const child = spawn('tap', ['--reporter=tap', ...tapArgs], { env, stdio: ['ignore', 'pipe', 'inherit'] });
+    // In a process group of its own, so that whatever a test file leaves running can be found afterwards;
+    // interrupting `npm test` interrupts that group.
+    const child = spawn('tap', ['--reporter=tap', ...tapArgs], {
+      env,
+      stdio: ['ignore', 'pipe', 'inherit'],
+      detached: true,
+    });
+    const forward = (signal) => process.kill(-child.pid, signal);
+    for (const signal of ['SIGINT', 'SIGTERM']) process.on(signal, forward);
     const parser = new Parser();
     const files = new Map();
     // Each test file is a child of the root; the tests inside a file are that child's test points.
@@ -136,7 +145,12 @@ function runTap(env) {
       if (point.diag) process.stdout.write(`    ${JSON.stringify(point.diag)}\n`);
     });
     child.stdout.pipe(parser);
-    child.on('close', (code) => resolve(code));
+    child.on('close', (code) => {
+      for (const signal of ['SIGINT', 'SIGTERM']) process.off(signal, forward);
+      const left = killProcessGroup(child.pid);
+      if (left.length > 0) console.log(`# killed processes the tests left running: ${left.join(', ')}`);
+      resolve(code);
+    });
   });
 }
 
@@ -178,6 +192,8 @@ try {
   console.log(`not ok - test run aborted: ${error?.stack ?? error}`);
   counts.failed += 1;
 } finally {
+  const cuts = removeNetworkCuts(prefix);
+  if (cuts.length > 0) console.log(`# removed network cuts the tests left: ${cuts.join('; ')}`);
   if (database) {
     try {
       const leftovers = await adminQuery(

@@ -24,6 +24,8 @@ export async function silentCutUnavailable(): Promise<string | undefined> {
  * by another connection, which the rules would cut too.
  */
 export async function cutSilently(t: Test, port: number): Promise<{ restore(): Promise<void> }> {
+  // Tagged with the run's database prefix, so that `npm test` removes the rules of a test that died.
+  const tag = `recorrencias-test-cut:${process.env.TEST_DATABASE_PREFIX ?? 'manual'}`;
   const rules = ['--sport', '--dport'].map((side) => [
     'INPUT',
     '-i',
@@ -32,6 +34,10 @@ export async function cutSilently(t: Test, port: number): Promise<{ restore(): P
     'tcp',
     side,
     String(port),
+    '-m',
+    'comment',
+    '--comment',
+    tag,
     '-j',
     'DROP',
   ]);
