@@ -23,7 +23,8 @@ export async function runnerDeps(
   return { config, pool, boss, log, now: () => new Date() };
 }
 
-export function gatedTask() {
+/** `ignoreSignal`: the run goes on until released even when aborted, as a run stuck in one statement would. */
+export function gatedTask(options: { ignoreSignal?: boolean } = {}) {
   let release = () => {};
   const gate = new Promise<void>((resolve) => (release = resolve));
   let entered = () => {};
@@ -38,7 +39,8 @@ export function gatedTask() {
       entered();
       try {
         await new Promise<void>((resolve, reject) => {
-          signal.addEventListener('abort', () => reject(signal.reason as Error), { once: true });
+          if (options.ignoreSignal !== true)
+            signal.addEventListener('abort', () => reject(signal.reason as Error), { once: true });
           void gate.then(resolve);
         });
       } finally {

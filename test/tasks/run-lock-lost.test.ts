@@ -36,6 +36,16 @@ async function runThenEndItsLock(t: Test, deps: TaskDeps, url: string) {
   return { gated, first };
 }
 
+/** A logger that keeps its error lines for the test to read. */
+function capturingLog() {
+  const lines: Array<{ level: number; msg: string; task?: string; err?: { message: string } }> = [];
+  const log = pino(
+    { level: 'error' },
+    { write: (line: string) => lines.push(JSON.parse(line) as (typeof lines)[number]) },
+  );
+  return { log, lines };
+}
+
 /** A run as a task job's attempt would start it. */
 function attemptOf(task: PeriodicTask, deps: TaskDeps, attempt: number) {
   return runPeriodicTask(task, deps, {
@@ -60,11 +70,7 @@ for (const via of ['directly', 'through a transaction-mode PgBouncer'] as const)
     const url = await createMigratedDatabase(t);
     const target =
       via === 'directly' ? url : await startPgBouncer(t, url, { poolMode: 'transaction', poolSize: 2 });
-    const lines: Array<{ level: number; msg: string; task?: string; err?: { message: string } }> = [];
-    const log = pino(
-      { level: 'error' },
-      { write: (line: string) => lines.push(JSON.parse(line) as (typeof lines)[number]) },
-    );
+    const { log, lines } = capturingLog();
     const deps: TaskDeps = await runnerDeps(t, target, { TASK_LOCK_CHECK_SECONDS: '1' }, log);
     const { gated, first } = await runThenEndItsLock(t, deps, url);
     await t.rejects(
@@ -181,5 +187,57 @@ t.test(
       ['falha', 'sucesso'],
     );
     t.equal(gated.state.peakInside, 1, 'never two runs at once');
+  },
+);
+
+t.test(
+  'a lock connection the watch gave up on, but which lives on, is closed: it leaves no lock behind',
+  { skip: cutUnavailable ?? false },
+  async (t) => {
+    const url = await createMigratedDatabase(t);
+    const { log, lines } = capturingLog();
+    const deps = await runnerDeps(t, url, { TASK_LOCK_CHECK_SECONDS: '1' }, log);
+    // A run that does not stop at the abort: it ends normally after its lock check has given up.
+    const gated = gatedTask({ ignoreSignal: true });
+    t.teardown(() => gated.release());
+    const first = attemptOf(gated.task, deps, 1);
+    await gated.firstEntered;
+    const [holder] = await advisoryLocks(url);
+    if (holder?.port === undefined || holder.port === null) throw new Error('no lock holder over TCP');
+    const cut = await cutSilently(t, holder.port);
+    await eventually(async () => lines.find((line) => /lost the run lock/.test(line.msg)), 20_000, 100);
+    // The connection comes back, the server never having noticed anything: its transaction and lock are live,
+    // and the check that went unanswered is answered once TCP resends it.
+    const [restoredAt] = await query<{ at: Date }>(url, `SELECT clock_timestamp() AS at`);
+    await cut.restore();
+    await eventually(
+      async () =>
+        (
+          await query(
+            url,
+            `SELECT 1 FROM pg_stat_activity
+             WHERE pid = $1 AND state = 'idle in transaction' AND query_start > $2`,
+            [holder.pid, restoredAt?.at],
+          )
+        ).length === 1
+          ? true
+          : undefined,
+      30_000,
+      100,
+    );
+    t.same(
+      (await advisoryLocks(url)).map((lock) => lock.pid),
+      [holder.pid],
+      'the lock is still held by the same connection',
+    );
+    gated.release();
+    t.match(await first, { status: 'succeeded' }, "the run's own outcome stands");
+    await eventually(async () => ((await advisoryLocks(url)).length === 0 ? true : undefined), 10_000, 100);
+    t.pass('the lock connection was closed rather than put back in the pool with its transaction open');
+    t.match(
+      await returnsWithin(runOn(gated.task, deps, DATE, true), 10_000),
+      { status: 'succeeded' },
+      'a forced rerun takes the lock at once',
+    );
   },
 );
