@@ -117,6 +117,7 @@ const environmentSchema = z.object({
   CHARGE_RETRY_LIMIT: integer(0, 100).default(10),
   CHARGE_RETRY_DELAY_SECONDS: integer(1, 3_600).default(5),
   CHARGE_RETRY_DELAY_MAX_SECONDS: integer(1, 86_400).default(900),
+  CHARGE_BACKLOG_WARNING: integer(1, 100_000_000).default(2_000_000),
 
   WORKER_CONCURRENCY: integer(1, 1_000).default(32),
   WORKER_POLL_INTERVAL_SECONDS: z.coerce.number().min(0.5).max(60).default(1),
@@ -193,6 +194,8 @@ export type Config = {
     retryLimit: number;
     retryDelaySeconds: number;
     retryDelayMaxSeconds: number;
+    /** Waiting charge jobs above which pg-boss warns of a large backlog. */
+    backlogWarning: number;
   };
   worker: { concurrency: number; pollIntervalSeconds: number };
   pools: { app: number; boss: number };
@@ -296,6 +299,7 @@ export function loadConfig(env: NodeJS.ProcessEnv, options: { development?: bool
       retryLimit: e.CHARGE_RETRY_LIMIT,
       retryDelaySeconds: e.CHARGE_RETRY_DELAY_SECONDS,
       retryDelayMaxSeconds: e.CHARGE_RETRY_DELAY_MAX_SECONDS,
+      backlogWarning: e.CHARGE_BACKLOG_WARNING,
     },
     worker: { concurrency: e.WORKER_CONCURRENCY, pollIntervalSeconds: e.WORKER_POLL_INTERVAL_SECONDS },
     pools: { app: e.DB_POOL_SIZE, boss: e.BOSS_POOL_SIZE },

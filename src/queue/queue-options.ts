@@ -63,6 +63,10 @@ export function queueSpecs(config: Config): QueueSpec[] {
       retryBackoff: true,
       retryDelayMax: config.charges.retryDelayMaxSeconds,
       deadLetter: CHARGE_DEAD_LETTER_QUEUE,
+      // pg-boss warns ("large queue backlog") above 10,000 waiting jobs by default: a morning run queues the
+      // whole day's charges at once, so that default would warn every morning, and warnings that always come
+      // teach operators to ignore them.
+      warningQueueSize: config.charges.backlogWarning,
       ...retention,
     },
   ];

@@ -47,6 +47,7 @@ t.test('the queues exist with the policies from configuration', async (t) => {
     DATABASE_URL: url,
     CHARGE_TIME_LIMIT_SECONDS: '45',
     TASK_RETRY_LIMIT: '5',
+    CHARGE_BACKLOG_WARNING: '250000',
   });
   t.equal((await migrate.exited).code, 0);
   const queues = await query<{
@@ -55,9 +56,10 @@ t.test('the queues exist with the policies from configuration', async (t) => {
     retry_limit: number;
     dead_letter: string | null;
     heartbeat_seconds: number | null;
+    warning_queued: number;
   }>(
     url,
-    'SELECT name, expire_seconds, retry_limit, dead_letter, heartbeat_seconds FROM pgboss.queue ORDER BY name',
+    'SELECT name, expire_seconds, retry_limit, dead_letter, heartbeat_seconds, warning_queued FROM pgboss.queue ORDER BY name',
   );
   const byName = new Map(queues.map((queue) => [queue.name, queue]));
   for (const task of [
@@ -73,12 +75,14 @@ t.test('the queues exist with the policies from configuration', async (t) => {
   t.equal(charge?.expire_seconds, 45, 'charge jobs have their own short expiry');
   t.equal(charge?.heartbeat_seconds, 10, 'charge jobs heartbeat');
   t.equal(charge?.dead_letter, 'cobrar_recorrencia_dlq');
+  t.equal(charge?.warning_queued, 250_000, 'backlog warning threshold from CHARGE_BACKLOG_WARNING');
 
   const rerun = startService(t, ['migrate'], { DATABASE_URL: url, CHARGE_TIME_LIMIT_SECONDS: '60' });
   t.equal((await rerun.exited).code, 0);
-  const [updated] = await query<{ expire_seconds: number }>(
+  const [updated] = await query<{ expire_seconds: number; warning_queued: number }>(
     url,
-    `SELECT expire_seconds FROM pgboss.queue WHERE name = 'cobrar_recorrencia'`,
+    `SELECT expire_seconds, warning_queued FROM pgboss.queue WHERE name = 'cobrar_recorrencia'`,
   );
   t.equal(updated?.expire_seconds, 60, 'a later migrate brings queue options in line with the configuration');
+  t.equal(updated?.warning_queued, 2_000_000, 'the backlog threshold back to its default');
 });
