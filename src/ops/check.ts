@@ -6,6 +6,7 @@
 import { connectionBudget } from '../db/connection-budget.ts';
 import { recurrenceStats } from '../db/stats.ts';
 import { businessDate } from '../domain/dates.ts';
+import { queuePolicyDrift } from '../queue/queue-options.ts';
 import { PERIODIC_TASKS } from '../queue/task-names.ts';
 import { PERIODIC_TASK_DEFINITIONS } from '../tasks/registry.ts';
 import { catalog } from './catalog.ts';
@@ -40,11 +41,18 @@ export async function runChecks(deps: OpsDeps): Promise<CheckResult[]> {
     await step('queues exist with their policies', async () => {
       const queues = await deps.boss.getQueues();
       const missing = catalog().filter((entry) => !queues.some((queue) => queue.name === entry.name));
-      return missing.length === 0
+      if (missing.length > 0) {
+        return {
+          status: 'failed',
+          detail: `missing ${missing.map((entry) => entry.name).join(', ')}: run migrate`,
+        };
+      }
+      const drift = await queuePolicyDrift(deps.boss, deps.config);
+      return drift.length === 0
         ? { status: 'ok', detail: `${catalog().length} queues` }
         : {
-            status: 'failed',
-            detail: `missing ${missing.map((entry) => entry.name).join(', ')}: run migrate`,
+            status: 'warning',
+            detail: `stored policies differ from this configuration (run migrate to apply it): ${drift.join('; ')}`,
           };
     }),
   );

@@ -1,6 +1,6 @@
 // The policy of every queue, derived from configuration: time limits, retries, dead letters and retention.
 // `migrate` creates the queues with these options and updates them when the configuration changes.
-import type { Queue } from 'pg-boss';
+import type { PgBoss, Queue } from 'pg-boss';
 import type { Config } from '../config.ts';
 import {
   CHARGE_DEAD_LETTER_QUEUE,
@@ -70,4 +70,27 @@ export function queueSpecs(config: Config): QueueSpec[] {
       ...retention,
     },
   ];
+}
+
+/**
+ * Where the queues' stored policies differ from `config` (say TASK_RETRY_DELAY_SECONDS changed on the workers
+ * but `migrate` not run since: pg-boss goes by the stored policy), as "queue: option stored (configured X)".
+ * Only options this configuration sets are compared; a missing queue is reported too.
+ */
+export async function queuePolicyDrift(boss: PgBoss, config: Config): Promise<string[]> {
+  const drift: string[] = [];
+  for (const spec of queueSpecs(config)) {
+    const stored = await boss.getQueue(spec.name);
+    if (stored === null) {
+      drift.push(`${spec.name}: missing`);
+      continue;
+    }
+    for (const [option, wanted] of Object.entries(spec)) {
+      if (option === 'name' || option === 'partition' || wanted === undefined) continue;
+      const actual = (stored as unknown as Record<string, unknown>)[option];
+      if (actual !== wanted)
+        drift.push(`${spec.name}: ${option} ${String(actual)} (configured ${String(wanted)})`);
+    }
+  }
+  return drift;
 }

@@ -8,6 +8,7 @@ import type { PaymentGateway } from '../gateway/gateway.ts';
 import type { Running } from '../lifecycle.ts';
 import { createBoss } from '../queue/boss.ts';
 import { startPauseWatcher, type QueueRegistration } from '../queue/pause-watcher.ts';
+import { queuePolicyDrift } from '../queue/queue-options.ts';
 import {
   CHARGE_QUEUE,
   CHECKOUT_EVENT_QUEUE,
@@ -129,6 +130,11 @@ export async function startWorker(
       },
       'worker started',
     );
+    const drift = await queuePolicyDrift(boss, config);
+    if (drift.length > 0) {
+      // The queues keep the policy `migrate` last stored; this process's settings for it have no effect.
+      log.warn({ drift }, 'queue policies differ from this configuration: run migrate to apply them');
+    }
     if (config.checkout.webhookUrl === undefined) {
       log.warn('CHECKOUT_WEBHOOK_URL is not set: checkout events are recorded in eventos_checkout, not sent');
     }

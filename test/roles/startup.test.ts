@@ -11,6 +11,7 @@ import {
   createMigratedDatabase,
   query,
 } from '../helpers/database.ts';
+import { PERIODIC_TASKS } from '../../src/queue/task-names.ts';
 import { logMessage, startService } from '../helpers/processes.ts';
 
 const TOKEN = 'test-token-0123456789abcdef';
@@ -138,4 +139,35 @@ t.test('each role stops gracefully on SIGTERM and exits 0', async (t) => {
     t.same({ code, signal }, { code: 0, signal: null }, `${role} exits 0`);
     t.ok(service.lines.some(logMessage('stopped')), `${role} logs that it stopped`);
   }
+});
+
+t.test('a worker whose queue settings differ from what migrate stored says so at start-up', async (t) => {
+  const url = await createMigratedDatabase(t);
+  const worker = startService(t, ['worker'], {
+    DATABASE_URL: url,
+    GATEWAY_URL,
+    TASK_RETRY_DELAY_SECONDS: '5',
+  });
+  const warning = await worker.waitForLog(
+    logMessage(/queue policies differ from this configuration/),
+    30_000,
+  );
+  t.match(warning, { level: 40, msg: /run migrate to apply them/ });
+  t.same(
+    warning.drift,
+    PERIODIC_TASKS.map((task) => `${task}: retryDelay 30 (configured 5)`),
+    'names each queue, option, stored and configured value',
+  );
+  await worker.waitForLog(logMessage('worker started'));
+  const check = startService(t, ['check'], {
+    DATABASE_URL: url,
+    LOG_LEVEL: 'warn',
+    TASK_RETRY_DELAY_SECONDS: '5',
+  });
+  t.equal((await check.exited).code, 0, 'a warning, not a failure');
+  t.match(
+    check.stdout(),
+    '! queues exist with their policies: stored policies differ from this configuration (run migrate to apply it): processar_recorrencias_do_dia: retryDelay 30 (configured 5)',
+    'check shows it as well',
+  );
 });
