@@ -56,10 +56,17 @@ export const STARTED: Record<string, string> = {
 };
 
 const live = new Set<Stack>();
+/** Supervisors of stacks still being built: one whose set-up threw has processes (and restarts) of its own. */
+const starting = new Map<Supervisor, Cluster>();
 
 /** Stops every stack still running on `cluster` (a scenario that threw leaves its processes behind). */
 export async function stopStacksOn(cluster: Cluster): Promise<void> {
-  await Promise.all([...live].filter((stack) => stack.cluster === cluster).map((stack) => stack.stop()));
+  const unfinished = [...starting].filter(([, of]) => of === cluster).map(([sup]) => sup);
+  for (const sup of unfinished) starting.delete(sup);
+  await Promise.all([
+    ...[...live].filter((stack) => stack.cluster === cluster).map((stack) => stack.stop()),
+    ...unfinished.map((sup) => sup.stopAll()),
+  ]);
 }
 
 export async function createStack(options: {
@@ -74,6 +81,7 @@ export async function createStack(options: {
   await mkdir(runDir, { recursive: true });
   const url = await cluster.createDatabase(name);
   const sup = createSupervisor({ runDir });
+  starting.set(sup, cluster);
   const faults = new Map<string, number>();
   const note = (kind: string, n = 1) => faults.set(kind, (faults.get(kind) ?? 0) + n);
 
@@ -227,6 +235,7 @@ export async function createStack(options: {
       await sup.stopAll();
     },
   };
+  starting.delete(sup);
   live.add(stack);
   return stack;
 }
