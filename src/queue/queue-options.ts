@@ -1,5 +1,6 @@
 // The policy of every queue, derived from configuration: time limits, retries, dead letters and retention.
-// `migrate` creates the queues with these options and updates them when the configuration changes.
+// `migrate` creates the queues with these options and updates them when the configuration changes; workers
+// and `check` compare them with what is stored (queuePolicyDrift).
 import type { PgBoss, Queue } from 'pg-boss';
 import type { Config } from '../config.ts';
 import {
