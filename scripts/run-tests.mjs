@@ -8,7 +8,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { killProcessGroup, removeNetworkCuts } from './test-leftovers.mjs';
+import { killProcessGroup, networkCutTag, removeNetworkCuts } from './test-leftovers.mjs';
 
 if (Number(process.versions.node.split('.')[0]) < 24) {
   console.error(
@@ -186,6 +186,7 @@ try {
     TEST_ADMIN_DATABASE_URL: database.url,
     TEST_TEMPLATE_DATABASE: templateName,
     TEST_DATABASE_PREFIX: prefix,
+    TEST_NETWORK_CUT_TAG: networkCutTag(prefix),
   });
   if (tapCode !== 0 && counts.failed === 0) counts.failed += 1;
 } catch (error) {

@@ -5,7 +5,7 @@
 import { execFileSync } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 
-/** The iptables comment that marks a run's network-cut rules (test/helpers/network-cut.ts builds the same). */
+/** The iptables comment that marks a run's network-cut rules: given to the tests as TEST_NETWORK_CUT_TAG. */
 export function networkCutTag(prefix) {
   return `recorrencias-test-cut:${prefix}`;
 }

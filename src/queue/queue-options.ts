@@ -79,10 +79,11 @@ export function queueSpecs(config: Config): QueueSpec[] {
  * Only options this configuration sets are compared; a missing queue is reported too.
  */
 export async function queuePolicyDrift(boss: PgBoss, config: Config): Promise<string[]> {
+  const queues = new Map((await boss.getQueues()).map((queue) => [queue.name, queue]));
   const drift: string[] = [];
   for (const spec of queueSpecs(config)) {
-    const stored = await boss.getQueue(spec.name);
-    if (stored === null) {
+    const stored = queues.get(spec.name);
+    if (stored === undefined) {
       drift.push(`${spec.name}: missing`);
       continue;
     }

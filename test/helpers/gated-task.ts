@@ -66,17 +66,19 @@ export async function returnsWithin<T>(work: Promise<T>, ms: number): Promise<T>
   }
 }
 
+/** A run for `date`; an `attempt` above 1 runs it as a task job's retry would. */
 export function runOn(
   task: PeriodicTask,
   deps: TaskDeps,
   date: string,
   force = false,
+  attempt = 1,
 ): Promise<PeriodicOutcome> {
   return runPeriodicTask(task, deps, {
     date,
     force,
     jobId: null,
-    attempt: 1,
+    attempt,
     signal: new AbortController().signal,
   });
 }

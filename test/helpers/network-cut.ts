@@ -24,8 +24,8 @@ export async function silentCutUnavailable(): Promise<string | undefined> {
  * by another connection, which the rules would cut too.
  */
 export async function cutSilently(t: Test, port: number): Promise<{ restore(): Promise<void> }> {
-  // Tagged with the run's database prefix, so that `npm test` removes the rules of a test that died.
-  const tag = `recorrencias-test-cut:${process.env.TEST_DATABASE_PREFIX ?? 'manual'}`;
+  // Tagged for this `npm test` run, which removes the rules of a test that died (scripts/test-leftovers.mjs).
+  const tag = process.env.TEST_NETWORK_CUT_TAG ?? 'recorrencias-test-cut:manual';
   const rules = ['--sport', '--dport'].map((side) => [
     'INPUT',
     '-i',

@@ -4,8 +4,7 @@
 // run's success standing. A job's retry that finds its date's run still locked fails, to retry later.
 import pino from 'pino';
 import t, { type Test } from 'tap';
-import { runPeriodicTask } from '../../src/tasks/periodic-runner.ts';
-import type { PeriodicTask, TaskDeps } from '../../src/tasks/task.ts';
+import type { TaskDeps } from '../../src/tasks/task.ts';
 import { advisoryLocks, createMigratedDatabase, query } from '../helpers/database.ts';
 import { gatedTask, returnsWithin, runnerDeps, runOn } from '../helpers/gated-task.ts';
 import { cutSilently, silentCutUnavailable } from '../helpers/network-cut.ts';
@@ -44,17 +43,6 @@ function capturingLog() {
     { write: (line: string) => lines.push(JSON.parse(line) as (typeof lines)[number]) },
   );
   return { log, lines };
-}
-
-/** A run as a task job's attempt would start it. */
-function attemptOf(task: PeriodicTask, deps: TaskDeps, attempt: number) {
-  return runPeriodicTask(task, deps, {
-    date: DATE,
-    force: false,
-    jobId: '00000000-0000-4000-8000-000000000001',
-    attempt,
-    signal: new AbortController().signal,
-  });
 }
 
 async function runStatuses(url: string) {
@@ -119,16 +107,16 @@ t.test(
     const deps = await runnerDeps(t, url);
     const gated = gatedTask();
     t.teardown(() => gated.release());
-    const first = attemptOf(gated.task, deps, 1);
+    const first = runOn(gated.task, deps, DATE, false, 1);
     await gated.firstEntered;
 
     t.match(
-      await attemptOf(gated.task, deps, 1),
+      await runOn(gated.task, deps, DATE, false, 1),
       { status: 'skipped', reason: 'run_in_progress' },
       'a duplicate first attempt (a manual run beside the scheduled one) has nothing to do',
     );
     await t.rejects(
-      attemptOf(gated.task, deps, 2),
+      runOn(gated.task, deps, DATE, false, 2),
       { name: 'RunLockHeldError', message: /holds its lock while this job retries \(attempt 2\)/ },
       'a retry does not count the date as handled by a run it cannot see',
     );
@@ -139,7 +127,10 @@ t.test(
     );
     gated.release();
     t.match(await first, { status: 'succeeded' });
-    t.match(await attemptOf(gated.task, deps, 3), { status: 'skipped', reason: 'already_succeeded' });
+    t.match(await runOn(gated.task, deps, DATE, false, 3), {
+      status: 'skipped',
+      reason: 'already_succeeded',
+    });
     t.equal(gated.state.peakInside, 1);
   },
 );
@@ -155,7 +146,7 @@ t.test(
     const deps = await runnerDeps(t, url, { TASK_LOCK_CHECK_SECONDS: '1' });
     const gated = gatedTask();
     t.teardown(() => gated.release());
-    const first = attemptOf(gated.task, deps, 1);
+    const first = runOn(gated.task, deps, DATE, false, 1);
     first.catch(() => {}); // asserted below
     await gated.firstEntered;
     const [holder] = await advisoryLocks(url);
@@ -171,7 +162,7 @@ t.test(
     // A check every second, 10 s for its answer, then up to 5 s for slonik to give up closing the connection.
     t.ok(Date.now() - cutAt < 20_000, `stopped ${Date.now() - cutAt} ms after the cut`);
     await t.rejects(
-      attemptOf(gated.task, deps, 2),
+      runOn(gated.task, deps, DATE, false, 2),
       { name: 'RunLockHeldError' },
       'meanwhile the server still holds the lock for the cut-off connection: the retry fails, to retry later',
     );
@@ -181,7 +172,11 @@ t.test(
     await cut.restore();
 
     gated.release();
-    t.match(await attemptOf(gated.task, deps, 3), { status: 'succeeded' }, 'the next retry redoes the run');
+    t.match(
+      await runOn(gated.task, deps, DATE, false, 3),
+      { status: 'succeeded' },
+      'the next retry redoes the run',
+    );
     t.same(
       (await runStatuses(url)).map((row) => row.status),
       ['falha', 'sucesso'],
@@ -200,7 +195,7 @@ t.test(
     // A run that does not stop at the abort: it ends normally after its lock check has given up.
     const gated = gatedTask({ ignoreSignal: true });
     t.teardown(() => gated.release());
-    const first = attemptOf(gated.task, deps, 1);
+    const first = runOn(gated.task, deps, DATE, false, 1);
     await gated.firstEntered;
     const [holder] = await advisoryLocks(url);
     if (holder?.port === undefined || holder.port === null) throw new Error('no lock holder over TCP');
