@@ -1,7 +1,8 @@
 // A PgBouncer in front of a test database, for the tests of what holds through a connection pooler. Runs the
-// Debian package's binary (`apt-get install pgbouncer`) with a throwaway configuration; stopped at teardown.
+// Debian package's binary (`apt-get install pgbouncer`) with the shipped pgbouncer/pgbouncer.ini's settings,
+// pointed at the test database; stopped at teardown.
 import { spawn } from 'node:child_process';
-import { rm, writeFile } from 'node:fs/promises';
+import { readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import pg from 'pg';
 import type { Test } from 'tap';
@@ -10,6 +11,19 @@ import { freePort, makeTempDataDir, serverOwner } from '../../src/dev/embedded-p
 export type PgBouncerOptions = { poolMode: 'session' | 'transaction'; poolSize: number };
 
 const BINARY = process.env.PGBOUNCER_BIN ?? '/usr/sbin/pgbouncer';
+const SHIPPED_CONFIG = new URL('../../pgbouncer/pgbouncer.ini', import.meta.url);
+
+/** The `[pgbouncer]` settings of the configuration the README tells operators to start from. */
+async function shippedSettings(): Promise<Record<string, string>> {
+  const text = await readFile(SHIPPED_CONFIG, 'utf8');
+  const section = text.split(/^\[pgbouncer\]$/m)[1] ?? '';
+  const settings: Record<string, string> = {};
+  for (const line of section.split('\n')) {
+    const match = /^(\w+)\s*=\s*(.*)$/.exec(line.trim());
+    if (match) settings[match[1] as string] = match[2] as string;
+  }
+  return settings;
+}
 
 /** Starts PgBouncer for the database at `url`; returns the same database's URL through it. */
 export async function startPgBouncer(t: Test, url: string, options: PgBouncerOptions): Promise<string> {
@@ -20,23 +34,27 @@ export async function startPgBouncer(t: Test, url: string, options: PgBouncerOpt
   t.teardown(() => rm(dir, { recursive: true, force: true }));
   const port = await freePort();
   await writeFile(join(dir, 'users.txt'), `"${user}" ""\n`, { mode: 0o644 });
+  const settings = {
+    ...(await shippedSettings()),
+    listen_addr: '127.0.0.1',
+    listen_port: String(port),
+    unix_socket_dir: '',
+    auth_type: 'trust',
+    auth_file: join(dir, 'users.txt'),
+    pool_mode: options.poolMode,
+    default_pool_size: String(options.poolSize),
+    max_client_conn: '200',
+    query_wait_timeout: '20',
+    // Lets the test's user read SHOW CLIENTS / SHOW SERVERS on the admin console (clientPortOf).
+    admin_users: user,
+  };
   await writeFile(
     join(dir, 'pgbouncer.ini'),
     [
       '[databases]',
       `${database} = host=${target.hostname} port=${target.port || '5432'} dbname=${database}`,
       '[pgbouncer]',
-      'listen_addr = 127.0.0.1',
-      `listen_port = ${port}`,
-      'unix_socket_dir =',
-      'auth_type = trust',
-      `auth_file = ${join(dir, 'users.txt')}`,
-      `pool_mode = ${options.poolMode}`,
-      `default_pool_size = ${options.poolSize}`,
-      'max_client_conn = 200',
-      // The service's pools send these at log-in; PgBouncer refuses unknown ones unless told to drop them.
-      'ignore_startup_parameters = extra_float_digits,statement_timeout,idle_in_transaction_session_timeout',
-      'query_wait_timeout = 20',
+      ...Object.entries(settings).map(([name, value]) => `${name} = ${value}`),
       '',
     ].join('\n'),
     { mode: 0o644 },
@@ -85,5 +103,27 @@ async function waitUntilAnswering(
     } finally {
       await client.end().catch(() => undefined);
     }
+  }
+}
+
+/**
+ * The local TCP port of the client connection that PgBouncer (at `bouncerUrl`) has paired with the server
+ * connection of backend `pid`: the socket to cut to cut that client off.
+ */
+export async function clientPortOf(bouncerUrl: string, pid: number): Promise<number> {
+  const admin = new URL(bouncerUrl);
+  admin.pathname = '/pgbouncer';
+  const client = new pg.Client({ connectionString: admin.toString() });
+  await client.connect();
+  try {
+    const servers = await client.query<{ remote_pid: number; link: string }>('SHOW SERVERS');
+    const server = servers.rows.find((row) => Number(row.remote_pid) === pid);
+    if (server === undefined || server.link === '') throw new Error(`no client paired with backend ${pid}`);
+    const clients = await client.query<{ ptr: string; port: number }>('SHOW CLIENTS');
+    const paired = clients.rows.find((row) => row.ptr === server.link);
+    if (paired === undefined) throw new Error(`client ${server.link} of backend ${pid} not found`);
+    return Number(paired.port);
+  } finally {
+    await client.end();
   }
 }

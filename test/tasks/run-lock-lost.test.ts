@@ -1,5 +1,5 @@
-// A periodic task run whose lock connection ends mid-run (pg_terminate_backend, directly or behind a
-// transaction-mode PgBouncer, or a silent network cut): the lock went with the connection, so the run stops, is
+// A periodic task run whose lock connection ends mid-run (pg_terminate_backend or a silent network cut,
+// directly or behind a transaction-mode PgBouncer): the lock went with the connection, so the run stops, is
 // recorded as failed and a new run takes over alone. A connection that ends after the run's work leaves the
 // run's success standing. A job's retry that finds its date's run still locked fails, to retry later.
 import pino from 'pino';
@@ -8,7 +8,7 @@ import type { TaskDeps } from '../../src/tasks/task.ts';
 import { advisoryLocks, createMigratedDatabase, query } from '../helpers/database.ts';
 import { gatedTask, returnsWithin, runnerDeps, runOn } from '../helpers/gated-task.ts';
 import { cutSilently, silentCutUnavailable } from '../helpers/network-cut.ts';
-import { startPgBouncer } from '../helpers/pgbouncer.ts';
+import { clientPortOf, startPgBouncer } from '../helpers/pgbouncer.ts';
 import { eventually } from '../helpers/processes.ts';
 
 const DATE = '2031-06-02';
@@ -138,52 +138,61 @@ t.test(
 // Needs root and iptables (README's set-up); skipped without them (a skip fails the run in CI).
 const cutUnavailable = await silentCutUnavailable();
 
-t.test(
-  'a run cut off from the database without a word stops; the server drops its lock and a retry redoes it',
-  { skip: cutUnavailable ?? false },
-  async (t) => {
-    const url = await createMigratedDatabase(t);
-    const deps = await runnerDeps(t, url, { TASK_LOCK_CHECK_SECONDS: '1' });
-    const gated = gatedTask();
-    t.teardown(() => gated.release());
-    const first = runOn(gated.task, deps, DATE, false, 1);
-    first.catch(() => {}); // asserted below
-    await gated.firstEntered;
-    const [holder] = await advisoryLocks(url);
-    if (holder?.port === undefined || holder.port === null) throw new Error('no lock holder over TCP');
-    const cut = await cutSilently(t, holder.port);
-    const cutAt = Date.now();
+for (const via of ['directly', 'through a transaction-mode PgBouncer'] as const) {
+  t.test(
+    `a run cut off without a word stops; the lock's connection is dropped and a retry redoes it (${via})`,
+    { skip: cutUnavailable ?? false },
+    async (t) => {
+      const url = await createMigratedDatabase(t);
+      const target =
+        via === 'directly' ? url : await startPgBouncer(t, url, { poolMode: 'transaction', poolSize: 4 });
+      const deps = await runnerDeps(t, target, { TASK_LOCK_CHECK_SECONDS: '1' });
+      const gated = gatedTask();
+      t.teardown(() => gated.release());
+      const first = runOn(gated.task, deps, DATE, false, 1);
+      first.catch(() => {}); // asserted below
+      await gated.firstEntered;
+      const [holder] = await advisoryLocks(url);
+      if (holder?.port === undefined || holder.port === null) throw new Error('no lock holder over TCP');
+      // Through PgBouncer the cut is between the service and PgBouncer, whose server connection stays healthy.
+      const cut = await cutSilently(
+        t,
+        via === 'directly' ? holder.port : await clientPortOf(target, holder.pid),
+      );
+      const cutAt = Date.now();
 
-    await t.rejects(
-      returnsWithin(first, 30_000),
-      { name: 'RunLockLostError', message: /no answer within 10000 ms/ },
-      'the run stops when its lock check gets no answer',
-    );
-    // A check every second, 10 s for its answer, then up to 5 s for slonik to give up closing the connection.
-    t.ok(Date.now() - cutAt < 20_000, `stopped ${Date.now() - cutAt} ms after the cut`);
-    await t.rejects(
-      runOn(gated.task, deps, DATE, false, 2),
-      { name: 'RunLockHeldError' },
-      'meanwhile the server still holds the lock for the cut-off connection: the retry fails, to retry later',
-    );
-    // On the operating system's keepalive defaults the server would hold it for about two hours.
-    await eventually(async () => ((await advisoryLocks(url)).length === 0 ? true : undefined), 60_000, 500);
-    t.ok(Date.now() - cutAt < 45_000, `the server dropped the lock ${Date.now() - cutAt} ms after the cut`);
-    await cut.restore();
+      await t.rejects(
+        returnsWithin(first, 30_000),
+        { name: 'RunLockLostError', message: /no answer within 10000 ms/ },
+        'the run stops when its lock check gets no answer',
+      );
+      // A check every second, 10 s for its answer, then up to 5 s for slonik to give up closing the connection.
+      t.ok(Date.now() - cutAt < 20_000, `stopped ${Date.now() - cutAt} ms after the cut`);
+      await t.rejects(
+        runOn(gated.task, deps, DATE, false, 2),
+        { name: 'RunLockHeldError' },
+        'meanwhile the cut-off connection still holds the lock: the retry fails, to retry later',
+      );
+      // Dropped by the lock transaction's TCP settings, or through PgBouncer by pgbouncer/pgbouncer.ini's; on the
+      // operating system's keepalive defaults either would hold it for about two hours.
+      await eventually(async () => ((await advisoryLocks(url)).length === 0 ? true : undefined), 60_000, 500);
+      t.ok(Date.now() - cutAt < 45_000, `the lock went ${Date.now() - cutAt} ms after the cut`);
+      await cut.restore();
 
-    gated.release();
-    t.match(
-      await runOn(gated.task, deps, DATE, false, 3),
-      { status: 'succeeded' },
-      'the next retry redoes the run',
-    );
-    t.same(
-      (await runStatuses(url)).map((row) => row.status),
-      ['falha', 'sucesso'],
-    );
-    t.equal(gated.state.peakInside, 1, 'never two runs at once');
-  },
-);
+      gated.release();
+      t.match(
+        await runOn(gated.task, deps, DATE, false, 3),
+        { status: 'succeeded' },
+        'the next retry redoes the run',
+      );
+      t.same(
+        (await runStatuses(url)).map((row) => row.status),
+        ['falha', 'sucesso'],
+      );
+      t.equal(gated.state.peakInside, 1, 'never two runs at once');
+    },
+  );
+}
 
 t.test(
   'a lock connection the watch gave up on, but which lives on, is closed: it leaves no lock behind',
