@@ -126,9 +126,12 @@ export async function recordApprovals(
           ciclos_cobrados = r.ciclos_cobrados + 1,
           falhas_consecutivas = 0,
           proxima_tentativa = NULL,
-          status = CASE WHEN r.status = 'ativo' AND r.total_ciclos IS NOT NULL AND r.ciclos_cobrados + 1 >= r.total_ciclos
+          -- Paused or on hold meanwhile, it ends all the same: a later retomar/reativar must not charge past the end.
+          status = CASE WHEN r.status IN ('ativo', 'pausado', 'hold') AND r.total_ciclos IS NOT NULL
+                             AND r.ciclos_cobrados + 1 >= r.total_ciclos
                         THEN 'concluido' ELSE r.status END,
-          encerrada_em = CASE WHEN r.status = 'ativo' AND r.total_ciclos IS NOT NULL AND r.ciclos_cobrados + 1 >= r.total_ciclos
+          encerrada_em = CASE WHEN r.status IN ('ativo', 'pausado', 'hold') AND r.total_ciclos IS NOT NULL
+                                   AND r.ciclos_cobrados + 1 >= r.total_ciclos
                               THEN now() ELSE r.encerrada_em END,
           atualizado_em = now()
       FROM resolved JOIN input i ON i.attempt_id = resolved.id

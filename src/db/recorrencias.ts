@@ -111,24 +111,6 @@ export async function markChargingCycle(tx: CommonQueryMethods, id: number, cycl
     WHERE id = ${id}`);
 }
 
-/** After an approval: next cycle, counters reset, concluido when the last cycle was charged. */
-export async function markCycleApproved(
-  tx: CommonQueryMethods,
-  id: number,
-  next: { nextCycle: IsoDate; completed: boolean },
-): Promise<void> {
-  await tx.query(sql.unsafe`
-    UPDATE checkout_recorrencias
-    SET proxima_cobranca = ${next.nextCycle}::date,
-        ciclos_cobrados = ciclos_cobrados + 1,
-        falhas_consecutivas = 0,
-        proxima_tentativa = NULL,
-        status = CASE WHEN ${next.completed} THEN 'concluido' ELSE status END,
-        encerrada_em = CASE WHEN ${next.completed} THEN now() ELSE encerrada_em END,
-        atualizado_em = now()
-    WHERE id = ${id}`);
-}
-
 /** After a decline that ends the retries, or a rejected request: the recurrence waits for an operator. */
 export async function markOnHold(
   tx: CommonQueryMethods,

@@ -183,8 +183,8 @@ async function resumePoint(
 /**
  * pausar / retomar / cancelar. Invalid transitions are refused with 409 and the current status; asking for
  * the state the recurrence is already in answers 200 with `mudou: false` (a retried request). A charge in
- * flight is never interrupted: it finishes and is recorded; phase 1 of the next one skips a recurrence that
- * is not active.
+ * flight is never interrupted: it finishes and is recorded (a retry resumes an attempt left pending whatever
+ * the status); phase 1 of the next one skips a recurrence that is not active.
  */
 export async function transitionRecurrence(deps: OpsDeps, who: string, id: number, transition: Transition) {
   const result = await deps.pool.transaction(async (tx) => {

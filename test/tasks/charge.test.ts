@@ -497,6 +497,107 @@ t.test(
   },
 );
 
+for (const status of ['cancelado', 'pausado', 'hold'] as const) {
+  t.test(
+    `a charge whose outcome was unknown when the recurrence became ${status} is resolved by its retry`,
+    async (t) => {
+      const h = await createHarness(t, { env: { GATEWAY_TIMEOUT_MS: '300' } });
+      // The gateway executes the charge but answers after the client gave up: an unknown outcome.
+      h.gateway.setFaults({ rules: [{ nth: 1, fault: 'timeout_after', holdMs: 2_000 }] });
+      const id = await insertRecurrence(h.pool, { proxima_cobranca: DAY });
+      const { result, jobId } = await chargeOnce(h, id);
+      t.match(result, { status: 'unresolved' });
+      await query(
+        h.url,
+        `UPDATE checkout_recorrencias SET status = $2,
+           motivo_hold = CASE WHEN $2 = 'hold' THEN 'teste' END,
+           encerrada_em = CASE WHEN $2 = 'cancelado' THEN now() END
+         WHERE id = $1`,
+        [id, status],
+      );
+      await h.boss.fail(CHARGE_QUEUE, { id: jobId, retryCount: 0 }, {});
+      t.match(
+        await retryJob(h, jobId),
+        { status: 'approved' },
+        'the retry looks the key up and records what the gateway did',
+      );
+      t.same(
+        (await attemptsOf(h.url, id)).map((a) => a.status),
+        ['aprovada'],
+      );
+      t.match(await recurrenceState(h.url, id), { status, ciclos_cobrados: 1 });
+      await assertLedgerAgrees(t, h.url, h.gateway);
+    },
+  );
+}
+
+t.test(
+  'a recurrence paused while its last cycle is charged ends (concluido): resuming it charges nothing more',
+  async (t) => {
+    const h = await createHarness(t);
+    const id = await insertRecurrence(h.pool, { proxima_cobranca: DAY, total_ciclos: 2, ciclos_cobrados: 1 });
+    h.gateway.setFaults({ rules: [{ nth: 1, fault: 'hold' }] });
+    const charging = chargeOnce(h, id);
+    await h.gateway.waitForHeld(1);
+    await query(h.url, `UPDATE checkout_recorrencias SET status = 'pausado' WHERE id = $1`, [id]);
+    h.gateway.release();
+    t.match((await charging).result, { status: 'approved' });
+    t.match(await recurrenceState(h.url, id), { status: 'concluido', ciclos_cobrados: 2 });
+    const [event] = await query<{ tipo: string }>(
+      h.url,
+      `SELECT tipo FROM eventos_checkout WHERE recorrencia_id = $1 AND tipo = 'recorrencia_concluida'`,
+      [id],
+    );
+    t.equal(event?.tipo, 'recorrencia_concluida', 'the checkout is told it ended');
+    await assertLedgerAgrees(t, h.url, h.gateway);
+  },
+);
+
+t.test(
+  'a job that waited for the recurrence while another resolved its attempt sees the retry planned meanwhile',
+  async (t) => {
+    const h = await createHarness(t, { env: { GATEWAY_TIMEOUT_MS: '300' } });
+    h.gateway.setFaults({ rules: [{ nth: 1, fault: 'timeout_after', holdMs: 2_000 }] });
+    const id = await insertRecurrence(h.pool, { proxima_cobranca: DAY });
+    t.match((await chargeOnce(h, id)).result, { status: 'unresolved' });
+    // Another transaction holds the recurrence while it records a reversible decline of that attempt and plans
+    // its retry, as a phase 3 does; meanwhile a job for another business date locks the recurrence and waits.
+    const other = new pg.Client({ connectionString: h.url });
+    await other.connect();
+    t.teardown(() => other.end());
+    await other.query('BEGIN');
+    await other.query('SELECT 1 FROM checkout_recorrencias WHERE id = $1 FOR UPDATE', [id]);
+    await other.query(
+      `UPDATE checkout_recorrencia_cobrancas SET status = 'recusada', resolvida_em = now(), codigo_recusa = '51',
+         recusa_reversivel = true WHERE recorrencia_id = $1`,
+      [id],
+    );
+    await other.query(
+      `UPDATE checkout_recorrencias SET proxima_tentativa = '2031-03-12', falhas_consecutivas = 1 WHERE id = $1`,
+      [id],
+    );
+    const waiting = chargeOnce(h, id, '2031-03-11');
+    await eventually(async () => {
+      const [row] = await query<{ n: number }>(
+        h.url,
+        `SELECT count(*)::int AS n FROM pg_stat_activity
+         WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE '%tem_pendente%'`,
+      );
+      return row?.n === 1 ? true : undefined;
+    });
+    await other.query('COMMIT');
+    t.match(
+      (await waiting).result,
+      { status: 'skipped', reason: 'waiting_for_retry' },
+      'no new attempt before the retry date',
+    );
+    t.same(
+      (await attemptsOf(h.url, id)).map((a) => a.status),
+      ['recusada'],
+    );
+  },
+);
+
 t.test('the amount of a charge in flight is kept when the recurrence changes meanwhile', async (t) => {
   const h = await createHarness(t, { env: { GATEWAY_TIMEOUT_MS: '300' } });
   h.gateway.setFaults({ rules: [{ nth: 1, fault: 'timeout_after', holdMs: 2_000 }] });

@@ -38,10 +38,16 @@ const job = (over: object = {}) => ({
 
 t.test('skips, each with its reason', async (t) => {
   t.same(decideCharge(null, false, job(), false), { kind: 'skip', reason: 'recurrence_not_found' });
+  for (const status of ['hold', 'pausado', 'cancelado', 'concluido'] as const) {
+    t.same(decideCharge({ ...base, status }, false, job(), false), {
+      kind: 'skip',
+      reason: `recurrence_${status}`,
+    });
+  }
   t.same(
-    decideCharge({ ...base, status: 'hold' }, true, job(), false),
-    { kind: 'skip', reason: 'recurrence_hold' },
-    'inactive wins over pending',
+    decideCharge({ ...base, total_ciclos: 3, ciclos_cobrados: 3 }, false, job(), false),
+    { kind: 'skip', reason: 'all_cycles_charged' },
+    'an active recurrence whose cycles are all charged is not charged again',
   );
   t.same(decideCharge(base, false, job({ dataNegocio: '2031-01-30' }), false), {
     kind: 'skip',
@@ -67,6 +73,13 @@ t.test('skips, each with its reason', async (t) => {
 
 t.test('an unresolved attempt is resumed, even when nothing would be due', async (t) => {
   t.same(decideCharge(base, true, job({ dataNegocio: '2031-01-01' }), false), { kind: 'resume' });
+  for (const status of ['hold', 'pausado', 'cancelado'] as const) {
+    t.same(
+      decideCharge({ ...base, status }, true, job(), false),
+      { kind: 'resume' },
+      `also when the recurrence became ${status} while its charge was in flight`,
+    );
+  }
 });
 
 t.test('a new attempt for the planned cycle; a retry clears its retry date', async (t) => {

@@ -17,9 +17,15 @@ export function decideCharge(
   backbill: boolean,
 ): ChargeDecision {
   if (recurrence === null) return { kind: 'skip', reason: 'recurrence_not_found' };
-  if (recurrence.status !== 'ativo') return { kind: 'skip', reason: `recurrence_${recurrence.status}` };
-  // An unresolved attempt is resumed with its own key, never replaced: the gateway may have executed it.
+  // An unresolved attempt is resumed with its own key, never replaced: the gateway may have executed it. Also
+  // when the recurrence was paused, cancelled or put on hold since: that charge was in flight, and only its
+  // resumption (lookup, then the same key) can record what the gateway did with it.
   if (hasPendingAttempt) return { kind: 'resume' };
+  if (recurrence.status !== 'ativo') return { kind: 'skip', reason: `recurrence_${recurrence.status}` };
+  // An active recurrence always has a cycle left (its last approval ends it); a guard for money all the same.
+  if (recurrence.total_ciclos !== null && recurrence.ciclos_cobrados >= recurrence.total_ciclos) {
+    return { kind: 'skip', reason: 'all_cycles_charged' };
+  }
   if (recurrence.proxima_cobranca > job.dataNegocio) return { kind: 'skip', reason: 'not_due' };
   if (job.motivo === 'retentativa') {
     if (recurrence.proxima_tentativa === null || recurrence.proxima_tentativa > job.dataNegocio) {

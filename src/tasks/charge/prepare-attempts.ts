@@ -23,14 +23,17 @@ export type Prepared =
   | { kind: 'skip'; reason: string }
   | { kind: 'charge'; attempt: Attempt; recurrence: Recurrence; resumed: boolean };
 
-/** Resumes the recurrence's unresolved attempt (same key), or with the fresh_key mutant, wrongly abandons it. */
+/**
+ * Resumes the recurrence's unresolved attempt (same key). 'resolved_meanwhile' when there is none any more;
+ * 'abandoned' when the fresh_key mutant wrongly gave up on it.
+ */
 async function resumeAttempt(
   tx: DatabaseTransactionConnection,
   job: ChargeJob,
   recurrence: Recurrence,
-): Promise<Prepared | null> {
+): Promise<Prepared | 'resolved_meanwhile' | 'abandoned'> {
   const pending = await findPendingAttempt(tx, recurrence.id);
-  if (pending === null) return null;
+  if (pending === null) return 'resolved_meanwhile';
   if (mutantActive('fresh_key')) {
     // Deliberately wrong (test-only): give up on the unresolved attempt and charge under a new key.
     await resolveAttempt(tx, pending.id, {
@@ -41,7 +44,7 @@ async function resumeAttempt(
       message: 'abandoned',
     });
     await markChargingCycle(tx, recurrence.id, pending.ciclo);
-    return null;
+    return 'abandoned';
   }
   await markAttemptSending(tx, pending.id, job.id);
   return { kind: 'charge', attempt: pending, recurrence, resumed: true };
@@ -107,13 +110,16 @@ export async function prepareAttempts(
     );
     if (decision.kind === 'resume' && candidate !== null) {
       const resumed = await resumeAttempt(tx, job, candidate);
-      if (resumed !== null) {
+      if (typeof resumed === 'object') {
         prepared[index] = resumed;
         continue;
       }
-      // Only the fresh_key mutant gets here: the attempt was abandoned, so decide again as if none were pending.
+      // The locking statement read tem_pendente in the snapshot it took before waiting for the lock, while
+      // the recurrence row it returns is the one the previous lock holder committed: when that holder resolved
+      // the attempt (and, say, planned a retry), decide again on the row as it is. The fresh_key mutant
+      // decides as if the recurrence were not waiting for a retry either.
       decision = decideCharge(
-        { ...candidate, proxima_tentativa: null },
+        resumed === 'abandoned' ? { ...candidate, proxima_tentativa: null } : candidate,
         false,
         job.data,
         deps.config.billing.backbillMissedCycles,
