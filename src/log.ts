@@ -23,6 +23,34 @@ export const REDACT_PATHS = [
   'req.headers["x-api-key"]',
 ];
 
+/**
+ * Error fields that carry a query's values or rows, or a parsed input (a URL with its password): slonik puts
+ * the query (with its values, card tokens among them) and the offending row on its errors, and Node's URL
+ * errors keep their input. Dropped wherever they appear in a logged error, its cause included.
+ */
+const ERROR_FIELDS_WITH_DATA = new Set(['values', 'row', 'input', 'parameters']);
+// Postgres describes a CHECK or NOT NULL violation with the whole row: "Failing row contains (...)".
+const ROW_DETAIL = /^Failing row contains/;
+
+function scrubError(value: unknown, depth: number): unknown {
+  if (value === null || typeof value !== 'object' || depth > 6) return value;
+  if (Array.isArray(value)) return value.map((item) => scrubError(item, depth + 1));
+  const scrubbed: Record<string, unknown> = {};
+  for (const [key, field] of Object.entries(value)) {
+    if (ERROR_FIELDS_WITH_DATA.has(key) || (key === 'detail' && ROW_DETAIL.test(String(field)))) {
+      scrubbed[key] = '[redacted]';
+    } else {
+      scrubbed[key] = scrubError(field, depth + 1);
+    }
+  }
+  return scrubbed;
+}
+
+/** pino's error serializer (message, type, stack, own fields, cause) without the fields that carry data. */
+export function serializeError(error: unknown): unknown {
+  return error instanceof Error ? scrubError(pino.stdSerializers.err(error), 0) : scrubError(error, 0);
+}
+
 export function createLogger(options: {
   level: string;
   format: 'json' | 'pretty';
@@ -33,6 +61,7 @@ export function createLogger(options: {
     level: options.level,
     base: { role: options.role, pid: process.pid },
     redact: { paths: REDACT_PATHS, censor: '[redacted]' },
+    serializers: { err: serializeError },
     timestamp: pino.stdTimeFunctions.isoTime,
   };
   if (options.format === 'pretty') {
