@@ -35,11 +35,26 @@ const booleanFlag = z
   .enum(['true', 'false', '1', '0'])
   .transform((value) => value === 'true' || value === '1');
 
+// Parsed with URL (each role adds its application_name), so the socket form without a host is refused here,
+// with the form that works, rather than failing at start-up with the password in the error.
 const postgresUrl = z
   .string()
-  .regex(/^postgres(ql)?:\/\/.+/, 'must be a postgres:// or postgresql:// connection URL');
+  .regex(/^postgres(ql)?:\/\/.+/, 'must be a postgres:// or postgresql:// connection URL')
+  .refine(
+    (value) => URL.canParse(value),
+    'must be a URL with a host (for a Unix socket: postgres://user:password@localhost/db?host=/run/postgresql)',
+  );
 
-const httpUrl = z.string().regex(/^https?:\/\/.+/, 'must be an http:// or https:// URL');
+// No user:password@: the gateway authenticates with GATEWAY_API_KEY and webhooks are signed, and a URL's
+// credentials end up in error messages (Node's fetch refuses such a URL with the whole URL in its message).
+const httpUrl = z
+  .string()
+  .regex(/^https?:\/\/.+/, 'must be an http:// or https:// URL')
+  .refine((value) => URL.canParse(value), 'must be a valid URL')
+  .refine((value) => {
+    const url = URL.parse(value);
+    return url === null || (url.username === '' && url.password === '');
+  }, 'must not carry credentials (user:password@)');
 
 // "7,3,1" -> [7, 3, 1]: the days to wait before each retry of a reversible decline.
 const dayList = z

@@ -51,6 +51,30 @@ t.test('every bad variable is reported at once', async (t) => {
   t.same(named, ['ADMIN_PORT', 'DATABASE_URL', 'LOG_LEVEL', 'WORKER_CONCURRENCY']);
 });
 
+t.test('URLs: a database URL must parse; an http URL must not carry credentials', async (t) => {
+  const problems = problemsOf(() =>
+    loadConfig({
+      ...base,
+      DATABASE_URL: 'postgres://app:hunter2@/recorrencias?host=/run/postgresql',
+      GATEWAY_URL: 'https://user:hunter2@gateway.example',
+      NOTICE_WEBHOOK_URL: 'https://seller:hunter2@hooks.example/avisos',
+      NOTICE_WEBHOOK_SECRET: 'a-secret-of-some-length',
+    }),
+  ).join('\n');
+  t.match(
+    problems,
+    /DATABASE_URL: must be a URL with a host \(for a Unix socket: postgres:\/\/user:password@localhost/,
+  );
+  t.match(problems, /GATEWAY_URL: must not carry credentials/);
+  t.match(problems, /NOTICE_WEBHOOK_URL: must not carry credentials/);
+  t.notMatch(problems, /hunter2/, 'the problems never repeat the password');
+  const socket = loadConfig({
+    ...base,
+    DATABASE_URL: 'postgres://app:pw@localhost/recorrencias?host=/run/postgresql',
+  });
+  t.equal(socket.databaseUrl, 'postgres://app:pw@localhost/recorrencias?host=/run/postgresql');
+});
+
 t.test('the soft limit must stay under the hard limit', async (t) => {
   const problems = problemsOf(() =>
     loadConfig({ ...base, TASK_TIME_LIMIT_SECONDS: '60', TASK_SOFT_TIME_LIMIT_SECONDS: '60' }),
