@@ -3,7 +3,13 @@
 import { existsSync } from 'node:fs';
 import { ConfigError, loadConfig, requireFor, type Config, type Need } from './config.ts';
 import { EXIT } from './errors.ts';
-import { exitCodeFor, retryWhileDatabaseUnavailable, runUntilSignalled, type Running } from './lifecycle.ts';
+import {
+  exitCodeFor,
+  logCrashes,
+  retryWhileDatabaseUnavailable,
+  runUntilSignalled,
+  type Running,
+} from './lifecycle.ts';
 import { createLogger, type Logger } from './log.ts';
 import type { RoleContext } from './roles/context.ts';
 
@@ -164,6 +170,7 @@ export async function main(argv: string[]): Promise<number> {
     role: name,
     ...(command.printsResult === true ? { destination: process.stderr } : {}),
   });
+  logCrashes(log);
   return runCommand(command, config, log, config.databaseUrl ?? '', args);
 }
 

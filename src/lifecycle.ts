@@ -71,6 +71,19 @@ export function stopAll(log: Logger, parts: Array<[string, Running]>): Running {
   };
 }
 
+/**
+ * Makes a crash (an exception or a promise rejection nothing handled) end the process as Node would, with exit
+ * code 1, but after one structured fatal line, redacted like every other, instead of Node's plain-text trace.
+ */
+export function logCrashes(log: Logger): void {
+  const crash = (what: string) => (error: unknown) => {
+    log.fatal({ err: error }, `${what}: the process exits`);
+    process.exit(EXIT.failure);
+  };
+  process.on('uncaughtException', crash('uncaught exception'));
+  process.on('unhandledRejection', crash('unhandled promise rejection'));
+}
+
 /** Logs why a command failed and picks the exit code that says so (see the README's exit codes). */
 export function exitCodeFor(log: Logger, error: unknown): number {
   if (isAppError(error, 'NOT_MIGRATED')) {
