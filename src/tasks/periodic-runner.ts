@@ -80,7 +80,10 @@ export async function runPeriodicTask(
   } catch (error) {
     // slonik's connect also rejects as soon as its connection reports an error, while the routine goes on:
     // the outcome is the run's own (stopped by the lock watch, or finished), not the connection's error.
-    if (locked.run === undefined) throw error;
+    if (locked.run === undefined) {
+      log.error({ err: error }, 'task run could not start: no connection for its lock');
+      throw error;
+    }
     const run = await locked.run.then(
       (outcome) => ({ outcome }),
       (runError: unknown) => ({ runError }),
@@ -119,8 +122,16 @@ async function runHoldingLock(
   session: CommonQueryMethods,
   lock: { released: boolean },
 ): Promise<PeriodicOutcome> {
-  const { date, force, jobId } = request;
-  if (!(await tryLockTaskRun(session, task.name, date))) {
+  const { date, force } = request;
+  // Failures before the run has its row in execucoes_tarefas are only in this log (and the job's output).
+  const couldNotStart = (error: unknown) => {
+    log.error({ err: error }, 'task run could not start');
+    return error;
+  };
+  const acquired = await tryLockTaskRun(session, task.name, date).catch((error: unknown) => {
+    throw couldNotStart(error);
+  });
+  if (!acquired) {
     lock.released = true; // tryLockTaskRun ended its transaction
     if (request.attempt > 1) {
       // This job already tried and failed. The run holding the lock may be its own previous attempt, cut off
@@ -137,20 +148,16 @@ async function runHoldingLock(
   const signal = AbortSignal.any([request.signal, watch.lost]);
   try {
     if (!force) {
-      const done = await findSucceededTaskRun(deps.pool, task.name, date);
+      const done = await findSucceededTaskRun(deps.pool, task.name, date).catch((error: unknown) => {
+        throw couldNotStart(error);
+      });
       if (done !== null) {
         log.info({ runId: done.id }, 'already succeeded for this date: nothing to do (force to rerun)');
         return { status: 'skipped', reason: 'already_succeeded', date, runId: done.id };
       }
     }
-    const interrupted = await markInterruptedTaskRuns(deps.pool, task.name, date);
-    if (interrupted > 0) log.warn({ interrupted }, 'previous run was interrupted: redoing it');
-    const run = await insertTaskRun(deps.pool, {
-      task: task.name,
-      date,
-      forced: force,
-      jobId,
-      attempt: request.attempt,
+    const run = await startTaskRun(deps, task, request, log).catch((error: unknown) => {
+      throw couldNotStart(error);
     });
     const runLog = log.child({ runId: run.id });
     const started = Date.now();
@@ -183,6 +190,19 @@ async function runHoldingLock(
     await watch.stop();
     lock.released = await releaseRunLock(session, watch, log);
   }
+}
+
+/** Marks the date's interrupted runs as such and records the new run. */
+async function startTaskRun(deps: TaskDeps, task: PeriodicTask, request: PeriodicRunRequest, log: Logger) {
+  const interrupted = await markInterruptedTaskRuns(deps.pool, task.name, request.date);
+  if (interrupted > 0) log.warn({ interrupted }, 'previous run was interrupted: redoing it');
+  return insertTaskRun(deps.pool, {
+    task: task.name,
+    date: request.date,
+    forced: request.force,
+    jobId: request.jobId,
+    attempt: request.attempt,
+  });
 }
 
 /**

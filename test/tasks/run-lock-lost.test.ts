@@ -1,7 +1,8 @@
 // A periodic task run whose lock connection ends mid-run (pg_terminate_backend or a silent network cut,
 // directly or behind a transaction-mode PgBouncer): the lock went with the connection, so the run stops, is
 // recorded as failed and a new run takes over alone. A connection that ends after the run's work leaves the
-// run's success standing. A job's retry that finds its date's run still locked fails, to retry later.
+// run's success standing. A job's retry that finds its date's run still locked fails, to retry later. A run
+// that fails before it has its record is logged.
 import pino from 'pino';
 import t, { type Test } from 'tap';
 import type { TaskDeps } from '../../src/tasks/task.ts';
@@ -37,7 +38,13 @@ async function runThenEndItsLock(t: Test, deps: TaskDeps, url: string) {
 
 /** A logger that keeps its error lines for the test to read. */
 function capturingLog() {
-  const lines: Array<{ level: number; msg: string; task?: string; err?: { message: string } }> = [];
+  const lines: Array<{
+    level: number;
+    msg: string;
+    task?: string;
+    businessDate?: string;
+    err?: { message: string };
+  }> = [];
   const log = pino(
     { level: 'error' },
     { write: (line: string) => lines.push(JSON.parse(line) as (typeof lines)[number]) },
@@ -134,6 +141,22 @@ t.test(
     t.equal(gated.state.peakInside, 1);
   },
 );
+
+t.test('a run that fails before it has its record is logged with the task and date', async (t) => {
+  const url = await createMigratedDatabase(t);
+  const { log, lines } = capturingLog();
+  const deps = await runnerDeps(t, url, {}, log);
+  // The run's record cannot be read: the failure is before any row in execucoes_tarefas could say so.
+  await query(url, `ALTER TABLE execucoes_tarefas RENAME TO execucoes_tarefas_fora`);
+  t.teardown(() => query(url, `ALTER TABLE execucoes_tarefas_fora RENAME TO execucoes_tarefas`));
+  const gated = gatedTask();
+  await t.rejects(runOn(gated.task, deps, DATE), /execucoes_tarefas/);
+  t.match(
+    lines.find((line) => line.msg === 'task run could not start'),
+    { task: gated.task.name, businessDate: DATE, err: { message: /execucoes_tarefas/ } },
+  );
+  t.equal(gated.state.peakInside, 0, 'the task never ran');
+});
 
 // Needs root and iptables (README's set-up); skipped without them (a skip fails the run in CI).
 const cutUnavailable = await silentCutUnavailable();
