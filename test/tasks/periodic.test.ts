@@ -1,5 +1,6 @@
 // The four periodic tasks in-process against real Postgres: what each enqueues or writes, the once-per-date
 // rule, the seller notices (signed, once) and the archive.
+import pino from 'pino';
 import t from 'tap';
 import { CHARGE_QUEUE, NOTICE_DELIVERY_QUEUE } from '../../src/queue/task-names.ts';
 import { verifySignature } from '../../src/notices/webhook.ts';
@@ -280,6 +281,21 @@ t.test(
     t.equal(receiver.received.length, 1);
   },
 );
+
+t.test('a delivery job that fails before reaching the webhook is logged with its job id', async (t) => {
+  const h = await createHarness(t, {
+    env: { NOTICE_WEBHOOK_URL: 'http://127.0.0.1:9/avisos', NOTICE_WEBHOOK_SECRET: SECRET },
+  });
+  const lines: Array<{ msg: string; jobId?: string; err?: { message: string } }> = [];
+  const log = pino({ level: 'error' }, { write: (line: string) => lines.push(JSON.parse(line) as never) });
+  // A payload no notice has: the handler fails on it before any delivery.
+  const jobId = await h.boss.send(NOTICE_DELIVERY_QUEUE, { avisoId: 'not-a-number' });
+  await registerNoticeWorker(h.boss, { ...h.deps, log });
+  const line = await eventually(async () =>
+    lines.find((entry) => entry.msg === 'webhook delivery job failed: will retry'),
+  );
+  t.match(line, { jobId, err: { message: /avisoId/ } });
+});
 
 t.test('without a webhook URL, notices are recorded (and the log says so), not sent', async (t) => {
   const h = await createHarness(t);

@@ -61,34 +61,50 @@ async function registerOutboxWorker(boss: PgBoss, deps: TaskDeps, outbox: Outbox
     },
     async ([job]: JobWithMetadata<unknown>[]) => {
       if (job === undefined) return { skipped: 'empty batch' };
-      const id = payload.parse(job.data)[outbox.idField] as number;
-      const log = deps.log.child({ jobId: job.id, [outbox.idField]: id });
-      const entry = await findOutboxEntry(deps.pool, outbox.table, id);
-      if (entry === null || entry.status === 'enviado')
-        return { skipped: entry === null ? 'not found' : 'already sent' };
-      if (webhookUrl === undefined || secret === undefined) {
-        log.warn(`${outbox.urlVariable} is not set: entry left pending`);
-        throw new Error(`${outbox.urlVariable} is not set`);
-      }
-      const event = outbox.event(entry);
+      const log = deps.log.child({ jobId: job.id, queue: outbox.queue });
+      // The webhook's own failure is logged where it happens; anything else (a bad payload, the database) here,
+      // so that no retry happens without a line saying why.
+      let webhookError: unknown;
       try {
-        await postSignedEvent(
-          { url: webhookUrl, secret, timeoutMs },
-          { ...event, payload: entry.conteudo },
-          job.signal,
-        );
+        const id = payload.parse(job.data)[outbox.idField] as number;
+        const entryLog = log.child({ [outbox.idField]: id });
+        const entry = await findOutboxEntry(deps.pool, outbox.table, id);
+        if (entry === null || entry.status === 'enviado')
+          return { skipped: entry === null ? 'not found' : 'already sent' };
+        if (webhookUrl === undefined || secret === undefined) {
+          entryLog.warn(`${outbox.urlVariable} is not set: entry left pending`);
+          throw (webhookError = new Error(`${outbox.urlVariable} is not set`));
+        }
+        const event = outbox.event(entry);
+        try {
+          await postSignedEvent(
+            { url: webhookUrl, secret, timeoutMs },
+            { ...event, payload: entry.conteudo },
+            job.signal,
+          );
+        } catch (error) {
+          webhookError = error;
+          const final = job.retryCount >= job.retryLimit;
+          entryLog.warn(
+            { err: error, attempt: job.retryCount + 1, final },
+            final ? 'webhook delivery failed for good' : 'webhook delivery failed: will retry',
+          );
+          await markOutboxAttemptFailed(deps.pool, outbox.table, id, (error as Error).message, final);
+          throw error;
+        }
+        await markOutboxSent(deps.pool, outbox.table, id).catch((error: unknown) => {
+          entryLog.error(
+            { err: error },
+            'webhook delivered, but not recorded as sent: it will be sent again',
+          );
+          throw (webhookError = error);
+        });
+        entryLog.info({ eventId: event.id, eventType: event.type }, 'webhook delivered');
+        return { delivered: event.id };
       } catch (error) {
-        const final = job.retryCount >= job.retryLimit;
-        await markOutboxAttemptFailed(deps.pool, outbox.table, id, (error as Error).message, final);
-        log.warn(
-          { err: error, attempt: job.retryCount + 1, final },
-          final ? 'webhook delivery failed for good' : 'webhook delivery failed: will retry',
-        );
+        if (error !== webhookError) log.error({ err: error }, 'webhook delivery job failed: will retry');
         throw error;
       }
-      await markOutboxSent(deps.pool, outbox.table, id);
-      log.info({ eventId: event.id, eventType: event.type }, 'webhook delivered');
-      return { delivered: event.id };
     },
   );
 }
