@@ -80,16 +80,17 @@ export async function runChecks(deps: OpsDeps): Promise<CheckResult[]> {
           };
     }),
   );
-  const instances = await deps.boss.getInstances().catch(() => []);
   for (const role of ['worker', 'scheduler'] as const) {
-    const live = instances.filter(
-      (instance) => instance.live && instance.name === `recorrencias-${role}`,
-    ).length;
-    results.push({
-      name: `${role}s alive`,
-      status: live > 0 ? 'ok' : 'warning',
-      detail: live > 0 ? `${live}` : `none seen in the last 30 s (start \`node dist/main.js ${role}\`)`,
-    });
+    results.push(
+      await step(`${role}s alive`, async () => {
+        const live = (await deps.boss.getInstances()).filter(
+          (instance) => instance.live && instance.name === `recorrencias-${role}`,
+        ).length;
+        return live > 0
+          ? { status: 'ok', detail: `${live}` }
+          : { status: 'warning', detail: `none seen in the last 30 s (start \`node dist/main.js ${role}\`)` };
+      }),
+    );
   }
   results.push(
     await step('connections for one more worker', async () => {
