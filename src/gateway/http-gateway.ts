@@ -22,7 +22,10 @@ const REJECTED_STATUSES = new Map([
   [422, 'unprocessable'],
 ]);
 
-type Exchange = { status: number; body: unknown; replayed: boolean } | { failed: string };
+type Exchange =
+  | { status: number; body: unknown; replayed: boolean }
+  /** `error`: the network error behind the reason (its code and message), for the log. */
+  | { failed: string; error?: string };
 
 /** A response body larger than this is off-contract (and is not read into memory). */
 const MAX_BODY_BYTES = 1_048_576;
@@ -30,6 +33,12 @@ const MAX_BODY_BYTES = 1_048_576;
 /** OpenSSL's certificate verification codes and Node's own TLS/SSL error codes. */
 const TLS_ERROR =
   /^(ERR_TLS_|ERR_SSL_|CERT_|UNABLE_TO_|DEPTH_ZERO_SELF_SIGNED_CERT$|SELF_SIGNED_CERT_IN_CHAIN$)/;
+
+/** A failed exchange for a network error: the reason the outcome carries, and the error itself for the log. */
+function networkFailure(error: unknown): Exchange {
+  const { code, message } = (error ?? {}) as { code?: string; message?: string };
+  return { failed: networkReason(error), error: `${code ?? 'no code'}: ${message ?? 'no message'}` };
+}
 
 function networkReason(error: unknown): string {
   const code = (error as { code?: unknown } | undefined)?.code;
@@ -106,7 +115,7 @@ function readResponse(response: http.IncomingMessage, finish: (result: Exchange)
     if (size > MAX_BODY_BYTES) finish({ failed: 'invalid_body' });
     else chunks.push(chunk);
   });
-  response.on('error', (error) => finish({ failed: networkReason(error) }));
+  response.on('error', (error) => finish(networkFailure(error)));
   // Closed before its end: the connection went away mid-body.
   response.on('close', () => {
     if (!response.complete) finish({ failed: 'connection_reset' });
@@ -191,7 +200,7 @@ export function createHttpGateway(options: HttpGatewayOptions): PaymentGateway {
           const stale =
             sent.reusedSocket && !answered && (error.code === 'ECONNRESET' || error.code === 'EPIPE');
           if (stale && agent !== false && !settled) send(false);
-          else finish({ failed: networkReason(error) });
+          else finish(networkFailure(error));
         });
         sent.on('response', (response) => {
           answered = true;
@@ -248,6 +257,7 @@ export function createHttpGateway(options: HttpGatewayOptions): PaymentGateway {
         ...('code' in final ? { code: final.code, reversible: final.reversible } : {}),
         ...('reason' in final ? { reason: final.reason } : {}),
         replayed: 'replayed' in result ? result.replayed : undefined,
+        networkError: 'error' in result ? result.error : undefined,
         ms: Math.round(performance.now() - started),
       };
       // Approvals and declines are recorded in the database, and the charge path logs each decline once with
@@ -270,7 +280,12 @@ export function createHttpGateway(options: HttpGatewayOptions): PaymentGateway {
       );
       const outcome = classify(result, { key: idempotencyKey });
       log.debug(
-        { idempotencyKey, outcome: outcome.kind, ...('reason' in outcome ? { reason: outcome.reason } : {}) },
+        {
+          idempotencyKey,
+          outcome: outcome.kind,
+          ...('reason' in outcome ? { reason: outcome.reason } : {}),
+          networkError: 'error' in result ? result.error : undefined,
+        },
         'gateway lookup finished',
       );
       return outcome;

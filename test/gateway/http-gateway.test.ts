@@ -231,10 +231,23 @@ t.test('a new connection dropped before the answer is not retried: unknown/conne
 t.test('a gateway that is not listening gives unknown/connection_refused', async (t) => {
   const fake = await startFakeGateway();
   await fake.close();
-  t.same(await clientFor(fake.url).charge(chargeRequest(), never), {
+  let output = '';
+  const destination = new Writable({
+    write(chunk: Buffer, _encoding, done) {
+      output += chunk.toString();
+      done();
+    },
+  });
+  const log = createLogger({ level: 'info', format: 'json', role: 'test', destination });
+  t.same(await clientFor(fake.url, { log }).charge(chargeRequest(), never), {
     kind: 'unknown',
     reason: 'connection_refused',
   });
+  t.match(
+    output,
+    /"networkError":"ECONNREFUSED: connect ECONNREFUSED 127\.0\.0\.1:\d+"/,
+    'the log has the error',
+  );
 });
 
 t.test('off-contract 200 bodies are unknown, never a decline', async (t) => {
