@@ -1,26 +1,14 @@
 // Errors from the database layer carry data: slonik puts a query's values and the offending row on its errors,
 // Postgres describes a CHECK violation with the whole row, a URL error keeps its input. Logged, none of it may
 // show a card token or a password, while the error stays recognisable.
-import { Writable } from 'node:stream';
 import { sql } from 'slonik';
 import t from 'tap';
 import { z } from 'zod';
 import { createDbPool } from '../../src/db/pool.ts';
-import { createLogger } from '../../src/log.ts';
+import { capturedLog } from '../helpers/captured-log.ts';
 import { createMigratedDatabase } from '../helpers/database.ts';
 
 const TOKEN = 'tok_live_4111_segredo';
-
-function capturingLogger() {
-  const lines: string[] = [];
-  const destination = new Writable({
-    write(chunk: Buffer, _encoding, done) {
-      lines.push(chunk.toString());
-      done();
-    },
-  });
-  return { log: createLogger({ level: 'info', format: 'json', role: 'test', destination }), lines };
-}
 
 async function failure(run: () => unknown): Promise<unknown> {
   try {
@@ -35,7 +23,7 @@ t.test('database and URL errors are logged without the values, rows or input the
   const url = await createMigratedDatabase(t);
   const pool = await createDbPool(url, { maxConnections: 1, applicationName: 'test' });
   t.teardown(() => pool.end());
-  const { log, lines } = capturingLogger();
+  const { log, lines } = capturedLog('info');
 
   const errors = {
     // A row that fails its schema: slonik's SchemaValidationError carries the row and the query's values.

@@ -2,7 +2,6 @@
 // never gives (off-contract bodies, odd statuses).
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { Writable } from 'node:stream';
 import t, { type Test } from 'tap';
 import {
   startFakeGateway,
@@ -12,6 +11,7 @@ import {
 import type { ChargeRequest } from '../../src/gateway/gateway.ts';
 import { createHttpGateway } from '../../src/gateway/http-gateway.ts';
 import { createLogger, type Logger } from '../../src/log.ts';
+import { capturedLog } from '../helpers/captured-log.ts';
 
 const silent = createLogger({ level: 'silent', format: 'json', role: 'test' });
 const never = new AbortController().signal;
@@ -231,20 +231,13 @@ t.test('a new connection dropped before the answer is not retried: unknown/conne
 t.test('a gateway that is not listening gives unknown/connection_refused', async (t) => {
   const fake = await startFakeGateway();
   await fake.close();
-  let output = '';
-  const destination = new Writable({
-    write(chunk: Buffer, _encoding, done) {
-      output += chunk.toString();
-      done();
-    },
-  });
-  const log = createLogger({ level: 'info', format: 'json', role: 'test', destination });
+  const { log, text } = capturedLog();
   t.same(await clientFor(fake.url, { log }).charge(chargeRequest(), never), {
     kind: 'unknown',
     reason: 'connection_refused',
   });
   t.match(
-    output,
+    text(),
     /"networkError":"ECONNREFUSED: connect ECONNREFUSED 127\.0\.0\.1:\d+"/,
     'the log has the error',
   );
@@ -333,14 +326,7 @@ t.test(
 
 t.test('logs carry the key and recurrence, never the card token or the api key', async (t) => {
   const fake = await started(t, { apiKey: 'chave-secreta-123' });
-  let output = '';
-  const destination = new Writable({
-    write(chunk: Buffer, _encoding, done) {
-      output += chunk.toString();
-      done();
-    },
-  });
-  const log = createLogger({ level: 'debug', format: 'json', role: 'test', destination });
+  const { log, text } = capturedLog();
   const gateway = clientFor(fake.url, { apiKey: 'chave-secreta-123', log });
   await gateway.charge(chargeRequest({ cardToken: 'tok_aprova_segredo' }), never);
   await gateway.charge(
@@ -348,9 +334,9 @@ t.test('logs carry the key and recurrence, never the card token or the api key',
     never,
   );
   await gateway.lookup('k-2', never);
-  t.match(output, /"idempotencyKey":"rec-42-2025-03-10"/);
-  t.match(output, /"recorrenciaId":42/);
-  t.match(output, /"outcome":"declined"/);
-  t.notMatch(output, /segredo/);
-  t.notMatch(output, /chave-secreta/);
+  t.match(text(), /"idempotencyKey":"rec-42-2025-03-10"/);
+  t.match(text(), /"recorrenciaId":42/);
+  t.match(text(), /"outcome":"declined"/);
+  t.notMatch(text(), /segredo/);
+  t.notMatch(text(), /chave-secreta/);
 });
