@@ -119,27 +119,34 @@ export async function countJobsByQueueAndState(
   return result.rows;
 }
 
-const Durations = z.object({
+const RecentJobs = z.object({
   queue: z.string(),
-  p50: z.number(),
-  p95: z.number(),
-  p99: z.number(),
+  /** Null when no job completed in the window. */
+  p50: z.number().nullable(),
+  p95: z.number().nullable(),
+  p99: z.number().nullable(),
   completed: z.number(),
+  failed: z.number(),
 });
 
-/** Run-time percentiles (seconds) of the jobs completed in the last `minutes`, per queue. */
-export async function recentJobDurations(
+/**
+ * Per queue, over the last `minutes`: the run-time percentiles (seconds) and the count of the jobs completed,
+ * and the count of the jobs that failed for good (retries ran out). Both end with completed_on set.
+ */
+export async function recentJobs(
   db: CommonQueryMethods,
   minutes: number,
-): Promise<readonly z.infer<typeof Durations>[]> {
-  const result = await db.query(sql.type(Durations)`
+): Promise<readonly z.infer<typeof RecentJobs>[]> {
+  const result = await db.query(sql.type(RecentJobs)`
     SELECT name AS queue,
-      percentile_cont(0.5) WITHIN GROUP (ORDER BY d) AS p50,
-      percentile_cont(0.95) WITHIN GROUP (ORDER BY d) AS p95,
-      percentile_cont(0.99) WITHIN GROUP (ORDER BY d) AS p99,
-      count(*)::int AS completed
-    FROM (SELECT name, extract(epoch FROM completed_on - started_on)::float8 AS d FROM ${job}
-          WHERE state = 'completed' AND completed_on > now() - make_interval(mins => ${minutes}) AND started_on IS NOT NULL) x
+      percentile_cont(0.5) WITHIN GROUP (ORDER BY d) FILTER (WHERE state = 'completed') AS p50,
+      percentile_cont(0.95) WITHIN GROUP (ORDER BY d) FILTER (WHERE state = 'completed') AS p95,
+      percentile_cont(0.99) WITHIN GROUP (ORDER BY d) FILTER (WHERE state = 'completed') AS p99,
+      (count(*) FILTER (WHERE state = 'completed'))::int AS completed,
+      (count(*) FILTER (WHERE state = 'failed'))::int AS failed
+    FROM (SELECT name, state, extract(epoch FROM completed_on - started_on)::float8 AS d FROM ${job}
+          WHERE state IN ('completed', 'failed') AND completed_on > now() - make_interval(mins => ${minutes})
+            AND started_on IS NOT NULL) x
     GROUP BY name`);
   return result.rows;
 }

@@ -2,7 +2,7 @@
 // recurrences, task runs, the notice outbox, live instances and paused queues, read from the database at each
 // scrape (the admin process runs no jobs, so it has nothing to count in memory), plus the process defaults.
 import { collectDefaultMetrics, Gauge, Registry } from 'prom-client';
-import { recentJobDurations } from '../db/jobs.ts';
+import { recentJobs } from '../db/jobs.ts';
 import { getMetricGauges, NOTICE_STATUSES } from '../db/metrics.ts';
 import { recurrenceStats } from '../db/stats.ts';
 import { businessDate } from '../domain/dates.ts';
@@ -39,6 +39,11 @@ function definitions(registry: Registry) {
     completed: gauge('jobs_completed_15m', `Jobs completed in the last ${DURATION_WINDOW_MINUTES} minutes.`, [
       'queue',
     ]),
+    failed: gauge(
+      'jobs_failed_15m',
+      `Jobs that failed for good (retries ran out) in the last ${DURATION_WINDOW_MINUTES} minutes.`,
+      ['queue'],
+    ),
     charges: gauge(
       'charges',
       "Charge attempts of the current business date by outcome (pending: the gateway's answer is not known yet).",
@@ -126,14 +131,14 @@ export function minutesSinceMidnight(instant: Date, timeZone: string): number {
 async function readSnapshot(deps: OpsDeps) {
   const now = deps.now();
   const date = businessDate(now, deps.config.timeZone);
-  const [queues, durations, stats, gauges, instances] = await Promise.all([
+  const [queues, recent, stats, gauges, instances] = await Promise.all([
     queueStates(deps),
-    recentJobDurations(deps.pool, DURATION_WINDOW_MINUTES),
+    recentJobs(deps.pool, DURATION_WINDOW_MINUTES),
     recurrenceStats(deps.pool, date),
     getMetricGauges(deps.pool, { date, tasks: PERIODIC_TASKS }),
     deps.boss.getInstances(),
   ]);
-  return { now, queues, durations, stats, gauges, instances };
+  return { now, queues, recent, stats, gauges, instances };
 }
 
 /** Sets every gauge from one snapshot; labelled gauges are reset first so vanished series disappear. */
@@ -143,12 +148,16 @@ function apply(g: Gauges, s: Awaited<ReturnType<typeof readSnapshot>>, timeZone:
     for (const [state, n] of Object.entries(queue.counts)) g.jobs.set({ queue: queue.queue, state }, n);
     if (queue.deadLettered !== null) g.deadLetter.set({ queue: queue.queue }, queue.deadLettered);
     g.paused.set({ queue: queue.queue }, queue.paused ? 1 : 0);
-    const durations = s.durations.find((row) => row.queue === queue.queue);
-    g.completed.set({ queue: queue.queue }, durations?.completed ?? 0);
-    if (durations !== undefined) {
-      g.duration.set({ queue: queue.queue, quantile: '0.5' }, durations.p50);
-      g.duration.set({ queue: queue.queue, quantile: '0.95' }, durations.p95);
-      g.duration.set({ queue: queue.queue, quantile: '0.99' }, durations.p99);
+    const recent = s.recent.find((row) => row.queue === queue.queue);
+    g.completed.set({ queue: queue.queue }, recent?.completed ?? 0);
+    g.failed.set({ queue: queue.queue }, recent?.failed ?? 0);
+    for (const [quantile, seconds] of [
+      ['0.5', recent?.p50],
+      ['0.95', recent?.p95],
+      ['0.99', recent?.p99],
+    ] as const) {
+      if (seconds !== undefined && seconds !== null)
+        g.duration.set({ queue: queue.queue, quantile }, seconds);
     }
   }
   for (const [outcome, status] of Object.entries(OUTCOMES)) {

@@ -29,6 +29,7 @@ const EXPECTED: Record<string, string[]> = {
   recorrencias_dead_letter_jobs: ['queue'],
   recorrencias_job_duration_seconds: ['queue', 'quantile'],
   recorrencias_jobs_completed_15m: ['queue'],
+  recorrencias_jobs_failed_15m: ['queue'],
   recorrencias_charges: ['outcome'],
   recorrencias_charges_amount_cents: ['outcome'],
   recorrencias_pending_attempts: [],
@@ -366,6 +367,11 @@ t.test('the figures follow activity', async (t) => {
   });
   t.equal(pause.statusCode, 200);
   await h.boss.send(CHARGE_DEAD_LETTER_QUEUE, { recorrenciaId: 1, dataNegocio: DAY, motivo: 'agendada' });
+  // A task job whose retries ran out.
+  await h.boss.send('limpar_recorrencias_antigas', {}, { retryLimit: 0 });
+  const [cleanup] = await h.boss.fetch('limpar_recorrencias_antigas');
+  if (cleanup === undefined) throw new Error('no limpar_recorrencias_antigas job to fail');
+  await h.boss.fail('limpar_recorrencias_antigas', cleanup, { error: 'it failed' });
   const worker = createBoss(h.config, h.url, 'worker', silentLog);
   await worker.start();
   t.teardown(() => worker.stop({ graceful: false, close: true }));
@@ -405,6 +411,12 @@ t.test('the figures follow activity', async (t) => {
 
   t.equal(value(after, 'recorrencias_jobs', { queue: 'cobrar_recorrencia', state: 'completed' }), 2);
   t.equal(value(after, 'recorrencias_jobs_completed_15m', { queue: 'cobrar_recorrencia' }), 2);
+  t.equal(value(after, 'recorrencias_jobs_failed_15m', { queue: 'cobrar_recorrencia' }), 0);
+  t.equal(
+    value(after, 'recorrencias_jobs_failed_15m', { queue: 'limpar_recorrencias_antigas' }),
+    1,
+    'the task job whose retries ran out',
+  );
   for (const quantile of ['0.5', '0.95', '0.99']) {
     t.ok(value(after, 'recorrencias_job_duration_seconds', { queue: 'cobrar_recorrencia', quantile }) >= 0);
   }
