@@ -168,7 +168,11 @@ export async function chargeJobs(deps: ChargeDeps, jobs: ChargeJob[]): Promise<C
   const recorded = await recordOutcomes(deps, { approvals, declines, today: latest }).catch(
     (error: unknown) => {
       deps.log.error(
-        { err: error, jobs: [...approvals, ...declines].map(({ job }) => job.id) },
+        {
+          err: error,
+          jobs: [...approvals, ...declines].map(({ job }) => job.id),
+          recurrences: [...approvals, ...declines].map(({ job }) => job.data.recorrenciaId),
+        },
         'could not record the outcomes: their jobs will retry and resume the attempts',
       );
       const failed = (): ChargeResult => ({ status: 'failed', reason: (error as Error).message });

@@ -91,7 +91,11 @@ export async function chargeQueueWorker(
     } catch (error) {
       count('error');
       deps.log.error(
-        { err: error, jobs: valid.map((job) => job.id) },
+        {
+          err: error,
+          jobs: valid.map((job) => job.id),
+          recurrences: valid.map((job) => job.data.recorrenciaId),
+        },
         'charge batch failed: its jobs will be retried',
       );
       return [

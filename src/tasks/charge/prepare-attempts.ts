@@ -183,7 +183,11 @@ export async function prepareBatch(deps: ChargeDeps, jobs: ChargeJob[]): Promise
   } catch (error) {
     if (!(error instanceof UniqueIntegrityConstraintViolationError)) throw error;
     deps.log.warn(
-      { err: error, jobs: jobs.map((job) => job.id) },
+      {
+        err: error,
+        jobs: jobs.map((job) => job.id),
+        recurrences: jobs.map((job) => job.data.recorrenciaId),
+      },
       'phase 1 collided with an attempt created while it waited for a recurrence lock: running it again',
     );
     return run();
