@@ -14,6 +14,13 @@ import {
 export type QueueSpec = Omit<Queue, 'name'> & { name: string };
 
 const DAY_SECONDS = 86_400;
+/**
+ * A dead-lettered charge waits for an operator, however long that takes: for a recurrence paused, cancelled or
+ * on hold since, redriving its job is what resolves its unknown attempt. So it is not deleted with the other
+ * queues' unworked jobs (QUEUED_JOB_RETENTION_DAYS), and RecorrenciasDeadLetterNotEmpty stays until it is
+ * handled.
+ */
+const DEAD_LETTER_RETENTION_DAYS = 3_650;
 
 export function queueSpecs(config: Config): QueueSpec[] {
   const retention = {
@@ -49,6 +56,7 @@ export function queueSpecs(config: Config): QueueSpec[] {
       // Nothing works this queue: its jobs wait for an operator (or are superseded by the next run).
       retryLimit: 0,
       ...retention,
+      retentionSeconds: DEAD_LETTER_RETENTION_DAYS * DAY_SECONDS,
     },
     {
       name: CHARGE_QUEUE,

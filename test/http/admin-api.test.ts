@@ -304,10 +304,17 @@ t.test('retry a failed job and send a dead-lettered charge back to its queue', a
   );
   const [claimed] = await h.boss.fetch(CHARGE_QUEUE);
   await h.boss.fail(CHARGE_QUEUE, { id: claimed?.id as string, retryCount: 0 }, { error: 'gateway down' });
-  const [dead] = await query<{ id: string }>(h.url, 'SELECT id::text FROM pgboss.job WHERE name = $1', [
-    CHARGE_DEAD_LETTER_QUEUE,
-  ]);
+  const [dead] = await query<{ id: string; years: number }>(
+    h.url,
+    `SELECT id::text, extract(epoch FROM keep_until - now()) / (365 * 86400) AS years
+     FROM pgboss.job WHERE name = $1`,
+    [CHARGE_DEAD_LETTER_QUEUE],
+  );
   t.ok(dead, `the exhausted charge ${charge} landed in the dead-letter queue`);
+  t.ok(
+    (dead?.years ?? 0) > 9,
+    `it is kept until an operator acts, not deleted after QUEUED_JOB_RETENTION_DAYS (${dead?.years} years)`,
+  );
   const queues = (await h.app.inject({ url: '/queues', headers: reader })).json<{
     queues: Array<{ queue: string; deadLettered: number | null }>;
   }>();
