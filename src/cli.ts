@@ -29,7 +29,7 @@ operations:
                the \`celery inspect\` equivalents
   stats [--date YYYY-MM-DD] [--json]
                recurrence counts for the business date
-  run <task> [--date YYYY-MM-DD] [--force] [--dry-run [--csv]]
+  run <task> [--date YYYY-MM-DD [--allow-future-date]] [--force] [--dry-run [--csv]]
                run a periodic task now, in this process, and print its result; --dry-run prints what it
                would do (for processar_recorrencias_do_dia, the list of charges) and runs nothing
   import --file export.(csv|jsonl) [--cutover YYYY-MM-DD] [--dry-run] [--map ours=theirs,...]

@@ -236,7 +236,7 @@ export async function runBenchmark(options: BenchOptions) {
     const started = performance.now();
     const startedAt = new Date();
     const trigger = startRole(
-      ['run', 'processar_recorrencias_do_dia', '--date', options.date],
+      ['run', 'processar_recorrencias_do_dia', '--date', options.date, '--allow-future-date'],
       { DATABASE_URL: url, LOG_LEVEL: 'warn' },
       null,
     );

@@ -1,4 +1,4 @@
-// `run <task> [--date YYYY-MM-DD] [--force] [--dry-run [--csv]]`: runs a periodic task now, in this process,
+// `run <task> [--date YYYY-MM-DD [--allow-future-date]] [--force] [--dry-run [--csv]]`: runs a periodic task now, in this process,
 // and prints its result (the equivalent of calling the Celery task from the Django shell). Same rules as a
 // scheduled run: one run per task and date at a time, and a date that already succeeded is not rerun unless
 // forced. --dry-run runs nothing and prints what the task would do (the list of charges for
@@ -11,6 +11,7 @@ import { isPeriodicTask, PERIODIC_TASKS } from '../queue/task-names.ts';
 import type { RoleContext } from '../roles/context.ts';
 import { runPeriodicTask } from '../tasks/periodic-runner.ts';
 import { PERIODIC_TASK_DEFINITIONS } from '../tasks/registry.ts';
+import { refuseFutureRun } from '../ops/control.ts';
 import { withCommandDeps } from './command-deps.ts';
 import { printDryRun } from './dry-run.ts';
 
@@ -22,6 +23,7 @@ export function parseRunArgs(args: string[], timeZone: string, now: Date) {
     options: {
       date: { type: 'string' },
       force: { type: 'boolean', default: false },
+      'allow-future-date': { type: 'boolean', default: false },
       'dry-run': { type: 'boolean', default: false },
       csv: { type: 'boolean', default: false },
     },
@@ -30,12 +32,14 @@ export function parseRunArgs(args: string[], timeZone: string, now: Date) {
   if (task === undefined || !isPeriodicTask(task) || positionals.length > 1) {
     throw new AppError(
       'INVALID_INPUT',
-      `run <task> [--date YYYY-MM-DD] [--force] [--dry-run [--csv]]; tasks: ${PERIODIC_TASKS.join(', ')}`,
+      `run <task> [--date YYYY-MM-DD [--allow-future-date]] [--force] [--dry-run [--csv]]; tasks: ${PERIODIC_TASKS.join(', ')}`,
     );
   }
-  const date = values.date === undefined ? businessDate(now, timeZone) : values.date;
-  const parsed = isoDate.safeParse(date);
+  const today = businessDate(now, timeZone);
+  const parsed = isoDate.safeParse(values.date ?? today);
   if (!parsed.success) throw new AppError('INVALID_INPUT', `--date: ${z.prettifyError(parsed.error)}`);
+  // A dry run charges nothing: previewing a later day is what it is for.
+  if (!values['dry-run']) refuseFutureRun(parsed.data, today, values['allow-future-date']);
   return { task, date: parsed.data, force: values.force, dryRun: values['dry-run'], csv: values.csv };
 }
 

@@ -20,7 +20,10 @@ export const HeldRecurrence = z.object({
 const SellerHolds = z.object({
   vendedor_id: z.string(),
   total_em_hold: z.number(),
+  /** The first `listLimit` of the new holds, oldest first. */
   novas: z.array(HeldRecurrence),
+  /** How many holds are new, listed or not. */
+  novas_total: z.number(),
   corte_em: z.date(),
 });
 export type SellerHolds = z.infer<typeof SellerHolds>;
@@ -55,6 +58,7 @@ export async function findSellerHolds(
       coalesce((array_agg(jsonb_build_object('id', id, 'valor_centavos', valor_centavos, 'moeda', moeda,
           'motivo_hold', motivo_hold, 'hold_em', hold_em, 'cliente_ref', cliente_ref, 'descricao', descricao)
         ORDER BY hold_em, id) FILTER (WHERE nova))[1:${listLimit}], '{}') AS novas,
+      (count(*) FILTER (WHERE nova))::int AS novas_total,
       greatest(coalesce(max(hold_em), now()), max(corte_anterior)) AS corte_em
     FROM holds GROUP BY vendedor_id ORDER BY vendedor_id`);
   return result.rows;

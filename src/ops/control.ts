@@ -13,7 +13,7 @@ import { CHARGE_DEAD_LETTER_QUEUE, isPeriodicTask, type PeriodicTaskName } from 
 import { findInCatalog } from './catalog.ts';
 import type { OpsDeps } from './deps.ts';
 
-export type RunRequest = { date?: IsoDate; force?: boolean };
+export type RunRequest = { date?: IsoDate; force?: boolean; allowFutureDate?: boolean };
 export type RunAnswer =
   | { status: 'queued'; jobId: string; task: string; date: IsoDate; force: boolean }
   | { status: 'already_queued'; jobId: string; task: string; date: IsoDate }
@@ -25,7 +25,21 @@ export function requirePeriodicTask(name: string): PeriodicTaskName {
 }
 
 /**
- * Enqueues a run of `task` for `date` (default: today's business date). A date that already succeeded is
+ * Refuses a run for a business date after `today` unless asked for explicitly: a run charges now, so a run
+ * for a later date would charge now the cycles due by then (a mistyped date, say). Tests, rehearsals and the
+ * benchmark run seeded dates on purpose.
+ */
+export function refuseFutureRun(date: IsoDate, today: IsoDate, allowFutureDate: boolean | undefined): void {
+  if (date > today && allowFutureDate !== true) {
+    throw new AppError(
+      'INVALID_INPUT',
+      `date ${date} is after today's business date (${today}): a run charges now what is due by its date; allow a future date explicitly to run it anyway`,
+    );
+  }
+}
+
+/**
+ * Enqueues a run of `task` for `date` (default: today's business date), not a later one (refuseFutureRun). A date that already succeeded is
  * answered with that run, and a run already queued for it with that job, unless forced.
  */
 export async function runTask(
@@ -35,7 +49,9 @@ export async function runTask(
   request: RunRequest,
 ): Promise<RunAnswer> {
   const task = requirePeriodicTask(name);
-  const date = request.date ?? businessDate(deps.now(), deps.config.timeZone);
+  const today = businessDate(deps.now(), deps.config.timeZone);
+  const date = request.date ?? today;
+  refuseFutureRun(date, today, request.allowFutureDate);
   const force = request.force ?? false;
   if (!force) {
     const run = await findSucceededTaskRun(deps.pool, task, date);

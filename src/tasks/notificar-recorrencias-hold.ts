@@ -8,7 +8,7 @@ import { bossDb } from '../queue/boss-executor.ts';
 import { NOTICE_DELIVERY_QUEUE } from '../queue/task-names.ts';
 import type { PeriodicTask } from './task.ts';
 
-/** Beyond this many new holds a notice lists the first ones and carries the count. */
+/** Beyond this many new holds a notice lists the first ones (oldest first) and carries the count of all. */
 const LIST_LIMIT = 500;
 
 export const notificarRecorrenciasHold: PeriodicTask = {
@@ -25,7 +25,7 @@ export const notificarRecorrenciasHold: PeriodicTask = {
         vendedor_id: seller.vendedor_id,
         data_negocio: ctx.date,
         total_em_hold: seller.total_em_hold,
-        novas_em_hold: seller.novas.length,
+        novas_em_hold: seller.novas_total,
         novas: seller.novas,
       };
       const inserted = await ctx.pool.transaction(async (tx) => {
@@ -33,7 +33,7 @@ export const notificarRecorrenciasHold: PeriodicTask = {
           sellerId: seller.vendedor_id,
           date: ctx.date,
           cutoff: seller.corte_em,
-          newCount: seller.novas.length,
+          newCount: seller.novas_total,
           totalCount: seller.total_em_hold,
           content,
           status: deliver ? 'pendente' : 'registrado',

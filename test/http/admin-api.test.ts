@@ -55,6 +55,17 @@ t.test('authentication: none, wrong, right, and scopes', async (t) => {
 
 t.test('run a task now: 202 with the job id, then the existing run or job unless forced', async (t) => {
   const h = await createAdminHarness(t);
+  h.setNow(new Date('2031-03-09T15:00:00Z'));
+  const future = await h.app.inject({
+    method: 'POST',
+    url: `/tasks/${TASK}/run`,
+    headers: operator,
+    payload: { date: '2031-03-10' },
+  });
+  t.equal(future.statusCode, 400, 'a date after today is refused: it would charge now');
+  t.match(future.json(), { message: /date 2031-03-10 is after today's business date \(2031-03-09\)/ });
+  t.same(await query(h.url, 'SELECT 1 FROM pgboss.job WHERE name = $1', [TASK]), [], 'nothing queued');
+  h.setNow(new Date('2031-03-12T15:00:00Z'));
   const first = await h.app.inject({
     method: 'POST',
     url: `/tasks/${TASK}/run`,

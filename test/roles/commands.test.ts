@@ -125,18 +125,28 @@ t.test('seed and run: the Django-shell equivalents', async (t) => {
   );
   t.equal(same?.equal, true, 'the same seed gives the same recurrences');
   await query(url, 'DELETE FROM checkout_recorrencias WHERE id > 500');
-  const run = await command(t, ['run', 'processar_recorrencias_do_dia', '--date', '2031-03-10'], {
+  const future = await command(t, ['run', 'processar_recorrencias_do_dia', '--date', '2031-03-10'], {
     DATABASE_URL: url,
   });
+  t.equal(future.code, 2, 'a date after today is refused: it would charge now');
+  t.match(future.err, /date 2031-03-10 is after today's business date/);
+  t.same(await query(url, `SELECT 1 FROM execucoes_tarefas`), [], 'nothing ran');
+  const run = await command(
+    t,
+    ['run', 'processar_recorrencias_do_dia', '--date', '2031-03-10', '--allow-future-date'],
+    { DATABASE_URL: url },
+  );
   t.equal(run.code, 0, run.err);
   t.match(JSON.parse(run.out), {
     task: 'processar_recorrencias_do_dia',
     status: 'succeeded',
     counts: { encontradas: 500, enfileiradas: 500 },
   });
-  const again = await command(t, ['run', 'processar_recorrencias_do_dia', '--date', '2031-03-10'], {
-    DATABASE_URL: url,
-  });
+  const again = await command(
+    t,
+    ['run', 'processar_recorrencias_do_dia', '--date', '2031-03-10', '--allow-future-date'],
+    { DATABASE_URL: url },
+  );
   t.match(JSON.parse(again.out), { status: 'skipped', reason: 'already_succeeded' });
   const bad = await command(t, ['run', 'processar_recorrencias_do_dia', '--date', '2031-02-30'], {
     DATABASE_URL: url,

@@ -52,7 +52,7 @@ t.test(
           'sh',
           [
             '-c',
-            `while [ ! -e "${barrier}" ]; do sleep 0.01; done; exec "${process.execPath}" dist/main.js run processar_recorrencias_do_dia --date ${DAY}`,
+            `while [ ! -e "${barrier}" ]; do sleep 0.01; done; exec "${process.execPath}" dist/main.js run processar_recorrencias_do_dia --date ${DAY} --allow-future-date`,
           ],
           {
             cwd: PROJECT_ROOT,

@@ -47,6 +47,10 @@ export function taskRoutes(deps: AdminDeps): FastifyPluginAsyncZod {
             .object({
               date: isoDate.optional(),
               force: z.boolean().optional(),
+              allowFutureDate: z
+                .boolean()
+                .optional()
+                .describe('a date after today is refused unless this is true (it would charge now)'),
               dryRun: z.boolean().optional(),
               limit: z.number().int().min(1).max(10_000).default(1_000),
               cursor: z.string().max(200).optional(),

@@ -192,7 +192,8 @@ export async function createStack(options: {
     runTask: async (task, date, force = false) => {
       await until(
         `admin to accept a run of ${task}`,
-        async () => (await admin('POST', `/tasks/${task}/run`, { date, force })) ?? undefined,
+        async () =>
+          (await admin('POST', `/tasks/${task}/run`, { date, force, allowFutureDate: true })) ?? undefined,
         30_000,
         500,
       );
