@@ -19,6 +19,9 @@ export type RunAnswer =
   | { status: 'already_queued'; jobId: string; task: string; date: IsoDate }
   | { status: 'already_succeeded'; task: string; date: IsoDate; run: TaskRun };
 
+/** Job states after which the job will not run again. */
+const FINISHED = new Set(['completed', 'failed', 'cancelled']);
+
 export function requirePeriodicTask(name: string): PeriodicTaskName {
   if (!isPeriodicTask(name)) throw new AppError('NOT_FOUND', `unknown task: ${name}`);
   return name;
@@ -57,9 +60,15 @@ export async function runTask(
     const run = await findSucceededTaskRun(deps.pool, task, date);
     if (run !== null) return { status: 'already_succeeded', task, date, run };
   }
-  // One job per (task, date) unless forced: a second click finds the first job instead of adding one.
-  const id = force ? randomUUID() : stableUuid(`manual:${task}:${date}`);
-  const sent = await deps.boss.send(task, { date, force }, { id });
+  // One job per (task, date) unless forced: a second click finds the first job instead of adding one. Once
+  // that job has finished (failed, say, and the cause is fixed) a new click runs the date again.
+  const stable = stableUuid(`manual:${task}:${date}`);
+  let id = force ? randomUUID() : stable;
+  let sent = await deps.boss.send(task, { date, force }, { id });
+  if (sent === null && FINISHED.has((await findJob(deps.pool, stable))?.state ?? '')) {
+    id = randomUUID();
+    sent = await deps.boss.send(task, { date, force }, { id });
+  }
   await insertAudit(deps.pool, {
     who,
     action: 'run_task',

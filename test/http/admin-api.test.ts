@@ -85,6 +85,16 @@ t.test('run a task now: 202 with the job id, then the existing run or job unless
   });
   t.equal(again.statusCode, 200);
   t.match(again.json(), { status: 'already_queued', jobId });
+  // That job fails for good; once the cause is fixed, a new click runs the date again.
+  await query(h.url, `UPDATE pgboss.job SET state = 'failed', completed_on = now() WHERE id = $1`, [jobId]);
+  const afterFailure = await h.app.inject({
+    method: 'POST',
+    url: `/tasks/${TASK}/run`,
+    headers: operator,
+    payload: { date: '2031-03-10' },
+  });
+  t.equal(afterFailure.statusCode, 202, 'a new job for the date');
+  t.not(afterFailure.json<{ jobId: string }>().jobId, jobId);
   await query(
     h.url,
     `INSERT INTO execucoes_tarefas (tarefa, data_negocio, status, finalizada_em) VALUES ($1, '2031-03-11', 'sucesso', now())`,
