@@ -165,7 +165,10 @@ const CURSOR_TIME = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3,6}Z$/;
 export function decodeCursor(value: string): JobCursor | null {
   const [createdOn, id] = Buffer.from(value, 'base64url').toString('utf8').split('|');
   if (createdOn === undefined || id === undefined) return null;
-  if (!CURSOR_TIME.test(createdOn) || Number.isNaN(Date.parse(createdOn))) return null;
-  if (!/^[0-9a-f-]{36}$/.test(id)) return null;
+  // Date.parse rolls an impossible date over (02-30 -> 03-02): the date part must survive the round trip.
+  const parsed = Date.parse(createdOn);
+  if (!CURSOR_TIME.test(createdOn) || Number.isNaN(parsed)) return null;
+  if (new Date(parsed).toISOString().slice(0, 10) !== createdOn.slice(0, 10)) return null;
+  if (!/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/.test(id)) return null;
   return { createdOn, id };
 }

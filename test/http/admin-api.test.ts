@@ -202,6 +202,27 @@ t.test('hostile input: 4xx that say what was wrong, never 5xx, never a state cha
     { method: 'GET', url: '/jobs?state=exploded', status: 400, field: /querystring\.state/ },
     { method: 'GET', url: '/jobs?limit=0', status: 400, field: /querystring\.limit/ },
     { method: 'GET', url: '/jobs?cursor=bm90LWEtY3Vyc29y', status: 400, field: /cursor/ },
+    {
+      // A cursor of the right shape with an impossible date and an id of dashes.
+      method: 'GET',
+      url: `/jobs?cursor=${Buffer.from(`2024-02-30T00:00:00.000Z|${'-'.repeat(36)}`).toString('base64url')}`,
+      status: 400,
+      field: /cursor/,
+    },
+    {
+      method: 'POST',
+      url: '/recorrencias/1/cancelar',
+      payload: { force: true },
+      status: 400,
+      field: /body/,
+    },
+    {
+      method: 'POST',
+      url: '/jobs/00000000-0000-4000-8000-000000000000/retry',
+      payload: { force: true },
+      status: 400,
+      field: /body/,
+    },
     { method: 'GET', url: "/jobs/1' OR '1'='1", status: 400, field: /params\.id/ },
     { method: 'GET', url: '/jobs/00000000-0000-4000-8000-000000000000', status: 404 },
     { method: 'GET', url: '/recorrencias/abc', status: 400, field: /params\.id/ },

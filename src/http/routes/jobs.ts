@@ -9,6 +9,7 @@ import { decodeCursor, jobsByState } from '../../ops/inspect.ts';
 import { queueStates } from '../../ops/queues.ts';
 import type { AdminDeps } from '../app.ts';
 import { actor } from '../auth.ts';
+import { noBody } from '../schemas.ts';
 
 const jobId = z.object({ id: z.uuid() });
 
@@ -60,6 +61,7 @@ export function jobRoutes(deps: AdminDeps): FastifyPluginAsyncZod {
           tags: ['jobs'],
           summary: 'Retry a failed job, or send a dead-lettered one back to its queue',
           params: jobId,
+          body: noBody,
         },
       },
       async (request) => retryJob(deps, actor(request), request.params.id),

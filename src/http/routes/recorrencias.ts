@@ -8,8 +8,7 @@ import { reactivateRecurrence } from '../../ops/control.ts';
 import { recurrenceDetail } from '../../ops/recurrences.ts';
 import type { AdminDeps } from '../app.ts';
 import { actor } from '../auth.ts';
-
-const recurrenceId = z.object({ id: z.coerce.number().int().positive().max(Number.MAX_SAFE_INTEGER) });
+import { noBody, recurrenceId } from '../schemas.ts';
 
 export function recurrenceRoutes(deps: AdminDeps): FastifyPluginAsyncZod {
   return async (app) => {
@@ -49,6 +48,7 @@ export function recurrenceRoutes(deps: AdminDeps): FastifyPluginAsyncZod {
           tags: ['recorrencias'],
           summary: 'Take a recurrence off hold (only from hold; 409 otherwise)',
           params: recurrenceId,
+          body: noBody,
         },
       },
       async (request) => reactivateRecurrence(deps, actor(request), request.params.id),

@@ -10,8 +10,8 @@ import { changeRecurrence, transitionRecurrence } from '../../ops/recurrence-cha
 import { createRecurrence, listRecurrences } from '../../ops/recurrence-create.ts';
 import type { AdminDeps } from '../app.ts';
 import { actor } from '../auth.ts';
+import { noBody, recurrenceId } from '../schemas.ts';
 
-const recurrenceId = z.object({ id: z.coerce.number().int().positive().max(Number.MAX_SAFE_INTEGER) });
 const text = (max: number) => z.string().trim().min(1).max(max);
 const cents = z.number().int().positive().max(1_000_000_000_000);
 const brand = z
@@ -148,6 +148,7 @@ export function recurrenceLifecycleRoutes(deps: AdminDeps): FastifyPluginAsyncZo
               cancelar: 'Cancel (ativo|pausado|hold -> cancelado, final); a charge in flight finishes',
             }[transition],
             params: recurrenceId,
+            body: noBody,
           },
         },
         async (request) => transitionRecurrence(deps, actor(request), request.params.id, transition),

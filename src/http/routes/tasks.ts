@@ -8,6 +8,7 @@ import { pauseQueue, resumeQueue, runTask } from '../../ops/control.ts';
 import { registeredTasks, schedules } from '../../ops/inspect.ts';
 import type { AdminDeps } from '../app.ts';
 import { actor } from '../auth.ts';
+import { noBody } from '../schemas.ts';
 
 const name = z.object({ name: z.string().min(1).max(100) });
 
@@ -89,7 +90,7 @@ export function taskRoutes(deps: AdminDeps): FastifyPluginAsyncZod {
       '/tasks/:name/resume',
       {
         config: { access: 'operator' },
-        schema: { tags: ['tasks'], summary: 'Resume a paused task or queue', params: name },
+        schema: { tags: ['tasks'], summary: 'Resume a paused task or queue', params: name, body: noBody },
       },
       async (request) => resumeQueue(deps, actor(request), request.params.name),
     );
