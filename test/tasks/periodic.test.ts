@@ -297,6 +297,26 @@ t.test('a delivery job that fails before reaching the webhook is logged with its
   t.match(line, { jobId, err: { message: /avisoId/ } });
 });
 
+t.test('a notice lists the first 500 new holds and counts all of them', async (t) => {
+  const h = await createHarness(t);
+  await query(
+    h.url,
+    `INSERT INTO checkout_recorrencias (vendedor_id, cartao_token, bandeira, valor_centavos, periodicidade, dia_ancora,
+       proxima_cobranca, status, motivo_hold, hold_em)
+     SELECT 'loja-grande', 'tok_x', 'visa', 100, 'mensal', 10, $1, 'hold', 'teste', now() - make_interval(secs => i)
+     FROM generate_series(1, 501) AS i`,
+    [DAY],
+  );
+  t.match(await run(h, 'notificar_recorrencias_hold'), { counts: { avisos_criados: 1 } });
+  const [notice] = await query<{ novas_em_hold: number; listed: number; content_count: number }>(
+    h.url,
+    `SELECT novas_em_hold, jsonb_array_length(conteudo->'novas') AS listed,
+       (conteudo->>'novas_em_hold')::int AS content_count
+     FROM avisos_vendedores`,
+  );
+  t.same(notice, { novas_em_hold: 501, listed: 500, content_count: 501 });
+});
+
 t.test('without a webhook URL, notices are recorded (and the log says so), not sent', async (t) => {
   const h = await createHarness(t);
   await insertRecurrence(h.pool, {
