@@ -1,17 +1,18 @@
-// `run <task> [--date YYYY-MM-DD [--allow-future-date]] [--force] [--dry-run [--csv]]`: runs a periodic task now, in this process,
-// and prints its result (the equivalent of calling the Celery task from the Django shell). Same rules as a
-// scheduled run: one run per task and date at a time, and a date that already succeeded is not rerun unless
-// forced. --dry-run runs nothing and prints what the task would do (the list of charges for
-// processar_recorrencias_do_dia, as JSON or CSV).
+// `run <task> [--date YYYY-MM-DD [--allow-future-date]] [--force] [--dry-run [--csv]]`: runs a periodic task
+// now, in this process, and prints its result (the equivalent of calling the Celery task from the Django
+// shell). Same rules as a scheduled run: one run per task and date at a time, and a date that already
+// succeeded is not rerun unless forced; a date after today only with --allow-future-date. --dry-run runs
+// nothing and prints what the task would do (the list of charges for processar_recorrencias_do_dia, as JSON
+// or CSV).
 import { parseArgs } from 'node:util';
 import { z } from 'zod';
 import { businessDate, isoDate } from '../domain/dates.ts';
 import { AppError } from '../errors.ts';
+import { refuseFutureRun } from '../ops/control.ts';
 import { isPeriodicTask, PERIODIC_TASKS } from '../queue/task-names.ts';
 import type { RoleContext } from '../roles/context.ts';
 import { runPeriodicTask } from '../tasks/periodic-runner.ts';
 import { PERIODIC_TASK_DEFINITIONS } from '../tasks/registry.ts';
-import { refuseFutureRun } from '../ops/control.ts';
 import { withCommandDeps } from './command-deps.ts';
 import { printDryRun } from './dry-run.ts';
 
