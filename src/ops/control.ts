@@ -42,8 +42,9 @@ export function refuseFutureRun(date: IsoDate, today: IsoDate, allowFutureDate: 
 }
 
 /**
- * Enqueues a run of `task` for `date` (default: today's business date), not a later one (refuseFutureRun). A date that already succeeded is
- * answered with that run, and a run already queued for it with that job, unless forced.
+ * Enqueues a run of `task` for `date` (default: today's business date; a later one only when asked for, see
+ * refuseFutureRun). A date that already succeeded is answered with that run, and a run already queued for it
+ * with that job, unless forced.
  */
 export async function runTask(
   deps: OpsDeps,
