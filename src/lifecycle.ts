@@ -84,13 +84,18 @@ export function logCrashes(log: Logger): void {
   process.on('unhandledRejection', crash('unhandled promise rejection'));
 }
 
+/** node:util parseArgs refuses an unknown or malformed option with these codes: a usage error, not a failure. */
+function isBadOption(error: unknown): error is Error {
+  return error instanceof Error && String((error as { code?: unknown }).code).startsWith('ERR_PARSE_ARGS_');
+}
+
 /** Logs why a command failed and picks the exit code that says so (see the README's exit codes). */
 export function exitCodeFor(log: Logger, error: unknown): number {
   if (isAppError(error, 'NOT_MIGRATED')) {
     log.fatal({ code: error.code }, error.message);
     return EXIT.notMigrated;
   }
-  if (error instanceof ConfigError || isAppError(error, 'INVALID_INPUT')) {
+  if (error instanceof ConfigError || isAppError(error, 'INVALID_INPUT') || isBadOption(error)) {
     log.fatal({ code: 'INVALID_INPUT' }, error.message);
     process.stderr.write(`${error.message}\n`);
     return EXIT.usage;

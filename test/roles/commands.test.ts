@@ -88,6 +88,9 @@ t.test('inspect registered / scheduled / active and stats', async (t) => {
   t.match(active.out, /0 active job\(s\)/);
   const unknown = await command(t, ['inspect', 'everything'], { DATABASE_URL: url });
   t.equal(unknown.code, 2);
+  const unknownOption = await command(t, ['stats', '--dates', '2031-03-10'], { DATABASE_URL: url });
+  t.equal(unknownOption.code, 2, 'an unknown option is a usage error');
+  t.match(unknownOption.err, /Unknown option '--dates'/);
   await query(
     url,
     `INSERT INTO checkout_recorrencias (vendedor_id, cartao_token, bandeira, valor_centavos, periodicidade, dia_ancora, proxima_cobranca, status, motivo_hold)
