@@ -24,13 +24,22 @@ const SellerHolds = z.object({
   novas: z.array(HeldRecurrence),
   /** How many holds are new, listed or not. */
   novas_total: z.number(),
-  corte_em: z.date(),
+  /** Text, to keep Postgres's microseconds: a Date would cut them, and the latest hold would look new again. */
+  corte_em: z.string(),
 });
 export type SellerHolds = z.infer<typeof SellerHolds>;
 
 /**
+ * A hold's `hold_em` is its transaction's start, and that transaction may commit after a notice has read the
+ * holds and moved the cut-off past it: holds this much before the previous cut-off that the previous notice
+ * did not list count as new too. Far more than a charge transaction can last (its statements time out at 60 s).
+ */
+const LATE_COMMIT_MARGIN = sql.fragment`interval '10 minutes'`;
+
+/**
  * Every seller with recurrences on hold: how many, and the ones put on hold since that seller's previous
- * notice (its cut-off), oldest first, at most `listLimit` of them.
+ * notice (its cut-off, or just before it and not listed by that notice), oldest first, at most `listLimit`
+ * of them.
  */
 export async function findSellerHolds(
   db: CommonQueryMethods,
@@ -40,16 +49,19 @@ export async function findSellerHolds(
   const result = await db.query(sql.type(SellerHolds)`
     WITH anterior AS (
       -- One index lookup per seller with holds, not a pass over every seller's notice history.
-      SELECT v.vendedor_id, ultimo.corte_em
+      SELECT v.vendedor_id, ultimo.corte_em, ultimo.listadas
       FROM (SELECT DISTINCT vendedor_id FROM checkout_recorrencias WHERE status = 'hold') v
       CROSS JOIN LATERAL (
-        SELECT a.corte_em FROM avisos_vendedores a
+        SELECT a.corte_em,
+          ARRAY(SELECT (e->>'id')::bigint FROM jsonb_array_elements(a.conteudo->'novas') e) AS listadas
+        FROM avisos_vendedores a
         WHERE a.vendedor_id = v.vendedor_id AND a.data_negocio < ${date}::date
         ORDER BY a.data_negocio DESC LIMIT 1
       ) ultimo
     ), holds AS (
       SELECT r.vendedor_id, r.id, r.valor_centavos, r.moeda, r.motivo_hold, r.hold_em, r.cliente_ref, r.descricao,
-        r.hold_em > coalesce(a.corte_em, '-infinity'::timestamptz) AS nova,
+        (a.corte_em IS NULL OR r.hold_em > a.corte_em
+          OR (r.hold_em > a.corte_em - ${LATE_COMMIT_MARGIN} AND r.id <> ALL(a.listadas))) AS nova,
         coalesce(a.corte_em, '-infinity'::timestamptz) AS corte_anterior
       FROM checkout_recorrencias r LEFT JOIN anterior a USING (vendedor_id)
       WHERE r.status = 'hold'
@@ -59,7 +71,7 @@ export async function findSellerHolds(
           'motivo_hold', motivo_hold, 'hold_em', hold_em, 'cliente_ref', cliente_ref, 'descricao', descricao)
         ORDER BY hold_em, id) FILTER (WHERE nova))[1:${listLimit}], '{}') AS novas,
       (count(*) FILTER (WHERE nova))::int AS novas_total,
-      greatest(coalesce(max(hold_em), now()), max(corte_anterior)) AS corte_em
+      greatest(coalesce(max(hold_em), now()), max(corte_anterior))::text AS corte_em
     FROM holds GROUP BY vendedor_id ORDER BY vendedor_id`);
   return result.rows;
 }
@@ -70,7 +82,7 @@ export async function insertNotice(
   notice: {
     sellerId: string;
     date: IsoDate;
-    cutoff: Date;
+    cutoff: string;
     newCount: number;
     totalCount: number;
     content: object;
@@ -79,7 +91,7 @@ export async function insertNotice(
 ): Promise<number | null> {
   return tx.maybeOneFirst(sql.type(IdRow)`
     INSERT INTO avisos_vendedores (vendedor_id, data_negocio, corte_em, novas_em_hold, total_em_hold, conteudo, status)
-    VALUES (${notice.sellerId}, ${notice.date}::date, ${sql.timestamp(notice.cutoff)}, ${notice.newCount},
+    VALUES (${notice.sellerId}, ${notice.date}::date, ${notice.cutoff}::timestamptz, ${notice.newCount},
       ${notice.totalCount}, ${sql.jsonb(notice.content as never)}, ${notice.status})
     ON CONFLICT ON CONSTRAINT avisos_vendedores_um_por_dia DO NOTHING
     RETURNING id`);

@@ -1,5 +1,6 @@
 // The four periodic tasks in-process against real Postgres: what each enqueues or writes, the once-per-date
 // rule, the seller notices (signed, once) and the archive.
+import pg from 'pg';
 import pino from 'pino';
 import t from 'tap';
 import { CHARGE_QUEUE, NOTICE_DELIVERY_QUEUE } from '../../src/queue/task-names.ts';
@@ -296,6 +297,35 @@ t.test('a delivery job that fails before reaching the webhook is logged with its
   );
   t.match(line, { jobId, err: { message: /avisoId/ } });
 });
+
+t.test(
+  'a hold committed after a notice read the holds, but stamped before its cut-off, is in the next notice',
+  async (t) => {
+    const h = await createHarness(t);
+    const late = await insertRecurrence(h.pool, { proxima_cobranca: DAY, vendedor_id: 'loja-a' });
+    const early = await insertRecurrence(h.pool, { proxima_cobranca: DAY, vendedor_id: 'loja-a' });
+    const toHold = `UPDATE checkout_recorrencias SET status = 'hold', motivo_hold = 'teste', hold_em = now() WHERE id = $1`;
+    // A charge's transaction puts \`late\` on hold, stamped with its start, and commits only after the notice.
+    const slow = new pg.Client({ connectionString: h.url });
+    await slow.connect();
+    t.teardown(() => slow.end());
+    await slow.query('BEGIN');
+    await slow.query(toHold, [late]);
+    await query(h.url, toHold, [early]);
+    await run(h, 'notificar_recorrencias_hold', DAY);
+    await slow.query('COMMIT');
+    await run(h, 'notificar_recorrencias_hold', '2031-03-11');
+    const notices = await query<{ data_negocio: string; ids: number[] }>(
+      h.url,
+      `SELECT data_negocio::text, ARRAY(SELECT (e->>'id')::int FROM jsonb_array_elements(conteudo->'novas') e) AS ids
+     FROM avisos_vendedores ORDER BY data_negocio`,
+    );
+    t.same(notices, [
+      { data_negocio: DAY, ids: [early] },
+      { data_negocio: '2031-03-11', ids: [late] },
+    ]);
+  },
+);
 
 t.test('a notice lists the first 500 new holds and counts all of them', async (t) => {
   const h = await createHarness(t);
