@@ -11,22 +11,30 @@ const CountRow = z.object({ n: z.number() });
 const Moved = z.object({ recorrencias: z.number(), cobrancas: z.number(), ciclos_pulados: z.number() });
 export type Moved = z.infer<typeof Moved>;
 
+/**
+ * Which recurrences `r` may be archived: ended more than `olderThanDays` ago, with no pending attempt and no
+ * live charge job. The archive and its dry-run count share it, so the count is what a run would move.
+ */
+function archivable(olderThanDays: number) {
+  const job = sql.identifier([BOSS_SCHEMA, 'job']);
+  return sql.fragment`r.status IN ('cancelado', 'concluido')
+    AND r.encerrada_em < now() - make_interval(days => ${olderThanDays})
+    AND NOT EXISTS (SELECT 1 FROM checkout_recorrencia_cobrancas c WHERE c.recorrencia_id = r.id AND c.status = 'pendente')
+    AND NOT EXISTS (
+      SELECT 1 FROM ${job} j
+      WHERE j.name = 'cobrar_recorrencia' AND j.state IN ('created', 'retry', 'active')
+        AND j.data ->> 'recorrenciaId' = r.id::text)`;
+}
+
 export async function archiveEndedBatch(
   db: CommonQueryMethods,
   olderThanDays: number,
   batchSize: number,
 ): Promise<Moved> {
-  const job = sql.identifier([BOSS_SCHEMA, 'job']);
   return db.one(sql.type(Moved)`
     WITH alvo AS (
       SELECT r.id FROM checkout_recorrencias r
-      WHERE r.status IN ('cancelado', 'concluido')
-        AND r.encerrada_em < now() - make_interval(days => ${olderThanDays})
-        AND NOT EXISTS (SELECT 1 FROM checkout_recorrencia_cobrancas c WHERE c.recorrencia_id = r.id AND c.status = 'pendente')
-        AND NOT EXISTS (
-          SELECT 1 FROM ${job} j
-          WHERE j.name = 'cobrar_recorrencia' AND j.state IN ('created', 'retry', 'active')
-            AND j.data ->> 'recorrenciaId' = r.id::text)
+      WHERE ${archivable(olderThanDays)}
       ORDER BY r.encerrada_em, r.id
       LIMIT ${batchSize}
       FOR UPDATE SKIP LOCKED
@@ -73,9 +81,7 @@ export async function purgeArchiveBatch(
 /** How many recurrences the archive would move now (the same conditions as archiveEndedBatch). */
 export async function countArchivable(db: CommonQueryMethods, olderThanDays: number): Promise<number> {
   return db.oneFirst(sql.type(CountRow)`
-    SELECT count(*)::int AS n FROM checkout_recorrencias r
-    WHERE r.status IN ('cancelado', 'concluido') AND r.encerrada_em < now() - make_interval(days => ${olderThanDays})
-      AND NOT EXISTS (SELECT 1 FROM checkout_recorrencia_cobrancas c WHERE c.recorrencia_id = r.id AND c.status = 'pendente')`);
+    SELECT count(*)::int AS n FROM checkout_recorrencias r WHERE ${archivable(olderThanDays)}`);
 }
 
 /** Deletes Idempotency-Key records older than `olderThanDays` (a retry that late creates a new recurrence). */

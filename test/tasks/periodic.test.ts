@@ -412,6 +412,11 @@ t.test(
     });
     await h.boss.send(CHARGE_QUEUE, { recorrenciaId: withLiveJob, dataNegocio: DAY, motivo: 'agendada' });
 
+    t.same(
+      await PERIODIC_TASK_DEFINITIONS.limpar_recorrencias_antigas.dryRun({ ...h.deps, date: DAY }),
+      { recorrencias_a_arquivar: 4 },
+      'the dry run counts what the run moves',
+    );
     const outcome = await run(h, 'limpar_recorrencias_antigas');
     t.match(outcome, { counts: { recorrencias_arquivadas: 4, cobrancas_arquivadas: 3, lotes: 2 } });
     const live = await query<{ id: number }>(h.url, 'SELECT id FROM checkout_recorrencias ORDER BY id');
