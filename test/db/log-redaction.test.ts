@@ -23,7 +23,7 @@ t.test('database and URL errors are logged without the values, rows or input the
   const url = await createMigratedDatabase(t);
   const pool = await createDbPool(url, { maxConnections: 1, applicationName: 'test' });
   t.teardown(() => pool.end());
-  const { log, lines } = capturedLog('info');
+  const { log, entries, text } = capturedLog('info');
 
   const errors = {
     // A row that fails its schema: slonik's SchemaValidationError carries the row and the query's values.
@@ -41,13 +41,11 @@ t.test('database and URL errors are logged without the values, rows or input the
   };
   for (const [kind, error] of Object.entries(errors)) log.error({ err: error, kind }, 'it failed');
 
-  const output = lines.join('');
-  t.equal(lines.length, 3);
+  const output = text();
+  t.equal(entries.length, 3);
   t.notMatch(output, /segredo/, 'no card token');
   t.notMatch(output, /hunter2/, 'no password');
-  const [schema, check, invalid] = lines.map(
-    (line) => JSON.parse(line) as { err: { type: string; message: string; stack: string } },
-  );
+  const [schema, check, invalid] = entries;
   t.match(schema?.err, { type: 'SchemaValidationError', message: /Query returned rows that do not conform/ });
   t.match(check?.err, { message: /checkout_recorrencias_valor_positivo/ });
   t.match(invalid?.err, { message: /Invalid URL/ });

@@ -1,18 +1,27 @@
-// A logger built like the service's (createLogger: redaction, error serializer) whose JSON lines the test reads.
+// A logger built like the service's (createLogger: redaction, error serializer) whose lines the test reads.
 import { Writable } from 'node:stream';
 import { createLogger, type Logger } from '../../src/log.ts';
 
-export function capturedLog(level = 'debug'): { log: Logger; lines: string[]; text: () => string } {
+/** One logged line, parsed; the fields the tests look at. */
+export type LogEntry = {
+  level: number;
+  msg: string;
+  [field: string]: unknown;
+};
+
+export function capturedLog(level = 'debug'): { log: Logger; entries: LogEntry[]; text: () => string } {
   const lines: string[] = [];
+  const entries: LogEntry[] = [];
   const destination = new Writable({
     write(chunk: Buffer, _encoding, done) {
       lines.push(chunk.toString());
+      entries.push(JSON.parse(chunk.toString()) as LogEntry);
       done();
     },
   });
   return {
     log: createLogger({ level, format: 'json', role: 'test', destination }),
-    lines,
+    entries,
     text: () => lines.join(''),
   };
 }

@@ -1,7 +1,6 @@
 // The four periodic tasks in-process against real Postgres: what each enqueues or writes, the once-per-date
 // rule, the seller notices (signed, once) and the archive.
 import pg from 'pg';
-import pino from 'pino';
 import t from 'tap';
 import { CHARGE_QUEUE, NOTICE_DELIVERY_QUEUE } from '../../src/queue/task-names.ts';
 import { verifySignature } from '../../src/notices/webhook.ts';
@@ -10,6 +9,7 @@ import { runPeriodicTask, type PeriodicOutcome } from '../../src/tasks/periodic-
 import { PERIODIC_TASK_DEFINITIONS } from '../../src/tasks/registry.ts';
 import { registerNoticeWorker } from '../../src/tasks/notices/notice-worker.ts';
 import type { PeriodicTaskName } from '../../src/queue/task-names.ts';
+import { capturedLog } from '../helpers/captured-log.ts';
 import { query } from '../helpers/database.ts';
 import { eventually } from '../helpers/processes.ts';
 import { webhookReceiver } from '../helpers/webhook-receiver.ts';
@@ -287,13 +287,12 @@ t.test('a delivery job that fails before reaching the webhook is logged with its
   const h = await createHarness(t, {
     env: { NOTICE_WEBHOOK_URL: 'http://127.0.0.1:9/avisos', NOTICE_WEBHOOK_SECRET: SECRET },
   });
-  const lines: Array<{ msg: string; jobId?: string; err?: { message: string } }> = [];
-  const log = pino({ level: 'error' }, { write: (line: string) => lines.push(JSON.parse(line) as never) });
+  const { log, entries } = capturedLog('error');
   // A payload no notice has: the handler fails on it before any delivery.
   const jobId = await h.boss.send(NOTICE_DELIVERY_QUEUE, { avisoId: 'not-a-number' });
   await registerNoticeWorker(h.boss, { ...h.deps, log });
   const line = await eventually(async () =>
-    lines.find((entry) => entry.msg === 'webhook delivery job failed: will retry'),
+    entries.find((entry) => entry.msg === 'webhook delivery job failed: will retry'),
   );
   t.match(line, { jobId, err: { message: /avisoId/ } });
 });

@@ -3,9 +3,9 @@
 // recorded as failed and a new run takes over alone. A connection that ends after the run's work leaves the
 // run's success standing. A job's retry that finds its date's run still locked fails, to retry later. A run
 // that fails before it has its record is logged.
-import pino from 'pino';
 import t, { type Test } from 'tap';
 import type { TaskDeps } from '../../src/tasks/task.ts';
+import { capturedLog } from '../helpers/captured-log.ts';
 import { advisoryLocks, createMigratedDatabase, query } from '../helpers/database.ts';
 import { gatedTask, returnsWithin, runnerDeps, runOn } from '../helpers/gated-task.ts';
 import { cutSilently, silentCutUnavailable } from '../helpers/network-cut.ts';
@@ -36,22 +36,6 @@ async function runThenEndItsLock(t: Test, deps: TaskDeps, url: string) {
   return { gated, first };
 }
 
-/** A logger that keeps its error lines for the test to read. */
-function capturingLog() {
-  const lines: Array<{
-    level: number;
-    msg: string;
-    task?: string;
-    businessDate?: string;
-    err?: { message: string };
-  }> = [];
-  const log = pino(
-    { level: 'error' },
-    { write: (line: string) => lines.push(JSON.parse(line) as (typeof lines)[number]) },
-  );
-  return { log, lines };
-}
-
 async function runStatuses(url: string) {
   return query<{ status: string; erro: string | null }>(
     url,
@@ -65,7 +49,7 @@ for (const via of ['directly', 'through a transaction-mode PgBouncer'] as const)
     const url = await createMigratedDatabase(t);
     const target =
       via === 'directly' ? url : await startPgBouncer(t, url, { poolMode: 'transaction', poolSize: 2 });
-    const { log, lines } = capturingLog();
+    const { log, entries } = capturedLog('error');
     const deps: TaskDeps = await runnerDeps(t, target, { TASK_LOCK_CHECK_SECONDS: '1' }, log);
     const { gated, first } = await runThenEndItsLock(t, deps, url);
     await t.rejects(
@@ -77,7 +61,7 @@ for (const via of ['directly', 'through a transaction-mode PgBouncer'] as const)
     t.equal(failed?.status, 'falha');
     t.match(failed?.erro, /lost the run lock/, 'the run record says why');
     t.match(
-      lines.find((line) => /connection holding the run lock failed/.test(line.msg)),
+      entries.find((line) => /connection holding the run lock failed/.test(line.msg)),
       { task: 'limpar_recorrencias_antigas', err: { message: /terminat/i } },
       'the log names the task and the connection error that ended the lock',
     );
@@ -144,7 +128,7 @@ t.test(
 
 t.test('a run that fails before it has its record is logged with the task and date', async (t) => {
   const url = await createMigratedDatabase(t);
-  const { log, lines } = capturingLog();
+  const { log, entries } = capturedLog('error');
   const deps = await runnerDeps(t, url, {}, log);
   // The run's record cannot be read: the failure is before any row in execucoes_tarefas could say so.
   await query(url, `ALTER TABLE execucoes_tarefas RENAME TO execucoes_tarefas_fora`);
@@ -152,7 +136,7 @@ t.test('a run that fails before it has its record is logged with the task and da
   const gated = gatedTask();
   await t.rejects(runOn(gated.task, deps, DATE), /execucoes_tarefas/);
   t.match(
-    lines.find((line) => line.msg === 'task run could not start'),
+    entries.find((line) => line.msg === 'task run could not start'),
     { task: gated.task.name, businessDate: DATE, err: { message: /execucoes_tarefas/ } },
   );
   t.equal(gated.state.peakInside, 0, 'the task never ran');
@@ -222,7 +206,7 @@ t.test(
   { skip: cutUnavailable ?? false },
   async (t) => {
     const url = await createMigratedDatabase(t);
-    const { log, lines } = capturingLog();
+    const { log, entries } = capturedLog('error');
     const deps = await runnerDeps(t, url, { TASK_LOCK_CHECK_SECONDS: '1' }, log);
     // A run that does not stop at the abort: it ends normally after its lock check has given up.
     const gated = gatedTask({ ignoreSignal: true });
@@ -232,7 +216,7 @@ t.test(
     const [holder] = await advisoryLocks(url);
     if (holder?.port === undefined || holder.port === null) throw new Error('no lock holder over TCP');
     const cut = await cutSilently(t, holder.port);
-    await eventually(async () => lines.find((line) => /lost the run lock/.test(line.msg)), 20_000, 100);
+    await eventually(async () => entries.find((line) => /lost the run lock/.test(line.msg)), 20_000, 100);
     // The connection comes back, the server never having noticed anything: its transaction and lock are live,
     // and the check that went unanswered is answered once TCP resends it.
     const [restoredAt] = await query<{ at: Date }>(url, `SELECT clock_timestamp() AS at`);
