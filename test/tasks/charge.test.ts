@@ -1,7 +1,7 @@
 // The charge protocol against real Postgres, real pg-boss jobs and the fake gateway over HTTP: outcomes,
 // retries and holds, ambiguous outcomes resolved with the same key, the completion fence, the calendar.
 import pg from 'pg';
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { enqueueChargeJobs } from '../../src/tasks/charge/charge-jobs.ts';
 import { chargeJobs, chargeRecurrence, type ChargeResult } from '../../src/tasks/charge/charge-recurrence.ts';
 import { CHARGE_QUEUE } from '../../src/queue/task-names.ts';
@@ -14,6 +14,7 @@ import {
   jobState,
   recurrenceState,
   type Harness,
+  type RecurrenceOverrides,
 } from '../helpers/harness.ts';
 import { eventually } from '../helpers/processes.ts';
 
@@ -30,6 +31,18 @@ async function chargeOnce(
   const [job] = await h.fetchChargeJobs();
   if (job === undefined) throw new Error('no charge job to fetch');
   return { result: await chargeRecurrence(h.deps, job), jobId: job.id };
+}
+
+/**
+ * A recurrence due on DAY charged once through a gateway that executes the charge but answers after the
+ * client's 300 ms timeout: its attempt stays pending, the outcome unknown (what each caller asserts).
+ */
+async function chargedWithUnknownOutcome(t: Test, row: Partial<RecurrenceOverrides> = {}) {
+  const h = await createHarness(t, { env: { GATEWAY_TIMEOUT_MS: '300' } });
+  h.gateway.setFaults({ rules: [{ nth: 1, fault: 'timeout_after', holdMs: 2_000 }] });
+  const id = await insertRecurrence(h.pool, { proxima_cobranca: DAY, ...row });
+  const { result, jobId } = await chargeOnce(h, id);
+  return { h, id, jobId, result };
 }
 
 /** Claims the job again after pg-boss's retry (as the next worker would) and runs the protocol. */
@@ -204,10 +217,8 @@ for (const fault of [
 t.test(
   'a pending attempt whose job was dead-lettered is resumed by the next day run, never given a fresh key',
   async (t) => {
-    const h = await createHarness(t, { env: { GATEWAY_TIMEOUT_MS: '300' } });
-    h.gateway.setFaults({ rules: [{ nth: 1, fault: 'timeout_after', holdMs: 2_000 }] });
-    const id = await insertRecurrence(h.pool, { proxima_cobranca: DAY });
-    t.match((await chargeOnce(h, id)).result, { status: 'unresolved' });
+    const { h, id, result } = await chargedWithUnknownOutcome(t);
+    t.match(result, { status: 'unresolved' });
     // The next day's daily job for the same recurrence finds the pending attempt and resumes it.
     const next = await chargeOnce(h, id, '2031-03-11');
     t.match(next.result, { status: 'approved', key: `rec-${id}-${DAY}-t1`, cycle: DAY });
@@ -501,11 +512,7 @@ for (const status of ['cancelado', 'pausado', 'hold'] as const) {
   t.test(
     `a charge whose outcome was unknown when the recurrence became ${status} is resolved by its retry`,
     async (t) => {
-      const h = await createHarness(t, { env: { GATEWAY_TIMEOUT_MS: '300' } });
-      // The gateway executes the charge but answers after the client gave up: an unknown outcome.
-      h.gateway.setFaults({ rules: [{ nth: 1, fault: 'timeout_after', holdMs: 2_000 }] });
-      const id = await insertRecurrence(h.pool, { proxima_cobranca: DAY });
-      const { result, jobId } = await chargeOnce(h, id);
+      const { h, id, jobId, result } = await chargedWithUnknownOutcome(t);
       t.match(result, { status: 'unresolved' });
       await query(
         h.url,
@@ -556,10 +563,8 @@ t.test(
 t.test(
   'a job that waited for the recurrence while another resolved its attempt sees the retry planned meanwhile',
   async (t) => {
-    const h = await createHarness(t, { env: { GATEWAY_TIMEOUT_MS: '300' } });
-    h.gateway.setFaults({ rules: [{ nth: 1, fault: 'timeout_after', holdMs: 2_000 }] });
-    const id = await insertRecurrence(h.pool, { proxima_cobranca: DAY });
-    t.match((await chargeOnce(h, id)).result, { status: 'unresolved' });
+    const { h, id, result } = await chargedWithUnknownOutcome(t);
+    t.match(result, { status: 'unresolved' });
     // Another transaction holds the recurrence while it records a reversible decline of that attempt and plans
     // its retry, as a phase 3 does; meanwhile a job for another business date locks the recurrence and waits.
     const other = new pg.Client({ connectionString: h.url });
@@ -599,10 +604,7 @@ t.test(
 );
 
 t.test('the amount of a charge in flight is kept when the recurrence changes meanwhile', async (t) => {
-  const h = await createHarness(t, { env: { GATEWAY_TIMEOUT_MS: '300' } });
-  h.gateway.setFaults({ rules: [{ nth: 1, fault: 'timeout_after', holdMs: 2_000 }] });
-  const id = await insertRecurrence(h.pool, { proxima_cobranca: DAY, valor_centavos: 1000 });
-  const { jobId } = await chargeOnce(h, id);
+  const { h, id, jobId } = await chargedWithUnknownOutcome(t, { valor_centavos: 1000 });
   await query(
     h.url,
     `UPDATE checkout_recorrencias SET valor_centavos = 2000, cartao_token = 'tok_novo' WHERE id = $1`,
