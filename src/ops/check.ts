@@ -47,7 +47,7 @@ export async function runChecks(deps: OpsDeps): Promise<CheckResult[]> {
           detail: `missing ${missing.map((entry) => entry.name).join(', ')}: run migrate`,
         };
       }
-      const drift = await queuePolicyDrift(deps.boss, deps.config);
+      const drift = queuePolicyDrift(queues, deps.config);
       return drift.length === 0
         ? { status: 'ok', detail: `${catalog().length} queues` }
         : {

@@ -1,7 +1,7 @@
 // The policy of every queue, derived from configuration: time limits, retries, dead letters and retention.
 // `migrate` creates the queues with these options and updates them when the configuration changes; workers
 // and `check` compare them with what is stored (queuePolicyDrift).
-import type { PgBoss, Queue } from 'pg-boss';
+import type { Queue } from 'pg-boss';
 import type { Config } from '../config.ts';
 import {
   CHARGE_DEAD_LETTER_QUEUE,
@@ -82,12 +82,12 @@ export function queueSpecs(config: Config): QueueSpec[] {
 }
 
 /**
- * Where the queues' stored policies differ from `config` (say TASK_RETRY_DELAY_SECONDS changed on the workers
- * but `migrate` not run since: pg-boss goes by the stored policy), as "queue: option stored (configured X)".
- * Only options this configuration sets are compared; a missing queue is reported too.
+ * Where the stored queues (boss.getQueues()) differ from `config` (say TASK_RETRY_DELAY_SECONDS changed on the
+ * workers but `migrate` not run since: pg-boss goes by the stored policy), as "queue: option stored
+ * (configured X)". Only options this configuration sets are compared; a missing queue is reported too.
  */
-export async function queuePolicyDrift(boss: PgBoss, config: Config): Promise<string[]> {
-  const queues = new Map((await boss.getQueues()).map((queue) => [queue.name, queue]));
+export function queuePolicyDrift(stored: readonly Queue[], config: Config): string[] {
+  const queues = new Map(stored.map((queue) => [queue.name, queue]));
   const drift: string[] = [];
   for (const spec of queueSpecs(config)) {
     const stored = queues.get(spec.name);

@@ -130,7 +130,7 @@ export async function startWorker(
       },
       'worker started',
     );
-    const drift = await queuePolicyDrift(boss, config);
+    const drift = queuePolicyDrift(await boss.getQueues(), config);
     if (drift.length > 0) {
       // The queues keep the policy `migrate` last stored; this process's settings for it have no effect.
       log.warn({ drift }, 'queue policies differ from this configuration: run migrate to apply them');
