@@ -13,6 +13,7 @@ import {
   markTaskRunSucceeded,
   tryLockTaskRun,
   unlockTaskRun,
+  type TaskRun,
 } from '../db/task-runs.ts';
 import type { Logger } from '../log.ts';
 import { occurrenceBusinessDate } from './job-business-date.ts';
@@ -124,13 +125,11 @@ async function runHoldingLock(
 ): Promise<PeriodicOutcome> {
   const { date, force } = request;
   // Failures before the run has its row in execucoes_tarefas are only in this log (and the job's output).
-  const couldNotStart = (error: unknown) => {
+  const couldNotStart = (error: unknown): never => {
     log.error({ err: error }, 'task run could not start');
-    return error;
+    throw error;
   };
-  const acquired = await tryLockTaskRun(session, task.name, date).catch((error: unknown) => {
-    throw couldNotStart(error);
-  });
+  const acquired = await tryLockTaskRun(session, task.name, date).catch(couldNotStart);
   if (!acquired) {
     lock.released = true; // tryLockTaskRun ended its transaction
     if (request.attempt > 1) {
@@ -147,18 +146,9 @@ async function runHoldingLock(
   const watch = watchRunLock(session, deps.config.tasks.lockCheckSeconds * 1000, log);
   const signal = AbortSignal.any([request.signal, watch.lost]);
   try {
-    if (!force) {
-      const done = await findSucceededTaskRun(deps.pool, task.name, date).catch((error: unknown) => {
-        throw couldNotStart(error);
-      });
-      if (done !== null) {
-        log.info({ runId: done.id }, 'already succeeded for this date: nothing to do (force to rerun)');
-        return { status: 'skipped', reason: 'already_succeeded', date, runId: done.id };
-      }
-    }
-    const run = await startTaskRun(deps, task, request, log).catch((error: unknown) => {
-      throw couldNotStart(error);
-    });
+    const begun = await beginRun(deps, task, request, log).catch(couldNotStart);
+    if ('skipped' in begun) return begun.skipped;
+    const { run } = begun;
     const runLog = log.child({ runId: run.id });
     const started = Date.now();
     runLog.info({ forced: force, attempt: run.tentativa }, 'task run started');
@@ -192,17 +182,34 @@ async function runHoldingLock(
   }
 }
 
-/** Marks the date's interrupted runs as such and records the new run. */
-async function startTaskRun(deps: TaskDeps, task: PeriodicTask, request: PeriodicRunRequest, log: Logger) {
-  const interrupted = await markInterruptedTaskRuns(deps.pool, task.name, request.date);
+/**
+ * Under the lock: a date that already succeeded is not run again unless forced; otherwise the date's
+ * interrupted runs are marked as such and the new run is recorded.
+ */
+async function beginRun(
+  deps: TaskDeps,
+  task: PeriodicTask,
+  request: PeriodicRunRequest,
+  log: Logger,
+): Promise<{ skipped: PeriodicOutcome } | { run: TaskRun }> {
+  const { date } = request;
+  if (!request.force) {
+    const done = await findSucceededTaskRun(deps.pool, task.name, date);
+    if (done !== null) {
+      log.info({ runId: done.id }, 'already succeeded for this date: nothing to do (force to rerun)');
+      return { skipped: { status: 'skipped', reason: 'already_succeeded', date, runId: done.id } };
+    }
+  }
+  const interrupted = await markInterruptedTaskRuns(deps.pool, task.name, date);
   if (interrupted > 0) log.warn({ interrupted }, 'previous run was interrupted: redoing it');
-  return insertTaskRun(deps.pool, {
+  const run = await insertTaskRun(deps.pool, {
     task: task.name,
-    date: request.date,
+    date,
     forced: request.force,
     jobId: request.jobId,
     attempt: request.attempt,
   });
+  return { run };
 }
 
 /**
