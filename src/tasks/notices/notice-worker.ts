@@ -62,9 +62,9 @@ async function registerOutboxWorker(boss: PgBoss, deps: TaskDeps, outbox: Outbox
     async ([job]: JobWithMetadata<unknown>[]) => {
       if (job === undefined) return { skipped: 'empty batch' };
       const log = deps.log.child({ jobId: job.id, queue: outbox.queue });
-      // The webhook's own failure is logged where it happens; anything else (a bad payload, the database) here,
-      // so that no retry happens without a line saying why.
-      let webhookError: unknown;
+      // Failures of the delivery itself are logged where they happen (and kept in `logged`); anything else (a
+      // bad payload, the database) is logged here, so that no retry happens without a line saying why.
+      let logged: unknown;
       try {
         const id = payload.parse(job.data)[outbox.idField] as number;
         const entryLog = log.child({ [outbox.idField]: id });
@@ -73,7 +73,8 @@ async function registerOutboxWorker(boss: PgBoss, deps: TaskDeps, outbox: Outbox
           return { skipped: entry === null ? 'not found' : 'already sent' };
         if (webhookUrl === undefined || secret === undefined) {
           entryLog.warn(`${outbox.urlVariable} is not set: entry left pending`);
-          throw (webhookError = new Error(`${outbox.urlVariable} is not set`));
+          logged = new Error(`${outbox.urlVariable} is not set`);
+          throw logged;
         }
         const event = outbox.event(entry);
         try {
@@ -83,7 +84,7 @@ async function registerOutboxWorker(boss: PgBoss, deps: TaskDeps, outbox: Outbox
             job.signal,
           );
         } catch (error) {
-          webhookError = error;
+          logged = error;
           const final = job.retryCount >= job.retryLimit;
           entryLog.warn(
             { err: error, attempt: job.retryCount + 1, final },
@@ -97,12 +98,13 @@ async function registerOutboxWorker(boss: PgBoss, deps: TaskDeps, outbox: Outbox
             { err: error },
             'webhook delivered, but not recorded as sent: it will be sent again',
           );
-          throw (webhookError = error);
+          logged = error;
+          throw error;
         });
         entryLog.info({ eventId: event.id, eventType: event.type }, 'webhook delivered');
         return { delivered: event.id };
       } catch (error) {
-        if (error !== webhookError) log.error({ err: error }, 'webhook delivery job failed: will retry');
+        if (error !== logged) log.error({ err: error }, 'webhook delivery job failed: will retry');
         throw error;
       }
     },
