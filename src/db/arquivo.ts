@@ -3,6 +3,7 @@
 // that copies them. Recurrences still in use (a pending attempt, a live charge job) are left alone.
 import { sql, type CommonQueryMethods } from 'slonik';
 import { z } from 'zod';
+import { RECURRENCE_COLUMNS } from './recorrencias.ts';
 import { BOSS_SCHEMA } from './schema-check.ts';
 
 // Row schemas are built once: zod compiles a schema on first use, so an inline one would cost that on every call.
@@ -49,7 +50,9 @@ export async function archiveEndedBatch(
     ), recorrencias AS (
       DELETE FROM checkout_recorrencias r USING alvo WHERE r.id = alvo.id RETURNING r.*
     ), recorrencias_arquivadas AS (
-      INSERT INTO checkout_recorrencias_arquivo SELECT recorrencias.*, now() FROM recorrencias RETURNING 1
+      -- By name: the archive's columns added after arquivado_em are not in the live table's order.
+      INSERT INTO checkout_recorrencias_arquivo (${RECURRENCE_COLUMNS}, arquivado_em)
+      SELECT ${RECURRENCE_COLUMNS}, now() FROM recorrencias RETURNING 1
     )
     SELECT (SELECT count(*) FROM recorrencias_arquivadas)::int AS recorrencias,
            (SELECT count(*) FROM cobrancas_arquivadas)::int AS cobrancas,

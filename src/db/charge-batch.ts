@@ -89,13 +89,16 @@ const Approved = z.object({
   recorrencia_id: z.number(),
   status: z.string(),
   concluida: z.boolean(),
+  proxima_cobranca: z.string(),
+  cobrar_a_partir_de: z.string().nullable(),
 });
 export type Approved = z.infer<typeof Approved>;
 
 /**
  * Phase 3: each attempt still pending becomes `aprovada` and its recurrence moves to `nextCycle` (failure
  * counters reset; `concluido` after its last cycle). Recurrences are locked first, in id order. Returns the
- * approvals recorded; an attempt someone else resolved is left alone and missing from the result.
+ * approvals recorded, with the recurrence's next cycle and resume date; an attempt someone else resolved is
+ * left alone and missing from the result.
  */
 export async function recordApprovals(
   tx: CommonQueryMethods,
@@ -136,9 +139,11 @@ export async function recordApprovals(
           atualizado_em = now()
       FROM resolved JOIN input i ON i.attempt_id = resolved.id
       WHERE r.id = resolved.recorrencia_id
-      RETURNING r.id, r.status, coalesce(r.encerrada_em = now(), false) AS concluida
+      RETURNING r.id, r.status, coalesce(r.encerrada_em = now(), false) AS concluida, r.proxima_cobranca,
+        r.cobrar_a_partir_de
     )
-    SELECT resolved.id AS attempt_id, resolved.recorrencia_id, advanced.status, advanced.concluida
+    SELECT resolved.id AS attempt_id, resolved.recorrencia_id, advanced.status, advanced.concluida,
+      advanced.proxima_cobranca, advanced.cobrar_a_partir_de
     FROM resolved JOIN advanced ON advanced.id = resolved.recorrencia_id`);
   return result.rows;
 }

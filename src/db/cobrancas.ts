@@ -3,7 +3,9 @@
 // resolved exactly once (the `status = 'pendente'` guard is the fence against a second resolver).
 import { sql, type CommonQueryMethods } from 'slonik';
 import { z } from 'zod';
+import { cyclesBetween, type Schedule } from '../domain/calendar.ts';
 import type { IsoDate } from '../domain/dates.ts';
+import { firstCycleOnOrAfter } from '../domain/recurrence-rules.ts';
 
 // Row schemas are built once: zod compiles a schema on first use, so an inline one would cost that on every call.
 const LastAttemptRow = z.object({ last: z.number() });
@@ -122,6 +124,27 @@ export async function insertSkippedCycles(
     SELECT ${recurrenceId}, ciclo, ${chargedCycle}::date, ${reason}
     FROM unnest(${sql.array(cycles, 'date')}) AS ciclo
     ON CONFLICT DO NOTHING`);
+}
+
+/**
+ * A resumed recurrence does not charge the cycles that fell in its pause: the cycles from `due` up to the
+ * resume's date are recorded as skipped. Returns the cycle it charges next (the first on or after `resumedOn`).
+ */
+export async function skipPausedCycles(
+  tx: CommonQueryMethods,
+  recurrence: Schedule & { id: number },
+  due: IsoDate,
+  resumedOn: IsoDate,
+): Promise<IsoDate> {
+  const next = firstCycleOnOrAfter(due, resumedOn, recurrence);
+  await insertSkippedCycles(
+    tx,
+    recurrence.id,
+    cyclesBetween(due, next, recurrence),
+    next,
+    'recorrencia pausada: ciclo não cobrado',
+  );
+  return next;
 }
 
 /** Every attempt of a recurrence, oldest first. */

@@ -85,15 +85,17 @@ export async function updateRecurrenceFields(
 }
 
 /**
- * Sets the status. Cancelling starts the archive clock and drops a planned retry; resuming may move the
- * unpaid cycle forward (`resumeAt`), dropping the retry and the declines of the cycle left behind.
+ * Sets the status. Cancelling starts the archive clock and drops a planned retry. Resuming records its
+ * business date (`resume.on`: no cycle before it is charged) and may move the unpaid cycle forward
+ * (`resume.at`), dropping the retry and the declines of the cycle left behind.
  */
 export async function updateRecurrenceStatus(
   tx: CommonQueryMethods,
   id: number,
   status: 'ativo' | 'pausado' | 'cancelado',
-  resumeAt: IsoDate | null,
+  resume: { on: IsoDate; at: IsoDate | null } | null,
 ): Promise<Recurrence> {
+  const resumeAt = resume?.at ?? null;
   return tx.one(sql.type(Recurrence)`
     UPDATE checkout_recorrencias SET
       status = ${status},
@@ -101,6 +103,7 @@ export async function updateRecurrenceStatus(
       proxima_tentativa = CASE WHEN ${status} = 'cancelado' OR ${resumeAt !== null} THEN NULL ELSE proxima_tentativa END,
       falhas_consecutivas = CASE WHEN ${resumeAt !== null} THEN 0 ELSE falhas_consecutivas END,
       proxima_cobranca = coalesce(${resumeAt}::date, proxima_cobranca),
+      cobrar_a_partir_de = coalesce(${resume?.on ?? null}::date, cobrar_a_partir_de),
       atualizado_em = now()
     WHERE id = ${id}
     RETURNING ${COLUMNS}`);

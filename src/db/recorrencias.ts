@@ -35,16 +35,18 @@ export const Recurrence = z.object({
   encerrada_em: z.date().nullable(),
   referencia_externa: z.string().nullable(),
   id_legado: z.string().nullable(),
+  /** The business date of the last `retomar`: no new cycle before it is charged. */
+  cobrar_a_partir_de: z.string().nullable(),
   criado_em: z.date(),
   atualizado_em: z.date(),
 });
 export type Recurrence = z.infer<typeof Recurrence>;
 
-export /** The recurrence columns, for queries that read whole recurrences. */
-const RECURRENCE_COLUMNS = sql.fragment`id, vendedor_id, cliente_ref, cartao_token, bandeira, valor_centavos, moeda, descricao,
+/** Every recurrence column, for queries that read whole recurrences (and the archive, which copies them). */
+export const RECURRENCE_COLUMNS = sql.fragment`id, vendedor_id, cliente_ref, cartao_token, bandeira, valor_centavos, moeda, descricao,
   periodicidade, dia_ancora, proxima_cobranca, total_ciclos, ciclos_cobrados, status, falhas_consecutivas,
-  total_falhas, proxima_tentativa, motivo_hold, hold_em, encerrada_em, referencia_externa, id_legado, criado_em,
-  atualizado_em`;
+  total_falhas, proxima_tentativa, motivo_hold, hold_em, encerrada_em, referencia_externa, id_legado,
+  cobrar_a_partir_de, criado_em, atualizado_em`;
 
 /** Locks the row for the rest of the transaction (the charge phases serialise on it). */
 export async function lockRecurrence(tx: CommonQueryMethods, id: number): Promise<Recurrence | null> {
@@ -109,6 +111,12 @@ export async function markChargingCycle(tx: CommonQueryMethods, id: number, cycl
     UPDATE checkout_recorrencias
     SET proxima_cobranca = ${cycle}::date, proxima_tentativa = NULL, atualizado_em = now()
     WHERE id = ${id}`);
+}
+
+/** Moves the next cycle to charge (the caller records what it skips). */
+export async function moveNextCharge(tx: CommonQueryMethods, id: number, date: IsoDate): Promise<void> {
+  await tx.query(sql.unsafe`
+    UPDATE checkout_recorrencias SET proxima_cobranca = ${date}::date, atualizado_em = now() WHERE id = ${id}`);
 }
 
 /** After a decline that ends the retries, or a rejected request: the recurrence waits for an operator. */

@@ -3,7 +3,7 @@
 // take, so it lands either before an attempt is created (which then carries it) or after (the attempt keeps
 // its own amount and card). Schedule changes are refused whenever they could charge a cycle twice or lose
 // track of one in flight. Each change is written to the history and audited.
-import { findPendingAttempt, insertSkippedCycles, type Attempt } from '../db/cobrancas.ts';
+import { findPendingAttempt, skipPausedCycles, type Attempt } from '../db/cobrancas.ts';
 import { insertAudit } from '../db/pauses.ts';
 import {
   findLastApprovedCycle,
@@ -16,12 +16,11 @@ import {
 } from '../db/recorrencias-gestao.ts';
 import { lockRecurrence, type Recurrence } from '../db/recorrencias.ts';
 import type { DatabaseTransactionConnection } from '../db/pool.ts';
-import { cyclesBetween, nextCycle } from '../domain/calendar.ts';
+import { nextCycle } from '../domain/calendar.ts';
 import { businessDate, type IsoDate } from '../domain/dates.ts';
 import {
   anchorInMonthOf,
   decideTransition,
-  firstCycleOnOrAfter,
   scheduleProblem,
   type Transition,
 } from '../domain/recurrence-rules.ts';
@@ -163,21 +162,20 @@ export async function changeRecurrence(deps: OpsDeps, who: string, id: number, p
 
 /**
  * Where a resumed recurrence starts again: cycles that fell during the pause are not charged (recorded as
- * skipped), so an unpaid cycle in the past moves to the first cycle on or after today. Not while an attempt
- * is pending: its approval sets the next cycle itself.
+ * skipped), so an unpaid cycle in the past moves to the first cycle on or after today (`at`; null when it
+ * stays). Not while an attempt is pending: its approval sets the next cycle, and moves it on or after the
+ * resume's date (`on`) itself.
  */
 async function resumePoint(
   deps: OpsDeps,
   tx: DatabaseTransactionConnection,
   current: Recurrence,
   pending: Attempt | null,
-): Promise<IsoDate | null> {
+): Promise<{ on: IsoDate; at: IsoDate | null }> {
   const today = businessDate(deps.now(), deps.config.timeZone);
-  if (pending !== null || current.proxima_cobranca >= today) return null;
-  const resumeAt = firstCycleOnOrAfter(current.proxima_cobranca, today, current);
-  const skipped = cyclesBetween(current.proxima_cobranca, resumeAt, current);
-  await insertSkippedCycles(tx, current.id, skipped, resumeAt, 'recorrencia pausada: ciclo não cobrado');
-  return resumeAt;
+  if (pending !== null || current.proxima_cobranca >= today) return { on: today, at: null };
+  const at = await skipPausedCycles(tx, current, current.proxima_cobranca, today);
+  return { on: today, at };
 }
 
 /**
@@ -198,8 +196,9 @@ export async function transitionRecurrence(deps: OpsDeps, who: string, id: numbe
     }
     if (decision.kind === 'already') return { recurrence: current, changed: false, pending };
     const to = decision.to as 'ativo' | 'pausado' | 'cancelado';
-    const resumeAt = to === 'ativo' ? await resumePoint(deps, tx, current, pending) : null;
-    const updated = await updateRecurrenceStatus(tx, id, to, resumeAt);
+    const resume = to === 'ativo' ? await resumePoint(deps, tx, current, pending) : null;
+    const resumeAt = resume?.at ?? null;
+    const updated = await updateRecurrenceStatus(tx, id, to, resume);
     const history: FieldChange[] = [{ campo: 'status', valor_anterior: current.status, valor_novo: to }];
     if (resumeAt !== null) {
       history.push({

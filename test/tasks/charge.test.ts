@@ -4,6 +4,7 @@ import pg from 'pg';
 import t, { type Test } from 'tap';
 import { enqueueChargeJobs } from '../../src/tasks/charge/charge-jobs.ts';
 import { chargeJobs, chargeRecurrence, type ChargeResult } from '../../src/tasks/charge/charge-recurrence.ts';
+import { transitionRecurrence } from '../../src/ops/recurrence-changes.ts';
 import { CHARGE_QUEUE } from '../../src/queue/task-names.ts';
 import { query } from '../helpers/database.ts';
 import {
@@ -37,8 +38,10 @@ async function chargeOnce(
  * A recurrence due on DAY charged once through a gateway that executes the charge but answers after the
  * client's 300 ms timeout: its attempt stays pending, the outcome unknown (what each caller asserts).
  */
-async function chargedWithUnknownOutcome(t: Test, row: Partial<RecurrenceOverrides> = {}) {
-  const h = await createHarness(t, { env: { GATEWAY_TIMEOUT_MS: '300' } });
+async function chargedWithUnknownOutcome(t: Test, row: Partial<RecurrenceOverrides> = {}, backbill = false) {
+  const h = await createHarness(t, {
+    env: { GATEWAY_TIMEOUT_MS: '300', ...(backbill ? { BACKBILL_MISSED_CYCLES: 'true' } : {}) },
+  });
   h.gateway.setFaults({ rules: [{ nth: 1, fault: 'timeout_after', holdMs: 2_000 }] });
   const id = await insertRecurrence(h.pool, { proxima_cobranca: DAY, ...row });
   const { result, jobId } = await chargeOnce(h, id);
@@ -533,6 +536,46 @@ for (const status of ['cancelado', 'pausado', 'hold'] as const) {
         ['aprovada'],
       );
       t.match(await recurrenceState(h.url, id), { status, ciclos_cobrados: 1 });
+      await assertLedgerAgrees(t, h.url, h.gateway);
+    },
+  );
+}
+
+for (const backbill of [false, true]) {
+  t.test(
+    `an unknown outcome resolved after a pause and retomar: the cycles of the pause are skipped, not charged (back-billing ${backbill ? 'on' : 'off'})`,
+    async (t) => {
+      const { h, id, jobId, result } = await chargedWithUnknownOutcome(t, {}, backbill);
+      t.match(result, { status: 'unresolved' });
+      h.setNow(new Date('2031-03-11T15:00:00Z'));
+      await transitionRecurrence(h.deps, 'checkout', id, 'pausar');
+      // Resumed on 2031-05-20, the charge of 03-10 still unresolved: 04-10 and 05-10 fell in the pause.
+      h.setNow(new Date('2031-05-20T15:00:00Z'));
+      t.match(await transitionRecurrence(h.deps, 'checkout', id, 'retomar'), {
+        recorrencia: { status: 'ativo' },
+        cobranca_em_andamento: { ciclo: DAY },
+      });
+      await h.boss.fail(CHARGE_QUEUE, { id: jobId, retryCount: 0 }, {});
+      t.match(await retryJob(h, jobId), { status: 'approved', cycle: DAY });
+      t.match(await recurrenceState(h.url, id), {
+        status: 'ativo',
+        proxima_cobranca: '2031-06-10',
+        ciclos_cobrados: 1,
+      });
+      t.same(
+        await query(
+          h.url,
+          'SELECT ciclo::text, motivo FROM checkout_recorrencia_ciclos_pulados WHERE recorrencia_id = $1 ORDER BY ciclo',
+          [id],
+        ),
+        [
+          { ciclo: '2031-04-10', motivo: 'recorrencia pausada: ciclo não cobrado' },
+          { ciclo: '2031-05-10', motivo: 'recorrencia pausada: ciclo não cobrado' },
+        ],
+      );
+      t.same(await h.fetchChargeJobs(), [], 'no back-billing job for a cycle of the pause');
+      t.match((await chargeOnce(h, id, '2031-05-21')).result, { status: 'skipped' });
+      t.equal(h.gateway.ledger().length, 1, 'only the charge made before the pause');
       await assertLedgerAgrees(t, h.url, h.gateway);
     },
   );

@@ -387,6 +387,14 @@ t.test(
       encerrada_em: longAgo,
     });
     archived.push(cancelled);
+    await query(h.url, `UPDATE checkout_recorrencias SET cobrar_a_partir_de = '2031-01-05' WHERE id = $1`, [
+      cancelled,
+    ]);
+    const [before] = await query(
+      h.url,
+      'SELECT to_jsonb(r) AS row FROM checkout_recorrencias r WHERE id = $1',
+      [cancelled],
+    );
     const recent = await insertRecurrence(h.pool, {
       proxima_cobranca: DAY,
       status: 'cancelado',
@@ -430,6 +438,15 @@ t.test(
     t.same(
       inArchive.map((r) => r.id),
       archived,
+    );
+    t.same(
+      await query(
+        h.url,
+        `SELECT to_jsonb(a) - 'arquivado_em' AS row FROM checkout_recorrencias_arquivo a WHERE id = $1`,
+        [cancelled],
+      ),
+      [before],
+      'every column is archived as it was',
     );
     t.same(await query(h.url, `SELECT count(*)::int AS n FROM checkout_recorrencia_cobrancas_arquivo`), [
       { n: 3 },

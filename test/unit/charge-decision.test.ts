@@ -26,6 +26,7 @@ const base: Recurrence = {
   encerrada_em: null,
   referencia_externa: null,
   id_legado: null,
+  cobrar_a_partir_de: null,
   criado_em: new Date(),
   atualizado_em: new Date(),
 };

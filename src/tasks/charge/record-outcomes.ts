@@ -3,9 +3,15 @@
 // expired, or lost its heartbeat, and another worker took it over) gets nothing written here: its new holder
 // reaches the same outcome through the same key and records it.
 import type { DatabaseTransactionConnection } from 'slonik';
-import { readDeclineFacts, recordApprovals, recordDeclines } from '../../db/charge-batch.ts';
-import type { Attempt } from '../../db/cobrancas.ts';
-import { lockRecurrence, lockRecurrences, markOnHold, type Recurrence } from '../../db/recorrencias.ts';
+import { readDeclineFacts, recordApprovals, recordDeclines, type Approved } from '../../db/charge-batch.ts';
+import { skipPausedCycles, type Attempt } from '../../db/cobrancas.ts';
+import {
+  lockRecurrence,
+  lockRecurrences,
+  markOnHold,
+  moveNextCharge,
+  type Recurrence,
+} from '../../db/recorrencias.ts';
 import { nextCycle } from '../../domain/calendar.ts';
 import type { IsoDate } from '../../domain/dates.ts';
 import { decideAfterDecline, type DeclineDecision } from '../../domain/retry-policy.ts';
@@ -83,7 +89,9 @@ export async function recordOutcomes(
         nextCycle: nextCycle(attempt.ciclo, recurrence),
       })),
     );
-    const byAttempt = new Map(approved.map((row) => [row.attempt_id, row]));
+    const byAttempt = new Map(
+      (await skipCyclesOfPause(tx, approved, heldApprovals)).map((row) => [row.attempt_id, row]),
+    );
     const heldDeclines = decided.filter(
       (entry): entry is DecidedDecline => entry !== null && holds(entry.decline.job),
     );
@@ -214,25 +222,51 @@ function declineCompletions(decided: Array<DecidedDecline | null>): Completion[]
   return [...groups.values()];
 }
 
+/**
+ * An approval of a charge that was still in flight at `retomar` moves its recurrence to the cycle after its
+ * own, which may have fallen in the pause: as the resume does when nothing is in flight, that cycle moves to
+ * the first one on or after the resume's date and the ones in between are recorded as skipped. The schedule
+ * is phase 1's read: it cannot change while an attempt is pending. Returns the rows with their final next cycle.
+ */
+async function skipCyclesOfPause(
+  tx: DatabaseTransactionConnection,
+  approved: readonly Approved[],
+  held: Approval[],
+): Promise<Approved[]> {
+  const schedules = new Map(held.map(({ attempt, recurrence }) => [attempt.id, recurrence]));
+  const rows: Approved[] = [];
+  for (const row of approved) {
+    const resumedOn = row.cobrar_a_partir_de;
+    const schedule = schedules.get(row.attempt_id);
+    if (resumedOn === null || row.proxima_cobranca >= resumedOn || row.concluida || schedule === undefined) {
+      rows.push(row);
+      continue;
+    }
+    const next = await skipPausedCycles(tx, schedule, row.proxima_cobranca, resumedOn);
+    await moveNextCharge(tx, row.recorrencia_id, next);
+    rows.push({ ...row, proxima_cobranca: next });
+  }
+  return rows;
+}
+
 /** Back-billing: the next missed cycle of a recurrence is charged right away, by a job committed with the approval. */
 async function enqueueBackbilling(
   deps: ChargeDeps,
   tx: DatabaseTransactionConnection,
   held: Approval[],
-  recorded: Map<number, { status: string; concluida: boolean }>,
+  recorded: Map<number, Approved>,
   today: IsoDate,
 ): Promise<void> {
   if (!deps.config.billing.backbillMissedCycles) return;
-  const next = held.flatMap(({ attempt, recurrence }) => {
+  const next = held.flatMap(({ attempt }) => {
     const row = recorded.get(attempt.id);
-    const cycle = nextCycle(attempt.ciclo, recurrence);
-    return row?.status === 'ativo' && cycle <= today
+    return row?.status === 'ativo' && row.proxima_cobranca <= today
       ? [
           {
             recorrenciaId: attempt.recorrencia_id,
             dataNegocio: today,
             motivo: 'retroativa' as const,
-            ciclo: cycle,
+            ciclo: row.proxima_cobranca,
           },
         ]
       : [];
