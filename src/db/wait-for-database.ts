@@ -1,8 +1,10 @@
 // Start-up gate: waits (with capped exponential backoff, logging every attempt) until the database answers,
-// so a role started while Postgres is down comes up by itself instead of crash-looping.
+// so a role started while Postgres is down comes up by itself instead of crash-looping. A refusal no wait can
+// cure (wrong password, no such database or role, SSL required) ends start-up at once, as a configuration error.
 import pg from 'pg';
+import { ConfigError } from '../config.ts';
 import type { Logger } from '../log.ts';
-import { isTooManyConnections } from './unavailable.ts';
+import { isDatabaseUnavailable, isTooManyConnections } from './unavailable.ts';
 
 export async function waitForDatabase(
   url: string,
@@ -25,6 +27,7 @@ export async function waitForDatabase(
       if (attempt > 1) log.info({ attempt }, 'database reachable');
       return;
     } catch (error) {
+      if (!isDatabaseUnavailable(error)) throw refusal(error);
       log.warn(
         {
           attempt,
@@ -41,6 +44,14 @@ export async function waitForDatabase(
     await sleepUnlessAborted(delayMs, options.signal);
     delayMs = Math.min(maxDelayMs, delayMs * 2);
   }
+}
+
+/** The database answered and refused us: the message names the variable to fix (the URL itself is never shown). */
+function refusal(error: unknown): ConfigError {
+  const { code, message } = (error ?? {}) as { code?: string; message?: string };
+  return new ConfigError([
+    `DATABASE_URL: the database refused the connection (${code ?? 'no code'}: ${message ?? 'no message'}); check its user, password, database name and sslmode`,
+  ]);
 }
 
 function sleepUnlessAborted(ms: number, signal: AbortSignal | undefined): Promise<void> {

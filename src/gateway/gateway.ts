@@ -49,12 +49,13 @@ export type ChargeOutcome =
    */
   | { kind: 'declined'; chargeId: string | null; code: string; reversible: boolean; message: string }
   /**
-   * Ambiguous: timeout, connection reset, 429, 5xx, unreadable body, aborted. The charge may or may not
-   * have happened. Never a decline: retry (or look up) with the SAME key.
+   * Ambiguous: timeout, connection reset, 429, 5xx, unreadable body, aborted; also 401/403 (our credentials
+   * refused: every request fails alike until an operator fixes them). The charge may or may not have
+   * happened. Never a decline: retry (or look up) with the SAME key.
    */
   | { kind: 'unknown'; reason: string }
   /**
-   * Our request is wrong (400, 401, 403, 409 key reused, 422): permanent, needs an operator. Never a
+   * This request is wrong (400, 409 key reused, 422): permanent, needs an operator. Never a
    * decline, and retrying the same request cannot help.
    */
   | { kind: 'rejected'; reason: string };

@@ -13,13 +13,20 @@ import {
 
 export type HttpGatewayOptions = { url: string; apiKey?: string; timeoutMs: number; log: Logger };
 
-/** Statuses that mean our request is wrong: retrying the same request cannot help. */
+/** Statuses that mean this request is wrong: retrying the same request cannot help. */
 const REJECTED_STATUSES = new Map([
   [400, 'invalid_request'],
-  [401, 'unauthorized'],
-  [403, 'forbidden'],
   [409, 'idempotency_key_reused'],
   [422, 'unprocessable'],
+]);
+/**
+ * The gateway refused our credentials (GATEWAY_API_KEY): every request fails alike until an operator fixes
+ * them, so it is not this recurrence's fault (a rejection would put every due recurrence on hold). The outcome
+ * stays unknown: the job fails and retries under the same key, and the failed jobs alert the operator.
+ */
+const CREDENTIAL_STATUSES = new Map([
+  [401, 'unauthorized'],
+  [403, 'forbidden'],
 ]);
 
 type Exchange =
@@ -83,6 +90,12 @@ function fromChargeBody(body: unknown, expected: { key: string; request?: Charge
   };
 }
 
+const CREDENTIALS_REFUSED = 'gateway refused our credentials: check GATEWAY_API_KEY';
+
+function credentialsRefused(outcome: { kind: string; reason?: string }): boolean {
+  return outcome.kind === 'unknown' && [...CREDENTIAL_STATUSES.values()].includes(outcome.reason ?? '');
+}
+
 function rejectedReason(status: number, body: unknown): string {
   const parsed = errorBodySchema.safeParse(body);
   const base = parsed.success ? parsed.data.error : (REJECTED_STATUSES.get(status) ?? `http_${status}`);
@@ -98,6 +111,8 @@ function classify(
   const { status, body } = exchange;
   if (status === 200) return fromChargeBody(body, expected);
   if (REJECTED_STATUSES.has(status)) return { kind: 'rejected', reason: rejectedReason(status, body) };
+  const credentials = CREDENTIAL_STATUSES.get(status);
+  if (credentials !== undefined) return { kind: 'unknown', reason: credentials };
   if (status === 429) return { kind: 'unknown', reason: 'rate_limited' };
   // Only the contract's own body means "never executed": a bare 404 may come from a proxy or a wrong URL.
   if (status === 404 && errorBodySchema.safeParse(body).data?.error === 'not_found') {
@@ -262,7 +277,8 @@ export function createHttpGateway(options: HttpGatewayOptions): PaymentGateway {
       };
       // Approvals and declines are recorded in the database, and the charge path logs each decline once with
       // its decision; logging them here too would cost another write per charge at a million a morning.
-      if (final.kind === 'rejected') log.warn(fields, 'gateway rejected the charge request');
+      if (credentialsRefused(final)) log.error(fields, CREDENTIALS_REFUSED);
+      else if (final.kind === 'rejected') log.warn(fields, 'gateway rejected the charge request');
       else if (final.kind === 'approved' || final.kind === 'declined')
         log.debug(fields, 'gateway charge finished');
       else log.info(fields, 'gateway charge finished');
@@ -279,14 +295,14 @@ export function createHttpGateway(options: HttpGatewayOptions): PaymentGateway {
         signal,
       );
       const outcome = classify(result, { key: idempotencyKey });
-      log.debug(
+      log[credentialsRefused(outcome) ? 'error' : 'debug'](
         {
           idempotencyKey,
           outcome: outcome.kind,
           ...('reason' in outcome ? { reason: outcome.reason } : {}),
           networkError: 'error' in result ? result.error : undefined,
         },
-        'gateway lookup finished',
+        credentialsRefused(outcome) ? CREDENTIALS_REFUSED : 'gateway lookup finished',
       );
       return outcome;
     },

@@ -138,16 +138,19 @@ t.test('an idempotency key that cannot be a header is rejected without a request
   t.equal(fake.stats().requests, 0);
 });
 
-t.test('the api key is sent as a bearer token', async (t) => {
+t.test('the api key is sent as a bearer token; refused credentials leave the outcome unknown', async (t) => {
   const fake = await started(t, { apiKey: 'chave-do-gateway' });
-  t.match(await clientFor(fake.url).charge(chargeRequest(), never), {
-    kind: 'rejected',
+  const { log, entries } = capturedLog('warn');
+  // Our credentials, not the request: a rejection would put the recurrence on hold, and every other with it.
+  t.match(await clientFor(fake.url, { log }).charge(chargeRequest(), never), {
+    kind: 'unknown',
     reason: 'unauthorized',
   });
+  t.match(entries, [{ level: 50, msg: 'gateway refused our credentials: check GATEWAY_API_KEY' }]);
   t.match(await clientFor(fake.url, { apiKey: 'outra' }).charge(chargeRequest(), never), {
-    kind: 'rejected',
+    kind: 'unknown',
   });
-  t.match(await clientFor(fake.url).lookup('k-1', never), { kind: 'rejected', reason: 'unauthorized' });
+  t.match(await clientFor(fake.url).lookup('k-1', never), { kind: 'unknown', reason: 'unauthorized' });
   const authorized = clientFor(fake.url, { apiKey: 'chave-do-gateway' });
   t.match(await authorized.charge(chargeRequest(), never), { kind: 'approved' });
   t.match(await authorized.lookup('rec-42-2025-03-10', never), { kind: 'approved' });
@@ -284,13 +287,15 @@ t.test('off-contract 200 bodies are unknown, never a decline', async (t) => {
 });
 
 t.test(
-  'statuses: 429 and 5xx are unknown; 403 and 422 rejected; a bare 404 is not "not found"',
+  'statuses: 429, 5xx and 401/403 (our credentials) are unknown; 400 and 422 rejected; a bare 404 is not "not found"',
   async (t) => {
     const statuses: Array<[number, unknown, string, string]> = [
       [429, { error: 'slow down' }, 'unknown', 'rate_limited'],
       [503, {}, 'unknown', 'http_503'],
       [502, 'bad gateway', 'unknown', 'http_502'],
-      [403, { error: 'forbidden' }, 'rejected', 'forbidden'],
+      [403, { error: 'forbidden' }, 'unknown', 'forbidden'],
+      [401, { error: 'unauthorized' }, 'unknown', 'unauthorized'],
+      [400, { error: 'invalid_request' }, 'rejected', 'invalid_request'],
       [422, { error: 'unprocessable', message: 'card expired' }, 'rejected', 'unprocessable: card expired'],
       [404, { error: 'not_found' }, 'unknown', 'http_404'],
     ];

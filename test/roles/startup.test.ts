@@ -88,6 +88,24 @@ t.test('a worker started while Postgres is down waits, then comes up by itself',
   t.equal(code, 0);
 });
 
+t.test('a role whose login the database refuses exits at once and says which variable to fix', async (t) => {
+  const url = new URL(adminUrl());
+  url.pathname = '/no_such_database_for_startup_test';
+  for (const role of ['migrate', 'worker']) {
+    const service = startService(t, [role], {
+      DATABASE_URL: url.toString(),
+      GATEWAY_URL,
+      ADMIN_TOKEN: TOKEN,
+    });
+    t.equal((await service.exited).code, 2, `${role} exits with the usage code`);
+    t.match(
+      service.stderr(),
+      /DATABASE_URL: the database refused the connection \(3D000: database "no_such_database_for_startup_test" does not exist\)/,
+    );
+    t.notMatch(service.stdout(), /database unreachable, waiting/, 'no endless wait');
+  }
+});
+
 t.test('a worker whose connections Postgres refuses takes no job until it holds all of them', async (t) => {
   // A login role whose CONNECTION LIMIT is below the worker's pool.
   const url = await createMigratedDatabase(t);

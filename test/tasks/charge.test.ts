@@ -20,6 +20,7 @@ import {
 import { eventually } from '../helpers/processes.ts';
 
 const DAY = '2031-03-10';
+const TOO_LONG_TOKEN = `tok_${'x'.repeat(600)}`;
 
 /** Enqueues the daily job for `id` on `date`, claims it like a worker, runs the protocol. */
 async function chargeOnce(
@@ -661,8 +662,9 @@ t.test('the amount of a charge in flight is kept when the recurrence changes mea
 t.test(
   'a request the gateway rejects (not a decline) holds the recurrence and dead-letters the job',
   async (t) => {
-    const h = await createHarness(t, { gateway: { apiKey: 'the-real-key-0123456789' } });
-    const id = await insertRecurrence(h.pool, { proxima_cobranca: DAY });
+    const h = await createHarness(t);
+    // The gateway refuses card tokens over 512 characters: 400 invalid_request.
+    const id = await insertRecurrence(h.pool, { proxima_cobranca: DAY, cartao_token: TOO_LONG_TOKEN });
     const { result } = await chargeOnce(h, id);
     t.match(result, { status: 'rejected' });
     const state = await recurrenceState(h.url, id);
@@ -674,6 +676,22 @@ t.test(
       ['pendente'],
       'never recorded as declined',
     );
+  },
+);
+
+t.test(
+  'credentials the gateway refuses (401) leave the outcome unknown: no recurrence goes on hold',
+  async (t) => {
+    const h = await createHarness(t, { gateway: { apiKey: 'the-real-key-0123456789' } });
+    const id = await insertRecurrence(h.pool, { proxima_cobranca: DAY });
+    t.match((await chargeOnce(h, id)).result, { status: 'unresolved' });
+    t.match(await recurrenceState(h.url, id), { status: 'ativo', motivo_hold: null, falhas_consecutivas: 0 });
+    t.same(
+      (await attemptsOf(h.url, id)).map((a) => a.status),
+      ['pendente'],
+      'resumed under its key once the key is fixed',
+    );
+    t.equal(h.gateway.ledger().length, 0);
   },
 );
 

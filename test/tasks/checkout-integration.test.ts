@@ -156,8 +156,12 @@ t.test('without CHECKOUT_WEBHOOK_URL events are recorded, not sent', async (t) =
 });
 
 t.test('a rejected request puts the recurrence on hold with an event', async (t) => {
-  const h = await createHarness(t, { gateway: { apiKey: 'the-real-key-0123456789' } });
-  const id = await insertRecurrence(h.pool, { proxima_cobranca: DAY });
+  const h = await createHarness(t);
+  // The gateway refuses card tokens over 512 characters: 400 invalid_request.
+  const id = await insertRecurrence(h.pool, {
+    proxima_cobranca: DAY,
+    cartao_token: `tok_${'x'.repeat(600)}`,
+  });
   t.match(await chargeOnce(h, id), { status: 'rejected' });
   t.same(await query(h.url, 'SELECT tipo FROM eventos_checkout WHERE recorrencia_id = $1', [id]), [
     { tipo: 'recorrencia_em_hold' },
