@@ -150,6 +150,39 @@ t.test('reversible declines back off 1, 3, 7 days and the fourth puts the recurr
   await assertLedgerAgrees(t, h.url, h.gateway);
 });
 
+t.test('a retry that falls after the next cycle charges the declined cycle, then the next one', async (t) => {
+  const h = await createHarness(t);
+  const id = await insertRecurrence(h.pool, {
+    proxima_cobranca: '2031-03-03',
+    periodicidade: 'semanal',
+    cartao_token: 'tok_recusa_reversivel_1',
+  });
+  t.match((await chargeOnce(h, id, '2031-03-03')).result, { status: 'declined', decision: 'retry' });
+  for (const date of ['2031-03-04', '2031-03-07'])
+    t.match((await chargeOnce(h, id, date, 'retentativa')).result, { status: 'declined', decision: 'retry' });
+  // The third backoff (7 days) ends after the next weekly cycle (03-10); the card is replaced meanwhile.
+  t.match(await recurrenceState(h.url, id), {
+    proxima_cobranca: '2031-03-03',
+    proxima_tentativa: '2031-03-14',
+  });
+  await query(h.url, `UPDATE checkout_recorrencias SET cartao_token = 'tok_aprova_2' WHERE id = $1`, [id]);
+  t.match((await chargeOnce(h, id, '2031-03-14', 'retentativa')).result, {
+    status: 'approved',
+    cycle: '2031-03-03',
+    key: `rec-${id}-2031-03-03-t4`,
+  });
+  t.match((await chargeOnce(h, id, '2031-03-15')).result, { status: 'approved', cycle: '2031-03-10' });
+  t.match(await recurrenceState(h.url, id), { proxima_cobranca: '2031-03-17', falhas_consecutivas: 0 });
+  t.same(
+    await query(h.url, 'SELECT ciclo FROM checkout_recorrencia_ciclos_pulados WHERE recorrencia_id = $1', [
+      id,
+    ]),
+    [],
+    'no cycle written off',
+  );
+  await assertLedgerAgrees(t, h.url, h.gateway);
+});
+
 t.test(
   'an irreversible decline puts the recurrence on hold at once, and nothing is sent for it afterwards',
   async (t) => {

@@ -102,6 +102,16 @@ t.test('a new attempt for the planned cycle; a retry clears its retry date', asy
       clearsRetry: true,
     },
   );
+  t.same(
+    decideCharge(
+      { ...base, proxima_tentativa: '2031-03-02' },
+      false,
+      job({ motivo: 'retentativa', dataNegocio: '2031-03-02' }),
+      false,
+    ),
+    { kind: 'new', plan: { cycle: '2031-01-31', skipped: [] }, clearsRetry: true },
+    'a retry charges the declined cycle, even after the next one fell due',
+  );
   t.same(decideCharge(base, false, job({ dataNegocio: '2031-04-02' }), false), {
     kind: 'new',
     plan: { cycle: '2031-03-31', skipped: ['2031-01-31', '2031-02-28'] },

@@ -37,9 +37,11 @@ export function decideCharge(
   if (job.motivo === 'retroativa' && job.ciclo !== recurrence.proxima_cobranca) {
     return { kind: 'skip', reason: 'backbill_cycle_already_handled' };
   }
-  return {
-    kind: 'new',
-    plan: planCharge(recurrence.proxima_cobranca, job.dataNegocio, recurrence, backbill),
-    clearsRetry: recurrence.proxima_tentativa !== null,
-  };
+  // A retry charges the declined cycle itself, even when the next cycle fell due while it waited (a weekly
+  // cycle with a 7-day backoff): the next daily run then finds that cycle one behind and charges it.
+  const plan =
+    job.motivo === 'retentativa'
+      ? { cycle: recurrence.proxima_cobranca, skipped: [] }
+      : planCharge(recurrence.proxima_cobranca, job.dataNegocio, recurrence, backbill);
+  return { kind: 'new', plan, clearsRetry: recurrence.proxima_tentativa !== null };
 }
