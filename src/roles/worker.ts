@@ -29,7 +29,7 @@ function periodicRegistrations(boss: PgBoss, deps: TaskDeps): QueueRegistration[
     const task = PERIODIC_TASK_DEFINITIONS[name];
     const handle = async (job: JobWithMetadata<unknown>): Promise<JobResult> => {
       try {
-        const { date, force } = jobBusinessDate(task, deps, job);
+        const { date, force } = await jobBusinessDate(task, deps, job);
         const outcome = await runPeriodicTask(task, deps, {
           date,
           force,

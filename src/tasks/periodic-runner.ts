@@ -31,22 +31,28 @@ export class InvalidPayloadError extends Error {
   }
 }
 
-/** Reads the job's payload; throws InvalidPayloadError (a permanent failure) when it is malformed. */
-export function jobBusinessDate(
+/**
+ * Reads the job's payload; throws InvalidPayloadError (a permanent failure) when it is malformed. A cron-fired
+ * job's date comes from the schedule the scheduler stored (its cron and time zone), not from this worker's
+ * CRON_* settings, which may differ; this worker's own only when no schedule is stored (the task paused since).
+ */
+export async function jobBusinessDate(
   task: PeriodicTask,
   deps: TaskDeps,
   job: Pick<JobWithMetadata<unknown>, 'data' | 'createdOn'>,
-): { date: IsoDate; force: boolean } {
+): Promise<{ date: IsoDate; force: boolean }> {
   const parsed = periodicTaskPayload.safeParse(job.data ?? {});
   if (!parsed.success) {
     throw new InvalidPayloadError(
       `invalid payload for ${task.name}: ${parsed.error.issues.map((i) => `${i.path.join('.') || 'payload'}: ${i.message}`).join('; ')}`,
     );
   }
-  const date =
-    parsed.data.date ??
-    occurrenceBusinessDate(deps.config.cron[task.name], deps.config.timeZone, job.createdOn);
-  return { date, force: parsed.data.force ?? false };
+  const force = parsed.data.force ?? false;
+  if (parsed.data.date !== undefined) return { date: parsed.data.date, force };
+  const stored = await deps.boss.getSchedule(task.name);
+  const cron = stored?.cron ?? deps.config.cron[task.name];
+  const timeZone = stored?.timezone ?? deps.config.timeZone;
+  return { date: occurrenceBusinessDate(cron, timeZone, job.createdOn), force };
 }
 
 export type PeriodicRunRequest = {

@@ -5,7 +5,7 @@ import t from 'tap';
 import { CHARGE_QUEUE, NOTICE_DELIVERY_QUEUE } from '../../src/queue/task-names.ts';
 import { verifySignature } from '../../src/notices/webhook.ts';
 import { chargeRecurrence } from '../../src/tasks/charge/charge-recurrence.ts';
-import { runPeriodicTask, type PeriodicOutcome } from '../../src/tasks/periodic-runner.ts';
+import { jobBusinessDate, runPeriodicTask, type PeriodicOutcome } from '../../src/tasks/periodic-runner.ts';
 import { PERIODIC_TASK_DEFINITIONS } from '../../src/tasks/registry.ts';
 import { registerNoticeWorker } from '../../src/tasks/notices/notice-worker.ts';
 import type { PeriodicTaskName } from '../../src/queue/task-names.ts';
@@ -561,5 +561,26 @@ t.test(
       ),
       [{ novas_em_hold: 0, total_em_hold: 1 }],
     );
+  },
+);
+
+t.test(
+  "a cron-fired job's business date follows the schedule the scheduler stored, not this worker's CRON_*",
+  async (t) => {
+    const h = await createHarness(t); // this worker's processar cron: the default, 0 8 * * *
+    const task = PERIODIC_TASK_DEFINITIONS.processar_recorrencias_do_dia;
+    // Fired at 07:30:03 in São Paulo (10:30:03 UTC) on 03-10.
+    const job = { data: {}, createdOn: new Date('2031-03-10T10:30:03Z') };
+    t.same(
+      await jobBusinessDate(task, h.deps, job),
+      { date: '2031-03-09', force: false },
+      'without a stored schedule: this worker’s cron, whose latest 08:00 was the day before',
+    );
+    await h.boss.schedule(task.name, '30 7 * * *', null, { tz: 'America/Sao_Paulo' });
+    t.same(await jobBusinessDate(task, h.deps, job), { date: '2031-03-10', force: false });
+    t.same(await jobBusinessDate(task, h.deps, { ...job, data: { date: '2031-03-01', force: true } }), {
+      date: '2031-03-01',
+      force: true,
+    });
   },
 );
