@@ -136,11 +136,13 @@ const environmentSchema = z.object({
 
   WORKER_CONCURRENCY: integer(1, 1_000).default(32),
   WORKER_POLL_INTERVAL_SECONDS: z.coerce.number().min(0.5).max(60).default(1),
-  DB_POOL_SIZE: integer(1, 200).default(10),
+  // At least one connection per periodic task (a run holds one for its lock while its queries use another) + 1.
+  DB_POOL_SIZE: integer(5, 200).default(10),
   BOSS_POOL_SIZE: integer(2, 100).default(4),
   JOB_HISTORY_RETENTION_DAYS: integer(1, 3_650).default(14),
   QUEUED_JOB_RETENTION_DAYS: integer(1, 3_650).default(14),
-  SCHEDULER_INTERVAL_SECONDS: integer(1, 60).default(30),
+  // pg-boss refuses a cron monitor interval over 45 s.
+  SCHEDULER_INTERVAL_SECONDS: integer(1, 45).default(30),
 
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   LOG_FORMAT: z.enum(['json', 'pretty']).optional(),

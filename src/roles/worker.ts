@@ -2,7 +2,7 @@
 // per task; hard limit = job expiry, soft limit = warning), the per-charge jobs and notice deliveries. Paused
 // queues (tarefas_pausadas) are not worked until resumed.
 import type { JobResult, JobWithMetadata, PgBoss } from 'pg-boss';
-import type { Config } from '../config.ts';
+import { ConfigError, type Config } from '../config.ts';
 import { createHttpGateway } from '../gateway/http-gateway.ts';
 import type { PaymentGateway } from '../gateway/gateway.ts';
 import type { Running } from '../lifecycle.ts';
@@ -85,6 +85,12 @@ export async function startWorker(
   const { config, log, databaseUrl } = ctx;
   const gateway = options.gateway ?? gatewayFor(config, log.child({ component: 'gateway' }));
   const hooks = armedTestHooks();
+  // They break exactly-once on purpose: a production image (NODE_ENV=production) refuses to run with them.
+  if (hooks.length > 0 && process.env.NODE_ENV === 'production') {
+    throw new ConfigError([
+      `RECORRENCIAS_TEST_CRASH_POINTS/RECORRENCIAS_TEST_MUTANTS: test hooks armed (${hooks.join(', ')}), refused with NODE_ENV=production`,
+    ]);
+  }
   if (hooks.length > 0)
     log.warn(
       { hooks },

@@ -43,7 +43,7 @@ t.test('check warns when Postgres would not grant one more worker its connection
   const { url: limitedUrl } = await createLimitedRole(t, url, 12);
   const roomy = await command(t, ['check', '--json'], {
     DATABASE_URL: limitedUrl,
-    DB_POOL_SIZE: '2',
+    DB_POOL_SIZE: '5',
     BOSS_POOL_SIZE: '2',
   });
   const roomyBudget = (

@@ -49,6 +49,17 @@ t.test(
   },
 );
 
+t.test('a production worker refuses to start with test hooks armed', async (t) => {
+  const worker = startService(t, ['worker'], {
+    DATABASE_URL: 'postgres://postgres@127.0.0.1:1/none',
+    GATEWAY_URL,
+    NODE_ENV: 'production',
+    RECORRENCIAS_TEST_MUTANTS: 'no_fence',
+  });
+  t.equal((await worker.exited).code, 2);
+  t.match(worker.stderr(), /test hooks armed \(mutant:no_fence\), refused with NODE_ENV=production/);
+});
+
 t.test('the admin role refuses to start without a token outside development mode', async (t) => {
   const admin = startService(t, ['admin'], { DATABASE_URL: 'postgres://postgres@127.0.0.1:1/none' });
   t.equal((await admin.exited).code, 2);

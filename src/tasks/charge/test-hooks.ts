@@ -1,5 +1,5 @@
-// Test-only hooks on the charge path, inert unless their environment variable is set (never in production;
-// a worker logs a warning when any is armed):
+// Test-only hooks on the charge path, inert unless their environment variable is set (a worker with
+// NODE_ENV=production refuses to start with any armed; another logs a warning):
 // - RECORRENCIAS_TEST_CRASH_POINTS (e.g. "after_phase1:3,in_phase3:1"): the process kills itself with
 //   SIGKILL the Nth time it reaches the named point, so fault tests reproduce a crash at an exact place;
 // - RECORRENCIAS_TEST_MUTANTS (e.g. "no_fence"): deliberately broken variants of the protocol, so the fault
