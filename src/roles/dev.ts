@@ -32,7 +32,31 @@ function embeddedDataDir(): string {
   return preferred;
 }
 
-export async function runDev(_args: string[]): Promise<number> {
+/**
+ * A database named by DATABASE_URL may be a real one: the fake gateway would record its recurrences as charged
+ * (no money moved) or put them on hold. Without GATEWAY_URL, dev uses it only when told so (--fake-gateway).
+ */
+function refuseFakeGatewayOnNamedDatabase(config: Config, args: string[]): void {
+  const unknown = args.filter((arg) => arg !== '--fake-gateway');
+  if (unknown.length > 0)
+    throw new ConfigError([`unknown option ${unknown.join(' ')} (dev takes --fake-gateway)`]);
+  if (config.databaseUrl === undefined || config.gateway.url !== undefined || args.includes('--fake-gateway'))
+    return;
+  throw new ConfigError([
+    'DATABASE_URL is set and GATEWAY_URL is not: dev would charge that database through the fake gateway. ' +
+      'Set GATEWAY_URL, unset DATABASE_URL (embedded database), or pass --fake-gateway (npm start -- --fake-gateway) ' +
+      'if it is a development database',
+  ]);
+}
+
+/** A database URL for the log: its password masked. */
+function withoutPassword(url: string): string {
+  const parsed = new URL(url);
+  if (parsed.password !== '') parsed.password = '***';
+  return parsed.toString();
+}
+
+export async function runDev(args: string[]): Promise<number> {
   let config;
   try {
     config = loadConfig(
@@ -40,6 +64,7 @@ export async function runDev(_args: string[]): Promise<number> {
       { development: true },
     );
     requireFor(config, ['adminToken']);
+    refuseFakeGatewayOnNamedDatabase(config, args);
   } catch (error) {
     if (error instanceof ConfigError) {
       process.stderr.write(`${error.message}\n`);
@@ -62,7 +87,10 @@ export async function runDev(_args: string[]): Promise<number> {
           embedded = await startEmbeddedPostgres({ dataDir, onLog: (line) => log.debug({ postgres: line }) });
           await embedded.createDatabase('recorrencias');
           databaseUrl = embedded.url('recorrencias');
-          log.info({ databaseUrl, pid: embedded.pid() }, 'embedded PostgreSQL ready');
+          log.info(
+            { databaseUrl: withoutPassword(databaseUrl), pid: embedded.pid() },
+            'embedded PostgreSQL ready',
+          );
         }
         if (config.gateway.url === undefined) {
           fake = await startDevGateway(log);
@@ -72,7 +100,7 @@ export async function runDev(_args: string[]): Promise<number> {
         const all = await startAll({ config: runConfig, log, databaseUrl, signal });
         await runDemo({ config: runConfig, log, databaseUrl, signal });
         log.info(
-          { admin: all.adminUrl, database: databaseUrl },
+          { admin: all.adminUrl, database: withoutPassword(databaseUrl) },
           `recorrencias is running; admin server at ${all.adminUrl} (Ctrl-C stops everything)`,
         );
         const running: Running = {

@@ -49,6 +49,17 @@ t.test(
   },
 );
 
+t.test('dev on a named database needs a real gateway or --fake-gateway', async (t) => {
+  const dev = startService(t, ['dev'], { DATABASE_URL: 'postgres://postgres@127.0.0.1:1/none' });
+  t.equal((await dev.exited).code, 2);
+  t.match(dev.stderr(), /DATABASE_URL is set and GATEWAY_URL is not: dev would charge that database/);
+  const typo = startService(t, ['dev', '--fake-gatway'], {
+    DATABASE_URL: 'postgres://postgres@127.0.0.1:1/none',
+  });
+  t.equal((await typo.exited).code, 2);
+  t.match(typo.stderr(), /unknown option --fake-gatway/);
+});
+
 t.test('a production worker refuses to start with test hooks armed', async (t) => {
   const worker = startService(t, ['worker'], {
     DATABASE_URL: 'postgres://postgres@127.0.0.1:1/none',
