@@ -114,7 +114,10 @@ const environmentSchema = z.object({
   BUSINESS_TIME_ZONE: z
     .string()
     .default('America/Sao_Paulo')
-    .refine(isValidTimeZone, 'not a known IANA time zone'),
+    .refine(isValidTimeZone, 'not a known IANA time zone')
+    // The operators' queries (README, sql/metrics.sql) and the business calendar are São Paulo's: another
+    // zone would make every role's "today" disagree with them (a run at 21:00 would charge tomorrow's cycles).
+    .refine((zone) => zone === 'America/Sao_Paulo', 'must be America/Sao_Paulo (the business calendar)'),
 
   CRON_PROCESSAR_RECORRENCIAS_DO_DIA: cron.default('0 8 * * *'),
   CRON_RETENTAR_COBRANCAS_FALHADAS: cron.default('0 10 * * *'),

@@ -36,6 +36,10 @@ t.test('a seconds field is refused (pg-boss files one job per minute)', async (t
 t.test('an unknown time zone is refused with the variable named', async (t) => {
   const problems = problemsOf(() => loadConfig({ ...base, BUSINESS_TIME_ZONE: 'America/Sao_Pablo' }));
   t.match(problems.join('\n'), /^BUSINESS_TIME_ZONE: not a known IANA time zone/);
+  t.match(
+    problemsOf(() => loadConfig({ ...base, BUSINESS_TIME_ZONE: 'UTC' })).join('\n'),
+    /^BUSINESS_TIME_ZONE: must be America\/Sao_Paulo/,
+  );
 });
 
 t.test('every bad variable is reported at once', async (t) => {
