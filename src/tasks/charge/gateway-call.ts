@@ -10,6 +10,7 @@ import {
   takeGatewaySlot,
   takeGatewaySlots,
 } from '../../db/gateway-slots.ts';
+import { gatewaySlotWaitMs } from '../../config.ts';
 import type { ChargeOutcome, ChargeRequest } from '../../gateway/gateway.ts';
 import type { ChargeDeps, ChargeJob } from './charge-recurrence.ts';
 
@@ -42,7 +43,7 @@ function leaseMs(deps: ChargeDeps): number {
 
 /** Waits (bounded) for a slot of its own, for a charge the batch could not give one to. */
 async function callWithOwnSlot(deps: ChargeDeps, call: GatewayCall): Promise<ChargeOutcome> {
-  const deadline = Date.now() + Math.min(10_000, deps.config.charges.hardLimitSeconds * 300);
+  const deadline = Date.now() + gatewaySlotWaitMs(deps.config.charges.hardLimitSeconds);
   let slot = await takeGatewaySlot(deps.pool, call.job.id, leaseMs(deps));
   while (slot === null) {
     if (Date.now() > deadline || call.job.signal.aborted) return { kind: 'unknown', reason: 'gateway_busy' };
