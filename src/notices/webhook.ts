@@ -35,6 +35,13 @@ export function verifySignature(
 
 export class WebhookError extends Error {}
 
+/** fetch says only "fetch failed": the reason (refused, DNS, TLS) is in its cause, which the row must show. */
+function unreachable(error: unknown): string {
+  const { message, cause } = error as Error & { cause?: { code?: unknown; message?: unknown } };
+  const reason = [cause?.code, cause?.message].filter((part) => typeof part === 'string' && part !== '');
+  return `webhook unreachable: ${message}${reason.length > 0 ? ` (${reason.join(': ')})` : ''}`;
+}
+
 export async function postSignedEvent(
   target: { url: string; secret: string; timeoutMs: number },
   event: { id: string; type: string; payload: object },
@@ -57,7 +64,7 @@ export async function postSignedEvent(
       signal: signal === undefined ? timeout : AbortSignal.any([signal, timeout]),
     });
   } catch (error) {
-    throw new WebhookError(`webhook unreachable: ${(error as Error).message}`, { cause: error });
+    throw new WebhookError(unreachable(error), { cause: error });
   }
   await response.body?.cancel();
   if (!response.ok) throw new WebhookError(`webhook answered HTTP ${response.status}`);
