@@ -114,6 +114,18 @@ export async function findSucceededTaskRun(
     ORDER BY iniciada_em DESC LIMIT 1`);
 }
 
+/** The run of (task, date) recorded as running, if any: who holds its lock (a job, or the command line). */
+export async function findRunningTaskRun(
+  db: CommonQueryMethods,
+  task: string,
+  date: string,
+): Promise<TaskRun | null> {
+  return db.maybeOne(sql.type(TaskRun)`
+    SELECT ${COLUMNS} FROM execucoes_tarefas
+    WHERE tarefa = ${task} AND data_negocio = ${date} AND status = 'executando'
+    ORDER BY iniciada_em DESC LIMIT 1`);
+}
+
 /** Closes runs left 'executando' by a crashed process. Only call while holding the (task, date) lock. */
 export async function markInterruptedTaskRuns(
   db: CommonQueryMethods,

@@ -6,6 +6,7 @@ import type { JobWithMetadata } from 'pg-boss';
 import type { CommonQueryMethods } from 'slonik';
 import type { IsoDate } from '../domain/dates.ts';
 import {
+  findRunningTaskRun,
   findSucceededTaskRun,
   insertTaskRun,
   markInterruptedTaskRuns,
@@ -105,9 +106,11 @@ export async function runPeriodicTask(
 }
 
 export class RunLockHeldError extends Error {
-  constructor(task: string, date: IsoDate, attempt: number) {
+  constructor(task: string, date: IsoDate, attempt: number, holder: 'earlier run' | 'command line') {
     super(
-      `another run of ${task} for ${date} holds its lock while this job retries (attempt ${attempt}): retrying later`,
+      holder === 'command line'
+        ? `a command-line run of ${task} for ${date} holds its lock, and has no retry of its own: this job retries after it`
+        : `another run of ${task} for ${date} holds its lock while this job retries (attempt ${attempt}): retrying later`,
     );
     this.name = 'RunLockHeldError';
   }
@@ -142,9 +145,19 @@ async function runHoldingLock(
       // This job already tried and failed. The run holding the lock may be its own previous attempt, cut off
       // from the database, whose connection the server has not dropped yet: skipping would leave the date
       // unrun, so the job fails and retries later (by then that run has ended, or succeeded).
-      const error = new RunLockHeldError(task.name, date, request.attempt);
+      const error = new RunLockHeldError(task.name, date, request.attempt, 'earlier run');
       log.warn({ attempt: request.attempt }, error.message);
       throw error;
+    }
+    // A job beside a command-line run: if that run fails, nothing retries it, so the job must not count the
+    // date as handled; it retries, and then finds the date done or runs it. Another job's run has retries.
+    if (request.jobId !== null) {
+      const holder = await findRunningTaskRun(deps.pool, task.name, date).catch(couldNotStart);
+      if (holder !== null && holder.job_id === null) {
+        const error = new RunLockHeldError(task.name, date, request.attempt, 'command line');
+        log.warn({ holderRunId: holder.id }, error.message);
+        throw error;
+      }
     }
     log.info('another run for this task and date is in progress: nothing to do');
     return { status: 'skipped', reason: 'run_in_progress', date };

@@ -73,11 +73,12 @@ export function runOn(
   date: string,
   force = false,
   attempt = 1,
+  jobId: string | null = null,
 ): Promise<PeriodicOutcome> {
   return runPeriodicTask(task, deps, {
     date,
     force,
-    jobId: null,
+    jobId,
     attempt,
     signal: new AbortController().signal,
   });

@@ -3,6 +3,7 @@
 // recorded as failed and a new run takes over alone. A connection that ends after the run's work leaves the
 // run's success standing. A job's retry that finds its date's run still locked fails, to retry later. A run
 // that fails before it has its record is logged.
+import { randomUUID } from 'node:crypto';
 import t, { type Test } from 'tap';
 import type { TaskDeps } from '../../src/tasks/task.ts';
 import { capturedLog } from '../helpers/captured-log.ts';
@@ -123,6 +124,36 @@ t.test(
       reason: 'already_succeeded',
     });
     t.equal(gated.state.peakInside, 1);
+  },
+);
+
+t.test(
+  "a job's first attempt beside a command-line run retries after it instead of counting the date as done",
+  async (t) => {
+    const url = await createMigratedDatabase(t);
+    const deps = await runnerDeps(t, url);
+    const gated = gatedTask();
+    t.teardown(() => gated.release());
+    const command = runOn(gated.task, deps, DATE); // jobId null: the command line, which has no retry
+    await gated.firstEntered;
+    await t.rejects(runOn(gated.task, deps, DATE, false, 1, randomUUID()), {
+      name: 'RunLockHeldError',
+      message: /a command-line run of .* holds its lock, and has no retry of its own/,
+    });
+    gated.release();
+    t.match(await command, { status: 'succeeded' });
+
+    // Beside another job's run (which has retries of its own), a first attempt still has nothing to do.
+    const other = gatedTask();
+    t.teardown(() => other.release());
+    const jobRun = runOn(other.task, deps, DATE, true, 1, randomUUID());
+    await other.firstEntered;
+    t.match(await runOn(other.task, deps, DATE, true, 1, randomUUID()), {
+      status: 'skipped',
+      reason: 'run_in_progress',
+    });
+    other.release();
+    t.match(await jobRun, { status: 'succeeded' });
   },
 );
 
