@@ -4,6 +4,7 @@ import pg from 'pg';
 import t, { type Test } from 'tap';
 import { enqueueChargeJobs } from '../../src/tasks/charge/charge-jobs.ts';
 import { chargeJobs, chargeRecurrence, type ChargeResult } from '../../src/tasks/charge/charge-recurrence.ts';
+import { reactivateRecurrence } from '../../src/ops/control.ts';
 import { transitionRecurrence } from '../../src/ops/recurrence-changes.ts';
 import { CHARGE_QUEUE } from '../../src/queue/task-names.ts';
 import { query } from '../helpers/database.ts';
@@ -614,6 +615,39 @@ for (const backbill of [false, true]) {
     },
   );
 }
+
+t.test(
+  'a charge in flight at retomar then declined: after reativar the next run skips the cycles of the pause',
+  async (t) => {
+    const { h, id, jobId } = await chargedWithUnknownOutcome(t, {
+      cartao_token: 'tok_recusa_irreversivel_1',
+    });
+    h.setNow(new Date('2031-03-11T15:00:00Z'));
+    await transitionRecurrence(h.deps, 'checkout', id, 'pausar');
+    h.setNow(new Date('2031-05-20T15:00:00Z'));
+    await transitionRecurrence(h.deps, 'checkout', id, 'retomar');
+    await h.boss.fail(CHARGE_QUEUE, { id: jobId, retryCount: 0 }, {});
+    t.match(await retryJob(h, jobId), { status: 'declined', decision: 'hold' });
+    await query(h.url, `UPDATE checkout_recorrencias SET cartao_token = 'tok_aprova_3' WHERE id = $1`, [id]);
+    await reactivateRecurrence(h.deps, 'operador', id);
+    h.setNow(new Date('2031-05-26T15:00:00Z'));
+    t.match((await chargeOnce(h, id, '2031-05-26')).result, { status: 'skipped', reason: 'not_due' });
+    t.match(await recurrenceState(h.url, id), { status: 'ativo', proxima_cobranca: '2031-06-10' });
+    t.same(
+      await query(
+        h.url,
+        'SELECT ciclo::text, motivo FROM checkout_recorrencia_ciclos_pulados WHERE recorrencia_id = $1 ORDER BY ciclo',
+        [id],
+      ),
+      ['2031-03-10', '2031-04-10', '2031-05-10'].map((ciclo) => ({
+        ciclo,
+        motivo: 'recorrencia pausada: ciclo não cobrado',
+      })),
+    );
+    t.match((await chargeOnce(h, id, '2031-06-10')).result, { status: 'approved', cycle: '2031-06-10' });
+    await assertLedgerAgrees(t, h.url, h.gateway);
+  },
+);
 
 t.test(
   'a recurrence paused while its last cycle is charged ends (concluido): resuming it charges nothing more',

@@ -3,7 +3,12 @@
 // cycle) and create the new attempts with their idempotency keys. Committed before any gateway call; run once
 // more when it collides with an attempt another transaction created while this one waited for a lock.
 import { UniqueIntegrityConstraintViolationError, type DatabaseTransactionConnection } from 'slonik';
-import { insertAttempts, lockChargeCandidates, type NewAttempt } from '../../db/charge-batch.ts';
+import {
+  insertAttempts,
+  lockChargeCandidates,
+  type ChargeCandidate,
+  type NewAttempt,
+} from '../../db/charge-batch.ts';
 import {
   findPendingAttempt,
   insertAttempt,
@@ -11,9 +16,10 @@ import {
   lastAttemptNumber,
   markAttemptSending,
   resolveAttempt,
+  skipPausedCycles,
   type Attempt,
 } from '../../db/cobrancas.ts';
-import { markChargingCycle, type Recurrence } from '../../db/recorrencias.ts';
+import { markChargingCycle, moveNextCharge, type Recurrence } from '../../db/recorrencias.ts';
 import { attemptKey } from '../../domain/identifiers.ts';
 import { decideCharge } from './charge-decision.ts';
 import type { ChargeDeps, ChargeJob } from './charge-recurrence.ts';
@@ -48,6 +54,31 @@ async function resumeAttempt(
   }
   await markAttemptSending(tx, pending.id, job.id);
   return { kind: 'charge', attempt: pending, recurrence, resumed: true };
+}
+
+/**
+ * A recurrence resumed while a charge was in flight, whose cycle then went unpaid (declined, then back to
+ * ativo through reativar), still has its next cycle before the resume. Cycles of the pause are never charged:
+ * it moves to the first cycle on or after the resume's date, the ones in between recorded as skipped (what
+ * the resume does when nothing is in flight). A retry planned for the declined cycle itself goes ahead.
+ */
+async function startAfterPause(
+  tx: DatabaseTransactionConnection,
+  candidate: ChargeCandidate,
+): Promise<ChargeCandidate> {
+  const resumedOn = candidate.cobrar_a_partir_de;
+  if (
+    resumedOn === null ||
+    candidate.proxima_cobranca >= resumedOn ||
+    candidate.status !== 'ativo' ||
+    candidate.tem_pendente ||
+    candidate.proxima_tentativa !== null
+  )
+    return candidate;
+  const next = await skipPausedCycles(tx, candidate, candidate.proxima_cobranca, resumedOn);
+  await moveNextCharge(tx, candidate.id, next);
+  // No attempt was ever made for a cycle after the resume.
+  return { ...candidate, proxima_cobranca: next, ultima_tentativa: 0 };
 }
 
 /** A recurrence several cycles behind: record the skipped cycles, move to the charged one, then the attempt. */
@@ -96,12 +127,13 @@ export async function prepareAttempts(
   const fresh: Array<{ index: number; row: NewAttempt; recurrence: Recurrence }> = [];
   const seen = new Set<number>();
   for (const [index, job] of jobs.entries()) {
-    const candidate = candidates.get(job.data.recorrenciaId) ?? null;
     if (seen.has(job.data.recorrenciaId)) {
       prepared[index] = { kind: 'skip', reason: 'charged_by_another_job_in_batch' };
       continue;
     }
     seen.add(job.data.recorrenciaId);
+    const locked = candidates.get(job.data.recorrenciaId);
+    const candidate = locked === undefined ? null : await startAfterPause(tx, locked);
     let decision = decideCharge(
       candidate,
       candidate?.tem_pendente ?? false,
