@@ -93,12 +93,33 @@ async function checkScheduleChange(
   if (approved !== null && date <= approved) {
     throw conflict(`proxima_cobranca ${date} is on or before cycle ${approved}, already charged`);
   }
+  // The approved cycle paid for the time up to the next charge: an earlier date would charge part of it again.
+  if (approved !== null && date < current.proxima_cobranca) {
+    throw conflict(
+      `proxima_cobranca ${date} is before ${current.proxima_cobranca}, up to which cycle ${approved} is paid`,
+    );
+  }
   if (current.id_legado !== null) {
     const cutover = await findLatestLegacyCutover(tx);
     if (cutover !== null && date < cutover) {
       throw conflict(`proxima_cobranca ${date} is before the cutover ${cutover}: the old system handled it`);
     }
   }
+}
+
+/**
+ * The next date when only the anchor changes: the new anchor in the same month, or, when that is earlier and a
+ * cycle was charged here (it paid for the time up to the current next date), in the month after.
+ */
+async function anchorOnlyDate(
+  tx: DatabaseTransactionConnection,
+  current: Recurrence,
+  anchor: number,
+): Promise<IsoDate> {
+  const sameMonth = anchorInMonthOf(current.proxima_cobranca, anchor);
+  if (sameMonth >= current.proxima_cobranca || (await findLastApprovedCycle(tx, current.id)) === null)
+    return sameMonth;
+  return nextCycle(sameMonth, { periodicidade: 'mensal', dia_ancora: anchor });
 }
 
 /**
@@ -116,7 +137,7 @@ export async function changeRecurrence(deps: OpsDeps, who: string, id: number, p
     }
     const changes: RecurrenceChanges = { ...patch };
     if (patch.dia_ancora !== undefined && patch.proxima_cobranca === undefined && patch.dia_ancora !== null) {
-      changes.proxima_cobranca = anchorInMonthOf(current.proxima_cobranca, patch.dia_ancora);
+      changes.proxima_cobranca = await anchorOnlyDate(tx, current, patch.dia_ancora);
     }
     const changed = diff(current, changes);
     const pending = await findPendingAttempt(tx, id);

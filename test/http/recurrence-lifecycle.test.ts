@@ -338,11 +338,21 @@ t.test(
       'before the charged cycle too',
     );
     t.equal((await patch({ dia_ancora: 6 })).statusCode, 200, 'after it is fine');
+    // Cycle 04-05 paid for the time up to 05-06: no date before it, which would charge part of it again.
+    t.match((await patch({ dia_ancora: 1, proxima_cobranca: '2031-05-01' })).json(), {
+      error: 'conflict',
+      message: /before 2031-05-06, up to which cycle 2031-04-05 is paid/,
+    });
+    t.match(
+      (await patch({ dia_ancora: 1 })).json(),
+      { recorrencia: { dia_ancora: 1, proxima_cobranca: '2031-06-01' } },
+      'only the anchor: the first date on it after the paid time',
+    );
 
     await query(h.url, `UPDATE checkout_recorrencias SET proxima_tentativa = '2031-05-09' WHERE id = $1`, [
       id,
     ]);
-    t.match((await patch({ proxima_cobranca: '2031-06-06' })).json(), {
+    t.match((await patch({ proxima_cobranca: '2031-07-01' })).json(), {
       error: 'conflict',
       message: /retried on 2031-05-09/,
     });
