@@ -132,6 +132,8 @@ export function mapLegacyRow(
   const text = (column: LegacyColumn, max: number, required: boolean): string | null => {
     const value = present(row[column]);
     if (value === null) return required ? fail(column, 'obrigatório') : null;
+    // Postgres cannot store a NUL in text: the whole import would fail on this one line.
+    if (value.includes('\u0000')) return fail(column, 'contém o caractere NUL');
     return value.length > max ? fail(column, `mais de ${max} caracteres`) : value;
   };
 
@@ -159,7 +161,8 @@ export function mapLegacyRow(
     dateText === null || isoDate.safeParse(dateText).success
       ? dateText
       : fail('proxima_cobranca', 'não é uma data AAAA-MM-DD');
-  const dayText = text('dia_cobranca', 2, false);
+  // Ignored for weekly rows (the old system may hold a weekday there, 0 for Monday).
+  const dayText = periodicidade === 'semanal' ? null : text('dia_cobranca', 2, false);
   const day = dayText === null ? null : integer(dayText, 1, 31);
   if (dayText !== null && day === null) fail('dia_cobranca', 'deve ser um dia de 1 a 31');
   const totalText = text('total_parcelas', 9, false);

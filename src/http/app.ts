@@ -16,6 +16,7 @@ import type { DatabasePool } from '../db/pool.ts';
 import type { Logger } from '../log.ts';
 import { registerAuth } from './auth.ts';
 import { registerErrorHandling } from './errors.ts';
+import { refuseNulCharacters } from './no-nul.ts';
 import { dashboardRoutes } from './routes/dashboard.ts';
 import { healthRoutes } from './routes/health.ts';
 import { jobRoutes } from './routes/jobs.ts';
@@ -46,6 +47,7 @@ export async function buildAdminApp(deps: AdminDeps) {
   app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(serializerCompiler);
   registerErrorHandling(app);
+  refuseNulCharacters(app);
   registerAuth(app, deps.config.admin.tokens);
   await app.register(swagger, {
     openapi: {

@@ -88,6 +88,11 @@ t.test('create: incoherent input is refused with the field, and nothing is writt
     ['unknown periodicity', { ...NEW, periodicidade: 'diaria' }, /periodicidade/],
     ['unknown field', { ...NEW, status: 'hold' }, /status|Unrecognized/i],
     ['upper-case brand', { ...NEW, bandeira: 'VISA' }, /bandeira/],
+    [
+      'a NUL character (Postgres cannot store it)',
+      { ...NEW, descricao: 'a\u0000b' },
+      /body\.descricao: must not contain NUL/,
+    ],
   ];
   for (const [name, body, message] of cases) {
     const response = await create(h, body);
@@ -99,6 +104,13 @@ t.test('create: incoherent input is refused with the field, and nothing is writt
     'anchor 31 on a 30-day month',
   );
   t.equal(await count(h), 1);
+  const listed = await h.app.inject({
+    method: 'GET',
+    url: '/recorrencias?vendedor_id=%00',
+    headers: checkout,
+  });
+  t.equal(listed.statusCode, 400, 'a NUL in the query string');
+  t.match(listed.json(), { message: /querystring\.vendedor_id: must not contain NUL/ });
 });
 
 t.test(

@@ -50,6 +50,16 @@ t.test('a valid row maps to our columns', async (t) => {
     value: { periodicidade: 'semanal', dia_ancora: null },
   });
   t.match(
+    mapLegacyRow({ ...ROW, periodicidade: 'weekly', dia_cobranca: '0' }, null),
+    { ok: true, value: { periodicidade: 'semanal', dia_ancora: null } },
+    'a weekday 0 (Monday) on a weekly row is ignored too',
+  );
+  t.match(
+    mapLegacyRow({ ...ROW, descricao: 'a\u0000b' }, null),
+    { ok: false, problems: [{ coluna: 'descricao', motivo: 'contém o caractere NUL' }] },
+    'a NUL is refused on its line, not by the database for the whole import',
+  );
+  t.match(
     mapLegacyRow({ ...ROW, dia_cobranca: '\\N', proxima_cobranca: '2031-03-15' }, null),
     { value: { dia_ancora: 15 } },
     'anchor from the date',
