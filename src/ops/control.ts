@@ -4,6 +4,7 @@
 import { randomUUID } from 'node:crypto';
 import { deletePause, extendQueuedRetention, insertAudit, insertPause } from '../db/pauses.ts';
 import { findJob } from '../db/jobs.ts';
+import { insertChangeHistory } from '../db/recorrencias-gestao.ts';
 import { lockRecurrence, reactivateFromHold } from '../db/recorrencias.ts';
 import { findSucceededTaskRun, type TaskRun } from '../db/task-runs.ts';
 import { businessDate, type IsoDate } from '../domain/dates.ts';
@@ -171,6 +172,11 @@ export async function reactivateRecurrence(
         },
       );
     }
+    // In the recurrence's history too: the checkout reads it, and an import does not overwrite a recurrence
+    // changed here.
+    await insertChangeHistory(tx, id, who, [
+      { campo: 'status', valor_anterior: 'hold', valor_novo: 'ativo' },
+    ]);
     await insertAudit(tx, {
       who,
       action: 'reactivate',

@@ -391,6 +391,12 @@ t.test('reactivate only from hold; the recurrence view masks the card token', as
     ),
     [{ status: 'ativo', falhas_consecutivas: 0, motivo_hold: null }],
   );
+  const detail = await h.app.inject({ url: `/recorrencias/${held}`, headers: reader });
+  t.match(
+    detail.json(),
+    { alteracoes: [{ campo: 'status', valor_anterior: 'hold', valor_novo: 'ativo' }] },
+    'in the recurrence history, beside the audit',
+  );
   const conflict = await h.app.inject({
     method: 'POST',
     url: `/recorrencias/${active}/reativar`,
