@@ -31,8 +31,8 @@ export type SellerHolds = z.infer<typeof SellerHolds>;
 
 /**
  * A hold's `hold_em` is its transaction's start, and that transaction may commit after a notice has read the
- * holds and moved the cut-off past it: holds this much before the previous cut-off that the previous notice
- * did not list count as new too. Far more than a charge transaction can last (its statements time out at 60 s).
+ * holds and moved the cut-off past it: holds this much before the previous cut-off that no earlier notice
+ * listed count as new too. Far more than a charge transaction can last (its statements time out at 60 s).
  */
 const LATE_COMMIT_MARGIN = sql.fragment`interval '10 minutes'`;
 
@@ -49,11 +49,16 @@ export async function findSellerHolds(
   const result = await db.query(sql.type(SellerHolds)`
     WITH anterior AS (
       -- One index lookup per seller with holds, not a pass over every seller's notice history.
-      SELECT v.vendedor_id, ultimo.corte_em, ultimo.listadas
+      SELECT v.vendedor_id, ultimo.corte_em,
+        -- Listed by any earlier notice whose cut-off is within the margin: a day without new holds keeps the
+        -- cut-off and lists nothing, and the holds listed before it must not count as new the day after.
+        ARRAY(SELECT (e->>'id')::bigint
+              FROM avisos_vendedores p CROSS JOIN LATERAL jsonb_array_elements(p.conteudo->'novas') e
+              WHERE p.vendedor_id = v.vendedor_id AND p.data_negocio < ${date}::date
+                AND p.corte_em > ultimo.corte_em - ${LATE_COMMIT_MARGIN}) AS listadas
       FROM (SELECT DISTINCT vendedor_id FROM checkout_recorrencias WHERE status = 'hold') v
       CROSS JOIN LATERAL (
-        SELECT a.corte_em,
-          ARRAY(SELECT (e->>'id')::bigint FROM jsonb_array_elements(a.conteudo->'novas') e) AS listadas
+        SELECT a.corte_em
         FROM avisos_vendedores a
         WHERE a.vendedor_id = v.vendedor_id AND a.data_negocio < ${date}::date
         ORDER BY a.data_negocio DESC LIMIT 1

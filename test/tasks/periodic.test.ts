@@ -323,6 +323,16 @@ t.test(
       { data_negocio: DAY, ids: [early] },
       { data_negocio: '2031-03-11', ids: [late] },
     ]);
+    // Days without new holds keep the cut-off: a hold listed days ago is not new again.
+    for (const date of ['2031-03-12', '2031-03-13', '2031-03-14'])
+      await run(h, 'notificar_recorrencias_hold', date);
+    t.same(
+      await query(
+        h.url,
+        `SELECT data_negocio::text, novas_em_hold FROM avisos_vendedores WHERE data_negocio > '2031-03-11' ORDER BY 1`,
+      ),
+      ['2031-03-12', '2031-03-13', '2031-03-14'].map((date) => ({ data_negocio: date, novas_em_hold: 0 })),
+    );
   },
 );
 
