@@ -1,4 +1,4 @@
-// Writes imported recurrences in bulk (one statement per batch, arrays through unnest), keyed by the old
+// Writes imported recurrences in bulk (one upsert per batch, arrays through unnest), keyed by the old
 // system's id: new ids are inserted, changed ones updated, identical ones left alone. A recurrence the new
 // service has already charged or changed is never overwritten by an import, nor is one it archived brought
 // back (both are counted as protected).
@@ -40,12 +40,21 @@ function tuple(alias: string) {
 const OWNED = sql.fragment`(EXISTS (SELECT 1 FROM checkout_recorrencia_cobrancas c WHERE c.recorrencia_id = e.id)
   OR EXISTS (SELECT 1 FROM checkout_recorrencias_alteracoes a WHERE a.recorrencia_id = e.id))`;
 
-/** Upserts one batch (ids must be distinct within it). Must run inside the import's transaction. */
+/**
+ * Upserts one batch (ids must be distinct within it). Must run inside the import's transaction. The batch's
+ * existing recurrences are locked first, in id order (the charge phases and the API take the same locks), by
+ * a statement of their own: the upsert then starts after whatever held them committed, and its ownership
+ * check sees an attempt or a change made meanwhile (checked in the same statement as the write, a charge
+ * committed while it waited for a row would be overwritten). The locks are held until the import commits.
+ */
 export async function upsertImportedBatch(
   tx: CommonQueryMethods,
   rows: readonly ImportedRecurrence[],
 ): Promise<BatchCounts> {
   const column = <K extends keyof ImportedRecurrence>(key: K) => rows.map((row) => row[key]);
+  await tx.query(sql.unsafe`
+    SELECT id FROM checkout_recorrencias WHERE id_legado = ANY(${sql.array(column('id_legado'), 'text')})
+    ORDER BY id FOR UPDATE`);
   return tx.one(sql.type(
     z.object({ inseridas: z.number(), atualizadas: z.number(), protegidas: z.number() }),
   )`

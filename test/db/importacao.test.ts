@@ -1,9 +1,11 @@
 // The import's bulk upsert on its own: an old id already archived here is protected, never inserted again.
+import pg from 'pg';
 import t from 'tap';
 import { createDbPool } from '../../src/db/pool.ts';
 import { upsertImportedBatch } from '../../src/db/importacao.ts';
 import type { ImportedRecurrence } from '../../src/domain/legacy-import.ts';
 import { createMigratedDatabase, query } from '../helpers/database.ts';
+import { eventually } from '../helpers/processes.ts';
 
 const row = (id: string): ImportedRecurrence => ({
   id_legado: id,
@@ -40,3 +42,42 @@ t.test('an archived old id is protected: the import does not bring the recurrenc
     { id_legado: 'L-2' },
   ]);
 });
+
+t.test(
+  'a recurrence charged here while the import waited for it is protected, not overwritten',
+  async (t) => {
+    const url = await createMigratedDatabase(t);
+    const pool = await createDbPool(url, { maxConnections: 2, applicationName: 'test' });
+    t.teardown(() => pool.end());
+    await pool.transaction((tx) => upsertImportedBatch(tx, [row('L-1')]));
+    // A charge's phase 1 holds the recurrence and creates its attempt (it commits while the import waits).
+    const charge = new pg.Client({ connectionString: url });
+    await charge.connect();
+    t.teardown(() => charge.end());
+    await charge.query('BEGIN');
+    await charge.query(`SELECT 1 FROM checkout_recorrencias WHERE id_legado = 'L-1' FOR UPDATE`);
+    await charge.query(
+      `INSERT INTO checkout_recorrencia_cobrancas (recorrencia_id, ciclo, tentativa, chave_idempotencia, valor_centavos,
+         moeda, cartao_token, data_negocio)
+       SELECT id, proxima_cobranca, 1, 'k-1', valor_centavos, moeda, cartao_token, proxima_cobranca
+       FROM checkout_recorrencias WHERE id_legado = 'L-1'`,
+    );
+    // The re-export moved the old system's next date: an overwrite would make the charged cycle due again.
+    const importing = pool.transaction((tx) =>
+      upsertImportedBatch(tx, [{ ...row('L-1'), proxima_cobranca: '2031-02-10' }]),
+    );
+    await eventually(async () => {
+      const [waiting] = await query<{ n: number }>(
+        url,
+        `SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'`,
+      );
+      return waiting !== undefined && waiting.n > 0 ? true : undefined;
+    });
+    await charge.query('COMMIT');
+    t.same(await importing, { inseridas: 0, atualizadas: 0, protegidas: 1 });
+    t.same(
+      await query(url, `SELECT proxima_cobranca::text FROM checkout_recorrencias WHERE id_legado = 'L-1'`),
+      [{ proxima_cobranca: '2031-03-10' }],
+    );
+  },
+);
