@@ -4,7 +4,9 @@
 import { randomUUID } from 'node:crypto';
 import { deletePause, extendQueuedRetention, insertAudit, insertPause } from '../db/pauses.ts';
 import { findJob } from '../db/jobs.ts';
+import { listAttemptsOf } from '../db/cobrancas.ts';
 import { insertChangeHistory } from '../db/recorrencias-gestao.ts';
+import { isIrreversibleDecline } from '../gateway/decline-codes.ts';
 import { lockRecurrence, reactivateFromHold } from '../db/recorrencias.ts';
 import { findSucceededTaskRun, type TaskRun } from '../db/task-runs.ts';
 import { businessDate, type IsoDate } from '../domain/dates.ts';
@@ -155,14 +157,33 @@ export async function retryJob(
   return { jobId: id, queue: job.queue, action: 'retried' };
 }
 
+/**
+ * Takes a recurrence off hold. Not when the hold followed an irreversible decline of the card it still has
+ * (the brands forbid sending that card again: the checkout must change it first), unless `force`.
+ */
 export async function reactivateRecurrence(
   deps: OpsDeps,
   who: string,
   id: number,
+  options: { force: boolean } = { force: false },
 ): Promise<{ id: number; status: 'ativo' }> {
   await deps.pool.transaction(async (tx) => {
     const recurrence = await lockRecurrence(tx, id);
     if (recurrence === null) throw new AppError('NOT_FOUND', `no recurrence ${id}`);
+    const last = (await listAttemptsOf(tx, id)).at(-1);
+    if (
+      !options.force &&
+      recurrence.status === 'hold' &&
+      last?.status === 'recusada' &&
+      isIrreversibleDecline({ code: last.codigo_recusa ?? '', reversible: last.recusa_reversivel ?? true }) &&
+      last.cartao_token === recurrence.cartao_token
+    ) {
+      throw new AppError(
+        'CONFLICT',
+        `recurrence ${id} was held after an irreversible decline (code ${last.codigo_recusa ?? '?'}) of the card it still has: change the card first (PATCH cartao_token), or send {"force": true}`,
+        { details: { status: recurrence.status, codigo_recusa: last.codigo_recusa } },
+      );
+    }
     if (!(await reactivateFromHold(tx, id))) {
       throw new AppError(
         'CONFLICT',
@@ -181,7 +202,7 @@ export async function reactivateRecurrence(
       who,
       action: 'reactivate',
       target: `recorrencia:${id}`,
-      details: { motivo_hold: recurrence.motivo_hold },
+      details: { motivo_hold: recurrence.motivo_hold, force: options.force },
     });
   });
   deps.log.info({ recorrenciaId: id, by: who }, 'recurrence taken off hold');

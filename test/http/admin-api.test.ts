@@ -372,6 +372,46 @@ t.test('retry a failed job and send a dead-lettered charge back to its queue', a
   );
 });
 
+t.test('reactivate refuses a hold after an irreversible decline of the card it still has', async (t) => {
+  const h = await createAdminHarness(t);
+  const heldAfter41 = async (token: string) => {
+    const id = await insertRecurrence(h.pool, {
+      proxima_cobranca: '2031-03-10',
+      status: 'hold',
+      cartao_token: token,
+    });
+    await query(
+      h.url,
+      `INSERT INTO checkout_recorrencia_cobrancas (recorrencia_id, ciclo, tentativa, chave_idempotencia, status,
+         valor_centavos, moeda, cartao_token, data_negocio, codigo_recusa, recusa_reversivel, resolvida_em)
+       VALUES ($1, '2031-03-10', 1, $2, 'recusada', 4990, 'BRL', $3, '2031-03-10', '41', false, now())`,
+      [id, `k-${token}`, token],
+    );
+    return id;
+  };
+  const reactivate = (id: number, payload?: object) =>
+    h.app.inject({
+      method: 'POST',
+      url: `/recorrencias/${id}/reativar`,
+      headers: operator,
+      ...(payload === undefined ? {} : { payload }),
+    });
+  const held = await heldAfter41('tok_recusa_irreversivel_1');
+  const refused = await reactivate(held);
+  t.equal(refused.statusCode, 409);
+  t.match(refused.json(), {
+    codigo_recusa: '41',
+    message: /irreversible decline \(code 41\) of the card it still has: change the card first/,
+  });
+  await query(h.url, `UPDATE checkout_recorrencias SET cartao_token = 'tok_aprova_novo' WHERE id = $1`, [
+    held,
+  ]);
+  t.equal((await reactivate(held)).statusCode, 200, 'a new card: reactivated');
+  const forced = await heldAfter41('tok_recusa_irreversivel_2');
+  t.equal((await reactivate(forced, { force: true })).statusCode, 200, 'force: the operator decides');
+  t.equal((await reactivate(forced, { forca: true })).statusCode, 400, 'an unknown field is refused');
+});
+
 t.test('reactivate only from hold; the recurrence view masks the card token', async (t) => {
   const h = await createAdminHarness(t);
   const held = await insertRecurrence(h.pool, {

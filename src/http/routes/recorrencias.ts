@@ -8,7 +8,7 @@ import { reactivateRecurrence } from '../../ops/control.ts';
 import { recurrenceDetail } from '../../ops/recurrences.ts';
 import type { AdminDeps } from '../app.ts';
 import { actor } from '../auth.ts';
-import { noBody, recurrenceId } from '../schemas.ts';
+import { recurrenceId } from '../schemas.ts';
 
 export function recurrenceRoutes(deps: AdminDeps): FastifyPluginAsyncZod {
   return async (app) => {
@@ -46,12 +46,16 @@ export function recurrenceRoutes(deps: AdminDeps): FastifyPluginAsyncZod {
         config: { access: 'operator' },
         schema: {
           tags: ['recorrencias'],
-          summary: 'Take a recurrence off hold (only from hold; 409 otherwise)',
+          summary:
+            'Take a recurrence off hold (only from hold; 409 otherwise, and after an irreversible decline of its current card unless force)',
           params: recurrenceId,
-          body: noBody,
+          body: z.object({ force: z.boolean().optional() }).strict().nullish(),
         },
       },
-      async (request) => reactivateRecurrence(deps, actor(request), request.params.id),
+      async (request) =>
+        reactivateRecurrence(deps, actor(request), request.params.id, {
+          force: request.body?.force ?? false,
+        }),
     );
   };
 }
