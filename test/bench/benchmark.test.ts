@@ -14,7 +14,7 @@ t.test('a 400-recurrence morning is charged exactly once and measured', async (t
     declineRate: 0.1,
     workers: 2,
     concurrency: 8,
-    dbPool: 4,
+    dbPool: 5,
     bossPool: 2,
     gatewayCap: 0,
     date: '2031-06-02',
