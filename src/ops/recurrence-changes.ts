@@ -93,11 +93,10 @@ async function checkScheduleChange(
   if (approved !== null && date <= approved) {
     throw conflict(`proxima_cobranca ${date} is on or before cycle ${approved}, already charged`);
   }
-  // The approved cycle paid for the time up to the next charge: an earlier date would charge part of it again.
-  if (approved !== null && date < current.proxima_cobranca) {
-    throw conflict(
-      `proxima_cobranca ${date} is before ${current.proxima_cobranca}, up to which cycle ${approved} is paid`,
-    );
+  // The approved cycle paid for the time up to its next cycle: an earlier date would charge part of it again.
+  const paidUntil = approved === null ? null : nextCycle(approved, current);
+  if (paidUntil !== null && date < paidUntil) {
+    throw conflict(`proxima_cobranca ${date} is before ${paidUntil}, up to which cycle ${approved} is paid`);
   }
   if (current.id_legado !== null) {
     const cutover = await findLatestLegacyCutover(tx);
@@ -108,8 +107,8 @@ async function checkScheduleChange(
 }
 
 /**
- * The next date when only the anchor changes: the new anchor in the same month, or, when that is earlier and a
- * cycle was charged here (it paid for the time up to the current next date), in the month after.
+ * The next date when only the anchor changes: the new anchor in the month of the current next date, or in the
+ * month after when that falls before the time the last approved cycle paid for (up to its next cycle).
  */
 async function anchorOnlyDate(
   tx: DatabaseTransactionConnection,
@@ -117,15 +116,15 @@ async function anchorOnlyDate(
   anchor: number,
 ): Promise<IsoDate> {
   const sameMonth = anchorInMonthOf(current.proxima_cobranca, anchor);
-  if (sameMonth >= current.proxima_cobranca || (await findLastApprovedCycle(tx, current.id)) === null)
-    return sameMonth;
+  const approved = await findLastApprovedCycle(tx, current.id);
+  if (approved === null || sameMonth >= nextCycle(approved, current)) return sameMonth;
   return nextCycle(sameMonth, { periodicidade: 'mensal', dia_ancora: anchor });
 }
 
 /**
  * Applies a PATCH. Amount, card and description apply from the next attempt (an attempt in flight keeps its
  * own); the schedule (anchor, next date) only when no attempt or retry is under way. Only the anchor given:
- * the next date moves to the new anchor in the same month.
+ * see anchorOnlyDate.
  */
 export async function changeRecurrence(deps: OpsDeps, who: string, id: number, patch: RecurrenceChanges) {
   const result = await deps.pool.transaction(async (tx) => {

@@ -350,7 +350,7 @@ t.test(
       'before the charged cycle too',
     );
     t.equal((await patch({ dia_ancora: 6 })).statusCode, 200, 'after it is fine');
-    // Cycle 04-05 paid for the time up to 05-06: no date before it, which would charge part of it again.
+    // Cycle 04-05 (anchor 5, then) paid for the time up to 05-06 with anchor 6: no date before it.
     t.match((await patch({ dia_ancora: 1, proxima_cobranca: '2031-05-01' })).json(), {
       error: 'conflict',
       message: /before 2031-05-06, up to which cycle 2031-04-05 is paid/,
@@ -360,6 +360,11 @@ t.test(
       { recorrencia: { dia_ancora: 1, proxima_cobranca: '2031-06-01' } },
       'only the anchor: the first date on it after the paid time',
     );
+    // A postponement can be undone: the paid time ends at the approved cycle's next one, not at the current date.
+    t.equal((await patch({ proxima_cobranca: '2031-09-01' })).statusCode, 200);
+    t.match((await patch({ proxima_cobranca: '2031-08-01' })).json(), {
+      recorrencia: { proxima_cobranca: '2031-08-01' },
+    });
 
     await query(h.url, `UPDATE checkout_recorrencias SET proxima_tentativa = '2031-05-09' WHERE id = $1`, [
       id,
