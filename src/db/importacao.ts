@@ -41,20 +41,32 @@ const OWNED = sql.fragment`(EXISTS (SELECT 1 FROM checkout_recorrencia_cobrancas
   OR EXISTS (SELECT 1 FROM checkout_recorrencias_alteracoes a WHERE a.recorrencia_id = e.id))`;
 
 /**
- * Upserts one batch (ids must be distinct within it). Must run inside the import's transaction. The batch's
- * existing recurrences are locked first, in id order (the charge phases and the API take the same locks), by
- * a statement of their own: the upsert then starts after whatever held them committed, and its ownership
- * check sees an attempt or a change made meanwhile (checked in the same statement as the write, a charge
- * committed while it waited for a row would be overwritten). The locks are held until the import commits.
+ * Locks, for the rest of the import's transaction, the existing recurrences the import may overwrite (not
+ * owned by this service: ownership never goes away, so owned ones are never written), all at once and in id
+ * order, as the charge phases and the API lock (no deadlock with them). Their charges wait for the import to
+ * commit. Without it the upsert's ownership check would read its statement's snapshot while ON CONFLICT DO
+ * UPDATE waits for a row and then writes its latest version: a charge committed meanwhile would be
+ * overwritten. After it, each upsert starts after whatever held those rows committed, and sees it.
+ */
+export async function lockOverwritableRecurrences(
+  tx: CommonQueryMethods,
+  ids: readonly string[],
+): Promise<void> {
+  await tx.query(sql.unsafe`
+    SELECT e.id FROM checkout_recorrencias e
+    WHERE e.id_legado = ANY(${sql.array([...ids], 'text')}) AND NOT ${OWNED}
+    ORDER BY e.id FOR UPDATE OF e`);
+}
+
+/**
+ * Upserts one batch (ids must be distinct within it). Must run inside the import's transaction, after
+ * lockOverwritableRecurrences.
  */
 export async function upsertImportedBatch(
   tx: CommonQueryMethods,
   rows: readonly ImportedRecurrence[],
 ): Promise<BatchCounts> {
   const column = <K extends keyof ImportedRecurrence>(key: K) => rows.map((row) => row[key]);
-  await tx.query(sql.unsafe`
-    SELECT id FROM checkout_recorrencias WHERE id_legado = ANY(${sql.array(column('id_legado'), 'text')})
-    ORDER BY id FOR UPDATE`);
   return tx.one(sql.type(
     z.object({ inseridas: z.number(), atualizadas: z.number(), protegidas: z.number() }),
   )`

@@ -4,7 +4,12 @@
 // A dry run does the same work and rolls it back, so its counts are exactly what the import would do.
 import { readFile } from 'node:fs/promises';
 import { basename, extname } from 'node:path';
-import { insertImportRun, lockImports, upsertImportedBatch } from '../db/importacao.ts';
+import {
+  insertImportRun,
+  lockImports,
+  lockOverwritableRecurrences,
+  upsertImportedBatch,
+} from '../db/importacao.ts';
 import { insertAudit } from '../db/pauses.ts';
 import { parseCsv, CsvSyntaxError } from '../domain/csv.ts';
 import { businessDate, type IsoDate } from '../domain/dates.ts';
@@ -169,6 +174,10 @@ export async function importLegacyExport(deps: OpsDeps, who: string, options: Im
   try {
     await deps.pool.transaction(async (tx) => {
       await lockImports(tx);
+      await lockOverwritableRecurrences(
+        tx,
+        rows.map((row) => row.id_legado),
+      );
       for (let start = 0; start < rows.length; start += BATCH_SIZE) {
         const counts = await upsertImportedBatch(tx, rows.slice(start, start + BATCH_SIZE));
         totals.inseridas += counts.inseridas;

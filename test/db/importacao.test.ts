@@ -2,7 +2,7 @@
 import pg from 'pg';
 import t from 'tap';
 import { createDbPool } from '../../src/db/pool.ts';
-import { upsertImportedBatch } from '../../src/db/importacao.ts';
+import { lockOverwritableRecurrences, upsertImportedBatch } from '../../src/db/importacao.ts';
 import type { ImportedRecurrence } from '../../src/domain/legacy-import.ts';
 import { createMigratedDatabase, query } from '../helpers/database.ts';
 import { eventually } from '../helpers/processes.ts';
@@ -63,9 +63,10 @@ t.test(
        FROM checkout_recorrencias WHERE id_legado = 'L-1'`,
     );
     // The re-export moved the old system's next date: an overwrite would make the charged cycle due again.
-    const importing = pool.transaction((tx) =>
-      upsertImportedBatch(tx, [{ ...row('L-1'), proxima_cobranca: '2031-02-10' }]),
-    );
+    const importing = pool.transaction(async (tx) => {
+      await lockOverwritableRecurrences(tx, ['L-1']);
+      return upsertImportedBatch(tx, [{ ...row('L-1'), proxima_cobranca: '2031-02-10' }]);
+    });
     await eventually(async () => {
       const [waiting] = await query<{ n: number }>(
         url,
