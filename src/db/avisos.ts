@@ -48,7 +48,8 @@ export async function findSellerHolds(
 ): Promise<readonly SellerHolds[]> {
   const result = await db.query(sql.type(SellerHolds)`
     WITH anterior AS (
-      -- One index lookup per seller with holds, not a pass over every seller's notice history.
+      -- Index lookups per seller with holds (the latest notice; the few within the margin, on
+      -- avisos_vendedores_vendedor_corte_idx), not a pass over every seller's notice history.
       SELECT v.vendedor_id, ultimo.corte_em,
         -- Listed by any earlier notice whose cut-off is within the margin: a day without new holds keeps the
         -- cut-off and lists nothing, and the holds listed before it must not count as new the day after.
