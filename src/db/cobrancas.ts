@@ -147,6 +147,13 @@ export async function skipPausedCycles(
   return next;
 }
 
+/** The recurrence's latest attempt (highest cycle, then attempt number), or null. */
+export async function findLastAttempt(db: CommonQueryMethods, recurrenceId: number): Promise<Attempt | null> {
+  return db.maybeOne(sql.type(Attempt)`
+    SELECT ${ATTEMPT_COLUMNS} FROM checkout_recorrencia_cobrancas WHERE recorrencia_id = ${recurrenceId}
+    ORDER BY ciclo DESC, tentativa DESC LIMIT 1`);
+}
+
 /** Every attempt of a recurrence, oldest first. */
 export async function listAttemptsOf(
   db: CommonQueryMethods,

@@ -151,6 +151,17 @@ export async function listChangeHistory(
   return result.rows;
 }
 
+/** Whether the recurrence was changed through the API (or reactivated) after `since`. */
+export async function changedSince(
+  db: CommonQueryMethods,
+  recurrenceId: number,
+  since: Date,
+): Promise<boolean> {
+  return db.oneFirst(sql.type(z.object({ changed: z.boolean() }))`
+    SELECT EXISTS (SELECT 1 FROM checkout_recorrencias_alteracoes
+      WHERE recorrencia_id = ${recurrenceId} AND em > ${sql.timestamp(since)}) AS changed`);
+}
+
 /** The latest cycle of the recurrence approved here, or null. */
 export async function findLastApprovedCycle(
   db: CommonQueryMethods,

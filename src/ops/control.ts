@@ -4,8 +4,8 @@
 import { randomUUID } from 'node:crypto';
 import { deletePause, extendQueuedRetention, insertAudit, insertPause } from '../db/pauses.ts';
 import { findJob } from '../db/jobs.ts';
-import { listAttemptsOf } from '../db/cobrancas.ts';
-import { insertChangeHistory } from '../db/recorrencias-gestao.ts';
+import { findLastAttempt } from '../db/cobrancas.ts';
+import { changedSince, insertChangeHistory } from '../db/recorrencias-gestao.ts';
 import { isIrreversibleDecline } from '../gateway/decline-codes.ts';
 import { lockRecurrence, reactivateFromHold } from '../db/recorrencias.ts';
 import { findSucceededTaskRun, type TaskRun } from '../db/task-runs.ts';
@@ -159,7 +159,8 @@ export async function retryJob(
 
 /**
  * Takes a recurrence off hold. Not when the hold followed an irreversible decline of the card it still has
- * (the brands forbid sending that card again: the checkout must change it first), unless `force`.
+ * and nothing changed since (the brands forbid sending that card again: the checkout changes the card, or
+ * what the code was about, such as the amount), unless `force`.
  */
 export async function reactivateRecurrence(
   deps: OpsDeps,
@@ -170,17 +171,18 @@ export async function reactivateRecurrence(
   await deps.pool.transaction(async (tx) => {
     const recurrence = await lockRecurrence(tx, id);
     if (recurrence === null) throw new AppError('NOT_FOUND', `no recurrence ${id}`);
-    const last = (await listAttemptsOf(tx, id)).at(-1);
+    const last = await findLastAttempt(tx, id);
     if (
       !options.force &&
       recurrence.status === 'hold' &&
       last?.status === 'recusada' &&
       isIrreversibleDecline({ code: last.codigo_recusa ?? '', reversible: last.recusa_reversivel ?? true }) &&
-      last.cartao_token === recurrence.cartao_token
+      last.cartao_token === recurrence.cartao_token &&
+      !(await changedSince(tx, id, last.resolvida_em ?? last.criado_em))
     ) {
       throw new AppError(
         'CONFLICT',
-        `recurrence ${id} was held after an irreversible decline (code ${last.codigo_recusa ?? '?'}) of the card it still has: change the card first (PATCH cartao_token), or send {"force": true}`,
+        `recurrence ${id} was held after an irreversible decline (code ${last.codigo_recusa ?? '?'}) of the card it still has: change the card (or what the code was about) first, or send {"force": true}`,
         { details: { status: recurrence.status, codigo_recusa: last.codigo_recusa } },
       );
     }

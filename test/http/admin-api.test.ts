@@ -401,12 +401,21 @@ t.test('reactivate refuses a hold after an irreversible decline of the card it s
   t.equal(refused.statusCode, 409);
   t.match(refused.json(), {
     codigo_recusa: '41',
-    message: /irreversible decline \(code 41\) of the card it still has: change the card first/,
+    message:
+      /irreversible decline \(code 41\) of the card it still has: change the card \(or what the code was about\) first/,
   });
   await query(h.url, `UPDATE checkout_recorrencias SET cartao_token = 'tok_aprova_novo' WHERE id = $1`, [
     held,
   ]);
   t.equal((await reactivate(held)).statusCode, 200, 'a new card: reactivated');
+  const amended = await heldAfter41('tok_recusa_irreversivel_3');
+  await query(
+    h.url,
+    `INSERT INTO checkout_recorrencias_alteracoes (recorrencia_id, quem, campo, valor_anterior, valor_novo)
+     VALUES ($1, 'checkout', 'valor_centavos', '4990', '5990')`,
+    [amended],
+  );
+  t.equal((await reactivate(amended)).statusCode, 200, 'changed through the API since the decline');
   const forced = await heldAfter41('tok_recusa_irreversivel_2');
   t.equal((await reactivate(forced, { force: true })).statusCode, 200, 'force: the operator decides');
   t.equal((await reactivate(forced, { forca: true })).statusCode, 400, 'an unknown field is refused');
