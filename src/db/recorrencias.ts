@@ -105,18 +105,12 @@ export async function findChargeablePage(
   return result.rows;
 }
 
-/** Moves the unpaid cycle forward to the one being charged now, after recording the skipped ones. */
-export async function markChargingCycle(tx: CommonQueryMethods, id: number, cycle: IsoDate): Promise<void> {
+/** Moves the unpaid cycle forward (dropping a planned retry); the caller records the cycles it skips. */
+export async function moveNextCharge(tx: CommonQueryMethods, id: number, cycle: IsoDate): Promise<void> {
   await tx.query(sql.unsafe`
     UPDATE checkout_recorrencias
     SET proxima_cobranca = ${cycle}::date, proxima_tentativa = NULL, atualizado_em = now()
     WHERE id = ${id}`);
-}
-
-/** Moves the next cycle to charge (the caller records what it skips). */
-export async function moveNextCharge(tx: CommonQueryMethods, id: number, date: IsoDate): Promise<void> {
-  await tx.query(sql.unsafe`
-    UPDATE checkout_recorrencias SET proxima_cobranca = ${date}::date, atualizado_em = now() WHERE id = ${id}`);
 }
 
 /** After a decline that ends the retries, or a rejected request: the recurrence waits for an operator. */

@@ -4,10 +4,6 @@
 import { randomUUID } from 'node:crypto';
 import { deletePause, extendQueuedRetention, insertAudit, insertPause } from '../db/pauses.ts';
 import { findJob } from '../db/jobs.ts';
-import { findLastAttempt } from '../db/cobrancas.ts';
-import { changedSince, insertChangeHistory } from '../db/recorrencias-gestao.ts';
-import { isIrreversibleDecline } from '../gateway/decline-codes.ts';
-import { lockRecurrence, reactivateFromHold } from '../db/recorrencias.ts';
 import { findSucceededTaskRun, type TaskRun } from '../db/task-runs.ts';
 import { businessDate, type IsoDate } from '../domain/dates.ts';
 import { stableUuid } from '../domain/identifiers.ts';
@@ -155,58 +151,4 @@ export async function retryJob(
   await deps.boss.retry(job.queue, id);
   await insertAudit(deps.pool, { who, action: 'retry_job', target: id, details: { queue: job.queue } });
   return { jobId: id, queue: job.queue, action: 'retried' };
-}
-
-/**
- * Takes a recurrence off hold. Not when the hold followed an irreversible decline of the card it still has
- * and nothing changed since (the brands forbid sending that card again: the checkout changes the card, or
- * what the code was about, such as the amount), unless `force`.
- */
-export async function reactivateRecurrence(
-  deps: OpsDeps,
-  who: string,
-  id: number,
-  options: { force: boolean } = { force: false },
-): Promise<{ id: number; status: 'ativo' }> {
-  await deps.pool.transaction(async (tx) => {
-    const recurrence = await lockRecurrence(tx, id);
-    if (recurrence === null) throw new AppError('NOT_FOUND', `no recurrence ${id}`);
-    const last = await findLastAttempt(tx, id);
-    if (
-      !options.force &&
-      recurrence.status === 'hold' &&
-      last?.status === 'recusada' &&
-      isIrreversibleDecline({ code: last.codigo_recusa ?? '', reversible: last.recusa_reversivel ?? true }) &&
-      last.cartao_token === recurrence.cartao_token &&
-      !(await changedSince(tx, id, last.resolvida_em ?? last.criado_em))
-    ) {
-      throw new AppError(
-        'CONFLICT',
-        `recurrence ${id} was held after an irreversible decline (code ${last.codigo_recusa ?? '?'}) of the card it still has: change the card (or what the code was about) first, or send {"force": true}`,
-        { details: { status: recurrence.status, codigo_recusa: last.codigo_recusa } },
-      );
-    }
-    if (!(await reactivateFromHold(tx, id))) {
-      throw new AppError(
-        'CONFLICT',
-        `only a recurrence on hold can be reactivated; ${id} is ${recurrence.status}`,
-        {
-          details: { status: recurrence.status },
-        },
-      );
-    }
-    // In the recurrence's history too: the checkout reads it, and an import does not overwrite a recurrence
-    // changed here.
-    await insertChangeHistory(tx, id, who, [
-      { campo: 'status', valor_anterior: 'hold', valor_novo: 'ativo' },
-    ]);
-    await insertAudit(tx, {
-      who,
-      action: 'reactivate',
-      target: `recorrencia:${id}`,
-      details: { motivo_hold: recurrence.motivo_hold, force: options.force },
-    });
-  });
-  deps.log.info({ recorrenciaId: id, by: who }, 'recurrence taken off hold');
-  return { id, status: 'ativo' };
 }

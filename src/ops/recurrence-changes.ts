@@ -1,11 +1,12 @@
 // Changing a recurrence through the API: its amount, card, schedule or description (PATCH), and its status
-// (pausar, retomar, cancelar). Every change runs under the recurrence's row lock, the lock the charge phases
-// take, so it lands either before an attempt is created (which then carries it) or after (the attempt keeps
-// its own amount and card). Schedule changes are refused whenever they could charge a cycle twice or lose
-// track of one in flight. Each change is written to the history and audited.
-import { findPendingAttempt, skipPausedCycles, type Attempt } from '../db/cobrancas.ts';
+// (pausar, retomar, cancelar; an operator's reativar). Every change runs under the recurrence's row lock, the
+// lock the charge phases take, so it lands either before an attempt is created (which then carries it) or
+// after (the attempt keeps its own amount and card). Schedule changes are refused whenever they could charge a
+// cycle twice or lose track of one in flight. Each change is written to the history and audited.
+import { findLastAttempt, findPendingAttempt, skipPausedCycles, type Attempt } from '../db/cobrancas.ts';
 import { insertAudit } from '../db/pauses.ts';
 import {
+  changedSince,
   findLastApprovedCycle,
   findLatestLegacyCutover,
   insertChangeHistory,
@@ -14,7 +15,8 @@ import {
   type FieldChange,
   type RecurrenceChanges,
 } from '../db/recorrencias-gestao.ts';
-import { lockRecurrence, type Recurrence } from '../db/recorrencias.ts';
+import { lockRecurrence, moveNextCharge, reactivateFromHold, type Recurrence } from '../db/recorrencias.ts';
+import { isIrreversibleDecline } from '../gateway/decline-codes.ts';
 import type { DatabaseTransactionConnection } from '../db/pool.ts';
 import { nextCycle } from '../domain/calendar.ts';
 import { businessDate, type IsoDate } from '../domain/dates.ts';
@@ -242,4 +244,82 @@ export async function transitionRecurrence(deps: OpsDeps, who: string, id: numbe
     mudou: result.changed,
     cobranca_em_andamento: inFlight(result.pending),
   };
+}
+
+/**
+ * A recurrence resumed (retomar) while a charge was in flight, held after that charge was declined, still
+ * has its pre-pause cycle: reactivated, it starts at its first cycle on or after the resume's date, the cycles
+ * of the pause recorded as skipped (what the resume does when nothing is in flight). Returns that date, or
+ * null when nothing moves (an attempt still pending sets the next cycle when it resolves).
+ */
+async function skipCyclesOfPauseOnReactivation(
+  tx: DatabaseTransactionConnection,
+  recurrence: Recurrence,
+): Promise<IsoDate | null> {
+  const resumedOn = recurrence.cobrar_a_partir_de;
+  if (resumedOn === null || recurrence.proxima_cobranca >= resumedOn) return null;
+  if ((await findPendingAttempt(tx, recurrence.id)) !== null) return null;
+  const next = await skipPausedCycles(tx, recurrence, recurrence.proxima_cobranca, resumedOn);
+  await moveNextCharge(tx, recurrence.id, next);
+  return next;
+}
+
+/**
+ * Takes a recurrence off hold. Not when the hold followed an irreversible decline of the card it still has
+ * and nothing changed since (the brands forbid sending that card again: the checkout changes the card, or
+ * what the code was about, such as the amount), unless `force`.
+ */
+export async function reactivateRecurrence(
+  deps: OpsDeps,
+  who: string,
+  id: number,
+  options: { force: boolean } = { force: false },
+): Promise<{ id: number; status: 'ativo' }> {
+  await deps.pool.transaction(async (tx) => {
+    const recurrence = await lockRecurrence(tx, id);
+    if (recurrence === null) throw new AppError('NOT_FOUND', `no recurrence ${id}`);
+    const last = await findLastAttempt(tx, id);
+    if (
+      !options.force &&
+      recurrence.status === 'hold' &&
+      last?.status === 'recusada' &&
+      isIrreversibleDecline({ code: last.codigo_recusa ?? '', reversible: last.recusa_reversivel ?? true }) &&
+      last.cartao_token === recurrence.cartao_token &&
+      !(await changedSince(tx, id, last.resolvida_em ?? last.criado_em))
+    ) {
+      throw new AppError(
+        'CONFLICT',
+        `recurrence ${id} was held after an irreversible decline (code ${last.codigo_recusa ?? '?'}) of the card it still has: change the card (or what the code was about) first, or send {"force": true}`,
+        { details: { status: recurrence.status, codigo_recusa: last.codigo_recusa } },
+      );
+    }
+    if (!(await reactivateFromHold(tx, id))) {
+      throw new AppError(
+        'CONFLICT',
+        `only a recurrence on hold can be reactivated; ${id} is ${recurrence.status}`,
+        {
+          details: { status: recurrence.status },
+        },
+      );
+    }
+    const history = [{ campo: 'status', valor_anterior: 'hold', valor_novo: 'ativo' }];
+    const resumedAt = await skipCyclesOfPauseOnReactivation(tx, recurrence);
+    if (resumedAt !== null)
+      history.push({
+        campo: 'proxima_cobranca',
+        valor_anterior: recurrence.proxima_cobranca,
+        valor_novo: resumedAt,
+      });
+    // In the recurrence's history too: the checkout reads it, and an import does not overwrite a recurrence
+    // changed here.
+    await insertChangeHistory(tx, id, who, history);
+    await insertAudit(tx, {
+      who,
+      action: 'reactivate',
+      target: `recorrencia:${id}`,
+      details: { motivo_hold: recurrence.motivo_hold, force: options.force },
+    });
+  });
+  deps.log.info({ recorrenciaId: id, by: who }, 'recurrence taken off hold');
+  return { id, status: 'ativo' };
 }

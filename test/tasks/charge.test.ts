@@ -4,8 +4,7 @@ import pg from 'pg';
 import t, { type Test } from 'tap';
 import { enqueueChargeJobs } from '../../src/tasks/charge/charge-jobs.ts';
 import { chargeJobs, chargeRecurrence, type ChargeResult } from '../../src/tasks/charge/charge-recurrence.ts';
-import { reactivateRecurrence } from '../../src/ops/control.ts';
-import { transitionRecurrence } from '../../src/ops/recurrence-changes.ts';
+import { reactivateRecurrence, transitionRecurrence } from '../../src/ops/recurrence-changes.ts';
 import { CHARGE_QUEUE } from '../../src/queue/task-names.ts';
 import { query } from '../helpers/database.ts';
 import {
@@ -630,6 +629,11 @@ t.test(
     t.match(await retryJob(h, jobId), { status: 'declined', decision: 'hold' });
     await query(h.url, `UPDATE checkout_recorrencias SET cartao_token = 'tok_aprova_3' WHERE id = $1`, [id]);
     await reactivateRecurrence(h.deps, 'operador', id);
+    t.match(
+      await recurrenceState(h.url, id),
+      { status: 'ativo', proxima_cobranca: '2031-06-10' },
+      'reativar starts it after the pause, as retomar does',
+    );
     h.setNow(new Date('2031-05-26T15:00:00Z'));
     t.match((await chargeOnce(h, id, '2031-05-26')).result, { status: 'skipped', reason: 'not_due' });
     t.match(await recurrenceState(h.url, id), { status: 'ativo', proxima_cobranca: '2031-06-10' });
@@ -646,6 +650,20 @@ t.test(
     );
     t.match((await chargeOnce(h, id, '2031-06-10')).result, { status: 'approved', cycle: '2031-06-10' });
     await assertLedgerAgrees(t, h.url, h.gateway);
+  },
+);
+
+t.test(
+  'phase 1 never charges a cycle before the resume date, however the recurrence got there',
+  async (t) => {
+    const h = await createHarness(t);
+    const id = await insertRecurrence(h.pool, { proxima_cobranca: DAY });
+    await query(h.url, `UPDATE checkout_recorrencias SET cobrar_a_partir_de = '2031-05-20' WHERE id = $1`, [
+      id,
+    ]);
+    t.match((await chargeOnce(h, id, '2031-05-26')).result, { status: 'skipped', reason: 'not_due' });
+    t.match(await recurrenceState(h.url, id), { proxima_cobranca: '2031-06-10' });
+    t.equal(h.gateway.ledger().length, 0);
   },
 );
 

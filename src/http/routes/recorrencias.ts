@@ -4,7 +4,7 @@ import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { recurrenceStats } from '../../db/stats.ts';
 import { businessDate, isoDate } from '../../domain/dates.ts';
-import { reactivateRecurrence } from '../../ops/control.ts';
+import { reactivateRecurrence } from '../../ops/recurrence-changes.ts';
 import { recurrenceDetail } from '../../ops/recurrences.ts';
 import type { AdminDeps } from '../app.ts';
 import { actor } from '../auth.ts';

@@ -19,7 +19,7 @@ import {
   skipPausedCycles,
   type Attempt,
 } from '../../db/cobrancas.ts';
-import { markChargingCycle, moveNextCharge, type Recurrence } from '../../db/recorrencias.ts';
+import { moveNextCharge, type Recurrence } from '../../db/recorrencias.ts';
 import { attemptKey } from '../../domain/identifiers.ts';
 import { decideCharge } from './charge-decision.ts';
 import type { ChargeDeps, ChargeJob } from './charge-recurrence.ts';
@@ -49,7 +49,7 @@ async function resumeAttempt(
       reversible: true,
       message: 'abandoned',
     });
-    await markChargingCycle(tx, recurrence.id, pending.ciclo);
+    await moveNextCharge(tx, recurrence.id, pending.ciclo);
     return 'abandoned';
   }
   await markAttemptSending(tx, pending.id, job.id);
@@ -95,7 +95,7 @@ async function attemptAfterSkipping(
     plan.cycle,
     'ciclos atrasados: cobrado apenas o ciclo atual',
   );
-  await markChargingCycle(tx, recurrence.id, plan.cycle);
+  await moveNextCharge(tx, recurrence.id, plan.cycle);
   const number = (await lastAttemptNumber(tx, recurrence.id, plan.cycle)) + 1;
   const attempt = await insertAttempt(tx, {
     recurrenceId: recurrence.id,
