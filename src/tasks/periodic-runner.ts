@@ -141,23 +141,25 @@ async function runHoldingLock(
   const acquired = await tryLockTaskRun(session, task.name, date).catch(couldNotStart);
   if (!acquired) {
     lock.released = true; // tryLockTaskRun ended its transaction
-    if (request.attempt > 1) {
-      // This job already tried and failed. The run holding the lock may be its own previous attempt, cut off
-      // from the database, whose connection the server has not dropped yet: skipping would leave the date
-      // unrun, so the job fails and retries later (by then that run has ended, or succeeded).
-      const error = new RunLockHeldError(task.name, date, request.attempt, 'earlier run');
-      log.warn({ attempt: request.attempt }, error.message);
-      throw error;
-    }
     // A job beside a command-line run: if that run fails, nothing retries it, so the job must not count the
-    // date as handled; it retries, and then finds the date done or runs it. Another job's run has retries.
-    if (request.jobId !== null) {
-      const holder = await findRunningTaskRun(deps.pool, task.name, date).catch(couldNotStart);
-      if (holder !== null && holder.job_id === null) {
-        const error = new RunLockHeldError(task.name, date, request.attempt, 'command line');
-        log.warn({ holderRunId: holder.id }, error.message);
-        throw error;
-      }
+    // date as handled; it retries (within TASK_RETRY_LIMIT), and then finds the date done or runs it.
+    const holder =
+      request.jobId === null
+        ? null
+        : await findRunningTaskRun(deps.pool, task.name, date).catch(couldNotStart);
+    const commandLine = holder !== null && holder.job_id === null;
+    // A job that already tried and failed: the run holding the lock may be its own previous attempt, cut off
+    // from the database, whose connection the server has not dropped yet; skipping would leave the date unrun,
+    // so the job fails and retries later (by then that run has ended, or succeeded).
+    if (commandLine || request.attempt > 1) {
+      const error = new RunLockHeldError(
+        task.name,
+        date,
+        request.attempt,
+        commandLine ? 'command line' : 'earlier run',
+      );
+      log.warn({ attempt: request.attempt, holderRunId: holder?.id }, error.message);
+      throw error;
     }
     log.info('another run for this task and date is in progress: nothing to do');
     return { status: 'skipped', reason: 'run_in_progress', date };
