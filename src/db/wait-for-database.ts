@@ -27,7 +27,8 @@ export async function waitForDatabase(
       if (attempt > 1) log.info({ attempt }, 'database reachable');
       return;
     } catch (error) {
-      if (!isDatabaseUnavailable(error)) throw refusal(error);
+      // Only an answer from the server itself (a SQLSTATE) is a refusal: a network error is waited out.
+      if (error instanceof pg.DatabaseError && !isDatabaseUnavailable(error)) throw refusal(error);
       log.warn(
         {
           attempt,
