@@ -92,8 +92,10 @@ function fromChargeBody(body: unknown, expected: { key: string; request?: Charge
 
 const CREDENTIALS_REFUSED = 'gateway refused our credentials: check GATEWAY_API_KEY';
 
+const CREDENTIAL_REASONS = new Set(CREDENTIAL_STATUSES.values());
+
 function credentialsRefused(outcome: { kind: string; reason?: string }): boolean {
-  return outcome.kind === 'unknown' && [...CREDENTIAL_STATUSES.values()].includes(outcome.reason ?? '');
+  return outcome.kind === 'unknown' && CREDENTIAL_REASONS.has(outcome.reason ?? '');
 }
 
 function rejectedReason(status: number, body: unknown): string {
@@ -295,14 +297,15 @@ export function createHttpGateway(options: HttpGatewayOptions): PaymentGateway {
         signal,
       );
       const outcome = classify(result, { key: idempotencyKey });
-      log[credentialsRefused(outcome) ? 'error' : 'debug'](
+      const refused = credentialsRefused(outcome);
+      log[refused ? 'error' : 'debug'](
         {
           idempotencyKey,
           outcome: outcome.kind,
           ...('reason' in outcome ? { reason: outcome.reason } : {}),
           networkError: 'error' in result ? result.error : undefined,
         },
-        credentialsRefused(outcome) ? CREDENTIALS_REFUSED : 'gateway lookup finished',
+        refused ? CREDENTIALS_REFUSED : 'gateway lookup finished',
       );
       return outcome;
     },
