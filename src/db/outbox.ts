@@ -34,6 +34,25 @@ export async function markOutboxSent(db: CommonQueryMethods, table: OutboxTable,
     WHERE id = ${id}`);
 }
 
+/**
+ * Puts back in line an entry whose deliveries gave up (`falhou`) or that was only recorded (`registrado`:
+ * no webhook then, or abandoned): it becomes `pendente` again. Returns the status it had, or null when there
+ * is no such entry. Locks the row for the caller's transaction.
+ */
+export async function requeueOutboxEntry(
+  tx: CommonQueryMethods,
+  table: OutboxTable,
+  id: number,
+): Promise<OutboxEntry['status'] | null> {
+  const entry = await tx.maybeOne(sql.type(OutboxEntry.pick({ status: true }))`
+    SELECT status FROM ${sql.identifier([table])} WHERE id = ${id} FOR UPDATE`);
+  if (entry === null) return null;
+  if (entry.status === 'falhou' || entry.status === 'registrado') {
+    await tx.query(sql.unsafe`UPDATE ${sql.identifier([table])} SET status = 'pendente' WHERE id = ${id}`);
+  }
+  return entry.status;
+}
+
 /** Records a failed delivery; the last one (`final`) marks the entry `falhou`, where operators see it. */
 export async function markOutboxAttemptFailed(
   db: CommonQueryMethods,

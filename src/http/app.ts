@@ -21,6 +21,7 @@ import { dashboardRoutes } from './routes/dashboard.ts';
 import { healthRoutes } from './routes/health.ts';
 import { jobRoutes } from './routes/jobs.ts';
 import { metricsRoutes } from './routes/metrics.ts';
+import { outboxRoutes } from './routes/outbox.ts';
 import { recurrenceRoutes } from './routes/recorrencias.ts';
 import { recurrenceLifecycleRoutes } from './routes/recurrence-lifecycle.ts';
 import { taskRoutes } from './routes/tasks.ts';
@@ -68,6 +69,7 @@ export async function buildAdminApp(deps: AdminDeps) {
   await app.register(jobRoutes(deps));
   await app.register(recurrenceRoutes(deps));
   await app.register(recurrenceLifecycleRoutes(deps));
+  await app.register(outboxRoutes(deps));
   await app.register(metricsRoutes(deps));
   return app;
 }

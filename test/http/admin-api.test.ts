@@ -518,6 +518,29 @@ t.test('jobs pagination does not skip jobs created within the same millisecond',
   t.same(seen, [...ids].reverse(), 'one job per page, newest first, none skipped');
 });
 
+t.test('a seller notice that failed for good is queued for delivery again', async (t) => {
+  const h = await createAdminHarness(t);
+  const [notice] = await query<{ id: string }>(
+    h.url,
+    `INSERT INTO avisos_vendedores (vendedor_id, data_negocio, corte_em, novas_em_hold, total_em_hold, conteudo, status)
+     VALUES ('loja-a', '2031-03-10', now(), 1, 1, '{"novas":[]}', 'falhou') RETURNING id`,
+  );
+  const response = await h.app.inject({
+    method: 'POST',
+    url: `/avisos/${String(notice?.id)}/reenviar`,
+    headers: operator,
+  });
+  t.equal(response.statusCode, 200, response.body);
+  const { jobId } = response.json<{ jobId: string }>();
+  t.same(await query(h.url, 'SELECT name, data FROM pgboss.job WHERE id = $1', [jobId]), [
+    { name: 'enviar_aviso_vendedor', data: { avisoId: Number(notice?.id) } },
+  ]);
+  t.same(await query(h.url, 'SELECT status FROM avisos_vendedores'), [{ status: 'pendente' }]);
+  t.same(await query(h.url, `SELECT acao, alvo FROM auditoria_admin WHERE acao = 'redeliver'`), [
+    { acao: 'redeliver', alvo: `avisos_vendedores:${String(notice?.id)}` },
+  ]);
+});
+
 t.test('OpenAPI documents the API at /docs', async (t) => {
   const h = await createAdminHarness(t);
   const spec = (await h.app.inject({ url: '/docs/json' })).json<{ paths: Record<string, unknown> }>();
@@ -530,6 +553,8 @@ t.test('OpenAPI documents the API at /docs', async (t) => {
     '/tasks/{name}/run',
     '/recorrencias/stats',
     '/recorrencias/{id}/reativar',
+    '/eventos-checkout/{id}/reenviar',
+    '/avisos/{id}/reenviar',
   ]) {
     t.ok(spec.paths[path], `${path} is documented`);
   }

@@ -11,7 +11,7 @@ import { CHECKOUT_EVENT_QUEUE } from '../../src/queue/task-names.ts';
 import { enqueueChargeJobs } from '../../src/tasks/charge/charge-jobs.ts';
 import { chargeRecurrence, type ChargeResult } from '../../src/tasks/charge/charge-recurrence.ts';
 import { registerCheckoutEventWorker } from '../../src/tasks/notices/notice-worker.ts';
-import { CHECKOUT_TOKEN, auth, createAdminHarness } from '../helpers/admin.ts';
+import { CHECKOUT_TOKEN, OPERATOR_TOKEN, auth, createAdminHarness } from '../helpers/admin.ts';
 import { query } from '../helpers/database.ts';
 import {
   assertLedgerAgrees,
@@ -153,6 +153,50 @@ t.test('without CHECKOUT_WEBHOOK_URL events are recorded, not sent', async (t) =
     { tipo: 'cobranca_aprovada', status: 'registrado' },
   ]);
   t.same(await query(h.url, 'SELECT 1 FROM pgboss.job WHERE name = $1', [CHECKOUT_EVENT_QUEUE]), []);
+});
+
+t.test('an event that failed for good, or was only recorded, is delivered again on request', async (t) => {
+  const receiver = await webhookReceiver(t, 0, '/eventos');
+  const h = await createAdminHarness(t, {
+    CHECKOUT_WEBHOOK_URL: receiver.url,
+    CHECKOUT_WEBHOOK_SECRET: SECRET,
+  });
+  const id = await insertRecurrence(h.pool, { proxima_cobranca: DAY });
+  t.match(await chargeOnce(h, id), { status: 'approved' });
+  // Its deliveries gave up and the job is gone (past the job retention): only the row says what happened.
+  await query(h.url, `UPDATE eventos_checkout SET status = 'falhou', ultimo_erro = 'HTTP 503'`);
+  await query(h.url, 'DELETE FROM pgboss.job WHERE name = $1', [CHECKOUT_EVENT_QUEUE]);
+  const [event] = await query<{ id: string }>(h.url, 'SELECT id FROM eventos_checkout');
+  const operator = auth(OPERATOR_TOKEN);
+  const resend = (eventId: string) =>
+    h.app.inject({ method: 'POST', url: `/eventos-checkout/${eventId}/reenviar`, headers: operator });
+  const first = await resend(String(event?.id));
+  t.equal(first.statusCode, 200, first.body);
+  t.same(await query(h.url, 'SELECT status FROM eventos_checkout'), [{ status: 'pendente' }]);
+  const again = await resend(String(event?.id));
+  t.equal(again.statusCode, 409, 'pending: its new job is on it');
+  t.match(again.json(), { status: 'pendente' });
+  t.equal((await resend('999999')).statusCode, 404);
+  t.equal(
+    (
+      await h.app.inject({
+        method: 'POST',
+        url: `/eventos-checkout/${String(event?.id)}/reenviar`,
+        headers: auth(CHECKOUT_TOKEN),
+      })
+    ).statusCode,
+    403,
+    'an operator action',
+  );
+
+  await registerCheckoutEventWorker(h.boss, h.deps);
+  await eventually(async () => (receiver.received.length >= 1 ? true : undefined));
+  t.equal(receiver.received[0]?.headers['x-recorrencias-evento-id'], `evento-${String(event?.id)}`);
+  await eventually(async () => {
+    const [row] = await query<{ status: string }>(h.url, 'SELECT status FROM eventos_checkout');
+    return row?.status === 'enviado' ? true : undefined;
+  });
+  t.equal((await resend(String(event?.id))).statusCode, 409, 'delivered: nothing to send again');
 });
 
 t.test('a rejected request puts the recurrence on hold with an event', async (t) => {
