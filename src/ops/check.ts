@@ -4,6 +4,7 @@
 // no gateway, no webhook), the recurrence statistics. Missing workers or schedulers and a short connection
 // budget are warnings: a fresh deploy checks before starting them.
 import { connectionBudget } from '../db/connection-budget.ts';
+import { listPauses } from '../db/pauses.ts';
 import { recurrenceStats } from '../db/stats.ts';
 import { businessDate } from '../domain/dates.ts';
 import { queuePolicyDrift } from '../queue/queue-options.ts';
@@ -53,6 +54,24 @@ export async function runChecks(deps: OpsDeps): Promise<CheckResult[]> {
         : {
             status: 'warning',
             detail: `stored policies differ from this configuration (run migrate to apply it): ${drift.join('; ')}`,
+          };
+    }),
+  );
+  results.push(
+    await step('no queue paused', async () => {
+      const pauses = await listPauses(deps.pool);
+      // A pause is deliberate, but while it lasts nothing of that queue runs (the charge queue's is the
+      // emergency stop): a check that passes must not hide it.
+      return pauses.length === 0
+        ? { status: 'ok', detail: 'none' }
+        : {
+            status: 'warning',
+            detail: pauses
+              .map(
+                (p) =>
+                  `${p.fila} paused by ${p.pausada_por} at ${p.pausada_em.toISOString()}: ${p.motivo ?? 'no reason given'}`,
+              )
+              .join('; '),
           };
     }),
   );

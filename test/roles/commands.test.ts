@@ -22,6 +22,7 @@ t.test('check passes on a migrated database and fails clearly on an unmigrated o
     '✓ database reachable',
     '✓ migrations current',
     '✓ tasks registered with handlers',
+    '✓ no queue paused',
     '✓ schedules present in America/Sao_Paulo',
     '✓ connections for one more worker',
     '✓ dry run processar_recorrencias_do_dia',
@@ -36,6 +37,14 @@ t.test('check passes on a migrated database and fails clearly on an unmigrated o
   t.match(bad.out, /✗ migrations current: .*run `node dist\/main\.js migrate`/);
   const json = await command(t, ['check', '--json'], { DATABASE_URL: migrated });
   t.match(JSON.parse(json.out), { ok: true, results: [{ name: 'database reachable', status: 'ok' }] });
+  // The emergency stop: the check still passes (a pause is deliberate) but says so.
+  await query(
+    migrated,
+    `INSERT INTO tarefas_pausadas (fila, pausada_por, motivo) VALUES ('cobrar_recorrencia', 'ana', 'gateway incident')`,
+  );
+  const paused = await command(t, ['check'], { DATABASE_URL: migrated });
+  t.equal(paused.code, 0);
+  t.match(paused.out, /! no queue paused: cobrar_recorrencia paused by ana at .*: gateway incident/);
 });
 
 t.test('check warns when Postgres would not grant one more worker its connections', async (t) => {
