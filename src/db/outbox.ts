@@ -4,6 +4,7 @@
 // the same way.
 import { sql, type CommonQueryMethods } from 'slonik';
 import { z } from 'zod';
+import { BOSS_SCHEMA } from './schema-check.ts';
 
 export const OUTBOX_TABLES = ['avisos_vendedores', 'eventos_checkout'] as const;
 export type OutboxTable = (typeof OUTBOX_TABLES)[number];
@@ -34,23 +35,36 @@ export async function markOutboxSent(db: CommonQueryMethods, table: OutboxTable,
     WHERE id = ${id}`);
 }
 
-/**
- * Puts back in line an entry whose deliveries gave up (`falhou`) or that was only recorded (`registrado`:
- * no webhook then, or abandoned): it becomes `pendente` again. Returns the status it had, or null when there
- * is no such entry. Locks the row for the caller's transaction.
- */
-export async function requeueOutboxEntry(
+/** Locks an entry for the caller's transaction and returns its status, or null when there is none. */
+export async function lockOutboxEntry(
   tx: CommonQueryMethods,
   table: OutboxTable,
   id: number,
 ): Promise<OutboxEntry['status'] | null> {
   const entry = await tx.maybeOne(sql.type(OutboxEntry.pick({ status: true }))`
     SELECT status FROM ${sql.identifier([table])} WHERE id = ${id} FOR UPDATE`);
-  if (entry === null) return null;
-  if (entry.status === 'falhou' || entry.status === 'registrado') {
-    await tx.query(sql.unsafe`UPDATE ${sql.identifier([table])} SET status = 'pendente' WHERE id = ${id}`);
-  }
-  return entry.status;
+  return entry?.status ?? null;
+}
+
+export async function markOutboxPending(
+  tx: CommonQueryMethods,
+  table: OutboxTable,
+  id: number,
+): Promise<void> {
+  await tx.query(sql.unsafe`UPDATE ${sql.identifier([table])} SET status = 'pendente' WHERE id = ${id}`);
+}
+
+/** The delivery job of an entry that is still waiting or running, if any. */
+export async function findLiveDeliveryJob(
+  db: CommonQueryMethods,
+  delivery: { queue: string; idField: string },
+  id: number,
+): Promise<string | null> {
+  return db.maybeOneFirst(sql.type(z.object({ id: z.string() }))`
+    SELECT id::text FROM ${sql.identifier([BOSS_SCHEMA, 'job'])}
+    WHERE name = ${delivery.queue} AND state IN ('created', 'retry', 'active')
+      AND data ->> ${delivery.idField} = ${String(id)}
+    LIMIT 1`);
 }
 
 /** Records a failed delivery; the last one (`final`) marks the entry `falhou`, where operators see it. */

@@ -1,9 +1,10 @@
 // Sends a seller notice or a checkout event again, by hand: for an entry whose deliveries gave up (`falhou`)
 // after its job was deleted (past JOB_HISTORY_RETENTION_DAYS, so `POST /jobs/:id/retry` no longer finds it),
-// or one only recorded (`registrado`) before the webhook was configured. The receiver dedupes on the entry's
-// event id, so a second delivery is harmless.
+// one left `pendente` with no live job (its worker died on the last attempt), or one only recorded
+// (`registrado`) before the webhook was configured. The receiver dedupes on the entry's event id, so a second
+// delivery is harmless.
 import { randomUUID } from 'node:crypto';
-import { requeueOutboxEntry, type OutboxTable } from '../db/outbox.ts';
+import { findLiveDeliveryJob, lockOutboxEntry, markOutboxPending, type OutboxTable } from '../db/outbox.ts';
 import { insertAudit } from '../db/pauses.ts';
 import { AppError } from '../errors.ts';
 import { bossDb } from '../queue/boss-executor.ts';
@@ -24,17 +25,17 @@ export async function redeliverOutboxEntry(
   const { queue, idField } = DELIVERY[table];
   const jobId = randomUUID();
   await deps.pool.transaction(async (tx) => {
-    const status = await requeueOutboxEntry(tx, table, id);
+    const status = await lockOutboxEntry(tx, table, id);
     if (status === null) throw new AppError('NOT_FOUND', `no entry ${id} in ${table}`);
-    if (status === 'enviado' || status === 'pendente') {
-      throw new AppError(
-        'CONFLICT',
-        status === 'enviado'
-          ? `${table} ${id} was delivered already`
-          : `${table} ${id} is pending: its delivery job retries it (GET /jobs?task=${queue})`,
-        { details: { status } },
-      );
+    if (status === 'enviado')
+      throw new AppError('CONFLICT', `${table} ${id} was delivered already`, { details: { status } });
+    const live = status === 'pendente' ? await findLiveDeliveryJob(tx, DELIVERY[table], id) : null;
+    if (live !== null) {
+      throw new AppError('CONFLICT', `${table} ${id} is pending: its delivery job ${live} is on it`, {
+        details: { status, jobId: live },
+      });
     }
+    await markOutboxPending(tx, table, id);
     // A new job, committed with the status change: the old one may be gone, or kept as failed.
     await deps.boss.insert(queue, [{ id: jobId, data: { [idField]: id } }], { db: bossDb(tx) });
     await insertAudit(tx, {

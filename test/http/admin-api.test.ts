@@ -2,7 +2,9 @@
 // no state change), running tasks, pausing, retrying jobs, reactivating recurrences, the audit trail.
 import t from 'tap';
 import { CHARGE_DEAD_LETTER_QUEUE, CHARGE_QUEUE } from '../../src/queue/task-names.ts';
+import { registerNoticeWorker } from '../../src/tasks/notices/notice-worker.ts';
 import { query } from '../helpers/database.ts';
+import { eventually } from '../helpers/processes.ts';
 import { insertRecurrence } from '../helpers/harness.ts';
 import {
   CHECKOUT_TOKEN,
@@ -539,6 +541,16 @@ t.test('a seller notice that failed for good is queued for delivery again', asyn
   t.same(await query(h.url, `SELECT acao, alvo FROM auditoria_admin WHERE acao = 'redeliver'`), [
     { acao: 'redeliver', alvo: `avisos_vendedores:${String(notice?.id)}` },
   ]);
+  // Resent before the workers have NOTICE_WEBHOOK_URL: the row says why it was not delivered.
+  await registerNoticeWorker(h.boss, h.deps);
+  const row = await eventually(async () => {
+    const [entry] = await query<{ tentativas: number; ultimo_erro: string | null }>(
+      h.url,
+      'SELECT tentativas, ultimo_erro FROM avisos_vendedores',
+    );
+    return entry === undefined || entry.ultimo_erro === null ? undefined : entry;
+  });
+  t.match(row, { tentativas: 1, ultimo_erro: 'NOTICE_WEBHOOK_URL is not set on this worker' });
 });
 
 t.test('OpenAPI documents the API at /docs', async (t) => {

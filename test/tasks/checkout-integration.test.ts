@@ -155,7 +155,7 @@ t.test('without CHECKOUT_WEBHOOK_URL events are recorded, not sent', async (t) =
   t.same(await query(h.url, 'SELECT 1 FROM pgboss.job WHERE name = $1', [CHECKOUT_EVENT_QUEUE]), []);
 });
 
-t.test('an event that failed for good, or was only recorded, is delivered again on request', async (t) => {
+t.test('an event left pending with no job behind it is delivered again on request', async (t) => {
   const receiver = await webhookReceiver(t, 0, '/eventos');
   const h = await createAdminHarness(t, {
     CHECKOUT_WEBHOOK_URL: receiver.url,
@@ -163,8 +163,8 @@ t.test('an event that failed for good, or was only recorded, is delivered again 
   });
   const id = await insertRecurrence(h.pool, { proxima_cobranca: DAY });
   t.match(await chargeOnce(h, id), { status: 'approved' });
-  // Its deliveries gave up and the job is gone (past the job retention): only the row says what happened.
-  await query(h.url, `UPDATE eventos_checkout SET status = 'falhou', ultimo_erro = 'HTTP 503'`);
+  // Its worker died on the last attempt (pg-boss failed the job without the handler recording it), and the
+  // job is gone since (past the job retention): the row is still pendente, with nothing behind it.
   await query(h.url, 'DELETE FROM pgboss.job WHERE name = $1', [CHECKOUT_EVENT_QUEUE]);
   const [event] = await query<{ id: string }>(h.url, 'SELECT id FROM eventos_checkout');
   const operator = auth(OPERATOR_TOKEN);

@@ -72,8 +72,11 @@ async function registerOutboxWorker(boss: PgBoss, deps: TaskDeps, outbox: Outbox
         if (entry === null || entry.status === 'enviado')
           return { skipped: entry === null ? 'not found' : 'already sent' };
         if (webhookUrl === undefined || secret === undefined) {
-          entryLog.warn(`${outbox.urlVariable} is not set: entry left pending`);
-          logged = new Error(`${outbox.urlVariable} is not set`);
+          const final = job.retryCount >= job.retryLimit;
+          entryLog.warn({ final }, `${outbox.urlVariable} is not set on this worker: not delivered`);
+          logged = new Error(`${outbox.urlVariable} is not set on this worker`);
+          // On the row too, where operators look (the last attempt marks it falhou).
+          await markOutboxAttemptFailed(deps.pool, outbox.table, id, (logged as Error).message, final);
           throw logged;
         }
         const event = outbox.event(entry);
