@@ -3,6 +3,7 @@
 // queue table's planner statistics after a bulk insert. pg-boss owns the table; nothing here writes its rows.
 import { sql, type CommonQueryMethods } from 'slonik';
 import { z } from 'zod';
+import { ALL_QUEUES } from '../queue/task-names.ts';
 import { BOSS_SCHEMA } from './schema-check.ts';
 
 // Row schemas are built once: zod compiles a schema on first use, so an inline one would cost that on every call.
@@ -103,7 +104,12 @@ export async function findJob(db: CommonQueryMethods, id: string): Promise<JobDe
   return db.maybeOne(sql.type(JobDetail)`
     SELECT ${SUMMARY}, output, priority, expire_seconds, heartbeat_on, keep_until, dead_letter, source_name,
       source_id::text AS source_id
-    FROM ${job} WHERE id = ${id}::uuid`);
+    FROM ${job} WHERE name = ANY(${ourQueues()}) AND id = ${id}::uuid`);
+}
+
+/** The job table's key is (name, id): naming the queues turns a lookup by id into index lookups. */
+function ourQueues() {
+  return sql.array([...ALL_QUEUES], 'text');
 }
 
 const QueueCount = z.object({ queue: z.string(), state: z.string(), deferred: z.boolean(), n: z.number() });
@@ -145,7 +151,8 @@ export async function recentJobs(
       (count(*) FILTER (WHERE state = 'completed'))::int AS completed,
       (count(*) FILTER (WHERE state = 'failed'))::int AS failed
     FROM (SELECT name, state, extract(epoch FROM completed_on - started_on)::float8 AS d FROM ${job}
-          WHERE state IN ('completed', 'failed') AND completed_on > now() - make_interval(mins => ${minutes})
+          WHERE name = ANY(${ourQueues()}) AND state IN ('completed', 'failed')
+            AND completed_on > now() - make_interval(mins => ${minutes})
             AND started_on IS NOT NULL) x
     GROUP BY name`);
   return result.rows;

@@ -23,3 +23,12 @@ export const NOTICE_DELIVERY_QUEUE = 'enviar_aviso_vendedor';
 
 /** Delivers one checkout event from the eventos_checkout outbox to CHECKOUT_WEBHOOK_URL, with retries. */
 export const CHECKOUT_EVENT_QUEUE = 'enviar_evento_checkout';
+
+/** Every queue of this service: queries on pgboss.job name them, so they use its (name, ...) indexes. */
+export const ALL_QUEUES = [
+  ...PERIODIC_TASKS,
+  CHARGE_QUEUE,
+  CHARGE_DEAD_LETTER_QUEUE,
+  NOTICE_DELIVERY_QUEUE,
+  CHECKOUT_EVENT_QUEUE,
+] as const;
