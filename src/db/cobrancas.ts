@@ -6,6 +6,7 @@ import { z } from 'zod';
 import { cyclesBetween, type Schedule } from '../domain/calendar.ts';
 import type { IsoDate } from '../domain/dates.ts';
 import { firstCycleOnOrAfter } from '../domain/recurrence-rules.ts';
+import { moveNextCharge } from './recorrencias.ts';
 
 // Row schemas are built once: zod compiles a schema on first use, so an inline one would cost that on every call.
 const LastAttemptRow = z.object({ last: z.number() });
@@ -144,6 +145,23 @@ export async function skipPausedCycles(
     next,
     'recorrencia pausada: ciclo não cobrado',
   );
+  return next;
+}
+
+/**
+ * A recurrence resumed (`cobrar_a_partir_de`) whose next cycle is still before the resume's date: the cycles of
+ * the pause are recorded as skipped and its next charge moves to the first cycle on or after that date, which
+ * is returned. Null when it is not before it (nothing done). Callers check what else must hold (no attempt
+ * pending, no retry planned).
+ */
+export async function moveNextChargePastPause(
+  tx: CommonQueryMethods,
+  recurrence: Schedule & { id: number; proxima_cobranca: IsoDate; cobrar_a_partir_de: IsoDate | null },
+): Promise<IsoDate | null> {
+  const resumedOn = recurrence.cobrar_a_partir_de;
+  if (resumedOn === null || recurrence.proxima_cobranca >= resumedOn) return null;
+  const next = await skipPausedCycles(tx, recurrence, recurrence.proxima_cobranca, resumedOn);
+  await moveNextCharge(tx, recurrence.id, next);
   return next;
 }
 

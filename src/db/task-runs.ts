@@ -103,26 +103,19 @@ export async function unlockTaskRun(session: CommonQueryMethods): Promise<void> 
   await session.query(sql.unsafe`COMMIT`);
 }
 
-export async function findSucceededTaskRun(
+/**
+ * The latest run of (task, date) with `status`: 'sucesso' (the date is done), or 'executando' (who holds
+ * its lock: a job, or the command line when job_id is null).
+ */
+export async function findLatestTaskRun(
   db: CommonQueryMethods,
   task: string,
   date: string,
+  status: 'sucesso' | 'executando',
 ): Promise<TaskRun | null> {
   return db.maybeOne(sql.type(TaskRun)`
     SELECT ${COLUMNS} FROM execucoes_tarefas
-    WHERE tarefa = ${task} AND data_negocio = ${date} AND status = 'sucesso'
-    ORDER BY iniciada_em DESC LIMIT 1`);
-}
-
-/** The run of (task, date) recorded as running, if any: who holds its lock (a job, or the command line). */
-export async function findRunningTaskRun(
-  db: CommonQueryMethods,
-  task: string,
-  date: string,
-): Promise<TaskRun | null> {
-  return db.maybeOne(sql.type(TaskRun)`
-    SELECT ${COLUMNS} FROM execucoes_tarefas
-    WHERE tarefa = ${task} AND data_negocio = ${date} AND status = 'executando'
+    WHERE tarefa = ${task} AND data_negocio = ${date} AND status = ${status}
     ORDER BY iniciada_em DESC LIMIT 1`);
 }
 

@@ -4,7 +4,7 @@
 import { randomUUID } from 'node:crypto';
 import { deletePause, extendQueuedRetention, insertAudit, insertPause } from '../db/pauses.ts';
 import { findJob } from '../db/jobs.ts';
-import { findSucceededTaskRun, type TaskRun } from '../db/task-runs.ts';
+import { findLatestTaskRun, type TaskRun } from '../db/task-runs.ts';
 import { businessDate, type IsoDate } from '../domain/dates.ts';
 import { stableUuid } from '../domain/identifiers.ts';
 import { AppError } from '../errors.ts';
@@ -57,7 +57,7 @@ export async function runTask(
   refuseFutureRun(date, today, request.allowFutureDate);
   const force = request.force ?? false;
   if (!force) {
-    const run = await findSucceededTaskRun(deps.pool, task, date);
+    const run = await findLatestTaskRun(deps.pool, task, date, 'sucesso');
     if (run !== null) return { status: 'already_succeeded', task, date, run };
   }
   // One job per (task, date) unless forced: a second click finds the first job instead of adding one. Once

@@ -3,7 +3,13 @@
 // lock the charge phases take, so it lands either before an attempt is created (which then carries it) or
 // after (the attempt keeps its own amount and card). Schedule changes are refused whenever they could charge a
 // cycle twice or lose track of one in flight. Each change is written to the history and audited.
-import { findLastAttempt, findPendingAttempt, skipPausedCycles, type Attempt } from '../db/cobrancas.ts';
+import {
+  findLastAttempt,
+  findPendingAttempt,
+  moveNextChargePastPause,
+  skipPausedCycles,
+  type Attempt,
+} from '../db/cobrancas.ts';
 import { insertAudit } from '../db/pauses.ts';
 import {
   changedSince,
@@ -15,7 +21,7 @@ import {
   type FieldChange,
   type RecurrenceChanges,
 } from '../db/recorrencias-gestao.ts';
-import { lockRecurrence, moveNextCharge, reactivateFromHold, type Recurrence } from '../db/recorrencias.ts';
+import { lockRecurrence, reactivateFromHold, type Recurrence } from '../db/recorrencias.ts';
 import { isIrreversibleDecline } from '../gateway/decline-codes.ts';
 import type { DatabaseTransactionConnection } from '../db/pool.ts';
 import { nextCycle } from '../domain/calendar.ts';
@@ -200,6 +206,18 @@ async function resumePoint(
   return { on: today, at };
 }
 
+/** The history rows of a status change, with the move of the next charge when there was one. */
+function statusHistory(current: Recurrence, to: string, movedTo: IsoDate | null): FieldChange[] {
+  const history: FieldChange[] = [{ campo: 'status', valor_anterior: current.status, valor_novo: to }];
+  if (movedTo !== null)
+    history.push({
+      campo: 'proxima_cobranca',
+      valor_anterior: current.proxima_cobranca,
+      valor_novo: movedTo,
+    });
+  return history;
+}
+
 /**
  * pausar / retomar / cancelar. Invalid transitions are refused with 409 and the current status; asking for
  * the state the recurrence is already in answers 200 with `mudou: false` (a retried request). A charge in
@@ -221,15 +239,7 @@ export async function transitionRecurrence(deps: OpsDeps, who: string, id: numbe
     const resume = to === 'ativo' ? await resumePoint(deps, tx, current, pending) : null;
     const resumeAt = resume?.at ?? null;
     const updated = await updateRecurrenceStatus(tx, id, to, resume);
-    const history: FieldChange[] = [{ campo: 'status', valor_anterior: current.status, valor_novo: to }];
-    if (resumeAt !== null) {
-      history.push({
-        campo: 'proxima_cobranca',
-        valor_anterior: current.proxima_cobranca,
-        valor_novo: resumeAt,
-      });
-    }
-    await insertChangeHistory(tx, id, who, history);
+    await insertChangeHistory(tx, id, who, statusHistory(current, to, resumeAt));
     await insertAudit(tx, {
       who,
       action: `${transition}_recurrence`,
@@ -256,12 +266,8 @@ async function skipCyclesOfPauseOnReactivation(
   tx: DatabaseTransactionConnection,
   recurrence: Recurrence,
 ): Promise<IsoDate | null> {
-  const resumedOn = recurrence.cobrar_a_partir_de;
-  if (resumedOn === null || recurrence.proxima_cobranca >= resumedOn) return null;
   if ((await findPendingAttempt(tx, recurrence.id)) !== null) return null;
-  const next = await skipPausedCycles(tx, recurrence, recurrence.proxima_cobranca, resumedOn);
-  await moveNextCharge(tx, recurrence.id, next);
-  return next;
+  return moveNextChargePastPause(tx, recurrence);
 }
 
 /**
@@ -302,17 +308,10 @@ export async function reactivateRecurrence(
         },
       );
     }
-    const history = [{ campo: 'status', valor_anterior: 'hold', valor_novo: 'ativo' }];
     const resumedAt = await skipCyclesOfPauseOnReactivation(tx, recurrence);
-    if (resumedAt !== null)
-      history.push({
-        campo: 'proxima_cobranca',
-        valor_anterior: recurrence.proxima_cobranca,
-        valor_novo: resumedAt,
-      });
     // In the recurrence's history too: the checkout reads it, and an import does not overwrite a recurrence
     // changed here.
-    await insertChangeHistory(tx, id, who, history);
+    await insertChangeHistory(tx, id, who, statusHistory(recurrence, 'ativo', resumedAt));
     await insertAudit(tx, {
       who,
       action: 'reactivate',

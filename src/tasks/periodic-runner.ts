@@ -6,8 +6,7 @@ import type { JobWithMetadata } from 'pg-boss';
 import type { CommonQueryMethods } from 'slonik';
 import type { IsoDate } from '../domain/dates.ts';
 import {
-  findRunningTaskRun,
-  findSucceededTaskRun,
+  findLatestTaskRun,
   insertTaskRun,
   markInterruptedTaskRuns,
   markTaskRunFailed,
@@ -146,7 +145,7 @@ async function runHoldingLock(
     const holder =
       request.jobId === null
         ? null
-        : await findRunningTaskRun(deps.pool, task.name, date).catch(couldNotStart);
+        : await findLatestTaskRun(deps.pool, task.name, date, 'executando').catch(couldNotStart);
     const commandLine = holder !== null && holder.job_id === null;
     // A job that already tried and failed: the run holding the lock may be its own previous attempt, cut off
     // from the database, whose connection the server has not dropped yet; skipping would leave the date unrun,
@@ -215,7 +214,7 @@ async function beginRun(
 ): Promise<{ skipped: PeriodicOutcome } | { run: TaskRun }> {
   const { date } = request;
   if (!request.force) {
-    const done = await findSucceededTaskRun(deps.pool, task.name, date);
+    const done = await findLatestTaskRun(deps.pool, task.name, date, 'sucesso');
     if (done !== null) {
       log.info({ runId: done.id }, 'already succeeded for this date: nothing to do (force to rerun)');
       return { skipped: { status: 'skipped', reason: 'already_succeeded', date, runId: done.id } };

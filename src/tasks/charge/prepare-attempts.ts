@@ -16,7 +16,7 @@ import {
   lastAttemptNumber,
   markAttemptSending,
   resolveAttempt,
-  skipPausedCycles,
+  moveNextChargePastPause,
   type Attempt,
 } from '../../db/cobrancas.ts';
 import { moveNextCharge, type Recurrence } from '../../db/recorrencias.ts';
@@ -66,19 +66,11 @@ async function startAfterPause(
   tx: DatabaseTransactionConnection,
   candidate: ChargeCandidate,
 ): Promise<ChargeCandidate> {
-  const resumedOn = candidate.cobrar_a_partir_de;
-  if (
-    resumedOn === null ||
-    candidate.proxima_cobranca >= resumedOn ||
-    candidate.status !== 'ativo' ||
-    candidate.tem_pendente ||
-    candidate.proxima_tentativa !== null
-  )
+  if (candidate.status !== 'ativo' || candidate.tem_pendente || candidate.proxima_tentativa !== null)
     return candidate;
-  const next = await skipPausedCycles(tx, candidate, candidate.proxima_cobranca, resumedOn);
-  await moveNextCharge(tx, candidate.id, next);
+  const next = await moveNextChargePastPause(tx, candidate);
   // No attempt was ever made for a cycle after the resume.
-  return { ...candidate, proxima_cobranca: next, ultima_tentativa: 0 };
+  return next === null ? candidate : { ...candidate, proxima_cobranca: next, ultima_tentativa: 0 };
 }
 
 /** A recurrence several cycles behind: record the skipped cycles, move to the charged one, then the attempt. */

@@ -4,14 +4,8 @@
 // reaches the same outcome through the same key and records it.
 import type { DatabaseTransactionConnection } from 'slonik';
 import { readDeclineFacts, recordApprovals, recordDeclines, type Approved } from '../../db/charge-batch.ts';
-import { skipPausedCycles, type Attempt } from '../../db/cobrancas.ts';
-import {
-  lockRecurrence,
-  lockRecurrences,
-  markOnHold,
-  moveNextCharge,
-  type Recurrence,
-} from '../../db/recorrencias.ts';
+import { moveNextChargePastPause, type Attempt } from '../../db/cobrancas.ts';
+import { lockRecurrence, lockRecurrences, markOnHold, type Recurrence } from '../../db/recorrencias.ts';
 import { nextCycle } from '../../domain/calendar.ts';
 import type { IsoDate } from '../../domain/dates.ts';
 import { decideAfterDecline, type DeclineDecision } from '../../domain/retry-policy.ts';
@@ -236,15 +230,18 @@ async function skipCyclesOfPause(
   const schedules = new Map(held.map(({ attempt, recurrence }) => [attempt.id, recurrence]));
   const rows: Approved[] = [];
   for (const row of approved) {
-    const resumedOn = row.cobrar_a_partir_de;
     const schedule = schedules.get(row.attempt_id);
-    if (resumedOn === null || row.proxima_cobranca >= resumedOn || row.concluida || schedule === undefined) {
-      rows.push(row);
-      continue;
-    }
-    const next = await skipPausedCycles(tx, schedule, row.proxima_cobranca, resumedOn);
-    await moveNextCharge(tx, row.recorrencia_id, next);
-    rows.push({ ...row, proxima_cobranca: next });
+    const next =
+      row.concluida || schedule === undefined
+        ? null
+        : await moveNextChargePastPause(tx, {
+            periodicidade: schedule.periodicidade,
+            dia_ancora: schedule.dia_ancora,
+            id: row.recorrencia_id,
+            proxima_cobranca: row.proxima_cobranca,
+            cobrar_a_partir_de: row.cobrar_a_partir_de,
+          });
+    rows.push(next === null ? row : { ...row, proxima_cobranca: next });
   }
   return rows;
 }
