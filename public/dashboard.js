@@ -138,7 +138,7 @@ function renderSchedules(schedules) {
   );
 }
 
-const QUEUE_COUNTS = ['queued', 'deferred', 'retry', 'active', 'completed', 'failed', 'cancelled'];
+const QUEUE_COUNTS = ['queued', 'deferred', 'retry', 'active', 'failed'];
 
 function renderQueues(queues) {
   $('queues').replaceChildren(

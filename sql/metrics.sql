@@ -45,11 +45,27 @@ WHERE status = 'pendente'
 ORDER BY criado_em
 LIMIT 20;
 
--- Queue state from pg-boss: jobs by queue and state.
+-- Queue state from pg-boss: live jobs (and failed ones) by queue and state. Completed and cancelled jobs are
+-- left out: pg-boss keeps them for JOB_HISTORY_DAYS, and counting them reads millions of rows. Naming the
+-- queues and these states lets Postgres answer from pg-boss's index of live jobs.
 SELECT name AS fila, state::text AS estado, count(*) AS jobs
 FROM pgboss.job
+WHERE name = ANY (ARRAY['processar_recorrencias_do_dia', 'retentar_cobrancas_falhadas',
+    'notificar_recorrencias_hold', 'limpar_recorrencias_antigas', 'cobrar_recorrencia', 'cobrar_recorrencia_dlq',
+    'enviar_aviso_vendedor', 'enviar_evento_checkout'])
+  AND state IN ('created', 'retry', 'active', 'failed')
 GROUP BY name, state
 ORDER BY name, state;
+
+-- Jobs completed in the last 15 minutes, by queue (the cost follows the window's work, not the history).
+SELECT name AS fila, count(*) AS concluidos_15m
+FROM pgboss.job
+WHERE name = ANY (ARRAY['processar_recorrencias_do_dia', 'retentar_cobrancas_falhadas',
+    'notificar_recorrencias_hold', 'limpar_recorrencias_antigas', 'cobrar_recorrencia', 'cobrar_recorrencia_dlq',
+    'enviar_aviso_vendedor', 'enviar_evento_checkout'])
+  AND completed_on > now() - interval '15 minutes' AND state = 'completed'
+GROUP BY name
+ORDER BY name;
 
 -- Dead-lettered charges waiting for an operator (POST /jobs/:id/retry sends one back to its queue).
 SELECT id AS job_id, data->>'recorrenciaId' AS recorrencia_id, data->>'dataNegocio' AS data_negocio,

@@ -21,7 +21,8 @@ function definitions(registry: Registry) {
   return {
     jobs: gauge(
       'jobs',
-      'Jobs per queue and state (queued = ready to run; deferred = queued or retrying, not before a later time).',
+      'Live jobs per queue and state (queued = ready to run; deferred = queued or retrying, not before a later ' +
+        'time; failed = retries ran out, kept JOB_HISTORY_DAYS). Finished jobs: see jobs_completed_15m.',
       ['queue', 'state'],
     ),
     deadLetter: gauge(

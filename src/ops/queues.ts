@@ -1,6 +1,7 @@
-// Queue states for operators: per queue of ours, jobs by state (deferred apart from queued), how many of its
-// jobs sit in its dead-letter queue, and whether it is paused.
-import { countJobsByQueueAndState } from '../db/jobs.ts';
+// Queue states for operators: per queue of ours, its live jobs by state (deferred apart from queued) and its
+// failed ones, how many of its jobs sit in its dead-letter queue, and whether it is paused. Finished jobs are
+// not counted (see countLiveJobsByQueueAndState); the last minutes' completions are in /metrics.
+import { countLiveJobsByQueueAndState } from '../db/jobs.ts';
 import { listPauses } from '../db/pauses.ts';
 import { catalog } from './catalog.ts';
 import type { OpsDeps } from './deps.ts';
@@ -14,8 +15,6 @@ export type QueueState = {
     deferred: number;
     retry: number;
     active: number;
-    completed: number;
-    cancelled: number;
     failed: number;
   };
   deadLettered: number | null;
@@ -23,7 +22,7 @@ export type QueueState = {
 
 export async function queueStates(deps: OpsDeps): Promise<QueueState[]> {
   const [rows, pauses, queues] = await Promise.all([
-    countJobsByQueueAndState(deps.pool),
+    countLiveJobsByQueueAndState(deps.pool),
     listPauses(deps.pool),
     deps.boss.getQueues(),
   ]);
@@ -40,8 +39,6 @@ export async function queueStates(deps: OpsDeps): Promise<QueueState[]> {
         deferred: count(entry.name, (row) => row.deferred),
         retry: count(entry.name, (row) => row.state === 'retry' && !row.deferred),
         active: count(entry.name, (row) => row.state === 'active'),
-        completed: count(entry.name, (row) => row.state === 'completed'),
-        cancelled: count(entry.name, (row) => row.state === 'cancelled'),
         failed: count(entry.name, (row) => row.state === 'failed'),
       },
       deadLettered:

@@ -7,7 +7,11 @@ import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import t, { type Test } from 'tap';
 import { readMigrationFiles } from '../../src/db/migrator.ts';
-import { CHARGE_DEAD_LETTER_QUEUE, NOTICE_DELIVERY_QUEUE } from '../../src/queue/task-names.ts';
+import {
+  CHARGE_DEAD_LETTER_QUEUE,
+  CHECKOUT_EVENT_QUEUE,
+  NOTICE_DELIVERY_QUEUE,
+} from '../../src/queue/task-names.ts';
 import { query } from '../helpers/database.ts';
 import { createHarness, insertRecurrence } from '../helpers/harness.ts';
 
@@ -154,6 +158,18 @@ async function seed(t: Test): Promise<{ url: string; today: string; tomorrow: st
     motivo: 'agendada',
   });
   await h.boss.send(NOTICE_DELIVERY_QUEUE, { avisoId: 1 });
+  // Finished jobs: one completed now, one 20 minutes ago, one cancelled. None is a live job.
+  const finished = [];
+  for (const eventoId of [1, 2, 3]) finished.push(await h.boss.send(CHECKOUT_EVENT_QUEUE, { eventoId }));
+  await query(
+    h.url,
+    `UPDATE pgboss.job SET started_on = now() - x.age - interval '1 second', completed_on = now() - x.age,
+       state = x.state::pgboss.job_state
+     FROM (VALUES ($1::uuid, 'completed', interval '0 minutes'), ($2::uuid, 'completed', interval '20 minutes'),
+                  ($3::uuid, 'cancelled', interval '0 minutes')) AS x (id, state, age)
+     WHERE name = $4 AND job.id = x.id`,
+    [...finished, CHECKOUT_EVENT_QUEUE],
+  );
 
   await query(
     h.url,
@@ -208,6 +224,16 @@ function checkFigures(t: Test, sets: ResultSet[], dates: { today: string; tomorr
       { fila: NOTICE_DELIVERY_QUEUE, estado: 'created', jobs: '1' },
     ],
     'pg-boss jobs by queue and state',
+  );
+  t.same(
+    jobs.filter((row) => row.fila === CHECKOUT_EVENT_QUEUE),
+    [],
+    'completed and cancelled jobs are not among the live ones',
+  );
+  t.same(
+    table(sets, 'concluidos_15m'),
+    [{ fila: CHECKOUT_EVENT_QUEUE, concluidos_15m: '1' }],
+    'the job completed now; not the one 20 minutes ago, nor the cancelled one',
   );
   t.equal(table(sets, 'job_id').length, 2, 'two dead-lettered charges');
   t.match(table(sets, 'sucesso_hoje'), [

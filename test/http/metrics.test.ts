@@ -8,6 +8,7 @@ import { catalog } from '../../src/ops/catalog.ts';
 import { createBoss } from '../../src/queue/boss.ts';
 import {
   CHARGE_DEAD_LETTER_QUEUE,
+  CHECKOUT_EVENT_QUEUE,
   PERIODIC_TASKS,
   type PeriodicTaskName,
 } from '../../src/queue/task-names.ts';
@@ -289,7 +290,7 @@ t.test('every metric is exported with HELP and TYPE, zero-filled on an empty dat
 
   const queues = catalog().map((entry) => entry.name);
   for (const queue of queues) {
-    for (const state of ['queued', 'deferred', 'retry', 'active', 'completed', 'cancelled', 'failed']) {
+    for (const state of ['queued', 'deferred', 'retry', 'active', 'failed']) {
       t.equal(value(families, 'recorrencias_jobs', { queue, state }), 0, `jobs ${queue} ${state}`);
     }
     t.equal(value(families, 'recorrencias_queue_paused', { queue }), 0);
@@ -317,6 +318,32 @@ t.test('every metric is exported with HELP and TYPE, zero-filled on an empty dat
   t.equal(value(families, 'recorrencias_business_time_minutes'), 8 * 60 + 45, '08:45 in São Paulo');
   t.equal(value(families, 'recorrencias_oldest_pending_attempt_age_seconds'), 0);
   t.equal(value(families, 'recorrencias_notice_oldest_undelivered_age_seconds'), 0);
+});
+
+t.test('the 15-minute figures take the jobs finished in the window, and only those', async (t) => {
+  const h = await createAdminHarness(t);
+  const queue = CHECKOUT_EVENT_QUEUE;
+  const finished = (n: number, state: string, runSeconds: number, minutesAgo: number) =>
+    query(
+      h.url,
+      `INSERT INTO pgboss.job (name, state, data, policy, started_on, completed_on)
+       SELECT $1, $2::pgboss.job_state, '{}', 'standard',
+         now() - make_interval(mins => $4) - make_interval(secs => $3), now() - make_interval(mins => $4)
+       FROM generate_series(1, $5)`,
+      [queue, state, runSeconds, minutesAgo, n],
+    );
+  await finished(10, 'completed', 2, 1);
+  await finished(7, 'completed', 500, 20); // before the window
+  await finished(3, 'failed', 1, 1);
+  await finished(2, 'failed', 1, 20);
+  await finished(4, 'cancelled', 1, 1);
+  const families = await scrape(h.app);
+  t.equal(value(families, 'recorrencias_jobs_completed_15m', { queue }), 10);
+  t.equal(value(families, 'recorrencias_jobs_failed_15m', { queue }), 3);
+  t.equal(value(families, 'recorrencias_jobs', { queue, state: 'failed' }), 5, 'failed jobs are kept');
+  for (const quantile of ['0.5', '0.95', '0.99']) {
+    t.equal(value(families, 'recorrencias_job_duration_seconds', { queue, quantile }), 2, quantile);
+  }
 });
 
 t.test('business minutes follow the configured time zone', async (t) => {
@@ -409,7 +436,13 @@ t.test('the figures follow activity', async (t) => {
   );
   t.equal(value(after, 'recorrencias_task_running', processar), 0);
 
-  t.equal(value(after, 'recorrencias_jobs', { queue: 'cobrar_recorrencia', state: 'completed' }), 2);
+  t.same(
+    after
+      .get('recorrencias_jobs')
+      ?.samples.filter((sample) => ['completed', 'cancelled'].includes(sample.labels.state ?? '')),
+    [],
+    'finished jobs are not counted among the live ones',
+  );
   t.equal(value(after, 'recorrencias_jobs_completed_15m', { queue: 'cobrar_recorrencia' }), 2);
   t.equal(value(after, 'recorrencias_jobs_failed_15m', { queue: 'cobrar_recorrencia' }), 0);
   t.equal(
