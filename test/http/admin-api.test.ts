@@ -520,6 +520,55 @@ t.test('jobs pagination does not skip jobs created within the same millisecond',
   t.same(seen, [...ids].reverse(), 'one job per page, newest first, none skipped');
 });
 
+t.test('jobs of every queue are listed newest first across pages, ties broken by id', async (t) => {
+  const h = await createAdminHarness(t);
+  await h.boss.createQueue('alheia');
+  const sent: Array<{ queue: string; at: string }> = [
+    { queue: TASK, at: '2031-05-01T10:00:01Z' },
+    { queue: CHARGE_QUEUE, at: '2031-05-01T10:00:02Z' },
+    { queue: CHARGE_DEAD_LETTER_QUEUE, at: '2031-05-01T10:00:03Z' },
+    { queue: CHARGE_QUEUE, at: '2031-05-01T10:00:04Z' },
+    { queue: TASK, at: '2031-05-01T10:00:04Z' },
+    { queue: CHARGE_DEAD_LETTER_QUEUE, at: '2031-05-01T10:00:04Z' },
+    { queue: 'alheia', at: '2031-05-01T10:00:05Z' },
+  ];
+  for (const job of sent) {
+    const id = await h.boss.send(job.queue, { at: job.at });
+    await query(h.url, `UPDATE pgboss.job SET created_on = $1::timestamptz WHERE id = $2`, [job.at, id]);
+  }
+  const expected = await query<{ id: string }>(
+    h.url,
+    `SELECT id::text FROM pgboss.job WHERE name <> 'alheia' ORDER BY created_on DESC, id DESC`,
+  );
+  const seen: string[] = [];
+  let cursor: string | null = null;
+  for (let page = 0; page < 5; page += 1) {
+    const body: { jobs: Array<{ id: string }>; nextCursor: string | null } = (
+      await h.app.inject({
+        url: `/jobs?limit=2${cursor === null ? '' : `&cursor=${cursor}`}`,
+        headers: reader,
+      })
+    ).json();
+    seen.push(...body.jobs.map((job) => job.id));
+    cursor = body.nextCursor;
+    if (cursor === null) break;
+  }
+  t.equal(expected.length, 6);
+  t.same(
+    seen,
+    expected.map((row) => row.id),
+    "every job of ours once, in order; not another service's queue",
+  );
+  const created = (await h.app.inject({ url: '/jobs?state=created&limit=10', headers: reader })).json<{
+    jobs: Array<{ id: string }>;
+  }>();
+  t.same(
+    created.jobs.map((job) => job.id),
+    expected.map((row) => row.id),
+    'the same through a state filter',
+  );
+});
+
 t.test('a seller notice that failed for good is queued for delivery again', async (t) => {
   const h = await createAdminHarness(t);
   const [notice] = await query<{ id: string }>(
