@@ -51,6 +51,14 @@ export function serializeError(error: unknown): unknown {
   return error instanceof Error ? scrubError(pino.stdSerializers.err(error), 0) : scrubError(error, 0);
 }
 
+/**
+ * An error already serialized elsewhere (pg-boss keeps a failed job's error, own fields and cause included, as
+ * the job's output) without the fields that carry data, as a log line would have it.
+ */
+export function redactSerializedError(value: unknown): unknown {
+  return scrubError(value, 0);
+}
+
 export function createLogger(options: {
   level: string;
   format: 'json' | 'pretty';

@@ -520,6 +520,39 @@ t.test('jobs pagination does not skip jobs created within the same millisecond',
   t.same(seen, [...ids].reverse(), 'one job per page, newest first, none skipped');
 });
 
+t.test("a failed job's stored error is shown without the query values or row it carried", async (t) => {
+  const h = await createAdminHarness(t);
+  const id = await h.boss.send(TASK, { date: '2031-05-01' });
+  const claimed = (await h.boss.fetch(TASK))[0];
+  t.equal(claimed?.id, id);
+  await h.boss.fail(
+    TASK,
+    { id: id as string, retryCount: 0 },
+    {
+      name: 'NotNullIntegrityConstraintViolationError',
+      message: 'Query violates a not NULL integrity constraint.',
+      sql: 'INSERT INTO checkout_recorrencias_arquivo SELECT ...',
+      values: ['tok_live_4242424242'],
+      cause: {
+        message: 'null value in column "x" violates not-null constraint',
+        detail: 'Failing row contains (7, tok_live_4242424242, null).',
+        parameters: ['tok_live_4242424242'],
+      },
+    },
+  );
+  const response = await h.app.inject({ url: `/jobs/${id}`, headers: reader });
+  t.equal(response.statusCode, 200);
+  t.notMatch(response.body, /tok_live/, 'no card token');
+  t.match(response.json(), {
+    state: 'retry',
+    output: {
+      message: 'Query violates a not NULL integrity constraint.',
+      values: '[redacted]',
+      cause: { message: /violates not-null constraint/, detail: '[redacted]', parameters: '[redacted]' },
+    },
+  });
+});
+
 t.test('jobs of every queue are listed newest first across pages, ties broken by id', async (t) => {
   const h = await createAdminHarness(t);
   await h.boss.createQueue('alheia');

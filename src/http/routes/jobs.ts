@@ -4,6 +4,7 @@ import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { JOB_STATES, findJob } from '../../db/jobs.ts';
 import { AppError } from '../../errors.ts';
+import { redactSerializedError } from '../../log.ts';
 import { retryJob } from '../../ops/control.ts';
 import { decodeCursor, jobsByState } from '../../ops/inspect.ts';
 import { queueStates } from '../../ops/queues.ts';
@@ -49,7 +50,9 @@ export function jobRoutes(deps: AdminDeps): FastifyPluginAsyncZod {
       async (request) => {
         const job = await findJob(deps.pool, request.params.id);
         if (job === null) throw new AppError('NOT_FOUND', `no job ${request.params.id}`);
-        return job;
+        // A failed job's output is the error its handler threw, as pg-boss stored it: a query's values or a
+        // violating row (card tokens) among its fields. Read tokens see it as the logs do.
+        return { ...job, output: redactSerializedError(job.output) };
       },
     );
 
