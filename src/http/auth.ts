@@ -37,6 +37,25 @@ function allowed(principal: Principal, access: Access): boolean {
   return principal.scope === 'operator' || principal.scope === access;
 }
 
+const LOOPBACK = /^(127\.0\.0\.1|localhost|\[::1\])(:\d+)?$/;
+
+/**
+ * Without tokens the server trusts whoever reaches it on localhost, and a web page the developer has open
+ * can reach it too: a form or fetch() to 127.0.0.1 (its Origin names the page's site), or a DNS name of the
+ * page's rebound to 127.0.0.1 (its Host is that name). Either is refused; curl sends no Origin, and the
+ * dashboard's requests name localhost in both. Returns why, or null.
+ */
+function foreignToLocalhost(request: FastifyRequest): string | null {
+  const { host, origin } = request.headers;
+  if (host === undefined || !LOOPBACK.test(host)) {
+    return `without ADMIN_TOKENS this server answers only requests addressed to localhost (Host: ${host ?? 'none'})`;
+  }
+  if (origin !== undefined && !LOOPBACK.test(origin.replace(/^https?:\/\//, ''))) {
+    return `without ADMIN_TOKENS this server answers only pages it served itself (Origin: ${origin})`;
+  }
+  return null;
+}
+
 /**
  * Installs the check on every route. Without configured tokens (the dev command on localhost only, enforced
  * at start-up) every caller acts as the local developer.
@@ -49,6 +68,8 @@ export function registerAuth(app: FastifyInstance, tokens: AdminToken[]): void {
     const access = documentation ? 'public' : (request.routeOptions.config.access ?? 'operator');
     if (access === 'public') return;
     if (tokens.length === 0) {
+      const refusal = foreignToLocalhost(request);
+      if (refusal !== null) return reply.status(403).send({ error: 'forbidden', message: refusal });
       request.principal = { name: 'dev', scope: 'operator' };
       return;
     }

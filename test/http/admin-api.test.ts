@@ -1,6 +1,8 @@
 // The admin API through `inject` against real Postgres: authentication, validation of hostile input (no 5xx,
 // no state change), running tasks, pausing, retrying jobs, reactivating recurrences, the audit trail.
+import Fastify from 'fastify';
 import t from 'tap';
+import { actor, registerAuth } from '../../src/http/auth.ts';
 import { CHARGE_DEAD_LETTER_QUEUE, CHARGE_QUEUE } from '../../src/queue/task-names.ts';
 import { registerNoticeWorker } from '../../src/tasks/notices/notice-worker.ts';
 import { query } from '../helpers/database.ts';
@@ -518,6 +520,33 @@ t.test('jobs pagination does not skip jobs created within the same millisecond',
     if (cursor === null) break;
   }
   t.same(seen, [...ids].reverse(), 'one job per page, newest first, none skipped');
+});
+
+t.test('without tokens (dev), only requests to localhost from localhost pages are served', async (t) => {
+  const app = Fastify();
+  t.teardown(() => app.close());
+  registerAuth(app, []);
+  app.post('/recorrencias/:id/cancelar', async (request) => ({ by: actor(request) }));
+  const post = (headers: { host: string; origin?: string }) =>
+    app.inject({ method: 'POST', url: '/recorrencias/1/cancelar', headers });
+  for (const headers of [
+    { host: '127.0.0.1:8080' },
+    { host: 'localhost:8080', origin: 'http://localhost:8080' },
+    { host: '[::1]:8080', origin: 'http://127.0.0.1:8080' },
+  ]) {
+    const response = await post(headers);
+    t.equal(response.statusCode, 200, JSON.stringify(headers));
+    t.same(response.json(), { by: 'dev' });
+  }
+  for (const headers of [
+    { host: '127.0.0.1:8080', origin: 'https://evil.example' },
+    { host: '127.0.0.1:8080', origin: 'null' },
+    { host: 'rebound.evil.example:8080' },
+  ]) {
+    const response = await post(headers);
+    t.equal(response.statusCode, 403, JSON.stringify(headers));
+    t.match(response.json(), { error: 'forbidden', message: /without ADMIN_TOKENS/ });
+  }
 });
 
 t.test("a failed job's stored error is shown without the query values or row it carried", async (t) => {
