@@ -93,7 +93,31 @@ const namedTokens = z
           scope: z.enum(TOKEN_SCOPES, { error: `scope must be one of ${TOKEN_SCOPES.join(', ')}` }),
         }),
       )
-      .min(1),
+      .min(1)
+      // A token listed twice would get the scope of whichever entry is checked last, and audit rows its name.
+      // A name may be listed twice with the same scope: that is how a token is rotated (idempotency keys are
+      // scoped to the name, so a rotated checkout token must keep it).
+      .superRefine((entries, ctx) => {
+        const token = entries.find(
+          (entry, i) => entries.findIndex((other) => other.token === entry.token) !== i,
+        );
+        if (token !== undefined) {
+          const owners = entries.filter((entry) => entry.token === token.token).map((entry) => entry.name);
+          ctx.addIssue({
+            code: 'custom',
+            message: `${owners.join(' and ')} have the same token: each token must be different`,
+          });
+        }
+        const renamed = entries.find((entry) =>
+          entries.some((other) => other.name === entry.name && other.scope !== entry.scope),
+        );
+        if (renamed !== undefined) {
+          ctx.addIssue({
+            code: 'custom',
+            message: `"${renamed.name}" is listed with two scopes: one name, one scope (several tokens may share both)`,
+          });
+        }
+      }),
   );
 
 // Per-brand caps on decline retries inside a rolling 30-day window (ABECS / brand rules), "visa:15,mastercard:10".

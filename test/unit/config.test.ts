@@ -114,6 +114,24 @@ t.test('named admin tokens are parsed; short tokens are refused', async (t) => {
   );
   const problems = problemsOf(() => loadConfig({ ...base, ADMIN_TOKENS: 'ana:short' }));
   t.match(problems.join('\n'), /ADMIN_TOKENS.*at least 16 characters/);
+  const sameToken = problemsOf(() =>
+    loadConfig({ ...base, ADMIN_TOKENS: 'grafana:0123456789abcdef:read,ana:0123456789abcdef' }),
+  );
+  t.match(sameToken.join('\n'), /ADMIN_TOKENS.*grafana and ana have the same token/);
+  t.notMatch(sameToken.join('\n'), /0123456789abcdef/, 'the token itself is not printed');
+  const twoScopes = problemsOf(() =>
+    loadConfig({ ...base, ADMIN_TOKENS: 'ana:0123456789abcdef,ana:fedcba9876543210:read' }),
+  );
+  t.match(twoScopes.join('\n'), /ADMIN_TOKENS.*"ana" is listed with two scopes/);
+  const rotation = loadConfig({
+    ...base,
+    ADMIN_TOKENS: 'checkout:0123456789abcdef:checkout,checkout:fedcba9876543210:checkout',
+  });
+  t.same(
+    rotation.admin.tokens.map((token) => `${token.name}:${token.scope}`),
+    ['checkout:checkout', 'checkout:checkout'],
+    'a token being rotated: old and new under one name and scope',
+  );
 });
 
 t.test('fails closed: production roles need DATABASE_URL, GATEWAY_URL and a token', async (t) => {
