@@ -1,5 +1,7 @@
 // What one-shot commands (run, seed, purge-archive, ...) share: a pool and a pg-boss instance that neither
-// supervises nor schedules, opened on a migrated database and always closed afterwards.
+// supervises nor schedules, opened on a migrated database and always closed afterwards; and the name their
+// audit rows carry.
+import { userInfo } from 'node:os';
 import { createBoss } from '../queue/boss.ts';
 import { connectToMigratedDatabase } from '../roles/connect.ts';
 import type { RoleContext } from '../roles/context.ts';
@@ -14,5 +16,14 @@ export async function withCommandDeps<T>(ctx: RoleContext, work: (deps: TaskDeps
   } finally {
     await boss.stop({ graceful: false, close: true }).catch(() => undefined);
     await pool.end();
+  }
+}
+
+/** Who runs a command, for audit rows: `cli:<operating-system user>`. */
+export function commandLineActor(): string {
+  try {
+    return `cli:${userInfo().username}`;
+  } catch {
+    return 'cli';
   }
 }

@@ -3,7 +3,6 @@
 // and a sample export command). Prints the counts as JSON; exits 1 when lines were rejected (the valid ones
 // were imported all the same), 2 on bad arguments or an unreadable file.
 import { writeFile } from 'node:fs/promises';
-import { userInfo } from 'node:os';
 import { parseArgs } from 'node:util';
 import { z } from 'zod';
 import { isoDate } from '../domain/dates.ts';
@@ -11,7 +10,7 @@ import { LEGACY_COLUMNS, type LegacyColumn } from '../domain/legacy-import.ts';
 import { AppError } from '../errors.ts';
 import { importLegacyExport } from '../ops/legacy-import.ts';
 import type { RoleContext } from '../roles/context.ts';
-import { withCommandDeps } from './command-deps.ts';
+import { commandLineActor, withCommandDeps } from './command-deps.ts';
 
 const USAGE =
   'import --file export.(csv|jsonl) [--cutover YYYY-MM-DD] [--dry-run] [--format csv|jsonl] [--map ours=theirs,...] [--errors FILE]';
@@ -30,14 +29,6 @@ export function parseMapping(value: string | undefined): Partial<Record<LegacyCo
     mapping[ours as LegacyColumn] = theirs;
   }
   return mapping;
-}
-
-function whoRunsThis(): string {
-  try {
-    return `cli:${userInfo().username}`;
-  } catch {
-    return 'cli';
-  }
 }
 
 export async function importCommand(ctx: RoleContext, args: string[]): Promise<number> {
@@ -67,7 +58,7 @@ export async function importCommand(ctx: RoleContext, args: string[]): Promise<n
     dryRun: values['dry-run'],
     mapping: parseMapping(values.map),
   };
-  const report = await withCommandDeps(ctx, (deps) => importLegacyExport(deps, whoRunsThis(), options));
+  const report = await withCommandDeps(ctx, (deps) => importLegacyExport(deps, commandLineActor(), options));
   if (values.errors !== undefined) {
     await writeFile(values.errors, report.erros.map((error) => `${JSON.stringify(error)}\n`).join(''));
   }

@@ -2,9 +2,11 @@
 // attempts) older than the archive's retention (ARCHIVE_RETENTION_DAYS, default 1825). Never scheduled.
 import { parseArgs } from 'node:util';
 import { purgeArchiveBatch } from '../db/arquivo.ts';
+import { insertAudit } from '../db/pauses.ts';
 import { AppError } from '../errors.ts';
 import { connectToMigratedDatabase } from '../roles/connect.ts';
 import type { RoleContext } from '../roles/context.ts';
+import { commandLineActor } from './command-deps.ts';
 
 export async function purgeArchiveCommand(ctx: RoleContext, args: string[]): Promise<number> {
   const { values } = parseArgs({ args, strict: true, options: { 'older-than-days': { type: 'string' } } });
@@ -17,6 +19,13 @@ export async function purgeArchiveCommand(ctx: RoleContext, args: string[]): Pro
   const pool = await connectToMigratedDatabase(ctx, 'cli');
   const totals = { recorrencias: 0, cobrancas: 0, ciclos_pulados: 0 };
   try {
+    // Audited before the first delete: the rows are gone for good, even if the command stops half-way.
+    await insertAudit(pool, {
+      who: commandLineActor(),
+      action: 'purge_archive',
+      target: 'checkout_recorrencias_arquivo',
+      details: { olderThanDays: days },
+    });
     for (;;) {
       const batch = await purgeArchiveBatch(pool, days, ctx.config.archive.batchSize);
       totals.recorrencias += batch.recorrencias;

@@ -6,6 +6,7 @@
 // or CSV).
 import { parseArgs } from 'node:util';
 import { z } from 'zod';
+import { insertAudit } from '../db/pauses.ts';
 import { businessDate, isoDate } from '../domain/dates.ts';
 import { AppError } from '../errors.ts';
 import { refuseFutureRun } from '../ops/control.ts';
@@ -13,7 +14,7 @@ import { isPeriodicTask, PERIODIC_TASKS } from '../queue/task-names.ts';
 import type { RoleContext } from '../roles/context.ts';
 import { runPeriodicTask } from '../tasks/periodic-runner.ts';
 import { PERIODIC_TASK_DEFINITIONS } from '../tasks/registry.ts';
-import { withCommandDeps } from './command-deps.ts';
+import { commandLineActor, withCommandDeps } from './command-deps.ts';
 import { printDryRun } from './dry-run.ts';
 
 export function parseRunArgs(args: string[], timeZone: string, now: Date) {
@@ -50,15 +51,22 @@ export async function runTaskCommand(ctx: RoleContext, args: string[]): Promise<
     await withCommandDeps(ctx, (deps) => printDryRun(deps, task, date, csv));
     return 0;
   }
-  const outcome = await withCommandDeps(ctx, (deps) =>
-    runPeriodicTask(PERIODIC_TASK_DEFINITIONS[task], deps, {
+  const outcome = await withCommandDeps(ctx, async (deps) => {
+    // Audited before the run, as POST /tasks/:name/run is: a run that crashes half-way still says who began it.
+    await insertAudit(deps.pool, {
+      who: commandLineActor(),
+      action: 'run_task',
+      target: task,
+      details: { date, force, via: 'command line' },
+    });
+    return runPeriodicTask(PERIODIC_TASK_DEFINITIONS[task], deps, {
       date,
       force,
       jobId: null,
       attempt: 1,
       signal: ctx.signal,
-    }),
-  );
+    });
+  });
   process.stdout.write(`${JSON.stringify({ task, ...outcome }, null, 2)}\n`);
   return 0;
 }

@@ -1,5 +1,7 @@
-// `seed --count N [--date YYYY-MM-DD] [--sellers S] [--seed X]`: inserts N realistic recurrences due on the
-// date (default: today's business date), in bulk. Used by the demo and the benchmark.
+// `seed --count N [--date YYYY-MM-DD] [--sellers S] [--seed X] [--demo]`: inserts N realistic recurrences due
+// on the date (default: today's business date), in bulk. Used by the demo and the benchmark. The next daily
+// run charges them through whatever gateway the workers use, so the production image (NODE_ENV=production)
+// seeds only with --demo, the operator's word that this database is a demo one.
 import { parseArgs } from 'node:util';
 import { z } from 'zod';
 import { seedRecurrences } from '../db/seed.ts';
@@ -24,8 +26,16 @@ export async function seedCommand(ctx: RoleContext, args: string[]): Promise<num
       date: { type: 'string' },
       sellers: { type: 'string', default: '100' },
       seed: { type: 'string', default: '1' },
+      demo: { type: 'boolean', default: false },
     },
   });
+  if (process.env.NODE_ENV === 'production' && !values.demo) {
+    throw new AppError(
+      'INVALID_INPUT',
+      'seed: refused with NODE_ENV=production: the seeded recurrences would be charged by the next run. ' +
+        'Add --demo if this database is a demo one.',
+    );
+  }
   const parsed = seedArgs.safeParse({
     ...values,
     date: values.date ?? businessDate(new Date(), ctx.config.timeZone),
@@ -33,7 +43,7 @@ export async function seedCommand(ctx: RoleContext, args: string[]): Promise<num
   if (!parsed.success) {
     throw new AppError(
       'INVALID_INPUT',
-      `seed --count N [--date YYYY-MM-DD] [--sellers S] [--seed X]: ${z.prettifyError(parsed.error)}`,
+      `seed --count N [--date YYYY-MM-DD] [--sellers S] [--seed X] [--demo]: ${z.prettifyError(parsed.error)}`,
     );
   }
   const pool = await connectToMigratedDatabase(ctx, 'cli');

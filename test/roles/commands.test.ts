@@ -160,6 +160,19 @@ t.test('seed and run: the Django-shell equivalents', async (t) => {
     { DATABASE_URL: url },
   );
   t.match(JSON.parse(again.out), { status: 'skipped', reason: 'already_succeeded' });
+  t.match(
+    await query(url, `SELECT quem, acao, alvo, detalhes FROM auditoria_admin ORDER BY id`),
+    [
+      {
+        quem: /^cli/,
+        acao: 'run_task',
+        alvo: 'processar_recorrencias_do_dia',
+        detalhes: { date: '2031-03-10', force: false, via: 'command line' },
+      },
+      { acao: 'run_task' },
+    ],
+    'each command-line run is audited (the refused ones are not runs)',
+  );
   const bad = await command(t, ['run', 'processar_recorrencias_do_dia', '--date', '2031-02-30'], {
     DATABASE_URL: url,
   });
@@ -179,4 +192,21 @@ t.test('purge-archive deletes only archived rows past the retention', async (t) 
   t.equal(purge.code, 0, purge.err);
   t.match(JSON.parse(purge.out), { olderThanDays: 1825, purged: { recorrencias: 1 } });
   t.same(await query(url, 'SELECT id FROM checkout_recorrencias_arquivo'), [{ id: '2' }]);
+  t.match(await query(url, 'SELECT quem, acao, detalhes FROM auditoria_admin'), [
+    { quem: /^cli/, acao: 'purge_archive', detalhes: { olderThanDays: 1825 } },
+  ]);
+});
+
+t.test('seed refuses a production environment unless told the database is a demo one', async (t) => {
+  const url = await createMigratedDatabase(t);
+  const refused = await command(t, ['seed', '--count', '5'], { DATABASE_URL: url, NODE_ENV: 'production' });
+  t.equal(refused.code, 2);
+  t.match(refused.err, /refused with NODE_ENV=production.*--demo/s);
+  t.same(await query(url, 'SELECT id FROM checkout_recorrencias'), [], 'nothing seeded');
+  const demo = await command(t, ['seed', '--count', '5', '--demo'], {
+    DATABASE_URL: url,
+    NODE_ENV: 'production',
+  });
+  t.equal(demo.code, 0, demo.err);
+  t.match(JSON.parse(demo.out), { inserted: 5 });
 });
