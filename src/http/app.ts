@@ -1,6 +1,7 @@
 // Builds the admin HTTP server (Fastify). It never listens by itself: the admin role does, and tests use
 // `app.inject`. Every input is validated with zod (fastify-type-provider-zod), documented at /docs
 // (OpenAPI), and authenticated by bearer token except health, the dashboard page and the docs.
+import { randomUUID } from 'node:crypto';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import Fastify, { type FastifyBaseLogger } from 'fastify';
@@ -34,6 +35,8 @@ export type AdminDeps = {
   now: () => Date;
 };
 
+const REQUEST_ID = /^[A-Za-z0-9._:-]{1,64}$/;
+
 export async function buildAdminApp(deps: AdminDeps) {
   const app = Fastify({
     // pino's Logger and Fastify's base logger type differ only in generics; routes are typed with the base one.
@@ -43,8 +46,18 @@ export async function buildAdminApp(deps: AdminDeps) {
     // Prototype-pollution payloads are refused outright rather than silently stripped.
     onProtoPoisoning: 'error',
     onConstructorPoisoning: 'error',
-    requestIdHeader: 'x-request-id',
+    // The caller's X-Request-Id is kept only when it looks like an id: it goes into every log line of the request,
+    // and a free-form one (any text, 16 KB) would let a caller forge another request's id or pad the logs.
+    requestIdHeader: false,
+    genReqId: (request) => {
+      const given = request.headers['x-request-id'];
+      return typeof given === 'string' && REQUEST_ID.test(given) ? given : randomUUID();
+    },
   }).withTypeProvider<ZodTypeProvider>();
+  // Echoed, so a caller can quote it when something went wrong.
+  app.addHook('onSend', async (request, reply) => {
+    reply.header('x-request-id', request.id);
+  });
   app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(serializerCompiler);
   registerErrorHandling(app);

@@ -522,6 +522,26 @@ t.test('jobs pagination does not skip jobs created within the same millisecond',
   t.same(seen, [...ids].reverse(), 'one job per page, newest first, none skipped');
 });
 
+t.test("the caller's X-Request-Id is kept when it is an id, replaced otherwise, and echoed", async (t) => {
+  const h = await createAdminHarness(t);
+  const idOf = async (given?: string) =>
+    (
+      await h.app.inject({
+        url: '/queues',
+        headers: { ...reader, ...(given === undefined ? {} : { 'x-request-id': given }) },
+      })
+    ).headers['x-request-id'];
+  t.equal(await idOf('lb-7f3a:0042'), 'lb-7f3a:0042');
+  const uuid = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+  t.match(await idOf(), uuid, 'none given: a new one');
+  t.match(await idOf('x'.repeat(65)), uuid, 'too long: a new one');
+  t.match(await idOf('a b" forged=1'), uuid, 'not an id: a new one');
+  t.not(await idOf(), await idOf(), 'each request its own');
+  const refused = await h.app.inject({ url: '/queues', headers: { 'x-request-id': 'trace-1' } });
+  t.equal(refused.statusCode, 401);
+  t.equal(refused.headers['x-request-id'], 'trace-1', 'refusals carry it too');
+});
+
 t.test('without tokens (dev), only requests to localhost from localhost pages are served', async (t) => {
   const app = Fastify();
   t.teardown(() => app.close());
