@@ -400,11 +400,28 @@ t.test(
     await query(h.url, `UPDATE checkout_recorrencias SET cobrar_a_partir_de = '2031-01-05' WHERE id = $1`, [
       cancelled,
     ]);
+    await query(
+      h.url,
+      `INSERT INTO checkout_recorrencia_ciclos_pulados (recorrencia_id, ciclo, cobrado_no_ciclo, motivo)
+       VALUES ($1, '2030-02-01', '2030-03-01', 'atraso')`,
+      [archived[0]],
+    );
     const [before] = await query(
       h.url,
       'SELECT to_jsonb(r) AS row FROM checkout_recorrencias r WHERE id = $1',
       [cancelled],
     );
+    const attemptBefore = await query(
+      h.url,
+      'SELECT to_jsonb(c) AS row FROM checkout_recorrencia_cobrancas c WHERE recorrencia_id = $1',
+      [archived[0]],
+    );
+    const skippedBefore = await query(
+      h.url,
+      'SELECT to_jsonb(p) AS row FROM checkout_recorrencia_ciclos_pulados p WHERE recorrencia_id = $1',
+      [archived[0]],
+    );
+    t.equal(attemptBefore.length + skippedBefore.length, 2, 'one attempt and one skipped cycle to archive');
     const recent = await insertRecurrence(h.pool, {
       proxima_cobranca: DAY,
       status: 'cancelado',
@@ -457,6 +474,26 @@ t.test(
       ),
       [before],
       'every column is archived as it was',
+    );
+    t.same(
+      await query(
+        h.url,
+        `SELECT to_jsonb(a) - 'arquivado_em' AS row FROM checkout_recorrencia_cobrancas_arquivo a
+         WHERE recorrencia_id = $1`,
+        [archived[0]],
+      ),
+      attemptBefore,
+      "every column of the recurrence's attempt too",
+    );
+    t.same(
+      await query(
+        h.url,
+        `SELECT to_jsonb(a) - 'arquivado_em' AS row FROM checkout_recorrencia_ciclos_pulados_arquivo a
+         WHERE recorrencia_id = $1`,
+        [archived[0]],
+      ),
+      skippedBefore,
+      'and of its skipped cycle',
     );
     t.same(await query(h.url, `SELECT count(*)::int AS n FROM checkout_recorrencia_cobrancas_arquivo`), [
       { n: 3 },
