@@ -84,8 +84,7 @@ export async function markOutboxAttemptFailed(
 
 /**
  * Deletes entries that are done (delivered, or recorded without a webhook) and older than `olderThanDays`,
- * one bounded batch per call. Undelivered entries are never pruned: they stay visible. Each seller's latest
- * notice stays whatever its age: its `corte_em` is where the seller's next notice starts counting new holds.
+ * one bounded batch per call. Undelivered entries (pendente, falhou) are never pruned: they stay visible.
  */
 export async function pruneDeliveredOutbox(
   db: CommonQueryMethods,
@@ -93,16 +92,10 @@ export async function pruneDeliveredOutbox(
   olderThanDays: number,
   batchSize: number,
 ): Promise<number> {
-  const keepLatestNotice =
-    table === 'avisos_vendedores'
-      ? sql.fragment`AND EXISTS (
-          SELECT 1 FROM avisos_vendedores n WHERE n.vendedor_id = o.vendedor_id AND n.data_negocio > o.data_negocio)`
-      : sql.fragment``;
   return db.oneFirst(sql.type(CountRow)`
     WITH alvo AS (
       SELECT o.id FROM ${sql.identifier([table])} o
       WHERE o.status IN ('enviado', 'registrado') AND o.criado_em < now() - make_interval(days => ${olderThanDays})
-        ${keepLatestNotice}
       ORDER BY o.id LIMIT ${batchSize}
     ), apagados AS (DELETE FROM ${sql.identifier([table])} o USING alvo WHERE o.id = alvo.id RETURNING 1)
     SELECT count(*)::int AS n FROM apagados`);

@@ -1,8 +1,9 @@
 // notificar_recorrencias_hold (18:00): one notice per seller with recurrences on hold, per business date,
-// listing the holds that are new since the seller's previous notice and the count of all. Written to the
-// avisos_vendedores outbox together with its delivery job (one transaction), so a rerun sends nothing
-// twice and a failed delivery is retried and visible. Without NOTICE_WEBHOOK_URL notices are only recorded.
-import { findSellerHolds, insertNotice } from '../db/avisos.ts';
+// listing the holds no notice announced yet and the count of all. Written to the avisos_vendedores outbox
+// together with its delivery job and the mark on the holds it announces (one transaction), so a rerun sends
+// nothing twice, a hold is announced once, and a failed delivery is retried and visible. Without
+// NOTICE_WEBHOOK_URL notices are only recorded.
+import { findSellerHolds, insertNotice, markHoldsAnnounced } from '../db/avisos.ts';
 import { stableUuid } from '../domain/identifiers.ts';
 import { bossDb } from '../queue/boss-executor.ts';
 import { NOTICE_DELIVERY_QUEUE } from '../queue/task-names.ts';
@@ -16,7 +17,7 @@ export const notificarRecorrenciasHold: PeriodicTask = {
   description: 'Avisa cada vendedor, uma vez por dia, das suas recorrências em hold.',
   run: async (ctx) => {
     const deliver = ctx.config.notices.webhookUrl !== undefined;
-    const sellers = await findSellerHolds(ctx.pool, ctx.date, LIST_LIMIT);
+    const sellers = await findSellerHolds(ctx.pool, LIST_LIMIT);
     let created = 0;
     for (const seller of sellers) {
       ctx.signal.throwIfAborted();
@@ -38,6 +39,7 @@ export const notificarRecorrenciasHold: PeriodicTask = {
           content,
           status: deliver ? 'pendente' : 'registrado',
         });
+        if (id !== null) await markHoldsAnnounced(tx, seller.novas_ids, seller.corte_em);
         if (id !== null && deliver) {
           await ctx.boss.send(
             NOTICE_DELIVERY_QUEUE,
@@ -63,7 +65,7 @@ export const notificarRecorrenciasHold: PeriodicTask = {
     };
   },
   dryRun: async (ctx) => {
-    const sellers = await findSellerHolds(ctx.pool, ctx.date, 0);
+    const sellers = await findSellerHolds(ctx.pool, 0);
     return {
       vendedores_com_hold: sellers.length,
       recorrencias_em_hold: sellers.reduce((sum, seller) => sum + seller.total_em_hold, 0),

@@ -354,7 +354,61 @@ t.test('a notice lists the first 500 new holds and counts all of them', async (t
      FROM avisos_vendedores`,
   );
   t.same(notice, { novas_em_hold: 501, listed: 500, content_count: 501 });
+  t.match(await run(h, 'notificar_recorrencias_hold', '2031-03-11'), { counts: { avisos_criados: 1 } });
+  t.same(
+    await query(
+      h.url,
+      `SELECT novas_em_hold, total_em_hold FROM avisos_vendedores WHERE data_negocio = '2031-03-11'`,
+    ),
+    [{ novas_em_hold: 0, total_em_hold: 501 }],
+    'the next day, none is new: the one not listed was announced in the count',
+  );
 });
+
+t.test(
+  'a hold is announced once: a rerun of an earlier date, and pruned notices, do not make it new again',
+  async (t) => {
+    const h = await createHarness(t, { env: { NOTICE_RETENTION_DAYS: '1' } });
+    const toHold = `UPDATE checkout_recorrencias SET status = 'hold', motivo_hold = 'teste', hold_em = now() WHERE id = $1`;
+    const first = await insertRecurrence(h.pool, { proxima_cobranca: DAY, vendedor_id: 'loja-a' });
+    const second = await insertRecurrence(h.pool, { proxima_cobranca: DAY, vendedor_id: 'loja-a' });
+    await query(h.url, toHold, [first]);
+    await run(h, 'notificar_recorrencias_hold', '2031-03-11');
+    await query(h.url, toHold, [second]);
+    // Monday's run failed; the operator runs it after Tuesday's notice went out.
+    await run(h, 'notificar_recorrencias_hold', DAY);
+    await run(h, 'notificar_recorrencias_hold', '2031-03-12');
+    const listed = () =>
+      query<{ data_negocio: string; ids: number[] }>(
+        h.url,
+        `SELECT data_negocio::text, ARRAY(SELECT (e->>'id')::int FROM jsonb_array_elements(conteudo->'novas') e) AS ids
+         FROM avisos_vendedores ORDER BY data_negocio`,
+      );
+    t.same(await listed(), [
+      { data_negocio: DAY, ids: [second] },
+      { data_negocio: '2031-03-11', ids: [first] },
+      { data_negocio: '2031-03-12', ids: [] },
+    ]);
+    // Every notice delivered and old: the weekly clean-up deletes them all.
+    await query(
+      h.url,
+      `UPDATE avisos_vendedores SET status = 'enviado', criado_em = now() - interval '3 days'`,
+    );
+    await run(h, 'limpar_recorrencias_antigas', '2031-03-15');
+    t.same(await listed(), [], 'every notice pruned');
+    await run(h, 'notificar_recorrencias_hold', '2031-03-16');
+    t.same(await listed(), [{ data_negocio: '2031-03-16', ids: [] }], 'no hold is new again');
+    // Reactivated and put on hold again: a new hold.
+    await query(
+      h.url,
+      `UPDATE checkout_recorrencias SET status = 'ativo', motivo_hold = NULL, hold_em = NULL WHERE id = $1`,
+      [first],
+    );
+    await query(h.url, toHold, [first]);
+    await run(h, 'notificar_recorrencias_hold', '2031-03-17');
+    t.same((await listed()).at(-1), { data_negocio: '2031-03-17', ids: [first] });
+  },
+);
 
 t.test('without a webhook URL, notices are recorded (and the log says so), not sent', async (t) => {
   const h = await createHarness(t);
@@ -553,63 +607,43 @@ t.test(
   },
 );
 
-t.test(
-  "limpar prunes old delivered seller notices, keeping undelivered ones and each seller's latest",
-  async (t) => {
-    const h = await createHarness(t, { env: { NOTICE_RETENTION_DAYS: '180' } });
-    // [seller, business date, status, age in days]
-    const notices = [
-      ['loja-a', '2030-01-01', 'enviado', 400],
-      ['loja-a', '2030-01-02', 'registrado', 399],
-      ['loja-a', '2030-01-03', 'falhou', 398],
-      ['loja-a', '2030-01-04', 'pendente', 397],
-      ['loja-a', '2030-09-01', 'enviado', 190],
-      ['loja-a', '2031-03-01', 'enviado', 10],
-      ['loja-b', '2030-01-01', 'enviado', 400],
-    ] as const;
-    for (const [seller, date, status, age] of notices) {
-      await query(
-        h.url,
-        `INSERT INTO avisos_vendedores (vendedor_id, data_negocio, corte_em, novas_em_hold, total_em_hold, conteudo,
-           status, criado_em)
-         VALUES ($1, $2, now() - make_interval(days => $4), 0, 1, '{}', $3, now() - make_interval(days => $4))`,
-        [seller, date, status, age],
-      );
-    }
-    const outcome = await run(h, 'limpar_recorrencias_antigas');
-    t.match(outcome, { counts: { avisos_vendedores_removidos: 3 } });
-    const left = await query<{ vendedor_id: string; data_negocio: string; status: string }>(
+t.test('limpar prunes old delivered or recorded seller notices, keeping undelivered ones', async (t) => {
+  const h = await createHarness(t, { env: { NOTICE_RETENTION_DAYS: '180' } });
+  // [seller, business date, status, age in days]
+  const notices = [
+    ['loja-a', '2030-01-01', 'enviado', 400],
+    ['loja-a', '2030-01-02', 'registrado', 399],
+    ['loja-a', '2030-01-03', 'falhou', 398],
+    ['loja-a', '2030-01-04', 'pendente', 397],
+    ['loja-a', '2030-09-01', 'enviado', 190],
+    ['loja-a', '2031-03-01', 'enviado', 10],
+    ['loja-b', '2030-01-01', 'enviado', 400],
+  ] as const;
+  for (const [seller, date, status, age] of notices) {
+    await query(
       h.url,
-      `SELECT vendedor_id, data_negocio::text, status FROM avisos_vendedores ORDER BY vendedor_id, data_negocio`,
+      `INSERT INTO avisos_vendedores (vendedor_id, data_negocio, corte_em, novas_em_hold, total_em_hold, conteudo,
+         status, criado_em)
+       VALUES ($1, $2, now() - make_interval(days => $4), 0, 1, '{}', $3, now() - make_interval(days => $4))`,
+      [seller, date, status, age],
     );
-    t.same(
-      left,
-      [
-        { vendedor_id: 'loja-a', data_negocio: '2030-01-03', status: 'falhou' },
-        { vendedor_id: 'loja-a', data_negocio: '2030-01-04', status: 'pendente' },
-        { vendedor_id: 'loja-a', data_negocio: '2031-03-01', status: 'enviado' },
-        { vendedor_id: 'loja-b', data_negocio: '2030-01-01', status: 'enviado' },
-      ],
-      "undelivered notices stay, recent ones too, and loja-b's only notice (its next cut-off)",
-    );
-    // The next notice still counts new holds from loja-b's kept cut-off: a hold older than it is not new.
-    await insertRecurrence(h.pool, {
-      proxima_cobranca: DAY,
-      vendedor_id: 'loja-b',
-      status: 'hold',
-      hold_em: new Date(Date.now() - 500 * 86_400_000),
-    });
-    t.match(await run(h, 'notificar_recorrencias_hold'), { counts: { avisos_criados: 1 } });
-    t.same(
-      await query(
-        h.url,
-        `SELECT novas_em_hold, total_em_hold FROM avisos_vendedores WHERE vendedor_id = 'loja-b' AND data_negocio = $1`,
-        [DAY],
-      ),
-      [{ novas_em_hold: 0, total_em_hold: 1 }],
-    );
-  },
-);
+  }
+  const outcome = await run(h, 'limpar_recorrencias_antigas');
+  t.match(outcome, { counts: { avisos_vendedores_removidos: 4 } });
+  const left = await query<{ vendedor_id: string; data_negocio: string; status: string }>(
+    h.url,
+    `SELECT vendedor_id, data_negocio::text, status FROM avisos_vendedores ORDER BY vendedor_id, data_negocio`,
+  );
+  t.same(
+    left,
+    [
+      { vendedor_id: 'loja-a', data_negocio: '2030-01-03', status: 'falhou' },
+      { vendedor_id: 'loja-a', data_negocio: '2030-01-04', status: 'pendente' },
+      { vendedor_id: 'loja-a', data_negocio: '2031-03-01', status: 'enviado' },
+    ],
+    'undelivered notices stay, and recent ones',
+  );
+});
 
 t.test(
   "a cron-fired job's business date follows the schedule the scheduler stored, not this worker's CRON_*",

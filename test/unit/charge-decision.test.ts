@@ -27,6 +27,7 @@ const base: Recurrence = {
   referencia_externa: null,
   id_legado: null,
   cobrar_a_partir_de: null,
+  hold_avisado_em: null,
   criado_em: new Date(),
   atualizado_em: new Date(),
 };
