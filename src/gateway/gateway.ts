@@ -68,6 +68,9 @@ export interface PaymentGateway {
    * an outcome. Safe to call again with the same request (the key makes it idempotent).
    */
   charge(request: ChargeRequest, signal: AbortSignal): Promise<ChargeOutcome>;
-  /** What the gateway recorded for a key; `not_found` means it never executed it. Read-only. */
-  lookup(idempotencyKey: string, signal: AbortSignal): Promise<LookupOutcome>;
+  /**
+   * What the gateway recorded for the request's key; `not_found` means it never executed it. An approval of
+   * another amount or currency is `unknown`, as it would be from `charge`. Read-only.
+   */
+  lookup(request: ChargeRequest, signal: AbortSignal): Promise<LookupOutcome>;
 }

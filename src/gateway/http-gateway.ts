@@ -68,15 +68,16 @@ function networkReason(error: unknown): string {
 }
 
 /** Maps a 200 body; anything off-contract is `unknown` (never a decline). */
-function fromChargeBody(body: unknown, expected: { key: string; request?: ChargeRequest }): ChargeOutcome {
+function fromChargeBody(body: unknown, request: ChargeRequest): ChargeOutcome {
   const parsed = chargeResponseBodySchema.safeParse(body);
   if (!parsed.success) return { kind: 'unknown', reason: 'invalid_body' };
   const charge = parsed.data;
-  // A response about another key, or an approval of another amount, is not an answer to our request.
-  if (charge.idempotency_key !== expected.key) return { kind: 'unknown', reason: 'mismatched_response' };
+  // A response about another key, or an approval of another amount, is not an answer to our request: not
+  // when it answers the charge, and not when a lookup finds it (a resumed attempt would record it as paid).
+  if (charge.idempotency_key !== request.idempotencyKey)
+    return { kind: 'unknown', reason: 'mismatched_response' };
   if (charge.status === 'approved') {
-    const { request } = expected;
-    if (request && (charge.amount_cents !== request.amountCents || charge.currency !== request.currency)) {
+    if (charge.amount_cents !== request.amountCents || charge.currency !== request.currency) {
       return { kind: 'unknown', reason: 'mismatched_response' };
     }
     return { kind: 'approved', chargeId: charge.charge_id };
@@ -105,13 +106,10 @@ function rejectedReason(status: number, body: unknown): string {
   return message === undefined ? base : `${base}: ${message.slice(0, 200)}`;
 }
 
-function classify(
-  exchange: Exchange,
-  expected: { key: string; request?: ChargeRequest },
-): ChargeOutcome | { kind: 'not_found' } {
+function classify(exchange: Exchange, request: ChargeRequest): ChargeOutcome | { kind: 'not_found' } {
   if ('failed' in exchange) return { kind: 'unknown', reason: exchange.failed };
   const { status, body } = exchange;
-  if (status === 200) return fromChargeBody(body, expected);
+  if (status === 200) return fromChargeBody(body, request);
   if (REJECTED_STATUSES.has(status)) return { kind: 'rejected', reason: rejectedReason(status, body) };
   const credentials = CREDENTIAL_STATUSES.get(status);
   if (credentials !== undefined) return { kind: 'unknown', reason: credentials };
@@ -264,7 +262,7 @@ export function createHttpGateway(options: HttpGatewayOptions): PaymentGateway {
         },
         signal,
       );
-      const outcome = classify(result, { key: request.idempotencyKey, request });
+      const outcome = classify(result, request);
       // A POST never answers 404 not_found by contract; if something does, nothing is known.
       const final: ChargeOutcome =
         outcome.kind === 'not_found' ? { kind: 'unknown', reason: 'http_404' } : outcome;
@@ -287,7 +285,8 @@ export function createHttpGateway(options: HttpGatewayOptions): PaymentGateway {
       return final;
     },
 
-    async lookup(idempotencyKey, signal) {
+    async lookup(request, signal) {
+      const { idempotencyKey } = request;
       if (!IDEMPOTENCY_KEY.test(idempotencyKey)) {
         return { kind: 'rejected', reason: 'invalid_idempotency_key' };
       }
@@ -296,7 +295,7 @@ export function createHttpGateway(options: HttpGatewayOptions): PaymentGateway {
         { method: 'GET' },
         signal,
       );
-      const outcome = classify(result, { key: idempotencyKey });
+      const outcome = classify(result, request);
       const refused = credentialsRefused(outcome);
       log[refused ? 'error' : 'debug'](
         {

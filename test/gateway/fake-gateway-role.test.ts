@@ -60,22 +60,20 @@ t.test('the role serves the contract with its settings and stops (twice) cleanly
     timeoutMs: 2_000,
     log,
   });
-  const outcome = await gateway.charge(
-    {
-      idempotencyKey: 'k-1',
-      amountCents: 1_000,
-      currency: 'BRL',
-      cardToken: 'tok_mix',
-      description: 'x',
-      metadata: { recorrenciaId: 1, ciclo: '2025-01-31', tentativa: 1 },
-    },
-    new AbortController().signal,
-  );
+  const request = {
+    idempotencyKey: 'k-1',
+    amountCents: 1_000,
+    currency: 'BRL',
+    cardToken: 'tok_mix',
+    description: 'x',
+    metadata: { recorrenciaId: 1, ciclo: '2025-01-31', tentativa: 1 },
+  };
+  const outcome = await gateway.charge(request, new AbortController().signal);
   t.match(outcome, { kind: 'declined', reversible: true });
   t.match(readFileSync(ledgerFile, 'utf8'), /"key":"k-1"/);
   await running.stop();
   await running.stop();
-  t.match(await gateway.lookup('k-1', new AbortController().signal), {
+  t.match(await gateway.lookup(request, new AbortController().signal), {
     kind: 'unknown',
     reason: 'connection_refused',
   });

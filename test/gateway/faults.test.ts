@@ -39,7 +39,7 @@ t.test('timeout_before: unknown, nothing executed, lookup says not_found', async
   const { fake, gateway } = await setUp(t, { rules: [{ nth: 1, fault: 'timeout_before', holdMs: 1_000 }] });
   t.same(await gateway.charge(chargeRequest(), never), { kind: 'unknown', reason: 'timeout' });
   t.equal(fake.ledger().length, 0);
-  t.same(await gateway.lookup(chargeRequest().idempotencyKey, never), { kind: 'not_found' });
+  t.same(await gateway.lookup(chargeRequest(), never), { kind: 'not_found' });
   t.match(fake.stats(), { faults: { timeout_before: 1 }, charges_executed: 0 });
 });
 
@@ -47,7 +47,7 @@ t.test('timeout_after: unknown, executed once; lookup finds it and a retry repla
   const { fake, gateway } = await setUp(t, { rules: [{ nth: 1, fault: 'timeout_after', holdMs: 1_000 }] });
   t.same(await gateway.charge(chargeRequest(), never), { kind: 'unknown', reason: 'timeout' });
   t.equal(fake.ledger().length, 1);
-  const found = await gateway.lookup(chargeRequest().idempotencyKey, never);
+  const found = await gateway.lookup(chargeRequest(), never);
   t.match(found, { kind: 'approved', chargeId: fake.ledger()[0]?.chargeId });
   t.same(await gateway.charge(chargeRequest(), never), found);
   t.equal(fake.ledger().length, 1, 'the retry did not charge again');
@@ -148,7 +148,7 @@ t.test('hold: executed, answered only on release; a lookup meanwhile finds it', 
   });
   await fake.waitForHeld(1);
   t.equal(fake.ledger().length, 1);
-  t.match(await gateway.lookup(chargeRequest().idempotencyKey, never), { kind: 'approved' });
+  t.match(await gateway.lookup(chargeRequest(), never), { kind: 'approved' });
   t.equal(settled, false, 'still waiting for the release');
   const released = await fetch(`${fake.url}/__release`, { method: 'POST' });
   t.same(await released.json(), { released: 1 });
@@ -159,10 +159,10 @@ t.test('hold: executed, answered only on release; a lookup meanwhile finds it', 
 t.test('rules count charge requests from when the plan is installed; DELETE clears it', async (t) => {
   const { fake, gateway } = await setUp(t, { rules: [] });
   await gateway.charge(chargeRequest({ idempotencyKey: 'k-0' }), never);
-  await gateway.lookup('k-0', never);
+  await gateway.lookup(chargeRequest({ idempotencyKey: 'k-0' }), never);
   await postFaults(fake, { rules: [{ nth: 2, fault: 'rate_limited' }] });
   t.match(await gateway.charge(chargeRequest({ idempotencyKey: 'k-1' }), never), { kind: 'approved' });
-  await gateway.lookup('k-1', never);
+  await gateway.lookup(chargeRequest({ idempotencyKey: 'k-1' }), never);
   t.same(await gateway.charge(chargeRequest({ idempotencyKey: 'k-2' }), never), {
     kind: 'unknown',
     reason: 'rate_limited',

@@ -98,7 +98,7 @@ t.test('charges over https on one kept-alive connection once the certificate is 
   const second = await gateway.charge(chargeRequest('https-2'), never);
   t.match(first, { kind: 'approved' });
   t.match(second, { kind: 'approved' });
-  t.same(await gateway.lookup('https-1', never), first, 'lookup over https finds the charge');
+  t.same(await gateway.lookup(chargeRequest('https-1'), never), first, 'lookup over https finds the charge');
   t.same(
     fake.ledger().map((entry) => entry.key),
     ['https-1', 'https-2'],

@@ -134,7 +134,10 @@ t.test('an idempotency key that cannot be a header is rejected without a request
       reason: 'invalid_idempotency_key',
     });
   }
-  t.same(await gateway.lookup('', never), { kind: 'rejected', reason: 'invalid_idempotency_key' });
+  t.same(await gateway.lookup(chargeRequest({ idempotencyKey: '' }), never), {
+    kind: 'rejected',
+    reason: 'invalid_idempotency_key',
+  });
   t.equal(fake.stats().requests, 0);
 });
 
@@ -150,20 +153,29 @@ t.test('the api key is sent as a bearer token; refused credentials leave the out
   t.match(await clientFor(fake.url, { apiKey: 'outra' }).charge(chargeRequest(), never), {
     kind: 'unknown',
   });
-  t.match(await clientFor(fake.url).lookup('k-1', never), { kind: 'unknown', reason: 'unauthorized' });
+  t.match(await clientFor(fake.url).lookup(chargeRequest({ idempotencyKey: 'k-1' }), never), {
+    kind: 'unknown',
+    reason: 'unauthorized',
+  });
   const authorized = clientFor(fake.url, { apiKey: 'chave-do-gateway' });
   t.match(await authorized.charge(chargeRequest(), never), { kind: 'approved' });
-  t.match(await authorized.lookup('rec-42-2025-03-10', never), { kind: 'approved' });
+  t.match(await authorized.lookup(chargeRequest({ idempotencyKey: 'rec-42-2025-03-10' }), never), {
+    kind: 'approved',
+  });
 });
 
 t.test('lookup: found, declined and not_found', async (t) => {
   const fake = await started(t);
   const gateway = clientFor(fake.url);
   const charged = await gateway.charge(chargeRequest({ idempotencyKey: 'k/1' }), never);
-  t.same(await gateway.lookup('k/1', never), charged);
+  t.same(await gateway.lookup(chargeRequest({ idempotencyKey: 'k/1' }), never), charged);
   await gateway.charge(chargeRequest({ idempotencyKey: 'k-2', cardToken: 'tok_recusa_irreversivel' }), never);
-  t.match(await gateway.lookup('k-2', never), { kind: 'declined', code: '14', reversible: false });
-  t.same(await gateway.lookup('never-sent', never), { kind: 'not_found' });
+  t.match(await gateway.lookup(chargeRequest({ idempotencyKey: 'k-2' }), never), {
+    kind: 'declined',
+    code: '14',
+    reversible: false,
+  });
+  t.same(await gateway.lookup(chargeRequest({ idempotencyKey: 'never-sent' }), never), { kind: 'not_found' });
   t.equal(fake.stats().lookups, 3);
 });
 
@@ -172,7 +184,10 @@ t.test('an already-aborted signal sends nothing and gives unknown/aborted', asyn
   const gateway = clientFor(fake.url);
   const aborted = AbortSignal.abort(new Error('shutting down'));
   t.same(await gateway.charge(chargeRequest(), aborted), { kind: 'unknown', reason: 'aborted' });
-  t.same(await gateway.lookup('k-1', aborted), { kind: 'unknown', reason: 'aborted' });
+  t.same(await gateway.lookup(chargeRequest({ idempotencyKey: 'k-1' }), aborted), {
+    kind: 'unknown',
+    reason: 'aborted',
+  });
   t.equal(fake.stats().requests, 0);
 });
 
@@ -272,6 +287,9 @@ t.test('off-contract 200 bodies are unknown, never a decline', async (t) => {
     const url = await scripted(t, answer(200, body, raw));
     const outcome = await clientFor(url).charge(chargeRequest(), never);
     t.equal(outcome.kind, 'unknown', name);
+    // A resumed attempt looks its key up first: the same answer there must not pass as an approval either.
+    const found = await clientFor(url).lookup(chargeRequest(), never);
+    t.equal(found.kind, 'unknown', `${name}, found by a lookup`);
   }
   const url = await scripted(
     t,
@@ -323,9 +341,14 @@ t.test(
       'a redirect is not followed',
     );
     const proxy404 = await scripted(t, answer(404, '<h1>Not Found</h1>', true));
-    t.same(await clientFor(proxy404).lookup('k-1', never), { kind: 'unknown', reason: 'http_404' });
+    t.same(await clientFor(proxy404).lookup(chargeRequest({ idempotencyKey: 'k-1' }), never), {
+      kind: 'unknown',
+      reason: 'http_404',
+    });
     const contract404 = await scripted(t, answer(404, { error: 'not_found' }));
-    t.same(await clientFor(contract404).lookup('k-1', never), { kind: 'not_found' });
+    t.same(await clientFor(contract404).lookup(chargeRequest({ idempotencyKey: 'k-1' }), never), {
+      kind: 'not_found',
+    });
   },
 );
 
@@ -338,7 +361,7 @@ t.test('logs carry the key and recurrence, never the card token or the api key',
     chargeRequest({ idempotencyKey: 'k-2', cardToken: 'tok_recusa_reversivel_segredo' }),
     never,
   );
-  await gateway.lookup('k-2', never);
+  await gateway.lookup(chargeRequest({ idempotencyKey: 'k-2' }), never);
   t.match(text(), /"idempotencyKey":"rec-42-2025-03-10"/);
   t.match(text(), /"recorrenciaId":42/);
   t.match(text(), /"outcome":"declined"/);

@@ -29,11 +29,12 @@ export function chargeRequest(attempt: Attempt): ChargeRequest {
 }
 
 async function callGateway(deps: ChargeDeps, { job, attempt, resumed }: GatewayCall): Promise<ChargeOutcome> {
+  const request = chargeRequest(attempt);
   if (resumed) {
-    const known = await deps.gateway.lookup(attempt.chave_idempotencia, job.signal);
+    const known = await deps.gateway.lookup(request, job.signal);
     if (known.kind !== 'not_found') return known;
   }
-  return deps.gateway.charge(chargeRequest(attempt), job.signal);
+  return deps.gateway.charge(request, job.signal);
 }
 
 /** Long enough for a lookup and a charge; a holder that died frees its slot when the lease ends. */
