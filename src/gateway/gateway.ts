@@ -56,9 +56,11 @@ export type ChargeOutcome =
   | { kind: 'unknown'; reason: string }
   /**
    * This request is wrong (400, 409 key reused, 422): permanent, needs an operator. Never a
-   * decline, and retrying the same request cannot help.
+   * decline, and retrying the same request cannot help. `executed` is false when the gateway refused it
+   * before executing anything under its key (400, 422); 409 says the key holds another request. `reason` is
+   * the error's code; `message` the gateway's words, with the request's card token taken out.
    */
-  | { kind: 'rejected'; reason: string };
+  | { kind: 'rejected'; reason: string; message?: string; executed: boolean };
 
 export type LookupOutcome = ChargeOutcome | { kind: 'not_found' };
 

@@ -99,18 +99,31 @@ function credentialsRefused(outcome: { kind: string; reason?: string }): boolean
   return outcome.kind === 'unknown' && CREDENTIAL_REASONS.has(outcome.reason ?? '');
 }
 
-function rejectedReason(status: number, body: unknown): string {
+function withoutToken(text: string, token: string): string {
+  return token.length === 0 ? text : text.replaceAll(token, '[cartao_token]');
+}
+
+/**
+ * A rejection's code, and the gateway's message without the card token: the message may quote the request,
+ * and it goes to logs and to the attempt, where the token never appears in full.
+ */
+function rejection(status: number, body: unknown, request: ChargeRequest): ChargeOutcome {
   const parsed = errorBodySchema.safeParse(body);
-  const base = parsed.success ? parsed.data.error : (REJECTED_STATUSES.get(status) ?? `http_${status}`);
+  const reason = parsed.success ? parsed.data.error : (REJECTED_STATUSES.get(status) ?? `http_${status}`);
   const message = parsed.success ? parsed.data.message : undefined;
-  return message === undefined ? base : `${base}: ${message.slice(0, 200)}`;
+  return {
+    kind: 'rejected',
+    reason,
+    ...(message === undefined ? {} : { message: withoutToken(message, request.cardToken).slice(0, 200) }),
+    executed: status === 409,
+  };
 }
 
 function classify(exchange: Exchange, request: ChargeRequest): ChargeOutcome | { kind: 'not_found' } {
   if ('failed' in exchange) return { kind: 'unknown', reason: exchange.failed };
   const { status, body } = exchange;
   if (status === 200) return fromChargeBody(body, request);
-  if (REJECTED_STATUSES.has(status)) return { kind: 'rejected', reason: rejectedReason(status, body) };
+  if (REJECTED_STATUSES.has(status)) return rejection(status, body, request);
   const credentials = CREDENTIAL_STATUSES.get(status);
   if (credentials !== undefined) return { kind: 'unknown', reason: credentials };
   if (status === 429) return { kind: 'unknown', reason: 'rate_limited' };
@@ -238,7 +251,7 @@ export function createHttpGateway(options: HttpGatewayOptions): PaymentGateway {
       // node:http would throw on such a header before sending anything; say so instead of "unknown".
       if (!IDEMPOTENCY_KEY.test(request.idempotencyKey)) {
         log.warn(context, 'gateway charge not sent: invalid idempotency key');
-        return { kind: 'rejected', reason: 'invalid_idempotency_key' };
+        return { kind: 'rejected', reason: 'invalid_idempotency_key', executed: false };
       }
       const body: ChargeRequestBody = {
         amount_cents: request.amountCents,
@@ -271,6 +284,7 @@ export function createHttpGateway(options: HttpGatewayOptions): PaymentGateway {
         outcome: final.kind,
         ...('code' in final ? { code: final.code, reversible: final.reversible } : {}),
         ...('reason' in final ? { reason: final.reason } : {}),
+        ...(final.kind === 'rejected' ? { message: final.message } : {}),
         replayed: 'replayed' in result ? result.replayed : undefined,
         networkError: 'error' in result ? result.error : undefined,
         ms: Math.round(performance.now() - started),
@@ -288,7 +302,7 @@ export function createHttpGateway(options: HttpGatewayOptions): PaymentGateway {
     async lookup(request, signal) {
       const { idempotencyKey } = request;
       if (!IDEMPOTENCY_KEY.test(idempotencyKey)) {
-        return { kind: 'rejected', reason: 'invalid_idempotency_key' };
+        return { kind: 'rejected', reason: 'invalid_idempotency_key', executed: false };
       }
       const result = await exchange(
         `/v1/charges/${encodeURIComponent(idempotencyKey)}`,

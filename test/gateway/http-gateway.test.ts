@@ -119,7 +119,9 @@ t.test('an invalid request is rejected (400)', async (t) => {
   const gateway = clientFor(fake.url);
   t.match(await gateway.charge(chargeRequest({ amountCents: 0 }), never), {
     kind: 'rejected',
-    reason: /^invalid_request: amount_cents/,
+    reason: 'invalid_request',
+    message: /^amount_cents/,
+    executed: false,
   });
   t.match(await gateway.charge(chargeRequest({ currency: 'brl' }), never), { kind: 'rejected' });
   t.equal(fake.stats().rejected, 2);
@@ -132,11 +134,13 @@ t.test('an idempotency key that cannot be a header is rejected without a request
     t.same(await gateway.charge(chargeRequest({ idempotencyKey: key }), never), {
       kind: 'rejected',
       reason: 'invalid_idempotency_key',
+      executed: false,
     });
   }
   t.same(await gateway.lookup(chargeRequest({ idempotencyKey: '' }), never), {
     kind: 'rejected',
     reason: 'invalid_idempotency_key',
+    executed: false,
   });
   t.equal(fake.stats().requests, 0);
 });
@@ -261,6 +265,26 @@ t.test('a gateway that is not listening gives unknown/connection_refused', async
   );
 });
 
+t.test("a rejection carries the error's code, and the message without the card token", async (t) => {
+  const request = chargeRequest({ cardToken: 'tok_segredo_123' });
+  const invalid = await scripted(
+    t,
+    answer(400, { error: 'invalid_request', message: 'card_token tok_segredo_123 is not valid' }),
+  );
+  t.same(await clientFor(invalid).charge(request, never), {
+    kind: 'rejected',
+    reason: 'invalid_request',
+    message: 'card_token [cartao_token] is not valid',
+    executed: false,
+  });
+  const reused = await scripted(t, answer(409, { error: 'idempotency_key_reused' }));
+  t.match(await clientFor(reused).charge(request, never), {
+    kind: 'rejected',
+    reason: 'idempotency_key_reused',
+    executed: true,
+  });
+});
+
 t.test('off-contract 200 bodies are unknown, never a decline', async (t) => {
   const key = chargeRequest().idempotencyKey;
   const cases: Array<[string, unknown, boolean]> = [
@@ -307,19 +331,23 @@ t.test('off-contract 200 bodies are unknown, never a decline', async (t) => {
 t.test(
   'statuses: 429, 5xx and 401/403 (our credentials) are unknown; 400 and 422 rejected; a bare 404 is not "not found"',
   async (t) => {
-    const statuses: Array<[number, unknown, string, string]> = [
-      [429, { error: 'slow down' }, 'unknown', 'rate_limited'],
-      [503, {}, 'unknown', 'http_503'],
-      [502, 'bad gateway', 'unknown', 'http_502'],
-      [403, { error: 'forbidden' }, 'unknown', 'forbidden'],
-      [401, { error: 'unauthorized' }, 'unknown', 'unauthorized'],
-      [400, { error: 'invalid_request' }, 'rejected', 'invalid_request'],
-      [422, { error: 'unprocessable', message: 'card expired' }, 'rejected', 'unprocessable: card expired'],
-      [404, { error: 'not_found' }, 'unknown', 'http_404'],
+    const statuses: Array<[number, unknown, object]> = [
+      [429, { error: 'slow down' }, { kind: 'unknown', reason: 'rate_limited' }],
+      [503, {}, { kind: 'unknown', reason: 'http_503' }],
+      [502, 'bad gateway', { kind: 'unknown', reason: 'http_502' }],
+      [403, { error: 'forbidden' }, { kind: 'unknown', reason: 'forbidden' }],
+      [401, { error: 'unauthorized' }, { kind: 'unknown', reason: 'unauthorized' }],
+      [400, { error: 'invalid_request' }, { kind: 'rejected', reason: 'invalid_request', executed: false }],
+      [
+        422,
+        { error: 'unprocessable', message: 'card expired' },
+        { kind: 'rejected', reason: 'unprocessable', message: 'card expired', executed: false },
+      ],
+      [404, { error: 'not_found' }, { kind: 'unknown', reason: 'http_404' }],
     ];
-    for (const [status, body, kind, reason] of statuses) {
+    for (const [status, body, expected] of statuses) {
       const url = await scripted(t, answer(status, body, typeof body === 'string'));
-      t.same(await clientFor(url).charge(chargeRequest(), never), { kind, reason }, `POST ${status}`);
+      t.same(await clientFor(url).charge(chargeRequest(), never), expected, `POST ${status}`);
     }
     const redirecting = await scripted(t, (req, res) => {
       if (req.url === '/v1/charges') {

@@ -4,7 +4,11 @@ import pg from 'pg';
 import t, { type Test } from 'tap';
 import { enqueueChargeJobs } from '../../src/tasks/charge/charge-jobs.ts';
 import { chargeJobs, chargeRecurrence, type ChargeResult } from '../../src/tasks/charge/charge-recurrence.ts';
-import { reactivateRecurrence, transitionRecurrence } from '../../src/ops/recurrence-changes.ts';
+import {
+  changeRecurrence,
+  reactivateRecurrence,
+  transitionRecurrence,
+} from '../../src/ops/recurrence-changes.ts';
 import { CHARGE_QUEUE } from '../../src/queue/task-names.ts';
 import { query } from '../helpers/database.ts';
 import {
@@ -756,11 +760,30 @@ t.test(
     t.equal(state.status, 'hold');
     t.match(state.motivo_hold, /gateway rejeitou/);
     t.equal(state.falhas_consecutivas, 0, 'not counted as a decline');
-    t.same(
-      (await attemptsOf(h.url, id)).map((a) => a.status),
-      ['pendente'],
-      'never recorded as declined',
+    const attempts = () =>
+      query<{ status: string; codigo_recusa: string | null; mensagem: string | null; cartao_token: string }>(
+        h.url,
+        `SELECT status, codigo_recusa, mensagem, cartao_token FROM checkout_recorrencia_cobrancas
+         WHERE recorrencia_id = $1 ORDER BY tentativa`,
+        [id],
+      );
+    const [refused] = await attempts();
+    t.match(
+      refused,
+      { status: 'recusada', codigo_recusa: 'invalid_request', mensagem: /card_token/ },
+      'the refused attempt ends: resumed, it would be refused again for ever',
     );
+
+    // The operator's way out: reactivating with the same card is refused; with a new card it is charged.
+    await t.rejects(reactivateRecurrence(h.deps, 'operador', id), { code: 'CONFLICT' });
+    await changeRecurrence(h.deps, 'operador', id, { cartao_token: 'tok_novo_cartao' });
+    await reactivateRecurrence(h.deps, 'operador', id);
+    t.match((await chargeOnce(h, id, '2031-03-11')).result, { status: 'approved', cycle: DAY });
+    t.match(await attempts(), [
+      { status: 'recusada' },
+      { status: 'aprovada', cartao_token: 'tok_novo_cartao' },
+    ]);
+    await assertLedgerAgrees(t, h.url, h.gateway);
   },
 );
 

@@ -142,8 +142,8 @@ export async function chargeJobs(deps: ChargeDeps, jobs: ChargeJob[]): Promise<C
         break;
       case 'rejected':
         others.push(
-          recordRejection(deps, call.attempt, outcome.reason).then(
-            () => {
+          recordRejection(deps, call.attempt, outcome).then(
+            (held) => {
               results[call.index] = {
                 status: 'rejected',
                 attemptId: call.attempt.id,
@@ -151,8 +151,10 @@ export async function chargeJobs(deps: ChargeDeps, jobs: ChargeJob[]): Promise<C
                 reason: outcome.reason,
               };
               log().error(
-                { reason: outcome.reason },
-                'gateway rejected the charge request: recurrence put on hold for an operator',
+                { reason: outcome.reason, message: outcome.message, attemptEnded: !outcome.executed },
+                held
+                  ? 'gateway rejected the charge request: recurrence put on hold for an operator'
+                  : 'gateway rejected the charge request (the recurrence is no longer active: not put on hold)',
               );
             },
             (error: unknown) => {

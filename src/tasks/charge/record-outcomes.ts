@@ -4,7 +4,7 @@
 // reaches the same outcome through the same key and records it.
 import type { DatabaseTransactionConnection } from 'slonik';
 import { readDeclineFacts, recordApprovals, recordDeclines, type Approved } from '../../db/charge-batch.ts';
-import { moveNextChargePastPause, type Attempt } from '../../db/cobrancas.ts';
+import { moveNextChargePastPause, resolveAttempt, type Attempt } from '../../db/cobrancas.ts';
 import { lockRecurrence, lockRecurrences, markOnHold, type Recurrence } from '../../db/recorrencias.ts';
 import { nextCycle } from '../../domain/calendar.ts';
 import type { IsoDate } from '../../domain/dates.ts';
@@ -271,21 +271,42 @@ async function enqueueBackbilling(
   await enqueueChargeJobs(deps.boss, next, tx);
 }
 
-/** The gateway refused the request itself (not a decline): the recurrence waits on hold for an operator. */
-export async function recordRejection(deps: ChargeDeps, attempt: Attempt, reason: string): Promise<void> {
-  await deps.pool.transaction(async (tx) => {
-    if ((await lockRecurrence(tx, attempt.recorrencia_id))?.status === 'ativo') {
-      await markOnHold(
-        tx,
-        [
-          {
-            id: attempt.recorrencia_id,
-            reason: `gateway rejeitou a requisição da tentativa ${attempt.chave_idempotencia}: ${reason}`,
-          },
-        ],
-        false,
-      );
-      await emitCheckoutEvents(deps, tx, [{ attempt, type: 'recorrencia_em_hold' }]);
+/**
+ * The gateway refused the request itself (not a decline): the recurrence waits on hold for an operator.
+ * A request refused before anything ran under its key (400, 422) also ends its attempt: resumed, it would send
+ * the same card and amount and be refused again, for ever; the attempt an operator's `reativar` leads to is
+ * created with the recurrence's values, fixed by then. One whose key holds another request (409) stays
+ * pending for the operator to look into. Returns whether the recurrence was put on hold.
+ */
+export async function recordRejection(
+  deps: ChargeDeps,
+  attempt: Attempt,
+  rejection: Extract<ChargeOutcome, { kind: 'rejected' }>,
+): Promise<boolean> {
+  return deps.pool.transaction(async (tx) => {
+    const recurrence = await lockRecurrence(tx, attempt.recorrencia_id);
+    if (!rejection.executed) {
+      const ended = await resolveAttempt(tx, attempt.id, {
+        status: 'recusada',
+        gatewayRef: null,
+        code: rejection.reason,
+        reversible: false,
+        message: rejection.message ?? '',
+      });
+      if (!ended) return false; // resolved by another sender meanwhile
     }
+    if (recurrence?.status !== 'ativo') return false;
+    await markOnHold(
+      tx,
+      [
+        {
+          id: attempt.recorrencia_id,
+          reason: `gateway rejeitou a requisição da tentativa ${attempt.chave_idempotencia}: ${rejection.reason}`,
+        },
+      ],
+      false,
+    );
+    await emitCheckoutEvents(deps, tx, [{ attempt, type: 'recorrencia_em_hold' }]);
+    return true;
   });
 }
