@@ -151,7 +151,10 @@ export async function listChangeHistory(
   return result.rows;
 }
 
-/** Whether the recurrence was changed through the API (or reactivated) after `since`. */
+/**
+ * Whether the recurrence was changed through the API after `since`: a field, or taken off hold (an operator's
+ * `reativar`, forced or not). Pausing and resuming change neither the card nor the amount, so they do not count.
+ */
 export async function changedSince(
   db: CommonQueryMethods,
   recurrenceId: number,
@@ -159,7 +162,8 @@ export async function changedSince(
 ): Promise<boolean> {
   return db.oneFirst(sql.type(z.object({ changed: z.boolean() }))`
     SELECT EXISTS (SELECT 1 FROM checkout_recorrencias_alteracoes
-      WHERE recorrencia_id = ${recurrenceId} AND em > ${sql.timestamp(since)}) AS changed`);
+      WHERE recorrencia_id = ${recurrenceId} AND em > ${sql.timestamp(since)}
+        AND (campo <> 'status' OR valor_anterior = 'hold')) AS changed`);
 }
 
 /** The latest cycle of the recurrence approved here, or null. */

@@ -21,7 +21,7 @@ import {
   type FieldChange,
   type RecurrenceChanges,
 } from '../db/recorrencias-gestao.ts';
-import { lockRecurrence, reactivateFromHold, type Recurrence } from '../db/recorrencias.ts';
+import { lockRecurrence, markOnHold, reactivateFromHold, type Recurrence } from '../db/recorrencias.ts';
 import { isIrreversibleDecline } from '../gateway/decline-codes.ts';
 import type { DatabaseTransactionConnection } from '../db/pool.ts';
 import { nextCycle } from '../domain/calendar.ts';
@@ -218,6 +218,10 @@ function statusHistory(current: Recurrence, to: string, movedTo: IsoDate | null)
   return history;
 }
 
+function heldOnResumeReason(declined: Attempt): string {
+  return `recusa irreversível (código ${declined.codigo_recusa ?? '?'}) durante a pausa: troque o cartão antes de reativar`;
+}
+
 /**
  * pausar / retomar / cancelar. Invalid transitions are refused with 409 and the current status; asking for
  * the state the recurrence is already in answers 200 with `mudou: false` (a retried request). A charge in
@@ -238,17 +242,32 @@ export async function transitionRecurrence(deps: OpsDeps, who: string, id: numbe
     const to = decision.to as 'ativo' | 'pausado' | 'cancelado';
     const resume = to === 'ativo' ? await resumePoint(deps, tx, current, pending) : null;
     const resumeAt = resume?.at ?? null;
-    const updated = await updateRecurrenceStatus(tx, id, to, resume);
-    await insertChangeHistory(tx, id, who, statusHistory(current, to, resumeAt));
+    let updated = await updateRecurrenceStatus(tx, id, to, resume);
+    // A charge in flight at the pause and declined meanwhile left the recurrence paused (a pause is the
+    // customer's), so its card was never held. Resumed, that card would be charged again: it goes on hold.
+    const declined =
+      to === 'ativo' && pending === null ? await irreversibleDeclineOfItsCard(tx, current) : null;
+    if (declined !== null) {
+      await markOnHold(tx, [{ id, reason: heldOnResumeReason(declined) }], false);
+      updated = (await lockRecurrence(tx, id)) ?? updated;
+    }
+    await insertChangeHistory(tx, id, who, statusHistory(current, updated.status, resumeAt));
     await insertAudit(tx, {
       who,
       action: `${transition}_recurrence`,
       target: `recorrencia:${id}`,
-      details: { from: current.status, to, pending_attempt: pending?.id ?? null },
+      details: { from: current.status, to: updated.status, pending_attempt: pending?.id ?? null },
     });
     return { recurrence: updated, changed: true, pending };
   });
-  if (result.changed) deps.log.info({ recorrenciaId: id, by: who, transition }, 'recurrence status changed');
+  if (result.changed && result.recurrence.status === 'hold') {
+    deps.log.warn(
+      { recorrenciaId: id, by: who, transition, motivoHold: result.recurrence.motivo_hold },
+      'recurrence resumed onto hold: its card was irreversibly declined during the pause',
+    );
+  } else if (result.changed) {
+    deps.log.info({ recorrenciaId: id, by: who, transition }, 'recurrence status changed');
+  }
   return {
     recorrencia: presentRecurrence(result.recurrence),
     mudou: result.changed,
@@ -271,6 +290,26 @@ async function skipCyclesOfPauseOnReactivation(
 }
 
 /**
+ * The recurrence's last attempt, when it was an irreversible decline of the card the recurrence still has and
+ * nothing was changed through the API since (a new card, or the amount a code was about): the brands forbid
+ * sending that card again. Null otherwise.
+ */
+async function irreversibleDeclineOfItsCard(
+  tx: DatabaseTransactionConnection,
+  recurrence: Recurrence,
+): Promise<Attempt | null> {
+  const last = await findLastAttempt(tx, recurrence.id);
+  if (
+    last?.status !== 'recusada' ||
+    !isIrreversibleDecline({ code: last.codigo_recusa ?? '', reversible: last.recusa_reversivel ?? true }) ||
+    last.cartao_token !== recurrence.cartao_token
+  ) {
+    return null;
+  }
+  return (await changedSince(tx, recurrence.id, last.resolvida_em ?? last.criado_em)) ? null : last;
+}
+
+/**
  * Takes a recurrence off hold. Not when the hold followed an irreversible decline of the card it still has
  * and nothing changed since (the brands forbid sending that card again: the checkout changes the card, or
  * what the code was about, such as the amount), unless `force`.
@@ -284,19 +323,15 @@ export async function reactivateRecurrence(
   await deps.pool.transaction(async (tx) => {
     const recurrence = await lockRecurrence(tx, id);
     if (recurrence === null) throw new AppError('NOT_FOUND', `no recurrence ${id}`);
-    const last = await findLastAttempt(tx, id);
-    if (
-      !options.force &&
-      recurrence.status === 'hold' &&
-      last?.status === 'recusada' &&
-      isIrreversibleDecline({ code: last.codigo_recusa ?? '', reversible: last.recusa_reversivel ?? true }) &&
-      last.cartao_token === recurrence.cartao_token &&
-      !(await changedSince(tx, id, last.resolvida_em ?? last.criado_em))
-    ) {
+    const declined =
+      options.force || recurrence.status !== 'hold'
+        ? null
+        : await irreversibleDeclineOfItsCard(tx, recurrence);
+    if (declined !== null) {
       throw new AppError(
         'CONFLICT',
-        `recurrence ${id} was held after an irreversible decline (code ${last.codigo_recusa ?? '?'}) of the card it still has: change the card (or what the code was about) first, or send {"force": true}`,
-        { details: { status: recurrence.status, codigo_recusa: last.codigo_recusa } },
+        `recurrence ${id} was held after an irreversible decline (code ${declined.codigo_recusa ?? '?'}) of the card it still has: change the card (or what the code was about) first, or send {"force": true}`,
+        { details: { status: recurrence.status, codigo_recusa: declined.codigo_recusa } },
       );
     }
     if (!(await reactivateFromHold(tx, id))) {

@@ -549,6 +549,64 @@ t.test(
   },
 );
 
+t.test(
+  'a card irreversibly declined while the recurrence was paused is not charged again: retomar puts it on hold',
+  async (t) => {
+    const h = await createHarness(t);
+    const id = await insertRecurrence(h.pool, {
+      proxima_cobranca: DAY,
+      cartao_token: 'tok_recusa_irreversivel',
+    });
+    h.gateway.setFaults({ rules: [{ nth: 1, fault: 'hold' }] });
+    const charging = chargeOnce(h, id);
+    await h.gateway.waitForHeld(1);
+    await transitionRecurrence(h.deps, 'checkout', id, 'pausar');
+    h.gateway.release();
+    t.match((await charging).result, { status: 'declined', code: '14' });
+    t.match(await recurrenceState(h.url, id), { status: 'pausado' }, 'the pause stays while paused');
+
+    const resumed = await transitionRecurrence(h.deps, 'checkout', id, 'retomar');
+    t.match(resumed.recorrencia, {
+      status: 'hold',
+      motivo_hold: /irreversível \(código 14\) durante a pausa/,
+    });
+    t.match((await chargeOnce(h, id, '2031-03-11')).result, { status: 'skipped', reason: 'recurrence_hold' });
+    await t.rejects(reactivateRecurrence(h.deps, 'operador', id), { code: 'CONFLICT' }, 'same card: refused');
+    await changeRecurrence(h.deps, 'checkout', id, { cartao_token: 'tok_cartao_novo' });
+    await reactivateRecurrence(h.deps, 'operador', id);
+    t.match((await chargeOnce(h, id, '2031-03-12')).result, { status: 'approved' });
+    t.same(
+      await query(
+        h.url,
+        `SELECT status, cartao_token FROM checkout_recorrencia_cobrancas WHERE recorrencia_id = $1 ORDER BY tentativa`,
+        [id],
+      ),
+      [
+        { status: 'recusada', cartao_token: 'tok_recusa_irreversivel' },
+        { status: 'aprovada', cartao_token: 'tok_cartao_novo' },
+      ],
+      'the declined card was sent once',
+    );
+    await assertLedgerAgrees(t, h.url, h.gateway);
+
+    // A new card given during the pause: resumed as usual.
+    const other = await insertRecurrence(h.pool, {
+      proxima_cobranca: DAY,
+      cartao_token: 'tok_recusa_irreversivel',
+    });
+    h.gateway.setFaults({ rules: [{ nth: 1, fault: 'hold' }] });
+    const again = chargeOnce(h, other);
+    await h.gateway.waitForHeld(1);
+    await transitionRecurrence(h.deps, 'checkout', other, 'pausar');
+    h.gateway.release();
+    await again;
+    await changeRecurrence(h.deps, 'checkout', other, { cartao_token: 'tok_cartao_novo' });
+    t.match((await transitionRecurrence(h.deps, 'checkout', other, 'retomar')).recorrencia, {
+      status: 'ativo',
+    });
+  },
+);
+
 for (const status of ['cancelado', 'pausado', 'hold'] as const) {
   t.test(
     `a charge whose outcome was unknown when the recurrence became ${status} is resolved by its retry`,
