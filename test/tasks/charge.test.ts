@@ -553,17 +553,22 @@ t.test(
   'a card irreversibly declined while the recurrence was paused is not charged again: retomar puts it on hold',
   async (t) => {
     const h = await createHarness(t);
-    const id = await insertRecurrence(h.pool, {
-      proxima_cobranca: DAY,
-      cartao_token: 'tok_recusa_irreversivel',
-    });
-    h.gateway.setFaults({ rules: [{ nth: 1, fault: 'hold' }] });
-    const charging = chargeOnce(h, id);
-    await h.gateway.waitForHeld(1);
-    await transitionRecurrence(h.deps, 'checkout', id, 'pausar');
-    h.gateway.release();
-    t.match((await charging).result, { status: 'declined', code: '14' });
-    t.match(await recurrenceState(h.url, id), { status: 'pausado' }, 'the pause stays while paused');
+    /** A recurrence whose card is declined irreversibly (14) while the checkout pauses it. */
+    const declinedDuringPause = async () => {
+      const id = await insertRecurrence(h.pool, {
+        proxima_cobranca: DAY,
+        cartao_token: 'tok_recusa_irreversivel',
+      });
+      h.gateway.setFaults({ rules: [{ nth: 1, fault: 'hold' }] });
+      const charging = chargeOnce(h, id);
+      await h.gateway.waitForHeld(1);
+      await transitionRecurrence(h.deps, 'checkout', id, 'pausar');
+      h.gateway.release();
+      t.match((await charging).result, { status: 'declined', code: '14' });
+      t.match(await recurrenceState(h.url, id), { status: 'pausado' }, 'the pause stays while paused');
+      return id;
+    };
+    const id = await declinedDuringPause();
 
     const resumed = await transitionRecurrence(h.deps, 'checkout', id, 'retomar');
     t.match(resumed.recorrencia, {
@@ -590,16 +595,7 @@ t.test(
     await assertLedgerAgrees(t, h.url, h.gateway);
 
     // A new card given during the pause: resumed as usual.
-    const other = await insertRecurrence(h.pool, {
-      proxima_cobranca: DAY,
-      cartao_token: 'tok_recusa_irreversivel',
-    });
-    h.gateway.setFaults({ rules: [{ nth: 1, fault: 'hold' }] });
-    const again = chargeOnce(h, other);
-    await h.gateway.waitForHeld(1);
-    await transitionRecurrence(h.deps, 'checkout', other, 'pausar');
-    h.gateway.release();
-    await again;
+    const other = await declinedDuringPause();
     await changeRecurrence(h.deps, 'checkout', other, { cartao_token: 'tok_cartao_novo' });
     t.match((await transitionRecurrence(h.deps, 'checkout', other, 'retomar')).recorrencia, {
       status: 'ativo',
