@@ -41,7 +41,23 @@ export async function syncSchedules(
     const next = boss.previewSchedule(cron, { tz: config.timeZone, count: 1 })[0];
     log.info({ task, cron, timeZone: config.timeZone, nextRun: next?.toISOString() }, 'schedule registered');
   }
-  for (const queue of paused) await extendQueuedRetention(pool, queue);
+  await renewPausedRetention(pool, paused);
+}
+
+/**
+ * How often a scheduler renews the retention of a paused queue's jobs. Renewal reads every queued job of the
+ * queue (keep_until is in no index): a million after a morning's fan-out, too much for every 30-second pass,
+ * and needless, as it only has to come within the week the renewal keeps in hand. Pausing renews at once.
+ */
+const RETENTION_RENEWAL_MS = 60 * 60 * 1000;
+const lastRenewal = new Map<string, number>();
+
+async function renewPausedRetention(pool: DatabasePool, paused: ReadonlySet<string>): Promise<void> {
+  for (const queue of paused) {
+    if (Date.now() - (lastRenewal.get(queue) ?? 0) < RETENTION_RENEWAL_MS) continue;
+    await extendQueuedRetention(pool, queue);
+    lastRenewal.set(queue, Date.now());
+  }
 }
 
 export async function startScheduler(ctx: RoleContext): Promise<Running> {

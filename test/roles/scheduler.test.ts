@@ -1,6 +1,10 @@
 // The scheduler as deployed: schedule registration, many schedulers at once, and a missed tick caught up.
 import t from 'tap';
+import { insertPause } from '../../src/db/pauses.ts';
+import { CHARGE_QUEUE } from '../../src/queue/task-names.ts';
+import { syncSchedules } from '../../src/roles/scheduler.ts';
 import { createMigratedDatabase, query } from '../helpers/database.ts';
+import { createHarness, silentLog } from '../helpers/harness.ts';
 import { eventually, logMessage, startService } from '../helpers/processes.ts';
 
 const SEED_CRONS = {
@@ -139,4 +143,30 @@ t.test('a tick missed while every scheduler was down is sent once when a schedul
   const after = await query(url, `SELECT id FROM pgboss.job WHERE name = 'processar_recorrencias_do_dia'`);
   t.equal(after.length, 1, 'and only once');
   for (const s of schedulers) t.equal((await s.stop()).code, 0);
+});
+
+t.test("a scheduler renews a paused queue's job retention, at most once an hour", async (t) => {
+  const h = await createHarness(t);
+  await insertPause(h.pool, CHARGE_QUEUE, 'ana', 'incidente');
+  const id = await h.boss.send(CHARGE_QUEUE, {
+    recorrenciaId: 1,
+    dataNegocio: '2031-03-10',
+    motivo: 'agendada',
+  });
+  const daysLeft = async () => {
+    const [row] = await query<{ days: number }>(
+      h.url,
+      `SELECT extract(epoch FROM keep_until - now()) / 86400 AS days FROM pgboss.job WHERE id = $1`,
+      [id],
+    );
+    return Number(row?.days);
+  };
+  const expireSoon = () =>
+    query(h.url, `UPDATE pgboss.job SET keep_until = now() + interval '1 day' WHERE id = $1`, [id]);
+  await expireSoon();
+  await syncSchedules(h.boss, h.pool, h.config, silentLog);
+  t.ok((await daysLeft()) > 29, 'renewed for 30 days');
+  await expireSoon();
+  await syncSchedules(h.boss, h.pool, h.config, silentLog);
+  t.ok((await daysLeft()) < 2, 'the next pass, within the hour, reads nothing');
 });
