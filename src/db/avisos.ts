@@ -71,9 +71,11 @@ export async function markHoldsAnnounced(
   ids: readonly number[],
   cutoff: string,
 ): Promise<void> {
+  // Locked in id order first, as every other statement that locks several recurrences does: no deadlock.
   await tx.query(sql.type(NoRows)`
-    UPDATE checkout_recorrencias SET hold_avisado_em = ${cutoff}::timestamptz
-    WHERE id = ANY(${sql.array([...ids], 'int8')}) AND status = 'hold' AND hold_em <= ${cutoff}::timestamptz`);
+    UPDATE checkout_recorrencias r SET hold_avisado_em = ${cutoff}::timestamptz
+    FROM (SELECT id FROM checkout_recorrencias WHERE id = ANY(${sql.array([...ids], 'int8')}) ORDER BY id FOR UPDATE) l
+    WHERE r.id = l.id AND r.status = 'hold' AND r.hold_em <= ${cutoff}::timestamptz`);
 }
 
 /** Inserts the day's notice for a seller; returns its id, or null when that seller already has one. */
