@@ -152,8 +152,9 @@ export async function listChangeHistory(
 }
 
 /**
- * Whether the recurrence was changed through the API after `since`: a field, or taken off hold (an operator's
- * `reativar`, forced or not). Pausing and resuming change neither the card nor the amount, so they do not count.
+ * Whether, after `since`, the recurrence was given a new card or amount, or was taken off hold (an operator's
+ * `reativar`, forced or not). Nothing else counts: the description, the schedule, pausing and resuming (and the
+ * move of the next charge a resume writes) change neither the card nor what a decline code was about.
  */
 export async function changedSince(
   db: CommonQueryMethods,
@@ -163,7 +164,16 @@ export async function changedSince(
   return db.oneFirst(sql.type(z.object({ changed: z.boolean() }))`
     SELECT EXISTS (SELECT 1 FROM checkout_recorrencias_alteracoes
       WHERE recorrencia_id = ${recurrenceId} AND em > ${sql.timestamp(since)}
-        AND (campo <> 'status' OR valor_anterior = 'hold')) AS changed`);
+        AND (campo IN ('cartao_token', 'valor_centavos') OR (campo = 'status' AND valor_anterior = 'hold'))
+    ) AS changed`);
+}
+
+/** Whether the recurrence's latest status change was a `retomar` that landed on hold (pausado -> hold). */
+export async function resumedOntoHold(db: CommonQueryMethods, recurrenceId: number): Promise<boolean> {
+  return db.oneFirst(sql.type(z.object({ onto_hold: z.boolean() }))`
+    SELECT coalesce((SELECT valor_anterior = 'pausado' AND valor_novo = 'hold'
+      FROM checkout_recorrencias_alteracoes
+      WHERE recorrencia_id = ${recurrenceId} AND campo = 'status' ORDER BY id DESC LIMIT 1), false) AS onto_hold`);
 }
 
 /** The latest cycle of the recurrence approved here, or null. */

@@ -16,6 +16,7 @@ import {
   findLastApprovedCycle,
   findLatestLegacyCutover,
   insertChangeHistory,
+  resumedOntoHold,
   updateRecurrenceFields,
   updateRecurrenceStatus,
   type FieldChange,
@@ -33,6 +34,7 @@ import {
   type Transition,
 } from '../domain/recurrence-rules.ts';
 import { AppError } from '../errors.ts';
+import { emitCheckoutEvents } from '../tasks/charge/checkout-events.ts';
 import type { OpsDeps } from './deps.ts';
 import { presentRecurrence } from './recurrence-create.ts';
 import { maskToken } from './recurrences.ts';
@@ -233,6 +235,12 @@ export async function transitionRecurrence(deps: OpsDeps, who: string, id: numbe
     const current = await lockForChange(tx, id);
     const decision = decideTransition(current.status, transition);
     const pending = await findPendingAttempt(tx, id);
+    // A retried retomar that the first call answered in hold: the same answer, nothing changed.
+    const retriedResume =
+      decision.kind === 'refuse' && transition === 'retomar' && current.status === 'hold'
+        ? await resumedOntoHold(tx, id)
+        : false;
+    if (retriedResume) return { recurrence: current, changed: false, pending };
     if (decision.kind === 'refuse') {
       throw new AppError('CONFLICT', `cannot ${transition} recurrence ${id}: it is ${current.status}`, {
         details: { status: current.status },
@@ -252,6 +260,9 @@ export async function transitionRecurrence(deps: OpsDeps, who: string, id: numbe
       updated = (await lockRecurrence(tx, id)) ?? updated;
     }
     await insertChangeHistory(tx, id, who, statusHistory(current, updated.status, resumeAt));
+    // After the history row: the event's content is read from the rows as this transaction leaves them.
+    if (declined !== null)
+      await emitCheckoutEvents(deps, tx, [{ attempt: declined, type: 'recorrencia_em_hold' }]);
     await insertAudit(tx, {
       who,
       action: `${transition}_recurrence`,

@@ -9,6 +9,7 @@ import {
   reactivateRecurrence,
   transitionRecurrence,
 } from '../../src/ops/recurrence-changes.ts';
+import { listChangeHistory } from '../../src/db/recorrencias-gestao.ts';
 import { CHARGE_QUEUE } from '../../src/queue/task-names.ts';
 import { query } from '../helpers/database.ts';
 import {
@@ -570,16 +571,37 @@ t.test(
     };
     const id = await declinedDuringPause();
 
+    // Resumed two months later: the resume moves the next charge past the pause (a history row of its own).
+    h.setNow(new Date('2031-05-20T15:00:00Z'));
     const resumed = await transitionRecurrence(h.deps, 'checkout', id, 'retomar');
-    t.match(resumed.recorrencia, {
-      status: 'hold',
-      motivo_hold: /irreversível \(código 14\) durante a pausa/,
+    t.match(resumed, {
+      mudou: true,
+      recorrencia: { status: 'hold', motivo_hold: /irreversível \(código 14\) durante a pausa/ },
     });
-    t.match((await chargeOnce(h, id, '2031-03-11')).result, { status: 'skipped', reason: 'recurrence_hold' });
+    t.match(await listChangeHistory(h.pool, id), [
+      { campo: 'status', valor_novo: 'pausado' },
+      { campo: 'status', valor_novo: 'hold' },
+      { campo: 'proxima_cobranca', valor_novo: '2031-06-10' },
+    ]);
+    t.match(
+      await transitionRecurrence(h.deps, 'checkout', id, 'retomar'),
+      { mudou: false, recorrencia: { status: 'hold' } },
+      'a retried retomar gets the same answer',
+    );
+    t.same(
+      await query(
+        h.url,
+        `SELECT tipo FROM eventos_checkout WHERE recorrencia_id = $1 AND tipo = 'recorrencia_em_hold'`,
+        [id],
+      ),
+      [{ tipo: 'recorrencia_em_hold' }],
+      'the checkout is told of the hold, once',
+    );
+    t.match((await chargeOnce(h, id, '2031-06-10')).result, { status: 'skipped', reason: 'recurrence_hold' });
     await t.rejects(reactivateRecurrence(h.deps, 'operador', id), { code: 'CONFLICT' }, 'same card: refused');
     await changeRecurrence(h.deps, 'checkout', id, { cartao_token: 'tok_cartao_novo' });
     await reactivateRecurrence(h.deps, 'operador', id);
-    t.match((await chargeOnce(h, id, '2031-03-12')).result, { status: 'approved' });
+    t.match((await chargeOnce(h, id, '2031-06-11')).result, { status: 'approved', cycle: '2031-06-10' });
     t.same(
       await query(
         h.url,
