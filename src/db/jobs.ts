@@ -1,7 +1,7 @@
 // Read-only queries on pg-boss's job table, for what its API does not answer in one statement: jobs across
 // queues by state (newest first, paginated), live jobs by state per queue, unfinished work, the last minutes'
-// completions and run times; and the refresh of a queue table's planner statistics after a bulk insert.
-// pg-boss owns the table; nothing here writes its rows. Every query names our queues: the table is
+// completions and run times; the refresh of a queue table's planner statistics after a bulk insert; and the
+// row lock that fences a write to a job's claim. pg-boss owns the table; nothing here writes its rows. Every query names our queues: the table is
 // partitioned by queue name and its indexes lead with it.
 import { sql, type CommonQueryMethods } from 'slonik';
 import { z } from 'zod';
@@ -26,6 +26,23 @@ export async function analyzeQueueTable(db: CommonQueryMethods, queue: string): 
     SELECT table_name FROM ${sql.identifier([BOSS_SCHEMA, 'queue'])} WHERE name = ${queue}`);
   if (table === null) return;
   await db.query(sql.type(NoRows)`ANALYZE ${sql.identifier([BOSS_SCHEMA, table])}`);
+}
+
+/**
+ * Locks the job's row if this claim of it (its id and retry count) is still running, and says whether it is.
+ * A write committed with that lock cannot land after pg-boss expired the claim and handed the job to another
+ * worker: expiring it waits for the lock. The same fence pg-boss's complete() gives phase 3.
+ */
+export async function lockHeldClaim(
+  tx: CommonQueryMethods,
+  queue: string,
+  claim: { id: string; retryCount: number },
+): Promise<boolean> {
+  const result = await tx.query(sql.type(NoRows)`
+    SELECT FROM ${job}
+    WHERE name = ${queue} AND id = ${claim.id}::uuid AND retry_count = ${claim.retryCount} AND state = 'active'
+    FOR UPDATE`);
+  return result.rowCount === 1;
 }
 
 export const JOB_STATES = ['created', 'retry', 'active', 'completed', 'cancelled', 'failed'] as const;

@@ -72,7 +72,8 @@ export interface PaymentGateway {
   charge(request: ChargeRequest, signal: AbortSignal): Promise<ChargeOutcome>;
   /**
    * What the gateway recorded for the request's key; `not_found` means it never executed it. An approval of
-   * another amount or currency is `unknown`, as it would be from `charge`. Read-only.
+   * another amount or currency is `unknown`, as it would be from `charge`, and so is a refused lookup
+   * (400/409/422): only a charge's own refusal says nothing ran under its key. Read-only.
    */
   lookup(request: ChargeRequest, signal: AbortSignal): Promise<LookupOutcome>;
 }

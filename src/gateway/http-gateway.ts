@@ -3,7 +3,7 @@
 import http from 'node:http';
 import https from 'node:https';
 import type { Logger } from '../log.ts';
-import type { ChargeOutcome, ChargeRequest, PaymentGateway } from './gateway.ts';
+import type { ChargeOutcome, ChargeRequest, LookupOutcome, PaymentGateway } from './gateway.ts';
 import {
   chargeResponseBodySchema,
   errorBodySchema,
@@ -309,16 +309,26 @@ export function createHttpGateway(options: HttpGatewayOptions): PaymentGateway {
         { method: 'GET' },
         signal,
       );
-      const outcome = classify(result, request);
+      const classified = classify(result, request);
+      // A refused lookup (400/409/422, a proxy's maybe) says nothing about whether the key's earlier POST ran:
+      // unknown, never "nothing ran", which would end an attempt that may have charged.
+      const lookupRefused = classified.kind === 'rejected';
+      const outcome: LookupOutcome = lookupRefused
+        ? { kind: 'unknown', reason: `lookup_${classified.reason}` }
+        : classified;
       const refused = credentialsRefused(outcome);
-      log[refused ? 'error' : 'debug'](
+      log[refused ? 'error' : lookupRefused ? 'warn' : 'debug'](
         {
           idempotencyKey,
           outcome: outcome.kind,
           ...('reason' in outcome ? { reason: outcome.reason } : {}),
           networkError: 'error' in result ? result.error : undefined,
         },
-        refused ? CREDENTIALS_REFUSED : 'gateway lookup finished',
+        refused
+          ? CREDENTIALS_REFUSED
+          : lookupRefused
+            ? 'gateway refused the lookup: outcome unknown'
+            : 'gateway lookup finished',
       );
       return outcome;
     },

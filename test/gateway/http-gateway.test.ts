@@ -380,6 +380,22 @@ t.test(
   },
 );
 
+t.test('a refused lookup is unknown: it says nothing about whether the earlier POST ran', async (t) => {
+  const refusals: Array<[number, string]> = [
+    [400, 'invalid_request'],
+    [409, 'idempotency_key_reused'],
+    [422, 'unprocessable'],
+  ];
+  for (const [status, error] of refusals) {
+    const url = await scripted(t, answer(status, { error, message: 'no' }));
+    t.same(
+      await clientFor(url).lookup(chargeRequest(), never),
+      { kind: 'unknown', reason: `lookup_${error}` },
+      `GET ${status}`,
+    );
+  }
+});
+
 t.test('logs carry the key and recurrence, never the card token or the api key', async (t) => {
   const fake = await started(t, { apiKey: 'chave-secreta-123' });
   const { log, text } = capturedLog();

@@ -863,6 +863,40 @@ t.test(
   },
 );
 
+for (const meanwhile of ['claim_lost', 'resolved_elsewhere'] as const) {
+  t.test(`a rejection that arrives after ${meanwhile.replace('_', ' ')} writes nothing`, async (t) => {
+    const h = await createHarness(t);
+    const id = await insertRecurrence(h.pool, { proxima_cobranca: DAY, cartao_token: TOO_LONG_TOKEN });
+    h.gateway.setFaults({ rules: [{ nth: 1, fault: 'hold' }] });
+    const charging = chargeOnce(h, id);
+    await h.gateway.waitForHeld(1);
+    if (meanwhile === 'claim_lost') {
+      // What pg-boss does when the claim expires: the job goes back to retry, its next claim counts one more.
+      await query(
+        h.url,
+        `UPDATE pgboss.job SET state = 'retry', retry_count = retry_count + 1 WHERE name = $1`,
+        [CHARGE_QUEUE],
+      );
+    } else {
+      await query(
+        h.url,
+        `UPDATE checkout_recorrencia_cobrancas SET status = 'aprovada', gateway_ref = 'ch_outro', resolvida_em = now()
+         WHERE recorrencia_id = $1`,
+        [id],
+      );
+    }
+    h.gateway.release();
+    t.match((await charging).result, { status: meanwhile });
+    t.match(await recurrenceState(h.url, id), { status: 'ativo', motivo_hold: null });
+    t.same(
+      (await attemptsOf(h.url, id)).map((a) => a.status),
+      [meanwhile === 'claim_lost' ? 'pendente' : 'aprovada'],
+      'the attempt is left to whoever holds it',
+    );
+    t.same(await query(h.url, 'SELECT tipo FROM eventos_checkout WHERE recorrencia_id = $1', [id]), []);
+  });
+}
+
 t.test(
   'credentials the gateway refuses (401) leave the outcome unknown: no recurrence goes on hold',
   async (t) => {

@@ -142,8 +142,19 @@ export async function chargeJobs(deps: ChargeDeps, jobs: ChargeJob[]): Promise<C
         break;
       case 'rejected':
         others.push(
-          recordRejection(deps, call.attempt, outcome).then(
-            (held) => {
+          recordRejection(deps, call.job, call.attempt, outcome).then(
+            (recorded) => {
+              const fields = { reason: outcome.reason, message: outcome.message };
+              if (recorded === 'claim_lost') {
+                results[call.index] = { status: 'claim_lost', attemptId: call.attempt.id };
+                log().warn({ ...fields, outcome: 'rejected' }, CLAIM_LOST);
+                return;
+              }
+              if (recorded === 'resolved_elsewhere') {
+                results[call.index] = { status: 'resolved_elsewhere', attemptId: call.attempt.id };
+                log().warn(fields, 'gateway rejected the request of an attempt resolved elsewhere meanwhile');
+                return;
+              }
               results[call.index] = {
                 status: 'rejected',
                 attemptId: call.attempt.id,
@@ -151,8 +162,8 @@ export async function chargeJobs(deps: ChargeDeps, jobs: ChargeJob[]): Promise<C
                 reason: outcome.reason,
               };
               log().error(
-                { reason: outcome.reason, message: outcome.message, attemptEnded: !outcome.executed },
-                held
+                { ...fields, attemptEnded: !outcome.executed },
+                recorded === 'held'
                   ? 'gateway rejected the charge request: recurrence put on hold for an operator'
                   : 'gateway rejected the charge request (the recurrence is no longer active: not put on hold)',
               );

@@ -4,7 +4,13 @@
 // reaches the same outcome through the same key and records it.
 import type { DatabaseTransactionConnection } from 'slonik';
 import { readDeclineFacts, recordApprovals, recordDeclines, type Approved } from '../../db/charge-batch.ts';
-import { moveNextChargePastPause, resolveAttempt, type Attempt } from '../../db/cobrancas.ts';
+import {
+  findPendingAttempt,
+  moveNextChargePastPause,
+  resolveAttempt,
+  type Attempt,
+} from '../../db/cobrancas.ts';
+import { lockHeldClaim } from '../../db/jobs.ts';
 import { lockRecurrence, lockRecurrences, markOnHold, type Recurrence } from '../../db/recorrencias.ts';
 import { nextCycle } from '../../domain/calendar.ts';
 import type { IsoDate } from '../../domain/dates.ts';
@@ -271,31 +277,39 @@ async function enqueueBackbilling(
   await enqueueChargeJobs(deps.boss, next, tx);
 }
 
+/** What recording a rejection did: `held` or `not_active` (the recurrence was not active) end the job. */
+export type RejectionRecord = 'held' | 'not_active' | 'resolved_elsewhere' | 'claim_lost';
+
 /**
  * The gateway refused the request itself (not a decline): the recurrence waits on hold for an operator.
  * A request refused before anything ran under its key (400, 422) also ends its attempt: resumed, it would send
  * the same card and amount and be refused again, for ever; the attempt an operator's `reativar` leads to is
  * created with the recurrence's values, fixed by then. One whose key holds another request (409) stays
- * pending for the operator to look into. Returns whether the recurrence was put on hold.
+ * pending for the operator to look into. Fenced, as phase 3 is, to the job's claim: a worker whose claim
+ * lapsed writes nothing (the job's new holder records the outcome), and nothing is written for an attempt
+ * another sender resolved meanwhile.
  */
 export async function recordRejection(
   deps: ChargeDeps,
+  job: ChargeJob,
   attempt: Attempt,
   rejection: Extract<ChargeOutcome, { kind: 'rejected' }>,
-): Promise<boolean> {
+): Promise<RejectionRecord> {
   return deps.pool.transaction(async (tx) => {
     const recurrence = await lockRecurrence(tx, attempt.recorrencia_id);
+    if (!(await lockHeldClaim(tx, CHARGE_QUEUE, claimOf(job)))) return 'claim_lost';
+    const pending = await findPendingAttempt(tx, attempt.recorrencia_id);
+    if (pending?.id !== attempt.id) return 'resolved_elsewhere';
     if (!rejection.executed) {
-      const ended = await resolveAttempt(tx, attempt.id, {
+      await resolveAttempt(tx, attempt.id, {
         status: 'recusada',
         gatewayRef: null,
         code: rejection.reason,
         reversible: false,
         message: rejection.message ?? '',
       });
-      if (!ended) return false; // resolved by another sender meanwhile
     }
-    if (recurrence?.status !== 'ativo') return false;
+    if (recurrence?.status !== 'ativo') return 'not_active';
     await markOnHold(
       tx,
       [
@@ -307,6 +321,6 @@ export async function recordRejection(
       false,
     );
     await emitCheckoutEvents(deps, tx, [{ attempt, type: 'recorrencia_em_hold' }]);
-    return true;
+    return 'held';
   });
 }
