@@ -24,21 +24,22 @@ const SellerHolds = z.object({
   total_em_hold: z.number(),
   /** The first `listLimit` of the new holds, oldest first. */
   novas: z.array(HeldRecurrence),
-  /** Every new hold, listed or not: the notice marks them all announced. */
-  novas_ids: z.array(z.number()),
+  /**
+   * Every new hold, listed or not, as read: the notice marks them all announced. `hold_em` is text, to keep
+   * Postgres's microseconds (a Date would cut them): the mark matches it exactly.
+   */
+  novas_lidas: z.array(z.object({ id: z.number(), hold_em: z.string() })),
   /** How many holds are new, listed or not. */
   novas_total: z.number(),
-  /**
-   * When the holds were read (or the latest hold, if stamped later: an imported date). Text, to keep Postgres's
-   * microseconds (a Date would cut them).
-   */
+  /** When the holds were read. */
   corte_em: z.string(),
 });
 export type SellerHolds = z.infer<typeof SellerHolds>;
 
 /**
- * Every seller with recurrences on hold: how many, and the ones no notice announced yet (hold_avisado_em null,
- * or before a later hold of the same recurrence), oldest first, at most `listLimit` of them listed.
+ * Every seller with recurrences on hold: how many, and the ones no notice announced yet (hold_avisado_em is not
+ * this hold's hold_em: null, or an earlier hold's of the same recurrence), oldest first, at most `listLimit`
+ * of them listed.
  */
 export async function findSellerHolds(
   db: CommonQueryMethods,
@@ -47,7 +48,7 @@ export async function findSellerHolds(
   const result = await db.query(sql.type(SellerHolds)`
     WITH holds AS (
       SELECT r.vendedor_id, r.id, r.valor_centavos, r.moeda, r.motivo_hold, r.hold_em, r.cliente_ref, r.descricao,
-        coalesce(r.hold_avisado_em < r.hold_em, r.hold_avisado_em IS NULL) AS nova
+        r.hold_avisado_em IS DISTINCT FROM r.hold_em AS nova
       FROM checkout_recorrencias r
       WHERE r.status = 'hold'
     )
@@ -55,27 +56,36 @@ export async function findSellerHolds(
       coalesce((array_agg(jsonb_build_object('id', id, 'valor_centavos', valor_centavos, 'moeda', moeda,
           'motivo_hold', motivo_hold, 'hold_em', hold_em, 'cliente_ref', cliente_ref, 'descricao', descricao)
         ORDER BY hold_em, id) FILTER (WHERE nova))[1:${listLimit}], '{}') AS novas,
-      coalesce(array_agg(id ORDER BY id) FILTER (WHERE nova), '{}') AS novas_ids,
+      coalesce(jsonb_agg(jsonb_build_object('id', id, 'hold_em', hold_em::text) ORDER BY id) FILTER (WHERE nova),
+        '[]') AS novas_lidas,
       (count(*) FILTER (WHERE nova))::int AS novas_total,
-      greatest(now(), max(hold_em))::text AS corte_em
+      now()::text AS corte_em
     FROM holds GROUP BY vendedor_id ORDER BY vendedor_id`);
   return result.rows;
 }
 
 /**
- * Marks holds announced by a notice whose cut-off is `cutoff`. Only a hold stamped by then: a recurrence
- * reactivated and put on hold again since the notice read it has a new hold, which stays new.
+ * Marks the holds a notice announced: each recurrence still on the hold it was read with (the same hold_em).
+ * One put on hold again since the read (reactivated meanwhile, whenever its transaction began) has another
+ * hold_em, and that hold stays new.
  */
 export async function markHoldsAnnounced(
   tx: CommonQueryMethods,
-  ids: readonly number[],
-  cutoff: string,
+  holds: ReadonlyArray<{ id: number; hold_em: string }>,
 ): Promise<void> {
+  if (holds.length === 0) return;
   // Locked in id order first, as every other statement that locks several recurrences does: no deadlock.
   await tx.query(sql.type(NoRows)`
-    UPDATE checkout_recorrencias r SET hold_avisado_em = ${cutoff}::timestamptz
-    FROM (SELECT id FROM checkout_recorrencias WHERE id = ANY(${sql.array([...ids], 'int8')}) ORDER BY id FOR UPDATE) l
-    WHERE r.id = l.id AND r.status = 'hold' AND r.hold_em <= ${cutoff}::timestamptz`);
+    UPDATE checkout_recorrencias r SET hold_avisado_em = r.hold_em
+    FROM (SELECT id FROM checkout_recorrencias WHERE id = ANY(${sql.array(
+      holds.map((hold) => hold.id),
+      'int8',
+    )}) ORDER BY id FOR UPDATE) l,
+      ${sql.unnest(
+        holds.map((hold) => [hold.id, hold.hold_em]),
+        ['int8', 'timestamptz'],
+      )} AS lida(id, hold_em)
+    WHERE r.id = l.id AND lida.id = r.id AND r.status = 'hold' AND r.hold_em = lida.hold_em`);
 }
 
 /** Inserts the day's notice for a seller; returns its id, or null when that seller already has one. */

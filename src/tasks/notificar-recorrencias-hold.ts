@@ -39,7 +39,7 @@ export const notificarRecorrenciasHold: PeriodicTask = {
           content,
           status: deliver ? 'pendente' : 'registrado',
         });
-        if (id !== null) await markHoldsAnnounced(tx, seller.novas_ids, seller.corte_em);
+        if (id !== null) await markHoldsAnnounced(tx, seller.novas_lidas);
         if (id !== null && deliver) {
           await ctx.boss.send(
             NOTICE_DELIVERY_QUEUE,

@@ -2,6 +2,7 @@
 // rule, the seller notices (signed, once) and the archive.
 import pg from 'pg';
 import t from 'tap';
+import { findSellerHolds, markHoldsAnnounced } from '../../src/db/avisos.ts';
 import { CHARGE_QUEUE, NOTICE_DELIVERY_QUEUE } from '../../src/queue/task-names.ts';
 import { verifySignature } from '../../src/notices/webhook.ts';
 import { chargeRecurrence } from '../../src/tasks/charge/charge-recurrence.ts';
@@ -409,6 +410,32 @@ t.test(
     t.same((await listed()).at(-1), { data_negocio: '2031-03-17', ids: [first] });
   },
 );
+
+t.test('a hold renewed after the notice read it stays new, whenever its transaction began', async (t) => {
+  const h = await createHarness(t);
+  const id = await insertRecurrence(h.pool, { proxima_cobranca: DAY, vendedor_id: 'loja-a' });
+  await query(
+    h.url,
+    `UPDATE checkout_recorrencias SET status = 'hold', motivo_hold = 'teste', hold_em = now() WHERE id = $1`,
+    [id],
+  );
+  const [read] = await findSellerHolds(h.pool, 500);
+  // Reactivated and held again by a transaction that began before the read: its hold_em is older than the read.
+  await query(
+    h.url,
+    `UPDATE checkout_recorrencias SET hold_em = hold_em + interval '1 microsecond' WHERE id = $1`,
+    [id],
+  );
+  await h.pool.transaction((tx) => markHoldsAnnounced(tx, read?.novas_lidas ?? []));
+  const [again] = await findSellerHolds(h.pool, 500);
+  t.same(
+    again?.novas_lidas.map((hold) => hold.id),
+    [id],
+    'the notice did not read this hold: still new',
+  );
+  await h.pool.transaction((tx) => markHoldsAnnounced(tx, again?.novas_lidas ?? []));
+  t.match(await findSellerHolds(h.pool, 500), [{ novas_total: 0, total_em_hold: 1 }], 'marked once read');
+});
 
 t.test('without a webhook URL, notices are recorded (and the log says so), not sent', async (t) => {
   const h = await createHarness(t);
