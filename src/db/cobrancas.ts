@@ -18,7 +18,7 @@ export const Attempt = z.object({
   ciclo: z.string(),
   tentativa: z.number(),
   chave_idempotencia: z.string(),
-  status: z.enum(['pendente', 'aprovada', 'recusada']),
+  status: z.enum(['pendente', 'aprovada', 'recusada', 'rejeitada']),
   valor_centavos: z.number(),
   moeda: z.string(),
   cartao_token: z.string(),
@@ -99,14 +99,17 @@ export async function resolveAttempt(
   id: number,
   outcome:
     | { status: 'aprovada'; gatewayRef: string }
-    | { status: 'recusada'; gatewayRef: string | null; code: string; reversible: boolean; message: string },
+    | { status: 'recusada'; gatewayRef: string | null; code: string; reversible: boolean; message: string }
+    /** The gateway refused the request (nothing ran under its key): its error code and words. */
+    | { status: 'rejeitada'; code: string; message: string },
 ): Promise<boolean> {
   const declined = outcome.status === 'recusada' ? outcome : null;
+  const refused = outcome.status === 'rejeitada' ? outcome : declined;
   const result = await tx.query(sql.type(IdRow)`
     UPDATE checkout_recorrencia_cobrancas
-    SET status = ${outcome.status}, gateway_ref = ${outcome.gatewayRef}, resolvida_em = now(),
-        codigo_recusa = ${declined?.code ?? null}, recusa_reversivel = ${declined?.reversible ?? null},
-        mensagem = ${declined?.message ?? null}
+    SET status = ${outcome.status}, gateway_ref = ${'gatewayRef' in outcome ? outcome.gatewayRef : null},
+        resolvida_em = now(), codigo_recusa = ${refused?.code ?? null},
+        recusa_reversivel = ${declined?.reversible ?? null}, mensagem = ${refused?.message ?? null}
     WHERE id = ${id} AND status = 'pendente'
     RETURNING id`);
   return result.rowCount === 1;

@@ -16,7 +16,12 @@ export const RecurrenceStats = z.object({
   devidas_na_data: z.number(),
   em_hold: z.number(),
   aguardando_retentativa: z.number(),
-  tentativas_na_data: z.object({ aprovada: AttemptTotals, recusada: AttemptTotals, pendente: AttemptTotals }),
+  tentativas_na_data: z.object({
+    aprovada: AttemptTotals,
+    recusada: AttemptTotals,
+    rejeitada: AttemptTotals,
+    pendente: AttemptTotals,
+  }),
   tentativas_pendentes_total: z.number(),
 });
 export type RecurrenceStats = z.infer<typeof RecurrenceStats>;
@@ -41,7 +46,7 @@ export async function recurrenceStats(db: CommonQueryMethods, date: IsoDate): Pr
       'tentativas_na_data', (SELECT jsonb_object_agg(s, jsonb_build_object(
                                'quantidade', coalesce((SELECT quantidade FROM tentativas t WHERE t.status = s), 0),
                                'valor_centavos', coalesce((SELECT valor_centavos FROM tentativas t WHERE t.status = s), 0)))
-                             FROM unnest(ARRAY['aprovada', 'recusada', 'pendente']) AS s),
+                             FROM unnest(ARRAY['aprovada', 'recusada', 'rejeitada', 'pendente']) AS s),
       'tentativas_pendentes_total', (SELECT count(*)::int FROM checkout_recorrencia_cobrancas WHERE status = 'pendente')
     ) AS stats`);
   return RecurrenceStats.parse(row.stats);

@@ -13,7 +13,12 @@ import { queueStates } from './queues.ts';
 /** The window of the run-time quantiles and completion counts. */
 const DURATION_WINDOW_MINUTES = 15;
 const INSTANCE_ROLES = ['worker', 'scheduler', 'admin'] as const;
-const OUTCOMES = { approved: 'aprovada', declined: 'recusada', pending: 'pendente' } as const;
+const OUTCOMES = {
+  approved: 'aprovada',
+  declined: 'recusada',
+  rejected: 'rejeitada',
+  pending: 'pendente',
+} as const;
 
 function definitions(registry: Registry) {
   const gauge = <L extends string>(name: string, help: string, labelNames: readonly L[] = []) =>

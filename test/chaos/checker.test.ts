@@ -192,6 +192,11 @@ t.test('each doctored end state is reported', async (t) => {
       ['ledger_mismatch', 'proxima_cobranca', 'total_mismatch'],
     ],
     [
+      'a declined charge the database recorded as a rejected request (which runs nothing)',
+      (s) => void Object.assign(s.attempts[1] ?? {}, { status: 'rejeitada' }),
+      ['cycle_lost', 'ledger_mismatch'],
+    ],
+    [
       'an approved charge the database never recorded',
       (s) => s.ledger.push(entry(9, '2031-03-10', 1)),
       ['ledger_mismatch', 'total_mismatch'],

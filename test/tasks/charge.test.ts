@@ -10,6 +10,7 @@ import {
   transitionRecurrence,
 } from '../../src/ops/recurrence-changes.ts';
 import { listChangeHistory } from '../../src/db/recorrencias-gestao.ts';
+import { recurrenceStats } from '../../src/db/stats.ts';
 import { CHARGE_QUEUE } from '../../src/queue/task-names.ts';
 import { query } from '../helpers/database.ts';
 import {
@@ -846,19 +847,29 @@ t.test(
     const [refused] = await attempts();
     t.match(
       refused,
-      { status: 'recusada', codigo_recusa: 'invalid_request', mensagem: /card_token/ },
-      'the refused attempt ends: resumed, it would be refused again for ever',
+      { status: 'rejeitada', codigo_recusa: 'invalid_request', mensagem: /card_token/ },
+      'the refused attempt ends, not as a decline: resumed, it would be refused again for ever',
+    );
+    t.match(
+      (await recurrenceStats(h.pool, DAY)).tentativas_na_data,
+      { recusada: { quantidade: 0 }, rejeitada: { quantidade: 1 } },
+      'not among the declines of the day',
     );
 
-    // The operator's way out: reactivating with the same card is refused; with a new card it is charged.
-    await t.rejects(reactivateRecurrence(h.deps, 'operador', id), { code: 'CONFLICT' });
+    // Not a decline, so reactivating needs no change first; the same request is refused again, nothing charged.
+    await reactivateRecurrence(h.deps, 'operador', id);
+    t.match((await chargeOnce(h, id, '2031-03-11')).result, { status: 'rejected' });
+    t.match(await recurrenceState(h.url, id), { status: 'hold' });
+    // With the card fixed, the cycle is charged.
     await changeRecurrence(h.deps, 'operador', id, { cartao_token: 'tok_novo_cartao' });
     await reactivateRecurrence(h.deps, 'operador', id);
-    t.match((await chargeOnce(h, id, '2031-03-11')).result, { status: 'approved', cycle: DAY });
+    t.match((await chargeOnce(h, id, '2031-03-12')).result, { status: 'approved', cycle: DAY });
     t.match(await attempts(), [
-      { status: 'recusada' },
+      { status: 'rejeitada' },
+      { status: 'rejeitada' },
       { status: 'aprovada', cartao_token: 'tok_novo_cartao' },
     ]);
+    t.equal(h.gateway.ledger().length, 1, 'only the fixed request ran');
     await assertLedgerAgrees(t, h.url, h.gateway);
   },
 );

@@ -282,9 +282,10 @@ export type RejectionRecord = 'held' | 'not_active' | 'resolved_elsewhere' | 'cl
 
 /**
  * The gateway refused the request itself (not a decline): the recurrence waits on hold for an operator.
- * A request refused before anything ran under its key (400, 422) also ends its attempt: resumed, it would send
- * the same card and amount and be refused again, for ever; the attempt an operator's `reativar` leads to is
- * created with the recurrence's values, fixed by then. One whose key holds another request (409) stays
+ * A request refused before anything ran under its key (400, 422) also ends its attempt, as `rejeitada` (not a
+ * decline: the issuer never saw the card): resumed, it would send the same card and amount and be refused
+ * again, for ever; the attempt an operator's `reativar` leads to is created with the recurrence's values,
+ * fixed by then. One whose key holds another request (409) stays
  * pending for the operator to look into. Fenced, as phase 3 is, to the job's claim: a worker whose claim
  * lapsed writes nothing (the job's new holder records the outcome), and nothing is written for an attempt
  * another sender resolved meanwhile.
@@ -302,10 +303,8 @@ export async function recordRejection(
     if (pending?.id !== attempt.id) return 'resolved_elsewhere';
     if (!rejection.executed) {
       await resolveAttempt(tx, attempt.id, {
-        status: 'recusada',
-        gatewayRef: null,
+        status: 'rejeitada',
         code: rejection.reason,
-        reversible: false,
         message: rejection.message ?? '',
       });
     }

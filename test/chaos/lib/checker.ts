@@ -34,7 +34,7 @@ export type AttemptRow = {
   ciclo: IsoDate;
   tentativa: number;
   chave_idempotencia: string;
-  status: 'pendente' | 'aprovada' | 'recusada';
+  status: 'pendente' | 'aprovada' | 'recusada' | 'rejeitada';
   valor_centavos: number;
   codigo_recusa: string | null;
   recusa_reversivel: boolean | null;
@@ -150,7 +150,8 @@ function checkLedgerAgreement(s: Snapshot, add: (v: Violation) => void): number 
       continue;
     }
     if (attempt.status === 'pendente') continue; // counted as pending_left
-    const dbStatus = attempt.status === 'aprovada' ? 'approved' : 'declined';
+    // A rejected request ran nothing: any ledger entry under its key is a mismatch.
+    const dbStatus = { aprovada: 'approved', recusada: 'declined', rejeitada: 'rejected' }[attempt.status];
     if (dbStatus !== entry.status)
       mismatch(`${entry.key}: gateway ${entry.status}, database ${attempt.status}`);
     else if (entry.status === 'declined' && attempt.codigo_recusa !== entry.code)
@@ -164,7 +165,8 @@ function checkLedgerAgreement(s: Snapshot, add: (v: Violation) => void): number 
   for (const attempt of s.attempts) {
     if (attempt.chave_idempotencia !== attemptKey(attempt.recorrencia_id, attempt.ciclo, attempt.tentativa))
       add({ kind: 'key_mismatch', detail: `attempt ${attempt.id} has key ${attempt.chave_idempotencia}` });
-    if (attempt.status !== 'pendente' && !ledgerByKey.has(attempt.chave_idempotencia))
+    const answered = attempt.status === 'aprovada' || attempt.status === 'recusada';
+    if (answered && !ledgerByKey.has(attempt.chave_idempotencia))
       mismatch(`${attempt.chave_idempotencia} recorded ${attempt.status} without a gateway answer`);
   }
   const ledgerTotal = s.ledger
