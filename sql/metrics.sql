@@ -46,7 +46,7 @@ ORDER BY criado_em
 LIMIT 20;
 
 -- Queue state from pg-boss: live jobs (and failed ones) by queue and state. Completed and cancelled jobs are
--- left out: pg-boss keeps them for JOB_HISTORY_DAYS, and counting them reads millions of rows. Naming the
+-- left out: pg-boss keeps them for JOB_HISTORY_RETENTION_DAYS, and counting them reads millions of rows. Naming the
 -- queues and these states lets Postgres answer from pg-boss's index of live jobs.
 SELECT name AS fila, state::text AS estado, count(*) AS jobs
 FROM pgboss.job

@@ -142,7 +142,7 @@ const QueueCount = z.object({ queue: z.string(), state: z.string(), deferred: z.
 /**
  * Per queue of ours, the jobs not finished (queued, retrying, active) or failed, by state; queued jobs whose
  * start is still ahead are counted as deferred. Completed and cancelled jobs are left out on purpose: the table
- * keeps them for JOB_HISTORY_DAYS (millions after a few mornings), and counting them read all of them on every
+ * keeps them for JOB_HISTORY_RETENTION_DAYS (millions after a few mornings), and counting them read all of them on every
  * call. The state list is pg-boss's own job_i14 predicate, so this is an index-only scan of the live jobs.
  */
 export async function countLiveJobsByQueueAndState(

@@ -27,7 +27,7 @@ function definitions(registry: Registry) {
     jobs: gauge(
       'jobs',
       'Live jobs per queue and state (queued = ready to run; deferred = queued or retrying, not before a later ' +
-        'time; failed = retries ran out, kept JOB_HISTORY_DAYS). Finished jobs: see jobs_completed_15m.',
+        'time; failed = retries ran out, kept JOB_HISTORY_RETENTION_DAYS). Finished jobs: see jobs_completed_15m.',
       ['queue', 'state'],
     ),
     deadLetter: gauge(

@@ -24,7 +24,7 @@ export async function runMigrate(ctx: RoleContext): Promise<{ applied: string[] 
   try {
     await ensureQueues(boss, queueSpecs(config), log);
     // The schedule rows too (the timer runs only in schedulers), so a migrated database is complete.
-    await syncSchedules(boss, pool, config, log);
+    await syncSchedules(boss, pool, config, log, new Map());
   } finally {
     await boss.stop({ graceful: false, close: true });
     await pool.end();

@@ -23,6 +23,7 @@ export async function syncSchedules(
   pool: DatabasePool,
   config: Config,
   log: Logger,
+  renewals: RetentionRenewals,
 ): Promise<void> {
   const [current, pauses] = await Promise.all([boss.getSchedules(), listPauses(pool)]);
   const paused = new Set(pauses.map((pause) => pause.fila));
@@ -41,7 +42,7 @@ export async function syncSchedules(
     const next = boss.previewSchedule(cron, { tz: config.timeZone, count: 1 })[0];
     log.info({ task, cron, timeZone: config.timeZone, nextRun: next?.toISOString() }, 'schedule registered');
   }
-  await renewPausedRetention(pool, paused);
+  await renewPausedRetention(pool, paused, renewals);
 }
 
 /**
@@ -50,13 +51,19 @@ export async function syncSchedules(
  * and needless, as it only has to come within the week the renewal keeps in hand. Pausing renews at once.
  */
 const RETENTION_RENEWAL_MS = 60 * 60 * 1000;
-const lastRenewal = new Map<string, number>();
 
-async function renewPausedRetention(pool: DatabasePool, paused: ReadonlySet<string>): Promise<void> {
+/** When this scheduler last renewed each paused queue's retention (ms since the epoch). */
+export type RetentionRenewals = Map<string, number>;
+
+async function renewPausedRetention(
+  pool: DatabasePool,
+  paused: ReadonlySet<string>,
+  renewals: RetentionRenewals,
+): Promise<void> {
   for (const queue of paused) {
-    if (Date.now() - (lastRenewal.get(queue) ?? 0) < RETENTION_RENEWAL_MS) continue;
+    if (Date.now() - (renewals.get(queue) ?? 0) < RETENTION_RENEWAL_MS) continue;
     await extendQueuedRetention(pool, queue);
-    lastRenewal.set(queue, Date.now());
+    renewals.set(queue, Date.now());
   }
 }
 
@@ -64,16 +71,17 @@ export async function startScheduler(ctx: RoleContext): Promise<Running> {
   const { config, log, databaseUrl } = ctx;
   const pool = await connectToMigratedDatabase(ctx, 'scheduler');
   const boss = createBoss(config, databaseUrl, 'scheduler', log);
+  const renewals: RetentionRenewals = new Map();
   try {
     await boss.start();
-    await syncSchedules(boss, pool, config, log);
+    await syncSchedules(boss, pool, config, log, renewals);
   } catch (error) {
     await boss.stop({ graceful: false }).catch(() => undefined);
     await pool.end();
     throw error;
   }
   const timer = setInterval(() => {
-    syncSchedules(boss, pool, config, log).catch((error: unknown) =>
+    syncSchedules(boss, pool, config, log, renewals).catch((error: unknown) =>
       log.error({ err: error }, 'could not reconcile schedules'),
     );
   }, config.schedulerIntervalSeconds * 1000);

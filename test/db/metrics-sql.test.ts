@@ -8,6 +8,7 @@ import pg from 'pg';
 import t, { type Test } from 'tap';
 import { readMigrationFiles } from '../../src/db/migrator.ts';
 import {
+  ALL_QUEUES,
   CHARGE_DEAD_LETTER_QUEUE,
   CHECKOUT_EVENT_QUEUE,
   NOTICE_DELIVERY_QUEUE,
@@ -251,6 +252,15 @@ function checkFigures(t: Test, sets: ResultSet[], dates: { today: string; tomorr
     { aviso_status: 'pendente', avisos: '1' },
   ]);
 }
+
+t.test('every queue list in the file names exactly our queues', async (t) => {
+  const lists = [...readFileSync(FILE, 'utf8').matchAll(/name = ANY \(ARRAY\[([^\]]*)\]\)/g)];
+  t.equal(lists.length, 2, 'the live jobs and the last 15 minutes');
+  for (const [, list] of lists) {
+    const names = [...(list ?? '').matchAll(/'([a-z_]+)'/g)].map(([, name]) => name).sort();
+    t.same(names, [...ALL_QUEUES].sort());
+  }
+});
 
 t.test('the file is plain SQL, and the migrator ignores it', async (t) => {
   const text = readFileSync(FILE, 'utf8');

@@ -163,10 +163,11 @@ t.test("a scheduler renews a paused queue's job retention, at most once an hour"
   };
   const expireSoon = () =>
     query(h.url, `UPDATE pgboss.job SET keep_until = now() + interval '1 day' WHERE id = $1`, [id]);
+  const renewals = new Map<string, number>();
   await expireSoon();
-  await syncSchedules(h.boss, h.pool, h.config, silentLog);
+  await syncSchedules(h.boss, h.pool, h.config, silentLog, renewals);
   t.ok((await daysLeft()) > 29, 'renewed for 30 days');
   await expireSoon();
-  await syncSchedules(h.boss, h.pool, h.config, silentLog);
+  await syncSchedules(h.boss, h.pool, h.config, silentLog, renewals);
   t.ok((await daysLeft()) < 2, 'the next pass, within the hour, reads nothing');
 });
