@@ -152,19 +152,20 @@ export async function listChangeHistory(
 }
 
 /**
- * Whether, after `since`, the recurrence was given a new card or amount, or was taken off hold (an operator's
- * `reativar`, forced or not). Nothing else counts: the description, the schedule, pausing and resuming (and the
- * move of the next charge a resume writes) change neither the card nor what a decline code was about.
+ * Whether, after `since`, one of `fields` was changed through the API, or the recurrence was taken off hold (an
+ * operator's `reativar`, forced or not). Nothing else counts: pausing and resuming (and the move of the next
+ * charge a resume writes) change nothing a decline code is about.
  */
 export async function changedSince(
   db: CommonQueryMethods,
   recurrenceId: number,
   since: Date,
+  fields: readonly (keyof RecurrenceChanges)[],
 ): Promise<boolean> {
   return db.oneFirst(sql.type(z.object({ changed: z.boolean() }))`
     SELECT EXISTS (SELECT 1 FROM checkout_recorrencias_alteracoes
       WHERE recorrencia_id = ${recurrenceId} AND em > ${sql.timestamp(since)}
-        AND (campo IN ('cartao_token', 'valor_centavos') OR (campo = 'status' AND valor_anterior = 'hold'))
+        AND (campo = ANY(${sql.array([...fields], 'text')}) OR (campo = 'status' AND valor_anterior = 'hold'))
     ) AS changed`);
 }
 

@@ -302,8 +302,9 @@ async function skipCyclesOfPauseOnReactivation(
 
 /**
  * The recurrence's last attempt, when it was an irreversible decline of the card the recurrence still has and
- * nothing was changed through the API since (a new card, or the amount a code was about): the brands forbid
- * sending that card again. Null otherwise.
+ * nothing that code is about was changed since (the amount, for 13: invalid amount), nor was it reactivated:
+ * the brands forbid sending that card again. Null otherwise. A new card shows in the token itself; changed
+ * and changed back to the declined one, it is the declined card again.
  */
 async function irreversibleDeclineOfItsCard(
   tx: DatabaseTransactionConnection,
@@ -317,7 +318,8 @@ async function irreversibleDeclineOfItsCard(
   ) {
     return null;
   }
-  return (await changedSince(tx, recurrence.id, last.resolvida_em ?? last.criado_em)) ? null : last;
+  const fields = last.codigo_recusa === '13' ? (['valor_centavos'] as const) : [];
+  return (await changedSince(tx, recurrence.id, last.resolvida_em ?? last.criado_em, fields)) ? null : last;
 }
 
 /**

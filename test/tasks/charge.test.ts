@@ -626,6 +626,31 @@ t.test(
   },
 );
 
+t.test(
+  'after an irreversible decline a card changed and changed back is the declined card, and a new amount lifts the refusal only for code 13',
+  async (t) => {
+    const h = await createHarness(t);
+    const id = await insertRecurrence(h.pool, {
+      proxima_cobranca: DAY,
+      cartao_token: 'tok_recusa_irreversivel',
+    });
+    t.match((await chargeOnce(h, id)).result, { status: 'declined', code: '14' });
+    await changeRecurrence(h.deps, 'checkout', id, { cartao_token: 'tok_outro_cartao' });
+    await changeRecurrence(h.deps, 'checkout', id, { cartao_token: 'tok_recusa_irreversivel' });
+    await t.rejects(reactivateRecurrence(h.deps, 'operador', id), { code: 'CONFLICT' }, 'the declined card');
+    await changeRecurrence(h.deps, 'checkout', id, { valor_centavos: 5_990 });
+    await t.rejects(reactivateRecurrence(h.deps, 'operador', id), { code: 'CONFLICT' }, '14 is not about it');
+    // Had the issuer answered 13 (invalid amount), the new amount is what the code was about.
+    await query(
+      h.url,
+      `UPDATE checkout_recorrencia_cobrancas SET codigo_recusa = '13' WHERE recorrencia_id = $1`,
+      [id],
+    );
+    await reactivateRecurrence(h.deps, 'operador', id);
+    t.match(await recurrenceState(h.url, id), { status: 'ativo' });
+  },
+);
+
 for (const status of ['cancelado', 'pausado', 'hold'] as const) {
   t.test(
     `a charge whose outcome was unknown when the recurrence became ${status} is resolved by its retry`,
@@ -874,34 +899,31 @@ t.test(
   },
 );
 
-for (const meanwhile of ['claim_lost', 'resolved_elsewhere'] as const) {
-  t.test(`a rejection that arrives after ${meanwhile.replace('_', ' ')} writes nothing`, async (t) => {
+/** What happens to a charge job, or its attempt, while its gateway call is in flight. */
+const MEANWHILE = {
+  // pg-boss expired the claim: the job is back to retry, under the same retry count.
+  'its claim expired': `UPDATE pgboss.job SET state = 'retry' WHERE name = '${CHARGE_QUEUE}'`,
+  // Another worker claimed it again: active, one retry more.
+  'another worker claimed the job': `UPDATE pgboss.job SET retry_count = retry_count + 1 WHERE name = '${CHARGE_QUEUE}'`,
+  'another sender resolved the attempt': `UPDATE checkout_recorrencia_cobrancas
+     SET status = 'aprovada', gateway_ref = 'ch_outro', resolvida_em = now()`,
+};
+
+for (const [meanwhile, statement] of Object.entries(MEANWHILE)) {
+  const expected = meanwhile.includes('attempt') ? 'resolved_elsewhere' : 'claim_lost';
+  t.test(`a rejection that arrives after ${meanwhile} writes nothing`, async (t) => {
     const h = await createHarness(t);
     const id = await insertRecurrence(h.pool, { proxima_cobranca: DAY, cartao_token: TOO_LONG_TOKEN });
     h.gateway.setFaults({ rules: [{ nth: 1, fault: 'hold' }] });
     const charging = chargeOnce(h, id);
     await h.gateway.waitForHeld(1);
-    if (meanwhile === 'claim_lost') {
-      // What pg-boss does when the claim expires: the job goes back to retry, its next claim counts one more.
-      await query(
-        h.url,
-        `UPDATE pgboss.job SET state = 'retry', retry_count = retry_count + 1 WHERE name = $1`,
-        [CHARGE_QUEUE],
-      );
-    } else {
-      await query(
-        h.url,
-        `UPDATE checkout_recorrencia_cobrancas SET status = 'aprovada', gateway_ref = 'ch_outro', resolvida_em = now()
-         WHERE recorrencia_id = $1`,
-        [id],
-      );
-    }
+    await query(h.url, statement);
     h.gateway.release();
-    t.match((await charging).result, { status: meanwhile });
+    t.match((await charging).result, { status: expected });
     t.match(await recurrenceState(h.url, id), { status: 'ativo', motivo_hold: null });
     t.same(
       (await attemptsOf(h.url, id)).map((a) => a.status),
-      [meanwhile === 'claim_lost' ? 'pendente' : 'aprovada'],
+      [expected === 'claim_lost' ? 'pendente' : 'aprovada'],
       'the attempt is left to whoever holds it',
     );
     t.same(await query(h.url, 'SELECT tipo FROM eventos_checkout WHERE recorrencia_id = $1', [id]), []);

@@ -411,30 +411,49 @@ t.test(
   },
 );
 
-t.test('a hold renewed after the notice read it stays new, whenever its transaction began', async (t) => {
+for (const shift of ['+', '-']) {
+  t.test(
+    `a hold renewed after the notice read it stays new, whenever its transaction began (${shift}1 µs)`,
+    async (t) => {
+      const h = await createHarness(t);
+      const id = await insertRecurrence(h.pool, { proxima_cobranca: DAY, vendedor_id: 'loja-a' });
+      await query(
+        h.url,
+        `UPDATE checkout_recorrencias SET status = 'hold', motivo_hold = 'teste', hold_em = now() WHERE id = $1`,
+        [id],
+      );
+      const [read] = await findSellerHolds(h.pool, 500);
+      // Reactivated and held again by a transaction that began around the read: a hold_em next to the old one.
+      await query(
+        h.url,
+        `UPDATE checkout_recorrencias SET hold_em = hold_em ${shift} interval '1 microsecond' WHERE id = $1`,
+        [id],
+      );
+      await h.pool.transaction((tx) => markHoldsAnnounced(tx, read?.novas_lidas ?? []));
+      const [again] = await findSellerHolds(h.pool, 500);
+      t.same(
+        again?.novas_lidas.map((hold) => hold.id),
+        [id],
+        'the notice did not read this hold: still new',
+      );
+      await h.pool.transaction((tx) => markHoldsAnnounced(tx, again?.novas_lidas ?? []));
+      t.match(await findSellerHolds(h.pool, 500), [{ novas_total: 0, total_em_hold: 1 }], 'marked once read');
+    },
+  );
+}
+
+t.test('a hold without a date is announced once, and dated by its notice', async (t) => {
   const h = await createHarness(t);
-  const id = await insertRecurrence(h.pool, { proxima_cobranca: DAY, vendedor_id: 'loja-a' });
-  await query(
+  const id = await insertRecurrence(h.pool, { proxima_cobranca: DAY, status: 'hold', vendedor_id: 'loja-a' });
+  t.match(await findSellerHolds(h.pool, 500), [{ novas_total: 1 }]);
+  await run(h, 'notificar_recorrencias_hold');
+  t.match(await findSellerHolds(h.pool, 500), [{ novas_total: 0 }], 'announced');
+  const [row] = await query<{ dated: boolean }>(
     h.url,
-    `UPDATE checkout_recorrencias SET status = 'hold', motivo_hold = 'teste', hold_em = now() WHERE id = $1`,
+    'SELECT hold_em IS NOT NULL AND hold_avisado_em = hold_em AS dated FROM checkout_recorrencias WHERE id = $1',
     [id],
   );
-  const [read] = await findSellerHolds(h.pool, 500);
-  // Reactivated and held again by a transaction that began before the read: its hold_em is older than the read.
-  await query(
-    h.url,
-    `UPDATE checkout_recorrencias SET hold_em = hold_em + interval '1 microsecond' WHERE id = $1`,
-    [id],
-  );
-  await h.pool.transaction((tx) => markHoldsAnnounced(tx, read?.novas_lidas ?? []));
-  const [again] = await findSellerHolds(h.pool, 500);
-  t.same(
-    again?.novas_lidas.map((hold) => hold.id),
-    [id],
-    'the notice did not read this hold: still new',
-  );
-  await h.pool.transaction((tx) => markHoldsAnnounced(tx, again?.novas_lidas ?? []));
-  t.match(await findSellerHolds(h.pool, 500), [{ novas_total: 0, total_em_hold: 1 }], 'marked once read');
+  t.equal(row?.dated, true);
 });
 
 t.test('without a webhook URL, notices are recorded (and the log says so), not sent', async (t) => {
