@@ -12,9 +12,18 @@ export class ConfigError extends Error {
   }
 }
 
-/** How long a charge waits for a gateway slot of its own before giving up (an unknown outcome): 30% of its limit, at most 10 s. */
+/** How long a charge waits for a gateway slot of its own before giving up (an unknown outcome): 20% of its limit, at most 10 s. */
 export function gatewaySlotWaitMs(chargeLimitSeconds: number): number {
-  return Math.min(10_000, chargeLimitSeconds * 300);
+  return Math.min(10_000, chargeLimitSeconds * 200);
+}
+
+/**
+ * The part of a charge batch's time limit kept for recording its outcomes (phase 3): 10%, at most 5 s. Gateway
+ * calls still running when only this much is left are given up (unknown outcomes), so the batch commits what
+ * it has before pg-boss takes its claims back, which would void every outcome of the batch.
+ */
+export function outcomeRecordingReserveMs(chargeLimitSeconds: number): number {
+  return Math.min(5_000, chargeLimitSeconds * 100);
 }
 
 export function isValidTimeZone(zone: string): boolean {
@@ -294,12 +303,14 @@ export function loadConfig(env: NodeJS.ProcessEnv, options: { development?: bool
   if (e.TASK_SOFT_TIME_LIMIT_SECONDS >= e.TASK_TIME_LIMIT_SECONDS) {
     problems.push('TASK_SOFT_TIME_LIMIT_SECONDS: must be lower than TASK_TIME_LIMIT_SECONDS');
   }
-  // A resumed attempt makes two calls (lookup, then charge) after waiting for a gateway slot: past the job's
-  // limit it is taken back mid-call and retried, spending the retries while the gateway is merely slow.
+  // A resumed attempt makes two calls (lookup, then charge) after waiting for a gateway slot, and its batch
+  // keeps a reserve to record the outcomes: a call still running past that is given up and retried, spending
+  // the retries while the gateway is merely slow.
   const slotWait = gatewaySlotWaitMs(e.CHARGE_TIME_LIMIT_SECONDS);
-  if (2 * e.GATEWAY_TIMEOUT_MS + slotWait >= e.CHARGE_TIME_LIMIT_SECONDS * 1000) {
+  const reserve = outcomeRecordingReserveMs(e.CHARGE_TIME_LIMIT_SECONDS);
+  if (2 * e.GATEWAY_TIMEOUT_MS + slotWait + reserve >= e.CHARGE_TIME_LIMIT_SECONDS * 1000) {
     problems.push(
-      `GATEWAY_TIMEOUT_MS: a resumed charge (lookup, then charge, after up to ${slotWait} ms waiting for a gateway slot) must fit in CHARGE_TIME_LIMIT_SECONDS: 2 × GATEWAY_TIMEOUT_MS + ${slotWait} must stay below ${e.CHARGE_TIME_LIMIT_SECONDS * 1000}`,
+      `GATEWAY_TIMEOUT_MS: a resumed charge (lookup, then charge, after up to ${slotWait} ms waiting for a gateway slot, with ${reserve} ms kept to record it) must fit in CHARGE_TIME_LIMIT_SECONDS: 2 × GATEWAY_TIMEOUT_MS + ${slotWait + reserve} must stay below ${e.CHARGE_TIME_LIMIT_SECONDS * 1000}`,
     );
   }
   if (e.CHARGE_HEARTBEAT_SECONDS >= e.CHARGE_TIME_LIMIT_SECONDS) {

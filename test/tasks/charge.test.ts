@@ -9,6 +9,7 @@ import {
   reactivateRecurrence,
   transitionRecurrence,
 } from '../../src/ops/recurrence-changes.ts';
+import { outcomeRecordingReserveMs } from '../../src/config.ts';
 import { listChangeHistory } from '../../src/db/recorrencias-gestao.ts';
 import { recurrenceStats } from '../../src/db/stats.ts';
 import { CHARGE_QUEUE } from '../../src/queue/task-names.ts';
@@ -971,6 +972,31 @@ t.test('brand limits over 30 days hold a recurrence whose card keeps declining',
   t.match((await chargeOnce(h, id, '2031-03-11', 'retentativa')).result, { decision: 'hold' });
   t.match((await recurrenceState(h.url, id)).motivo_hold, /bandeira elo/);
 });
+
+t.test(
+  'a call still running at the batch deadline is given up as unknown, leaving time to record the batch; the retry resolves it',
+  async (t) => {
+    const h = await createHarness(t);
+    const id = await insertRecurrence(h.pool, { proxima_cobranca: DAY });
+    h.gateway.setFaults({ rules: [{ nth: 1, fault: 'hold' }] });
+    await enqueueChargeJobs(h.boss, [{ recorrenciaId: id, dataNegocio: DAY, motivo: 'agendada' }]);
+    const jobs = await h.fetchChargeJobs();
+    // Claimed so long ago that 300 ms are left before the time kept for recording outcomes (the gateway
+    // timeout is 1 s: an unknown outcome for any other reason would not say 'batch_deadline').
+    const limitSeconds = h.config.charges.hardLimitSeconds;
+    const claimedAt = Date.now() - (limitSeconds * 1000 - outcomeRecordingReserveMs(limitSeconds) - 300);
+    t.match(await chargeJobs(h.deps, jobs, claimedAt), [{ status: 'unresolved', reason: 'batch_deadline' }]);
+    t.same(
+      (await attemptsOf(h.url, id)).map((a) => a.status),
+      ['pendente'],
+    );
+    h.gateway.release();
+    const jobId = jobs[0]?.id ?? '';
+    await h.boss.fail(CHARGE_QUEUE, { id: jobId, retryCount: 0 }, {});
+    t.match(await retryJob(h, jobId), { status: 'approved' }, 'the same key, looked up or sent again');
+    await assertLedgerAgrees(t, h.url, h.gateway);
+  },
+);
 
 t.test(
   'gateway slots: a charge waits for a free slot, and a dead holder slot frees when its lease ends',

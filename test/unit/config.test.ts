@@ -45,8 +45,8 @@ t.test('an unknown time zone is refused with the variable named', async (t) => {
 t.test('the gateway timeout must leave room for a resumed charge in the job limit', async (t) => {
   t.match(
     problemsOf(() => loadConfig({ ...base, GATEWAY_TIMEOUT_MS: '11000' })).join('\n'),
-    /^GATEWAY_TIMEOUT_MS: a resumed charge \(lookup, then charge, after up to 9000 ms waiting for a gateway slot\) must fit/,
-    'two calls of 11 s and the slot wait exceed the default 30 s limit',
+    /^GATEWAY_TIMEOUT_MS: a resumed charge \(lookup, then charge, after up to 6000 ms waiting for a gateway slot, with 3000 ms kept to record it\) must fit/,
+    'two calls of 11 s, the slot wait and the recording reserve exceed the default 30 s limit',
   );
   t.equal(loadConfig({ ...base, GATEWAY_TIMEOUT_MS: '10000' }).gateway.timeoutMs, 10_000, 'the defaults fit');
   t.match(

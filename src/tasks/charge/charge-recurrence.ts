@@ -9,7 +9,7 @@
 // A batch costs the same few round trips as a single charge; a batch of one is the per-charge case.
 import type { Job, PgBoss } from 'pg-boss';
 import type { DatabasePool } from 'slonik';
-import type { Config } from '../../config.ts';
+import { outcomeRecordingReserveMs, type Config } from '../../config.ts';
 import { businessDate, type IsoDate } from '../../domain/dates.ts';
 import type { DeclineDecision } from '../../domain/retry-policy.ts';
 import type { PaymentGateway } from '../../gateway/gateway.ts';
@@ -59,10 +59,15 @@ function laterDate(a: IsoDate, b: IsoDate): IsoDate {
 }
 
 /**
- * Runs the protocol for `jobs` (a fetched batch), returning one result per job in order. Throws only when
- * phase 1 fails (the jobs are then retried); a failure to record the outcomes fails the jobs in the results.
+ * Runs the protocol for `jobs` (a fetched batch, claimed at `claimedAt`, ms since the epoch), returning one
+ * result per job in order. Throws only when phase 1 fails (the jobs are then retried); a failure to record the
+ * outcomes fails the jobs in the results.
  */
-export async function chargeJobs(deps: ChargeDeps, jobs: ChargeJob[]): Promise<ChargeResult[]> {
+export async function chargeJobs(
+  deps: ChargeDeps,
+  jobs: ChargeJob[],
+  claimedAt = Date.now(),
+): Promise<ChargeResult[]> {
   crashPoint('before_phase1');
   const prepared = await prepareBatch(deps, jobs);
   // A charge whose outcome somehow goes unrecorded fails (and retries) rather than completing silently.
@@ -91,7 +96,9 @@ export async function chargeJobs(deps: ChargeDeps, jobs: ChargeJob[]): Promise<C
   if (calls.length === 0) return results;
   crashPoint('after_phase1');
 
-  const outcomes = await callGatewayForBatch(deps, calls);
+  const limitSeconds = deps.config.charges.hardLimitSeconds;
+  const deadline = claimedAt + limitSeconds * 1000 - outcomeRecordingReserveMs(limitSeconds);
+  const outcomes = await callGatewayForBatch(deps, calls, deadline);
   crashPoint('after_gateway');
 
   const today = businessDate(deps.now(), deps.config.timeZone);

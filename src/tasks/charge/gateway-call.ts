@@ -1,7 +1,8 @@
 // Phase 2 of the charge protocol: the gateway call, outside any transaction, under the cluster-wide cap on
 // concurrent gateway calls (GATEWAY_MAX_CONCURRENCY slots in vagas_gateway). A resumed attempt first looks its
 // key up: the previous sender may have reached the gateway. When every slot stays taken for a while a charge
-// gives up with an unknown outcome ('gateway_busy'): its attempt stays pending and the job retries.
+// gives up with an unknown outcome ('gateway_busy'), and so does a call still running at the batch's deadline
+// ('batch_deadline'): its attempt stays pending and the job retries under the same key.
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Attempt } from '../../db/cobrancas.ts';
 import {
@@ -28,13 +29,17 @@ export function chargeRequest(attempt: Attempt): ChargeRequest {
   };
 }
 
-async function callGateway(deps: ChargeDeps, { job, attempt, resumed }: GatewayCall): Promise<ChargeOutcome> {
+async function callGateway(
+  deps: ChargeDeps,
+  { attempt, resumed }: GatewayCall,
+  signal: AbortSignal,
+): Promise<ChargeOutcome> {
   const request = chargeRequest(attempt);
   if (resumed) {
-    const known = await deps.gateway.lookup(request, job.signal);
+    const known = await deps.gateway.lookup(request, signal);
     if (known.kind !== 'not_found') return known;
   }
-  return deps.gateway.charge(request, job.signal);
+  return deps.gateway.charge(request, signal);
 }
 
 /** Long enough for a lookup and a charge; a holder that died frees its slot when the lease ends. */
@@ -43,40 +48,56 @@ function leaseMs(deps: ChargeDeps): number {
 }
 
 /** Waits (bounded) for a slot of its own, for a charge the batch could not give one to. */
-async function callWithOwnSlot(deps: ChargeDeps, call: GatewayCall): Promise<ChargeOutcome> {
+async function callWithOwnSlot(
+  deps: ChargeDeps,
+  call: GatewayCall,
+  signal: AbortSignal,
+): Promise<ChargeOutcome> {
   const deadline = Date.now() + gatewaySlotWaitMs(deps.config.charges.hardLimitSeconds);
   let slot = await takeGatewaySlot(deps.pool, call.job.id, leaseMs(deps));
   while (slot === null) {
-    if (Date.now() > deadline || call.job.signal.aborted) return { kind: 'unknown', reason: 'gateway_busy' };
+    if (Date.now() > deadline || signal.aborted) return { kind: 'unknown', reason: 'gateway_busy' };
     await sleep(20 + Math.random() * 30);
     slot = await takeGatewaySlot(deps.pool, call.job.id, leaseMs(deps));
   }
   try {
-    return await callGateway(deps, call);
+    return await callGateway(deps, call, signal);
   } finally {
     await freeGatewaySlot(deps.pool, slot, call.job.id);
   }
 }
 
 /**
- * Calls the gateway for every charge of a batch, in parallel. The batch takes its slots in one statement and
- * frees them together when its last call ends; charges left without a slot wait for one each.
+ * Calls the gateway for every charge of a batch, in parallel, until `deadline` (ms since the epoch): a call
+ * still running then is given up as unknown ('batch_deadline'), so the batch records its outcomes while it
+ * still holds its jobs. The batch takes its slots in one statement and frees them together when its last
+ * call ends; charges left without a slot wait for one each.
  */
-export async function callGatewayForBatch(deps: ChargeDeps, calls: GatewayCall[]): Promise<ChargeOutcome[]> {
-  if (deps.config.gateway.maxConcurrency === 0)
-    return Promise.all(calls.map((call) => callGateway(deps, call)));
+export async function callGatewayForBatch(
+  deps: ChargeDeps,
+  calls: GatewayCall[],
+  deadline: number,
+): Promise<ChargeOutcome[]> {
+  const batchSignal = AbortSignal.timeout(Math.max(0, deadline - Date.now()));
+  const call = async (entry: GatewayCall, withSlot: boolean): Promise<ChargeOutcome> => {
+    const signal = AbortSignal.any([entry.job.signal, batchSignal]);
+    const outcome = withSlot
+      ? await callGateway(deps, entry, signal)
+      : await callWithOwnSlot(deps, entry, signal);
+    // Only an unknown outcome can be the deadline's doing: an answer that arrived is kept.
+    return outcome.kind === 'unknown' && batchSignal.aborted && !entry.job.signal.aborted
+      ? { kind: 'unknown', reason: 'batch_deadline' }
+      : outcome;
+  };
+  if (deps.config.gateway.maxConcurrency === 0) return Promise.all(calls.map((entry) => call(entry, true)));
   const slots = await takeGatewaySlots(
     deps.pool,
-    calls.map((call) => call.job.id),
+    calls.map((entry) => entry.job.id),
     leaseMs(deps),
   );
   const withSlot = new Set(slots.map((slot) => slot.job_id));
   try {
-    return await Promise.all(
-      calls.map((call) =>
-        withSlot.has(call.job.id) ? callGateway(deps, call) : callWithOwnSlot(deps, call),
-      ),
-    );
+    return await Promise.all(calls.map((entry) => call(entry, withSlot.has(entry.job.id))));
   } finally {
     await freeGatewaySlots(deps.pool, slots);
   }
