@@ -118,6 +118,7 @@ async function chargeBatch(ids: number[]): Promise<void> {
     id: randomUUID(),
     retryCount: 0,
     signal: noAbort,
+    expireInSeconds: config.charges.hardLimitSeconds,
     data: { recorrenciaId, dataNegocio: businessDate, motivo: 'agendada' },
   }));
   const results = await chargeJobs(deps, jobs);

@@ -998,6 +998,16 @@ t.test(
   },
 );
 
+t.test('a batch whose deadline passed during phase 1 sends nothing', async (t) => {
+  const h = await createHarness(t);
+  const id = await insertRecurrence(h.pool, { proxima_cobranca: DAY });
+  await enqueueChargeJobs(h.boss, [{ recorrenciaId: id, dataNegocio: DAY, motivo: 'agendada' }]);
+  const jobs = await h.fetchChargeJobs();
+  const claimedAt = Date.now() - h.config.charges.hardLimitSeconds * 1000;
+  t.match(await chargeJobs(h.deps, jobs, claimedAt), [{ status: 'unresolved', reason: 'batch_deadline' }]);
+  t.equal(h.gateway.stats().requests, 0, 'given up before any request');
+});
+
 t.test(
   'gateway slots: a charge waits for a free slot, and a dead holder slot frees when its lease ends',
   async (t) => {

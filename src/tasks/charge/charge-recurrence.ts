@@ -29,7 +29,10 @@ export type ChargeDeps = {
   now: () => Date;
 };
 
-export type ChargeJob = Pick<Job<ChargeJobPayload>, 'id' | 'retryCount' | 'signal' | 'data'>;
+export type ChargeJob = Pick<
+  Job<ChargeJobPayload>,
+  'id' | 'retryCount' | 'signal' | 'data' | 'expireInSeconds'
+>;
 
 export type ChargeResult =
   | { status: 'approved'; attemptId: number; key: string; cycle: IsoDate; amountCents: number }
@@ -96,7 +99,8 @@ export async function chargeJobs(
   if (calls.length === 0) return results;
   crashPoint('after_phase1');
 
-  const limitSeconds = deps.config.charges.hardLimitSeconds;
+  // The queue's expiry as pg-boss applies it to these jobs (the configured one once `migrate` has run).
+  const limitSeconds = Math.min(...calls.map((entry) => entry.job.expireInSeconds));
   const deadline = claimedAt + limitSeconds * 1000 - outcomeRecordingReserveMs(limitSeconds);
   const outcomes = await callGatewayForBatch(deps, calls, deadline);
   crashPoint('after_gateway');

@@ -67,6 +67,8 @@ async function callWithOwnSlot(
   }
 }
 
+const BATCH_DEADLINE: ChargeOutcome = { kind: 'unknown', reason: 'batch_deadline' };
+
 /**
  * Calls the gateway for every charge of a batch, in parallel, until `deadline` (ms since the epoch): a call
  * still running then is given up as unknown ('batch_deadline'), so the batch records its outcomes while it
@@ -78,16 +80,18 @@ export async function callGatewayForBatch(
   calls: GatewayCall[],
   deadline: number,
 ): Promise<ChargeOutcome[]> {
-  const batchSignal = AbortSignal.timeout(Math.max(0, deadline - Date.now()));
+  // Phase 1 took the batch's time: nothing is sent that would be given up anyway.
+  if (Date.now() >= deadline) return calls.map(() => BATCH_DEADLINE);
+  const batchSignal = AbortSignal.timeout(deadline - Date.now());
   const call = async (entry: GatewayCall, withSlot: boolean): Promise<ChargeOutcome> => {
     const signal = AbortSignal.any([entry.job.signal, batchSignal]);
     const outcome = withSlot
       ? await callGateway(deps, entry, signal)
       : await callWithOwnSlot(deps, entry, signal);
-    // Only an unknown outcome can be the deadline's doing: an answer that arrived is kept.
-    return outcome.kind === 'unknown' && batchSignal.aborted && !entry.job.signal.aborted
-      ? { kind: 'unknown', reason: 'batch_deadline' }
-      : outcome;
+    // Only what the abort itself caused is the deadline's doing: an answer, or a timeout or 5xx, is kept.
+    const cut =
+      outcome.kind === 'unknown' && (outcome.reason === 'aborted' || outcome.reason === 'gateway_busy');
+    return cut && batchSignal.aborted && !entry.job.signal.aborted ? BATCH_DEADLINE : outcome;
   };
   if (deps.config.gateway.maxConcurrency === 0) return Promise.all(calls.map((entry) => call(entry, true)));
   const slots = await takeGatewaySlots(
