@@ -4,7 +4,8 @@ import { sql, type CommonQueryMethods } from 'slonik';
 import { z } from 'zod';
 import type { IsoDate } from '../domain/dates.ts';
 
-export const NOTICE_STATUSES = ['pendente', 'enviado', 'registrado', 'falhou'] as const;
+/** The seller notices counted at each scrape: the undelivered ones, read through their partial index. */
+export const NOTICE_STATUSES = ['pendente', 'falhou'] as const;
 
 const TaskRunGauges = z.object({
   tarefa: z.string(),
@@ -56,7 +57,8 @@ export async function getMetricGauges(
                 WHERE e.tarefa = t.tarefa AND e.status = 'executando') AS executando
       FROM unnest(${sql.array([...filter.tasks], 'text')}) AS t (tarefa)
     ), avisos AS (
-      SELECT status, count(*)::int AS n FROM avisos_vendedores GROUP BY status
+      -- Only the undelivered ones (partial index): delivered and recorded ones are kept for months, not news.
+      SELECT status, count(*)::int AS n FROM avisos_vendedores WHERE status IN ('pendente', 'falhou') GROUP BY status
     )
     SELECT jsonb_build_object(
       'tentativa_pendente_mais_antiga_segundos',

@@ -89,9 +89,7 @@ function definitions(registry: Registry) {
       'business_time_minutes',
       'Minutes since midnight in BUSINESS_TIME_ZONE (for alerts like "by 08:30 local").',
     ),
-    notices: gauge('notices', 'Seller notices by status (delivered ones are kept NOTICE_RETENTION_DAYS).', [
-      'status',
-    ]),
+    notices: gauge('notices', 'Seller notices not delivered yet, by status (pendente, falhou).', ['status']),
     oldestNotice: gauge(
       'notice_oldest_undelivered_age_seconds',
       'Age of the oldest seller notice not delivered (pendente or falhou); 0 when there is none.',
