@@ -14,6 +14,7 @@ const brl = new Intl.NumberFormat('pt-BR', { style: 'currency', currency: 'BRL' 
 const OUTCOMES = [
   ['aprovada', 'Approved'],
   ['recusada', 'Declined'],
+  ['rejeitada', 'Rejected (request refused)'],
   ['pendente', 'Pending'],
 ];
 

@@ -334,6 +334,7 @@ export async function runBenchmark(options: BenchOptions) {
     const [db] = await sql<{
       approved: number;
       declined: number;
+      rejected: number;
       pending: number;
       recurrences: number;
       approved_cents: string;
@@ -342,6 +343,7 @@ export async function runBenchmark(options: BenchOptions) {
     }>(
       url,
       `SELECT count(*) FILTER (WHERE status = 'aprovada')::int AS approved, count(*) FILTER (WHERE status = 'recusada')::int AS declined,
+              count(*) FILTER (WHERE status = 'rejeitada')::int AS rejected,
               count(*) FILTER (WHERE status = 'pendente')::int AS pending, count(DISTINCT recorrencia_id)::int AS recurrences,
               coalesce(sum(valor_centavos) FILTER (WHERE status = 'aprovada'), 0) AS approved_cents,
               (SELECT count(*)::int FROM pgboss.job WHERE name = 'cobrar_recorrencia') AS jobs,
@@ -358,6 +360,7 @@ export async function runBenchmark(options: BenchOptions) {
       recurrencesCharged: db?.recurrences ?? 0,
       approved: db?.approved ?? 0,
       declined: db?.declined ?? 0,
+      rejected: db?.rejected ?? 0,
       pending: db?.pending ?? 0,
       jobsNotCompleted: db?.failed_jobs ?? 0,
       ledgerEntries: ledger.length,

@@ -153,7 +153,8 @@ const DeclineFacts = z.object({ id: z.number(), pendente: z.boolean(), enviadas_
 /**
  * Phase 3, declines: what deciding after each decline needs, read in a statement of its own after the
  * recurrence locks (so it sees what earlier lock holders committed): whether the attempt is still pending,
- * and how many attempts its recurrence sent to the gateway in the last 30 days (brand retry caps).
+ * and how many attempts its recurrence sent to the gateway in the last 30 days (brand retry caps), leaving out
+ * the requests the gateway refused (the issuer never saw them).
  * Attempts not found are missing from the result.
  */
 export async function readDeclineFacts(
@@ -165,6 +166,7 @@ export async function readDeclineFacts(
     SELECT c.id, c.status = 'pendente' AS pendente,
       (SELECT count(*) FROM checkout_recorrencia_cobrancas s
         WHERE s.recorrencia_id = c.recorrencia_id AND s.envios > 0 AND s.criado_em > now() - interval '30 days'
+          AND s.status <> 'rejeitada'
       )::int AS enviadas_30d
     FROM checkout_recorrencia_cobrancas c
     WHERE c.id = ANY(${sql.array([...attemptIds], 'int8')})`);

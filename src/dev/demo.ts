@@ -60,7 +60,8 @@ export async function runDemo(ctx: RoleContext): Promise<void> {
       `── recorrencias: demo for business date ${today} ${'─'.repeat(30)}`,
       `processar_recorrencias_do_dia: ${run.status === 'succeeded' ? JSON.stringify(run.counts) : `skipped (${run.reason})`}`,
       `charges on ${today}:  approved ${t.aprovada.quantidade} (${formatCents(t.aprovada.valor_centavos)})   ` +
-        `declined ${t.recusada.quantidade} (${formatCents(t.recusada.valor_centavos)})   pending ${t.pendente.quantidade}`,
+        `declined ${t.recusada.quantidade} (${formatCents(t.recusada.valor_centavos)})   ` +
+        `rejected ${t.rejeitada.quantidade}   pending ${t.pendente.quantidade}`,
       `recurrences:  ${byStatus}`,
       `on hold ${stats.em_hold}   waiting for a retry ${stats.aguardando_retentativa}   still due ${stats.devidas_na_data}`,
       '─'.repeat(78),

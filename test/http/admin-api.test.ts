@@ -378,7 +378,7 @@ t.test('retry a failed job and send a dead-lettered charge back to its queue', a
 
 t.test('reactivate refuses a hold after an irreversible decline of the card it still has', async (t) => {
   const h = await createAdminHarness(t);
-  const heldAfter41 = async (token: string) => {
+  const heldAfter = async (token: string, code = '41') => {
     const id = await insertRecurrence(h.pool, {
       proxima_cobranca: '2031-03-10',
       status: 'hold',
@@ -388,8 +388,8 @@ t.test('reactivate refuses a hold after an irreversible decline of the card it s
       h.url,
       `INSERT INTO checkout_recorrencia_cobrancas (recorrencia_id, ciclo, tentativa, chave_idempotencia, status,
          valor_centavos, moeda, cartao_token, data_negocio, codigo_recusa, recusa_reversivel, resolvida_em)
-       VALUES ($1, '2031-03-10', 1, $2, 'recusada', 4990, 'BRL', $3, '2031-03-10', '41', false, now())`,
-      [id, `k-${token}`, token],
+       VALUES ($1, '2031-03-10', 1, $2, 'recusada', 4990, 'BRL', $3, '2031-03-10', $4, false, now())`,
+      [id, `k-${token}`, token, code],
     );
     return id;
   };
@@ -400,7 +400,7 @@ t.test('reactivate refuses a hold after an irreversible decline of the card it s
       headers: operator,
       ...(payload === undefined ? {} : { payload }),
     });
-  const held = await heldAfter41('tok_recusa_irreversivel_1');
+  const held = await heldAfter('tok_recusa_irreversivel_1');
   const refused = await reactivate(held);
   t.equal(refused.statusCode, 409);
   t.match(refused.json(), {
@@ -412,15 +412,20 @@ t.test('reactivate refuses a hold after an irreversible decline of the card it s
     held,
   ]);
   t.equal((await reactivate(held)).statusCode, 200, 'a new card: reactivated');
-  const amended = await heldAfter41('tok_recusa_irreversivel_3');
-  await query(
-    h.url,
-    `INSERT INTO checkout_recorrencias_alteracoes (recorrencia_id, quem, campo, valor_anterior, valor_novo)
-     VALUES ($1, 'checkout', 'valor_centavos', '4990', '5990')`,
-    [amended],
-  );
-  t.equal((await reactivate(amended)).statusCode, 200, 'changed through the API since the decline');
-  const forced = await heldAfter41('tok_recusa_irreversivel_2');
+  const newAmount = (id: number) =>
+    query(
+      h.url,
+      `INSERT INTO checkout_recorrencias_alteracoes (recorrencia_id, quem, campo, valor_anterior, valor_novo)
+       VALUES ($1, 'checkout', 'valor_centavos', '4990', '5990')`,
+      [id],
+    );
+  const lost = await heldAfter('tok_recusa_irreversivel_3');
+  await newAmount(lost);
+  t.equal((await reactivate(lost)).statusCode, 409, 'a lost card (41) is not about the amount');
+  const invalidAmount = await heldAfter('tok_recusa_irreversivel_4', '13');
+  await newAmount(invalidAmount);
+  t.equal((await reactivate(invalidAmount)).statusCode, 200, 'an invalid amount (13), changed since');
+  const forced = await heldAfter('tok_recusa_irreversivel_2');
   t.equal((await reactivate(forced, { force: true })).statusCode, 200, 'force: the operator decides');
   t.equal((await reactivate(forced, { forca: true })).statusCode, 400, 'an unknown field is refused');
 });

@@ -214,7 +214,7 @@ t.test('the dashboard in Chromium', async (t) => {
       const n = expected.byStatus.find((row) => row.status === status)?.n ?? 0;
       await waitForText(stat(page, `status-${status}`), exactly(n));
     }
-    for (const outcome of ['aprovada', 'recusada', 'pendente']) {
+    for (const outcome of ['aprovada', 'recusada', 'rejeitada', 'pendente']) {
       const row = expected.attempts.find((attempt) => attempt.status === outcome);
       const cells = page.locator(`#attempts tr[data-outcome="${outcome}"]`);
       await waitForText(cells.locator('[data-field="count"]'), exactly(row?.n ?? 0));
