@@ -910,6 +910,22 @@ const MEANWHILE = {
      SET status = 'aprovada', gateway_ref = 'ch_outro', resolvida_em = now()`,
 };
 
+t.test('a request refused while the recurrence was paused does not hold it at retomar', async (t) => {
+  const h = await createHarness(t);
+  const id = await insertRecurrence(h.pool, { proxima_cobranca: DAY, cartao_token: TOO_LONG_TOKEN });
+  h.gateway.setFaults({ rules: [{ nth: 1, fault: 'hold' }] });
+  const charging = chargeOnce(h, id);
+  await h.gateway.waitForHeld(1);
+  await transitionRecurrence(h.deps, 'checkout', id, 'pausar');
+  h.gateway.release();
+  t.match((await charging).result, { status: 'rejected' });
+  t.same(
+    (await attemptsOf(h.url, id)).map((a) => a.status),
+    ['rejeitada'],
+  );
+  t.match((await transitionRecurrence(h.deps, 'checkout', id, 'retomar')).recorrencia, { status: 'ativo' });
+});
+
 for (const [meanwhile, statement] of Object.entries(MEANWHILE)) {
   const expected = meanwhile.includes('attempt') ? 'resolved_elsewhere' : 'claim_lost';
   t.test(`a rejection that arrives after ${meanwhile} writes nothing`, async (t) => {
