@@ -65,32 +65,44 @@ t.test('0010: holds announced before keep their mark; the others stay new', asyn
 t.test('0012: only the refused requests recorded as declines become rejeitada', async (t) => {
   const { url, applyRest } = await migratedBefore(t, 11);
   const [recurrence] = await query<{ id: number }>(url, RECURRENCE, ['ativo', null, null, null]);
-  const attempt = (n: number, code: string, reversible: boolean, gatewayRef: string | null) =>
+  const attempt = (table: string, n: number, code: string, reversible: boolean, gatewayRef: string | null) =>
     query(
       url,
-      `INSERT INTO checkout_recorrencia_cobrancas (recorrencia_id, ciclo, tentativa, chave_idempotencia, status,
-         valor_centavos, moeda, cartao_token, data_negocio, codigo_recusa, recusa_reversivel, gateway_ref, resolvida_em)
-       VALUES ($1, '2031-03-10', $2::int, 'k' || $2::text, 'recusada', 100, 'BRL', 'tok', '2031-03-10', $3, $4, $5, now())`,
-      [recurrence?.id, n, code, reversible, gatewayRef],
+      `INSERT INTO ${table} (id, recorrencia_id, ciclo, tentativa, chave_idempotencia, status, valor_centavos,
+         moeda, cartao_token, data_negocio, codigo_recusa, recusa_reversivel, gateway_ref, resolvida_em)
+       VALUES ($2::int, $1, '2031-03-10', $2::int, $3 || $2::text, 'recusada', 100, 'BRL', 'tok', '2031-03-10', $4,
+         $5, $6, now())`,
+      [recurrence?.id, n, table, code, reversible, gatewayRef],
     );
-  await attempt(1, 'invalid_request', false, null);
-  await attempt(2, 'unprocessable', false, null);
-  await attempt(3, 'r1', false, null); // an issuer's code in lower case, with no charge reference
-  await attempt(4, '51', true, 'ch_1');
-  await attempt(5, 'do_not_honor', false, null);
+  const rows: Array<[string, boolean, string | null, string]> = [
+    ['invalid_request', false, null, 'rejeitada'],
+    ['unprocessable', false, null, 'rejeitada'],
+    ['invalid_idempotency_key', false, null, 'rejeitada'],
+    ['r1', false, null, 'recusada'], // an issuer's code in lower case, with no charge reference
+    ['do_not_honor', false, null, 'recusada'],
+    ['51', true, 'ch_1', 'recusada'],
+    ['invalid_request', false, 'ch_2', 'recusada'], // a charge reference: the gateway answered it
+    ['invalid_request', true, null, 'recusada'], // reversible: a decline
+  ];
+  const tables = ['checkout_recorrencia_cobrancas', 'checkout_recorrencia_cobrancas_arquivo'];
+  for (const table of tables) {
+    for (const [i, [code, reversible, ref]] of rows.entries())
+      await attempt(table, i + 1, code, reversible, ref);
+  }
   await applyRest();
-  t.same(
-    await query(
-      url,
-      `SELECT tentativa, status, recusa_reversivel FROM checkout_recorrencia_cobrancas ORDER BY tentativa`,
-    ),
-    [
-      { tentativa: 1, status: 'rejeitada', recusa_reversivel: null },
-      { tentativa: 2, status: 'rejeitada', recusa_reversivel: null },
-      { tentativa: 3, status: 'recusada', recusa_reversivel: false },
-      { tentativa: 4, status: 'recusada', recusa_reversivel: true },
-      { tentativa: 5, status: 'recusada', recusa_reversivel: false },
-    ],
+  for (const table of tables) {
+    t.same(
+      (await query<{ status: string }>(url, `SELECT status FROM ${table} ORDER BY tentativa`)).map(
+        (r) => r.status,
+      ),
+      rows.map(([, , , expected]) => expected),
+      table,
+    );
+  }
+  await t.rejects(
+    query(url, `UPDATE checkout_recorrencia_cobrancas_arquivo SET status = 'outra' WHERE tentativa = 1`),
+    /checkout_recorrencia_cobrancas_status_valido/,
+    'the archive keeps the check',
   );
   await t.rejects(
     query(url, `UPDATE checkout_recorrencia_cobrancas SET status = 'outra' WHERE tentativa = 1`),

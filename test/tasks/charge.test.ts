@@ -1015,7 +1015,8 @@ t.test(
 );
 
 t.test('a batch whose deadline passed during phase 1 sends nothing', async (t) => {
-  const h = await createHarness(t);
+  // No gateway slots: the call would go out right after phase 1.
+  const h = await createHarness(t, { env: { GATEWAY_MAX_CONCURRENCY: '0' } });
   const id = await insertRecurrence(h.pool, { proxima_cobranca: DAY });
   await enqueueChargeJobs(h.boss, [{ recorrenciaId: id, dataNegocio: DAY, motivo: 'agendada' }]);
   const jobs = await h.fetchChargeJobs();

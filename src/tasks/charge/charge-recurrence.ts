@@ -99,7 +99,7 @@ export async function chargeJobs(
   if (calls.length === 0) return results;
   crashPoint('after_phase1');
 
-  // The queue's expiry as pg-boss applies it to these jobs (the configured one once `migrate` has run).
+  // The expiry pg-boss applies to these jobs: the one stored on each when it was queued.
   const limitSeconds = Math.min(...calls.map((entry) => entry.job.expireInSeconds));
   const deadline = claimedAt + limitSeconds * 1000 - outcomeRecordingReserveMs(limitSeconds);
   const outcomes = await callGatewayForBatch(deps, calls, deadline);
