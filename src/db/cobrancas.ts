@@ -12,13 +12,16 @@ import { moveNextCharge } from './recorrencias.ts';
 const LastAttemptRow = z.object({ last: z.number() });
 const IdRow = z.object({ id: z.number() });
 
+/** An attempt's status; `rejeitada`: the gateway refused the request itself (not a decline). */
+export const ATTEMPT_STATUSES = ['pendente', 'aprovada', 'recusada', 'rejeitada'] as const;
+
 export const Attempt = z.object({
   id: z.number(),
   recorrencia_id: z.number(),
   ciclo: z.string(),
   tentativa: z.number(),
   chave_idempotencia: z.string(),
-  status: z.enum(['pendente', 'aprovada', 'recusada', 'rejeitada']),
+  status: z.enum(ATTEMPT_STATUSES),
   valor_centavos: z.number(),
   moeda: z.string(),
   cartao_token: z.string(),
@@ -104,12 +107,12 @@ export async function resolveAttempt(
     | { status: 'rejeitada'; code: string; message: string },
 ): Promise<boolean> {
   const declined = outcome.status === 'recusada' ? outcome : null;
-  const refused = outcome.status === 'rejeitada' ? outcome : declined;
+  const withCode = outcome.status === 'aprovada' ? null : outcome;
   const result = await tx.query(sql.type(IdRow)`
     UPDATE checkout_recorrencia_cobrancas
     SET status = ${outcome.status}, gateway_ref = ${'gatewayRef' in outcome ? outcome.gatewayRef : null},
-        resolvida_em = now(), codigo_recusa = ${refused?.code ?? null},
-        recusa_reversivel = ${declined?.reversible ?? null}, mensagem = ${refused?.message ?? null}
+        resolvida_em = now(), codigo_recusa = ${withCode?.code ?? null},
+        recusa_reversivel = ${declined?.reversible ?? null}, mensagem = ${withCode?.message ?? null}
     WHERE id = ${id} AND status = 'pendente'
     RETURNING id`);
   return result.rowCount === 1;

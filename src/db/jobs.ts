@@ -1,8 +1,8 @@
 // Read-only queries on pg-boss's job table, for what its API does not answer in one statement: jobs across
 // queues by state (newest first, paginated), live jobs by state per queue, unfinished work, the last minutes'
 // completions and run times; the refresh of a queue table's planner statistics after a bulk insert; and the
-// row lock that fences a write to a job's claim. pg-boss owns the table; nothing here writes its rows. Every query names our queues: the table is
-// partitioned by queue name and its indexes lead with it.
+// row lock that fences a write to a job's claim. pg-boss owns the table; nothing here writes its rows. Every
+// query names our queues: the table is partitioned by queue name and its indexes lead with it.
 import { sql, type CommonQueryMethods } from 'slonik';
 import { z } from 'zod';
 import { ALL_QUEUES } from '../queue/task-names.ts';
@@ -142,8 +142,8 @@ const QueueCount = z.object({ queue: z.string(), state: z.string(), deferred: z.
 /**
  * Per queue of ours, the jobs not finished (queued, retrying, active) or failed, by state; queued jobs whose
  * start is still ahead are counted as deferred. Completed and cancelled jobs are left out on purpose: the table
- * keeps them for JOB_HISTORY_RETENTION_DAYS (millions after a few mornings), and counting them read all of them on every
- * call. The state list is pg-boss's own job_i14 predicate, so this is an index-only scan of the live jobs.
+ * keeps them for JOB_HISTORY_RETENTION_DAYS (millions after a few mornings), and counting them read all of them
+ * on every call. The state list is pg-boss's own job_i14 predicate, so this is an index-only scan of the live jobs.
  */
 export async function countLiveJobsByQueueAndState(
   db: CommonQueryMethods,

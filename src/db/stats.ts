@@ -3,6 +3,7 @@
 import { sql, type CommonQueryMethods } from 'slonik';
 import { z } from 'zod';
 import type { IsoDate } from '../domain/dates.ts';
+import { ATTEMPT_STATUSES } from './cobrancas.ts';
 import { RECURRENCE_STATUSES } from './recorrencias.ts';
 
 // Row schemas are built once: zod compiles a schema on first use, so an inline one would cost that on every call.
@@ -46,7 +47,7 @@ export async function recurrenceStats(db: CommonQueryMethods, date: IsoDate): Pr
       'tentativas_na_data', (SELECT jsonb_object_agg(s, jsonb_build_object(
                                'quantidade', coalesce((SELECT quantidade FROM tentativas t WHERE t.status = s), 0),
                                'valor_centavos', coalesce((SELECT valor_centavos FROM tentativas t WHERE t.status = s), 0)))
-                             FROM unnest(ARRAY['aprovada', 'recusada', 'rejeitada', 'pendente']) AS s),
+                             FROM unnest(${sql.array([...ATTEMPT_STATUSES], 'text')}) AS s),
       'tentativas_pendentes_total', (SELECT count(*)::int FROM checkout_recorrencia_cobrancas WHERE status = 'pendente')
     ) AS stats`);
   return RecurrenceStats.parse(row.stats);

@@ -316,19 +316,19 @@ export function createHttpGateway(options: HttpGatewayOptions): PaymentGateway {
       const outcome: LookupOutcome = lookupRefused
         ? { kind: 'unknown', reason: `lookup_${classified.reason}` }
         : classified;
-      const refused = credentialsRefused(outcome);
-      log[refused ? 'error' : lookupRefused ? 'warn' : 'debug'](
+      const [level, message] = credentialsRefused(outcome)
+        ? (['error', CREDENTIALS_REFUSED] as const)
+        : lookupRefused
+          ? (['warn', 'gateway refused the lookup: outcome unknown'] as const)
+          : (['debug', 'gateway lookup finished'] as const);
+      log[level](
         {
           idempotencyKey,
           outcome: outcome.kind,
           ...('reason' in outcome ? { reason: outcome.reason } : {}),
           networkError: 'error' in result ? result.error : undefined,
         },
-        refused
-          ? CREDENTIALS_REFUSED
-          : lookupRefused
-            ? 'gateway refused the lookup: outcome unknown'
-            : 'gateway lookup finished',
+        message,
       );
       return outcome;
     },
