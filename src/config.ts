@@ -26,6 +26,14 @@ export function outcomeRecordingReserveMs(chargeLimitSeconds: number): number {
   return Math.min(5_000, chargeLimitSeconds * 100);
 }
 
+/**
+ * How `migrate` takes a migration's table locks on a live database: it waits at most `timeoutMs` for them
+ * (Postgres's lock_timeout), since every charge that touches the table would queue behind the waiting
+ * migration, then rolls back, pauses and tries again, up to `attempts` times.
+ */
+export const MIGRATION_LOCK_DEFAULTS = { timeoutMs: 5_000, attempts: 12 } as const;
+export type MigrationLockPolicy = { timeoutMs: number; attempts: number };
+
 export function isValidTimeZone(zone: string): boolean {
   try {
     new Intl.DateTimeFormat('en-US', { timeZone: zone });
@@ -168,6 +176,9 @@ const environmentSchema = z.object({
   TASK_RETRY_DELAY_SECONDS: integer(1, 3_600).default(30),
   TASK_LOCK_CHECK_SECONDS: integer(1, 300).default(5),
 
+  MIGRATION_LOCK_TIMEOUT_MS: integer(100, 600_000).default(MIGRATION_LOCK_DEFAULTS.timeoutMs),
+  MIGRATION_LOCK_ATTEMPTS: integer(1, 100).default(MIGRATION_LOCK_DEFAULTS.attempts),
+
   CHARGE_TIME_LIMIT_SECONDS: integer(5, 3_600).default(30),
   CHARGE_HEARTBEAT_SECONDS: integer(10, 3_600).default(10),
   CHARGE_RETRY_LIMIT: integer(0, 100).default(10),
@@ -247,6 +258,7 @@ export type Config = {
     retryDelaySeconds: number;
     lockCheckSeconds: number;
   };
+  migrations: MigrationLockPolicy;
   charges: {
     hardLimitSeconds: number;
     heartbeatSeconds: number;
@@ -359,6 +371,7 @@ export function loadConfig(env: NodeJS.ProcessEnv, options: { development?: bool
       retryDelaySeconds: e.TASK_RETRY_DELAY_SECONDS,
       lockCheckSeconds: e.TASK_LOCK_CHECK_SECONDS,
     },
+    migrations: { timeoutMs: e.MIGRATION_LOCK_TIMEOUT_MS, attempts: e.MIGRATION_LOCK_ATTEMPTS },
     charges: {
       hardLimitSeconds: e.CHARGE_TIME_LIMIT_SECONDS,
       heartbeatSeconds: e.CHARGE_HEARTBEAT_SECONDS,

@@ -1,8 +1,10 @@
 // Applies the numbered SQL files in sql/ in order, once each. Safe when several processes run it at once
-// (an advisory lock serialises them) and refuses to run when an applied file was edited (checksums).
+// (an advisory lock serialises them) and refuses to run when an applied file was edited (checksums). On a live
+// database a migration waits only briefly for its table locks, and retries, so charges never queue behind it.
 import { createHash } from 'node:crypto';
 import { readdir, readFile } from 'node:fs/promises';
 import pg from 'pg';
+import { MIGRATION_LOCK_DEFAULTS, type MigrationLockPolicy } from '../config.ts';
 import { AppError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import type { SqlRunner } from './raw-query.ts';
@@ -14,6 +16,12 @@ export const MIGRATIONS_DIR = new URL('../../sql/', import.meta.url);
 const MIGRATION_LOCK_KEY = 725_190_417;
 
 const FILE_PATTERN = /^(\d{4})_([a-z0-9_]+)\.sql$/;
+
+/** Between two tries of a migration that gave up waiting for a lock: the charges queued behind it go through. */
+const LOCK_RETRY_PAUSE_MS = 1_000;
+
+/** lock_not_available (lock_timeout expired) and deadlock_detected: rolled back whole, safe to try again. */
+const LOCK_FAILURES = new Set(['55P03', '40P01']);
 
 export type MigrationFile = { version: number; name: string; checksum: string; sql: string };
 
@@ -83,7 +91,12 @@ export async function migrationStatus(run: SqlRunner, dir: URL = MIGRATIONS_DIR)
  * Applies every pending migration, each in its own transaction. Idempotent: a second run applies nothing.
  * Returns the names it applied.
  */
-export async function migrate(url: string, log: Logger, dir: URL = MIGRATIONS_DIR): Promise<string[]> {
+export async function migrate(
+  url: string,
+  log: Logger,
+  dir: URL = MIGRATIONS_DIR,
+  lockPolicy: MigrationLockPolicy = MIGRATION_LOCK_DEFAULTS,
+): Promise<string[]> {
   const files = await readMigrationFiles(dir);
   const connect = async (purpose: string) => {
     const client = new pg.Client({ connectionString: url, application_name: 'recorrencias:migrate' });
@@ -98,7 +111,7 @@ export async function migrate(url: string, log: Logger, dir: URL = MIGRATIONS_DI
     await takeMigrationLock(lock, log);
     const client = await connect('migrations');
     try {
-      return await applyPending(client, files, log);
+      return await applyPending(client, files, log, lockPolicy);
     } finally {
       await client.end();
     }
@@ -131,7 +144,12 @@ async function takeMigrationLock(lock: pg.Client, log: Logger): Promise<void> {
 }
 
 /** Applies every pending migration on `client`, each in its own transaction. Only call holding the lock. */
-async function applyPending(client: pg.Client, files: MigrationFile[], log: Logger): Promise<string[]> {
+async function applyPending(
+  client: pg.Client,
+  files: MigrationFile[],
+  log: Logger,
+  lockPolicy: MigrationLockPolicy,
+): Promise<string[]> {
   await client.query(`
     CREATE TABLE IF NOT EXISTS migracoes (
       versao integer CONSTRAINT migracoes_pkey PRIMARY KEY,
@@ -144,23 +162,72 @@ async function applyPending(client: pg.Client, files: MigrationFile[], log: Logg
   const applied: string[] = [];
   for (const file of status.pending) {
     const started = Date.now();
-    await client.query('BEGIN');
-    try {
-      await client.query(file.sql);
-      await client.query('INSERT INTO migracoes (versao, nome, checksum) VALUES ($1, $2, $3)', [
-        file.version,
-        file.name,
-        file.checksum,
-      ]);
-      await client.query('COMMIT');
-    } catch (error) {
-      await client.query('ROLLBACK');
-      throw new AppError('INTERNAL', `migration ${file.name} failed: ${(error as Error).message}`, {
-        cause: error,
-      });
-    }
+    await applyWithLockRetries(client, file, log, lockPolicy);
     log.info({ migration: file.name, ms: Date.now() - started }, 'migration applied');
     applied.push(file.name);
   }
   return applied;
+}
+
+/**
+ * One migration in one transaction, under `lock_timeout` (a file may set its own with SET LOCAL). A try that
+ * gave up waiting for a lock (or lost a deadlock) left nothing behind: it is tried again after a pause, up to
+ * the policy's attempts, and then fails naming what to do.
+ */
+async function applyWithLockRetries(
+  client: pg.Client,
+  file: MigrationFile,
+  log: Logger,
+  lockPolicy: MigrationLockPolicy,
+): Promise<void> {
+  for (let attempt = 1; ; attempt += 1) {
+    const failure = await applyOnce(client, file, lockPolicy.timeoutMs);
+    if (failure === undefined) return;
+    const code = (failure as { code?: unknown }).code;
+    const lockFailure = typeof code === 'string' && LOCK_FAILURES.has(code);
+    if (!lockFailure) {
+      throw new AppError('INTERNAL', `migration ${file.name} failed: ${failure.message}`, { cause: failure });
+    }
+    if (attempt >= lockPolicy.attempts) {
+      throw new AppError(
+        'INTERNAL',
+        `migration ${file.name} failed: it could not take its locks in ${lockPolicy.attempts} tries of ${lockPolicy.timeoutMs} ms (${failure.message}); nothing of it was applied. Long transactions holding them show in pg_stat_activity: rerun migrate when they are gone, or raise MIGRATION_LOCK_TIMEOUT_MS or MIGRATION_LOCK_ATTEMPTS`,
+        { cause: failure },
+      );
+    }
+    log.warn(
+      {
+        migration: file.name,
+        attempt,
+        attempts: lockPolicy.attempts,
+        lockTimeoutMs: lockPolicy.timeoutMs,
+        err: failure,
+      },
+      'migration gave up waiting for a lock: rolled back, trying again',
+    );
+    await new Promise((resolve) => setTimeout(resolve, LOCK_RETRY_PAUSE_MS));
+  }
+}
+
+/** Applies `file` and records it, in one transaction; returns the error that rolled it back, if any. */
+async function applyOnce(
+  client: pg.Client,
+  file: MigrationFile,
+  lockTimeoutMs: number,
+): Promise<Error | undefined> {
+  await client.query('BEGIN');
+  try {
+    await client.query(`SELECT set_config('lock_timeout', $1, true)`, [`${lockTimeoutMs}ms`]);
+    await client.query(file.sql);
+    await client.query('INSERT INTO migracoes (versao, nome, checksum) VALUES ($1, $2, $3)', [
+      file.version,
+      file.name,
+      file.checksum,
+    ]);
+    await client.query('COMMIT');
+    return undefined;
+  } catch (error) {
+    await client.query('ROLLBACK');
+    return error as Error;
+  }
 }

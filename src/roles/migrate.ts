@@ -13,7 +13,7 @@ import { syncSchedules } from './scheduler.ts';
 export async function runMigrate(ctx: RoleContext): Promise<{ applied: string[] }> {
   const { config, log, databaseUrl } = ctx;
   await waitForDatabase(databaseUrl, log, { signal: ctx.signal });
-  const applied = await migrate(databaseUrl, log);
+  const applied = await migrate(databaseUrl, log, undefined, config.migrations);
   const boss = createBoss(config, databaseUrl, 'migrate', log);
   // start() installs or upgrades pg-boss's own schema (it serialises concurrent installers itself).
   await boss.start();

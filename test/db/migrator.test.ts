@@ -3,6 +3,7 @@ import { mkdtemp, writeFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
+import pg from 'pg';
 import pino from 'pino';
 import t, { type Test } from 'tap';
 import { migrate } from '../../src/db/migrator.ts';
@@ -75,3 +76,97 @@ t.test('two runners at once on the same folder: each file applied exactly once',
   t.same(results.map((applied) => applied.length).sort(), [0, 2]);
   t.same(await query(url, 'SELECT count(*)::int AS n FROM migracoes'), [{ n: 2 }]);
 });
+
+/** A connection holding an ACCESS SHARE lock on `table` (an open transaction that read it) until `release`. */
+async function holdReadLock(url: string, table: string): Promise<{ release: () => Promise<void> }> {
+  const holder = new pg.Client({ connectionString: url });
+  await holder.connect();
+  await holder.query('BEGIN');
+  await holder.query(`SELECT count(*) FROM ${table}`);
+  let released = false;
+  const release = async () => {
+    if (released) return;
+    released = true;
+    await holder.query('COMMIT');
+    await holder.end();
+  };
+  return { release };
+}
+
+/** A pino logger that hands each record to `onRecord`. */
+function recordingLog(onRecord: (record: { level: number; msg: string; attempt?: number }) => void) {
+  return pino(
+    { level: 'info' },
+    { write: (line: string) => onRecord(JSON.parse(line) as { level: number; msg: string }) },
+  );
+}
+
+t.test(
+  'a migration blocked by a long transaction gives up its lock wait, so readers pass, and retries',
+  async (t) => {
+    const url = await createEmptyDatabase(t);
+    const dir = await folder(t, {
+      '0001_a.sql': 'CREATE TABLE a (id int); INSERT INTO a VALUES (1);',
+      '0002_b.sql': 'ALTER TABLE a ADD COLUMN b int;',
+    });
+    await migrate(
+      url,
+      log,
+      await folder(t, { '0001_a.sql': 'CREATE TABLE a (id int); INSERT INTO a VALUES (1);' }),
+    );
+    const holder = await holdReadLock(url, 'a');
+    t.teardown(holder.release);
+    const retries: number[] = [];
+    let readerDone: Promise<unknown> | undefined;
+    const migrating = migrate(
+      url,
+      recordingLog((record) => {
+        if (record.msg !== 'migration gave up waiting for a lock: rolled back, trying again') return;
+        retries.push(record.attempt ?? 0);
+        // Between two tries a reader of the table is not queued behind the migration's lock request.
+        if (retries.length === 1) readerDone = query(url, 'SELECT id FROM a');
+        if (retries.length === 2) void holder.release();
+      }),
+      dir,
+      { timeoutMs: 300, attempts: 50 },
+    );
+    // Without the lock timeout the migration would wait for the holder for ever: give up on it after 20 s.
+    const deadline = setTimeout(() => void holder.release(), 20_000);
+    t.teardown(() => clearTimeout(deadline));
+    t.same(await migrating, ['0002_b.sql']);
+    t.ok(retries.length >= 2, `tried again after giving up (${retries.length} retries logged)`);
+    t.same(retries.slice(0, 2), [1, 2], 'each retry names its attempt');
+    t.same(await readerDone, [{ id: 1 }], 'the reader started while the migration retried got its rows');
+    t.same(
+      await query(url, `SELECT b FROM a`),
+      [{ b: null }],
+      'the migration applied once the lock was free',
+    );
+    t.same(await query(url, 'SELECT count(*)::int AS n FROM migracoes'), [{ n: 2 }]);
+  },
+);
+
+t.test(
+  'a migration that cannot take its locks in its attempts fails, applies nothing, and says why',
+  async (t) => {
+    const url = await createEmptyDatabase(t);
+    const first = { '0001_a.sql': 'CREATE TABLE a (id int);' };
+    await migrate(url, log, await folder(t, first));
+    const holder = await holdReadLock(url, 'a');
+    t.teardown(holder.release);
+    const dir = await folder(t, {
+      ...first,
+      '0002_b.sql': 'CREATE TABLE c (id int); ALTER TABLE a ADD COLUMN b int;',
+    });
+    await t.rejects(
+      migrate(url, log, dir, { timeoutMs: 100, attempts: 2 }),
+      /migration 0002_b\.sql failed: it could not take its locks in 2 tries of 100 ms .*MIGRATION_LOCK_TIMEOUT_MS/,
+    );
+    t.same(await query(url, 'SELECT versao FROM migracoes ORDER BY versao'), [{ versao: 1 }]);
+    t.same(
+      await query(url, `SELECT to_regclass('c') AS c`),
+      [{ c: null }],
+      'its earlier statements rolled back',
+    );
+  },
+);
