@@ -14,7 +14,7 @@ export const HeldRecurrence = z.object({
   valor_centavos: z.number(),
   moeda: z.string(),
   motivo_hold: z.string().nullable(),
-  hold_em: z.string().nullable(),
+  hold_em: z.string(),
   cliente_ref: z.string().nullable(),
   descricao: z.string(),
 });
@@ -28,7 +28,7 @@ const SellerHolds = z.object({
    * Every new hold, listed or not, as read: the notice marks them all announced. `hold_em` is text, to keep
    * Postgres's microseconds (a Date would cut them): the mark matches it exactly.
    */
-  novas_lidas: z.array(z.object({ id: z.number(), hold_em: z.string().nullable() })),
+  novas_lidas: z.array(z.object({ id: z.number(), hold_em: z.string() })),
   /** How many holds are new, listed or not. */
   novas_total: z.number(),
   /** When the holds were read. */
@@ -48,7 +48,7 @@ export async function findSellerHolds(
   const result = await db.query(sql.type(SellerHolds)`
     WITH holds AS (
       SELECT r.vendedor_id, r.id, r.valor_centavos, r.moeda, r.motivo_hold, r.hold_em, r.cliente_ref, r.descricao,
-        r.hold_em IS NULL OR r.hold_avisado_em IS DISTINCT FROM r.hold_em AS nova
+        r.hold_avisado_em IS DISTINCT FROM r.hold_em AS nova
       FROM checkout_recorrencias r
       WHERE r.status = 'hold'
     )
@@ -67,18 +67,17 @@ export async function findSellerHolds(
 /**
  * Marks the holds a notice announced: each recurrence still on the hold it was read with (the same hold_em).
  * One put on hold again since the read (reactivated meanwhile, whenever its transaction began) has another
- * hold_em, and that hold stays new. A hold without a date (no code path writes one) is dated now, so that it
- * is announced once too.
+ * hold_em, and that hold stays new. Every hold has a hold_em (the table's checkout_recorrencias_hold_tem_data).
  */
 export async function markHoldsAnnounced(
   tx: CommonQueryMethods,
-  holds: ReadonlyArray<{ id: number; hold_em: string | null }>,
+  holds: ReadonlyArray<{ id: number; hold_em: string }>,
 ): Promise<void> {
   if (holds.length === 0) return;
   // Locked in id order first, as every other statement that locks several recurrences does: no deadlock.
   await tx.query(sql.type(NoRows)`
     UPDATE checkout_recorrencias r
-    SET hold_em = coalesce(r.hold_em, now()), hold_avisado_em = coalesce(r.hold_em, now())
+    SET hold_avisado_em = r.hold_em
     FROM (SELECT id FROM checkout_recorrencias WHERE id = ANY(${sql.array(
       holds.map((hold) => hold.id),
       'int8',
@@ -87,7 +86,7 @@ export async function markHoldsAnnounced(
         holds.map((hold) => [hold.id, hold.hold_em]),
         ['int8', 'timestamptz'],
       )} AS lida(id, hold_em)
-    WHERE r.id = l.id AND lida.id = r.id AND r.status = 'hold' AND r.hold_em IS NOT DISTINCT FROM lida.hold_em`);
+    WHERE r.id = l.id AND lida.id = r.id AND r.status = 'hold' AND r.hold_em = lida.hold_em`);
 }
 
 /** Inserts the day's notice for a seller; returns its id, or null when that seller already has one. */

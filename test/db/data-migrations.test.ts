@@ -62,6 +62,49 @@ t.test('0010: holds announced before keep their mark; the others stay new', asyn
   );
 });
 
+t.test(
+  '0013: an undated hold is dated by its last change and stays new; the others keep their dates',
+  async (t) => {
+    const { url, applyRest } = await migratedBefore(t, 13);
+    const [undated] = await query<{ id: number }>(url, RECURRENCE, [
+      'hold',
+      'teste',
+      null,
+      '2031-03-09 18:00Z',
+    ]);
+    const [dated] = await query<{ id: number }>(url, RECURRENCE, [
+      'hold',
+      'teste',
+      '2031-03-10 10:00Z',
+      null,
+    ]);
+    const [active] = await query<{ id: number }>(url, RECURRENCE, ['ativo', null, null, null]);
+    await query(url, `UPDATE checkout_recorrencias SET atualizado_em = '2031-03-11 09:00Z' WHERE id = $1`, [
+      undated?.id,
+    ]);
+    await applyRest();
+    t.same(
+      await query(
+        url,
+        `SELECT id, hold_em, hold_avisado_em IS DISTINCT FROM hold_em AS nova FROM checkout_recorrencias ORDER BY id`,
+      ),
+      [
+        { id: undated?.id, hold_em: new Date('2031-03-11T09:00:00Z'), nova: true },
+        { id: dated?.id, hold_em: new Date('2031-03-10T10:00:00Z'), nova: true },
+        { id: active?.id, hold_em: null, nova: false },
+      ],
+    );
+    t.same(
+      await query(
+        url,
+        `SELECT convalidated FROM pg_constraint WHERE conname = 'checkout_recorrencias_hold_tem_data'`,
+      ),
+      [{ convalidated: true }],
+      'the rule holds for the existing rows too (0014 validated it)',
+    );
+  },
+);
+
 t.test('0012: only the refused requests recorded as declines become rejeitada', async (t) => {
   const { url, applyRest } = await migratedBefore(t, 11);
   const [recurrence] = await query<{ id: number }>(url, RECURRENCE, ['ativo', null, null, null]);

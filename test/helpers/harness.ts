@@ -115,6 +115,8 @@ export async function insertRecurrence(pool: DatabasePool, row: RecurrenceOverri
         ? null
         : Number(row.proxima_cobranca.slice(8, 10));
   const status = row.status ?? 'ativo';
+  // A hold is dated (the table checks it): now, unless the test gives its date.
+  const holdEm = row.hold_em !== undefined ? row.hold_em : status === 'hold' ? new Date() : null;
   return pool.oneFirst(sql.type(z.object({ id: z.number() }))`
     INSERT INTO checkout_recorrencias (vendedor_id, cartao_token, bandeira, valor_centavos, periodicidade, dia_ancora,
       proxima_cobranca, total_ciclos, ciclos_cobrados, status, proxima_tentativa, falhas_consecutivas, motivo_hold,
@@ -123,7 +125,7 @@ export async function insertRecurrence(pool: DatabasePool, row: RecurrenceOverri
       ${row.valor_centavos ?? 4990}, ${periodicidade}, ${anchor}, ${row.proxima_cobranca}::date, ${row.total_ciclos ?? null},
       ${row.ciclos_cobrados ?? 0}, ${status}, ${row.proxima_tentativa ?? null}::date, ${row.falhas_consecutivas ?? 0},
       ${row.motivo_hold ?? (status === 'hold' ? 'teste' : null)},
-      ${row.hold_em === undefined || row.hold_em === null ? null : sql.timestamp(row.hold_em)},
+      ${holdEm === null ? null : sql.timestamp(holdEm)},
       ${row.encerrada_em === undefined || row.encerrada_em === null ? null : sql.timestamp(row.encerrada_em)})
     RETURNING id`);
 }

@@ -211,7 +211,7 @@ t.test('transitions: every allowed one, every refused one, history and audit', a
   await expect('retomar', 200, 'ativo', true);
   await query(
     h.url,
-    `UPDATE checkout_recorrencias SET status = 'hold', motivo_hold = 'teste' WHERE id = $1`,
+    `UPDATE checkout_recorrencias SET status = 'hold', motivo_hold = 'teste', hold_em = now() WHERE id = $1`,
     [id],
   );
   await expect('pausar', 409, 'hold');

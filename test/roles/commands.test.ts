@@ -102,8 +102,8 @@ t.test('inspect registered / scheduled / active and stats', async (t) => {
   t.match(unknownOption.err, /Unknown option '--dates'/);
   await query(
     url,
-    `INSERT INTO checkout_recorrencias (vendedor_id, cartao_token, bandeira, valor_centavos, periodicidade, dia_ancora, proxima_cobranca, status, motivo_hold)
-    VALUES ('v', 't', 'visa', 100, 'mensal', 10, '2031-03-10', 'hold', 'x')`,
+    `INSERT INTO checkout_recorrencias (vendedor_id, cartao_token, bandeira, valor_centavos, periodicidade, dia_ancora, proxima_cobranca, status, motivo_hold, hold_em)
+    VALUES ('v', 't', 'visa', 100, 'mensal', 10, '2031-03-10', 'hold', 'x', now())`,
   );
   const stats = await command(t, ['stats', '--date', '2031-03-10', '--json'], { DATABASE_URL: url });
   t.match(JSON.parse(stats.out), { data_negocio: '2031-03-10', em_hold: 1, por_status: { hold: 1 } });

@@ -442,18 +442,27 @@ for (const shift of ['+', '-']) {
   );
 }
 
-t.test('a hold without a date is announced once, and dated by its notice', async (t) => {
+t.test('the table refuses a hold without a date, which the notices could not tell apart', async (t) => {
   const h = await createHarness(t);
-  const id = await insertRecurrence(h.pool, { proxima_cobranca: DAY, status: 'hold', vendedor_id: 'loja-a' });
-  t.match(await findSellerHolds(h.pool, 500), [{ novas_total: 1 }]);
-  await run(h, 'notificar_recorrencias_hold');
-  t.match(await findSellerHolds(h.pool, 500), [{ novas_total: 0 }], 'announced');
-  const [row] = await query<{ dated: boolean }>(
-    h.url,
-    'SELECT hold_em IS NOT NULL AND hold_avisado_em = hold_em AS dated FROM checkout_recorrencias WHERE id = $1',
-    [id],
+  await t.rejects(
+    query(
+      h.url,
+      `INSERT INTO checkout_recorrencias (vendedor_id, cartao_token, bandeira, valor_centavos, periodicidade,
+         dia_ancora, proxima_cobranca, status, motivo_hold) VALUES ('v', 't', 'visa', 100, 'mensal', 10, $1, 'hold', 'x')`,
+      [DAY],
+    ),
+    /checkout_recorrencias_hold_tem_data/,
   );
-  t.equal(row?.dated, true);
+  const id = await insertRecurrence(h.pool, { proxima_cobranca: DAY, vendedor_id: 'loja-a' });
+  await t.rejects(
+    query(h.url, `UPDATE checkout_recorrencias SET status = 'hold', motivo_hold = 'teste' WHERE id = $1`, [
+      id,
+    ]),
+    /checkout_recorrencias_hold_tem_data/,
+  );
+  t.same(await query(h.url, 'SELECT status FROM checkout_recorrencias WHERE id = $1', [id]), [
+    { status: 'ativo' },
+  ]);
 });
 
 t.test('without a webhook URL, notices are recorded (and the log says so), not sent', async (t) => {
