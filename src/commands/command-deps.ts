@@ -1,7 +1,8 @@
 // What one-shot commands (run, seed, purge-archive, ...) share: a pool and a pg-boss instance that neither
 // supervises nor schedules, opened on a migrated database and always closed afterwards; and the name their
 // audit rows carry.
-import { userInfo } from 'node:os';
+import { hostname, userInfo } from 'node:os';
+import type { Actor } from '../ops/actor.ts';
 import { createBoss } from '../queue/boss.ts';
 import { connectToMigratedDatabase } from '../roles/connect.ts';
 import type { RoleContext } from '../roles/context.ts';
@@ -19,11 +20,13 @@ export async function withCommandDeps<T>(ctx: RoleContext, work: (deps: TaskDeps
   }
 }
 
-/** Who runs a command, for audit rows: `cli:<operating-system user>`. */
-export function commandLineActor(): string {
+/** Who runs a command, for audit rows: `cli:<operating-system user>`, from `cli:<host>`. */
+export function commandLineActor(): Actor {
+  let name = 'cli';
   try {
-    return `cli:${userInfo().username}`;
+    name = `cli:${userInfo().username}`;
   } catch {
-    return 'cli';
+    // A user id with no passwd entry (some containers): the host still says where the command ran.
   }
+  return { name, requestId: null, source: `cli:${hostname()}` };
 }

@@ -2,6 +2,7 @@
 import { sql, type CommonQueryMethods } from 'slonik';
 import { z } from 'zod';
 import { BOSS_SCHEMA } from './schema-check.ts';
+import type { Actor } from '../ops/actor.ts';
 
 // Row schemas are built once: zod compiles a schema on first use, so an inline one would cost that on every call.
 const QueueRow = z.object({ fila: z.string() });
@@ -65,11 +66,12 @@ export async function extendQueuedRetention(db: CommonQueryMethods, queue: strin
 
 export async function insertAudit(
   db: CommonQueryMethods,
-  entry: { who: string; action: string; target: string; details?: Record<string, unknown> },
+  entry: { who: Actor; action: string; target: string; details?: Record<string, unknown> },
 ): Promise<void> {
   await db.query(sql.unsafe`
-    INSERT INTO auditoria_admin (quem, acao, alvo, detalhes)
-    VALUES (${entry.who}, ${entry.action}, ${entry.target}, ${sql.jsonb((entry.details ?? {}) as never)})`);
+    INSERT INTO auditoria_admin (quem, acao, alvo, detalhes, pedido_id, origem)
+    VALUES (${entry.who.name}, ${entry.action}, ${entry.target}, ${sql.jsonb((entry.details ?? {}) as never)},
+      ${entry.who.requestId}, ${entry.who.source})`);
 }
 
 const AuditRow = z.object({

@@ -4,6 +4,7 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { AdminToken, TokenScope } from '../config.ts';
+import type { Actor } from '../ops/actor.ts';
 
 export type Access = 'public' | 'read' | TokenScope;
 
@@ -92,7 +93,11 @@ export function registerAuth(app: FastifyInstance, tokens: AdminToken[]): void {
   });
 }
 
-/** Who made the request, for audit rows. */
-export function actor(request: FastifyRequest): string {
-  return request.principal?.name ?? 'anonymous';
+/** Who made the request, for audit rows: the token's name, the request's id and the client's address. */
+export function actor(request: FastifyRequest): Actor {
+  return {
+    name: request.principal?.name ?? 'anonymous',
+    requestId: request.id,
+    source: `http:${request.ip}`,
+  };
 }

@@ -11,6 +11,7 @@ import { AppError } from '../errors.ts';
 import { CHARGE_DEAD_LETTER_QUEUE, isPeriodicTask, type PeriodicTaskName } from '../queue/task-names.ts';
 import { findInCatalog } from './catalog.ts';
 import type { OpsDeps } from './deps.ts';
+import type { Actor } from './actor.ts';
 
 export type RunRequest = { date?: IsoDate; force?: boolean; allowFutureDate?: boolean };
 export type RunAnswer =
@@ -47,7 +48,7 @@ export function refuseFutureRun(date: IsoDate, today: IsoDate, allowFutureDate: 
  */
 export async function runTask(
   deps: OpsDeps,
-  who: string,
+  who: Actor,
   name: string,
   request: RunRequest,
 ): Promise<RunAnswer> {
@@ -81,14 +82,14 @@ export async function runTask(
 
 export async function pauseQueue(
   deps: OpsDeps,
-  who: string,
+  who: Actor,
   name: string,
   reason: string | null,
 ): Promise<{ queue: string; changed: boolean }> {
   const entry = findInCatalog(name);
   if (entry === undefined) throw new AppError('NOT_FOUND', `unknown task or queue: ${name}`);
   if (!entry.pausable) throw new AppError('CONFLICT', `${name} cannot be paused`);
-  const changed = await insertPause(deps.pool, name, who, reason);
+  const changed = await insertPause(deps.pool, name, who.name, reason);
   // Immediately, rather than at the schedulers' next sync: ticks of a paused task are skipped, not queued.
   if (isPeriodicTask(name)) await deps.boss.unschedule(name);
   await extendQueuedRetention(deps.pool, name);
@@ -99,7 +100,7 @@ export async function pauseQueue(
 
 export async function resumeQueue(
   deps: OpsDeps,
-  who: string,
+  who: Actor,
   name: string,
 ): Promise<{ queue: string; changed: boolean }> {
   const entry = findInCatalog(name);
@@ -119,7 +120,7 @@ export async function resumeQueue(
 
 export async function retryJob(
   deps: OpsDeps,
-  who: string,
+  who: Actor,
   id: string,
 ): Promise<{ jobId: string; queue: string; action: string }> {
   const job = await findJob(deps.pool, id);

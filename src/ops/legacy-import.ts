@@ -24,6 +24,7 @@ import {
 } from '../domain/legacy-import.ts';
 import { AppError } from '../errors.ts';
 import type { OpsDeps } from './deps.ts';
+import type { Actor } from './actor.ts';
 
 const BATCH_SIZE = 5_000;
 /** The report lists at most this many rejected lines (the count is always complete). */
@@ -166,7 +167,7 @@ function validate(lines: Line[], cutover: IsoDate | null) {
  * Runs an import (or its dry run) and reports the counts: lines read, inserted, updated, unchanged,
  * protected (already charged or changed by this service: never overwritten), rejected, moved by the cutover.
  */
-export async function importLegacyExport(deps: OpsDeps, who: string, options: ImportOptions) {
+export async function importLegacyExport(deps: OpsDeps, who: Actor, options: ImportOptions) {
   const started = Date.now();
   const lines = await readLines(options);
   const { rows, errors, moved } = validate(lines, options.cutover);
@@ -186,7 +187,12 @@ export async function importLegacyExport(deps: OpsDeps, who: string, options: Im
       }
       const counts = summary();
       if (options.dryRun) throw new DryRunRollback();
-      await insertImportRun(tx, { file: basename(options.file), who, cutover: options.cutover, counts });
+      await insertImportRun(tx, {
+        file: basename(options.file),
+        who: who.name,
+        cutover: options.cutover,
+        counts,
+      });
       await insertAudit(tx, {
         who,
         action: 'import_legacy',

@@ -10,6 +10,7 @@ import { AppError } from '../errors.ts';
 import { bossDb } from '../queue/boss-executor.ts';
 import { CHECKOUT_EVENT_QUEUE, NOTICE_DELIVERY_QUEUE } from '../queue/task-names.ts';
 import type { OpsDeps } from './deps.ts';
+import type { Actor } from './actor.ts';
 
 const DELIVERY = {
   avisos_vendedores: { queue: NOTICE_DELIVERY_QUEUE, idField: 'avisoId' },
@@ -18,7 +19,7 @@ const DELIVERY = {
 
 export async function redeliverOutboxEntry(
   deps: OpsDeps,
-  who: string,
+  who: Actor,
   table: OutboxTable,
   id: number,
 ): Promise<{ id: number; jobId: string }> {

@@ -38,6 +38,7 @@ import { emitCheckoutEvents } from '../tasks/charge/checkout-events.ts';
 import type { OpsDeps } from './deps.ts';
 import { presentRecurrence } from './recurrence-create.ts';
 import { maskToken } from './recurrences.ts';
+import type { Actor } from './actor.ts';
 
 const FINAL = ['cancelado', 'concluido'];
 
@@ -136,7 +137,7 @@ async function anchorOnlyDate(
  * own); the schedule (anchor, next date) only when no attempt or retry is under way. Only the anchor given:
  * see anchorOnlyDate.
  */
-export async function changeRecurrence(deps: OpsDeps, who: string, id: number, patch: RecurrenceChanges) {
+export async function changeRecurrence(deps: OpsDeps, who: Actor, id: number, patch: RecurrenceChanges) {
   const result = await deps.pool.transaction(async (tx) => {
     const current = await lockForChange(tx, id);
     if (FINAL.includes(current.status)) {
@@ -164,7 +165,7 @@ export async function changeRecurrence(deps: OpsDeps, who: string, id: number, p
     }
     if (changed.length === 0) return { recurrence: current, changed, pending };
     const updated = await updateRecurrenceFields(tx, id, changes);
-    await insertChangeHistory(tx, id, who, changed);
+    await insertChangeHistory(tx, id, who.name, changed);
     await insertAudit(tx, {
       who,
       action: 'update_recurrence',
@@ -230,7 +231,7 @@ function heldOnResumeReason(declined: Attempt): string {
  * flight is never interrupted: it finishes and is recorded (a retry resumes an attempt left pending whatever
  * the status); phase 1 of the next one skips a recurrence that is not active.
  */
-export async function transitionRecurrence(deps: OpsDeps, who: string, id: number, transition: Transition) {
+export async function transitionRecurrence(deps: OpsDeps, who: Actor, id: number, transition: Transition) {
   const result = await deps.pool.transaction(async (tx) => {
     const current = await lockForChange(tx, id);
     const decision = decideTransition(current.status, transition);
@@ -259,7 +260,7 @@ export async function transitionRecurrence(deps: OpsDeps, who: string, id: numbe
       await markOnHold(tx, [{ id, reason: heldOnResumeReason(declined) }], false);
       updated = (await lockRecurrence(tx, id)) ?? updated;
     }
-    await insertChangeHistory(tx, id, who, statusHistory(current, updated.status, resumeAt));
+    await insertChangeHistory(tx, id, who.name, statusHistory(current, updated.status, resumeAt));
     // After the history row: the event's content is read from the rows as this transaction leaves them.
     if (declined !== null)
       await emitCheckoutEvents(deps, tx, [{ attempt: declined, type: 'recorrencia_em_hold' }]);
@@ -329,7 +330,7 @@ async function irreversibleDeclineOfItsCard(
  */
 export async function reactivateRecurrence(
   deps: OpsDeps,
-  who: string,
+  who: Actor,
   id: number,
   options: { force: boolean } = { force: false },
 ): Promise<{ id: number; status: 'ativo' }> {
@@ -359,7 +360,7 @@ export async function reactivateRecurrence(
     const resumedAt = await skipCyclesOfPauseOnReactivation(tx, recurrence);
     // In the recurrence's history too: the checkout reads it, and an import does not overwrite a recurrence
     // changed here.
-    await insertChangeHistory(tx, id, who, statusHistory(recurrence, 'ativo', resumedAt));
+    await insertChangeHistory(tx, id, who.name, statusHistory(recurrence, 'ativo', resumedAt));
     await insertAudit(tx, {
       who,
       action: 'reactivate',

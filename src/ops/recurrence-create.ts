@@ -16,6 +16,7 @@ import { scheduleProblem } from '../domain/recurrence-rules.ts';
 import { AppError } from '../errors.ts';
 import type { OpsDeps } from './deps.ts';
 import { maskToken } from './recurrences.ts';
+import type { Actor } from './actor.ts';
 
 const CREATE_OPERATION = 'POST /recorrencias';
 
@@ -58,7 +59,7 @@ export type CreateAnswer = { status: number; body: unknown; replayed: boolean };
  */
 export async function createRecurrence(
   deps: OpsDeps,
-  who: string,
+  who: Actor,
   input: NewRecurrence,
   idempotencyKey: string | undefined,
 ): Promise<CreateAnswer> {
@@ -66,7 +67,7 @@ export async function createRecurrence(
   const answer = await deps.pool.transaction(async (tx): Promise<CreateAnswer> => {
     if (idempotencyKey !== undefined) {
       const stored = await claimIdempotencyKey(tx, {
-        who,
+        who: who.name,
         key: idempotencyKey,
         operation: CREATE_OPERATION,
         requestHash,
@@ -88,7 +89,7 @@ export async function createRecurrence(
     const body: unknown = JSON.parse(JSON.stringify({ recorrencia: presentRecurrence(recurrence) }));
     if (idempotencyKey !== undefined) {
       await recordIdempotentAnswer(tx, {
-        who,
+        who: who.name,
         key: idempotencyKey,
         status: 201,
         body,

@@ -22,6 +22,7 @@ import type { ChargeJobPayload } from '../../src/tasks/charge/charge-jobs.ts';
 import type { ChargeDeps } from '../../src/tasks/charge/charge-recurrence.ts';
 import type { TaskDeps } from '../../src/tasks/task.ts';
 import { createMigratedDatabase, query } from './database.ts';
+import type { Actor } from '../../src/ops/actor.ts';
 
 export const silentLog = pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' });
 
@@ -104,6 +105,11 @@ export type RecurrenceOverrides = {
   hold_em?: Date | null;
   encerrada_em?: Date | null;
 };
+
+/** Who a test's direct call to an admin operation audits as. */
+export function testActor(name: string): Actor {
+  return { name, requestId: null, source: 'test' };
+}
 
 /** Inserts one recurrence with sensible defaults (monthly, anchored on the due date's day, R$ 49,90). */
 export async function insertRecurrence(pool: DatabasePool, row: RecurrenceOverrides): Promise<number> {

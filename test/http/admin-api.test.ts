@@ -551,7 +551,7 @@ t.test('without tokens (dev), only requests to localhost from localhost pages ar
   const app = Fastify();
   t.teardown(() => app.close());
   registerAuth(app, []);
-  app.post('/recorrencias/:id/cancelar', async (request) => ({ by: actor(request) }));
+  app.post('/recorrencias/:id/cancelar', async (request) => ({ by: actor(request).name }));
   const post = (headers: { host: string; origin?: string }) =>
     app.inject({ method: 'POST', url: '/recorrencias/1/cancelar', headers });
   for (const headers of [

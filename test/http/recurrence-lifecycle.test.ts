@@ -62,8 +62,13 @@ t.test('create: 201 with the recurrence, its token masked, audited', async (t) =
   });
   t.equal(body.recorrencia.cartao_token, 'tok_…f123', 'the card token reference is masked');
   t.equal(response.headers.location, `/recorrencias/${body.recorrencia.id}`);
-  t.same(await query(h.url, 'SELECT quem, acao FROM auditoria_admin'), [
-    { quem: 'checkout', acao: 'create_recurrence' },
+  t.same(await query(h.url, 'SELECT quem, acao, pedido_id, origem FROM auditoria_admin'), [
+    {
+      quem: 'checkout',
+      acao: 'create_recurrence',
+      pedido_id: response.headers['x-request-id'],
+      origem: 'http:127.0.0.1',
+    },
   ]);
   const weekly = await create(h, {
     ...NEW,

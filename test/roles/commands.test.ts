@@ -1,4 +1,5 @@
 // The operator commands as deployed: check, inspect, stats, run, seed, purge-archive.
+import { hostname, userInfo } from 'node:os';
 import t, { type Test } from 'tap';
 import {
   createEmptyDatabase,
@@ -192,8 +193,14 @@ t.test('purge-archive deletes only archived rows past the retention', async (t) 
   t.equal(purge.code, 0, purge.err);
   t.match(JSON.parse(purge.out), { olderThanDays: 1825, purged: { recorrencias: 1 } });
   t.same(await query(url, 'SELECT id FROM checkout_recorrencias_arquivo'), [{ id: '2' }]);
-  t.match(await query(url, 'SELECT quem, acao, detalhes FROM auditoria_admin'), [
-    { quem: /^cli/, acao: 'purge_archive', detalhes: { olderThanDays: 1825 } },
+  t.same(await query(url, 'SELECT quem, acao, detalhes, pedido_id, origem FROM auditoria_admin'), [
+    {
+      quem: `cli:${userInfo().username}`,
+      acao: 'purge_archive',
+      detalhes: { olderThanDays: 1825 },
+      pedido_id: null,
+      origem: `cli:${hostname()}`,
+    },
   ]);
 });
 

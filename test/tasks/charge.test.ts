@@ -23,6 +23,7 @@ import {
   recurrenceState,
   type Harness,
   type RecurrenceOverrides,
+  testActor,
 } from '../helpers/harness.ts';
 import { eventually } from '../helpers/processes.ts';
 
@@ -565,7 +566,7 @@ t.test(
       h.gateway.setFaults({ rules: [{ nth: 1, fault: 'hold' }] });
       const charging = chargeOnce(h, id);
       await h.gateway.waitForHeld(1);
-      await transitionRecurrence(h.deps, 'checkout', id, 'pausar');
+      await transitionRecurrence(h.deps, testActor('checkout'), id, 'pausar');
       h.gateway.release();
       t.match((await charging).result, { status: 'declined', code: '14' });
       t.match(await recurrenceState(h.url, id), { status: 'pausado' }, 'the pause stays while paused');
@@ -575,7 +576,7 @@ t.test(
 
     // Resumed two months later: the resume moves the next charge past the pause (a history row of its own).
     h.setNow(new Date('2031-05-20T15:00:00Z'));
-    const resumed = await transitionRecurrence(h.deps, 'checkout', id, 'retomar');
+    const resumed = await transitionRecurrence(h.deps, testActor('checkout'), id, 'retomar');
     t.match(resumed, {
       mudou: true,
       recorrencia: { status: 'hold', motivo_hold: /irreversível \(código 14\) durante a pausa/ },
@@ -586,7 +587,7 @@ t.test(
       { campo: 'proxima_cobranca', valor_novo: '2031-06-10' },
     ]);
     t.match(
-      await transitionRecurrence(h.deps, 'checkout', id, 'retomar'),
+      await transitionRecurrence(h.deps, testActor('checkout'), id, 'retomar'),
       { mudou: false, recorrencia: { status: 'hold' } },
       'a retried retomar gets the same answer',
     );
@@ -600,9 +601,13 @@ t.test(
       'the checkout is told of the hold, once',
     );
     t.match((await chargeOnce(h, id, '2031-06-10')).result, { status: 'skipped', reason: 'recurrence_hold' });
-    await t.rejects(reactivateRecurrence(h.deps, 'operador', id), { code: 'CONFLICT' }, 'same card: refused');
-    await changeRecurrence(h.deps, 'checkout', id, { cartao_token: 'tok_cartao_novo' });
-    await reactivateRecurrence(h.deps, 'operador', id);
+    await t.rejects(
+      reactivateRecurrence(h.deps, testActor('operador'), id),
+      { code: 'CONFLICT' },
+      'same card: refused',
+    );
+    await changeRecurrence(h.deps, testActor('checkout'), id, { cartao_token: 'tok_cartao_novo' });
+    await reactivateRecurrence(h.deps, testActor('operador'), id);
     t.match((await chargeOnce(h, id, '2031-06-11')).result, { status: 'approved', cycle: '2031-06-10' });
     t.same(
       await query(
@@ -620,8 +625,8 @@ t.test(
 
     // A new card given during the pause: resumed as usual.
     const other = await declinedDuringPause();
-    await changeRecurrence(h.deps, 'checkout', other, { cartao_token: 'tok_cartao_novo' });
-    t.match((await transitionRecurrence(h.deps, 'checkout', other, 'retomar')).recorrencia, {
+    await changeRecurrence(h.deps, testActor('checkout'), other, { cartao_token: 'tok_cartao_novo' });
+    t.match((await transitionRecurrence(h.deps, testActor('checkout'), other, 'retomar')).recorrencia, {
       status: 'ativo',
     });
   },
@@ -636,18 +641,26 @@ t.test(
       cartao_token: 'tok_recusa_irreversivel',
     });
     t.match((await chargeOnce(h, id)).result, { status: 'declined', code: '14' });
-    await changeRecurrence(h.deps, 'checkout', id, { cartao_token: 'tok_outro_cartao' });
-    await changeRecurrence(h.deps, 'checkout', id, { cartao_token: 'tok_recusa_irreversivel' });
-    await t.rejects(reactivateRecurrence(h.deps, 'operador', id), { code: 'CONFLICT' }, 'the declined card');
-    await changeRecurrence(h.deps, 'checkout', id, { valor_centavos: 5_990 });
-    await t.rejects(reactivateRecurrence(h.deps, 'operador', id), { code: 'CONFLICT' }, '14 is not about it');
+    await changeRecurrence(h.deps, testActor('checkout'), id, { cartao_token: 'tok_outro_cartao' });
+    await changeRecurrence(h.deps, testActor('checkout'), id, { cartao_token: 'tok_recusa_irreversivel' });
+    await t.rejects(
+      reactivateRecurrence(h.deps, testActor('operador'), id),
+      { code: 'CONFLICT' },
+      'the declined card',
+    );
+    await changeRecurrence(h.deps, testActor('checkout'), id, { valor_centavos: 5_990 });
+    await t.rejects(
+      reactivateRecurrence(h.deps, testActor('operador'), id),
+      { code: 'CONFLICT' },
+      '14 is not about it',
+    );
     // Had the issuer answered 13 (invalid amount), the new amount is what the code was about.
     await query(
       h.url,
       `UPDATE checkout_recorrencia_cobrancas SET codigo_recusa = '13' WHERE recorrencia_id = $1`,
       [id],
     );
-    await reactivateRecurrence(h.deps, 'operador', id);
+    await reactivateRecurrence(h.deps, testActor('operador'), id);
     t.match(await recurrenceState(h.url, id), { status: 'ativo' });
   },
 );
@@ -689,10 +702,10 @@ for (const backbill of [false, true]) {
       const { h, id, jobId, result } = await chargedWithUnknownOutcome(t, {}, backbill);
       t.match(result, { status: 'unresolved' });
       h.setNow(new Date('2031-03-11T15:00:00Z'));
-      await transitionRecurrence(h.deps, 'checkout', id, 'pausar');
+      await transitionRecurrence(h.deps, testActor('checkout'), id, 'pausar');
       // Resumed on 2031-05-20, the charge of 03-10 still unresolved: 04-10 and 05-10 fell in the pause.
       h.setNow(new Date('2031-05-20T15:00:00Z'));
-      t.match(await transitionRecurrence(h.deps, 'checkout', id, 'retomar'), {
+      t.match(await transitionRecurrence(h.deps, testActor('checkout'), id, 'retomar'), {
         recorrencia: { status: 'ativo' },
         cobranca_em_andamento: { ciclo: DAY },
       });
@@ -729,13 +742,13 @@ t.test(
       cartao_token: 'tok_recusa_irreversivel_1',
     });
     h.setNow(new Date('2031-03-11T15:00:00Z'));
-    await transitionRecurrence(h.deps, 'checkout', id, 'pausar');
+    await transitionRecurrence(h.deps, testActor('checkout'), id, 'pausar');
     h.setNow(new Date('2031-05-20T15:00:00Z'));
-    await transitionRecurrence(h.deps, 'checkout', id, 'retomar');
+    await transitionRecurrence(h.deps, testActor('checkout'), id, 'retomar');
     await h.boss.fail(CHARGE_QUEUE, { id: jobId, retryCount: 0 }, {});
     t.match(await retryJob(h, jobId), { status: 'declined', decision: 'hold' });
     await query(h.url, `UPDATE checkout_recorrencias SET cartao_token = 'tok_aprova_3' WHERE id = $1`, [id]);
-    await reactivateRecurrence(h.deps, 'operador', id);
+    await reactivateRecurrence(h.deps, testActor('operador'), id);
     t.match(
       await recurrenceState(h.url, id),
       { status: 'ativo', proxima_cobranca: '2031-06-10' },
@@ -883,12 +896,12 @@ t.test(
     );
 
     // Not a decline, so reactivating needs no change first; the same request is refused again, nothing charged.
-    await reactivateRecurrence(h.deps, 'operador', id);
+    await reactivateRecurrence(h.deps, testActor('operador'), id);
     t.match((await chargeOnce(h, id, '2031-03-11')).result, { status: 'rejected' });
     t.match(await recurrenceState(h.url, id), { status: 'hold' });
     // With the card fixed, the cycle is charged.
-    await changeRecurrence(h.deps, 'operador', id, { cartao_token: 'tok_novo_cartao' });
-    await reactivateRecurrence(h.deps, 'operador', id);
+    await changeRecurrence(h.deps, testActor('operador'), id, { cartao_token: 'tok_novo_cartao' });
+    await reactivateRecurrence(h.deps, testActor('operador'), id);
     t.match((await chargeOnce(h, id, '2031-03-12')).result, { status: 'approved', cycle: DAY });
     t.match(await attempts(), [
       { status: 'rejeitada' },
@@ -916,14 +929,16 @@ t.test('a request refused while the recurrence was paused does not hold it at re
   h.gateway.setFaults({ rules: [{ nth: 1, fault: 'hold' }] });
   const charging = chargeOnce(h, id);
   await h.gateway.waitForHeld(1);
-  await transitionRecurrence(h.deps, 'checkout', id, 'pausar');
+  await transitionRecurrence(h.deps, testActor('checkout'), id, 'pausar');
   h.gateway.release();
   t.match((await charging).result, { status: 'rejected' });
   t.same(
     (await attemptsOf(h.url, id)).map((a) => a.status),
     ['rejeitada'],
   );
-  t.match((await transitionRecurrence(h.deps, 'checkout', id, 'retomar')).recorrencia, { status: 'ativo' });
+  t.match((await transitionRecurrence(h.deps, testActor('checkout'), id, 'retomar')).recorrencia, {
+    status: 'ativo',
+  });
 });
 
 for (const [meanwhile, statement] of Object.entries(MEANWHILE)) {

@@ -12,7 +12,7 @@ import { runPeriodicTask } from '../../src/tasks/periodic-runner.ts';
 import { PERIODIC_TASK_DEFINITIONS } from '../../src/tasks/registry.ts';
 import { createAdminHarness, operator } from '../helpers/admin.ts';
 import { query } from '../helpers/database.ts';
-import { assertLedgerAgrees } from '../helpers/harness.ts';
+import { assertLedgerAgrees, testActor } from '../helpers/harness.ts';
 import { startService } from '../helpers/processes.ts';
 
 const CUTOVER = '2031-03-10';
@@ -105,7 +105,7 @@ t.test(
     const { file, badLines } = await generateExport(dir);
     const options = { file, cutover: CUTOVER, dryRun: false, mapping: {} };
 
-    const dry = await importLegacyExport(h.deps, 'teste', { ...options, dryRun: true });
+    const dry = await importLegacyExport(h.deps, testActor('teste'), { ...options, dryRun: true });
     t.match(dry, { dry_run: true, inseridas: ROWS, rejeitadas: badLines.size });
     t.same(
       await query(h.url, 'SELECT count(*)::int AS n FROM checkout_recorrencias'),
@@ -113,7 +113,7 @@ t.test(
       'a dry run writes nothing',
     );
 
-    const first = await importLegacyExport(h.deps, 'teste', options);
+    const first = await importLegacyExport(h.deps, testActor('teste'), options);
     t.comment(`imported ${first.linhas} lines in ${first.segundos} s: ${first.linhas_por_segundo} lines/s`);
     t.match(first, {
       linhas: ROWS + badLines.size,
@@ -183,7 +183,7 @@ t.test(
       'not recorded as skipped',
     );
 
-    const second = await importLegacyExport(h.deps, 'teste', options);
+    const second = await importLegacyExport(h.deps, testActor('teste'), options);
     t.match(
       second,
       { inseridas: 0, atualizadas: 0, protegidas: 0, inalteradas: ROWS },
@@ -242,7 +242,7 @@ t.test(
     t.same(charged.map(key).sort(), listed.map(key).sort(), 'the charges are exactly the dry-run list');
     await assertLedgerAgrees(t, h.url, h.gateway);
 
-    const third = await importLegacyExport(h.deps, 'teste', options);
+    const third = await importLegacyExport(h.deps, testActor('teste'), options);
     t.match(
       third,
       { inseridas: 0, atualizadas: 0, protegidas: listed.length },
