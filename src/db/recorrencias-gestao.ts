@@ -4,7 +4,7 @@
 // (lockRecurrence), the same lock the charge phases take.
 import { sql, type CommonQueryMethods } from 'slonik';
 import { z } from 'zod';
-import type { IsoDate } from '../domain/dates.ts';
+import { isoDate, type IsoDate } from '../domain/dates.ts';
 import type { RecurrenceTerms } from '../domain/recurrence-rules.ts';
 import { RECURRENCE_COLUMNS as COLUMNS, Recurrence } from './recorrencias.ts';
 
@@ -177,14 +177,30 @@ export async function resumedOntoHold(db: CommonQueryMethods, recurrenceId: numb
       WHERE recorrencia_id = ${recurrenceId} AND campo = 'status' ORDER BY id DESC LIMIT 1), false) AS onto_hold`);
 }
 
-/** The latest cycle of the recurrence approved here, or null. */
-export async function findLastApprovedCycle(
+const LastApproval = z.object({ ciclo: z.string(), ancoras_anteriores: z.array(z.string().nullable()) });
+
+/**
+ * The last cycle approved here and the anchors the recurrence had before each anchor change made since that
+ * attempt began (a schedule change is refused while an attempt is pending, so the first of them is the anchor
+ * the cycle was charged under). Null when nothing was approved here.
+ */
+export async function findLastApproval(
   db: CommonQueryMethods,
   recurrenceId: number,
-): Promise<IsoDate | null> {
-  return db.oneFirst(sql.type(z.object({ ciclo: z.string().nullable() }))`
-    SELECT max(ciclo)::text AS ciclo FROM checkout_recorrencia_cobrancas
-    WHERE recorrencia_id = ${recurrenceId} AND status = 'aprovada'`);
+): Promise<{ cycle: IsoDate; earlierAnchors: Array<number | null> } | null> {
+  const row = await db.maybeOne(sql.type(LastApproval)`
+    SELECT a.ciclo::text AS ciclo,
+      coalesce((SELECT array_agg(h.valor_anterior ORDER BY h.id) FROM checkout_recorrencias_alteracoes h
+        WHERE h.recorrencia_id = a.recorrencia_id AND h.campo = 'dia_ancora' AND h.em >= a.criado_em), '{}')
+        AS ancoras_anteriores
+    FROM checkout_recorrencia_cobrancas a
+    WHERE a.recorrencia_id = ${recurrenceId} AND a.status = 'aprovada'
+    ORDER BY a.ciclo DESC LIMIT 1`);
+  if (row === null) return null;
+  return {
+    cycle: isoDate.parse(row.ciclo),
+    earlierAnchors: row.ancoras_anteriores.map((anchor) => (anchor === null ? null : Number(anchor))),
+  };
 }
 
 /** The latest cutover date of an import from the old system, or null when nothing was imported with one. */

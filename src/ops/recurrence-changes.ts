@@ -13,7 +13,7 @@ import {
 import { insertAudit } from '../db/pauses.ts';
 import {
   changedSince,
-  findLastApprovedCycle,
+  findLastApproval,
   findLatestLegacyCutover,
   insertChangeHistory,
   resumedOntoHold,
@@ -100,14 +100,15 @@ async function checkScheduleChange(
   }
   const today = businessDate(deps.now(), deps.config.timeZone);
   if (date < today) throw new AppError('INVALID_INPUT', `proxima_cobranca: ${date} is before today ${today}`);
-  const approved = await findLastApprovedCycle(tx, current.id);
-  if (approved !== null && date <= approved) {
-    throw conflict(`proxima_cobranca ${date} is on or before cycle ${approved}, already charged`);
+  const paid = await paidPeriod(tx, current);
+  if (paid !== null && date <= paid.cycle) {
+    throw conflict(`proxima_cobranca ${date} is on or before cycle ${paid.cycle}, already charged`);
   }
   // The approved cycle paid for the time up to its next cycle: an earlier date would charge part of it again.
-  const paidUntil = approved === null ? null : nextCycle(approved, current);
-  if (paidUntil !== null && date < paidUntil) {
-    throw conflict(`proxima_cobranca ${date} is before ${paidUntil}, up to which cycle ${approved} is paid`);
+  if (paid !== null && date < paid.until) {
+    throw conflict(
+      `proxima_cobranca ${date} is before ${paid.until}, up to which cycle ${paid.cycle} is paid`,
+    );
   }
   if (current.id_legado !== null) {
     const cutover = await findLatestLegacyCutover(tx);
@@ -115,6 +116,28 @@ async function checkScheduleChange(
       throw conflict(`proxima_cobranca ${date} is before the cutover ${cutover}: the old system handled it`);
     }
   }
+}
+
+/**
+ * The last cycle approved here and the date up to which it paid: its next cycle under the anchor it was
+ * charged with. The current anchor is not enough: after an anchor change (31 to 1), the next cycle from it
+ * would end the paid time early, and a second change could then charge part of it again. When the records
+ * leave the anchor of the charge in doubt, the latest of the candidate dates counts.
+ */
+async function paidPeriod(
+  tx: DatabaseTransactionConnection,
+  current: Recurrence,
+): Promise<{ cycle: IsoDate; until: IsoDate } | null> {
+  const approval = await findLastApproval(tx, current.id);
+  if (approval === null) return null;
+  const anchors =
+    current.periodicidade === 'semanal'
+      ? [null]
+      : [current.dia_ancora, ...approval.earlierAnchors].filter((a) => a !== null);
+  const until = anchors
+    .map((anchor) => nextCycle(approval.cycle, { periodicidade: current.periodicidade, dia_ancora: anchor }))
+    .reduce((latest, date) => (date > latest ? date : latest));
+  return { cycle: approval.cycle, until };
 }
 
 /**
@@ -127,8 +150,8 @@ async function anchorOnlyDate(
   anchor: number,
 ): Promise<IsoDate> {
   const sameMonth = anchorInMonthOf(current.proxima_cobranca, anchor);
-  const approved = await findLastApprovedCycle(tx, current.id);
-  if (approved === null || sameMonth >= nextCycle(approved, current)) return sameMonth;
+  const paid = await paidPeriod(tx, current);
+  if (paid === null || sameMonth >= paid.until) return sameMonth;
   return nextCycle(sameMonth, { periodicidade: 'mensal', dia_ancora: anchor });
 }
 

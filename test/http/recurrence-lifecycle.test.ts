@@ -294,6 +294,41 @@ t.test('resuming after the cycle passed skips the paused cycles (recorded), not 
   );
 });
 
+t.test('PATCH: a change of anchor does not shorten the time a charged cycle paid for', async (t) => {
+  const h = await harness(t);
+  const id = (await create(h, { ...NEW, dia_ancora: 31, proxima_cobranca: '2031-05-31' })).json<Body>()
+    .recorrencia.id;
+  const patch = (payload: object) =>
+    h.app.inject({ method: 'PATCH', url: `/recorrencias/${id}`, headers: checkout, payload });
+  // Cycle 2031-05-31 charged under anchor 31: paid up to 2031-06-30.
+  await query(
+    h.url,
+    `INSERT INTO checkout_recorrencia_cobrancas (recorrencia_id, ciclo, tentativa, chave_idempotencia, status, valor_centavos,
+     moeda, cartao_token, data_negocio, resolvida_em) VALUES ($1, '2031-05-31', 1, 'k-may', 'aprovada', 4990, 'BRL', 't', '2031-05-31', now())`,
+    [id],
+  );
+  await query(h.url, `UPDATE checkout_recorrencias SET proxima_cobranca = '2031-06-30' WHERE id = $1`, [id]);
+  t.match(
+    (await patch({ dia_ancora: 1 })).json(),
+    { recorrencia: { dia_ancora: 1, proxima_cobranca: '2031-07-01' } },
+    'the first anchor-1 date after the paid time',
+  );
+  // Under anchor 1 the cycle's next one would be 06-01; it was charged under 31, so June stays paid.
+  const inPaidTime = await patch({ dia_ancora: 10, proxima_cobranca: '2031-06-10' });
+  t.equal(inPaidTime.statusCode, 409, inPaidTime.body);
+  t.match(inPaidTime.json(), { message: /before 2031-06-30, up to which cycle 2031-05-31 is paid/ });
+  t.match(
+    (await patch({ dia_ancora: 10 })).json(),
+    { recorrencia: { dia_ancora: 10, proxima_cobranca: '2031-07-10' } },
+    'only the anchor again: still after the paid time',
+  );
+  t.equal(
+    (await patch({ dia_ancora: 30, proxima_cobranca: '2031-06-30' })).statusCode,
+    200,
+    'its end is fine',
+  );
+});
+
 t.test(
   'PATCH: amount, card, description and schedule, with the rules that prevent a double charge',
   async (t) => {
