@@ -67,3 +67,8 @@ export function businessDate(instant: Date, timeZone: string): IsoDate {
   }
   return formatter.format(instant);
 }
+
+/** The later of two dates (ISO dates compare as strings). */
+export function laterDate(a: IsoDate, b: IsoDate): IsoDate {
+  return a > b ? a : b;
+}

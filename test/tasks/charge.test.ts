@@ -516,6 +516,26 @@ t.test('with back-billing on, every missed cycle is charged, each by its own job
   await assertLedgerAgrees(t, h.url, h.gateway);
 });
 
+t.test(
+  "back-billing charges up to each job's own date, not a later date of another job in its batch",
+  async (t) => {
+    const h = await createHarness(t, { env: { BACKBILL_MISSED_CYCLES: 'true' } });
+    const early = await insertRecurrence(h.pool, { proxima_cobranca: '2031-01-31', dia_ancora: 31 });
+    const late = await insertRecurrence(h.pool, { proxima_cobranca: '2031-03-31', dia_ancora: 31 });
+    await enqueueChargeJobs(h.boss, [
+      { recorrenciaId: early, dataNegocio: '2031-01-31', motivo: 'agendada' },
+      { recorrenciaId: late, dataNegocio: '2031-03-31', motivo: 'agendada' },
+    ]);
+    const jobs = await h.fetchChargeJobs(2);
+    t.equal(jobs.length, 2, 'one batch');
+    t.match(await chargeJobs(h.deps, jobs), [{ status: 'approved' }, { status: 'approved' }]);
+    // The early one's next cycle (02-28) falls after its job's date: not missed, not charged now.
+    t.same(await h.fetchChargeJobs(), [], 'no back-billing job');
+    t.equal((await recurrenceState(h.url, early)).proxima_cobranca, '2031-02-28');
+    await assertLedgerAgrees(t, h.url, h.gateway);
+  },
+);
+
 t.test('the last approved cycle of a fixed-length recurrence makes it concluido', async (t) => {
   const h = await createHarness(t);
   const id = await insertRecurrence(h.pool, { proxima_cobranca: DAY, total_ciclos: 3, ciclos_cobrados: 2 });
@@ -674,7 +694,7 @@ for (const status of ['cancelado', 'pausado', 'hold'] as const) {
       await query(
         h.url,
         `UPDATE checkout_recorrencias SET status = $2,
-           motivo_hold = CASE WHEN $2 = 'hold' THEN 'teste' END,
+           motivo_hold = CASE WHEN $2 = 'hold' THEN 'teste' END, hold_em = CASE WHEN $2 = 'hold' THEN now() END,
            encerrada_em = CASE WHEN $2 = 'cancelado' THEN now() END
          WHERE id = $1`,
         [id, status],

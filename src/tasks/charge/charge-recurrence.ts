@@ -10,7 +10,7 @@
 import type { Job, PgBoss } from 'pg-boss';
 import type { DatabasePool } from 'slonik';
 import { outcomeRecordingReserveMs, type Config } from '../../config.ts';
-import { businessDate, type IsoDate } from '../../domain/dates.ts';
+import { businessDate, laterDate, type IsoDate } from '../../domain/dates.ts';
 import type { DeclineDecision } from '../../domain/retry-policy.ts';
 import type { PaymentGateway } from '../../gateway/gateway.ts';
 import type { Logger } from '../../log.ts';
@@ -56,10 +56,6 @@ export type ChargeResult =
   | { status: 'failed'; reason: string };
 
 const CLAIM_LOST = 'job claim lost before commit: outcome not recorded here (fence refused)';
-
-function laterDate(a: IsoDate, b: IsoDate): IsoDate {
-  return a > b ? a : b;
-}
 
 /**
  * Runs the protocol for `jobs` (a fetched batch, claimed at `claimedAt`, ms since the epoch), returning one
@@ -188,21 +184,18 @@ export async function chargeJobs(
         break;
     }
   }
-  const latest = approvals.reduce((date, approval) => laterDate(date, approval.job.data.dataNegocio), today);
-  const recorded = await recordOutcomes(deps, { approvals, declines, today: latest }).catch(
-    (error: unknown) => {
-      deps.log.error(
-        {
-          err: error,
-          jobs: [...approvals, ...declines].map(({ job }) => job.id),
-          recurrences: [...approvals, ...declines].map(({ job }) => job.data.recorrenciaId),
-        },
-        'could not record the outcomes: their jobs will retry and resume the attempts',
-      );
-      const failed = (): ChargeResult => ({ status: 'failed', reason: (error as Error).message });
-      return { approvals: approvals.map(failed), declines: declines.map(failed) };
-    },
-  );
+  const recorded = await recordOutcomes(deps, { approvals, declines, today }).catch((error: unknown) => {
+    deps.log.error(
+      {
+        err: error,
+        jobs: [...approvals, ...declines].map(({ job }) => job.id),
+        recurrences: [...approvals, ...declines].map(({ job }) => job.data.recorrenciaId),
+      },
+      'could not record the outcomes: their jobs will retry and resume the attempts',
+    );
+    const failed = (): ChargeResult => ({ status: 'failed', reason: (error as Error).message });
+    return { approvals: approvals.map(failed), declines: declines.map(failed) };
+  });
   crashPoint('after_commit');
   for (const [i, approval] of approvals.entries()) {
     const result = recorded.approvals[i] as ChargeResult;

@@ -13,7 +13,7 @@ import {
 import { lockHeldClaim } from '../../db/jobs.ts';
 import { lockRecurrence, lockRecurrences, markOnHold, type Recurrence } from '../../db/recorrencias.ts';
 import { nextCycle } from '../../domain/calendar.ts';
-import type { IsoDate } from '../../domain/dates.ts';
+import { laterDate, type IsoDate } from '../../domain/dates.ts';
 import { decideAfterDecline, type DeclineDecision } from '../../domain/retry-policy.ts';
 import { isIrreversibleDecline } from '../../gateway/decline-codes.ts';
 import type { ChargeOutcome } from '../../gateway/gateway.ts';
@@ -261,13 +261,15 @@ async function enqueueBackbilling(
   today: IsoDate,
 ): Promise<void> {
   if (!deps.config.billing.backbillMissedCycles) return;
-  const next = held.flatMap(({ attempt }) => {
+  const next = held.flatMap(({ attempt, job }) => {
     const row = recorded.get(attempt.id);
-    return row?.status === 'ativo' && row.proxima_cobranca <= today
+    // Up to this charge's own date (a run for a later date charges up to it), never another job's of the batch.
+    const until = laterDate(today, job.data.dataNegocio);
+    return row?.status === 'ativo' && row.proxima_cobranca <= until
       ? [
           {
             recorrenciaId: attempt.recorrencia_id,
-            dataNegocio: today,
+            dataNegocio: until,
             motivo: 'retroativa' as const,
             ciclo: row.proxima_cobranca,
           },
