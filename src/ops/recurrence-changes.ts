@@ -26,7 +26,7 @@ import { lockRecurrence, markOnHold, reactivateFromHold, type Recurrence } from 
 import { isIrreversibleDecline } from '../gateway/decline-codes.ts';
 import type { DatabaseTransactionConnection } from '../db/pool.ts';
 import { nextCycle } from '../domain/calendar.ts';
-import { businessDate, type IsoDate } from '../domain/dates.ts';
+import { businessDate, laterDate, type IsoDate } from '../domain/dates.ts';
 import {
   anchorInMonthOf,
   decideTransition,
@@ -136,7 +136,7 @@ async function paidPeriod(
       : [current.dia_ancora, ...approval.earlierAnchors].filter((a) => a !== null);
   const until = anchors
     .map((anchor) => nextCycle(approval.cycle, { periodicidade: current.periodicidade, dia_ancora: anchor }))
-    .reduce((latest, date) => (date > latest ? date : latest));
+    .reduce(laterDate);
   return { cycle: approval.cycle, until };
 }
 

@@ -8,6 +8,7 @@ import pino from 'pino';
 import t, { type Test } from 'tap';
 import { migrate } from '../../src/db/migrator.ts';
 import { isAppError } from '../../src/errors.ts';
+import { capturedLog } from '../helpers/captured-log.ts';
 import { createEmptyDatabase, query } from '../helpers/database.ts';
 
 const log = pino({ level: 'silent' });
@@ -93,14 +94,6 @@ async function holdReadLock(url: string, table: string): Promise<{ release: () =
   return { release };
 }
 
-/** A pino logger that hands each record to `onRecord`. */
-function recordingLog(onRecord: (record: { level: number; msg: string; attempt?: number }) => void) {
-  return pino(
-    { level: 'info' },
-    { write: (line: string) => onRecord(JSON.parse(line) as { level: number; msg: string }) },
-  );
-}
-
 t.test(
   'a migration blocked by a long transaction gives up its lock wait, so readers pass, and retries',
   async (t) => {
@@ -120,13 +113,13 @@ t.test(
     let readerDone: Promise<unknown> | undefined;
     const migrating = migrate(
       url,
-      recordingLog((record) => {
+      capturedLog('info', (record) => {
         if (record.msg !== 'migration gave up waiting for a lock: rolled back, trying again') return;
-        retries.push(record.attempt ?? 0);
+        retries.push(Number(record.attempt));
         // Between two tries a reader of the table is not queued behind the migration's lock request.
         if (retries.length === 1) readerDone = query(url, 'SELECT id FROM a');
         if (retries.length === 2) void holder.release();
-      }),
+      }).log,
       dir,
       { timeoutMs: 300, attempts: 50 },
     );

@@ -9,13 +9,19 @@ export type LogEntry = {
   [field: string]: unknown;
 };
 
-export function capturedLog(level = 'debug'): { log: Logger; entries: LogEntry[]; text: () => string } {
+/** `onEntry`, when given, sees each line as it is logged (for a test that acts on a log line). */
+export function capturedLog(
+  level = 'debug',
+  onEntry?: (entry: LogEntry) => void,
+): { log: Logger; entries: LogEntry[]; text: () => string } {
   const lines: string[] = [];
   const entries: LogEntry[] = [];
   const destination = new Writable({
     write(chunk: Buffer, _encoding, done) {
       lines.push(chunk.toString());
-      entries.push(JSON.parse(chunk.toString()) as LogEntry);
+      const entry = JSON.parse(chunk.toString()) as LogEntry;
+      entries.push(entry);
+      onEntry?.(entry);
       done();
     },
   });
