@@ -96,6 +96,36 @@ export async function markAttemptSending(
     WHERE id = ${id} AND status = 'pendente'`);
 }
 
+/**
+ * An attempt whose key the gateway holds for another request (409): it stays pending, marked with the error's
+ * code and first words, and is never sent or looked up again (the lookup would answer about that other request);
+ * an operator says what became of it (`resolveBlockedAttempt` in src/ops/blocked-attempts.ts).
+ */
+export async function markAttemptBlocked(
+  tx: CommonQueryMethods,
+  id: number,
+  refusal: { code: string; message: string },
+): Promise<void> {
+  await tx.query(sql.unsafe`
+    UPDATE checkout_recorrencia_cobrancas SET codigo_recusa = ${refusal.code}, mensagem = ${refusal.message}
+    WHERE id = ${id} AND status = 'pendente' AND codigo_recusa IS NULL`);
+}
+
+/** A pending attempt waiting for an operator (see markAttemptBlocked): only pending ones carry a code. */
+export function isBlocked(attempt: Attempt): boolean {
+  return attempt.status === 'pendente' && attempt.codigo_recusa !== null;
+}
+
+/** An operator's words on an attempt approved by hand (see src/ops/blocked-attempts.ts), in place of the 409's. */
+export async function noteOperatorResolution(
+  tx: CommonQueryMethods,
+  id: number,
+  note: string,
+): Promise<void> {
+  await tx.query(sql.unsafe`
+    UPDATE checkout_recorrencia_cobrancas SET codigo_recusa = NULL, mensagem = ${note} WHERE id = ${id}`);
+}
+
 /** Resolves a pending attempt. Returns false when it was no longer pending (someone else resolved it). */
 export async function resolveAttempt(
   tx: CommonQueryMethods,

@@ -30,6 +30,13 @@
 //
 // How the client maps responses to outcomes: see src/gateway/http-gateway.ts.
 
+/**
+ * The reason of a 409: the gateway holds another request under the key. Keys are made of the recurrence, the
+ * cycle and the attempt number, so that request may be this very cycle charged before (a restored database)
+ * or something else entirely (another environment): only an operator can tell which.
+ */
+export const KEY_REUSED = 'idempotency_key_reused';
+
 export type ChargeRequest = {
   /** Sent as the Idempotency-Key header. Retrying an `unknown` outcome MUST reuse the same key. */
   idempotencyKey: string;

@@ -3,7 +3,13 @@
 import http from 'node:http';
 import https from 'node:https';
 import type { Logger } from '../log.ts';
-import type { ChargeOutcome, ChargeRequest, LookupOutcome, PaymentGateway } from './gateway.ts';
+import {
+  KEY_REUSED,
+  type ChargeOutcome,
+  type ChargeRequest,
+  type LookupOutcome,
+  type PaymentGateway,
+} from './gateway.ts';
 import {
   chargeResponseBodySchema,
   errorBodySchema,
@@ -16,7 +22,7 @@ export type HttpGatewayOptions = { url: string; apiKey?: string; timeoutMs: numb
 /** Statuses that mean this request is wrong: retrying the same request cannot help. */
 const REJECTED_STATUSES = new Map([
   [400, 'invalid_request'],
-  [409, 'idempotency_key_reused'],
+  [409, KEY_REUSED],
   [422, 'unprocessable'],
 ]);
 /**

@@ -6,6 +6,7 @@
 import {
   findLastAttempt,
   findPendingAttempt,
+  isBlocked,
   moveNextChargePastPause,
   skipPausedCycles,
   type Attempt,
@@ -347,7 +348,7 @@ async function irreversibleDeclineOfItsCard(
 }
 
 /**
- * Takes a recurrence off hold. Not when the hold followed an irreversible decline of the card it still has
+ * Takes a recurrence off hold. Not while it has a blocked attempt (see src/ops/blocked-attempts.ts), nor when the hold followed an irreversible decline of the card it still has
  * and nothing changed since (the brands forbid sending that card again: the checkout changes the card, or
  * what the code was about, such as the amount), unless `force`.
  */
@@ -360,6 +361,15 @@ export async function reactivateRecurrence(
   await deps.pool.transaction(async (tx) => {
     const recurrence = await lockRecurrence(tx, id);
     if (recurrence === null) throw new AppError('NOT_FOUND', `no recurrence ${id}`);
+    // Active again, its blocked attempt would only be refused and held again: an operator resolves it first.
+    const pending = await findPendingAttempt(tx, id);
+    if (pending !== null && isBlocked(pending)) {
+      throw new AppError(
+        'CONFLICT',
+        `recurrence ${id} has attempt ${pending.id} blocked (the gateway holds another request under its key ${pending.chave_idempotencia}): resolve it first with POST /recorrencias/${id}/tentativas/${pending.id}/resolver`,
+        { details: { status: recurrence.status, tentativa_bloqueada: pending.id } },
+      );
+    }
     const declined =
       options.force || recurrence.status !== 'hold'
         ? null

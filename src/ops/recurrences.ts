@@ -1,7 +1,7 @@
 // Recurrence views for operators: one recurrence with its attempts, skipped cycles, change history and
 // checkout events. Card token references are shown masked: they are not card data, but nothing outside the
 // gateway path needs them whole.
-import { listAttemptsOf, listSkippedCyclesOf } from '../db/cobrancas.ts';
+import { isBlocked, listAttemptsOf, listSkippedCyclesOf } from '../db/cobrancas.ts';
 import { listCheckoutEventsOf } from '../db/eventos-checkout.ts';
 import { listChangeHistory } from '../db/recorrencias-gestao.ts';
 import { findRecurrence } from '../db/recorrencias.ts';
@@ -23,7 +23,12 @@ export async function recurrenceDetail(deps: OpsDeps, id: number) {
   ]);
   return {
     recorrencia: { ...recurrence, cartao_token: maskToken(recurrence.cartao_token) },
-    cobrancas: attempts.map((attempt) => ({ ...attempt, cartao_token: maskToken(attempt.cartao_token) })),
+    cobrancas: attempts.map((attempt) => ({
+      ...attempt,
+      cartao_token: maskToken(attempt.cartao_token),
+      // Waiting for an operator: POST /recorrencias/:id/tentativas/:tentativa/resolver.
+      bloqueada: isBlocked(attempt),
+    })),
     ciclos_pulados: skipped,
     alteracoes: history,
     eventos_checkout: events,

@@ -1,14 +1,36 @@
 // Recurrence counts (the seed's psql queries, for the business date), one recurrence with its attempts, and
-// taking a recurrence off hold.
+// taking a recurrence off hold, and an operator's answer for an attempt blocked by a key the gateway holds for
+// another request.
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { recurrenceStats } from '../../db/stats.ts';
 import { businessDate, isoDate } from '../../domain/dates.ts';
+import { resolveBlockedAttempt } from '../../ops/blocked-attempts.ts';
 import { reactivateRecurrence } from '../../ops/recurrence-changes.ts';
 import { recurrenceDetail } from '../../ops/recurrences.ts';
 import type { AdminDeps } from '../app.ts';
 import { actor } from '../auth.ts';
 import { recurrenceId } from '../schemas.ts';
+
+const operatorNote = z.string().trim().min(1).max(500).describe('what the operator found, for the audit');
+
+const blockedAttemptResolution = z.discriminatedUnion('resultado', [
+  z
+    .object({
+      resultado: z
+        .literal('cobrada')
+        .describe("the gateway's request under the key was this cycle's, approved"),
+      gateway_ref: z.string().trim().min(1).max(255).describe("the gateway's charge id"),
+      motivo: operatorNote,
+    })
+    .strict(),
+  z
+    .object({
+      resultado: z.literal('nao_cobrada').describe('nothing of this customer ran under the key'),
+      motivo: operatorNote,
+    })
+    .strict(),
+]);
 
 export function recurrenceRoutes(deps: AdminDeps): FastifyPluginAsyncZod {
   return async (app) => {
@@ -56,6 +78,30 @@ export function recurrenceRoutes(deps: AdminDeps): FastifyPluginAsyncZod {
         reactivateRecurrence(deps, actor(request), request.params.id, {
           force: request.body?.force ?? false,
         }),
+    );
+
+    app.post(
+      '/recorrencias/:id/tentativas/:tentativa/resolver',
+      {
+        config: { access: 'operator' },
+        schema: {
+          tags: ['recorrencias'],
+          summary:
+            'Resolve an attempt blocked because the gateway holds another request under its key (409 idempotency_key_reused): cobrada (approved, with the gateway charge id) or nao_cobrada (ends rejeitada; the cycle is charged again under a new key after reativar)',
+          params: recurrenceId.extend({
+            tentativa: z.coerce.number().int().positive().max(Number.MAX_SAFE_INTEGER),
+          }),
+          body: blockedAttemptResolution,
+        },
+      },
+      async (request) =>
+        resolveBlockedAttempt(
+          deps,
+          actor(request),
+          request.params.id,
+          request.params.tentativa,
+          request.body,
+        ),
     );
   };
 }

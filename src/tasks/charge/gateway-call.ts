@@ -4,7 +4,7 @@
 // gives up with an unknown outcome ('gateway_busy'), and so does a call still running at the batch's deadline
 // ('batch_deadline'): its attempt stays pending and the job retries under the same key.
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { Attempt } from '../../db/cobrancas.ts';
+import { isBlocked, type Attempt } from '../../db/cobrancas.ts';
 import {
   freeGatewaySlot,
   freeGatewaySlots,
@@ -12,7 +12,7 @@ import {
   takeGatewaySlots,
 } from '../../db/gateway-slots.ts';
 import { gatewaySlotWaitMs } from '../../config.ts';
-import type { ChargeOutcome, ChargeRequest } from '../../gateway/gateway.ts';
+import { KEY_REUSED, type ChargeOutcome, type ChargeRequest } from '../../gateway/gateway.ts';
 import type { ChargeDeps, ChargeJob } from './charge-recurrence.ts';
 
 export type GatewayCall = { job: ChargeJob; attempt: Attempt; resumed: boolean };
@@ -34,6 +34,15 @@ async function callGateway(
   { attempt, resumed }: GatewayCall,
   signal: AbortSignal,
 ): Promise<ChargeOutcome> {
+  // The gateway holds another request under its key (409): a lookup would answer about that request, and a
+  // send would be refused again (or charge, should the gateway have forgotten the key). It waits for an operator.
+  if (isBlocked(attempt))
+    return {
+      kind: 'rejected',
+      reason: attempt.codigo_recusa ?? KEY_REUSED,
+      message: 'attempt blocked until an operator resolves it: not sent, not looked up',
+      executed: true,
+    };
   const request = chargeRequest(attempt);
   if (resumed) {
     const known = await deps.gateway.lookup(request, signal);

@@ -13,6 +13,7 @@ import {
   findPendingAttempt,
   insertAttempt,
   insertSkippedCycles,
+  isBlocked,
   lastAttemptNumber,
   markAttemptSending,
   resolveAttempt,
@@ -52,7 +53,8 @@ async function resumeAttempt(
     await moveNextCharge(tx, recurrence.id, pending.ciclo);
     return 'abandoned';
   }
-  await markAttemptSending(tx, pending.id, job.id);
+  // A blocked attempt is not sent (phase 2 answers for it without calling the gateway): nothing to count.
+  if (!isBlocked(pending)) await markAttemptSending(tx, pending.id, job.id);
   return { kind: 'charge', attempt: pending, recurrence, resumed: true };
 }
 

@@ -6,6 +6,7 @@ import type { DatabaseTransactionConnection } from 'slonik';
 import { readDeclineFacts, recordApprovals, recordDeclines, type Approved } from '../../db/charge-batch.ts';
 import {
   findPendingAttempt,
+  markAttemptBlocked,
   moveNextChargePastPause,
   resolveAttempt,
   type Attempt,
@@ -288,7 +289,7 @@ export type RejectionRecord = 'held' | 'not_active' | 'resolved_elsewhere' | 'cl
  * decline: the issuer never saw the card): resumed, it would send the same card and amount and be refused
  * again, for ever; the attempt an operator's `reativar` leads to is created with the recurrence's values,
  * fixed by then. One whose key holds another request (409) stays
- * pending for the operator to look into. Fenced, as phase 3 is, to the job's claim: a worker whose claim
+ * pending, blocked: never sent or looked up again until an operator says what became of it. Fenced, as phase 3 is, to the job's claim: a worker whose claim
  * lapsed writes nothing (the job's new holder records the outcome), and nothing is written for an attempt
  * another sender resolved meanwhile.
  */
@@ -303,13 +304,9 @@ export async function recordRejection(
     if (!(await lockHeldClaim(tx, CHARGE_QUEUE, claimOf(job)))) return 'claim_lost';
     const pending = await findPendingAttempt(tx, attempt.recorrencia_id);
     if (pending?.id !== attempt.id) return 'resolved_elsewhere';
-    if (!rejection.executed) {
-      await resolveAttempt(tx, attempt.id, {
-        status: 'rejeitada',
-        code: rejection.reason,
-        message: rejection.message ?? '',
-      });
-    }
+    const refusal = { code: rejection.reason, message: rejection.message ?? '' };
+    if (rejection.executed) await markAttemptBlocked(tx, attempt.id, refusal);
+    else await resolveAttempt(tx, attempt.id, { status: 'rejeitada', ...refusal });
     if (recurrence?.status !== 'ativo') return 'not_active';
     await markOnHold(
       tx,

@@ -1,0 +1,119 @@
+// An operator's answer for an attempt the workers cannot resolve: one whose idempotency key the gateway holds
+// for another request (409 idempotency_key_reused). Keys are made of the recurrence, the cycle and the attempt
+// number, so that request may be this very cycle charged before (under a restored database, with another card)
+// or another environment's. The workers never look such a key up (the lookup would answer about that other
+// request) nor send it again; the operator, who asked the gateway, says which it was:
+//  - `cobrada`: the cycle was paid under that key: the attempt is approved with the gateway's reference and the
+//    recurrence moves to its next cycle, as an approval does (a `cobranca_aprovada` event for the checkout);
+//  - `nao_cobrada`: nothing of this customer ran under it: the attempt ends `rejeitada`, and the cycle is
+//    charged with a new attempt (a new key) once the recurrence is taken off hold.
+import { recordApprovals } from '../db/charge-batch.ts';
+import {
+  findPendingAttempt,
+  isBlocked,
+  moveNextChargePastPause,
+  noteOperatorResolution,
+  resolveAttempt,
+} from '../db/cobrancas.ts';
+import { insertAudit } from '../db/pauses.ts';
+import { insertChangeHistory } from '../db/recorrencias-gestao.ts';
+import { lockRecurrence } from '../db/recorrencias.ts';
+import { nextCycle } from '../domain/calendar.ts';
+import { AppError } from '../errors.ts';
+import { KEY_REUSED } from '../gateway/gateway.ts';
+import { emitCheckoutEvents } from '../tasks/charge/checkout-events.ts';
+import type { Actor } from './actor.ts';
+import type { OpsDeps } from './deps.ts';
+
+export type BlockedAttemptResolution =
+  | { resultado: 'cobrada'; gateway_ref: string; motivo: string }
+  | { resultado: 'nao_cobrada'; motivo: string };
+
+/**
+ * Resolves the blocked attempt `attemptId` of recurrence `id` as the operator found it at the gateway. 404 for
+ * an unknown recurrence, 409 when that attempt is not the recurrence's blocked one (resolved meanwhile, or one
+ * the workers still resolve on their own through the gateway).
+ */
+export async function resolveBlockedAttempt(
+  deps: OpsDeps,
+  who: Actor,
+  id: number,
+  attemptId: number,
+  resolution: BlockedAttemptResolution,
+) {
+  const note = `resolvida por ${who.name}: ${resolution.motivo}`;
+  const result = await deps.pool.transaction(async (tx) => {
+    const recurrence = await lockRecurrence(tx, id);
+    if (recurrence === null) throw new AppError('NOT_FOUND', `no recurrence ${id}`);
+    const pending = await findPendingAttempt(tx, id);
+    if (pending?.id !== attemptId || !isBlocked(pending)) {
+      throw new AppError(
+        'CONFLICT',
+        `attempt ${attemptId} is not the blocked attempt of recurrence ${id}: only an attempt whose key the gateway holds for another request waits for an operator`,
+        {
+          details: {
+            tentativa_pendente: pending?.id ?? null,
+            bloqueada: pending !== null && isBlocked(pending),
+          },
+        },
+      );
+    }
+    let movedTo: string | null = null;
+    if (resolution.resultado === 'cobrada') {
+      const [approved] = await recordApprovals(tx, [
+        {
+          attemptId,
+          recurrenceId: id,
+          gatewayRef: resolution.gateway_ref,
+          nextCycle: nextCycle(pending.ciclo, recurrence),
+        },
+      ]);
+      if (approved === undefined) throw new Error(`attempt ${attemptId} was not approved`);
+      await noteOperatorResolution(tx, attemptId, note);
+      // As a worker's approval does: a cycle after a resume's date skips the cycles of the pause.
+      movedTo = approved.concluida ? null : await moveNextChargePastPause(tx, { ...recurrence, ...approved });
+      movedTo ??= approved.proxima_cobranca;
+      await insertChangeHistory(tx, id, who.name, [
+        { campo: 'proxima_cobranca', valor_anterior: recurrence.proxima_cobranca, valor_novo: movedTo },
+        ...(approved.concluida
+          ? [{ campo: 'status', valor_anterior: recurrence.status, valor_novo: approved.status }]
+          : []),
+      ]);
+      await emitCheckoutEvents(deps, tx, [
+        { attempt: pending, type: 'cobranca_aprovada' },
+        { attempt: pending, type: approved.concluida ? 'recorrencia_concluida' : null },
+      ]);
+    } else {
+      await resolveAttempt(tx, attemptId, { status: 'rejeitada', code: KEY_REUSED, message: note });
+    }
+    await insertAudit(tx, {
+      who,
+      action: 'resolve_blocked_attempt',
+      target: `recorrencia:${id}`,
+      details: {
+        tentativa: attemptId,
+        chave_idempotencia: pending.chave_idempotencia,
+        ciclo: pending.ciclo,
+        ...resolution,
+      },
+    });
+    return { attempt: pending, movedTo };
+  });
+  deps.log.warn(
+    {
+      recorrenciaId: id,
+      attemptId,
+      key: result.attempt.chave_idempotencia,
+      by: who,
+      resultado: resolution.resultado,
+    },
+    'blocked attempt resolved by an operator',
+  );
+  return {
+    recorrencia_id: id,
+    tentativa: attemptId,
+    ciclo: result.attempt.ciclo,
+    status: resolution.resultado === 'cobrada' ? 'aprovada' : 'rejeitada',
+    proxima_cobranca: result.movedTo,
+  };
+}
