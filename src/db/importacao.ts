@@ -96,7 +96,11 @@ export async function upsertImportedBatch(
       -- Also protected: an old id whose recurrence ended here and was archived (an import must not revive it).
       SELECT n.*, (e.id IS NOT NULL AND (${tuple('e')}) IS DISTINCT FROM (${tuple('n')}) AND ${OWNED})
           OR (e.id IS NULL AND EXISTS (SELECT 1 FROM checkout_recorrencias_arquivo a WHERE a.id_legado = n.id_legado))
-          AS protegida
+          AS protegida,
+        -- Never written, even when identical to the export as this statement's snapshot reads it (counted as
+        -- unchanged): lockOverwritableRecurrences did not lock it, so a charge or a change can commit before ON
+        -- CONFLICT reaches the row, and DO UPDATE would then overwrite that latest version.
+        coalesce(e.id IS NOT NULL AND ${OWNED}, false) AS propria
       FROM novos n LEFT JOIN checkout_recorrencias e ON e.id_legado = n.id_legado
     ), gravadas AS (
       INSERT INTO checkout_recorrencias AS r (id_legado, vendedor_id, cliente_ref, cartao_token, bandeira, valor_centavos,
@@ -105,7 +109,7 @@ export async function upsertImportedBatch(
       SELECT id_legado, vendedor_id, cliente_ref, cartao_token, bandeira, valor_centavos, moeda, descricao, periodicidade,
         dia_ancora, proxima_cobranca, total_ciclos, ciclos_cobrados, status, motivo_hold, referencia_externa, criado_em,
         hold_em, encerrada_em
-      FROM marcadas WHERE NOT protegida
+      FROM marcadas WHERE NOT protegida AND NOT propria
       ON CONFLICT ON CONSTRAINT checkout_recorrencias_id_legado_unico DO UPDATE SET
         vendedor_id = excluded.vendedor_id, cliente_ref = excluded.cliente_ref, cartao_token = excluded.cartao_token,
         bandeira = excluded.bandeira, valor_centavos = excluded.valor_centavos, moeda = excluded.moeda,

@@ -11,6 +11,8 @@ import {
   upsertImportedBatch,
 } from '../db/importacao.ts';
 import { insertAudit } from '../db/pauses.ts';
+import type { DatabaseTransactionConnection } from '../db/pool.ts';
+import { findLatestLegacyCutover } from '../db/recorrencias-gestao.ts';
 import { parseCsv, CsvSyntaxError } from '../domain/csv.ts';
 import { businessDate, type IsoDate } from '../domain/dates.ts';
 import {
@@ -164,6 +166,21 @@ function validate(lines: Line[], cutover: IsoDate | null) {
 }
 
 /**
+ * Once an import used a cutover, every later one must use it or a later one: without it, a re-import would
+ * write rows not yet charged here back to their old dates, before the cutover, into the old system's time
+ * (the next run would charge cycles the old system was responsible for).
+ */
+async function refuseEarlierCutover(tx: DatabaseTransactionConnection, cutover: IsoDate | null) {
+  const latest = await findLatestLegacyCutover(tx);
+  if (latest !== null && (cutover === null || cutover < latest)) {
+    throw new AppError(
+      'INVALID_INPUT',
+      `--cutover: an earlier import used the cutover ${latest}; give --cutover ${latest} (or later), or the rows not yet charged here would move back before it`,
+    );
+  }
+}
+
+/**
  * Runs an import (or its dry run) and reports the counts: lines read, inserted, updated, unchanged,
  * protected (already charged or changed by this service: never overwritten), rejected, moved by the cutover.
  */
@@ -175,6 +192,7 @@ export async function importLegacyExport(deps: OpsDeps, who: Actor, options: Imp
   try {
     await deps.pool.transaction(async (tx) => {
       await lockImports(tx);
+      await refuseEarlierCutover(tx, options.cutover);
       await lockOverwritableRecurrences(
         tx,
         rows.map((row) => row.id_legado),

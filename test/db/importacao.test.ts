@@ -1,4 +1,5 @@
-// The import's bulk upsert on its own: an old id already archived here is protected, never inserted again.
+// The import's bulk upsert on its own: an old id already archived here is protected, never inserted again, and a
+// recurrence this service owns is never written, whatever commits while the import runs.
 import pg from 'pg';
 import t from 'tap';
 import { createDbPool } from '../../src/db/pool.ts';
@@ -79,6 +80,60 @@ t.test(
     t.same(
       await query(url, `SELECT proxima_cobranca::text FROM checkout_recorrencias WHERE id_legado = 'L-1'`),
       [{ proxima_cobranca: '2031-03-10' }],
+    );
+  },
+);
+
+t.test(
+  'a recurrence owned here and identical to the export is left alone, even when a charge commits meanwhile',
+  async (t) => {
+    const url = await createMigratedDatabase(t);
+    const pool = await createDbPool(url, { maxConnections: 2, applicationName: 'test' });
+    t.teardown(() => pool.end());
+    await pool.transaction((tx) => upsertImportedBatch(tx, [row('L-1')]));
+    // Phase 1 of a charge committed its attempt without changing the recurrence: owned, and still identical.
+    await query(
+      url,
+      `INSERT INTO checkout_recorrencia_cobrancas (recorrencia_id, ciclo, tentativa, chave_idempotencia, valor_centavos,
+         moeda, cartao_token, data_negocio)
+       SELECT id, proxima_cobranca, 1, 'k-1', valor_centavos, moeda, cartao_token, proxima_cobranca
+       FROM checkout_recorrencias WHERE id_legado = 'L-1'`,
+    );
+    // Phase 3 records the approval and holds the row until it commits, while the same export is imported again.
+    const charge = new pg.Client({ connectionString: url });
+    await charge.connect();
+    t.teardown(() => charge.end());
+    await charge.query('BEGIN');
+    await charge.query(
+      `UPDATE checkout_recorrencias SET proxima_cobranca = '2031-04-10', ciclos_cobrados = 1 WHERE id_legado = 'L-1'`,
+    );
+    let settled = false;
+    const importing = pool
+      .transaction(async (tx) => {
+        await lockOverwritableRecurrences(tx, ['L-1']);
+        return upsertImportedBatch(tx, [row('L-1')]);
+      })
+      .finally(() => {
+        settled = true;
+      });
+    // Either the import is done without the row, or it waits for the row (then writes its latest version).
+    await eventually(async () => {
+      if (settled) return true;
+      const [waiting] = await query<{ n: number }>(
+        url,
+        `SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'`,
+      );
+      return waiting !== undefined && waiting.n > 0 ? true : undefined;
+    });
+    await charge.query('COMMIT');
+    t.same(await importing, { inseridas: 0, atualizadas: 0, protegidas: 0 }, 'unchanged, not written');
+    t.same(
+      await query(
+        url,
+        `SELECT proxima_cobranca::text, ciclos_cobrados FROM checkout_recorrencias WHERE id_legado = 'L-1'`,
+      ),
+      [{ proxima_cobranca: '2031-04-10', ciclos_cobrados: 1 }],
+      'the approval stands: the charged cycle is not due again',
     );
   },
 );

@@ -189,6 +189,21 @@ t.test(
       { inseridas: 0, atualizadas: 0, protegidas: 0, inalteradas: ROWS },
       'a second import changes nothing',
     );
+    for (const cutover of [null, '2031-03-01']) {
+      await t.rejects(
+        importLegacyExport(h.deps, testActor('teste'), { ...options, cutover }),
+        { code: 'INVALID_INPUT', message: /an earlier import used the cutover 2031-03-10/ },
+        `a re-import with the cutover ${cutover ?? 'left out'} is refused`,
+      );
+    }
+    t.same(
+      await query(
+        h.url,
+        `SELECT proxima_cobranca::text FROM checkout_recorrencias WHERE id_legado IN ('L1000', 'L2000') ORDER BY id_legado`,
+      ),
+      [{ proxima_cobranca: '2031-04-05' }, { proxima_cobranca: CUTOVER }],
+      'nothing moved back before the cutover',
+    );
 
     // The rehearsal: the dry run of the cutover day, then the real run and its charges.
     const listed: Array<{
