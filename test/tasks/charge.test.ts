@@ -1185,3 +1185,54 @@ t.test(
     await assertLedgerAgrees(t, h.url, h.gateway);
   },
 );
+
+t.test(
+  'a job run days after its date (a redrive, a queue paused for weeks) charges once, for the latest cycle',
+  async (t) => {
+    const h = await createHarness(t);
+    // Weekly, due Monday 2031-03-03; its job runs on 03-24 (redriven from the dead-letter queue, say).
+    const id = await insertRecurrence(h.pool, {
+      proxima_cobranca: '2031-03-03',
+      periodicidade: 'semanal',
+      dia_ancora: null,
+    });
+    h.setNow(new Date('2031-03-24T15:00:00Z'));
+    t.match((await chargeOnce(h, id, '2031-03-03')).result, { status: 'approved', cycle: '2031-03-24' });
+    t.same(
+      (
+        await query<{ ciclo: string }>(
+          h.url,
+          'SELECT ciclo::text FROM checkout_recorrencia_ciclos_pulados WHERE recorrencia_id = $1 ORDER BY ciclo',
+          [id],
+        )
+      ).map((row) => row.ciclo),
+      ['2031-03-03', '2031-03-10', '2031-03-17'],
+      'the cycles in between are recorded as skipped',
+    );
+    // The run of the day then has nothing left to charge.
+    t.match((await chargeOnce(h, id, '2031-03-24')).result, { status: 'skipped', reason: 'not_due' });
+    t.equal(h.gateway.ledger().length, 1);
+    await assertLedgerAgrees(t, h.url, h.gateway);
+  },
+);
+
+t.test(
+  'a job of the batch with nothing to charge does not make the next one for its recurrence skip',
+  async (t) => {
+    const h = await createHarness(t);
+    const id = await insertRecurrence(h.pool, { proxima_cobranca: DAY });
+    await enqueueChargeJobs(h.boss, [
+      { recorrenciaId: id, dataNegocio: '2031-03-09', motivo: 'agendada' },
+      { recorrenciaId: id, dataNegocio: DAY, motivo: 'agendada' },
+    ]);
+    const jobs = (await h.fetchChargeJobs(10)).sort((a, b) =>
+      a.data.dataNegocio.localeCompare(b.data.dataNegocio),
+    );
+    t.equal(jobs.length, 2);
+    t.match(await chargeJobs(h.deps, jobs), [
+      { status: 'skipped', reason: 'not_due' },
+      { status: 'approved', cycle: DAY },
+    ]);
+    await assertLedgerAgrees(t, h.url, h.gateway);
+  },
+);

@@ -1,7 +1,7 @@
 // Phase 1's decision for one job, for every branch: what is skipped and why, what is resumed, what is planned.
 import t from 'tap';
 import type { Recurrence } from '../../src/db/recorrencias.ts';
-import { decideCharge } from '../../src/tasks/charge/charge-decision.ts';
+import { decideCharge as decide } from '../../src/tasks/charge/charge-decision.ts';
 
 const base: Recurrence = {
   id: 1,
@@ -31,6 +31,15 @@ const base: Recurrence = {
   criado_em: new Date(),
   atualizado_em: new Date(),
 };
+type Args = Parameters<typeof decide>;
+/** Phase 1 runs before every job's date here unless a test says otherwise: only the job's date counts. */
+const decideCharge = (
+  recurrence: Args[0],
+  pending: Args[1],
+  payload: Args[2],
+  backbill: Args[3],
+  today = '2030-12-31',
+) => decide(recurrence, pending, payload, backbill, today);
 const job = (over: object = {}) => ({
   recorrenciaId: 1,
   dataNegocio: '2031-01-31',
@@ -119,3 +128,24 @@ t.test('a new attempt for the planned cycle; a retry clears its retry date', asy
     clearsRetry: false,
   });
 });
+
+t.test(
+  'a job run after its date charges what is due by the day it runs: the latest cycle, once',
+  async (t) => {
+    t.same(decideCharge(base, false, job(), false, '2031-04-02'), {
+      kind: 'new',
+      plan: { cycle: '2031-03-31', skipped: ['2031-01-31', '2031-02-28'] },
+      clearsRetry: false,
+    });
+    t.same(
+      decideCharge(base, false, job(), true, '2031-04-02'),
+      { kind: 'new', plan: { cycle: '2031-01-31', skipped: [] }, clearsRetry: false },
+      'with back-billing, the oldest unpaid cycle (the approval enqueues the next)',
+    );
+    t.same(
+      decideCharge(base, false, job({ dataNegocio: '2031-01-30' }), false, '2031-04-02'),
+      { kind: 'skip', reason: 'not_due' },
+      'a job charges nothing that was not due by its own date: the run of the day does',
+    );
+  },
+);

@@ -3,6 +3,7 @@
 // charge paths both decide through here.
 import type { Recurrence } from '../../db/recorrencias.ts';
 import { planCharge, type ChargePlan } from '../../domain/calendar.ts';
+import { laterDate, type IsoDate } from '../../domain/dates.ts';
 import type { ChargeJobPayload } from './charge-jobs.ts';
 
 export type ChargeDecision =
@@ -10,11 +11,17 @@ export type ChargeDecision =
   | { kind: 'resume' }
   | { kind: 'new'; plan: ChargePlan; clearsRetry: boolean };
 
+/**
+ * `today` is the business date phase 1 runs on. A job runs later than its date when it waited (a queue paused
+ * for days, workers down, a dead-lettered job redriven): it charges what is due by then, as the run of that
+ * day would, so one late job charges once, for the latest cycle, and the run of the day finds nothing left.
+ */
 export function decideCharge(
   recurrence: Recurrence | null,
   hasPendingAttempt: boolean,
   job: ChargeJobPayload,
   backbill: boolean,
+  today: IsoDate,
 ): ChargeDecision {
   if (recurrence === null) return { kind: 'skip', reason: 'recurrence_not_found' };
   // An unresolved attempt is resumed with its own key, never replaced: the gateway may have executed it. Also
@@ -42,6 +49,6 @@ export function decideCharge(
   const plan =
     job.motivo === 'retentativa'
       ? { cycle: recurrence.proxima_cobranca, skipped: [] }
-      : planCharge(recurrence.proxima_cobranca, job.dataNegocio, recurrence, backbill);
+      : planCharge(recurrence.proxima_cobranca, laterDate(job.dataNegocio, today), recurrence, backbill);
   return { kind: 'new', plan, clearsRetry: recurrence.proxima_tentativa !== null };
 }

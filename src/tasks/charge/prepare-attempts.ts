@@ -21,6 +21,7 @@ import {
   type Attempt,
 } from '../../db/cobrancas.ts';
 import { moveNextCharge, type Recurrence } from '../../db/recorrencias.ts';
+import { businessDate } from '../../domain/dates.ts';
 import { attemptKey } from '../../domain/identifiers.ts';
 import { decideCharge } from './charge-decision.ts';
 import type { ChargeDeps, ChargeJob } from './charge-recurrence.ts';
@@ -108,13 +109,15 @@ async function attemptAfterSkipping(
 /**
  * Phase 1 for `jobs` (one entry per job, in order). Common case in bulk: a new attempt for the due cycle,
  * inserted with the others in one statement; rare cases (resume, skipped cycles) statement by statement.
- * Two jobs of the batch for the same recurrence: the first charges it, the second has nothing to do.
+ * Two jobs of the batch for the same recurrence: the first that charges it does, the ones after it have nothing
+ * to do (one that has nothing to charge, a job for an earlier date, say, leaves the recurrence to the next).
  */
 export async function prepareAttempts(
   deps: ChargeDeps,
   tx: DatabaseTransactionConnection,
   jobs: ChargeJob[],
 ): Promise<Prepared[]> {
+  const today = businessDate(deps.now(), deps.config.timeZone);
   const ids = [...new Set(jobs.map((job) => job.data.recorrenciaId))].sort((a, b) => a - b);
   const candidates = new Map((await lockChargeCandidates(tx, ids)).map((row) => [row.id, row]));
   const prepared: Array<Prepared | undefined> = [];
@@ -125,19 +128,22 @@ export async function prepareAttempts(
       prepared[index] = { kind: 'skip', reason: 'charged_by_another_job_in_batch' };
       continue;
     }
-    seen.add(job.data.recorrenciaId);
     const locked = candidates.get(job.data.recorrenciaId);
     const candidate = locked === undefined ? null : await startAfterPause(tx, locked);
+    // A later job of the batch for the same recurrence decides on the row as this one leaves it.
+    if (candidate !== null) candidates.set(candidate.id, candidate);
     let decision = decideCharge(
       candidate,
       candidate?.tem_pendente ?? false,
       job.data,
       deps.config.billing.backbillMissedCycles,
+      today,
     );
     if (decision.kind === 'resume' && candidate !== null) {
       const resumed = await resumeAttempt(tx, job, candidate);
       if (typeof resumed === 'object') {
         prepared[index] = resumed;
+        seen.add(candidate.id);
         continue;
       }
       // The locking statement read tem_pendente in the snapshot it took before waiting for the lock, while
@@ -149,6 +155,7 @@ export async function prepareAttempts(
         false,
         job.data,
         deps.config.billing.backbillMissedCycles,
+        today,
       );
     }
     if (decision.kind === 'skip' || decision.kind === 'resume' || candidate === null) {
@@ -158,7 +165,9 @@ export async function prepareAttempts(
       };
     } else if (decision.plan.skipped.length > 0) {
       prepared[index] = await attemptAfterSkipping(tx, job, candidate, decision.plan);
+      seen.add(candidate.id);
     } else {
+      seen.add(candidate.id);
       const number = candidate.ultima_tentativa + 1;
       fresh.push({
         index,
