@@ -1,7 +1,7 @@
 // The import's bulk upsert on its own: an old id already archived here is protected, never inserted again, and a
 // recurrence this service owns is never written, whatever commits while the import runs.
 import pg from 'pg';
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { createDbPool } from '../../src/db/pool.ts';
 import { lockOverwritableRecurrences, upsertImportedBatch } from '../../src/db/importacao.ts';
 import type { ImportedRecurrence } from '../../src/domain/legacy-import.ts';
@@ -28,6 +28,15 @@ const row = (id: string): ImportedRecurrence => ({
   criado_em: null,
 });
 
+/** A database where L-1 was imported, and a pool of two connections to it. */
+async function importedL1(t: Test) {
+  const url = await createMigratedDatabase(t);
+  const pool = await createDbPool(url, { maxConnections: 2, applicationName: 'test' });
+  t.teardown(() => pool.end());
+  await pool.transaction((tx) => upsertImportedBatch(tx, [row('L-1')]));
+  return { url, pool };
+}
+
 t.test('an archived old id is protected: the import does not bring the recurrence back', async (t) => {
   const url = await createMigratedDatabase(t);
   await query(
@@ -47,10 +56,7 @@ t.test('an archived old id is protected: the import does not bring the recurrenc
 t.test(
   'a recurrence charged here while the import waited for it is protected, not overwritten',
   async (t) => {
-    const url = await createMigratedDatabase(t);
-    const pool = await createDbPool(url, { maxConnections: 2, applicationName: 'test' });
-    t.teardown(() => pool.end());
-    await pool.transaction((tx) => upsertImportedBatch(tx, [row('L-1')]));
+    const { url, pool } = await importedL1(t);
     // A charge's phase 1 holds the recurrence and creates its attempt (it commits while the import waits).
     const charge = new pg.Client({ connectionString: url });
     await charge.connect();
@@ -87,10 +93,7 @@ t.test(
 t.test(
   'a recurrence owned here and identical to the export is left alone, even when a charge commits meanwhile',
   async (t) => {
-    const url = await createMigratedDatabase(t);
-    const pool = await createDbPool(url, { maxConnections: 2, applicationName: 'test' });
-    t.teardown(() => pool.end());
-    await pool.transaction((tx) => upsertImportedBatch(tx, [row('L-1')]));
+    const { url, pool } = await importedL1(t);
     // Phase 1 of a charge committed its attempt without changing the recurrence: owned, and still identical.
     await query(
       url,

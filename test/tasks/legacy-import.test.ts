@@ -95,6 +95,13 @@ async function generateExport(dir: string) {
   return { file, badLines };
 }
 
+/** The next dates of two rows the cutover moves: L1000 (due 2031-01-05, anchor 5), L2000 (2031-01-10, anchor 10). */
+const movedByTheCutover = (url: string) =>
+  query(
+    url,
+    `SELECT proxima_cobranca::text FROM checkout_recorrencias WHERE id_legado IN ('L1000', 'L2000') ORDER BY id_legado`,
+  );
+
 t.test(
   'import 100k rows, report bad lines, reimport changes nothing, the cutover dry run matches the charges',
   async (t) => {
@@ -170,10 +177,7 @@ t.test(
       'nothing left before the cutover',
     );
     t.same(
-      await query(
-        h.url,
-        `SELECT proxima_cobranca::text FROM checkout_recorrencias WHERE id_legado IN ('L1000', 'L2000') ORDER BY id_legado`,
-      ),
+      await movedByTheCutover(h.url),
       [{ proxima_cobranca: '2031-04-05' }, { proxima_cobranca: CUTOVER }],
       'moved to the first cycle on or after the cutover',
     );
@@ -197,10 +201,7 @@ t.test(
       );
     }
     t.same(
-      await query(
-        h.url,
-        `SELECT proxima_cobranca::text FROM checkout_recorrencias WHERE id_legado IN ('L1000', 'L2000') ORDER BY id_legado`,
-      ),
+      await movedByTheCutover(h.url),
       [{ proxima_cobranca: '2031-04-05' }, { proxima_cobranca: CUTOVER }],
       'nothing moved back before the cutover',
     );
