@@ -206,7 +206,8 @@ export async function changeRecurrence(deps: OpsDeps, who: Actor, id: number, pa
   return {
     recorrencia: presentRecurrence(result.recurrence),
     alteracoes: result.changed,
-    // The first cycle the change applies to: the one after a charge in flight, else the next one.
+    // The first cycle the change surely applies to: the one after a charge in flight, else the next one. A
+    // retry of the cycle in flight, should it be declined, is a new attempt: it takes the change too.
     aplica_a_partir_do_ciclo:
       result.pending === null
         ? result.recurrence.proxima_cobranca

@@ -128,6 +128,7 @@ t.test('the rule file has the structure Prometheus loads', async (t) => {
   }
   for (const required of [
     'RecorrenciasDailyRunLate',
+    'RecorrenciasRetryRunLate',
     'RecorrenciasDeadLetterNotEmpty',
     'RecorrenciasAttemptPendingTooLong',
     'RecorrenciasNoticeOutboxBacklog',
