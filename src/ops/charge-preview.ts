@@ -3,7 +3,7 @@
 // charging or enqueueing anything. Operators compare it with the old system's list before switching.
 import { findDuePreviewPage, sumDuePreview, type DueRow } from '../db/previa-cobrancas.ts';
 import { planCharge } from '../domain/calendar.ts';
-import { businessDate, type IsoDate } from '../domain/dates.ts';
+import { businessDate, laterDate, type IsoDate } from '../domain/dates.ts';
 import { AppError } from '../errors.ts';
 import { PERIODIC_TASK_DEFINITIONS } from '../tasks/registry.ts';
 import { requirePeriodicTask } from './control.ts';
@@ -22,8 +22,12 @@ export type PreviewItem = {
   retomada: boolean;
 };
 
-/** Mirrors phase 1 of the charge: a pending attempt is resumed as is, otherwise the plan decides the cycle. */
-function previewOf(row: DueRow, date: IsoDate, backbill: boolean): PreviewItem {
+/**
+ * Mirrors phase 1 of the charge: a pending attempt is resumed as is, otherwise the plan decides the cycle. The
+ * run's jobs take the recurrences due by `date`, and plan on it or on the day they run, whichever is later
+ * (a run for a past date charges what is due by today): `planDate`.
+ */
+function previewOf(row: DueRow, planDate: IsoDate, backbill: boolean): PreviewItem {
   const base = {
     recorrencia_id: row.id,
     id_legado: row.id_legado,
@@ -39,7 +43,7 @@ function previewOf(row: DueRow, date: IsoDate, backbill: boolean): PreviewItem {
       retomada: true,
     };
   }
-  const plan = planCharge(row.proxima_cobranca, date, row, backbill);
+  const plan = planCharge(row.proxima_cobranca, planDate, row, backbill);
   return {
     ...base,
     ciclo: plan.cycle,
@@ -61,6 +65,11 @@ function decodePreviewCursor(value: string): { date: IsoDate; id: number } {
   return { date: match[1], id: Number(match[2]) };
 }
 
+/** The date a job of the run for `date` plans its cycle on, were it to run now (see decideCharge). */
+function planDateOf(deps: OpsDeps, date: IsoDate): IsoDate {
+  return laterDate(date, businessDate(deps.now(), deps.config.timeZone));
+}
+
 /** One page of the list, with the totals over the whole date and the cursor of the next page. */
 export async function previewDueCharges(
   deps: OpsDeps,
@@ -75,7 +84,9 @@ export async function previewDueCharges(
   const last = rows.at(-1);
   return {
     ...totals,
-    cobrancas: rows.map((row) => previewOf(row, date, deps.config.billing.backbillMissedCycles)),
+    cobrancas: rows.map((row) =>
+      previewOf(row, planDateOf(deps, date), deps.config.billing.backbillMissedCycles),
+    ),
     nextCursor: rows.length === page.limit && last !== undefined ? encodePreviewCursor(last) : null,
   };
 }
@@ -89,7 +100,8 @@ export async function* allDueCharges(
   let after: { date: IsoDate; id: number } | null = null;
   for (;;) {
     const rows = await findDuePreviewPage(deps.pool, date, after, pageSize);
-    for (const row of rows) yield previewOf(row, date, deps.config.billing.backbillMissedCycles);
+    const planDate = planDateOf(deps, date);
+    for (const row of rows) yield previewOf(row, planDate, deps.config.billing.backbillMissedCycles);
     const last = rows.at(-1);
     if (last === undefined || rows.length < pageSize) return;
     after = { date: last.proxima_cobranca, id: last.id };

@@ -11,6 +11,7 @@ import {
 } from '../../src/ops/recurrence-changes.ts';
 import { outcomeRecordingReserveMs } from '../../src/config.ts';
 import { listChangeHistory } from '../../src/db/recorrencias-gestao.ts';
+import { previewDueCharges } from '../../src/ops/charge-preview.ts';
 import { recurrenceStats } from '../../src/db/stats.ts';
 import { CHARGE_QUEUE } from '../../src/queue/task-names.ts';
 import { query } from '../helpers/database.ts';
@@ -1197,6 +1198,11 @@ t.test(
       dia_ancora: null,
     });
     h.setNow(new Date('2031-03-24T15:00:00Z'));
+    t.match(
+      (await previewDueCharges(h.deps, '2031-03-03', { limit: 10 })).cobrancas,
+      [{ recorrencia_id: id, ciclo: '2031-03-24', ciclos_pulados: 3 }],
+      'the dry run of that date run today says what the job then charges',
+    );
     t.match((await chargeOnce(h, id, '2031-03-03')).result, { status: 'approved', cycle: '2031-03-24' });
     t.same(
       (
