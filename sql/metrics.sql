@@ -37,9 +37,10 @@ WHERE data_negocio = (now() AT TIME ZONE 'America/Sao_Paulo')::date
 GROUP BY status
 ORDER BY status;
 
--- Unresolved attempts of any date, oldest first (resumed with the same key, never replaced).
+-- Unresolved attempts of any date, oldest first (resumed with the same key, never replaced; bloqueada: the
+-- gateway answered 409 and the attempt waits for an operator's POST /recorrencias/:id/cobrancas/:id/resolver).
 SELECT id AS tentativa_id, recorrencia_id, ciclo, tentativa, chave_idempotencia, envios, criado_em,
-  date_trunc('second', now() - criado_em) AS idade
+  date_trunc('second', now() - criado_em) AS idade, codigo_recusa IS NOT NULL AS bloqueada
 FROM checkout_recorrencia_cobrancas
 WHERE status = 'pendente'
 ORDER BY criado_em

@@ -121,7 +121,8 @@ export async function recordApprovals(
       SET status = 'aprovada', gateway_ref = i.gateway_ref, resolvida_em = now()
       FROM input i
       -- The uncorrelated subquery runs once, first: the recurrence locks are taken before any attempt lock.
-      WHERE c.id = i.attempt_id AND c.status = 'pendente' AND (SELECT n FROM locked) >= 0
+      -- Not a blocked attempt (codigo_recusa set): only an operator resolves it, clearing the code first.
+      WHERE c.id = i.attempt_id AND c.status = 'pendente' AND c.codigo_recusa IS NULL AND (SELECT n FROM locked) >= 0
       RETURNING c.id, c.recorrencia_id
     ), advanced AS (
       UPDATE checkout_recorrencias r
@@ -163,7 +164,8 @@ export async function readDeclineFacts(
 ): Promise<Map<number, { pending: boolean; sentLast30Days: number }>> {
   if (attemptIds.length === 0) return new Map();
   const result = await tx.query(sql.type(DeclineFacts)`
-    SELECT c.id, c.status = 'pendente' AS pendente,
+    -- A blocked attempt (see markAttemptBlocked) waits for an operator: no worker resolves it.
+    SELECT c.id, c.status = 'pendente' AND c.codigo_recusa IS NULL AS pendente,
       (SELECT count(*) FROM checkout_recorrencia_cobrancas s
         WHERE s.recorrencia_id = c.recorrencia_id AND s.envios > 0 AND s.criado_em > now() - interval '30 days'
           AND s.status <> 'rejeitada'

@@ -116,14 +116,22 @@ export function isBlocked(attempt: Attempt): boolean {
   return attempt.status === 'pendente' && attempt.codigo_recusa !== null;
 }
 
-/** An operator's words on an attempt approved by hand (see src/ops/blocked-attempts.ts), in place of the 409's. */
-export async function noteOperatorResolution(
+/**
+ * Unblocks an attempt an operator found paid at the gateway (see src/ops/blocked-attempts.ts), to be approved
+ * next in the same transaction: the 409's code and words go, and the attempt takes the amount and currency the
+ * gateway charged under its key (a 409 means the request differed from the attempt's). The operator's note
+ * stays in the audit: `mensagem` reaches the checkout in the approval's event.
+ */
+export async function unblockAsCharged(
   tx: CommonQueryMethods,
   id: number,
-  note: string,
+  charged: { amountCents: number; currency: string },
 ): Promise<void> {
   await tx.query(sql.unsafe`
-    UPDATE checkout_recorrencia_cobrancas SET codigo_recusa = NULL, mensagem = ${note} WHERE id = ${id}`);
+    UPDATE checkout_recorrencia_cobrancas
+    SET codigo_recusa = NULL, mensagem = 'cobrança confirmada na gateway por um operador',
+        valor_centavos = ${charged.amountCents}, moeda = ${charged.currency}
+    WHERE id = ${id} AND status = 'pendente'`);
 }
 
 /** Resolves a pending attempt. Returns false when it was no longer pending (someone else resolved it). */

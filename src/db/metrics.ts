@@ -17,6 +17,7 @@ const TaskRunGauges = z.object({
 
 export const MetricGauges = z.object({
   tentativa_pendente_mais_antiga_segundos: z.number().nullable(),
+  tentativas_bloqueadas: z.number(),
   tarefas: z.array(TaskRunGauges),
   avisos_por_status: z.record(z.enum(NOTICE_STATUSES), z.number()),
   aviso_nao_entregue_mais_antigo_segundos: z.number().nullable(),
@@ -61,9 +62,13 @@ export async function getMetricGauges(
       SELECT status, count(*)::int AS n FROM avisos_vendedores WHERE status IN ('pendente', 'falhou') GROUP BY status
     )
     SELECT jsonb_build_object(
+      -- Blocked attempts (a 409: codigo_recusa set) wait for an operator, maybe for days: counted apart, so
+      -- that one does not hide a gateway incident behind an age already past the alert's threshold.
       'tentativa_pendente_mais_antiga_segundos',
         (SELECT extract(epoch FROM now() - min(criado_em))::float8
-         FROM checkout_recorrencia_cobrancas WHERE status = 'pendente'),
+         FROM checkout_recorrencia_cobrancas WHERE status = 'pendente' AND codigo_recusa IS NULL),
+      'tentativas_bloqueadas',
+        (SELECT count(*)::int FROM checkout_recorrencia_cobrancas WHERE status = 'pendente' AND codigo_recusa IS NOT NULL),
       'tarefas', (SELECT coalesce(jsonb_agg(to_jsonb(tarefas) ORDER BY tarefa), '[]'::jsonb) FROM tarefas),
       'avisos_por_status',
         (SELECT jsonb_object_agg(s, coalesce((SELECT n FROM avisos a WHERE a.status = s), 0))

@@ -4,7 +4,8 @@
 // or another environment's. The workers never look such a key up (the lookup would answer about that other
 // request) nor send it again; the operator, who asked the gateway, says which it was:
 //  - `cobrada`: the cycle was paid under that key: the attempt is approved with the gateway's reference and the
-//    recurrence moves to its next cycle, as an approval does (a `cobranca_aprovada` event for the checkout);
+//    amount and currency the gateway charged (they differ from the attempt's when the 409 was about them), and
+//    the recurrence moves to its next cycle, as an approval does (a `cobranca_aprovada` event for the checkout);
 //  - `nao_cobrada`: nothing of this customer ran under it: the attempt ends `rejeitada`, and the cycle is
 //    charged with a new attempt (a new key) once the recurrence is taken off hold.
 import { recordApprovals } from '../db/charge-batch.ts';
@@ -12,8 +13,8 @@ import {
   findPendingAttempt,
   isBlocked,
   moveNextChargePastPause,
-  noteOperatorResolution,
   resolveAttempt,
+  unblockAsCharged,
 } from '../db/cobrancas.ts';
 import { insertAudit } from '../db/pauses.ts';
 import { insertChangeHistory } from '../db/recorrencias-gestao.ts';
@@ -26,7 +27,7 @@ import type { Actor } from './actor.ts';
 import type { OpsDeps } from './deps.ts';
 
 export type BlockedAttemptResolution =
-  | { resultado: 'cobrada'; gateway_ref: string; motivo: string }
+  | { resultado: 'cobrada'; gateway_ref: string; valor_centavos: number; moeda: string; motivo: string }
   | { resultado: 'nao_cobrada'; motivo: string };
 
 /**
@@ -41,7 +42,6 @@ export async function resolveBlockedAttempt(
   attemptId: number,
   resolution: BlockedAttemptResolution,
 ) {
-  const note = `resolvida por ${who.name}: ${resolution.motivo}`;
   const result = await deps.pool.transaction(async (tx) => {
     const recurrence = await lockRecurrence(tx, id);
     if (recurrence === null) throw new AppError('NOT_FOUND', `no recurrence ${id}`);
@@ -52,7 +52,7 @@ export async function resolveBlockedAttempt(
         `attempt ${attemptId} is not the blocked attempt of recurrence ${id}: only an attempt whose key the gateway holds for another request waits for an operator`,
         {
           details: {
-            tentativa_pendente: pending?.id ?? null,
+            cobranca_pendente: pending?.id ?? null,
             bloqueada: pending !== null && isBlocked(pending),
           },
         },
@@ -60,6 +60,10 @@ export async function resolveBlockedAttempt(
     }
     let movedTo: string | null = null;
     if (resolution.resultado === 'cobrada') {
+      await unblockAsCharged(tx, attemptId, {
+        amountCents: resolution.valor_centavos,
+        currency: resolution.moeda,
+      });
       const [approved] = await recordApprovals(tx, [
         {
           attemptId,
@@ -69,7 +73,6 @@ export async function resolveBlockedAttempt(
         },
       ]);
       if (approved === undefined) throw new Error(`attempt ${attemptId} was not approved`);
-      await noteOperatorResolution(tx, attemptId, note);
       // As a worker's approval does: a cycle after a resume's date skips the cycles of the pause.
       movedTo = approved.concluida ? null : await moveNextChargePastPause(tx, { ...recurrence, ...approved });
       movedTo ??= approved.proxima_cobranca;
@@ -84,14 +87,18 @@ export async function resolveBlockedAttempt(
         { attempt: pending, type: approved.concluida ? 'recorrencia_concluida' : null },
       ]);
     } else {
-      await resolveAttempt(tx, attemptId, { status: 'rejeitada', code: KEY_REUSED, message: note });
+      await resolveAttempt(tx, attemptId, {
+        status: 'rejeitada',
+        code: KEY_REUSED,
+        message: `resolvida por ${who.name}: ${resolution.motivo}`,
+      });
     }
     await insertAudit(tx, {
       who,
       action: 'resolve_blocked_attempt',
       target: `recorrencia:${id}`,
       details: {
-        tentativa: attemptId,
+        cobranca_id: attemptId,
         chave_idempotencia: pending.chave_idempotencia,
         ciclo: pending.ciclo,
         ...resolution,
@@ -111,7 +118,7 @@ export async function resolveBlockedAttempt(
   );
   return {
     recorrencia_id: id,
-    tentativa: attemptId,
+    cobranca_id: attemptId,
     ciclo: result.attempt.ciclo,
     status: resolution.resultado === 'cobrada' ? 'aprovada' : 'rejeitada',
     proxima_cobranca: result.movedTo,

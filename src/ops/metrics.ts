@@ -63,7 +63,11 @@ function definitions(registry: Registry) {
     pendingAttempts: gauge('pending_attempts', 'Charge attempts not resolved yet, of any date.'),
     oldestPending: gauge(
       'oldest_pending_attempt_age_seconds',
-      'Age of the oldest unresolved charge attempt; 0 when there is none.',
+      'Age of the oldest unresolved charge attempt the workers still resolve (blocked ones apart); 0 when there is none.',
+    ),
+    blockedAttempts: gauge(
+      'blocked_attempts',
+      'Charge attempts blocked for an operator: the gateway holds another request under their key (409).',
     ),
     recurrences: gauge('recurrences', 'Recurrences by status.', ['status']),
     due: gauge(
@@ -170,6 +174,7 @@ function apply(g: Gauges, s: Awaited<ReturnType<typeof readSnapshot>>, timeZone:
   }
   g.pendingAttempts.set(s.stats.tentativas_pendentes_total);
   g.oldestPending.set(s.gauges.tentativa_pendente_mais_antiga_segundos ?? 0);
+  g.blockedAttempts.set(s.gauges.tentativas_bloqueadas);
   for (const [status, n] of Object.entries(s.stats.por_status)) g.recurrences.set({ status }, n);
   g.due.set(s.stats.devidas_na_data);
   g.waitingRetry.set(s.stats.aguardando_retentativa);

@@ -367,8 +367,8 @@ export async function reactivateRecurrence(
     if (pending !== null && isBlocked(pending)) {
       throw new AppError(
         'CONFLICT',
-        `recurrence ${id} has attempt ${pending.id} blocked (the gateway holds another request under its key ${pending.chave_idempotencia}): resolve it first with POST /recorrencias/${id}/tentativas/${pending.id}/resolver`,
-        { details: { status: recurrence.status, tentativa_bloqueada: pending.id } },
+        `recurrence ${id} has attempt ${pending.id} blocked (the gateway holds another request under its key ${pending.chave_idempotencia}): resolve it first with POST /recorrencias/${id}/cobrancas/${pending.id}/resolver`,
+        { details: { status: recurrence.status, cobranca_bloqueada: pending.id } },
       );
     }
     const declined =

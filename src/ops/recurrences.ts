@@ -26,7 +26,7 @@ export async function recurrenceDetail(deps: OpsDeps, id: number) {
     cobrancas: attempts.map((attempt) => ({
       ...attempt,
       cartao_token: maskToken(attempt.cartao_token),
-      // Waiting for an operator: POST /recorrencias/:id/tentativas/:tentativa/resolver.
+      // Waiting for an operator: POST /recorrencias/:id/cobrancas/:cobranca/resolver.
       bloqueada: isBlocked(attempt),
     })),
     ciclos_pulados: skipped,

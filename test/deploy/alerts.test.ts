@@ -131,6 +131,7 @@ t.test('the rule file has the structure Prometheus loads', async (t) => {
     'RecorrenciasRetryRunLate',
     'RecorrenciasDeadLetterNotEmpty',
     'RecorrenciasAttemptPendingTooLong',
+    'RecorrenciasAttemptBlocked',
     'RecorrenciasNoticeOutboxBacklog',
     'RecorrenciasNoSchedulerAlive',
     'RecorrenciasNoWorkerAlive',

@@ -35,6 +35,7 @@ const EXPECTED: Record<string, string[]> = {
   recorrencias_charges_amount_cents: ['outcome'],
   recorrencias_pending_attempts: [],
   recorrencias_oldest_pending_attempt_age_seconds: [],
+  recorrencias_blocked_attempts: [],
   recorrencias_recurrences: ['status'],
   recorrencias_recurrences_due: [],
   recorrencias_recurrences_waiting_retry: [],

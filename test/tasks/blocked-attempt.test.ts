@@ -5,9 +5,11 @@ import t, { type Test } from 'tap';
 import { attemptKey } from '../../src/domain/identifiers.ts';
 import { enqueueChargeJobs } from '../../src/tasks/charge/charge-jobs.ts';
 import { chargeRecurrence, type ChargeResult } from '../../src/tasks/charge/charge-recurrence.ts';
+import { CHARGE_QUEUE } from '../../src/queue/task-names.ts';
 import { createAdminHarness, operator, type AdminHarness } from '../helpers/admin.ts';
 import { query } from '../helpers/database.ts';
 import { attemptsOf, insertRecurrence, recurrenceState } from '../helpers/harness.ts';
+import { eventually } from '../helpers/processes.ts';
 
 const DAY = '2031-03-10';
 
@@ -27,25 +29,30 @@ async function envios(h: AdminHarness, id: number): Promise<number[]> {
   return rows.map((row) => row.envios);
 }
 
-/**
- * A recurrence due on DAY whose first attempt's key another environment already used at the gateway, with
- * another card and the same amount (approved there): charged once, the gateway answers 409.
- */
-async function blockedByAnotherRequest(t: Test) {
-  const h = await createAdminHarness(t);
-  const id = await insertRecurrence(h.pool, { proxima_cobranca: DAY, valor_centavos: 1000 });
+/** Another request (another card: another environment, say) charged under the key of `id`'s first attempt. */
+async function chargeElsewhere(h: AdminHarness, id: number, amountCents: number) {
   const response = await fetch(`${h.gateway.url}/v1/charges`, {
     method: 'POST',
     headers: { 'content-type': 'application/json', 'idempotency-key': attemptKey(id, DAY, 1) },
     body: JSON.stringify({
-      amount_cents: 1000,
+      amount_cents: amountCents,
       currency: 'BRL',
       card_token: 'tok_de_outro_ambiente',
       description: 'outro ambiente',
       metadata: { recorrencia_id: String(id), ciclo: DAY, tentativa: 1 },
     }),
   });
-  const foreign = (await response.json()) as { status: string; charge_id: string };
+  return (await response.json()) as { status: string; charge_id: string };
+}
+
+/**
+ * A recurrence of 10.00 due on DAY whose first attempt's key another request already used at the gateway,
+ * with another card and `amountCents` (approved there): charged once, the gateway answers 409.
+ */
+async function blockedByAnotherRequest(t: Test, amountCents = 1000) {
+  const h = await createAdminHarness(t);
+  const id = await insertRecurrence(h.pool, { proxima_cobranca: DAY, valor_centavos: 1000 });
+  const foreign = await chargeElsewhere(h, id, amountCents);
   t.equal(foreign.status, 'approved', 'the other request was approved at the gateway');
   t.match(await chargeOn(h, id, DAY), { status: 'rejected', reason: 'idempotency_key_reused' });
   const [attempt] = await query<{ id: number }>(
@@ -60,7 +67,7 @@ async function blockedByAnotherRequest(t: Test) {
 const resolve = (h: AdminHarness, id: number, attemptId: number, payload: object) =>
   h.app.inject({
     method: 'POST',
-    url: `/recorrencias/${id}/tentativas/${attemptId}/resolver`,
+    url: `/recorrencias/${id}/cobrancas/${attemptId}/resolver`,
     headers: operator,
     payload,
   });
@@ -83,11 +90,18 @@ t.test(
     t.equal(h.gateway.ledger().length, 1, 'nothing ran at the gateway but the other request');
     t.match(await recurrenceState(h.url, id), { status: 'hold', ciclos_cobrados: 0 });
 
+    const metrics = (await h.app.inject({ url: '/metrics', headers: operator })).body;
+    t.match(metrics, /^recorrencias_blocked_attempts 1$/m, 'counted as blocked');
+    t.match(
+      metrics,
+      /^recorrencias_oldest_pending_attempt_age_seconds 0$/m,
+      'not as an attempt the workers are still resolving',
+    );
     const detail = await h.app.inject({ url: `/recorrencias/${id}`, headers: operator });
     t.match(detail.json(), { cobrancas: [{ id: attemptId, status: 'pendente', bloqueada: true }] });
     const refused = await reactivate(h, id);
     t.equal(refused.statusCode, 409, 'reactivating would only hold it again');
-    t.match(refused.json(), { message: new RegExp(`tentativas/${attemptId}/resolver`) });
+    t.match(refused.json(), { message: new RegExp(`cobrancas/${attemptId}/resolver`) });
   },
 );
 
@@ -95,8 +109,12 @@ t.test(
   'nao_cobrada: the attempt ends rejeitada and the cycle is charged under a new key after reativar',
   async (t) => {
     const { h, id, attemptId } = await blockedByAnotherRequest(t);
-    const missingRef = await resolve(h, id, attemptId, { resultado: 'cobrada', motivo: 'sem referência' });
-    t.equal(missingRef.statusCode, 400, 'cobrada needs the gateway charge id');
+    const missingAmount = await resolve(h, id, attemptId, {
+      resultado: 'cobrada',
+      gateway_ref: 'ch_1',
+      motivo: 'sem valor',
+    });
+    t.equal(missingAmount.statusCode, 400, 'cobrada needs what the gateway charged');
     t.equal(
       (await resolve(h, id, attemptId + 1000, { resultado: 'nao_cobrada', motivo: 'x' })).statusCode,
       409,
@@ -108,11 +126,11 @@ t.test(
       motivo: 'chave usada pelo ambiente de homologação',
     });
     t.equal(resolved.statusCode, 200);
-    t.match(resolved.json(), { tentativa: attemptId, ciclo: DAY, status: 'rejeitada' });
+    t.match(resolved.json(), { cobranca_id: attemptId, ciclo: DAY, status: 'rejeitada' });
     t.match(await attemptsOf(h.url, id), [{ status: 'rejeitada', codigo_recusa: 'idempotency_key_reused' }]);
     t.match(
       await query(h.url, `SELECT quem, detalhes FROM auditoria_admin WHERE acao = 'resolve_blocked_attempt'`),
-      [{ quem: 'ana', detalhes: { tentativa: attemptId, resultado: 'nao_cobrada' } }],
+      [{ quem: 'ana', detalhes: { cobranca_id: attemptId, resultado: 'nao_cobrada' } }],
     );
     t.equal(
       (await resolve(h, id, attemptId, { resultado: 'nao_cobrada', motivo: 'de novo' })).statusCode,
@@ -139,10 +157,13 @@ t.test(
 t.test(
   'cobrada: the attempt is approved with the gateway reference and the recurrence moves on',
   async (t) => {
-    const { h, id, attemptId, foreignChargeId } = await blockedByAnotherRequest(t);
+    // Before a database restore, this cycle was charged at 12.90 (the price before a change the restore undid).
+    const { h, id, attemptId, foreignChargeId } = await blockedByAnotherRequest(t, 1290);
     const resolved = await resolve(h, id, attemptId, {
       resultado: 'cobrada',
       gateway_ref: foreignChargeId,
+      valor_centavos: 1290,
+      moeda: 'BRL',
       motivo: 'ciclo cobrado antes da restauração do banco',
     });
     t.equal(resolved.statusCode, 200);
@@ -152,22 +173,32 @@ t.test(
       proxima_cobranca: '2031-04-10',
       ciclos_cobrados: 1,
     });
-    const [attempt] = await query<{
-      status: string;
-      gateway_ref: string;
-      codigo_recusa: null;
-      mensagem: string;
-    }>(
+    const [attempt] = await query(
       h.url,
-      'SELECT status, gateway_ref, codigo_recusa, mensagem FROM checkout_recorrencia_cobrancas WHERE id = $1',
+      `SELECT status, gateway_ref, codigo_recusa, mensagem, valor_centavos::int FROM checkout_recorrencia_cobrancas
+       WHERE id = $1`,
       [attemptId],
     );
-    t.match(attempt, {
-      status: 'aprovada',
-      gateway_ref: foreignChargeId,
-      codigo_recusa: null,
-      mensagem: /resolvida por ana: ciclo cobrado/,
-    });
+    t.same(
+      attempt,
+      {
+        status: 'aprovada',
+        gateway_ref: foreignChargeId,
+        codigo_recusa: null,
+        mensagem: 'cobrança confirmada na gateway por um operador',
+        valor_centavos: 1290,
+      },
+      'the amount the gateway charged; the operator note stays in the audit, out of the checkout event',
+    );
+    t.match(
+      await query(h.url, `SELECT detalhes FROM auditoria_admin WHERE acao = 'resolve_blocked_attempt'`),
+      [{ detalhes: { motivo: /restauração/, valor_centavos: 1290 } }],
+    );
+    t.same(
+      h.gateway.ledger().map((entry) => entry.amountCents),
+      [1290],
+      'the database approves what the gateway charged',
+    );
     const events = await query<{ tipo: string }>(
       h.url,
       'SELECT tipo FROM eventos_checkout WHERE recorrencia_id = $1 ORDER BY id',
@@ -201,4 +232,70 @@ t.test('an attempt the workers still resolve on their own cannot be resolved by 
   const refused = await resolve(h, id, attempt?.id ?? 0, { resultado: 'nao_cobrada', motivo: 'x' });
   t.equal(refused.statusCode, 409);
   t.match(await attemptsOf(h.url, id), [{ status: 'pendente', codigo_recusa: null }]);
+});
+
+t.test(
+  'an outcome a worker brings back for an attempt blocked meanwhile is not recorded: only an operator resolves it',
+  async (t) => {
+    const h = await createAdminHarness(t, { GATEWAY_TIMEOUT_MS: '300' });
+    // The first send runs at the gateway but answers too late: the attempt stays pending, the job retries.
+    h.gateway.setFaults({ rules: [{ nth: 1, fault: 'timeout_after', holdMs: 2_000 }] });
+    const id = await insertRecurrence(h.pool, { proxima_cobranca: DAY });
+    await enqueueChargeJobs(h.boss, [{ recorrenciaId: id, dataNegocio: DAY, motivo: 'agendada' }]);
+    const [job] = await h.fetchChargeJobs();
+    if (job === undefined) throw new Error('no charge job to fetch');
+    t.match(await chargeRecurrence(h.deps, job), { status: 'unresolved' });
+    await h.boss.fail(CHARGE_QUEUE, { id: job.id, retryCount: 0 }, {});
+    // Its backoff over.
+    await query(h.url, `UPDATE pgboss.job SET start_after = now() WHERE id = $1`, [job.id]);
+    const [retry] = await h.fetchChargeJobs();
+    if (retry === undefined) throw new Error('no retry to fetch');
+
+    // The retry looks the key up; before its answer comes back, the attempt is blocked (a 409 to another job).
+    let releaseLookup = () => {};
+    const lookupHeld = new Promise<void>((resolve) => {
+      releaseLookup = resolve;
+    });
+    let lookupStarted = false;
+    const gateway = {
+      charge: h.deps.gateway.charge.bind(h.deps.gateway),
+      lookup: async (...args: Parameters<typeof h.deps.gateway.lookup>) => {
+        lookupStarted = true;
+        await lookupHeld;
+        return h.deps.gateway.lookup(...args);
+      },
+    };
+    const resuming = chargeRecurrence({ ...h.deps, gateway }, retry);
+    await eventually(async () => (lookupStarted ? true : undefined));
+    await query(
+      h.url,
+      `UPDATE checkout_recorrencia_cobrancas SET codigo_recusa = 'idempotency_key_reused' WHERE recorrencia_id = $1`,
+      [id],
+    );
+    releaseLookup();
+    t.match(await resuming, { status: 'resolved_elsewhere' });
+    t.match(await attemptsOf(h.url, id), [{ status: 'pendente', codigo_recusa: 'idempotency_key_reused' }]);
+    t.match(await recurrenceState(h.url, id), { ciclos_cobrados: 0, proxima_cobranca: DAY });
+  },
+);
+
+t.test('a 409 blocks the attempt even when the job claim lapsed meanwhile', async (t) => {
+  const h = await createAdminHarness(t);
+  const id = await insertRecurrence(h.pool, { proxima_cobranca: DAY, valor_centavos: 1000 });
+  t.match(await chargeElsewhere(h, id, 1000), { status: 'approved' });
+  // Our send (the first request counted from here) is held; meanwhile pg-boss expires the job's claim.
+  h.gateway.setFaults({ rules: [{ nth: 1, fault: 'hold' }] });
+  await enqueueChargeJobs(h.boss, [{ recorrenciaId: id, dataNegocio: DAY, motivo: 'agendada' }]);
+  const [job] = await h.fetchChargeJobs();
+  if (job === undefined) throw new Error('no charge job to fetch');
+  const charging = chargeRecurrence(h.deps, job);
+  await h.gateway.waitForHeld(1);
+  await query(h.url, `UPDATE pgboss.job SET state = 'retry' WHERE name = $1`, [CHARGE_QUEUE]);
+  h.gateway.release();
+  t.match(await charging, { status: 'claim_lost' });
+  t.match(
+    await attemptsOf(h.url, id),
+    [{ status: 'pendente', codigo_recusa: 'idempotency_key_reused' }],
+    "blocked all the same: the job's next holder must not look the key up",
+  );
 });

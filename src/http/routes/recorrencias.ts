@@ -21,6 +21,16 @@ const blockedAttemptResolution = z.discriminatedUnion('resultado', [
         .literal('cobrada')
         .describe("the gateway's request under the key was this cycle's, approved"),
       gateway_ref: z.string().trim().min(1).max(255).describe("the gateway's charge id"),
+      valor_centavos: z
+        .number()
+        .int()
+        .positive()
+        .max(1_000_000_000_000)
+        .describe('the amount the gateway charged under the key (its stored answer says)'),
+      moeda: z
+        .string()
+        .regex(/^[A-Z]{3}$/)
+        .describe('the currency the gateway charged'),
       motivo: operatorNote,
     })
     .strict(),
@@ -81,27 +91,26 @@ export function recurrenceRoutes(deps: AdminDeps): FastifyPluginAsyncZod {
     );
 
     app.post(
-      '/recorrencias/:id/tentativas/:tentativa/resolver',
+      '/recorrencias/:id/cobrancas/:cobranca/resolver',
       {
         config: { access: 'operator' },
         schema: {
           tags: ['recorrencias'],
           summary:
-            'Resolve an attempt blocked because the gateway holds another request under its key (409 idempotency_key_reused): cobrada (approved, with the gateway charge id) or nao_cobrada (ends rejeitada; the cycle is charged again under a new key after reativar)',
+            'Resolve an attempt blocked because the gateway holds another request under its key (409 idempotency_key_reused): cobrada (approved, with the gateway charge id, amount and currency) or nao_cobrada (ends rejeitada; the cycle is charged again under a new key after reativar)',
           params: recurrenceId.extend({
-            tentativa: z.coerce.number().int().positive().max(Number.MAX_SAFE_INTEGER),
+            cobranca: z.coerce
+              .number()
+              .int()
+              .positive()
+              .max(Number.MAX_SAFE_INTEGER)
+              .describe('the attempt id (`cobrancas[].id` in GET /recorrencias/:id)'),
           }),
           body: blockedAttemptResolution,
         },
       },
       async (request) =>
-        resolveBlockedAttempt(
-          deps,
-          actor(request),
-          request.params.id,
-          request.params.tentativa,
-          request.body,
-        ),
+        resolveBlockedAttempt(deps, actor(request), request.params.id, request.params.cobranca, request.body),
     );
   };
 }

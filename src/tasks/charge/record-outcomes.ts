@@ -301,12 +301,14 @@ export async function recordRejection(
 ): Promise<RejectionRecord> {
   return deps.pool.transaction(async (tx) => {
     const recurrence = await lockRecurrence(tx, attempt.recorrencia_id);
+    const refusal = { code: rejection.reason, message: rejection.message ?? '' };
+    // A fact about the key, not the job's outcome: written whoever holds the job, so that its next holder
+    // does not look the key up.
+    if (rejection.executed) await markAttemptBlocked(tx, attempt.id, refusal);
     if (!(await lockHeldClaim(tx, CHARGE_QUEUE, claimOf(job)))) return 'claim_lost';
     const pending = await findPendingAttempt(tx, attempt.recorrencia_id);
     if (pending?.id !== attempt.id) return 'resolved_elsewhere';
-    const refusal = { code: rejection.reason, message: rejection.message ?? '' };
-    if (rejection.executed) await markAttemptBlocked(tx, attempt.id, refusal);
-    else await resolveAttempt(tx, attempt.id, { status: 'rejeitada', ...refusal });
+    if (!rejection.executed) await resolveAttempt(tx, attempt.id, { status: 'rejeitada', ...refusal });
     if (recurrence?.status !== 'ativo') return 'not_active';
     await markOnHold(
       tx,
