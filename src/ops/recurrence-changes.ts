@@ -349,9 +349,10 @@ async function irreversibleDeclineOfItsCard(
 }
 
 /**
- * Takes a recurrence off hold. Not while it has a blocked attempt (see src/ops/blocked-attempts.ts), nor when the hold followed an irreversible decline of the card it still has
- * and nothing changed since (the brands forbid sending that card again: the checkout changes the card, or
- * what the code was about, such as the amount), unless `force`.
+ * Takes a recurrence off hold. Not while it has a blocked attempt (see src/ops/blocked-attempts.ts), nor when
+ * the hold followed an irreversible decline of the card it still has and nothing changed since (the brands
+ * forbid sending that card again: the checkout changes the card, or what the code was about, such as the
+ * amount), unless `force`.
  */
 export async function reactivateRecurrence(
   deps: OpsDeps,

@@ -288,10 +288,10 @@ export type RejectionRecord = 'held' | 'not_active' | 'resolved_elsewhere' | 'cl
  * A request refused before anything ran under its key (400, 422) also ends its attempt, as `rejeitada` (not a
  * decline: the issuer never saw the card): resumed, it would send the same card and amount and be refused
  * again, for ever; the attempt an operator's `reativar` leads to is created with the recurrence's values,
- * fixed by then. One whose key holds another request (409) stays
- * pending, blocked: never sent or looked up again until an operator says what became of it. Fenced, as phase 3 is, to the job's claim: a worker whose claim
- * lapsed writes nothing (the job's new holder records the outcome), and nothing is written for an attempt
- * another sender resolved meanwhile.
+ * fixed by then. One whose key holds another request (409) stays pending, blocked: never sent or looked up
+ * again until an operator says what became of it (the block is written whoever holds the job). The rest is
+ * fenced, as phase 3 is, to the job's claim: a worker whose claim lapsed writes nothing more (the job's new
+ * holder records the outcome), and nothing is written for an attempt another sender resolved meanwhile.
  */
 export async function recordRejection(
   deps: ChargeDeps,
