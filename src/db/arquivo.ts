@@ -59,7 +59,10 @@ export async function archiveEndedBatch(
            (SELECT count(*) FROM pulados_arquivados)::int AS ciclos_pulados`);
 }
 
-/** Deletes archived rows older than the archive's own retention (the explicit purge step). */
+/**
+ * Deletes archived rows older than the archive's own retention (the explicit purge step). The old ids of the
+ * purged recurrences stay in id_legado_expurgados: an import must not bring them back.
+ */
 export async function purgeArchiveBatch(
   db: CommonQueryMethods,
   olderThanDays: number,
@@ -75,7 +78,11 @@ export async function purgeArchiveBatch(
     ), pulados AS (
       DELETE FROM checkout_recorrencia_ciclos_pulados_arquivo p USING alvo WHERE p.recorrencia_id = alvo.id RETURNING 1
     ), recorrencias AS (
-      DELETE FROM checkout_recorrencias_arquivo r USING alvo WHERE r.id = alvo.id RETURNING 1
+      DELETE FROM checkout_recorrencias_arquivo r USING alvo WHERE r.id = alvo.id RETURNING r.id_legado
+    ), expurgados AS (
+      INSERT INTO id_legado_expurgados (id_legado)
+      SELECT id_legado FROM recorrencias WHERE id_legado IS NOT NULL
+      ON CONFLICT ON CONSTRAINT id_legado_expurgados_pkey DO NOTHING
     )
     SELECT (SELECT count(*) FROM recorrencias)::int AS recorrencias, (SELECT count(*) FROM cobrancas)::int AS cobrancas,
            (SELECT count(*) FROM pulados)::int AS ciclos_pulados`);

@@ -1,7 +1,7 @@
 // Writes imported recurrences in bulk (one upsert per batch, arrays through unnest), keyed by the old
 // system's id: new ids are inserted, changed ones updated, identical ones left alone. A recurrence the new
-// service has already charged or changed is never overwritten by an import, nor is one it archived brought
-// back (both are counted as protected).
+// service has already charged or changed is never overwritten by an import, nor is one it archived (or purged
+// from the archive since) brought back (both are counted as protected).
 import { sql, type CommonQueryMethods } from 'slonik';
 import { z } from 'zod';
 import type { IsoDate } from '../domain/dates.ts';
@@ -93,9 +93,12 @@ export async function upsertImportedBatch(
         CASE WHEN d.status IN ('cancelado', 'concluido') THEN coalesce(e.encerrada_em, now()) END AS encerrada_em
       FROM dados d LEFT JOIN checkout_recorrencias e ON e.id_legado = d.id_legado
     ), marcadas AS (
-      -- Also protected: an old id whose recurrence ended here and was archived (an import must not revive it).
+      -- Also protected: an old id whose recurrence ended here and was archived, or purged from the archive since
+      -- (an import must not revive it).
       SELECT n.*, (e.id IS NOT NULL AND (${tuple('e')}) IS DISTINCT FROM (${tuple('n')}) AND ${OWNED})
-          OR (e.id IS NULL AND EXISTS (SELECT 1 FROM checkout_recorrencias_arquivo a WHERE a.id_legado = n.id_legado))
+          OR (e.id IS NULL AND (
+            EXISTS (SELECT 1 FROM checkout_recorrencias_arquivo a WHERE a.id_legado = n.id_legado)
+            OR EXISTS (SELECT 1 FROM id_legado_expurgados x WHERE x.id_legado = n.id_legado)))
           AS protegida,
         -- Never written, even when identical to the export as this statement's snapshot reads it (counted as
         -- unchanged): lockOverwritableRecurrences did not lock it, so a charge or a change can commit before ON

@@ -1,8 +1,10 @@
-// The import's bulk upsert on its own: an old id already archived here is protected, never inserted again, and a
-// recurrence this service owns is never written, whatever commits while the import runs.
+// The import's bulk upsert on its own: an old id already archived here (or purged from the archive since) is
+// protected, never inserted again, and a recurrence this service owns is never written, whatever commits while
+// the import runs.
 import pg from 'pg';
 import t, { type Test } from 'tap';
 import { createDbPool } from '../../src/db/pool.ts';
+import { purgeArchiveBatch } from '../../src/db/arquivo.ts';
 import { lockOverwritableRecurrences, upsertImportedBatch } from '../../src/db/importacao.ts';
 import type { ImportedRecurrence } from '../../src/domain/legacy-import.ts';
 import { createMigratedDatabase, query } from '../helpers/database.ts';
@@ -46,6 +48,24 @@ t.test('an archived old id is protected: the import does not bring the recurrenc
   );
   const pool = await createDbPool(url, { maxConnections: 1, applicationName: 'test' });
   t.teardown(() => pool.end());
+  const counts = await pool.transaction((tx) => upsertImportedBatch(tx, [row('L-1'), row('L-2')]));
+  t.same(counts, { inseridas: 1, atualizadas: 0, protegidas: 1 });
+  t.same(await query(url, 'SELECT id_legado FROM checkout_recorrencias ORDER BY id_legado'), [
+    { id_legado: 'L-2' },
+  ]);
+});
+
+t.test('an old id purged from the archive stays protected: the import does not bring it back', async (t) => {
+  const url = await createMigratedDatabase(t);
+  await query(
+    url,
+    `INSERT INTO checkout_recorrencias_arquivo (id, id_legado, vendedor_id, cartao_token, bandeira, valor_centavos, periodicidade, dia_ancora, proxima_cobranca, status, arquivado_em)
+     VALUES (1, 'L-1', 'loja', 't', 'visa', 100, 'mensal', 10, '2020-01-10', 'cancelado', now() - interval '10 days')`,
+  );
+  const pool = await createDbPool(url, { maxConnections: 1, applicationName: 'test' });
+  t.teardown(() => pool.end());
+  t.match(await purgeArchiveBatch(pool, 1, 100), { recorrencias: 1 });
+  t.same(await query(url, 'SELECT count(*)::int AS n FROM checkout_recorrencias_arquivo'), [{ n: 0 }]);
   const counts = await pool.transaction((tx) => upsertImportedBatch(tx, [row('L-1'), row('L-2')]));
   t.same(counts, { inseridas: 1, atualizadas: 0, protegidas: 1 });
   t.same(await query(url, 'SELECT id_legado FROM checkout_recorrencias ORDER BY id_legado'), [
