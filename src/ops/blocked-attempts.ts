@@ -9,13 +9,7 @@
 //  - `nao_cobrada`: nothing of this customer ran under it: the attempt ends `rejeitada`, and the cycle is
 //    charged with a new attempt (a new key) once the recurrence is taken off hold.
 import { recordApprovals } from '../db/charge-batch.ts';
-import {
-  findPendingAttempt,
-  isBlocked,
-  moveNextChargePastPause,
-  resolveAttempt,
-  unblockAsCharged,
-} from '../db/cobrancas.ts';
+import { findPendingAttempt, isBlocked, resolveAttempt, unblockAsCharged } from '../db/cobrancas.ts';
 import { insertAudit } from '../db/pauses.ts';
 import { insertChangeHistory } from '../db/recorrencias-gestao.ts';
 import { lockRecurrence } from '../db/recorrencias.ts';
@@ -23,6 +17,7 @@ import { nextCycle } from '../domain/calendar.ts';
 import { AppError } from '../errors.ts';
 import { KEY_REUSED } from '../gateway/gateway.ts';
 import { emitCheckoutEvents } from '../tasks/charge/checkout-events.ts';
+import { skipCyclesOfPause } from '../tasks/charge/record-outcomes.ts';
 import type { Actor } from './actor.ts';
 import type { OpsDeps } from './deps.ts';
 
@@ -64,7 +59,7 @@ export async function resolveBlockedAttempt(
         amountCents: resolution.valor_centavos,
         currency: resolution.moeda,
       });
-      const [approved] = await recordApprovals(tx, [
+      const approvals = await recordApprovals(tx, [
         {
           attemptId,
           recurrenceId: id,
@@ -72,10 +67,10 @@ export async function resolveBlockedAttempt(
           nextCycle: nextCycle(pending.ciclo, recurrence),
         },
       ]);
-      if (approved === undefined) throw new Error(`attempt ${attemptId} was not approved`);
       // As a worker's approval does: a cycle after a resume's date skips the cycles of the pause.
-      movedTo = approved.concluida ? null : await moveNextChargePastPause(tx, { ...recurrence, ...approved });
-      movedTo ??= approved.proxima_cobranca;
+      const [approved] = await skipCyclesOfPause(tx, approvals, new Map([[attemptId, recurrence]]));
+      if (approved === undefined) throw new Error(`attempt ${attemptId} was not approved`);
+      movedTo = approved.proxima_cobranca;
       await insertChangeHistory(tx, id, who.name, [
         { campo: 'proxima_cobranca', valor_anterior: recurrence.proxima_cobranca, valor_novo: movedTo },
         ...(approved.concluida

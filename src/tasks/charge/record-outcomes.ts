@@ -91,7 +91,13 @@ export async function recordOutcomes(
       })),
     );
     const byAttempt = new Map(
-      (await skipCyclesOfPause(tx, approved, heldApprovals)).map((row) => [row.attempt_id, row]),
+      (
+        await skipCyclesOfPause(
+          tx,
+          approved,
+          new Map(heldApprovals.map(({ attempt, recurrence }) => [attempt.id, recurrence])),
+        )
+      ).map((row) => [row.attempt_id, row]),
     );
     const heldDeclines = decided.filter(
       (entry): entry is DecidedDecline => entry !== null && holds(entry.decline.job),
@@ -226,15 +232,15 @@ function declineCompletions(decided: Array<DecidedDecline | null>): Completion[]
 /**
  * An approval of a charge that was still in flight at `retomar` moves its recurrence to the cycle after its
  * own, which may have fallen in the pause: as the resume does when nothing is in flight, that cycle moves to
- * the first one on or after the resume's date and the ones in between are recorded as skipped. The schedule
- * is phase 1's read: it cannot change while an attempt is pending. Returns the rows with their final next cycle.
+ * the first one on or after the resume's date and the ones in between are recorded as skipped. `schedules`:
+ * each approved attempt's recurrence as read before the approval (its schedule cannot change while an attempt
+ * is pending). Returns the rows with their final next cycle. Also for an approval an operator records.
  */
-async function skipCyclesOfPause(
+export async function skipCyclesOfPause(
   tx: DatabaseTransactionConnection,
   approved: readonly Approved[],
-  held: Approval[],
+  schedules: ReadonlyMap<number, Recurrence>,
 ): Promise<Approved[]> {
-  const schedules = new Map(held.map(({ attempt, recurrence }) => [attempt.id, recurrence]));
   const rows: Approved[] = [];
   for (const row of approved) {
     const schedule = schedules.get(row.attempt_id);
