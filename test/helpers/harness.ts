@@ -18,8 +18,12 @@ import {
 import { createHttpGateway } from '../../src/gateway/http-gateway.ts';
 import { createBoss } from '../../src/queue/boss.ts';
 import { CHARGE_QUEUE } from '../../src/queue/task-names.ts';
-import type { ChargeJobPayload } from '../../src/tasks/charge/charge-jobs.ts';
-import type { ChargeDeps } from '../../src/tasks/charge/charge-recurrence.ts';
+import { enqueueChargeJobs, type ChargeJobPayload } from '../../src/tasks/charge/charge-jobs.ts';
+import {
+  chargeRecurrence,
+  type ChargeDeps,
+  type ChargeResult,
+} from '../../src/tasks/charge/charge-recurrence.ts';
 import type { TaskDeps } from '../../src/tasks/task.ts';
 import { createMigratedDatabase, query } from './database.ts';
 import type { Actor } from '../../src/ops/actor.ts';
@@ -172,6 +176,19 @@ export async function attemptsOf(url: string, id: number): Promise<AttemptRow[]>
      FROM checkout_recorrencia_cobrancas WHERE recorrencia_id = $1 ORDER BY ciclo, tentativa`,
     [id],
   );
+}
+
+/** Enqueues the charge job for `id` on `date`, claims it like a worker, runs the protocol. */
+export async function chargeOnce(
+  h: Harness,
+  id: number,
+  date: IsoDate,
+  motivo: 'agendada' | 'retentativa' = 'agendada',
+): Promise<{ result: ChargeResult; jobId: string }> {
+  await enqueueChargeJobs(h.boss, [{ recorrenciaId: id, dataNegocio: date, motivo }]);
+  const [job] = await h.fetchChargeJobs();
+  if (job === undefined) throw new Error('no charge job to fetch');
+  return { result: await chargeRecurrence(h.deps, job), jobId: job.id };
 }
 
 export async function jobState(url: string, id: string): Promise<string | undefined> {

@@ -4,21 +4,16 @@
 import t, { type Test } from 'tap';
 import { attemptKey } from '../../src/domain/identifiers.ts';
 import { enqueueChargeJobs } from '../../src/tasks/charge/charge-jobs.ts';
-import { chargeRecurrence, type ChargeResult } from '../../src/tasks/charge/charge-recurrence.ts';
+import { chargeRecurrence } from '../../src/tasks/charge/charge-recurrence.ts';
 import { CHARGE_QUEUE } from '../../src/queue/task-names.ts';
 import { createAdminHarness, operator, type AdminHarness } from '../helpers/admin.ts';
 import { query } from '../helpers/database.ts';
-import { attemptsOf, insertRecurrence, recurrenceState } from '../helpers/harness.ts';
+import { attemptsOf, chargeOnce, insertRecurrence, recurrenceState } from '../helpers/harness.ts';
 import { eventually } from '../helpers/processes.ts';
 
 const DAY = '2031-03-10';
 
-async function chargeOn(h: AdminHarness, id: number, date: string): Promise<ChargeResult> {
-  await enqueueChargeJobs(h.boss, [{ recorrenciaId: id, dataNegocio: date, motivo: 'agendada' }]);
-  const [job] = await h.fetchChargeJobs();
-  if (job === undefined) throw new Error('no charge job to fetch');
-  return chargeRecurrence(h.deps, job);
-}
+const chargeOn = async (h: AdminHarness, id: number, date: string) => (await chargeOnce(h, id, date)).result;
 
 async function envios(h: AdminHarness, id: number): Promise<number[]> {
   const rows = await query<{ envios: number }>(

@@ -18,6 +18,7 @@ import { query } from '../helpers/database.ts';
 import {
   assertLedgerAgrees,
   attemptsOf,
+  chargeOnce,
   createHarness,
   insertRecurrence,
   jobState,
@@ -31,19 +32,6 @@ import { eventually } from '../helpers/processes.ts';
 const DAY = '2031-03-10';
 const TOO_LONG_TOKEN = `tok_${'x'.repeat(600)}`;
 
-/** Enqueues the daily job for `id` on `date`, claims it like a worker, runs the protocol. */
-async function chargeOnce(
-  h: Harness,
-  id: number,
-  date = DAY,
-  motivo: 'agendada' | 'retentativa' = 'agendada',
-): Promise<{ result: ChargeResult; jobId: string }> {
-  await enqueueChargeJobs(h.boss, [{ recorrenciaId: id, dataNegocio: date, motivo }]);
-  const [job] = await h.fetchChargeJobs();
-  if (job === undefined) throw new Error('no charge job to fetch');
-  return { result: await chargeRecurrence(h.deps, job), jobId: job.id };
-}
-
 /**
  * A recurrence due on DAY charged once through a gateway that executes the charge but answers after the
  * client's 300 ms timeout: its attempt stays pending, the outcome unknown (what each caller asserts).
@@ -54,7 +42,7 @@ async function chargedWithUnknownOutcome(t: Test, row: Partial<RecurrenceOverrid
   });
   h.gateway.setFaults({ rules: [{ nth: 1, fault: 'timeout_after', holdMs: 2_000 }] });
   const id = await insertRecurrence(h.pool, { proxima_cobranca: DAY, ...row });
-  const { result, jobId } = await chargeOnce(h, id);
+  const { result, jobId } = await chargeOnce(h, id, DAY);
   return { h, id, jobId, result };
 }
 
@@ -102,7 +90,7 @@ t.test(
 t.test('a rerun of the same job finds nothing due and charges nothing', async (t) => {
   const h = await createHarness(t);
   const id = await insertRecurrence(h.pool, { proxima_cobranca: DAY });
-  await chargeOnce(h, id);
+  await chargeOnce(h, id, DAY);
   const again = await enqueueChargeJobs(h.boss, [
     { recorrenciaId: id, dataNegocio: DAY, motivo: 'agendada' },
   ]);
@@ -137,7 +125,7 @@ t.test('reversible declines back off 1, 3, 7 days and the fourth puts the recurr
   const [daily] = await h.fetchChargeJobs();
   t.same(await chargeRecurrence(h.deps, daily as never), { status: 'skipped', reason: 'waiting_for_retry' });
 
-  const expected = [
+  const expected: Array<[string, string]> = [
     ['2031-03-11', '2031-03-14'],
     ['2031-03-14', '2031-03-21'],
   ];
@@ -200,7 +188,7 @@ t.test(
       proxima_cobranca: DAY,
       cartao_token: 'tok_recusa_irreversivel_1',
     });
-    const { result } = await chargeOnce(h, id);
+    const { result } = await chargeOnce(h, id, DAY);
     t.match(result, { status: 'declined', code: '14', decision: 'hold' });
     t.match(await recurrenceState(h.url, id), { status: 'hold', proxima_tentativa: null });
     const later = await chargeOnce(h, id, '2031-03-12', 'retentativa');
@@ -213,7 +201,7 @@ t.test('an approval after declines resets the failure counter', async (t) => {
   const h = await createHarness(t);
   const id = await insertRecurrence(h.pool, { proxima_cobranca: DAY, cartao_token: 'tok_x_1' });
   h.gateway.setFaults({ rules: [{ nth: 1, fault: 'decline_reversible' }] });
-  t.match((await chargeOnce(h, id)).result, { status: 'declined' });
+  t.match((await chargeOnce(h, id, DAY)).result, { status: 'declined' });
   t.match((await chargeOnce(h, id, '2031-03-11', 'retentativa')).result, { status: 'approved', cycle: DAY });
   t.match(await recurrenceState(h.url, id), {
     falhas_consecutivas: 0,
@@ -238,7 +226,7 @@ for (const fault of [
       const h = await createHarness(t, { env: { GATEWAY_TIMEOUT_MS: '300' } });
       h.gateway.setFaults({ rules: [{ nth: 1, fault, holdMs: 2_000 }] });
       const id = await insertRecurrence(h.pool, { proxima_cobranca: DAY });
-      const { result, jobId } = await chargeOnce(h, id);
+      const { result, jobId } = await chargeOnce(h, id, DAY);
       t.match(result, { status: 'unresolved', key: `rec-${id}-${DAY}-t1` });
       t.same(
         (await attemptsOf(h.url, id)).map((a) => a.status),
@@ -540,7 +528,7 @@ t.test(
 t.test('the last approved cycle of a fixed-length recurrence makes it concluido', async (t) => {
   const h = await createHarness(t);
   const id = await insertRecurrence(h.pool, { proxima_cobranca: DAY, total_ciclos: 3, ciclos_cobrados: 2 });
-  t.match((await chargeOnce(h, id)).result, { status: 'approved' });
+  t.match((await chargeOnce(h, id, DAY)).result, { status: 'approved' });
   t.match(await recurrenceState(h.url, id), { status: 'concluido', ciclos_cobrados: 3 });
   const [ended] = await query<{ encerrada: boolean }>(
     h.url,
@@ -556,7 +544,7 @@ t.test(
     const h = await createHarness(t);
     const id = await insertRecurrence(h.pool, { proxima_cobranca: DAY });
     h.gateway.setFaults({ rules: [{ nth: 1, fault: 'hold' }] });
-    const charging = chargeOnce(h, id);
+    const charging = chargeOnce(h, id, DAY);
     await h.gateway.waitForHeld(1);
     await query(
       h.url,
@@ -585,7 +573,7 @@ t.test(
         cartao_token: 'tok_recusa_irreversivel',
       });
       h.gateway.setFaults({ rules: [{ nth: 1, fault: 'hold' }] });
-      const charging = chargeOnce(h, id);
+      const charging = chargeOnce(h, id, DAY);
       await h.gateway.waitForHeld(1);
       await transitionRecurrence(h.deps, testActor('checkout'), id, 'pausar');
       h.gateway.release();
@@ -661,7 +649,7 @@ t.test(
       proxima_cobranca: DAY,
       cartao_token: 'tok_recusa_irreversivel',
     });
-    t.match((await chargeOnce(h, id)).result, { status: 'declined', code: '14' });
+    t.match((await chargeOnce(h, id, DAY)).result, { status: 'declined', code: '14' });
     await changeRecurrence(h.deps, testActor('checkout'), id, { cartao_token: 'tok_outro_cartao' });
     await changeRecurrence(h.deps, testActor('checkout'), id, { cartao_token: 'tok_recusa_irreversivel' });
     await t.rejects(
@@ -814,7 +802,7 @@ t.test(
     const h = await createHarness(t);
     const id = await insertRecurrence(h.pool, { proxima_cobranca: DAY, total_ciclos: 2, ciclos_cobrados: 1 });
     h.gateway.setFaults({ rules: [{ nth: 1, fault: 'hold' }] });
-    const charging = chargeOnce(h, id);
+    const charging = chargeOnce(h, id, DAY);
     await h.gateway.waitForHeld(1);
     await query(h.url, `UPDATE checkout_recorrencias SET status = 'pausado' WHERE id = $1`, [id]);
     h.gateway.release();
@@ -891,7 +879,7 @@ t.test(
     const h = await createHarness(t);
     // The gateway refuses card tokens over 512 characters: 400 invalid_request.
     const id = await insertRecurrence(h.pool, { proxima_cobranca: DAY, cartao_token: TOO_LONG_TOKEN });
-    const { result } = await chargeOnce(h, id);
+    const { result } = await chargeOnce(h, id, DAY);
     t.match(result, { status: 'rejected' });
     const state = await recurrenceState(h.url, id);
     t.equal(state.status, 'hold');
@@ -948,7 +936,7 @@ t.test('a request refused while the recurrence was paused does not hold it at re
   const h = await createHarness(t);
   const id = await insertRecurrence(h.pool, { proxima_cobranca: DAY, cartao_token: TOO_LONG_TOKEN });
   h.gateway.setFaults({ rules: [{ nth: 1, fault: 'hold' }] });
-  const charging = chargeOnce(h, id);
+  const charging = chargeOnce(h, id, DAY);
   await h.gateway.waitForHeld(1);
   await transitionRecurrence(h.deps, testActor('checkout'), id, 'pausar');
   h.gateway.release();
@@ -968,7 +956,7 @@ for (const [meanwhile, statement] of Object.entries(MEANWHILE)) {
     const h = await createHarness(t);
     const id = await insertRecurrence(h.pool, { proxima_cobranca: DAY, cartao_token: TOO_LONG_TOKEN });
     h.gateway.setFaults({ rules: [{ nth: 1, fault: 'hold' }] });
-    const charging = chargeOnce(h, id);
+    const charging = chargeOnce(h, id, DAY);
     await h.gateway.waitForHeld(1);
     await query(h.url, statement);
     h.gateway.release();
@@ -988,7 +976,7 @@ t.test(
   async (t) => {
     const h = await createHarness(t, { gateway: { apiKey: 'the-real-key-0123456789' } });
     const id = await insertRecurrence(h.pool, { proxima_cobranca: DAY });
-    t.match((await chargeOnce(h, id)).result, { status: 'unresolved' });
+    t.match((await chargeOnce(h, id, DAY)).result, { status: 'unresolved' });
     t.match(await recurrenceState(h.url, id), { status: 'ativo', motivo_hold: null, falhas_consecutivas: 0 });
     t.same(
       (await attemptsOf(h.url, id)).map((a) => a.status),
@@ -1003,11 +991,11 @@ t.test('inactive or missing recurrences are skipped without calling the gateway'
   const h = await createHarness(t);
   for (const status of ['pausado', 'cancelado', 'concluido'] as const) {
     const id = await insertRecurrence(h.pool, { proxima_cobranca: DAY, status, encerrada_em: new Date() });
-    t.same((await chargeOnce(h, id)).result, { status: 'skipped', reason: `recurrence_${status}` });
+    t.same((await chargeOnce(h, id, DAY)).result, { status: 'skipped', reason: `recurrence_${status}` });
   }
-  t.same((await chargeOnce(h, 999_999)).result, { status: 'skipped', reason: 'recurrence_not_found' });
+  t.same((await chargeOnce(h, 999_999, DAY)).result, { status: 'skipped', reason: 'recurrence_not_found' });
   const future = await insertRecurrence(h.pool, { proxima_cobranca: '2031-03-11' });
-  t.same((await chargeOnce(h, future)).result, { status: 'skipped', reason: 'not_due' });
+  t.same((await chargeOnce(h, future, DAY)).result, { status: 'skipped', reason: 'not_due' });
   t.equal(h.gateway.stats().requests, 0);
 });
 
@@ -1020,7 +1008,7 @@ t.test('brand limits over 30 days hold a recurrence whose card keeps declining',
     bandeira: 'elo',
     cartao_token: 'tok_recusa_reversivel_9',
   });
-  t.match((await chargeOnce(h, id)).result, { decision: 'retry' });
+  t.match((await chargeOnce(h, id, DAY)).result, { decision: 'retry' });
   t.match((await chargeOnce(h, id, '2031-03-11', 'retentativa')).result, { decision: 'hold' });
   t.match((await recurrenceState(h.url, id)).motivo_hold, /bandeira elo/);
 });
@@ -1073,7 +1061,7 @@ t.test(
       `UPDATE vagas_gateway SET job_id = gen_random_uuid(), ate = now() + interval '60 seconds'`,
     );
     const id = await insertRecurrence(h.pool, { proxima_cobranca: DAY });
-    const busy = await chargeOnce(h, id);
+    const busy = await chargeOnce(h, id, DAY);
     t.match(
       busy.result,
       { status: 'unresolved', reason: 'gateway_busy' },

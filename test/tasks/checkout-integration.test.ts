@@ -8,14 +8,13 @@ import { join } from 'node:path';
 import t from 'tap';
 import { verifySignature } from '../../src/notices/webhook.ts';
 import { CHECKOUT_EVENT_QUEUE } from '../../src/queue/task-names.ts';
-import { enqueueChargeJobs } from '../../src/tasks/charge/charge-jobs.ts';
-import { chargeRecurrence, type ChargeResult } from '../../src/tasks/charge/charge-recurrence.ts';
 import { registerCheckoutEventWorker } from '../../src/tasks/notices/notice-worker.ts';
 import { CHECKOUT_TOKEN, OPERATOR_TOKEN, auth, createAdminHarness } from '../helpers/admin.ts';
 import { query } from '../helpers/database.ts';
 import {
   assertLedgerAgrees,
   attemptsOf,
+  chargeOnce,
   createHarness,
   insertRecurrence,
   recurrenceState,
@@ -28,12 +27,7 @@ const DAY = '2031-03-10';
 const SECRET = 'checkout-secret-0123456789';
 const checkout = auth(CHECKOUT_TOKEN);
 
-async function chargeOnce(h: Harness, id: number, date = DAY): Promise<ChargeResult> {
-  await enqueueChargeJobs(h.boss, [{ recorrenciaId: id, dataNegocio: date, motivo: 'agendada' }]);
-  const [job] = await h.fetchChargeJobs();
-  if (job === undefined) throw new Error('no charge job to fetch');
-  return chargeRecurrence(h.deps, job);
-}
+const charge = async (h: Harness, id: number, date = DAY) => (await chargeOnce(h, id, date)).result;
 
 type Event = {
   evento_id: string;
@@ -60,9 +54,9 @@ t.test('charge outcomes reach the checkout once each, signed, with an event id t
     proxima_cobranca: DAY,
     cartao_token: 'tok_recusa_reversivel_1',
   });
-  t.match(await chargeOnce(h, last), { status: 'approved' });
-  t.match(await chargeOnce(h, hard), { status: 'declined', decision: 'hold' });
-  t.match(await chargeOnce(h, soft), { status: 'declined', decision: 'retry' });
+  t.match(await charge(h, last), { status: 'approved' });
+  t.match(await charge(h, hard), { status: 'declined', decision: 'hold' });
+  t.match(await charge(h, soft), { status: 'declined', decision: 'retry' });
   const rows = await query<{ id: number; tipo: string; recorrencia_id: number; status: string }>(
     h.url,
     'SELECT id::int, tipo, recorrencia_id::int, status FROM eventos_checkout ORDER BY id',
@@ -148,7 +142,7 @@ t.test('charge outcomes reach the checkout once each, signed, with an event id t
 t.test('without CHECKOUT_WEBHOOK_URL events are recorded, not sent', async (t) => {
   const h = await createHarness(t);
   const id = await insertRecurrence(h.pool, { proxima_cobranca: DAY });
-  t.match(await chargeOnce(h, id), { status: 'approved' });
+  t.match(await charge(h, id), { status: 'approved' });
   t.same(await query(h.url, 'SELECT tipo, status FROM eventos_checkout'), [
     { tipo: 'cobranca_aprovada', status: 'registrado' },
   ]);
@@ -162,7 +156,7 @@ t.test('an event left pending with no job behind it is delivered again on reques
     CHECKOUT_WEBHOOK_SECRET: SECRET,
   });
   const id = await insertRecurrence(h.pool, { proxima_cobranca: DAY });
-  t.match(await chargeOnce(h, id), { status: 'approved' });
+  t.match(await charge(h, id), { status: 'approved' });
   // Its worker died on the last attempt (pg-boss failed the job without the handler recording it), and the
   // job is gone since (past the job retention): the row is still pendente, with nothing behind it.
   await query(h.url, 'DELETE FROM pgboss.job WHERE name = $1', [CHECKOUT_EVENT_QUEUE]);
@@ -206,7 +200,7 @@ t.test('a rejected request puts the recurrence on hold with an event', async (t)
     proxima_cobranca: DAY,
     cartao_token: `tok_${'x'.repeat(600)}`,
   });
-  t.match(await chargeOnce(h, id), { status: 'rejected' });
+  t.match(await charge(h, id), { status: 'rejected' });
   t.same(await query(h.url, 'SELECT tipo FROM eventos_checkout WHERE recorrencia_id = $1', [id]), [
     { tipo: 'recorrencia_em_hold' },
   ]);
@@ -219,7 +213,7 @@ t.test(
     h.setNow(new Date(`${DAY}T12:00:00Z`));
     const id = await insertRecurrence(h.pool, { proxima_cobranca: DAY, valor_centavos: 1000 });
     h.gateway.setFaults({ rules: [{ nth: 1, fault: 'hold' }] });
-    const charging = chargeOnce(h, id);
+    const charging = charge(h, id);
     await h.gateway.waitForHeld(1);
     const patch = (payload: object) =>
       h.app.inject({ method: 'PATCH', url: `/recorrencias/${id}`, headers: checkout, payload });
@@ -240,7 +234,7 @@ t.test(
       'the charge in flight kept its amount',
     );
     t.match(
-      await chargeOnce(h, id, '2031-04-10'),
+      await charge(h, id, '2031-04-10'),
       { status: 'approved', amountCents: 2000 },
       'the next cycle has the new one',
     );
@@ -268,7 +262,7 @@ t.test(
     h.setNow(new Date(`${DAY}T12:00:00Z`));
     const id = await insertRecurrence(h.pool, { proxima_cobranca: DAY });
     h.gateway.setFaults({ rules: [{ nth: 1, fault: 'hold' }] });
-    const charging = chargeOnce(h, id);
+    const charging = charge(h, id);
     await h.gateway.waitForHeld(1);
     const cancel = await h.app.inject({
       method: 'POST',
@@ -280,7 +274,7 @@ t.test(
     h.gateway.release();
     t.match(await charging, { status: 'approved' }, 'the money moved: the approval is recorded');
     t.match(await recurrenceState(h.url, id), { status: 'cancelado', proxima_cobranca: '2031-04-10' });
-    t.match(await chargeOnce(h, id, '2031-04-10'), { status: 'skipped', reason: 'recurrence_cancelado' });
+    t.match(await charge(h, id, '2031-04-10'), { status: 'skipped', reason: 'recurrence_cancelado' });
     t.equal(h.gateway.ledger().length, 1, 'one charge at the gateway');
     await assertLedgerAgrees(t, h.url, h.gateway);
   },
