@@ -2,7 +2,7 @@
 // list of charges the date would get, as one JSON document or as CSV (`--csv`, one line per charge, ready
 // to diff against the old system's list); other tasks print their counts.
 import type { IsoDate } from '../domain/dates.ts';
-import { allDueCharges, dryRunTask, type PreviewItem } from '../ops/charge-preview.ts';
+import { allDueCharges, blockedDueCount, dryRunTask, type PreviewItem } from '../ops/charge-preview.ts';
 import type { OpsDeps } from '../ops/deps.ts';
 import type { PeriodicTaskName } from '../queue/task-names.ts';
 
@@ -48,5 +48,6 @@ export async function printDryRun(
     total += 1;
     cents += item.valor_centavos;
   }
-  out.write(`\n],"total":${total},"valor_total_centavos":${cents}}\n`);
+  const blocked = await blockedDueCount(deps, date);
+  out.write(`\n],"total":${total},"valor_total_centavos":${cents},"bloqueadas":${blocked}}\n`);
 }

@@ -1,12 +1,14 @@
 // What processar_recorrencias_do_dia would charge on a date, read-only: the recurrences its fan-out selects
 // (the same condition as findChargeablePage 'due'), each with the attempt a charge would resume instead of
-// planning a new one.
+// planning a new one. A recurrence whose pending attempt is blocked (409 idempotency_key_reused, waiting for
+// an operator's resolver call) is left out: its job would charge nothing and dead-letter. It is counted apart.
 import { sql, type CommonQueryMethods } from 'slonik';
 import { z } from 'zod';
 import { PERIODICITIES } from '../domain/calendar.ts';
 import type { IsoDate } from '../domain/dates.ts';
 
 const DUE = sql.fragment`r.status = 'ativo' AND r.proxima_tentativa IS NULL`;
+const NOT_BLOCKED = sql.fragment`c.codigo_recusa IS NULL`;
 
 export const DueRow = z.object({
   id: z.number(),
@@ -38,19 +40,26 @@ export async function findDuePreviewPage(
       r.valor_centavos, r.moeda, c.ciclo::text AS pendente_ciclo, c.valor_centavos AS pendente_valor_centavos
     FROM checkout_recorrencias r
     LEFT JOIN checkout_recorrencia_cobrancas c ON c.recorrencia_id = r.id AND c.status = 'pendente'
-    WHERE ${DUE} AND r.proxima_cobranca <= ${date}::date AND ${cursor}
+    WHERE ${DUE} AND ${NOT_BLOCKED} AND r.proxima_cobranca <= ${date}::date AND ${cursor}
     ORDER BY r.proxima_cobranca, r.id
     LIMIT ${limit}`);
   return result.rows;
 }
 
-/** How many would be charged and the sum of their amounts (a resumed attempt counts with its own amount). */
+/**
+ * How many would be charged and the sum of their amounts (a resumed attempt counts with its own amount), and
+ * how many due recurrences are left out because their attempt is blocked.
+ */
 export async function sumDuePreview(
   db: CommonQueryMethods,
   date: IsoDate,
-): Promise<{ total: number; valor_total_centavos: number }> {
-  return db.one(sql.type(z.object({ total: z.number(), valor_total_centavos: z.number() }))`
-    SELECT count(*)::int AS total, coalesce(sum(coalesce(c.valor_centavos, r.valor_centavos)), 0)::bigint AS valor_total_centavos
+): Promise<{ total: number; valor_total_centavos: number; bloqueadas: number }> {
+  return db.one(sql.type(
+    z.object({ total: z.number(), valor_total_centavos: z.number(), bloqueadas: z.number() }),
+  )`
+    SELECT count(*) FILTER (WHERE ${NOT_BLOCKED})::int AS total,
+      coalesce(sum(coalesce(c.valor_centavos, r.valor_centavos)) FILTER (WHERE ${NOT_BLOCKED}), 0)::bigint AS valor_total_centavos,
+      count(*) FILTER (WHERE NOT (${NOT_BLOCKED}))::int AS bloqueadas
     FROM checkout_recorrencias r
     LEFT JOIN checkout_recorrencia_cobrancas c ON c.recorrencia_id = r.id AND c.status = 'pendente'
     WHERE ${DUE} AND r.proxima_cobranca <= ${date}::date`);

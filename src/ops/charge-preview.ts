@@ -1,6 +1,7 @@
 // The dry run of processar_recorrencias_do_dia as a list, for the cutover: what would be charged on a date
 // (recurrence, old id, seller, the cycle per planCharge and BACKBILL_MISSED_CYCLES, the amount), without
 // charging or enqueueing anything. Operators compare it with the old system's list before switching.
+// Recurrences whose attempt is blocked are not in the list (their jobs charge nothing): only their count.
 import { findDuePreviewPage, sumDuePreview, type DueRow } from '../db/previa-cobrancas.ts';
 import { planCharge } from '../domain/calendar.ts';
 import { businessDate, laterDate, type IsoDate } from '../domain/dates.ts';
@@ -89,6 +90,11 @@ export async function previewDueCharges(
     ),
     nextCursor: rows.length === page.limit && last !== undefined ? encodePreviewCursor(last) : null,
   };
+}
+
+/** How many recurrences due by `date` the list leaves out because their pending attempt is blocked. */
+export async function blockedDueCount(deps: OpsDeps, date: IsoDate): Promise<number> {
+  return (await sumDuePreview(deps.pool, date)).bloqueadas;
 }
 
 /** Every item, page by page (the command line prints the whole list). */

@@ -294,3 +294,31 @@ t.test('a 409 blocks the attempt even when the job claim lapsed meanwhile', asyn
     "blocked all the same: the job's next holder must not look the key up",
   );
 });
+
+t.test('the dry run leaves a blocked attempt out of the charges and counts it apart', async (t) => {
+  const { h, id } = await blockedByAnotherRequest(t);
+  const other = await insertRecurrence(h.pool, { proxima_cobranca: DAY, valor_centavos: 2500 });
+  // Active again with its attempt still blocked: what a retomar does when the 409 arrived during a pause.
+  await query(h.url, `UPDATE checkout_recorrencias SET status = 'ativo', motivo_hold = NULL WHERE id = $1`, [
+    id,
+  ]);
+  const dryRun = await h.app.inject({
+    method: 'POST',
+    url: '/tasks/processar_recorrencias_do_dia/run',
+    headers: operator,
+    payload: { date: DAY, dryRun: true, limit: 100 },
+  });
+  t.equal(dryRun.statusCode, 200);
+  t.match(dryRun.json(), { total: 1, valor_total_centavos: 2500, bloqueadas: 1 });
+  t.same(
+    dryRun
+      .json<{ cobrancas: Array<{ recorrencia_id: number }> }>()
+      .cobrancas.map((item) => item.recorrencia_id),
+    [other],
+    'only the charge that would be made',
+  );
+  // What the run does with it: nothing sent, the recurrence back on hold.
+  t.match(await chargeOn(h, id, '2031-03-11'), { status: 'rejected', reason: 'idempotency_key_reused' });
+  t.same(await envios(h, id), [1]);
+  t.match(await recurrenceState(h.url, id), { status: 'hold' });
+});
