@@ -95,3 +95,14 @@ export async function listAudit(
     )
   ).rows;
 }
+
+/** The latest audit entry of `action` on `target` whose details contain `details` (null when there is none). */
+export async function findLatestAudit(
+  db: CommonQueryMethods,
+  entry: { action: string; target: string; details: Record<string, unknown> },
+): Promise<z.infer<typeof AuditRow> | null> {
+  return db.maybeOne(sql.type(AuditRow)`
+    SELECT id, quem, acao, alvo, detalhes, em FROM auditoria_admin
+    WHERE acao = ${entry.action} AND alvo = ${entry.target} AND detalhes @> ${sql.jsonb(entry.details as never)}
+    ORDER BY id DESC LIMIT 1`);
+}

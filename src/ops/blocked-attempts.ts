@@ -8,9 +8,11 @@
 //    the recurrence moves to its next cycle, as an approval does (a `cobranca_aprovada` event for the checkout);
 //  - `nao_cobrada`: nothing of this customer ran under it: the attempt ends `rejeitada`, and the cycle is
 //    charged with a new attempt (a new key) once the recurrence is taken off hold.
+// A repeated call (a retry after a lost answer) gets the first call's answer with `mudou: false`; one that says
+// otherwise than the first is refused with 409 and the first resolution.
 import { recordApprovals } from '../db/charge-batch.ts';
 import { findPendingAttempt, isBlocked, resolveAttempt, unblockAsCharged } from '../db/cobrancas.ts';
-import { insertAudit } from '../db/pauses.ts';
+import { findLatestAudit, insertAudit } from '../db/pauses.ts';
 import { insertChangeHistory } from '../db/recorrencias-gestao.ts';
 import { lockRecurrence } from '../db/recorrencias.ts';
 import { nextCycle } from '../domain/calendar.ts';
@@ -21,14 +23,35 @@ import { skipCyclesOfPause } from '../tasks/charge/record-outcomes.ts';
 import type { Actor } from './actor.ts';
 import type { OpsDeps } from './deps.ts';
 
+const AUDIT_ACTION = 'resolve_blocked_attempt';
+
 export type BlockedAttemptResolution =
   | { resultado: 'cobrada'; gateway_ref: string; valor_centavos: number; moeda: string; motivo: string }
   | { resultado: 'nao_cobrada'; motivo: string };
 
+/** What the audit keeps of a resolution, and the answer it gave. */
+type Recorded = BlockedAttemptResolution & {
+  cobranca_id: number;
+  ciclo: string;
+  proxima_cobranca?: string | null;
+};
+
+/** Whether `again` says what `first` said (the operator's `motivo` aside). */
+function sameResolution(first: BlockedAttemptResolution, again: BlockedAttemptResolution): boolean {
+  if (first.resultado === 'nao_cobrada' || again.resultado === 'nao_cobrada') {
+    return first.resultado === again.resultado;
+  }
+  return (
+    first.gateway_ref === again.gateway_ref &&
+    first.valor_centavos === again.valor_centavos &&
+    first.moeda === again.moeda
+  );
+}
+
 /**
  * Resolves the blocked attempt `attemptId` of recurrence `id` as the operator found it at the gateway. 404 for
- * an unknown recurrence, 409 when that attempt is not the recurrence's blocked one (resolved meanwhile, or one
- * the workers still resolve on their own through the gateway).
+ * an unknown recurrence, 409 when that attempt is not the recurrence's blocked one (resolved otherwise before,
+ * or one the workers still resolve on their own through the gateway).
  */
 export async function resolveBlockedAttempt(
   deps: OpsDeps,
@@ -42,6 +65,22 @@ export async function resolveBlockedAttempt(
     if (recurrence === null) throw new AppError('NOT_FOUND', `no recurrence ${id}`);
     const pending = await findPendingAttempt(tx, id);
     if (pending?.id !== attemptId || !isBlocked(pending)) {
+      const first = await findLatestAudit(tx, {
+        action: AUDIT_ACTION,
+        target: `recorrencia:${id}`,
+        details: { cobranca_id: attemptId },
+      });
+      if (first !== null) {
+        const recorded = first.detalhes as Recorded;
+        if (!sameResolution(recorded, resolution)) {
+          throw new AppError(
+            'CONFLICT',
+            `attempt ${attemptId} of recurrence ${id} was already resolved as ${recorded.resultado} by ${first.quem}`,
+            { details: { resolucao: recorded, por: first.quem, em: first.em.toISOString() } },
+          );
+        }
+        return { kind: 'replay' as const, recorded };
+      }
       throw new AppError(
         'CONFLICT',
         `attempt ${attemptId} is not the blocked attempt of recurrence ${id}: only an attempt whose key the gateway holds for another request waits for an operator`,
@@ -90,17 +129,29 @@ export async function resolveBlockedAttempt(
     }
     await insertAudit(tx, {
       who,
-      action: 'resolve_blocked_attempt',
+      action: AUDIT_ACTION,
       target: `recorrencia:${id}`,
       details: {
         cobranca_id: attemptId,
         chave_idempotencia: pending.chave_idempotencia,
         ciclo: pending.ciclo,
+        proxima_cobranca: movedTo,
         ...resolution,
       },
     });
-    return { attempt: pending, movedTo };
+    return { kind: 'resolved' as const, attempt: pending, movedTo };
   });
+  if (result.kind === 'replay') {
+    const replay = result.recorded;
+    return {
+      recorrencia_id: id,
+      cobranca_id: attemptId,
+      ciclo: replay.ciclo,
+      status: replay.resultado === 'cobrada' ? 'aprovada' : 'rejeitada',
+      proxima_cobranca: replay.proxima_cobranca ?? null,
+      mudou: false,
+    };
+  }
   deps.log.warn(
     {
       recorrenciaId: id,
@@ -117,5 +168,6 @@ export async function resolveBlockedAttempt(
     ciclo: result.attempt.ciclo,
     status: resolution.resultado === 'cobrada' ? 'aprovada' : 'rejeitada',
     proxima_cobranca: result.movedTo,
+    mudou: true,
   };
 }

@@ -127,10 +127,23 @@ t.test(
       await query(h.url, `SELECT quem, detalhes FROM auditoria_admin WHERE acao = 'resolve_blocked_attempt'`),
       [{ quem: 'ana', detalhes: { cobranca_id: attemptId, resultado: 'nao_cobrada' } }],
     );
+    // A retry after a lost answer gets the first answer; a call saying otherwise is refused with the first one.
+    const again = await resolve(h, id, attemptId, { resultado: 'nao_cobrada', motivo: 'de novo' });
+    t.equal(again.statusCode, 200, 'a repeated call answers as the first did');
+    t.same(again.json(), { ...resolved.json<object>(), mudou: false });
+    const contrary = await resolve(h, id, attemptId, {
+      resultado: 'cobrada',
+      gateway_ref: 'ch_1',
+      valor_centavos: 1000,
+      moeda: 'BRL',
+      motivo: 'engano',
+    });
+    t.equal(contrary.statusCode, 409, 'resolved once');
+    t.match(contrary.json(), { resolucao: { resultado: 'nao_cobrada' }, por: 'ana' });
     t.equal(
-      (await resolve(h, id, attemptId, { resultado: 'nao_cobrada', motivo: 'de novo' })).statusCode,
-      409,
-      'resolved once',
+      (await query(h.url, `SELECT 1 FROM auditoria_admin WHERE acao = 'resolve_blocked_attempt'`)).length,
+      1,
+      'neither call changed anything',
     );
 
     t.equal((await reactivate(h, id)).statusCode, 200);
@@ -162,7 +175,20 @@ t.test(
       motivo: 'ciclo cobrado antes da restauração do banco',
     });
     t.equal(resolved.statusCode, 200);
-    t.match(resolved.json(), { status: 'aprovada', proxima_cobranca: '2031-04-10' });
+    t.match(resolved.json(), { status: 'aprovada', proxima_cobranca: '2031-04-10', mudou: true });
+    const again = await resolve(h, id, attemptId, {
+      resultado: 'cobrada',
+      gateway_ref: foreignChargeId,
+      valor_centavos: 1290,
+      moeda: 'BRL',
+      motivo: 'repetido',
+    });
+    t.same(
+      again.json(),
+      { ...resolved.json<object>(), mudou: false },
+      'a repeated call answers as the first',
+    );
+    t.equal((await resolve(h, id, attemptId, { resultado: 'nao_cobrada', motivo: 'x' })).statusCode, 409);
     t.match(await recurrenceState(h.url, id), {
       status: 'hold',
       proxima_cobranca: '2031-04-10',
