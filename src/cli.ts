@@ -32,7 +32,7 @@ operations:
   run <task> [--date YYYY-MM-DD [--allow-future-date]] [--force] [--dry-run [--csv]]
                run a periodic task now, in this process, and print its result; --dry-run prints what it
                would do (for processar_recorrencias_do_dia, the list of charges) and runs nothing
-  import --file export.(csv|jsonl) [--cutover YYYY-MM-DD] [--dry-run] [--map ours=theirs,...]
+  import --file export.(csv|jsonl) [--cutover YYYY-MM-DD [--replace-cutover]] [--dry-run] [--map ours=theirs,...]
                import the old system's recurrences (idempotent, by id_legado)
   seed --count N [--date YYYY-MM-DD] [--sellers S] [--seed X]
                insert N realistic recurrences due on the date (demo, benchmark)

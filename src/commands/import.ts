@@ -1,5 +1,5 @@
-// `import --file export.(csv|jsonl) [--cutover YYYY-MM-DD] [--dry-run] [--map ours=theirs,...]
-// [--errors FILE]`: loads the old system's export of checkout_recorrencias (see the README for the columns
+// `import --file export.(csv|jsonl) [--cutover YYYY-MM-DD [--replace-cutover]] [--dry-run]
+// [--map ours=theirs,...] [--errors FILE]`: loads the old system's export of checkout_recorrencias (see the README for the columns
 // and a sample export command). Prints the counts as JSON; exits 1 when lines were rejected (the valid ones
 // were imported all the same), 2 on bad arguments or an unreadable file.
 import { writeFile } from 'node:fs/promises';
@@ -13,7 +13,7 @@ import type { RoleContext } from '../roles/context.ts';
 import { commandLineActor, withCommandDeps } from './command-deps.ts';
 
 const USAGE =
-  'import --file export.(csv|jsonl) [--cutover YYYY-MM-DD] [--dry-run] [--format csv|jsonl] [--map ours=theirs,...] [--errors FILE]';
+  'import --file export.(csv|jsonl) [--cutover YYYY-MM-DD [--replace-cutover]] [--dry-run] [--format csv|jsonl] [--map ours=theirs,...] [--errors FILE]';
 
 /** "token_cartao=card_token,valor=amount" -> { token_cartao: 'card_token', valor: 'amount' }. */
 export function parseMapping(value: string | undefined): Partial<Record<LegacyColumn, string>> {
@@ -38,6 +38,7 @@ export async function importCommand(ctx: RoleContext, args: string[]): Promise<n
     options: {
       file: { type: 'string' },
       cutover: { type: 'string' },
+      'replace-cutover': { type: 'boolean', default: false },
       'dry-run': { type: 'boolean', default: false },
       format: { type: 'string' },
       map: { type: 'string' },
@@ -55,6 +56,7 @@ export async function importCommand(ctx: RoleContext, args: string[]): Promise<n
     file: values.file,
     format: format.data,
     cutover: cutover === null ? null : cutover.data,
+    replaceCutover: values['replace-cutover'],
     dryRun: values['dry-run'],
     mapping: parseMapping(values.map),
   };

@@ -203,8 +203,11 @@ export async function findLastApproval(
   };
 }
 
-/** The latest cutover date of an import from the old system, or null when nothing was imported with one. */
+/**
+ * The cutover in force: that of the latest import given one, or null when nothing was imported with one. Imports
+ * only move it later, except one that replaces a mistyped cutover (`--replace-cutover`).
+ */
 export async function findLatestLegacyCutover(db: CommonQueryMethods): Promise<IsoDate | null> {
   return db.oneFirst(sql.type(z.object({ corte: z.string().nullable() }))`
-    SELECT max(corte)::text AS corte FROM importacoes_legado`);
+    SELECT (SELECT corte::text FROM importacoes_legado WHERE corte IS NOT NULL ORDER BY id DESC LIMIT 1) AS corte`);
 }

@@ -36,6 +36,8 @@ export type ImportOptions = {
   file: string;
   format?: 'csv' | 'jsonl';
   cutover: IsoDate | null;
+  /** Replace the cutover in force (a mistyped one) by `cutover`, even an earlier one. */
+  replaceCutover?: boolean;
   dryRun: boolean;
   /** Our column name -> the export's, for exports whose names differ from LEGACY_COLUMNS. */
   mapping: Partial<Record<LegacyColumn, string>>;
@@ -168,16 +170,28 @@ function validate(lines: Line[], cutover: IsoDate | null) {
 /**
  * Once an import used a cutover, every later one must use it or a later one: without it, a re-import would
  * write rows not yet charged here back to their old dates, before the cutover, into the old system's time
- * (the next run would charge cycles the old system was responsible for).
+ * (the next run would charge cycles the old system was responsible for). The one way back is explicit: an
+ * import with `replaceCutover` and the right date, for a cutover mistyped (2032 for 2031 would leave every
+ * row uncharged for a year). Returns the cutover it replaces, for the audit.
  */
-async function refuseEarlierCutover(tx: DatabaseTransactionConnection, cutover: IsoDate | null) {
+async function checkCutover(
+  tx: DatabaseTransactionConnection,
+  options: Pick<ImportOptions, 'cutover' | 'replaceCutover'>,
+): Promise<IsoDate | null> {
   const latest = await findLatestLegacyCutover(tx);
-  if (latest !== null && (cutover === null || cutover < latest)) {
+  if (options.replaceCutover === true) {
+    if (options.cutover === null) {
+      throw new AppError('INVALID_INPUT', '--replace-cutover: give the right date with --cutover');
+    }
+    return latest !== null && latest !== options.cutover ? latest : null;
+  }
+  if (latest !== null && (options.cutover === null || options.cutover < latest)) {
     throw new AppError(
       'INVALID_INPUT',
-      `--cutover: an earlier import used the cutover ${latest}; give --cutover ${latest} (or later), or the rows not yet charged here would move back before it`,
+      `--cutover: an earlier import used the cutover ${latest}; give --cutover ${latest} (or later), or the rows not yet charged here would move back before it (a mistyped cutover is replaced with --replace-cutover)`,
     );
   }
+  return null;
 }
 
 /**
@@ -189,10 +203,11 @@ export async function importLegacyExport(deps: OpsDeps, who: Actor, options: Imp
   const lines = await readLines(options);
   const { rows, errors, moved } = validate(lines, options.cutover);
   const totals = { inseridas: 0, atualizadas: 0, protegidas: 0 };
+  let replaced: IsoDate | null = null;
   try {
     await deps.pool.transaction(async (tx) => {
       await lockImports(tx);
-      await refuseEarlierCutover(tx, options.cutover);
+      replaced = await checkCutover(tx, options);
       await lockOverwritableRecurrences(
         tx,
         rows.map((row) => row.id_legado),
@@ -215,7 +230,11 @@ export async function importLegacyExport(deps: OpsDeps, who: Actor, options: Imp
         who,
         action: 'import_legacy',
         target: basename(options.file),
-        details: { cutover: options.cutover, ...counts },
+        details: {
+          cutover: options.cutover,
+          ...(replaced === null ? {} : { corte_substituido: replaced }),
+          ...counts,
+        },
       });
     });
   } catch (error) {
@@ -230,6 +249,12 @@ export async function importLegacyExport(deps: OpsDeps, who: Actor, options: Imp
       rejeitadas: new Set(errors.map((error) => error.linha)).size,
       movidas_pelo_corte: moved,
     };
+  }
+  if (replaced !== null && !options.dryRun) {
+    deps.log.warn(
+      { replaced, cutover: options.cutover, by: who },
+      'the cutover in force was replaced by an import (--replace-cutover)',
+    );
   }
   const seconds = (Date.now() - started) / 1000;
   const today = businessDate(deps.now(), deps.config.timeZone);
@@ -247,6 +272,7 @@ export async function importLegacyExport(deps: OpsDeps, who: Actor, options: Imp
     arquivo: options.file,
     dry_run: options.dryRun,
     corte: options.cutover,
+    corte_substituido: replaced,
     ...summary(),
     ativas_vencidas_antes_de_hoje: overdue,
     segundos: seconds,

@@ -352,6 +352,30 @@ t.test('the import and dry-run commands as deployed', async (t) => {
     `${weekly?.id},8,loja,${CUTOVER},2000,BRL,0,false`,
   ]);
   t.same(await query(h.url, 'SELECT count(*)::int AS n FROM execucoes_tarefas'), [{ n: 0 }], 'nothing ran');
+  // A mistyped cutover (03-17 for 03-01) is replaced only on purpose: the weekly row goes back to 03-03.
+  const typo = startService(t, ['import', '--file', file, '--cutover', '2031-03-17'], env);
+  t.equal((await typo.exited).code, 1);
+  const earlier = ['import', '--file', file, '--cutover', '2031-03-01'];
+  const refused = startService(t, earlier, env);
+  t.equal((await refused.exited).code, 2, 'an earlier cutover is refused');
+  t.match(refused.stderr(), /--replace-cutover/);
+  const replaced = startService(t, [...earlier, '--replace-cutover'], env);
+  t.equal((await replaced.exited).code, 1, replaced.stderr());
+  t.match(JSON.parse(replaced.stdout()), { corte_substituido: '2031-03-17', atualizadas: 1 });
+  t.same(
+    await query(
+      h.url,
+      'SELECT id_legado, proxima_cobranca::text FROM checkout_recorrencias ORDER BY id_legado',
+    ),
+    [
+      { id_legado: '7', proxima_cobranca: '2031-03-31' },
+      { id_legado: '8', proxima_cobranca: '2031-03-03' },
+    ],
+  );
+  t.match(
+    await query(h.url, `SELECT detalhes FROM auditoria_admin WHERE acao = 'import_legacy' ORDER BY id`),
+    [{}, {}, { detalhes: { cutover: '2031-03-01', corte_substituido: '2031-03-17' } }],
+  );
   const bad = startService(t, ['import', '--file', join(dir, 'missing.csv')], env);
   t.equal((await bad.exited).code, 2, 'an unreadable file is a usage error');
 });
