@@ -61,6 +61,9 @@ export async function postSignedEvent(
         [EVENT_TYPE_HEADER]: event.type,
       },
       body,
+      // A redirect is not a delivery: followed, a 301/302 becomes a GET without the body (a login page's 200
+      // would mark the event sent), and a 307/308 sends the signed body wherever Location says.
+      redirect: 'manual',
       signal: signal === undefined ? timeout : AbortSignal.any([signal, timeout]),
     });
   } catch (error) {
