@@ -327,8 +327,8 @@ async function skipCyclesOfPauseOnReactivation(
 }
 
 /**
- * The recurrence's last attempt, when it was an irreversible decline of the card the recurrence still has and
- * nothing that code is about was changed since (the amount, for 13: invalid amount), nor was it reactivated:
+ * The recurrence's last attempt, when it was an irreversible decline of the card the recurrence still has, of
+ * the amount it still has for 13 (invalid amount), and it was not reactivated since:
  * the brands forbid sending that card again. Null otherwise. A new card shows in the token itself; changed
  * and changed back to the declined one, it is the declined card again.
  */
@@ -344,8 +344,10 @@ async function irreversibleDeclineOfItsCard(
   ) {
     return null;
   }
-  const fields = last.codigo_recusa === '13' ? (['valor_centavos'] as const) : [];
-  return (await changedSince(tx, recurrence.id, last.resolvida_em ?? last.criado_em, fields)) ? null : last;
+  // 13 (invalid amount) is about the amount: compared with the declined request's own, as the card is (a
+  // change saved while that request was in flight counts; one changed back to the declined amount does not).
+  if (last.codigo_recusa === '13' && last.valor_centavos !== recurrence.valor_centavos) return null;
+  return (await changedSince(tx, recurrence.id, last.resolvida_em ?? last.criado_em, [])) ? null : last;
 }
 
 /**

@@ -412,19 +412,28 @@ t.test('reactivate refuses a hold after an irreversible decline of the card it s
     held,
   ]);
   t.equal((await reactivate(held)).statusCode, 200, 'a new card: reactivated');
-  const newAmount = (id: number) =>
+  // What a PATCH of the amount leaves, `at` relative to the decline's resolution.
+  const newAmount = (id: number, cents: number, at: string) =>
     query(
       h.url,
-      `INSERT INTO checkout_recorrencias_alteracoes (recorrencia_id, quem, campo, valor_anterior, valor_novo)
-       VALUES ($1, 'checkout', 'valor_centavos', '4990', '5990')`,
-      [id],
+      `WITH changed AS (UPDATE checkout_recorrencias SET valor_centavos = $2 WHERE id = $1)
+       INSERT INTO checkout_recorrencias_alteracoes (recorrencia_id, quem, campo, valor_anterior, valor_novo, em)
+       VALUES ($1, 'checkout', 'valor_centavos', '4990', $2::text, now() + $3::interval)`,
+      [id, cents, at],
     );
   const lost = await heldAfter('tok_recusa_irreversivel_3');
-  await newAmount(lost);
+  await newAmount(lost, 5990, '1 minute');
   t.equal((await reactivate(lost)).statusCode, 409, 'a lost card (41) is not about the amount');
   const invalidAmount = await heldAfter('tok_recusa_irreversivel_4', '13');
-  await newAmount(invalidAmount);
+  await newAmount(invalidAmount, 5990, '1 minute');
   t.equal((await reactivate(invalidAmount)).statusCode, 200, 'an invalid amount (13), changed since');
+  // Saved while the declined request was in flight: recorded before the decline, still another amount.
+  const changedInFlight = await heldAfter('tok_recusa_irreversivel_5', '13');
+  await newAmount(changedInFlight, 5990, '-1 minute');
+  t.equal((await reactivate(changedInFlight)).statusCode, 200, 'an amount changed during the charge');
+  const changedBack = await heldAfter('tok_recusa_irreversivel_6', '13');
+  await newAmount(changedBack, 4990, '1 minute');
+  t.equal((await reactivate(changedBack)).statusCode, 409, 'changed back to the declined amount');
   const forced = await heldAfter('tok_recusa_irreversivel_2');
   t.equal((await reactivate(forced, { force: true })).statusCode, 200, 'force: the operator decides');
   t.equal((await reactivate(forced, { forca: true })).statusCode, 400, 'an unknown field is refused');
