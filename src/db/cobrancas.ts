@@ -192,6 +192,16 @@ export async function skipPausedCycles(
   return next;
 }
 
+/** Whether the next cycle is before a resume's date (a cycle of the pause: moveNextChargePastPause moves it). */
+export function nextChargeBeforeResume(recurrence: {
+  proxima_cobranca: IsoDate;
+  cobrar_a_partir_de: IsoDate | null;
+}): boolean {
+  return (
+    recurrence.cobrar_a_partir_de !== null && recurrence.proxima_cobranca < recurrence.cobrar_a_partir_de
+  );
+}
+
 /**
  * A recurrence resumed (`cobrar_a_partir_de`) whose next cycle is still before the resume's date: the cycles of
  * the pause are recorded as skipped and its next charge moves to the first cycle on or after that date, which
@@ -203,7 +213,7 @@ export async function moveNextChargePastPause(
   recurrence: Schedule & { id: number; proxima_cobranca: IsoDate; cobrar_a_partir_de: IsoDate | null },
 ): Promise<IsoDate | null> {
   const resumedOn = recurrence.cobrar_a_partir_de;
-  if (resumedOn === null || recurrence.proxima_cobranca >= resumedOn) return null;
+  if (!nextChargeBeforeResume(recurrence) || resumedOn === null) return null;
   const next = await skipPausedCycles(tx, recurrence, recurrence.proxima_cobranca, resumedOn);
   await moveNextCharge(tx, recurrence.id, next);
   return next;

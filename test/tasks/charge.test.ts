@@ -419,40 +419,54 @@ t.test(
   },
 );
 
+/**
+ * Another worker's phase 1 for recurrence `id` (a retry job racing the daily one), holding its lock with a
+ * pending attempt for its next cycle not yet committed: runs `charge` until it waits on that lock,
+ * then the other phase 1 commits.
+ */
+async function afterAnotherPhase1<T>(t: Test, h: Harness, id: number, charge: () => Promise<T>): Promise<T> {
+  const other = new pg.Client({ connectionString: h.url });
+  await other.connect();
+  t.teardown(() => other.end());
+  await other.query('BEGIN');
+  await other.query('SELECT id FROM checkout_recorrencias WHERE id = $1 FOR UPDATE', [id]);
+  await other.query(
+    `INSERT INTO checkout_recorrencia_cobrancas
+       (recorrencia_id, ciclo, tentativa, chave_idempotencia, valor_centavos, moeda, cartao_token, data_negocio,
+        envios, enviada_em)
+     SELECT id, proxima_cobranca, 1, 'rec-' || id || '-' || proxima_cobranca || '-t1', valor_centavos, moeda,
+       cartao_token, proxima_cobranca, 1, now()
+     FROM checkout_recorrencias WHERE id = $1`,
+    [id],
+  );
+  const charging = charge();
+  await eventually(async () => {
+    const [row] = await query<{ n: number }>(
+      h.url,
+      `SELECT count(*)::int AS n FROM pg_stat_activity
+       WHERE datname = current_database() AND wait_event_type = 'Lock'`,
+    );
+    return row !== undefined && row.n > 0 ? true : undefined;
+  });
+  await other.query('COMMIT');
+  return charging;
+}
+
+async function fetchedChargeJob(h: Harness, id: number, date: string) {
+  await enqueueChargeJobs(h.boss, [{ recorrenciaId: id, dataNegocio: date, motivo: 'agendada' }]);
+  const [job] = await h.fetchChargeJobs();
+  if (job === undefined) throw new Error('no charge job to fetch');
+  return job;
+}
+
 t.test(
   'a charge that waited on another phase 1 for its recurrence resumes the attempt made meanwhile',
   async (t) => {
     const h = await createHarness(t);
     const id = await insertRecurrence(h.pool, { proxima_cobranca: DAY });
-    await enqueueChargeJobs(h.boss, [{ recorrenciaId: id, dataNegocio: DAY, motivo: 'agendada' }]);
-    const [job] = await h.fetchChargeJobs();
-    if (job === undefined) throw new Error('no charge job to fetch');
-    // Another worker's phase 1 for the same recurrence (a retry job racing the daily one), not committed yet.
-    const other = new pg.Client({ connectionString: h.url });
-    await other.connect();
-    t.teardown(() => other.end());
-    await other.query('BEGIN');
-    await other.query('SELECT id FROM checkout_recorrencias WHERE id = $1 FOR UPDATE', [id]);
-    await other.query(
-      `INSERT INTO checkout_recorrencia_cobrancas
-         (recorrencia_id, ciclo, tentativa, chave_idempotencia, valor_centavos, moeda, cartao_token, data_negocio,
-          envios, enviada_em)
-       SELECT id, proxima_cobranca, 1, $2, valor_centavos, moeda, cartao_token, proxima_cobranca, 1, now()
-       FROM checkout_recorrencias WHERE id = $1`,
-      [id, `rec-${id}-${DAY}-t1`],
-    );
-    const charging = chargeRecurrence(h.deps, job);
-    await eventually(async () => {
-      const [row] = await query<{ n: number }>(
-        h.url,
-        `SELECT count(*)::int AS n FROM pg_stat_activity
-         WHERE datname = current_database() AND wait_event_type = 'Lock'`,
-      );
-      return row !== undefined && row.n > 0 ? true : undefined;
-    });
-    await other.query('COMMIT');
+    const job = await fetchedChargeJob(h, id, DAY);
     t.match(
-      await charging,
+      await afterAnotherPhase1(t, h, id, () => chargeRecurrence(h.deps, job)),
       { status: 'approved', key: `rec-${id}-${DAY}-t1` },
       'the attempt committed while it waited is resumed under its key',
     );
@@ -462,6 +476,33 @@ t.test(
       'no second attempt',
     );
     t.match(h.gateway.stats(), { charges_executed: 1 });
+    await assertLedgerAgrees(t, h.url, h.gateway);
+  },
+);
+
+t.test(
+  'a charge that waited on another phase 1 does not move the recurrence past a pause under its pending attempt',
+  async (t) => {
+    const h = await createHarness(t);
+    const id = await insertRecurrence(h.pool, { proxima_cobranca: DAY });
+    // Resumed on 03-20 while the 03-10 cycle was in flight, declined: its retry job is the other phase 1.
+    await query(h.url, `UPDATE checkout_recorrencias SET cobrar_a_partir_de = '2031-03-20' WHERE id = $1`, [
+      id,
+    ]);
+    const job = await fetchedChargeJob(h, id, DAY);
+    t.match(await afterAnotherPhase1(t, h, id, () => chargeRecurrence(h.deps, job)), {
+      status: 'approved',
+      cycle: DAY,
+      key: `rec-${id}-${DAY}-t1`,
+    });
+    t.same(
+      await query(h.url, 'SELECT ciclo FROM checkout_recorrencia_ciclos_pulados WHERE recorrencia_id = $1', [
+        id,
+      ]),
+      [],
+      'the cycle of the pending attempt is not also recorded as skipped',
+    );
+    t.match(await recurrenceState(h.url, id), { proxima_cobranca: '2031-04-10', ciclos_cobrados: 1 });
     await assertLedgerAgrees(t, h.url, h.gateway);
   },
 );
