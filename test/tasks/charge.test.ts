@@ -452,6 +452,13 @@ async function afterAnotherPhase1<T>(t: Test, h: Harness, id: number, charge: ()
   return charging;
 }
 
+/** A recurrence due on DAY, resumed from a pause on `date` (its cycles before it are the pause's). */
+async function resumedOn(h: Harness, date: string): Promise<number> {
+  const id = await insertRecurrence(h.pool, { proxima_cobranca: DAY });
+  await query(h.url, 'UPDATE checkout_recorrencias SET cobrar_a_partir_de = $2 WHERE id = $1', [id, date]);
+  return id;
+}
+
 async function fetchedChargeJob(h: Harness, id: number, date: string) {
   await enqueueChargeJobs(h.boss, [{ recorrenciaId: id, dataNegocio: date, motivo: 'agendada' }]);
   const [job] = await h.fetchChargeJobs();
@@ -484,11 +491,8 @@ t.test(
   'a charge that waited on another phase 1 does not move the recurrence past a pause under its pending attempt',
   async (t) => {
     const h = await createHarness(t);
-    const id = await insertRecurrence(h.pool, { proxima_cobranca: DAY });
     // Resumed on 03-20 while the 03-10 cycle was in flight, declined: its retry job is the other phase 1.
-    await query(h.url, `UPDATE checkout_recorrencias SET cobrar_a_partir_de = '2031-03-20' WHERE id = $1`, [
-      id,
-    ]);
+    const id = await resumedOn(h, '2031-03-20');
     const job = await fetchedChargeJob(h, id, DAY);
     t.match(await afterAnotherPhase1(t, h, id, () => chargeRecurrence(h.deps, job)), {
       status: 'approved',
@@ -827,10 +831,7 @@ t.test(
   'phase 1 never charges a cycle before the resume date, however the recurrence got there',
   async (t) => {
     const h = await createHarness(t);
-    const id = await insertRecurrence(h.pool, { proxima_cobranca: DAY });
-    await query(h.url, `UPDATE checkout_recorrencias SET cobrar_a_partir_de = '2031-05-20' WHERE id = $1`, [
-      id,
-    ]);
+    const id = await resumedOn(h, '2031-05-20');
     t.match((await chargeOnce(h, id, '2031-05-26')).result, { status: 'skipped', reason: 'not_due' });
     t.match(await recurrenceState(h.url, id), { proxima_cobranca: '2031-06-10' });
     t.equal(h.gateway.ledger().length, 0);
