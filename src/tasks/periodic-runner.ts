@@ -105,11 +105,18 @@ export async function runPeriodicTask(
 }
 
 export class RunLockHeldError extends Error {
-  constructor(task: string, date: IsoDate, attempt: number, holder: 'earlier run' | 'command line') {
+  constructor(
+    task: string,
+    date: IsoDate,
+    attempt: number,
+    holder: 'earlier run' | 'command line' | 'unrecorded run',
+  ) {
     super(
       holder === 'command line'
         ? `a command-line run of ${task} for ${date} holds its lock, and has no retry of its own: this job retries after it`
-        : `another run of ${task} for ${date} holds its lock while this job retries (attempt ${attempt}): retrying later`,
+        : holder === 'unrecorded run'
+          ? `a run of ${task} for ${date} holds its lock and has no record yet (it may be a command-line run, which has no retry of its own): this job retries after it`
+          : `another run of ${task} for ${date} holds its lock while this job retries (attempt ${attempt}): retrying later`,
     );
     this.name = 'RunLockHeldError';
   }
@@ -147,15 +154,18 @@ async function runHoldingLock(
         ? null
         : await findLatestTaskRun(deps.pool, task.name, date, 'executando').catch(couldNotStart);
     const commandLine = holder !== null && holder.job_id === null;
+    // The holder takes the lock, then records its run: in between, who holds it is unknown, and it may be a
+    // command-line run. Only a job run (which retries on its own) lets this job count the date as handled.
+    const unrecorded = request.jobId !== null && holder === null;
     // A job that already tried and failed: the run holding the lock may be its own previous attempt, cut off
     // from the database, whose connection the server has not dropped yet; skipping would leave the date unrun,
     // so the job fails and retries later (by then that run has ended, or succeeded).
-    if (commandLine || request.attempt > 1) {
+    if (commandLine || unrecorded || request.attempt > 1) {
       const error = new RunLockHeldError(
         task.name,
         date,
         request.attempt,
-        commandLine ? 'command line' : 'earlier run',
+        commandLine ? 'command line' : unrecorded ? 'unrecorded run' : 'earlier run',
       );
       log.warn({ attempt: request.attempt, holderRunId: holder?.id }, error.message);
       throw error;

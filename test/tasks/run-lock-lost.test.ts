@@ -4,7 +4,9 @@
 // run's success standing. A job's retry that finds its date's run still locked fails, to retry later. A run
 // that fails before it has its record is logged.
 import { randomUUID } from 'node:crypto';
+import { sql } from 'slonik';
 import t, { type Test } from 'tap';
+import { tryLockTaskRun } from '../../src/db/task-runs.ts';
 import type { TaskDeps } from '../../src/tasks/task.ts';
 import { capturedLog } from '../helpers/captured-log.ts';
 import { advisoryLocks, createMigratedDatabase, query } from '../helpers/database.ts';
@@ -154,6 +156,37 @@ t.test(
     });
     other.release();
     t.match(await jobRun, { status: 'succeeded' });
+  },
+);
+
+t.test(
+  "a job's first attempt that finds the lock taken by a run not yet recorded retries instead of skipping",
+  async (t) => {
+    const url = await createMigratedDatabase(t);
+    const deps = await runnerDeps(t, url);
+    const gated = gatedTask();
+    // A command-line run between taking the lock and inserting its row: the lock, and no row.
+    let release = (): void => undefined;
+    const released = new Promise<void>((resolve) => (release = resolve));
+    let locked = (): void => undefined;
+    const lockTaken = new Promise<void>((resolve) => (locked = resolve));
+    const holding = deps.pool.connect(async (session) => {
+      t.ok(await tryLockTaskRun(session, gated.task.name, DATE), 'the lock taken');
+      locked();
+      await released;
+      await session.query(sql.unsafe`COMMIT`);
+    });
+    t.teardown(() => release());
+    await lockTaken;
+    await t.rejects(
+      runOn(gated.task, deps, DATE, false, 1, randomUUID()),
+      { name: 'RunLockHeldError', message: /has no record yet/ },
+      'the date is not counted as handled by a run that may have no retry',
+    );
+    release();
+    await holding;
+    gated.release();
+    t.match(await runOn(gated.task, deps, DATE, false, 2, randomUUID()), { status: 'succeeded' });
   },
 );
 
