@@ -44,13 +44,15 @@ export type SellerHolds = z.infer<typeof SellerHolds>;
 export async function findSellerHolds(
   db: CommonQueryMethods,
   listLimit: number,
+  sellerId?: string,
 ): Promise<readonly SellerHolds[]> {
+  const seller = sellerId === undefined ? sql.fragment`TRUE` : sql.fragment`r.vendedor_id = ${sellerId}`;
   const result = await db.query(sql.type(SellerHolds)`
     WITH holds AS (
       SELECT r.vendedor_id, r.id, r.valor_centavos, r.moeda, r.motivo_hold, r.hold_em, r.cliente_ref, r.descricao,
         r.hold_avisado_em IS DISTINCT FROM r.hold_em AS nova
       FROM checkout_recorrencias r
-      WHERE r.status = 'hold'
+      WHERE r.status = 'hold' AND ${seller}
     )
     SELECT vendedor_id, count(*)::int AS total_em_hold,
       coalesce((array_agg(jsonb_build_object('id', id, 'valor_centavos', valor_centavos, 'moeda', moeda,
@@ -62,6 +64,18 @@ export async function findSellerHolds(
       now()::text AS corte_em
     FROM holds GROUP BY vendedor_id ORDER BY vendedor_id`);
   return result.rows;
+}
+
+/**
+ * Serialises the notices of one seller until the transaction ends: runs of two business dates at once (a
+ * failed date retried beside today's) would otherwise both read the same holds as new and announce them twice.
+ */
+export async function lockSellerNotices(tx: CommonQueryMethods, sellerId: string): Promise<void> {
+  await tx.query(
+    sql.type(
+      NoRows,
+    )`SELECT FROM pg_advisory_xact_lock(hashtext('recorrencias:avisos'), hashtext(${sellerId}))`,
+  );
 }
 
 /**

@@ -1,9 +1,10 @@
 // notificar_recorrencias_hold (18:00): one notice per seller with recurrences on hold, per business date,
 // listing the holds no notice announced yet and the count of all. Written to the avisos_vendedores outbox
-// together with its delivery job and the mark on the holds it announces (one transaction), so a rerun sends
-// nothing twice, a hold is announced once, and a failed delivery is retried and visible. Without
+// together with its delivery job and the mark on the holds it announces (one transaction, under a lock per
+// seller), so a rerun sends nothing twice, a hold is announced once even by runs of two dates at once, and a
+// failed delivery is retried and visible. Without
 // NOTICE_WEBHOOK_URL notices are only recorded.
-import { findSellerHolds, insertNotice, markHoldsAnnounced } from '../db/avisos.ts';
+import { findSellerHolds, insertNotice, lockSellerNotices, markHoldsAnnounced } from '../db/avisos.ts';
 import { stableUuid } from '../domain/identifiers.ts';
 import { bossDb } from '../queue/boss-executor.ts';
 import { NOTICE_DELIVERY_QUEUE } from '../queue/task-names.ts';
@@ -19,17 +20,21 @@ export const notificarRecorrenciasHold: PeriodicTask = {
     const deliver = ctx.config.notices.webhookUrl !== undefined;
     const sellers = await findSellerHolds(ctx.pool, LIST_LIMIT);
     let created = 0;
-    for (const seller of sellers) {
+    for (const { vendedor_id: sellerId } of sellers) {
       ctx.signal.throwIfAborted();
-      const content = {
-        evento: 'recorrencias_em_hold',
-        vendedor_id: seller.vendedor_id,
-        data_negocio: ctx.date,
-        total_em_hold: seller.total_em_hold,
-        novas_em_hold: seller.novas_total,
-        novas: seller.novas,
-      };
       const inserted = await ctx.pool.transaction(async (tx) => {
+        // Read again under the seller's lock: another date's run may have announced some holds since.
+        await lockSellerNotices(tx, sellerId);
+        const [seller] = await findSellerHolds(tx, LIST_LIMIT, sellerId);
+        if (seller === undefined) return false;
+        const content = {
+          evento: 'recorrencias_em_hold',
+          vendedor_id: seller.vendedor_id,
+          data_negocio: ctx.date,
+          total_em_hold: seller.total_em_hold,
+          novas_em_hold: seller.novas_total,
+          novas: seller.novas,
+        };
         const id = await insertNotice(tx, {
           sellerId: seller.vendedor_id,
           date: ctx.date,

@@ -7,7 +7,7 @@ import { createDbPool } from '../../src/db/pool.ts';
 import { purgeArchiveBatch } from '../../src/db/arquivo.ts';
 import { lockOverwritableRecurrences, upsertImportedBatch } from '../../src/db/importacao.ts';
 import type { ImportedRecurrence } from '../../src/domain/legacy-import.ts';
-import { createMigratedDatabase, query } from '../helpers/database.ts';
+import { createMigratedDatabase, lockWaiters, query } from '../helpers/database.ts';
 import { eventually } from '../helpers/processes.ts';
 
 const row = (id: string): ImportedRecurrence => ({
@@ -94,13 +94,7 @@ t.test(
       await lockOverwritableRecurrences(tx, ['L-1']);
       return upsertImportedBatch(tx, [{ ...row('L-1'), proxima_cobranca: '2031-02-10' }]);
     });
-    await eventually(async () => {
-      const [waiting] = await query<{ n: number }>(
-        url,
-        `SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'`,
-      );
-      return waiting !== undefined && waiting.n > 0 ? true : undefined;
-    });
+    await lockWaiters(url);
     await charge.query('COMMIT');
     t.same(await importing, { inseridas: 0, atualizadas: 0, protegidas: 1 });
     t.same(

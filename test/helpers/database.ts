@@ -3,6 +3,7 @@
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import type { Test } from 'tap';
+import { eventually } from './processes.ts';
 import { sql } from '../../scripts/bench/database.ts';
 
 function required(name: string): string {
@@ -62,6 +63,18 @@ export async function dropDatabase(name: string): Promise<void> {
 
 /** Runs one query on a short-lived connection: for test set-up and assertions, not for the code under test. */
 export const query = sql;
+
+/** Resolves once at least `count` sessions of the database wait on a lock: a test's interleaving point. */
+export async function lockWaiters(url: string, count = 1): Promise<void> {
+  await eventually(async () => {
+    const [row] = await query<{ n: number }>(
+      url,
+      `SELECT count(*)::int AS n FROM pg_stat_activity
+       WHERE datname = current_database() AND wait_event_type = 'Lock'`,
+    );
+    return row !== undefined && row.n >= count ? true : undefined;
+  });
+}
 
 /**
  * The advisory locks taken in the database at `url` (pg_locks lists every database's: other test files' must

@@ -14,7 +14,7 @@ import { listChangeHistory } from '../../src/db/recorrencias-gestao.ts';
 import { previewDueCharges } from '../../src/ops/charge-preview.ts';
 import { recurrenceStats } from '../../src/db/stats.ts';
 import { CHARGE_QUEUE } from '../../src/queue/task-names.ts';
-import { query } from '../helpers/database.ts';
+import { lockWaiters, query } from '../helpers/database.ts';
 import {
   assertLedgerAgrees,
   attemptsOf,
@@ -440,14 +440,7 @@ async function afterAnotherPhase1<T>(t: Test, h: Harness, id: number, charge: ()
     [id],
   );
   const charging = charge();
-  await eventually(async () => {
-    const [row] = await query<{ n: number }>(
-      h.url,
-      `SELECT count(*)::int AS n FROM pg_stat_activity
-       WHERE datname = current_database() AND wait_event_type = 'Lock'`,
-    );
-    return row !== undefined && row.n > 0 ? true : undefined;
-  });
+  await lockWaiters(h.url);
   await other.query('COMMIT');
   return charging;
 }

@@ -11,7 +11,7 @@ import { PERIODIC_TASK_DEFINITIONS } from '../../src/tasks/registry.ts';
 import { registerNoticeWorker } from '../../src/tasks/notices/notice-worker.ts';
 import type { PeriodicTaskName } from '../../src/queue/task-names.ts';
 import { capturedLog } from '../helpers/captured-log.ts';
-import { query } from '../helpers/database.ts';
+import { lockWaiters, query } from '../helpers/database.ts';
 import { eventually } from '../helpers/processes.ts';
 import { webhookReceiver } from '../helpers/webhook-receiver.ts';
 import {
@@ -32,6 +32,17 @@ function run(h: Harness, task: PeriodicTaskName, date = DAY, force = false): Pro
     attempt: 1,
     signal: new AbortController().signal,
   });
+}
+
+/** A recurrence of seller loja-a put on hold now. */
+async function heldNow(h: Harness): Promise<number> {
+  const id = await insertRecurrence(h.pool, { proxima_cobranca: DAY, vendedor_id: 'loja-a' });
+  await query(
+    h.url,
+    `UPDATE checkout_recorrencias SET status = 'hold', motivo_hold = 'teste', hold_em = now() WHERE id = $1`,
+    [id],
+  );
+  return id;
 }
 
 async function chargeJobs(
@@ -337,6 +348,32 @@ t.test(
   },
 );
 
+t.test('runs of two dates at once announce a hold once', async (t) => {
+  const h = await createHarness(t);
+  const held = await heldNow(h);
+  // A charge holds the recurrence's row lock: whichever run reaches its mark first waits there, inside its
+  // notice's transaction, while the other run reads the holds.
+  const charge = new pg.Client({ connectionString: h.url });
+  await charge.connect();
+  t.teardown(() => charge.end());
+  await charge.query('BEGIN');
+  await charge.query('SELECT id FROM checkout_recorrencias WHERE id = $1 FOR UPDATE', [held]);
+  // Monday's failed run retried by hand while Tuesday's scheduled one runs.
+  const runs = Promise.all([
+    run(h, 'notificar_recorrencias_hold', DAY),
+    run(h, 'notificar_recorrencias_hold', '2031-03-11'),
+  ]);
+  await lockWaiters(h.url, 2);
+  await charge.query('COMMIT');
+  t.match(await runs, [{ status: 'succeeded' }, { status: 'succeeded' }]);
+  const listed = await query<{ ids: number[] }>(
+    h.url,
+    `SELECT ARRAY(SELECT (e->>'id')::int FROM jsonb_array_elements(conteudo->'novas') e) AS ids
+     FROM avisos_vendedores ORDER BY ids DESC`,
+  );
+  t.same(listed, [{ ids: [held] }, { ids: [] }], 'one notice lists the hold, the other has nothing new');
+});
+
 t.test('a notice lists the first 500 new holds and counts all of them', async (t) => {
   const h = await createHarness(t);
   await query(
@@ -416,12 +453,7 @@ for (const shift of ['+', '-']) {
     `a hold renewed after the notice read it stays new, whenever its transaction began (${shift}1 µs)`,
     async (t) => {
       const h = await createHarness(t);
-      const id = await insertRecurrence(h.pool, { proxima_cobranca: DAY, vendedor_id: 'loja-a' });
-      await query(
-        h.url,
-        `UPDATE checkout_recorrencias SET status = 'hold', motivo_hold = 'teste', hold_em = now() WHERE id = $1`,
-        [id],
-      );
+      const id = await heldNow(h);
       const [read] = await findSellerHolds(h.pool, 500);
       // Reactivated and held again by a transaction that began around the read: a hold_em next to the old one.
       await query(
