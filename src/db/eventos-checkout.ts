@@ -1,6 +1,6 @@
 // Queries on eventos_checkout, the outbox of events for the checkout. Events are written in the transaction
-// that records what they report (a charge outcome, a hold, a completion), with their content read from the
-// rows as that transaction left them.
+// that records what they report (a charge outcome, a hold, a completion, a change through the API), with their
+// content read from the rows as that transaction left them.
 import { sql, type CommonQueryMethods } from 'slonik';
 import { z } from 'zod';
 
@@ -9,6 +9,8 @@ export const CHECKOUT_EVENT_TYPES = [
   'cobranca_recusada',
   'recorrencia_em_hold',
   'recorrencia_concluida',
+  /** A change made through the API (pausar, retomar, cancelar, reativar, PATCH); no attempt. */
+  'recorrencia_alterada',
 ] as const;
 export type CheckoutEventType = (typeof CHECKOUT_EVENT_TYPES)[number];
 

@@ -35,7 +35,7 @@ import {
   type Transition,
 } from '../domain/recurrence-rules.ts';
 import { AppError } from '../errors.ts';
-import { emitCheckoutEvents } from '../tasks/charge/checkout-events.ts';
+import { emitCheckoutEvents, emitRecurrenceChanged } from '../tasks/charge/checkout-events.ts';
 import type { OpsDeps } from './deps.ts';
 import { presentRecurrence } from './recurrence-create.ts';
 import { maskToken } from './recurrences.ts';
@@ -190,6 +190,7 @@ export async function changeRecurrence(deps: OpsDeps, who: Actor, id: number, pa
     if (changed.length === 0) return { recurrence: current, changed, pending };
     const updated = await updateRecurrenceFields(tx, id, changes);
     await insertChangeHistory(tx, id, who.name, changed);
+    await emitRecurrenceChanged(deps, tx, id);
     await insertAudit(tx, {
       who,
       action: 'update_recurrence',
@@ -289,6 +290,7 @@ export async function transitionRecurrence(deps: OpsDeps, who: Actor, id: number
     // After the history row: the event's content is read from the rows as this transaction leaves them.
     if (declined !== null)
       await emitCheckoutEvents(deps, tx, [{ attempt: declined, type: 'recorrencia_em_hold' }]);
+    else await emitRecurrenceChanged(deps, tx, id);
     await insertAudit(tx, {
       who,
       action: `${transition}_recurrence`,
@@ -398,6 +400,7 @@ export async function reactivateRecurrence(
     // In the recurrence's history too: the checkout reads it, and an import does not overwrite a recurrence
     // changed here.
     await insertChangeHistory(tx, id, who.name, statusHistory(recurrence, 'ativo', resumedAt));
+    await emitRecurrenceChanged(deps, tx, id);
     await insertAudit(tx, {
       who,
       action: 'reactivate',

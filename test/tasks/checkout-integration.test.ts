@@ -280,6 +280,66 @@ t.test(
   },
 );
 
+t.test(
+  'every change through the API has its event: a decline delivered late is older than the cancel after it',
+  async (t) => {
+    const h = await createAdminHarness(t);
+    const id = await insertRecurrence(h.pool, {
+      proxima_cobranca: DAY,
+      cartao_token: 'tok_recusa_reversivel_1',
+    });
+    t.match(await charge(h, id), { status: 'declined', decision: 'retry' });
+    const call = (path: string, headers: Record<string, string>, payload?: object) =>
+      h.app.inject({
+        method: path === '' ? 'PATCH' : 'POST',
+        url: `/recorrencias/${id}${path}`,
+        headers,
+        ...(payload === undefined ? {} : { payload }),
+      });
+    t.equal((await call('', checkout, { valor_centavos: 2500 })).statusCode, 200);
+    t.equal((await call('/pausar', checkout)).statusCode, 200);
+    t.equal((await call('/pausar', checkout)).statusCode, 200, 'a repeated call changes nothing');
+    t.equal((await call('/retomar', checkout)).statusCode, 200);
+    t.equal((await call('/reativar', auth(OPERATOR_TOKEN))).statusCode, 409, 'refused: not on hold');
+    t.equal((await call('/cancelar', checkout)).statusCode, 200);
+    const events = await query<{ tipo: string; status: string; cobranca: unknown }>(
+      h.url,
+      `SELECT tipo, conteudo->'recorrencia'->>'status' AS status, conteudo->'cobranca' AS cobranca
+       FROM eventos_checkout WHERE recorrencia_id = $1 ORDER BY id`,
+      [id],
+    );
+    t.same(
+      events.map((event) => `${event.tipo}:${event.status}`),
+      [
+        'cobranca_recusada:ativo',
+        'recorrencia_alterada:ativo',
+        'recorrencia_alterada:pausado',
+        'recorrencia_alterada:ativo',
+        'recorrencia_alterada:cancelado',
+      ],
+      'one event per change that happened, in order, each with the recurrence as it left it',
+    );
+    t.equal(events.at(-1)?.cobranca, null, 'a change carries no attempt');
+
+    const held = await insertRecurrence(h.pool, { proxima_cobranca: DAY, status: 'hold' });
+    const reactivated = await h.app.inject({
+      method: 'POST',
+      url: `/recorrencias/${held}/reativar`,
+      headers: auth(OPERATOR_TOKEN),
+    });
+    t.equal(reactivated.statusCode, 200);
+    t.same(
+      await query(
+        h.url,
+        `SELECT tipo, conteudo->'recorrencia'->>'status' AS status FROM eventos_checkout WHERE recorrencia_id = $1`,
+        [held],
+      ),
+      [{ tipo: 'recorrencia_alterada', status: 'ativo' }],
+      "an operator's reativar reaches the checkout too",
+    );
+  },
+);
+
 t.test('two OS processes racing with the same Idempotency-Key create one recurrence', async (t) => {
   const h = await createAdminHarness(t);
   await h.app.listen({ port: 0, host: '127.0.0.1' });

@@ -1,10 +1,14 @@
-// Emits events for the checkout from inside the transactions that record what they report: the event row
-// and its delivery job commit with the outcome, or not at all (a fenced phase 3 that rolls back leaves no
+// Emits events for the checkout from inside the transactions that record what they report (a charge's outcome,
+// a change through the API): the event row and its delivery job commit with it, or not at all (a fenced phase 3 that rolls back leaves no
 // event). Without CHECKOUT_WEBHOOK_URL the events are recorded (`registrado`), not sent.
 import type { PgBoss } from 'pg-boss';
 import type { CommonQueryMethods } from 'slonik';
 import type { Config } from '../../config.ts';
-import { insertCheckoutEvents, type CheckoutEventType } from '../../db/eventos-checkout.ts';
+import {
+  insertCheckoutEvents,
+  type CheckoutEventRequest,
+  type CheckoutEventType,
+} from '../../db/eventos-checkout.ts';
 import { stableUuid } from '../../domain/identifiers.ts';
 import { bossDb } from '../../queue/boss-executor.ts';
 import { CHECKOUT_EVENT_QUEUE } from '../../queue/task-names.ts';
@@ -18,12 +22,35 @@ export async function emitCheckoutEvents(
   tx: CommonQueryMethods,
   events: ReadonlyArray<{ attempt: { id: number; recorrencia_id: number }; type: CheckoutEventType | null }>,
 ): Promise<void> {
-  const emitted = events.flatMap(({ attempt, type }) =>
-    type === null ? [] : [{ type, recurrenceId: attempt.recorrencia_id, attemptId: attempt.id }],
+  await emit(
+    deps,
+    tx,
+    events.flatMap(({ attempt, type }) =>
+      type === null ? [] : [{ type, recurrenceId: attempt.recorrencia_id, attemptId: attempt.id }],
+    ),
   );
-  if (emitted.length === 0) return;
+}
+
+/**
+ * `recorrencia_alterada` for a change made through the API, in the change's transaction, after its writes:
+ * every state the checkout may see has an event, so the one it applies last (by event id) is the latest.
+ */
+export async function emitRecurrenceChanged(
+  deps: { config: Config; boss: PgBoss },
+  tx: CommonQueryMethods,
+  recurrenceId: number,
+): Promise<void> {
+  await emit(deps, tx, [{ type: 'recorrencia_alterada', recurrenceId, attemptId: null }]);
+}
+
+async function emit(
+  deps: { config: Config; boss: PgBoss },
+  tx: CommonQueryMethods,
+  events: readonly CheckoutEventRequest[],
+): Promise<void> {
+  if (events.length === 0) return;
   const deliver = deps.config.checkout.webhookUrl !== undefined;
-  const ids = await insertCheckoutEvents(tx, emitted, deliver ? 'pendente' : 'registrado');
+  const ids = await insertCheckoutEvents(tx, events, deliver ? 'pendente' : 'registrado');
   if (!deliver) return;
   await deps.boss.insert(
     CHECKOUT_EVENT_QUEUE,
