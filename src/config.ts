@@ -43,7 +43,23 @@ export function isValidTimeZone(zone: string): boolean {
   }
 }
 
-const integer = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
+// Digits only: Number() would read ' ' as 0 (a gateway cap of 0 is "no cap", a retry limit of 0 dead-letters
+// the first timeout) and accept '1e1' or '0x1'.
+const integer = (min: number, max: number) =>
+  z
+    .string()
+    .trim()
+    .regex(/^\d+$/, 'must be a whole number')
+    .transform(Number)
+    .pipe(z.number().int().min(min).max(max));
+
+const decimal = (min: number, max: number) =>
+  z
+    .string()
+    .trim()
+    .regex(/^\d+(\.\d+)?$/, 'must be a number such as 1 or 0.5')
+    .transform(Number)
+    .pipe(z.number().min(min).max(max));
 
 const cron = z.string().superRefine((value, ctx) => {
   try {
@@ -187,7 +203,7 @@ const environmentSchema = z.object({
   CHARGE_BACKLOG_WARNING: integer(1, 100_000_000).default(2_000_000),
 
   WORKER_CONCURRENCY: integer(1, 1_000).default(32),
-  WORKER_POLL_INTERVAL_SECONDS: z.coerce.number().min(0.5).max(60).default(1),
+  WORKER_POLL_INTERVAL_SECONDS: decimal(0.5, 60).default(1),
   // At least one connection per periodic task (a run holds one for its lock while its queries use another) + 1.
   DB_POOL_SIZE: integer(5, 200).default(10),
   BOSS_POOL_SIZE: integer(2, 100).default(4),

@@ -100,6 +100,29 @@ t.test('the soft limit must stay under the hard limit', async (t) => {
   t.match(problems.join('\n'), /TASK_SOFT_TIME_LIMIT_SECONDS: must be lower than TASK_TIME_LIMIT_SECONDS/);
 });
 
+t.test('numbers are digits: blanks and other notations are refused, not read as 0 or 10', async (t) => {
+  const problems = problemsOf(() =>
+    loadConfig({
+      ...base,
+      GATEWAY_MAX_CONCURRENCY: ' ',
+      CHARGE_RETRY_LIMIT: '\t',
+      TASK_RETRY_LIMIT: '1e1',
+      ADMIN_PORT: '0x1F90',
+      WORKER_POLL_INTERVAL_SECONDS: ' ',
+    }),
+  );
+  t.same(problems.map((problem) => problem.split(':')[0]).sort(), [
+    'ADMIN_PORT',
+    'CHARGE_RETRY_LIMIT',
+    'GATEWAY_MAX_CONCURRENCY',
+    'TASK_RETRY_LIMIT',
+    'WORKER_POLL_INTERVAL_SECONDS',
+  ]);
+  const config = loadConfig({ ...base, CHARGE_RETRY_LIMIT: ' 7 ', WORKER_POLL_INTERVAL_SECONDS: '0.5' });
+  t.equal(config.charges.retryLimit, 7, 'surrounding blanks are trimmed');
+  t.equal(config.worker.pollIntervalSeconds, 0.5);
+});
+
 t.test('empty values count as unset', async (t) => {
   const config = loadConfig({ ...base, GATEWAY_URL: '', ADMIN_TOKEN: '' });
   t.equal(config.gateway.url, undefined);
