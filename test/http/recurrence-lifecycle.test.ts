@@ -116,6 +116,16 @@ t.test('create: incoherent input is refused with the field, and nothing is writt
   });
   t.equal(listed.statusCode, 400, 'a NUL in the query string');
   t.match(listed.json(), { message: /querystring\.vendedor_id: must not contain NUL/ });
+  // 60 KB of nested arrays, under the body limit: a recursive walk overflowed the stack (a 500).
+  const deep = await h.app.inject({
+    method: 'POST',
+    url: '/recorrencias',
+    headers: { ...checkout, 'content-type': 'application/json' },
+    payload: `{"descricao":${'['.repeat(30_000)}${']'.repeat(30_000)}}`,
+  });
+  t.equal(deep.statusCode, 400, 'input nested past any request of this API');
+  t.match(deep.json(), { error: 'invalid_request', message: /nested deeper than 32 levels/ });
+  t.equal(await count(h), 1, 'nothing written');
 });
 
 t.test(
