@@ -8,8 +8,13 @@ import { findRecurrence } from '../db/recorrencias.ts';
 import { AppError } from '../errors.ts';
 import type { OpsDeps } from './deps.ts';
 
+/**
+ * At most 8 characters of a token shown, and never more than half of it: its first 4 (often a type prefix such
+ * as `tok_`) only from 16 characters on, its last 4 from 12, nothing below that.
+ */
 export function maskToken(token: string): string {
-  return token.length <= 8 ? '****' : `${token.slice(0, 4)}…${token.slice(-4)}`;
+  if (token.length < 12) return '****';
+  return token.length < 16 ? `…${token.slice(-4)}` : `${token.slice(0, 4)}…${token.slice(-4)}`;
 }
 
 export async function recurrenceDetail(deps: OpsDeps, id: number) {
