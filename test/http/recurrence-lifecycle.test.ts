@@ -1,6 +1,7 @@
-// The recurrence lifecycle API for the checkout, through `inject` against real Postgres: creation with and
-// without Idempotency-Key, validation, listing with a cursor, changes and their safety rules, every status
+// The recurrence lifecycle API for the checkout, through `inject` against real Postgres: creation with
+// Idempotency-Key (required of the checkout), validation, listing with a cursor, changes and their safety rules, every status
 // transition (allowed and refused), token scopes, the history and the audit trail.
+import { randomUUID } from 'node:crypto';
 import t from 'tap';
 import { query } from '../helpers/database.ts';
 import { insertRecurrence } from '../helpers/harness.ts';
@@ -38,7 +39,12 @@ async function harness(t: Parameters<typeof createAdminHarness>[0]): Promise<Adm
   return h;
 }
 
-async function create(h: AdminHarness, body: object = NEW, headers: Record<string, string> = checkout) {
+/** A creation; the checkout's own carry a fresh Idempotency-Key unless the headers say otherwise. */
+async function create(
+  h: AdminHarness,
+  body: object = NEW,
+  headers: Record<string, string> = { ...checkout, 'idempotency-key': randomUUID() },
+) {
   return h.app.inject({ method: 'POST', url: '/recorrencias', headers, payload: body });
 }
 
@@ -77,6 +83,11 @@ t.test('create: 201 with the recurrence, its token masked, audited', async (t) =
     proxima_cobranca: '2031-03-05',
   });
   t.equal(weekly.statusCode, 201, 'weekly needs no anchor');
+  const keyless = await create(h, NEW, checkout);
+  t.equal(keyless.statusCode, 400, 'the checkout must send an Idempotency-Key');
+  t.match(keyless.json(), { error: 'invalid_request', message: /idempotency-key: required/ });
+  t.equal(await count(h), 2, 'nothing written without it');
+  t.equal((await create(h, NEW, operator)).statusCode, 201, 'an operator creating by hand may go without');
 });
 
 t.test('create: incoherent input is refused with the field, and nothing is written', async (t) => {
@@ -471,7 +482,10 @@ t.test(
       { method: 'POST', url: `/recorrencias/${id}/retomar` },
     ];
     for (const call of calls) {
-      const viaCheckout = await h.app.inject({ ...call, headers: checkout });
+      const viaCheckout = await h.app.inject({
+        ...call,
+        headers: { ...checkout, 'idempotency-key': randomUUID() },
+      });
       t.ok(viaCheckout.statusCode < 300, `checkout: ${call.method} ${call.url} -> ${viaCheckout.statusCode}`);
       const viaReader = await h.app.inject({ ...call, headers: reader });
       t.equal(viaReader.statusCode, call.method === 'GET' ? 200 : 403, `read: ${call.method} ${call.url}`);

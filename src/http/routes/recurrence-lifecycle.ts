@@ -73,7 +73,7 @@ export function recurrenceLifecycleRoutes(deps: AdminDeps): FastifyPluginAsyncZo
         schema: {
           tags: ['recorrencias'],
           summary:
-            'Create a recurrence (201). Idempotency-Key: a repeat answers the first result; the same key with another body answers 422',
+            'Create a recurrence (201). Idempotency-Key (required for checkout tokens): a repeat answers the first result; the same key with another body answers 422',
           headers: z.looseObject({
             'idempotency-key': z
               .string()
@@ -85,6 +85,15 @@ export function recurrenceLifecycleRoutes(deps: AdminDeps): FastifyPluginAsyncZo
       },
       async (request, reply) => {
         const key = request.headers['idempotency-key'];
+        // The checkout retries what timed out: without a key, a creation whose answer was lost is made twice,
+        // and both recurrences charge the card every cycle. An operator creating by hand may go without.
+        if (key === undefined && request.principal?.scope === 'checkout') {
+          return reply.status(400).send({
+            error: 'invalid_request',
+            message:
+              'headers.idempotency-key: required for checkout tokens (a retried creation without it creates a second recurrence)',
+          });
+        }
         const answer = await createRecurrence(deps, actor(request), request.body, key);
         if (answer.replayed) reply.header('idempotent-replayed', 'true');
         const created = answer.body as { recorrencia?: { id?: number } };
