@@ -89,12 +89,17 @@ export async function pauseQueue(
   const entry = findInCatalog(name);
   if (entry === undefined) throw new AppError('NOT_FOUND', `unknown task or queue: ${name}`);
   if (!entry.pausable) throw new AppError('CONFLICT', `${name} cannot be paused`);
-  const changed = await insertPause(deps.pool, name, who.name, reason);
+  // The pause and its audit row commit together: workers stop on the row within a second, so it must never
+  // exist without saying who paused. What follows is repeated by a retried call (each step is idempotent).
+  const changed = await deps.pool.transaction(async (tx) => {
+    const inserted = await insertPause(tx, name, who.name, reason);
+    await insertAudit(tx, { who, action: 'pause', target: name, details: { reason, changed: inserted } });
+    return inserted;
+  });
+  deps.log.warn({ queue: name, by: who, reason }, 'queue paused');
   // Immediately, rather than at the schedulers' next sync: ticks of a paused task are skipped, not queued.
   if (isPeriodicTask(name)) await deps.boss.unschedule(name);
   await extendQueuedRetention(deps.pool, name);
-  await insertAudit(deps.pool, { who, action: 'pause', target: name, details: { reason, changed } });
-  deps.log.warn({ queue: name, by: who, reason }, 'queue paused');
   return { queue: name, changed };
 }
 
@@ -105,7 +110,12 @@ export async function resumeQueue(
 ): Promise<{ queue: string; changed: boolean }> {
   const entry = findInCatalog(name);
   if (entry === undefined) throw new AppError('NOT_FOUND', `unknown task or queue: ${name}`);
-  const changed = await deletePause(deps.pool, name);
+  const changed = await deps.pool.transaction(async (tx) => {
+    const deleted = await deletePause(tx, name);
+    await insertAudit(tx, { who, action: 'resume', target: name, details: { changed: deleted } });
+    return deleted;
+  });
+  deps.log.warn({ queue: name, by: who }, 'queue resumed');
   if (isPeriodicTask(name)) {
     // A fresh schedule row: the ticks that fell during the pause are not caught up.
     await deps.boss.schedule(name, deps.config.cron[name], null, {
@@ -113,8 +123,6 @@ export async function resumeQueue(
       missed: 'once',
     });
   }
-  await insertAudit(deps.pool, { who, action: 'resume', target: name, details: { changed } });
-  deps.log.warn({ queue: name, by: who }, 'queue resumed');
   return { queue: name, changed };
 }
 

@@ -66,3 +66,40 @@ t.test('pausing cobrar_recorrencia stops every worker from charging until it is 
   for (const worker of [...workers, late]) t.equal((await worker.stop()).code, 0);
   await assertLedgerAgrees(t, h.url, h.gateway);
 });
+
+t.test('a pause whose follow-up steps fail is still audited, and a retry completes it', async (t) => {
+  const h = await createAdminHarness(t);
+  const unschedule = h.boss.unschedule.bind(h.boss);
+  let failing = true;
+  // A database hiccup on the step after the pause row, for the first call only.
+  h.boss.unschedule = async (name: string) => {
+    if (failing) throw new Error('connection reset');
+    return unschedule(name);
+  };
+  const pause = () =>
+    h.app.inject({
+      method: 'POST',
+      url: '/tasks/processar_recorrencias_do_dia/pause',
+      headers: operator,
+      payload: { reason: 'virada' },
+    });
+  t.equal((await pause()).statusCode, 500, 'the operator is told it failed');
+  const audit = () =>
+    query(h.url, `SELECT quem, detalhes FROM auditoria_admin WHERE acao = 'pause' ORDER BY id`);
+  t.same(
+    await audit(),
+    [{ quem: 'ana', detalhes: { reason: 'virada', changed: true } }],
+    'yet who paused is known',
+  );
+  failing = false;
+  t.equal((await pause()).statusCode, 200, 'a retry finishes the steps');
+  t.same(await query(h.url, 'SELECT fila FROM tarefas_pausadas'), [
+    { fila: 'processar_recorrencias_do_dia' },
+  ]);
+  t.same(
+    await query(h.url, `SELECT 1 FROM pgboss.schedule WHERE name = 'processar_recorrencias_do_dia'`),
+    [],
+    'unscheduled',
+  );
+  t.equal((await audit()).length, 2);
+});
