@@ -2,7 +2,6 @@
 // problem; anything else is a 500 that reveals nothing internal and is logged with the request id.
 import type { FastifyError, FastifyInstance } from 'fastify';
 import { hasZodFastifySchemaValidationErrors } from 'fastify-type-provider-zod';
-import { ZodError } from 'zod';
 import { isAppError } from '../errors.ts';
 
 const STATUS_BY_CODE = {
@@ -27,12 +26,6 @@ export function registerErrorHandling(app: FastifyInstance): void {
         error: 'invalid_request',
         message: issues.map((issue) => `${issue.field}: ${issue.message}`).join('; '),
         issues,
-      });
-    }
-    if (error instanceof ZodError) {
-      return reply.status(400).send({
-        error: 'invalid_request',
-        message: error.issues.map((issue) => `${issue.path.join('.')}: ${issue.message}`).join('; '),
       });
     }
     if (isAppError(error) && error.code in STATUS_BY_CODE) {
