@@ -122,7 +122,7 @@ function rejection(status: number, body: unknown, request: ChargeRequest): Charg
     reason,
     ...(message === undefined ? {} : { message: withoutToken(message, request.cardToken).slice(0, 200) }),
     // The contract says 409 for a key already used; a gateway (or its proxy) answering that same error code
-    // with another status means the same thing: something may have run under the key.
+    // with a 400 or 422 means the same thing: something may have run under the key.
     executed: status === 409 || reason === KEY_REUSED,
   };
 }

@@ -80,7 +80,7 @@ async function startAfterPause(
   // tem_pendente was read in the snapshot of the statement that locked the row: an attempt another phase 1
   // committed while this one waited for the lock (a retry job of that very cycle) is not in it. Moving the next
   // cycle from under that attempt would record its cycle as skipped; the rare case pays one more read.
-  if ((await findPendingAttempt(tx, candidate.id)) !== null) return candidate;
+  if ((await findPendingAttempt(tx, candidate.id)) !== null) return { ...candidate, tem_pendente: true };
   const next = await moveNextChargePastPause(tx, candidate);
   // No attempt was ever made for a cycle after the resume.
   return next === null ? candidate : { ...candidate, proxima_cobranca: next, ultima_tentativa: 0 };
