@@ -2,6 +2,7 @@
 // that a succeeded run is not repeated unless forced, records the run, and enforces the soft time limit (a
 // warning) beside pg-boss's hard limit (the job's expiry, which aborts `signal`); a run whose lock's connection
 // ends is aborted too (run-lock-watch.ts).
+import { setTimeout as delay } from 'node:timers/promises';
 import type { JobWithMetadata } from 'pg-boss';
 import type { CommonQueryMethods } from 'slonik';
 import type { IsoDate } from '../domain/dates.ts';
@@ -144,15 +145,12 @@ async function runHoldingLock(
     log.error({ err: error }, 'task run could not start');
     throw error;
   };
-  const acquired = await tryLockTaskRun(session, task.name, date).catch(couldNotStart);
-  if (!acquired) {
+  const lockOrHolder = await lockOrFindHolder(session, deps, task, request, log).catch(couldNotStart);
+  if (lockOrHolder !== 'acquired') {
     lock.released = true; // tryLockTaskRun ended its transaction
     // A job beside a command-line run: if that run fails, nothing retries it, so the job must not count the
     // date as handled; it retries (within TASK_RETRY_LIMIT), and then finds the date done or runs it.
-    const holder =
-      request.jobId === null
-        ? null
-        : await findLatestTaskRun(deps.pool, task.name, date, 'executando').catch(couldNotStart);
+    const { holder } = lockOrHolder;
     const commandLine = holder !== null && holder.job_id === null;
     // The holder takes the lock, then records its run: in between, who holds it is unknown, and it may be a
     // command-line run. Only a job run (which retries on its own) lets this job count the date as handled.
@@ -209,6 +207,35 @@ async function runHoldingLock(
   } finally {
     await watch.stop();
     lock.released = await releaseRunLock(session, watch, log);
+  }
+}
+
+/** How long a job that finds the lock held by a run with no record waits for that run to record or let go. */
+const UNRECORDED_HOLDER_WAIT_MS = 1_000;
+const UNRECORDED_HOLDER_POLL_MS = 50;
+
+/**
+ * Takes the (task, date) lock on `session`, or finds the run holding it (for a job; the command line does not
+ * look). A holder with no record yet is, most often, a run about to record itself, or one that found the date
+ * already done or just recorded its success and is letting go: within a second it has a record or has let go,
+ * and this job decides on that instead of failing on an unknown holder (a retry, and a spurious failed job if
+ * its retries ran out meanwhile).
+ */
+async function lockOrFindHolder(
+  session: CommonQueryMethods,
+  deps: TaskDeps,
+  task: PeriodicTask,
+  request: PeriodicRunRequest,
+  log: Logger,
+): Promise<'acquired' | { holder: TaskRun | null }> {
+  const deadline = Date.now() + UNRECORDED_HOLDER_WAIT_MS;
+  for (let waited = false; ; waited = true) {
+    if (await tryLockTaskRun(session, task.name, request.date)) return 'acquired';
+    if (request.jobId === null) return { holder: null };
+    const holder = await findLatestTaskRun(deps.pool, task.name, request.date, 'executando');
+    if (holder !== null || Date.now() >= deadline) return { holder };
+    if (!waited) log.debug('the run holding the lock has no record yet: waiting for it to record or let go');
+    await delay(UNRECORDED_HOLDER_POLL_MS);
   }
 }
 

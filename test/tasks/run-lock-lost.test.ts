@@ -39,6 +39,28 @@ async function runThenEndItsLock(t: Test, deps: TaskDeps, url: string) {
   return { gated, first };
 }
 
+/** Takes the run lock of (task, DATE) on a connection of its own and inserts no run record, until released. */
+async function holdLockWithoutRecord(t: Test, deps: TaskDeps, task: string) {
+  let release = (): void => undefined;
+  const released = new Promise<void>((resolve) => (release = resolve));
+  let locked = (): void => undefined;
+  const lockTaken = new Promise<void>((resolve) => (locked = resolve));
+  const holding = deps.pool.connect(async (session) => {
+    t.ok(await tryLockTaskRun(session, task, DATE), 'the lock taken');
+    locked();
+    await released;
+    await session.query(sql.unsafe`COMMIT`);
+  });
+  t.teardown(() => release());
+  await lockTaken;
+  return {
+    release: async () => {
+      release();
+      await holding;
+    },
+  };
+}
+
 async function runStatuses(url: string) {
   return query<{ status: string; erro: string | null }>(
     url,
@@ -165,28 +187,47 @@ t.test(
     const url = await createMigratedDatabase(t);
     const deps = await runnerDeps(t, url);
     const gated = gatedTask();
-    // A command-line run between taking the lock and inserting its row: the lock, and no row.
-    let release = (): void => undefined;
-    const released = new Promise<void>((resolve) => (release = resolve));
-    let locked = (): void => undefined;
-    const lockTaken = new Promise<void>((resolve) => (locked = resolve));
-    const holding = deps.pool.connect(async (session) => {
-      t.ok(await tryLockTaskRun(session, gated.task.name, DATE), 'the lock taken');
-      locked();
-      await released;
-      await session.query(sql.unsafe`COMMIT`);
-    });
-    t.teardown(() => release());
-    await lockTaken;
+    // A command-line run between taking the lock and inserting its row (and staying there past the job's
+    // wait for it): the lock, and no row.
+    const holder = await holdLockWithoutRecord(t, deps, gated.task.name);
     await t.rejects(
       runOn(gated.task, deps, DATE, false, 1, randomUUID()),
       { name: 'RunLockHeldError', message: /has no record yet/ },
       'the date is not counted as handled by a run that may have no retry',
     );
-    release();
-    await holding;
+    await holder.release();
     gated.release();
     t.match(await runOn(gated.task, deps, DATE, false, 2, randomUUID()), { status: 'succeeded' });
+  },
+);
+
+t.test(
+  "a job's first attempt beside a holder with no record that lets go within a second decides after it, without a retry",
+  async (t) => {
+    const url = await createMigratedDatabase(t);
+    let announce = (): void => undefined;
+    const waiting = new Promise<'waiting'>((resolve) => (announce = () => resolve('waiting')));
+    const { log } = capturedLog('debug', (entry) => {
+      if (/has no record yet: waiting/.test(entry.msg)) announce();
+    });
+    const deps = await runnerDeps(t, url, {}, log);
+    const gated = gatedTask();
+    gated.release();
+    t.match(await runOn(gated.task, deps, DATE), { status: 'succeeded' }, 'the date is done');
+    // A run that found the date done (or has just recorded its success) and is letting go: the lock, no row.
+    const holder = await holdLockWithoutRecord(t, deps, gated.task.name);
+    const job = runOn(gated.task, deps, DATE, false, 1, randomUUID());
+    const settled = job.then(
+      () => 'settled' as const,
+      () => 'settled' as const,
+    );
+    t.equal(await Promise.race([waiting, settled]), 'waiting', 'the job waits for the holder');
+    await holder.release();
+    t.match(
+      await job,
+      { status: 'skipped', reason: 'already_succeeded' },
+      'once the holder lets go, the job finds the date done: no retry, no failed job',
+    );
   },
 );
 
