@@ -1,6 +1,8 @@
 // Prints a task's dry run (`run <task> --dry-run`). For processar_recorrencias_do_dia it streams the whole
 // list of charges the date would get, as one JSON document or as CSV (`--csv`, one line per charge, ready
-// to diff against the old system's list); other tasks print their counts.
+// to diff against the old system's list, with the totals and the blocked count on stderr); other tasks print
+// their counts.
+import { sql } from 'slonik';
 import type { IsoDate } from '../domain/dates.ts';
 import { allDueCharges, blockedDueCount, dryRunTask, type PreviewItem } from '../ops/charge-preview.ts';
 import type { OpsDeps } from '../ops/deps.ts';
@@ -33,21 +35,28 @@ export async function printDryRun(
     out.write(`${JSON.stringify(await dryRunTask(deps, task, { date, limit: 1 }), null, 2)}\n`);
     return;
   }
-  if (csv) {
-    out.write(`${CSV_COLUMNS.join(',')}\n`);
-    for await (const item of allDueCharges(deps, date)) {
-      out.write(`${CSV_COLUMNS.map((column) => csvField(item[column])).join(',')}\n`);
+  // One read-only snapshot for the whole list and its counts, so that they agree with each other.
+  await deps.pool.transaction(async (tx) => {
+    await tx.query(sql.unsafe`SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY`);
+    let total = 0;
+    let cents = 0;
+    if (csv) out.write(`${CSV_COLUMNS.join(',')}\n`);
+    else
+      out.write(`{"task":${JSON.stringify(task)},"date":${JSON.stringify(date)},"dryRun":true,"cobrancas":[`);
+    for await (const item of allDueCharges(deps, tx, date)) {
+      if (csv) out.write(`${CSV_COLUMNS.map((column) => csvField(item[column])).join(',')}\n`);
+      else out.write(`${total === 0 ? '' : ','}\n  ${JSON.stringify(item)}`);
+      total += 1;
+      cents += item.valor_centavos;
     }
-    return;
-  }
-  out.write(`{"task":${JSON.stringify(task)},"date":${JSON.stringify(date)},"dryRun":true,"cobrancas":[`);
-  let total = 0;
-  let cents = 0;
-  for await (const item of allDueCharges(deps, date)) {
-    out.write(`${total === 0 ? '' : ','}\n  ${JSON.stringify(item)}`);
-    total += 1;
-    cents += item.valor_centavos;
-  }
-  const blocked = await blockedDueCount(deps, date);
-  out.write(`\n],"total":${total},"valor_total_centavos":${cents},"bloqueadas":${blocked}}\n`);
+    const blocked = await blockedDueCount(tx, date);
+    if (!csv) {
+      out.write(`\n],"total":${total},"valor_total_centavos":${cents},"bloqueadas":${blocked}}\n`);
+      return;
+    }
+    // The CSV is for diffing against the old system's list: the totals go to stderr, out of the file.
+    process.stderr.write(
+      `${total} charges listed (${cents} cents); ${blocked} due recurrences left out: their attempt is blocked (bloqueadas)\n`,
+    );
+  });
 }

@@ -2,6 +2,7 @@
 // (recurrence, old id, seller, the cycle per planCharge and BACKBILL_MISSED_CYCLES, the amount), without
 // charging or enqueueing anything. Operators compare it with the old system's list before switching.
 // Recurrences whose attempt is blocked are not in the list (their jobs charge nothing): only their count.
+import type { CommonQueryMethods } from 'slonik';
 import { findDuePreviewPage, sumDuePreview, type DueRow } from '../db/previa-cobrancas.ts';
 import { planCharge } from '../domain/calendar.ts';
 import { businessDate, laterDate, type IsoDate } from '../domain/dates.ts';
@@ -93,19 +94,23 @@ export async function previewDueCharges(
 }
 
 /** How many recurrences due by `date` the list leaves out because their pending attempt is blocked. */
-export async function blockedDueCount(deps: OpsDeps, date: IsoDate): Promise<number> {
-  return (await sumDuePreview(deps.pool, date)).bloqueadas;
+export async function blockedDueCount(db: CommonQueryMethods, date: IsoDate): Promise<number> {
+  return (await sumDuePreview(db, date)).bloqueadas;
 }
 
-/** Every item, page by page (the command line prints the whole list). */
+/**
+ * Every item, page by page (the command line prints the whole list), read through `db`: a repeatable-read
+ * transaction gives the list and blockedDueCount one snapshot.
+ */
 export async function* allDueCharges(
   deps: OpsDeps,
+  db: CommonQueryMethods,
   date: IsoDate,
   pageSize = 5_000,
 ): AsyncGenerator<PreviewItem> {
   let after: { date: IsoDate; id: number } | null = null;
   for (;;) {
-    const rows = await findDuePreviewPage(deps.pool, date, after, pageSize);
+    const rows = await findDuePreviewPage(db, date, after, pageSize);
     const planDate = planDateOf(deps, date);
     for (const row of rows) yield previewOf(row, planDate, deps.config.billing.backbillMissedCycles);
     const last = rows.at(-1);

@@ -9,7 +9,7 @@ import { CHARGE_QUEUE } from '../../src/queue/task-names.ts';
 import { createAdminHarness, operator, type AdminHarness } from '../helpers/admin.ts';
 import { query } from '../helpers/database.ts';
 import { attemptsOf, chargeOnce, insertRecurrence, recurrenceState } from '../helpers/harness.ts';
-import { eventually } from '../helpers/processes.ts';
+import { eventually, startService } from '../helpers/processes.ts';
 
 const DAY = '2031-03-10';
 
@@ -342,6 +342,24 @@ t.test('the dry run leaves a blocked attempt out of the charges and counts it ap
       .cobrancas.map((item) => item.recorrencia_id),
     [other],
     'only the charge that would be made',
+  );
+  // The command line's list and count come from one snapshot; the CSV, for diffing, has its count on stderr.
+  const env = { DATABASE_URL: h.url, LOG_LEVEL: 'warn' };
+  const dryRunArgs = ['run', 'processar_recorrencias_do_dia', '--date', DAY, '--dry-run'];
+  const json = startService(t, dryRunArgs, env);
+  t.equal((await json.exited).code, 0, json.stderr());
+  t.match(JSON.parse(json.stdout()), {
+    total: 1,
+    valor_total_centavos: 2500,
+    bloqueadas: 1,
+    cobrancas: [{ recorrencia_id: other }],
+  });
+  const csv = startService(t, [...dryRunArgs, '--csv'], env);
+  t.equal((await csv.exited).code, 0, csv.stderr());
+  t.equal(csv.stdout().trim().split('\n').length, 2, 'the header and the one charge');
+  t.match(
+    csv.stderr(),
+    /^1 charges listed \(2500 cents\); 1 due recurrences left out: their attempt is blocked/,
   );
   // What the run does with it: nothing sent, the recurrence back on hold.
   t.match(await chargeOn(h, id, '2031-03-11'), { status: 'rejected', reason: 'idempotency_key_reused' });
