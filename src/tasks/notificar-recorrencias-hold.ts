@@ -20,13 +20,15 @@ export const notificarRecorrenciasHold: PeriodicTask = {
     const deliver = ctx.config.notices.webhookUrl !== undefined;
     const sellers = await findSellerHolds(ctx.pool, LIST_LIMIT);
     let created = 0;
+    let existing = 0;
     for (const { vendedor_id: sellerId } of sellers) {
       ctx.signal.throwIfAborted();
-      const inserted = await ctx.pool.transaction(async (tx) => {
+      const written = await ctx.pool.transaction(async (tx) => {
         // Read again under the seller's lock: another date's run may have announced some holds since.
         await lockSellerNotices(tx, sellerId);
         const [seller] = await findSellerHolds(tx, LIST_LIMIT, sellerId);
-        if (seller === undefined) return false;
+        // Its holds left hold (or were announced by that other run) meanwhile: nothing to notify.
+        if (seller === undefined) return 'none' as const;
         const content = {
           evento: 'recorrencias_em_hold',
           vendedor_id: seller.vendedor_id,
@@ -52,9 +54,10 @@ export const notificarRecorrenciasHold: PeriodicTask = {
             { id: stableUuid(`aviso:${id}`), db: bossDb(tx) },
           );
         }
-        return id !== null;
+        return id === null ? ('existing' as const) : ('created' as const);
       });
-      if (inserted) created += 1;
+      if (written === 'created') created += 1;
+      if (written === 'existing') existing += 1;
     }
     if (!deliver && created > 0) {
       ctx.log.warn(
@@ -65,7 +68,8 @@ export const notificarRecorrenciasHold: PeriodicTask = {
     return {
       vendedores_com_hold: sellers.length,
       avisos_criados: created,
-      avisos_ja_existentes: sellers.length - created,
+      avisos_ja_existentes: existing,
+      vendedores_sem_hold_ao_avisar: sellers.length - created - existing,
       avisos_enviaveis: deliver ? created : 0,
     };
   },

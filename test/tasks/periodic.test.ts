@@ -374,6 +374,39 @@ t.test('runs of two dates at once announce a hold once', async (t) => {
   t.same(listed, [{ ids: [held] }, { ids: [] }], 'one notice lists the hold, the other has nothing new');
 });
 
+t.test(
+  'a seller whose holds ended while the run reached them gets no notice, and is counted apart',
+  async (t) => {
+    const h = await createHarness(t);
+    const held = await heldNow(h);
+    // Another run holds the seller's notice lock: this run has read the seller's holds and waits for it.
+    const other = new pg.Client({ connectionString: h.url });
+    await other.connect();
+    t.teardown(() => other.end());
+    await other.query('BEGIN');
+    await other.query(`SELECT pg_advisory_xact_lock(hashtext('recorrencias:avisos'), hashtext('loja-a'))`);
+    const notifying = run(h, 'notificar_recorrencias_hold');
+    await lockWaiters(h.url);
+    // Meanwhile an operator takes the recurrence off hold.
+    await query(
+      h.url,
+      `UPDATE checkout_recorrencias SET status = 'ativo', motivo_hold = NULL WHERE id = $1`,
+      [held],
+    );
+    await other.query('COMMIT');
+    t.match(await notifying, {
+      status: 'succeeded',
+      counts: {
+        vendedores_com_hold: 1,
+        avisos_criados: 0,
+        avisos_ja_existentes: 0,
+        vendedores_sem_hold_ao_avisar: 1,
+      },
+    });
+    t.same(await query(h.url, 'SELECT count(*)::int AS n FROM avisos_vendedores'), [{ n: 0 }], 'no notice');
+  },
+);
+
 t.test('a notice lists the first 500 new holds and counts all of them', async (t) => {
   const h = await createHarness(t);
   await query(
