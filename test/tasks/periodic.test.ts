@@ -1,7 +1,7 @@
 // The four periodic tasks in-process against real Postgres: what each enqueues or writes, the once-per-date
 // rule, the seller notices (signed, once) and the archive.
 import pg from 'pg';
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { findSellerHolds, markHoldsAnnounced } from '../../src/db/avisos.ts';
 import { CHARGE_QUEUE, NOTICE_DELIVERY_QUEUE } from '../../src/queue/task-names.ts';
 import { verifySignature } from '../../src/notices/webhook.ts';
@@ -43,6 +43,16 @@ async function heldNow(h: Harness): Promise<number> {
     [id],
   );
   return id;
+}
+
+/** A connection left inside a transaction that ran `statement` (and holds what it locked) until COMMIT. */
+async function holdingTransaction(t: Test, url: string, statement: string, values: unknown[] = []) {
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  t.teardown(() => client.end());
+  await client.query('BEGIN');
+  await client.query(statement, values);
+  return client;
 }
 
 async function chargeJobs(
@@ -353,11 +363,12 @@ t.test('runs of two dates at once announce a hold once', async (t) => {
   const held = await heldNow(h);
   // A charge holds the recurrence's row lock: whichever run reaches its mark first waits there, inside its
   // notice's transaction, while the other run reads the holds.
-  const charge = new pg.Client({ connectionString: h.url });
-  await charge.connect();
-  t.teardown(() => charge.end());
-  await charge.query('BEGIN');
-  await charge.query('SELECT id FROM checkout_recorrencias WHERE id = $1 FOR UPDATE', [held]);
+  const charge = await holdingTransaction(
+    t,
+    h.url,
+    'SELECT id FROM checkout_recorrencias WHERE id = $1 FOR UPDATE',
+    [held],
+  );
   // Monday's failed run retried by hand while Tuesday's scheduled one runs.
   const runs = Promise.all([
     run(h, 'notificar_recorrencias_hold', DAY),
@@ -380,11 +391,11 @@ t.test(
     const h = await createHarness(t);
     const held = await heldNow(h);
     // Another run holds the seller's notice lock: this run has read the seller's holds and waits for it.
-    const other = new pg.Client({ connectionString: h.url });
-    await other.connect();
-    t.teardown(() => other.end());
-    await other.query('BEGIN');
-    await other.query(`SELECT pg_advisory_xact_lock(hashtext('recorrencias:avisos'), hashtext('loja-a'))`);
+    const other = await holdingTransaction(
+      t,
+      h.url,
+      `SELECT pg_advisory_xact_lock(hashtext('recorrencias:avisos'), hashtext('loja-a'))`,
+    );
     const notifying = run(h, 'notificar_recorrencias_hold');
     await lockWaiters(h.url);
     // Meanwhile an operator takes the recurrence off hold.
