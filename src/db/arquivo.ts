@@ -3,11 +3,14 @@
 // that copies them. Recurrences still in use (a pending attempt, a live charge job) are left alone.
 import { sql, type CommonQueryMethods } from 'slonik';
 import { z } from 'zod';
+import { ATTEMPT_COLUMNS } from './cobrancas.ts';
 import { RECURRENCE_COLUMNS } from './recorrencias.ts';
 import { BOSS_SCHEMA } from './schema-check.ts';
 
 // Row schemas are built once: zod compiles a schema on first use, so an inline one would cost that on every call.
 const CountRow = z.object({ n: z.number() });
+
+export const SKIPPED_CYCLE_COLUMNS = sql.fragment`recorrencia_id, ciclo, cobrado_no_ciclo, motivo, registrado_em`;
 
 const Moved = z.object({ recorrencias: z.number(), cobrancas: z.number(), ciclos_pulados: z.number() });
 export type Moved = z.infer<typeof Moved>;
@@ -42,15 +45,18 @@ export async function archiveEndedBatch(
     ), cobrancas AS (
       DELETE FROM checkout_recorrencia_cobrancas c USING alvo WHERE c.recorrencia_id = alvo.id RETURNING c.*
     ), cobrancas_arquivadas AS (
-      INSERT INTO checkout_recorrencia_cobrancas_arquivo SELECT cobrancas.*, now() FROM cobrancas RETURNING 1
+      -- Every copy names its columns: an archive column added after arquivado_em is not in the live table's
+      -- order, and a copy by position would put values under the wrong names.
+      INSERT INTO checkout_recorrencia_cobrancas_arquivo (${ATTEMPT_COLUMNS}, arquivado_em)
+      SELECT ${ATTEMPT_COLUMNS}, now() FROM cobrancas RETURNING 1
     ), pulados AS (
       DELETE FROM checkout_recorrencia_ciclos_pulados p USING alvo WHERE p.recorrencia_id = alvo.id RETURNING p.*
     ), pulados_arquivados AS (
-      INSERT INTO checkout_recorrencia_ciclos_pulados_arquivo SELECT pulados.*, now() FROM pulados RETURNING 1
+      INSERT INTO checkout_recorrencia_ciclos_pulados_arquivo (${SKIPPED_CYCLE_COLUMNS}, arquivado_em)
+      SELECT ${SKIPPED_CYCLE_COLUMNS}, now() FROM pulados RETURNING 1
     ), recorrencias AS (
       DELETE FROM checkout_recorrencias r USING alvo WHERE r.id = alvo.id RETURNING r.*
     ), recorrencias_arquivadas AS (
-      -- By name: the archive's columns added after arquivado_em are not in the live table's order.
       INSERT INTO checkout_recorrencias_arquivo (${RECURRENCE_COLUMNS}, arquivado_em)
       SELECT ${RECURRENCE_COLUMNS}, now() FROM recorrencias RETURNING 1
     )
