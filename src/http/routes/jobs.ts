@@ -10,7 +10,7 @@ import { decodeCursor, jobsByState } from '../../ops/inspect.ts';
 import { queueStates } from '../../ops/queues.ts';
 import type { AdminDeps } from '../app.ts';
 import { actor } from '../auth.ts';
-import { noBody } from '../schemas.ts';
+import { noBody, pageLimit } from '../schemas.ts';
 
 const jobId = z.object({ id: z.uuid() });
 
@@ -27,7 +27,7 @@ export function jobRoutes(deps: AdminDeps): FastifyPluginAsyncZod {
             .object({
               state: z.enum(JOB_STATES).optional(),
               task: z.string().min(1).max(100).optional(),
-              limit: z.coerce.number().int().min(1).max(500).default(50),
+              limit: pageLimit(500, 50),
               cursor: z.string().max(200).optional(),
             })
             .strict(),

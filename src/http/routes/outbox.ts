@@ -4,9 +4,9 @@ import { z } from 'zod';
 import { redeliverOutboxEntry } from '../../ops/outbox-redelivery.ts';
 import type { AdminDeps } from '../app.ts';
 import { actor } from '../auth.ts';
-import { noBody } from '../schemas.ts';
+import { noBody, rowId } from '../schemas.ts';
 
-const entryId = z.object({ id: z.coerce.number().int().positive().max(Number.MAX_SAFE_INTEGER) });
+const entryId = z.object({ id: rowId });
 
 export function outboxRoutes(deps: AdminDeps): FastifyPluginAsyncZod {
   return async (app) => {

@@ -10,7 +10,7 @@ import { reactivateRecurrence } from '../../ops/recurrence-changes.ts';
 import { recurrenceDetail } from '../../ops/recurrences.ts';
 import type { AdminDeps } from '../app.ts';
 import { actor } from '../auth.ts';
-import { recurrenceId } from '../schemas.ts';
+import { recurrenceId, rowId } from '../schemas.ts';
 
 const operatorNote = z.string().trim().min(1).max(500).describe('what the operator found, for the audit');
 
@@ -99,12 +99,7 @@ export function recurrenceRoutes(deps: AdminDeps): FastifyPluginAsyncZod {
           summary:
             'Resolve an attempt blocked because the gateway holds another request under its key (409 idempotency_key_reused): cobrada (approved, with the gateway charge id, amount and currency) or nao_cobrada (ends rejeitada; the cycle is charged again under a new key after reativar)',
           params: recurrenceId.extend({
-            cobranca: z.coerce
-              .number()
-              .int()
-              .positive()
-              .max(Number.MAX_SAFE_INTEGER)
-              .describe('the attempt id (`cobrancas[].id` in GET /recorrencias/:id)'),
+            cobranca: rowId.describe('the attempt id (`cobrancas[].id` in GET /recorrencias/:id)'),
           }),
           body: blockedAttemptResolution,
         },

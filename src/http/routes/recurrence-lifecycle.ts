@@ -10,7 +10,7 @@ import { changeRecurrence, transitionRecurrence } from '../../ops/recurrence-cha
 import { createRecurrence, listRecurrences } from '../../ops/recurrence-create.ts';
 import type { AdminDeps } from '../app.ts';
 import { actor } from '../auth.ts';
-import { noBody, recurrenceId } from '../schemas.ts';
+import { noBody, pageLimit, recurrenceId } from '../schemas.ts';
 
 const text = (max: number) => z.string().trim().min(1).max(max);
 const cents = z.number().int().positive().max(1_000_000_000_000);
@@ -117,7 +117,7 @@ export function recurrenceLifecycleRoutes(deps: AdminDeps): FastifyPluginAsyncZo
               proxima_cobranca_ate: isoDate.optional(),
               referencia_externa: text(200).optional(),
               id_legado: text(100).optional(),
-              limit: z.coerce.number().int().min(1).max(500).default(50),
+              limit: pageLimit(500, 50),
               cursor: z.string().max(200).optional(),
             })
             .strict(),
