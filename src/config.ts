@@ -226,6 +226,7 @@ const environmentSchema = z.object({
   GATEWAY_TIMEOUT_MS: integer(100, 120_000).default(10_000),
   // 0 disables the cluster-wide cap.
   GATEWAY_MAX_CONCURRENCY: integer(0, 10_000).default(200),
+  GATEWAY_KEY_RETENTION_HOURS: integer(0, 87_600).default(24),
 
   RETRY_BACKOFF_DAYS: dayList.default([1, 3, 7]),
   MAX_DECLINES_BEFORE_HOLD: integer(1, 50).default(4),
@@ -290,7 +291,14 @@ export type Config = {
   schedulerIntervalSeconds: number;
   log: { level: Environment['LOG_LEVEL']; format: 'json' | 'pretty' };
   admin: { host: string; port: number; tokens: AdminToken[]; bodyLimitBytes: number };
-  gateway: { url: string | undefined; apiKey: string | undefined; timeoutMs: number; maxConcurrency: number };
+  gateway: {
+    url: string | undefined;
+    apiKey: string | undefined;
+    timeoutMs: number;
+    maxConcurrency: number;
+    /** How long the gateway keeps an idempotency key (0: for ever): an attempt older is not sent again. */
+    keyRetentionHours: number;
+  };
   billing: {
     retryBackoffDays: number[];
     maxDeclinesBeforeHold: number;
@@ -412,6 +420,7 @@ export function loadConfig(env: NodeJS.ProcessEnv, options: { development?: bool
       apiKey: e.GATEWAY_API_KEY,
       timeoutMs: e.GATEWAY_TIMEOUT_MS,
       maxConcurrency: e.GATEWAY_MAX_CONCURRENCY,
+      keyRetentionHours: e.GATEWAY_KEY_RETENTION_HOURS,
     },
     billing: {
       retryBackoffDays: e.RETRY_BACKOFF_DAYS,

@@ -111,6 +111,26 @@ export async function markAttemptBlocked(
     WHERE id = ${id} AND status = 'pendente' AND codigo_recusa IS NULL`);
 }
 
+/**
+ * Blocks, as markAttemptBlocked does, the pending attempt `id` when it was sent before and created more than
+ * `retentionHours` ago: the gateway may have forgotten its key (see KEY_EXPIRED). Creation comes before the first
+ * send, so the age is on the safe side; both sides of the comparison are the database's clock. Returns the
+ * attempt as blocked, or null when it is not (young, never sent, or already blocked).
+ */
+export async function blockIfKeyExpired(
+  tx: CommonQueryMethods,
+  id: number,
+  retentionHours: number,
+  refusal: { code: string; message: string },
+): Promise<Attempt | null> {
+  if (retentionHours === 0) return null;
+  return tx.maybeOne(sql.type(Attempt)`
+    UPDATE checkout_recorrencia_cobrancas SET codigo_recusa = ${refusal.code}, mensagem = ${refusal.message}
+    WHERE id = ${id} AND status = 'pendente' AND codigo_recusa IS NULL AND envios > 0
+      AND criado_em < now() - make_interval(hours => ${retentionHours})
+    RETURNING ${ATTEMPT_COLUMNS}`);
+}
+
 /** A pending attempt waiting for an operator (see markAttemptBlocked): only pending ones carry a code. */
 export function isBlocked(attempt: Attempt): boolean {
   return attempt.status === 'pendente' && attempt.codigo_recusa !== null;

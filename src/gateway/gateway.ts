@@ -28,6 +28,9 @@
 //     200 the stored charge response body (approved or declined), exactly as the charge request got it
 //     404 { "error": "not_found" }   the gateway never executed that key
 //
+//   Keys are kept at least GATEWAY_KEY_RETENTION_HOURS (0: for ever) after their first request: an attempt
+//   older than that is never sent or looked up again (KEY_EXPIRED).
+//
 // How the client maps responses to outcomes: see src/gateway/http-gateway.ts.
 
 /**
@@ -36,6 +39,13 @@
  * or something else entirely (another environment): only an operator can tell which.
  */
 export const KEY_REUSED = 'idempotency_key_reused';
+
+/**
+ * The block of an attempt sent before and created longer ago than the gateway keeps its keys
+ * (GATEWAY_KEY_RETENTION_HOURS): a gateway that has forgotten the key answers a lookup with 404 and charges a
+ * resend as new, whether or not the first request was charged. Only an operator can tell which.
+ */
+export const KEY_EXPIRED = 'idempotency_key_expired';
 
 export type ChargeRequest = {
   /** Sent as the Idempotency-Key header. Retrying an `unknown` outcome MUST reuse the same key. */

@@ -1,8 +1,10 @@
 // An operator's answer for an attempt the workers cannot resolve: one whose idempotency key the gateway holds
-// for another request (409 idempotency_key_reused). Keys are made of the recurrence, the cycle and the attempt
-// number, so that request may be this very cycle charged before (under a restored database, with another card)
-// or another environment's. The workers never look such a key up (the lookup would answer about that other
-// request) nor send it again; the operator, who asked the gateway, says which it was:
+// for another request (409 idempotency_key_reused), or one sent before and older than the gateway keeps its keys
+// (idempotency_key_expired: a forgotten key would be charged as new). Keys are made of the recurrence, the cycle
+// and the attempt number, so a 409's request may be this very cycle charged before (under a restored database,
+// with another card) or another environment's. The workers never look such a key up (the lookup would answer
+// about that other request, or not know the key) nor send it again; the operator, who asked the gateway, says
+// which it was:
 //  - `cobrada`: the cycle was paid under that key: the attempt is approved with the gateway's reference and the
 //    amount and currency the gateway charged (they differ from the attempt's when the 409 was about them), and
 //    the recurrence moves to its next cycle, as an approval does (a `cobranca_aprovada` event for the checkout);
@@ -83,7 +85,7 @@ export async function resolveBlockedAttempt(
       }
       throw new AppError(
         'CONFLICT',
-        `attempt ${attemptId} is not the blocked attempt of recurrence ${id}: only an attempt whose key the gateway holds for another request waits for an operator`,
+        `attempt ${attemptId} is not the blocked attempt of recurrence ${id}: only an attempt blocked on its key (idempotency_key_reused, idempotency_key_expired) waits for an operator`,
         {
           details: {
             cobranca_pendente: pending?.id ?? null,
@@ -123,7 +125,7 @@ export async function resolveBlockedAttempt(
     } else {
       await resolveAttempt(tx, attemptId, {
         status: 'rejeitada',
-        code: KEY_REUSED,
+        code: pending.codigo_recusa ?? KEY_REUSED,
         message: `resolvida por ${who.name}: ${resolution.motivo}`,
       });
     }

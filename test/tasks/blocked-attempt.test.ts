@@ -366,3 +366,85 @@ t.test('the dry run leaves a blocked attempt out of the charges and counts it ap
   t.same(await envios(h, id), [1]);
   t.match(await recurrenceState(h.url, id), { status: 'hold' });
 });
+
+/**
+ * A recurrence due on DAY whose first attempt was charged at the gateway but whose answer was lost (the
+ * attempt stays pending, sent once), then aged past the gateway's key retention by `hours`.
+ */
+async function chargedAnswerLostLongAgo(t: Test, env: Record<string, string>, hours: number) {
+  const h = await createAdminHarness(t, env);
+  const id = await insertRecurrence(h.pool, { proxima_cobranca: DAY, valor_centavos: 1000 });
+  h.gateway.setFaults({ rules: [{ nth: 1, fault: 'reset_after' }] });
+  t.match(await chargeOn(h, id, DAY), { status: 'unresolved' });
+  h.gateway.clearFaults();
+  await query(
+    h.url,
+    `UPDATE checkout_recorrencia_cobrancas SET criado_em = criado_em - make_interval(hours => $2)
+     WHERE recorrencia_id = $1`,
+    [id, hours],
+  );
+  return { h, id };
+}
+
+t.test(
+  'an attempt older than the gateway keeps its keys is neither sent nor looked up again: an operator resolves it',
+  async (t) => {
+    const { h, id } = await chargedAnswerLostLongAgo(t, {}, 25);
+    const [charged] = h.gateway.ledger();
+    t.match(charged, { status: 'approved' }, 'the lost answer was an approval');
+    const before = h.gateway.stats();
+    // The next day's run resumes the attempt. A gateway that has forgotten the key would answer the lookup
+    // with 404 and charge the resend as new: this customer charged twice for the cycle.
+    t.match(await chargeOn(h, id, '2031-03-11'), { status: 'rejected', reason: 'idempotency_key_expired' });
+    const after = h.gateway.stats();
+    t.equal(after.lookups, before.lookups, 'not looked up');
+    t.equal(after.charge_requests, before.charge_requests, 'not sent');
+    t.same(await envios(h, id), [1], 'not counted as sent again');
+    const [attempt] = await attemptsOf(h.url, id);
+    t.match(attempt, { status: 'pendente', codigo_recusa: 'idempotency_key_expired' });
+    t.match(await recurrenceState(h.url, id), { status: 'hold', ciclos_cobrados: 0 });
+    const metrics = (await h.app.inject({ url: '/metrics', headers: operator })).body;
+    t.match(metrics, /^recorrencias_blocked_attempts 1$/m, 'counted as blocked, for the alert');
+
+    // The operator finds the charge at the gateway and says so: the cycle is paid once, the next one is due.
+    const [row] = await query<{ id: number }>(
+      h.url,
+      'SELECT id::int FROM checkout_recorrencia_cobrancas WHERE recorrencia_id = $1',
+      [id],
+    );
+    const resolved = await resolve(h, id, row?.id ?? 0, {
+      resultado: 'cobrada',
+      gateway_ref: charged?.chargeId,
+      valor_centavos: 1000,
+      moeda: 'BRL',
+      motivo: 'cobrança encontrada no painel da gateway',
+    });
+    t.equal(resolved.statusCode, 200, resolved.body);
+    t.match(resolved.json(), { status: 'aprovada', proxima_cobranca: '2031-04-10' });
+    t.equal(h.gateway.ledger().length, 1, 'one charge at the gateway');
+  },
+);
+
+t.test('a young attempt, one never sent, or no retention limit: resumed as before', async (t) => {
+  // 23 hours: within the gateway's 24, looked up and found.
+  const young = await chargedAnswerLostLongAgo(t, {}, 23);
+  t.match(await chargeOn(young.h, young.id, '2031-03-11'), { status: 'approved' });
+  t.equal(young.h.gateway.ledger().length, 1, 'found by the lookup, not charged again');
+  // GATEWAY_KEY_RETENTION_HOURS=0: the gateway keeps keys for ever.
+  const forever = await chargedAnswerLostLongAgo(t, { GATEWAY_KEY_RETENTION_HOURS: '0' }, 24 * 400);
+  t.match(await chargeOn(forever.h, forever.id, '2031-03-11'), { status: 'approved' });
+  t.equal(forever.h.gateway.ledger().length, 1);
+  // An attempt never sent (its worker stopped after phase 1) has no key at the gateway to forget.
+  const h = await createAdminHarness(t);
+  const id = await insertRecurrence(h.pool, { proxima_cobranca: DAY, valor_centavos: 1000 });
+  await query(
+    h.url,
+    `INSERT INTO checkout_recorrencia_cobrancas (recorrencia_id, ciclo, tentativa, chave_idempotencia, valor_centavos,
+       moeda, cartao_token, data_negocio, criado_em)
+     SELECT id, $2, 1, $3, valor_centavos, moeda, cartao_token, $2, now() - interval '30 days'
+     FROM checkout_recorrencias WHERE id = $1`,
+    [id, DAY, attemptKey(id, DAY, 1)],
+  );
+  t.match(await chargeOn(h, id, '2031-03-11'), { status: 'approved', cycle: DAY });
+  t.equal(h.gateway.ledger().length, 1);
+});

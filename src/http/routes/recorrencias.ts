@@ -97,7 +97,7 @@ export function recurrenceRoutes(deps: AdminDeps): FastifyPluginAsyncZod {
         schema: {
           tags: ['recorrencias'],
           summary:
-            'Resolve an attempt blocked because the gateway holds another request under its key (409 idempotency_key_reused): cobrada (approved, with the gateway charge id, amount and currency) or nao_cobrada (ends rejeitada; the cycle is charged again under a new key after reativar)',
+            'Resolve an attempt blocked on its key (the gateway holds another request under it: 409 idempotency_key_reused; or it is older than the gateway keeps keys: idempotency_key_expired): cobrada (approved, with the gateway charge id, amount and currency) or nao_cobrada (ends rejeitada; the cycle is charged again under a new key after reativar)',
           params: recurrenceId.extend({
             cobranca: rowId.describe('the attempt id (`cobrancas[].id` in GET /recorrencias/:id)'),
           }),

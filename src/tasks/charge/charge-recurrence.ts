@@ -12,7 +12,7 @@ import type { DatabasePool } from 'slonik';
 import { outcomeRecordingReserveMs, type Config } from '../../config.ts';
 import { businessDate, laterDate, type IsoDate } from '../../domain/dates.ts';
 import type { DeclineDecision } from '../../domain/retry-policy.ts';
-import type { PaymentGateway } from '../../gateway/gateway.ts';
+import { KEY_EXPIRED, type PaymentGateway } from '../../gateway/gateway.ts';
 import type { Logger } from '../../log.ts';
 import type { ChargeJobPayload } from './charge-jobs.ts';
 import { callGatewayForBatch, type GatewayCall } from './gateway-call.ts';
@@ -168,11 +168,15 @@ export async function chargeJobs(
                 key,
                 reason: outcome.reason,
               };
+              const what =
+                outcome.reason === KEY_EXPIRED
+                  ? 'attempt older than the gateway keeps its keys (GATEWAY_KEY_RETENTION_HOURS): not sent'
+                  : 'gateway rejected the charge request';
               log().error(
                 { ...fields, attemptEnded: !outcome.executed },
                 recorded === 'held'
-                  ? 'gateway rejected the charge request: recurrence put on hold for an operator'
-                  : 'gateway rejected the charge request (the recurrence is no longer active: not put on hold)',
+                  ? `${what}: recurrence put on hold for an operator`
+                  : `${what} (the recurrence is no longer active: not put on hold)`,
               );
             },
             (error: unknown) => {

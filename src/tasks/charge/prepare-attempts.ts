@@ -10,6 +10,7 @@ import {
   type NewAttempt,
 } from '../../db/charge-batch.ts';
 import {
+  blockIfKeyExpired,
   findPendingAttempt,
   insertAttempt,
   insertSkippedCycles,
@@ -24,6 +25,7 @@ import {
 import { moveNextCharge, type Recurrence } from '../../db/recorrencias.ts';
 import { businessDate } from '../../domain/dates.ts';
 import { attemptKey } from '../../domain/identifiers.ts';
+import { KEY_EXPIRED } from '../../gateway/gateway.ts';
 import { decideCharge } from './charge-decision.ts';
 import type { ChargeDeps, ChargeJob } from './charge-recurrence.ts';
 import { mutantActive } from './test-hooks.ts';
@@ -34,15 +36,23 @@ export type Prepared =
 
 /**
  * Resumes the recurrence's unresolved attempt (same key). 'resolved_meanwhile' when there is none any more;
- * 'abandoned' when the fresh_key mutant wrongly gave up on it.
+ * 'abandoned' when the fresh_key mutant wrongly gave up on it. An attempt older than the gateway keeps its keys
+ * is blocked first (phase 2 then sends nothing and puts the recurrence on hold).
  */
 async function resumeAttempt(
+  deps: ChargeDeps,
   tx: DatabaseTransactionConnection,
   job: ChargeJob,
   recurrence: Recurrence,
 ): Promise<Prepared | 'resolved_meanwhile' | 'abandoned'> {
-  const pending = await findPendingAttempt(tx, recurrence.id);
-  if (pending === null) return 'resolved_meanwhile';
+  const found = await findPendingAttempt(tx, recurrence.id);
+  if (found === null) return 'resolved_meanwhile';
+  const hours = deps.config.gateway.keyRetentionHours;
+  const pending =
+    (await blockIfKeyExpired(tx, found.id, hours, {
+      code: KEY_EXPIRED,
+      message: `enviada antes e criada há mais de ${hours} h (GATEWAY_KEY_RETENTION_HOURS): a gateway pode ter esquecido a chave; não reenviada nem consultada`,
+    })) ?? found;
   if (mutantActive('fresh_key')) {
     // Deliberately wrong (test-only): give up on the unresolved attempt and charge under a new key.
     await resolveAttempt(tx, pending.id, {
@@ -150,7 +160,7 @@ export async function prepareAttempts(
       today,
     );
     if (decision.kind === 'resume' && candidate !== null) {
-      const resumed = await resumeAttempt(tx, job, candidate);
+      const resumed = await resumeAttempt(deps, tx, job, candidate);
       if (typeof resumed === 'object') {
         prepared[index] = resumed;
         seen.add(candidate.id);

@@ -17,7 +17,7 @@ import { nextCycle } from '../../domain/calendar.ts';
 import { laterDate, type IsoDate } from '../../domain/dates.ts';
 import { decideAfterDecline, type DeclineDecision } from '../../domain/retry-policy.ts';
 import { isIrreversibleDecline } from '../../gateway/decline-codes.ts';
-import type { ChargeOutcome } from '../../gateway/gateway.ts';
+import { KEY_EXPIRED, type ChargeOutcome } from '../../gateway/gateway.ts';
 import { bossDb } from '../../queue/boss-executor.ts';
 import { CHARGE_QUEUE } from '../../queue/task-names.ts';
 import { enqueueChargeJobs } from './charge-jobs.ts';
@@ -321,7 +321,10 @@ export async function recordRejection(
       [
         {
           id: attempt.recorrencia_id,
-          reason: `gateway rejeitou a requisição da tentativa ${attempt.chave_idempotencia}: ${rejection.reason}`,
+          reason:
+            rejection.reason === KEY_EXPIRED
+              ? `tentativa ${attempt.chave_idempotencia} não reenviada: a gateway pode ter esquecido a chave (${KEY_EXPIRED})`
+              : `gateway rejeitou a requisição da tentativa ${attempt.chave_idempotencia}: ${rejection.reason}`,
         },
       ],
       false,
