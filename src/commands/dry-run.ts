@@ -49,7 +49,7 @@ export async function printDryRun(
       total += 1;
       cents += item.valor_centavos;
     }
-    const blocked = await blockedDueCount(tx, date);
+    const blocked = await blockedDueCount(deps, tx, date);
     if (!csv) {
       out.write(`\n],"total":${total},"valor_total_centavos":${cents},"bloqueadas":${blocked}}\n`);
       return;

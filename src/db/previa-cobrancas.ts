@@ -1,14 +1,20 @@
 // What processar_recorrencias_do_dia would charge on a date, read-only: the recurrences its fan-out selects
 // (the same condition as findChargeablePage 'due'), each with the attempt a charge would resume instead of
 // planning a new one. A recurrence whose pending attempt is blocked (409 idempotency_key_reused, waiting for
-// an operator's resolver call) is left out: its job would charge nothing and dead-letter. It is counted apart.
+// an operator's resolver call), or would be blocked when resumed (sent before and older than the gateway keeps
+// its keys, as of now), is left out: its job would charge nothing and dead-letter. It is counted apart.
 import { sql, type CommonQueryMethods } from 'slonik';
 import { z } from 'zod';
 import { PERIODICITIES } from '../domain/calendar.ts';
 import type { IsoDate } from '../domain/dates.ts';
 
 const DUE = sql.fragment`r.status = 'ativo' AND r.proxima_tentativa IS NULL`;
-const NOT_BLOCKED = sql.fragment`c.codigo_recusa IS NULL`;
+/** No pending attempt, or one a charge would send: not blocked, and not to be blocked (blockIfKeyExpired). */
+function notBlocked(keyRetentionHours: number) {
+  if (keyRetentionHours === 0) return sql.fragment`c.codigo_recusa IS NULL`;
+  return sql.fragment`(c.codigo_recusa IS NULL
+    AND NOT coalesce(c.envios > 0 AND c.criado_em < now() - make_interval(hours => ${keyRetentionHours}), false))`;
+}
 
 export const DueRow = z.object({
   id: z.number(),
@@ -30,6 +36,7 @@ export async function findDuePreviewPage(
   date: IsoDate,
   after: { date: IsoDate; id: number } | null,
   limit: number,
+  keyRetentionHours: number,
 ): Promise<readonly DueRow[]> {
   const cursor =
     after === null
@@ -40,7 +47,7 @@ export async function findDuePreviewPage(
       r.valor_centavos, r.moeda, c.ciclo::text AS pendente_ciclo, c.valor_centavos AS pendente_valor_centavos
     FROM checkout_recorrencias r
     LEFT JOIN checkout_recorrencia_cobrancas c ON c.recorrencia_id = r.id AND c.status = 'pendente'
-    WHERE ${DUE} AND ${NOT_BLOCKED} AND r.proxima_cobranca <= ${date}::date AND ${cursor}
+    WHERE ${DUE} AND ${notBlocked(keyRetentionHours)} AND r.proxima_cobranca <= ${date}::date AND ${cursor}
     ORDER BY r.proxima_cobranca, r.id
     LIMIT ${limit}`);
   return result.rows;
@@ -53,13 +60,15 @@ export async function findDuePreviewPage(
 export async function sumDuePreview(
   db: CommonQueryMethods,
   date: IsoDate,
+  keyRetentionHours: number,
 ): Promise<{ total: number; valor_total_centavos: number; bloqueadas: number }> {
+  const sendable = notBlocked(keyRetentionHours);
   return db.one(sql.type(
     z.object({ total: z.number(), valor_total_centavos: z.number(), bloqueadas: z.number() }),
   )`
-    SELECT count(*) FILTER (WHERE ${NOT_BLOCKED})::int AS total,
-      coalesce(sum(coalesce(c.valor_centavos, r.valor_centavos)) FILTER (WHERE ${NOT_BLOCKED}), 0)::bigint AS valor_total_centavos,
-      count(*) FILTER (WHERE NOT (${NOT_BLOCKED}))::int AS bloqueadas
+    SELECT count(*) FILTER (WHERE ${sendable})::int AS total,
+      coalesce(sum(coalesce(c.valor_centavos, r.valor_centavos)) FILTER (WHERE ${sendable}), 0)::bigint AS valor_total_centavos,
+      count(*) FILTER (WHERE NOT ${sendable})::int AS bloqueadas
     FROM checkout_recorrencias r
     LEFT JOIN checkout_recorrencia_cobrancas c ON c.recorrencia_id = r.id AND c.status = 'pendente'
     WHERE ${DUE} AND r.proxima_cobranca <= ${date}::date`);

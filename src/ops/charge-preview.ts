@@ -80,8 +80,8 @@ export async function previewDueCharges(
 ) {
   const after = page.cursor === undefined ? null : decodePreviewCursor(page.cursor);
   const [rows, totals] = await Promise.all([
-    findDuePreviewPage(deps.pool, date, after, page.limit),
-    sumDuePreview(deps.pool, date),
+    findDuePreviewPage(deps.pool, date, after, page.limit, deps.config.gateway.keyRetentionHours),
+    sumDuePreview(deps.pool, date, deps.config.gateway.keyRetentionHours),
   ]);
   const last = rows.at(-1);
   return {
@@ -94,8 +94,8 @@ export async function previewDueCharges(
 }
 
 /** How many recurrences due by `date` the list leaves out because their pending attempt is blocked. */
-export async function blockedDueCount(db: CommonQueryMethods, date: IsoDate): Promise<number> {
-  return (await sumDuePreview(db, date)).bloqueadas;
+export async function blockedDueCount(deps: OpsDeps, db: CommonQueryMethods, date: IsoDate): Promise<number> {
+  return (await sumDuePreview(db, date, deps.config.gateway.keyRetentionHours)).bloqueadas;
 }
 
 /**
@@ -110,7 +110,7 @@ export async function* allDueCharges(
 ): AsyncGenerator<PreviewItem> {
   let after: { date: IsoDate; id: number } | null = null;
   for (;;) {
-    const rows = await findDuePreviewPage(db, date, after, pageSize);
+    const rows = await findDuePreviewPage(db, date, after, pageSize, deps.config.gateway.keyRetentionHours);
     const planDate = planDateOf(deps, date);
     for (const row of rows) yield previewOf(row, planDate, deps.config.billing.backbillMissedCycles);
     const last = rows.at(-1);

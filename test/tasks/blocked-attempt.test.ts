@@ -67,6 +67,14 @@ const resolve = (h: AdminHarness, id: number, attemptId: number, payload: object
     payload,
   });
 
+const dryRunOf = (h: AdminHarness, date: string) =>
+  h.app.inject({
+    method: 'POST',
+    url: '/tasks/processar_recorrencias_do_dia/run',
+    headers: operator,
+    payload: { date, dryRun: true, limit: 100 },
+  });
+
 const reactivate = (h: AdminHarness, id: number) =>
   h.app.inject({ method: 'POST', url: `/recorrencias/${id}/reativar`, headers: operator });
 
@@ -328,12 +336,7 @@ t.test('the dry run leaves a blocked attempt out of the charges and counts it ap
   await query(h.url, `UPDATE checkout_recorrencias SET status = 'ativo', motivo_hold = NULL WHERE id = $1`, [
     id,
   ]);
-  const dryRun = await h.app.inject({
-    method: 'POST',
-    url: '/tasks/processar_recorrencias_do_dia/run',
-    headers: operator,
-    payload: { date: DAY, dryRun: true, limit: 100 },
-  });
+  const dryRun = await dryRunOf(h, DAY);
   t.equal(dryRun.statusCode, 200);
   t.match(dryRun.json(), { total: 1, valor_total_centavos: 2500, bloqueadas: 1 });
   t.same(
@@ -392,6 +395,11 @@ t.test(
     const { h, id } = await chargedAnswerLostLongAgo(t, {}, 25);
     const [charged] = h.gateway.ledger();
     t.match(charged, { status: 'approved' }, 'the lost answer was an approval');
+    t.match(
+      (await dryRunOf(h, '2031-03-11')).json(),
+      { total: 0, bloqueadas: 1, cobrancas: [] },
+      'the dry run already counts it as blocked',
+    );
     const before = h.gateway.stats();
     // The next day's run resumes the attempt. A gateway that has forgotten the key would answer the lookup
     // with 404 and charge the resend as new: this customer charged twice for the cycle.
@@ -428,6 +436,11 @@ t.test(
 t.test('a young attempt, one never sent, or no retention limit: resumed as before', async (t) => {
   // 23 hours: within the gateway's 24, looked up and found.
   const young = await chargedAnswerLostLongAgo(t, {}, 23);
+  t.match((await dryRunOf(young.h, '2031-03-11')).json(), {
+    total: 1,
+    bloqueadas: 0,
+    cobrancas: [{ recorrencia_id: young.id, retomada: true }],
+  });
   t.match(await chargeOn(young.h, young.id, '2031-03-11'), { status: 'approved' });
   t.equal(young.h.gateway.ledger().length, 1, 'found by the lookup, not charged again');
   // GATEWAY_KEY_RETENTION_HOURS=0: the gateway keeps keys for ever.
