@@ -125,10 +125,17 @@ export async function blockIfKeyExpired(
 ): Promise<Attempt | null> {
   if (retentionHours === 0) return null;
   return tx.maybeOne(sql.type(Attempt)`
-    UPDATE checkout_recorrencia_cobrancas SET codigo_recusa = ${refusal.code}, mensagem = ${refusal.message}
-    WHERE id = ${id} AND status = 'pendente' AND codigo_recusa IS NULL AND envios > 0
-      AND criado_em < now() - make_interval(hours => ${retentionHours})
+    UPDATE checkout_recorrencia_cobrancas c SET codigo_recusa = ${refusal.code}, mensagem = ${refusal.message}
+    WHERE c.id = ${id} AND c.status = 'pendente' AND c.codigo_recusa IS NULL AND ${keyMayBeForgotten(retentionHours)}
     RETURNING ${ATTEMPT_COLUMNS}`);
+}
+
+/**
+ * The condition blockIfKeyExpired blocks on, for an attempt row aliased `c`: sent before, and created more than
+ * `retentionHours` (above 0) ago. The dry run uses it to leave out what a run would block.
+ */
+export function keyMayBeForgotten(retentionHours: number) {
+  return sql.fragment`(c.envios > 0 AND c.criado_em < now() - make_interval(hours => ${retentionHours}))`;
 }
 
 /** A pending attempt waiting for an operator (see markAttemptBlocked): only pending ones carry a code. */

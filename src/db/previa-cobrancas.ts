@@ -7,13 +7,13 @@ import { sql, type CommonQueryMethods } from 'slonik';
 import { z } from 'zod';
 import { PERIODICITIES } from '../domain/calendar.ts';
 import type { IsoDate } from '../domain/dates.ts';
+import { keyMayBeForgotten } from './cobrancas.ts';
 
 const DUE = sql.fragment`r.status = 'ativo' AND r.proxima_tentativa IS NULL`;
 /** No pending attempt, or one a charge would send: not blocked, and not to be blocked (blockIfKeyExpired). */
 function notBlocked(keyRetentionHours: number) {
   if (keyRetentionHours === 0) return sql.fragment`c.codigo_recusa IS NULL`;
-  return sql.fragment`(c.codigo_recusa IS NULL
-    AND NOT coalesce(c.envios > 0 AND c.criado_em < now() - make_interval(hours => ${keyRetentionHours}), false))`;
+  return sql.fragment`(c.codigo_recusa IS NULL AND NOT coalesce(${keyMayBeForgotten(keyRetentionHours)}, false))`;
 }
 
 export const DueRow = z.object({
