@@ -35,9 +35,19 @@ export type ChargeRequestBody = {
   metadata: { recorrencia_id: string; ciclo: string; tentativa: number; [extra: string]: string | number };
 };
 
+/**
+ * What the gateway answers is stored in Postgres text columns, which cannot hold a NUL character: an identifier
+ * with one is off-contract (the answer is then unreadable: an unknown outcome), and words for people lose it.
+ */
+const identifier = z
+  .string()
+  .min(1)
+  .refine((value) => !value.includes('\u0000'), 'contains a NUL character');
+const words = z.string().transform((value) => value.replaceAll('\u0000', ''));
+
 export const approvedBodySchema = z.object({
   status: z.literal('approved'),
-  charge_id: z.string().min(1),
+  charge_id: identifier,
   amount_cents: z.number().int(),
   currency: z.string(),
   idempotency_key: z.string(),
@@ -45,11 +55,11 @@ export const approvedBodySchema = z.object({
 
 export const declinedBodySchema = z.object({
   status: z.literal('declined'),
-  charge_id: z.string().min(1).nullable(),
-  code: z.string().min(1).max(16),
+  charge_id: identifier.nullable(),
+  code: identifier.max(16),
   reversible: z.boolean(),
   // The message is for people; a gateway that leaves it out still sent a well-formed decline.
-  message: z.string().default(''),
+  message: words.default(''),
   idempotency_key: z.string(),
 });
 
@@ -60,4 +70,4 @@ export const chargeResponseBodySchema = z.discriminatedUnion('status', [
 export type ChargeResponseBody = z.input<typeof chargeResponseBodySchema>;
 
 /** `{ "error": "...", "message"?: "..." }`, the shape of every non-200 body the contract defines. */
-export const errorBodySchema = z.object({ error: z.string(), message: z.string().optional() });
+export const errorBodySchema = z.object({ error: identifier, message: words.optional() });

@@ -309,6 +309,23 @@ t.test('off-contract 200 bodies are unknown, never a decline', async (t) => {
       { status: 'approved', charge_id: 'ch_1', amount_cents: 1, currency: 'BRL', idempotency_key: key },
       false,
     ],
+    // Postgres text cannot hold a NUL: an identifier with one could never be recorded.
+    [
+      'a NUL in the charge id',
+      {
+        status: 'approved',
+        charge_id: 'ch_\u00001',
+        amount_cents: 4_990,
+        currency: 'BRL',
+        idempotency_key: key,
+      },
+      false,
+    ],
+    [
+      'a NUL in the decline code',
+      { status: 'declined', charge_id: null, code: '5\u00001', reversible: true, idempotency_key: key },
+      false,
+    ],
   ];
   for (const [name, body, raw] of cases) {
     const url = await scripted(t, answer(200, body, raw));
@@ -330,6 +347,44 @@ t.test('off-contract 200 bodies are unknown, never a decline', async (t) => {
     message: '',
   });
 });
+
+t.test(
+  'a NUL in words for people is dropped: the decline or rejection stays readable and storable',
+  async (t) => {
+    const key = chargeRequest().idempotencyKey;
+    const declined = await scripted(
+      t,
+      answer(200, {
+        status: 'declined',
+        charge_id: 'ch_2',
+        code: '51',
+        reversible: true,
+        message: 'saldo\u0000 insuficiente',
+        idempotency_key: key,
+      }),
+    );
+    t.same(await clientFor(declined).charge(chargeRequest(), never), {
+      kind: 'declined',
+      chargeId: 'ch_2',
+      code: '51',
+      reversible: true,
+      message: 'saldo insuficiente',
+    });
+    const refused = await scripted(t, answer(400, { error: 'bad\u0000code', message: 'no\u0000pe' }));
+    t.same(
+      await clientFor(refused).charge(chargeRequest(), never),
+      { kind: 'rejected', reason: 'invalid_request', executed: false },
+      "an error code with a NUL is not the gateway's word: the status names the refusal",
+    );
+    const worded = await scripted(t, answer(422, { error: 'unprocessable', message: 'no\u0000pe' }));
+    t.same(await clientFor(worded).charge(chargeRequest(), never), {
+      kind: 'rejected',
+      reason: 'unprocessable',
+      message: 'nope',
+      executed: false,
+    });
+  },
+);
 
 t.test(
   'statuses: 429, 5xx and 401/403 (our credentials) are unknown; 400 and 422 rejected; a bare 404 is not "not found"',

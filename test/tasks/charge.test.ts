@@ -27,6 +27,7 @@ import {
   type RecurrenceOverrides,
   testActor,
 } from '../helpers/harness.ts';
+import { capturedLog } from '../helpers/captured-log.ts';
 import { eventually } from '../helpers/processes.ts';
 
 const DAY = '2031-03-10';
@@ -360,7 +361,7 @@ t.test(
 );
 
 t.test(
-  "a batch's approvals and declines commit together: a failure while recording leaves every attempt to resume",
+  'a failure while recording a batch rolls it back and records each outcome alone: only the refused one retries',
   async (t) => {
     const h = await createHarness(t);
     const approvedId = await insertRecurrence(h.pool, { proxima_cobranca: DAY });
@@ -378,6 +379,7 @@ t.test(
     );
     const jobs = await h.fetchChargeJobs(10);
     t.equal(jobs.length, 2);
+    const jobOf = (id: number) => jobs.find((job) => job.data.recorrenciaId === id) as (typeof jobs)[number];
     // Recording the decline fails inside Postgres, after the approval's statements have run.
     await query(
       h.url,
@@ -387,33 +389,30 @@ t.test(
        FOR EACH ROW WHEN (NEW.status = 'recusada') EXECUTE FUNCTION test_refuse_decline()`,
     );
     const results = await chargeJobs(h.deps, jobs);
+    const statusOf = (statuses: ChargeResult[], id: number) =>
+      statuses[jobs.findIndex((job) => job.data.recorrenciaId === id)]?.status;
+    t.equal(statusOf(results, approvedId), 'approved', 'the approval, recorded alone, is kept');
+    t.equal(statusOf(results, declinedId), 'failed', 'the decline fails (and retries)');
     t.same(
-      results.map((result) => result.status),
-      ['failed', 'failed'],
-      'both jobs fail (and retry)',
+      (await attemptsOf(h.url, declinedId)).map((a) => a.status),
+      ['pendente'],
+      'the refused one leaves its attempt pending',
     );
-    for (const id of [approvedId, declinedId]) {
-      t.same(
-        (await attemptsOf(h.url, id)).map((a) => a.status),
-        ['pendente'],
-        `recurrence ${id}: its attempt is left pending, the approval included`,
-      );
-      t.match(await recurrenceState(h.url, id), { proxima_cobranca: DAY, falhas_consecutivas: 0 });
-    }
-    for (const job of jobs) t.equal(await jobState(h.url, job.id), 'active', 'no job completed');
+    t.match(await recurrenceState(h.url, declinedId), { proxima_cobranca: DAY, falhas_consecutivas: 0 });
+    t.equal(await jobState(h.url, jobOf(approvedId).id), 'completed');
+    t.equal(await jobState(h.url, jobOf(declinedId).id), 'active', 'the failed job is not completed');
 
     await query(h.url, 'DROP TRIGGER test_refuse_decline ON checkout_recorrencia_cobrancas');
-    for (const job of jobs) await h.boss.fail(CHARGE_QUEUE, { id: job.id, retryCount: job.retryCount }, {});
-    await query(h.url, `UPDATE pgboss.job SET start_after = now() WHERE name = $1`, [CHARGE_QUEUE]);
-    const retried = await h.fetchChargeJobs(10);
-    const again = await chargeJobs(h.deps, retried);
-    const statusOf = (id: number) => again[retried.findIndex((job) => job.data.recorrenciaId === id)]?.status;
-    t.equal(statusOf(approvedId), 'approved');
-    t.equal(statusOf(declinedId), 'declined');
+    await h.boss.fail(
+      CHARGE_QUEUE,
+      { id: jobOf(declinedId).id, retryCount: jobOf(declinedId).retryCount },
+      {},
+    );
+    t.equal(await retryJob(h, jobOf(declinedId).id).then((result) => result.status), 'declined');
     t.match(
       h.gateway.stats(),
-      { charge_requests: 2, charges_executed: 2, lookups: 2 },
-      'each attempt charged once: the retries resumed them by looking their keys up',
+      { charge_requests: 2, charges_executed: 2, lookups: 1 },
+      'each attempt charged once: the retry resumed its attempt by looking its key up',
     );
     await assertLedgerAgrees(t, h.url, h.gateway);
   },
@@ -1205,6 +1204,65 @@ t.test(
       await retryJob(h, stolenJob?.id as string),
       { status: 'approved' },
       'which records the approval under the same key',
+    );
+    await assertLedgerAgrees(t, h.url, h.gateway);
+  },
+);
+
+t.test(
+  "an outcome the database cannot store fails its own job alone: the batch's other outcomes are recorded",
+  async (t) => {
+    const h = await createHarness(t);
+    const ids = [
+      await insertRecurrence(h.pool, { proxima_cobranca: DAY }),
+      await insertRecurrence(h.pool, { proxima_cobranca: DAY }),
+      await insertRecurrence(h.pool, { proxima_cobranca: DAY, cartao_token: 'tok_recusa_reversivel_c' }),
+    ];
+    const poisoned = ids[0] as number;
+    await enqueueChargeJobs(
+      h.boss,
+      ids.map((id) => ({ recorrenciaId: id, dataNegocio: DAY, motivo: 'agendada' as const })),
+    );
+    const jobs = await h.fetchChargeJobs(10);
+    t.equal(jobs.length, 3);
+    const captured = capturedLog('warn');
+    // The charge runs at the gateway; its answer reaches phase 3 with a value Postgres refuses (a NUL in text).
+    const results = await chargeJobs(
+      {
+        ...h.deps,
+        log: captured.log,
+        gateway: {
+          ...h.deps.gateway,
+          charge: async (request, signal) => {
+            const outcome = await h.deps.gateway.charge(request, signal);
+            return request.metadata.recorrenciaId === poisoned && outcome.kind === 'approved'
+              ? { ...outcome, chargeId: `${outcome.chargeId}\u0000` }
+              : outcome;
+          },
+        },
+      },
+      jobs,
+    );
+    const resultOf = (id: number) => results[jobs.findIndex((job) => job.data.recorrenciaId === id)];
+    t.match(resultOf(poisoned), { status: 'failed', reason: /0x00|null character|invalid byte/i });
+    t.match(resultOf(ids[1] as number), { status: 'approved' }, "the neighbour's approval is recorded");
+    t.match(resultOf(ids[2] as number), { status: 'declined' }, "and so is the neighbour's decline");
+    t.same(
+      (await attemptsOf(h.url, poisoned)).map((a) => a.status),
+      ['pendente'],
+      'the failed one keeps its attempt pending, to resume under the same key',
+    );
+    t.match(
+      captured.entries.filter((entry) => entry.level >= 50).map((entry) => entry.jobs),
+      [[jobs.find((job) => job.data.recorrenciaId === poisoned)?.id]],
+      'one error, naming the job that failed',
+    );
+    const poisonedJob = jobs.find((job) => job.data.recorrenciaId === poisoned)?.id as string;
+    await h.boss.fail(CHARGE_QUEUE, poisonedJob, { error: 'test' });
+    t.match(
+      await retryJob(h, poisonedJob),
+      { status: 'approved' },
+      'its retry finds the charge under the same key and records it',
     );
     await assertLedgerAgrees(t, h.url, h.gateway);
   },

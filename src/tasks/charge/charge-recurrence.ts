@@ -3,7 +3,8 @@
 //     the pending attempts with their idempotency keys (prepare-attempts.ts);
 //  2. outside any transaction, the gateway is called with those keys (gateway-call.ts);
 //  3. one short transaction records the batch's approvals and declines, updates the recurrences and completes
-//     the jobs fenced to the attempt of each job this worker holds (record-outcomes.ts); a request the
+//     the jobs fenced to the attempt of each job this worker holds (record-outcomes.ts); when that transaction
+//     fails, each outcome is recorded in a transaction of its own, so that one the database refuses fails alone; a request the
 //     gateway rejected puts its recurrence on hold in a transaction of its own.
 // A crash anywhere leaves nothing, or a pending attempt whose key is reused later: never a second charge.
 // A batch costs the same few round trips as a single charge; a batch of one is the per-charge case.
@@ -17,7 +18,7 @@ import type { Logger } from '../../log.ts';
 import type { ChargeJobPayload } from './charge-jobs.ts';
 import { callGatewayForBatch, type GatewayCall } from './gateway-call.ts';
 import { prepareBatch } from './prepare-attempts.ts';
-import { recordOutcomes, recordRejection, type Approval, type Decline } from './record-outcomes.ts';
+import { recordEachOutcome, recordRejection, type Approval, type Decline } from './record-outcomes.ts';
 import { crashPoint } from './test-hooks.ts';
 
 export type ChargeDeps = {
@@ -59,8 +60,8 @@ const CLAIM_LOST = 'job claim lost before commit: outcome not recorded here (fen
 
 /**
  * Runs the protocol for `jobs` (a fetched batch, claimed at `claimedAt`, ms since the epoch), returning one
- * result per job in order. Throws only when phase 1 fails (the jobs are then retried); a failure to record the
- * outcomes fails the jobs in the results.
+ * result per job in order. Throws only when phase 1 fails (the jobs are then retried); an outcome that cannot be
+ * recorded fails its own job in the results.
  */
 export async function chargeJobs(
   deps: ChargeDeps,
@@ -188,18 +189,7 @@ export async function chargeJobs(
         break;
     }
   }
-  const recorded = await recordOutcomes(deps, { approvals, declines, today }).catch((error: unknown) => {
-    deps.log.error(
-      {
-        err: error,
-        jobs: [...approvals, ...declines].map(({ job }) => job.id),
-        recurrences: [...approvals, ...declines].map(({ job }) => job.data.recorrenciaId),
-      },
-      'could not record the outcomes: their jobs will retry and resume the attempts',
-    );
-    const failed = (): ChargeResult => ({ status: 'failed', reason: (error as Error).message });
-    return { approvals: approvals.map(failed), declines: declines.map(failed) };
-  });
+  const recorded = await recordEachOutcome(deps, { approvals, declines, today });
   crashPoint('after_commit');
   for (const [i, approval] of approvals.entries()) {
     const result = recorded.approvals[i] as ChargeResult;

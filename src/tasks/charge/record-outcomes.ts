@@ -157,6 +157,50 @@ export async function recordOutcomes(
   });
 }
 
+type Recorded = { approvals: ChargeResult[]; declines: ChargeResult[] };
+
+/**
+ * recordOutcomes, never throwing: when the batch's transaction fails, each outcome is recorded again in a
+ * transaction of its own, so that one the database refuses fails alone (its job retries and resumes its
+ * attempt) and its neighbours' approvals and declines are kept. With the database down, each fails again.
+ */
+export async function recordEachOutcome(
+  deps: ChargeDeps,
+  batch: { approvals: Approval[]; declines: Decline[]; today: IsoDate },
+): Promise<Recorded> {
+  const { approvals, declines, today } = batch;
+  const failed = (error: unknown): ChargeResult => ({ status: 'failed', reason: (error as Error).message });
+  const context = (jobs: Array<Approval | Decline>) => ({
+    jobs: jobs.map(({ job }) => job.id),
+    recurrences: jobs.map(({ job }) => job.data.recorrenciaId),
+  });
+  try {
+    return await recordOutcomes(deps, batch);
+  } catch (error) {
+    if (approvals.length + declines.length === 1) {
+      deps.log.error(
+        { err: error, ...context([...approvals, ...declines]) },
+        'could not record the outcome: its job will retry and resume the attempt',
+      );
+      return { approvals: approvals.map(() => failed(error)), declines: declines.map(() => failed(error)) };
+    }
+    deps.log.warn(
+      { err: error, ...context([...approvals, ...declines]) },
+      "could not record the batch's outcomes together: recording each on its own",
+    );
+  }
+  const recorded: Recorded = { approvals: [], declines: [] };
+  for (const approval of approvals) {
+    const alone = await recordEachOutcome(deps, { approvals: [approval], declines: [], today });
+    recorded.approvals.push(...alone.approvals);
+  }
+  for (const decline of declines) {
+    const alone = await recordEachOutcome(deps, { approvals: [], declines: [decline], today });
+    recorded.declines.push(...alone.declines);
+  }
+  return recorded;
+}
+
 function claimOf(job: ChargeJob): { id: string; retryCount: number } {
   return { id: job.id, retryCount: job.retryCount };
 }
