@@ -111,6 +111,42 @@ export async function markAttemptBlocked(
     WHERE id = ${id} AND status = 'pendente' AND codigo_recusa IS NULL`);
 }
 
+/** Of `ids`, the attempts still pending and blocked (see markAttemptBlocked). */
+export async function blockedAmong(tx: CommonQueryMethods, ids: readonly number[]): Promise<Set<number>> {
+  if (ids.length === 0) return new Set();
+  const rows = await tx.anyFirst(sql.type(IdRow)`
+    SELECT id FROM checkout_recorrencia_cobrancas
+    WHERE id = ANY(${sql.array([...ids], 'int8')}) AND status = 'pendente' AND codigo_recusa IS NOT NULL`);
+  return new Set(rows);
+}
+
+/**
+ * The gateway approved a blocked attempt's request (sent before another holder blocked it): the attempt stays
+ * blocked for the operator, whose resolution this evidence decides, and its `mensagem` gets the gateway's
+ * charge id. Written once per charge id.
+ */
+export async function noteApprovalOfBlocked(
+  tx: CommonQueryMethods,
+  notes: ReadonlyArray<{ attemptId: number; chargeId: string }>,
+): Promise<void> {
+  if (notes.length === 0) return;
+  await tx.query(sql.unsafe`
+    UPDATE checkout_recorrencia_cobrancas c
+    SET mensagem = concat_ws(' | ', nullif(c.mensagem, ''), n.note)
+    FROM (
+      SELECT attempt_id, 'a gateway aprovou esta chave depois do bloqueio: charge_id ' || charge_id AS note
+      FROM unnest(${sql.array(
+        notes.map((note) => note.attemptId),
+        'int8',
+      )}, ${sql.array(
+        notes.map((note) => note.chargeId),
+        'text',
+      )}) AS i(attempt_id, charge_id)
+    ) n
+    WHERE c.id = n.attempt_id AND c.status = 'pendente' AND c.codigo_recusa IS NOT NULL
+      AND strpos(coalesce(c.mensagem, ''), n.note) = 0`);
+}
+
 /**
  * Blocks, as markAttemptBlocked does, the pending attempt `id` when it was sent before and created more than
  * `retentionHours` ago: the gateway may have forgotten its key (see KEY_EXPIRED). Creation comes before the first

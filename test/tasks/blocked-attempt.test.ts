@@ -8,7 +8,7 @@ import { chargeRecurrence } from '../../src/tasks/charge/charge-recurrence.ts';
 import { CHARGE_QUEUE } from '../../src/queue/task-names.ts';
 import { createAdminHarness, operator, type AdminHarness } from '../helpers/admin.ts';
 import { query } from '../helpers/database.ts';
-import { attemptsOf, chargeOnce, insertRecurrence, recurrenceState } from '../helpers/harness.ts';
+import { attemptsOf, chargeOnce, insertRecurrence, jobState, recurrenceState } from '../helpers/harness.ts';
 import { eventually, startService } from '../helpers/processes.ts';
 
 const DAY = '2031-03-10';
@@ -264,7 +264,7 @@ t.test('an attempt the workers still resolve on their own cannot be resolved by 
 });
 
 t.test(
-  'an outcome a worker brings back for an attempt blocked meanwhile is not recorded: only an operator resolves it',
+  'an approval a worker brings back for an attempt blocked meanwhile is not recorded as paid: it is noted for the operator, the job dead-lettered',
   async (t) => {
     const h = await createAdminHarness(t, { GATEWAY_TIMEOUT_MS: '300' });
     // The first send runs at the gateway but answers too late: the attempt stays pending, the job retries.
@@ -302,9 +302,42 @@ t.test(
       [id],
     );
     releaseLookup();
-    t.match(await resuming, { status: 'resolved_elsewhere' });
-    t.match(await attemptsOf(h.url, id), [{ status: 'pendente', codigo_recusa: 'idempotency_key_reused' }]);
+    const result = await resuming;
+    const [charged] = h.gateway.ledger();
+    const chargeId = charged?.chargeId as string;
+    const [attempt] = await query<{ id: number; status: string; codigo_recusa: string; mensagem: string }>(
+      h.url,
+      'SELECT id, status, codigo_recusa, mensagem FROM checkout_recorrencia_cobrancas WHERE recorrencia_id = $1',
+      [id],
+    );
+    t.same(result, { status: 'approved_but_blocked', attemptId: attempt?.id, chargeId });
+    t.match(
+      attempt,
+      {
+        status: 'pendente',
+        codigo_recusa: 'idempotency_key_reused',
+        mensagem: `a gateway aprovou esta chave depois do bloqueio: charge_id ${chargeId}`,
+      },
+      "still blocked, with the gateway's charge id noted for the operator",
+    );
     t.match(await recurrenceState(h.url, id), { ciclos_cobrados: 0, proxima_cobranca: DAY });
+    t.equal(
+      await jobState(h.url, retry.id),
+      'active',
+      'the job is not completed: its worker dead-letters it',
+    );
+    const resolved = await resolve(h, id, attempt?.id ?? 0, {
+      resultado: 'cobrada',
+      gateway_ref: chargeId,
+      valor_centavos: 4990,
+      moeda: 'BRL',
+      motivo: 'a gateway aprovou esta chave',
+    });
+    t.match(
+      resolved.json(),
+      { status: 'aprovada', mudou: true },
+      'the operator resolves it with the noted id',
+    );
   },
 );
 

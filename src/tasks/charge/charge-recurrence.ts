@@ -47,6 +47,11 @@ export type ChargeResult =
     }
   | { status: 'skipped'; reason: string }
   | { status: 'resolved_elsewhere'; attemptId: number }
+  /**
+   * The gateway approved the request of an attempt another holder blocked meanwhile (a 409, or the key's
+   * retention ran out): not recorded as paid; the charge id is noted on the blocked attempt for the operator.
+   */
+  | { status: 'approved_but_blocked'; attemptId: number; chargeId: string }
   /** The gateway outcome is unknown: the attempt stays pending and the job must be retried (same key). */
   | { status: 'unresolved'; attemptId: number; key: string; reason: string }
   /** The gateway refused the request itself (not a decline): the recurrence is on hold for an operator. */
@@ -109,13 +114,7 @@ export async function chargeJobs(
   for (const [i, call] of calls.entries()) {
     const outcome = outcomes[i] as (typeof outcomes)[number];
     // Built only on the paths that log: the approval path logs nothing per charge.
-    const log = () =>
-      deps.log.child({
-        jobId: call.job.id,
-        recorrenciaId: call.attempt.recorrencia_id,
-        attemptId: call.attempt.id,
-        key: call.attempt.chave_idempotencia,
-      });
+    const log = () => deps.log.child(logContext(call));
     const key = call.attempt.chave_idempotencia;
     switch (outcome.kind) {
       case 'approved':
@@ -194,31 +193,42 @@ export async function chargeJobs(
   for (const [i, approval] of approvals.entries()) {
     const result = recorded.approvals[i] as ChargeResult;
     results[approval.index] = result;
-    if (result.status === 'claim_lost') {
-      deps.log.warn(
-        { jobId: approval.job.id, recorrenciaId: approval.attempt.recorrencia_id, outcome: 'approved' },
-        CLAIM_LOST,
+    if (result.status === 'claim_lost')
+      deps.log.warn({ ...logContext(approval), outcome: 'approved' }, CLAIM_LOST);
+    if (result.status === 'approved_but_blocked')
+      deps.log.error(
+        { ...logContext(approval), chargeId: approval.chargeId },
+        "gateway approved an attempt blocked meanwhile: not recorded as paid; its charge id is in the attempt's mensagem for the operator who resolves it",
       );
-    }
   }
   for (const [i, decline] of declines.entries()) {
     const result = recorded.declines[i] as ChargeResult;
     results[decline.index] = result;
-    const context = {
-      jobId: decline.job.id,
-      recorrenciaId: decline.attempt.recorrencia_id,
-      attemptId: decline.attempt.id,
-      key: decline.attempt.chave_idempotencia,
-    };
-    if (result.status === 'claim_lost') deps.log.warn({ ...context, outcome: 'declined' }, CLAIM_LOST);
+    if (result.status === 'claim_lost')
+      deps.log.warn({ ...logContext(decline), outcome: 'declined' }, CLAIM_LOST);
     else if (result.status !== 'failed')
       deps.log.info(
-        { ...context, code: decline.outcome.code, reversible: decline.outcome.reversible, result },
+        {
+          ...logContext(decline),
+          code: decline.outcome.code,
+          reversible: decline.outcome.reversible,
+          result,
+        },
         'charge declined',
       );
   }
   await Promise.all(others);
   return results;
+}
+
+/** What a charge's log lines carry: its job, recurrence, attempt and key. */
+function logContext({ job, attempt }: { job: ChargeJob; attempt: Approval['attempt'] }) {
+  return {
+    jobId: job.id,
+    recorrenciaId: attempt.recorrencia_id,
+    attemptId: attempt.id,
+    key: attempt.chave_idempotencia,
+  };
 }
 
 /** The protocol for a single charge job. */

@@ -24,6 +24,7 @@ function settle(result: ChargeResult): JobResult['status'] {
     case 'failed':
       return 'failed';
     case 'rejected':
+    case 'approved_but_blocked':
       return 'deadletter';
     default:
       return 'completed';

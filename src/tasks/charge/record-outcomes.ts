@@ -5,8 +5,10 @@
 import type { DatabaseTransactionConnection } from 'slonik';
 import { readDeclineFacts, recordApprovals, recordDeclines, type Approved } from '../../db/charge-batch.ts';
 import {
+  blockedAmong,
   findPendingAttempt,
   markAttemptBlocked,
+  noteApprovalOfBlocked,
   moveNextChargePastPause,
   resolveAttempt,
   type Attempt,
@@ -49,6 +51,17 @@ type DecidedDecline = {
 
 type Completion = { output: object; jobs: Array<{ id: string; retryCount: number }> };
 
+type Recorded = { approvals: ChargeResult[]; declines: ChargeResult[] };
+
+/** Thrown inside phase 3's transaction (rolling it back) when approvals turn out to be for blocked attempts. */
+class ApprovalsOfBlocked extends Error {
+  readonly attemptIds: readonly number[];
+  constructor(attemptIds: readonly number[]) {
+    super('approvals of attempts blocked meanwhile');
+    this.attemptIds = attemptIds;
+  }
+}
+
 /**
  * Records a batch's approvals and declines in one transaction (one commit per batch, whatever its mix):
  *  - with declines, locks every recurrence of the batch in id order, reads which declined attempts are still
@@ -57,107 +70,149 @@ type Completion = { output: object; jobs: Array<{ id: string; retryCount: number
  *    output (an approval's, or a decline's code and decision);
  *  - only for the jobs still held: marks the attempts approved or declined, moves the recurrences, emits the
  *    checkout events and enqueues back-billing.
+ * An approval of an attempt another holder blocked while the request was in flight (a 409 it got, or the key's
+ * retention running out) is not recorded as paid: the attempt stays blocked with the gateway's charge id in its
+ * `mensagem`, and its job is not completed (the caller dead-letters it). It shows only after the approvals
+ * statement (which skips blocked attempts), so the usual batch pays nothing for it: the transaction is rolled
+ * back and run again with those approvals set apart.
  * Returns one result per approval and per decline, in order. A failure rolls back all of it: every job of
  * the batch then retries and resumes its attempt under the same key.
  */
 export async function recordOutcomes(
   deps: ChargeDeps,
   batch: { approvals: Approval[]; declines: Decline[]; today: IsoDate },
-): Promise<{ approvals: ChargeResult[]; declines: ChargeResult[] }> {
-  const { approvals, declines, today } = batch;
-  if (approvals.length === 0 && declines.length === 0) return { approvals: [], declines: [] };
-  return deps.pool.transaction(async (tx) => {
-    // null: the attempt was resolved elsewhere (or its recurrence is gone), so there is nothing to record.
-    const decided = await decideDeclines(deps, tx, declines, approvals);
-    const completions: Completion[] = [];
-    if (approvals.length > 0)
-      completions.push({ output: { status: 'approved' }, jobs: approvals.map(({ job }) => claimOf(job)) });
-    completions.push(...declineCompletions(decided));
-    const settled = new Set<string>();
-    for (const { output, jobs } of completions) {
-      const response = await deps.boss.complete(CHARGE_QUEUE, jobs, output, { db: bossDb(tx) });
-      for (const id of settledIds(response)) settled.add(id);
+): Promise<Recorded> {
+  if (batch.approvals.length === 0 && batch.declines.length === 0) return { approvals: [], declines: [] };
+  let blocked = new Set<number>();
+  for (;;) {
+    try {
+      return await deps.pool.transaction((tx) => recordInTransaction(deps, tx, batch, blocked));
+    } catch (error) {
+      if (!(error instanceof ApprovalsOfBlocked)) throw error;
+      // Each pass sets at least one more approval apart: this ends.
+      blocked = new Set([...blocked, ...error.attemptIds]);
     }
-    const holds = (job: ChargeJob) => settled.has(job.id) || mutantActive('no_fence');
-
-    const heldApprovals = approvals.filter(({ job }) => holds(job));
-    const approved = await recordApprovals(
-      tx,
-      heldApprovals.map(({ attempt, recurrence, chargeId }) => ({
-        attemptId: attempt.id,
-        recurrenceId: attempt.recorrencia_id,
-        gatewayRef: chargeId,
-        nextCycle: nextCycle(attempt.ciclo, recurrence),
-      })),
-    );
-    const byAttempt = new Map(
-      (
-        await skipCyclesOfPause(
-          tx,
-          approved,
-          new Map(heldApprovals.map(({ attempt, recurrence }) => [attempt.id, recurrence])),
-        )
-      ).map((row) => [row.attempt_id, row]),
-    );
-    const heldDeclines = decided.filter(
-      (entry): entry is DecidedDecline => entry !== null && holds(entry.decline.job),
-    );
-    const onHold = await recordDeclines(
-      tx,
-      heldDeclines.map(({ decline, decision }) => ({
-        attemptId: decline.attempt.id,
-        recurrenceId: decline.attempt.recorrencia_id,
-        gatewayRef: decline.outcome.chargeId,
-        code: decline.outcome.code,
-        reversible: decline.outcome.reversible,
-        message: decline.outcome.message,
-        retryOn: decision.kind === 'retry' ? decision.retryOn : null,
-        holdReason: decision.kind === 'hold' ? decision.reason : null,
-      })),
-    );
-    await emitCheckoutEvents(deps, tx, [
-      ...heldApprovals.flatMap(({ attempt }) => {
-        const row = byAttempt.get(attempt.id);
-        if (row === undefined) return [];
-        return [
-          { attempt, type: 'cobranca_aprovada' as const },
-          { attempt, type: row.concluida ? ('recorrencia_concluida' as const) : null },
-        ];
-      }),
-      ...heldDeclines.flatMap(({ decline }) => [
-        { attempt: decline.attempt, type: 'cobranca_recusada' as const },
-        {
-          attempt: decline.attempt,
-          type: onHold.has(decline.attempt.recorrencia_id) ? ('recorrencia_em_hold' as const) : null,
-        },
-      ]),
-    ]);
-    await enqueueBackbilling(deps, tx, heldApprovals, byAttempt, today);
-    crashPoint('in_phase3');
-    return {
-      approvals: approvals.map(({ job, attempt }): ChargeResult => {
-        if (!holds(job)) return { status: 'claim_lost', attemptId: attempt.id };
-        if (!byAttempt.has(attempt.id)) return { status: 'resolved_elsewhere', attemptId: attempt.id };
-        return {
-          status: 'approved',
-          attemptId: attempt.id,
-          key: attempt.chave_idempotencia,
-          cycle: attempt.ciclo,
-          amountCents: attempt.valor_centavos,
-        };
-      }),
-      declines: declines.map((decline, i): ChargeResult => {
-        const entry = decided[i];
-        if (entry === null || entry === undefined)
-          return { status: 'resolved_elsewhere', attemptId: decline.attempt.id };
-        if (!holds(decline.job)) return { status: 'claim_lost', attemptId: decline.attempt.id };
-        return entry.result;
-      }),
-    };
-  });
+  }
 }
 
-type Recorded = { approvals: ChargeResult[]; declines: ChargeResult[] };
+async function recordInTransaction(
+  deps: ChargeDeps,
+  tx: DatabaseTransactionConnection,
+  { approvals, declines, today }: { approvals: Approval[]; declines: Decline[]; today: IsoDate },
+  blocked: ReadonlySet<number>,
+): Promise<Recorded> {
+  const toRecord = approvals.filter(({ attempt }) => !blocked.has(attempt.id));
+  const ofBlocked = approvals.filter(({ attempt }) => blocked.has(attempt.id));
+  // Whatever is read or written before the approvals statement (which takes its own locks, in the same order)
+  // comes after every recurrence lock of the batch, taken in id order: concurrent batches cannot deadlock.
+  const recurrences =
+    declines.length > 0 || ofBlocked.length > 0
+      ? await lockRecurrences(
+          tx,
+          [...declines, ...approvals].map(({ attempt }) => attempt.recorrencia_id),
+        )
+      : new Map<number, Recurrence>();
+  await noteApprovalOfBlocked(
+    tx,
+    ofBlocked.map(({ attempt, chargeId }) => ({ attemptId: attempt.id, chargeId })),
+  );
+  // null: the attempt was resolved elsewhere (or its recurrence is gone), so there is nothing to record.
+  const decided = await decideDeclines(deps, tx, declines, recurrences);
+  const completions: Completion[] = [];
+  if (toRecord.length > 0)
+    completions.push({ output: { status: 'approved' }, jobs: toRecord.map(({ job }) => claimOf(job)) });
+  completions.push(...declineCompletions(decided));
+  const settled = new Set<string>();
+  for (const { output, jobs } of completions) {
+    const response = await deps.boss.complete(CHARGE_QUEUE, jobs, output, { db: bossDb(tx) });
+    for (const id of settledIds(response)) settled.add(id);
+  }
+  const holds = (job: ChargeJob) => settled.has(job.id) || mutantActive('no_fence');
+
+  const heldApprovals = toRecord.filter(({ job }) => holds(job));
+  const approved = await recordApprovals(
+    tx,
+    heldApprovals.map(({ attempt, recurrence, chargeId }) => ({
+      attemptId: attempt.id,
+      recurrenceId: attempt.recorrencia_id,
+      gatewayRef: chargeId,
+      nextCycle: nextCycle(attempt.ciclo, recurrence),
+    })),
+  );
+  if (approved.length < heldApprovals.length) {
+    const recordedIds = new Set(approved.map((row) => row.attempt_id));
+    const newlyBlocked = await blockedAmong(
+      tx,
+      heldApprovals.map(({ attempt }) => attempt.id).filter((id) => !recordedIds.has(id)),
+    );
+    if (newlyBlocked.size > 0) throw new ApprovalsOfBlocked([...newlyBlocked]);
+  }
+  const byAttempt = new Map(
+    (
+      await skipCyclesOfPause(
+        tx,
+        approved,
+        new Map(heldApprovals.map(({ attempt, recurrence }) => [attempt.id, recurrence])),
+      )
+    ).map((row) => [row.attempt_id, row]),
+  );
+  const heldDeclines = decided.filter(
+    (entry): entry is DecidedDecline => entry !== null && holds(entry.decline.job),
+  );
+  const onHold = await recordDeclines(
+    tx,
+    heldDeclines.map(({ decline, decision }) => ({
+      attemptId: decline.attempt.id,
+      recurrenceId: decline.attempt.recorrencia_id,
+      gatewayRef: decline.outcome.chargeId,
+      code: decline.outcome.code,
+      reversible: decline.outcome.reversible,
+      message: decline.outcome.message,
+      retryOn: decision.kind === 'retry' ? decision.retryOn : null,
+      holdReason: decision.kind === 'hold' ? decision.reason : null,
+    })),
+  );
+  await emitCheckoutEvents(deps, tx, [
+    ...heldApprovals.flatMap(({ attempt }) => {
+      const row = byAttempt.get(attempt.id);
+      if (row === undefined) return [];
+      return [
+        { attempt, type: 'cobranca_aprovada' as const },
+        { attempt, type: row.concluida ? ('recorrencia_concluida' as const) : null },
+      ];
+    }),
+    ...heldDeclines.flatMap(({ decline }) => [
+      { attempt: decline.attempt, type: 'cobranca_recusada' as const },
+      {
+        attempt: decline.attempt,
+        type: onHold.has(decline.attempt.recorrencia_id) ? ('recorrencia_em_hold' as const) : null,
+      },
+    ]),
+  ]);
+  await enqueueBackbilling(deps, tx, heldApprovals, byAttempt, today);
+  crashPoint('in_phase3');
+  return {
+    approvals: approvals.map(({ job, attempt, chargeId }): ChargeResult => {
+      if (blocked.has(attempt.id)) return { status: 'approved_but_blocked', attemptId: attempt.id, chargeId };
+      if (!holds(job)) return { status: 'claim_lost', attemptId: attempt.id };
+      if (!byAttempt.has(attempt.id)) return { status: 'resolved_elsewhere', attemptId: attempt.id };
+      return {
+        status: 'approved',
+        attemptId: attempt.id,
+        key: attempt.chave_idempotencia,
+        cycle: attempt.ciclo,
+        amountCents: attempt.valor_centavos,
+      };
+    }),
+    declines: declines.map((decline, i): ChargeResult => {
+      const entry = decided[i];
+      if (entry === null || entry === undefined)
+        return { status: 'resolved_elsewhere', attemptId: decline.attempt.id };
+      if (!holds(decline.job)) return { status: 'claim_lost', attemptId: decline.attempt.id };
+      return entry.result;
+    }),
+  };
+}
 
 /**
  * recordOutcomes, never throwing: when the batch's transaction fails, each outcome is recorded again in a
@@ -206,16 +261,15 @@ function claimOf(job: ChargeJob): { id: string; retryCount: number } {
 }
 
 /**
- * Under the recurrence locks (all of the batch's, taken in id order so concurrent batches cannot deadlock),
- * reads which declined attempts are still pending and decides what follows each decline. One entry per
- * decline, null where there is nothing to record. Without declines it reads nothing: the approvals statement
- * takes its own locks, in the same order.
+ * Under the recurrence locks (all of the batch's, taken in id order by the caller: `recurrences`), reads which
+ * declined attempts are still pending and decides what follows each decline. One entry per decline, null
+ * where there is nothing to record. Without declines it reads nothing.
  */
 async function decideDeclines(
   deps: ChargeDeps,
   tx: DatabaseTransactionConnection,
   declines: Decline[],
-  approvals: Approval[],
+  recurrences: ReadonlyMap<number, Recurrence>,
 ): Promise<Array<DecidedDecline | null>> {
   if (declines.length === 0) return [];
   const policy = {
@@ -223,10 +277,6 @@ async function decideDeclines(
     maxDeclinesBeforeHold: deps.config.billing.maxDeclinesBeforeHold,
     brandLimits30d: deps.config.billing.brandRetryLimits30d,
   };
-  const recurrences = await lockRecurrences(
-    tx,
-    [...declines, ...approvals].map(({ attempt }) => attempt.recorrencia_id),
-  );
   const facts = await readDeclineFacts(
     tx,
     declines.map(({ attempt }) => attempt.id),
