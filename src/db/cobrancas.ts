@@ -97,6 +97,16 @@ export async function markAttemptSending(
 }
 
 /**
+ * Takes back markAttemptSending's count (or the creation's) for attempts phase 2 never sent (no gateway slot
+ * came, or the batch's time ran out first): `envios` counts requests that may have reached the gateway.
+ */
+export async function unmarkAttemptsSending(db: CommonQueryMethods, ids: readonly number[]): Promise<void> {
+  await db.query(sql.unsafe`
+    UPDATE checkout_recorrencia_cobrancas SET envios = envios - 1
+    WHERE id = ANY(${sql.array([...ids], 'int8')}) AND status = 'pendente' AND envios > 0`);
+}
+
+/**
  * An attempt whose key the gateway holds for another request (409): it stays pending, marked with the error's
  * code and first words, and is never sent or looked up again (the lookup would answer about that other request);
  * an operator says what became of it (`resolveBlockedAttempt` in src/ops/blocked-attempts.ts).

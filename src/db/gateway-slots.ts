@@ -28,11 +28,6 @@ export async function takeGatewaySlot(
     RETURNING vaga`);
 }
 
-export async function freeGatewaySlot(db: CommonQueryMethods, slot: number, jobId: string): Promise<void> {
-  await db.query(sql.unsafe`
-    UPDATE vagas_gateway SET job_id = NULL, ate = NULL WHERE vaga = ${slot} AND job_id = ${jobId}::uuid`);
-}
-
 const TakenSlot = z.object({ vaga: z.number(), job_id: z.string() });
 export type TakenSlot = z.infer<typeof TakenSlot>;
 

@@ -28,6 +28,8 @@ export async function analyzeQueueTable(db: CommonQueryMethods, queue: string): 
   await db.query(sql.type(NoRows)`ANALYZE ${sql.identifier([BOSS_SCHEMA, table])}`);
 }
 
+const ClaimRow = z.object({ state: z.string(), retry_count: z.number() });
+
 /**
  * Locks the job's row if this claim of it (its id and retry count) is still running, and says whether it is.
  * A write committed with that lock cannot land after pg-boss expired the claim and handed the job to another
@@ -38,11 +40,11 @@ export async function lockHeldClaim(
   queue: string,
   claim: { id: string; retryCount: number },
 ): Promise<boolean> {
-  const result = await tx.query(sql.type(NoRows)`
-    SELECT FROM ${job}
-    WHERE name = ${queue} AND id = ${claim.id}::uuid AND retry_count = ${claim.retryCount} AND state = 'active'
-    FOR UPDATE`);
-  return result.rowCount === 1;
+  // By primary key only: with the state and retry count in the WHERE, the planner picks the (name, state)
+  // index and reads every active job of the queue. They are checked on the locked row instead.
+  const row = await tx.maybeOne(sql.type(ClaimRow)`
+    SELECT state, retry_count FROM ${job} WHERE name = ${queue} AND id = ${claim.id}::uuid FOR UPDATE`);
+  return row?.state === 'active' && row.retry_count === claim.retryCount;
 }
 
 export const JOB_STATES = ['created', 'retry', 'active', 'completed', 'cancelled', 'failed'] as const;

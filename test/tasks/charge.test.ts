@@ -1102,6 +1102,11 @@ t.test(
       'gives up after waiting, attempt left pending',
     );
     t.equal(h.gateway.stats().requests, 0, 'nothing was sent without a slot');
+    t.same(
+      await query(h.url, 'SELECT envios FROM checkout_recorrencia_cobrancas WHERE recorrencia_id = $1', [id]),
+      [{ envios: 0 }],
+      'and the attempt does not count as sent (brand caps, key retention)',
+    );
     await query(h.url, `UPDATE vagas_gateway SET ate = now() - interval '1 second'`);
     await h.boss.fail(CHARGE_QUEUE, { id: busy.jobId, retryCount: 0 }, {});
     t.match(await retryJob(h, busy.jobId), { status: 'approved' }, 'the expired lease was reclaimed');
@@ -1112,6 +1117,82 @@ t.test(
     );
   },
 );
+
+/** A batch of charge jobs for `count` recurrences due on DAY, claimed as a worker would. */
+async function claimedBatch(h: Harness, count: number) {
+  const ids: number[] = [];
+  for (let i = 0; i < count; i++) ids.push(await insertRecurrence(h.pool, { proxima_cobranca: DAY }));
+  await enqueueChargeJobs(
+    h.boss,
+    ids.map((id) => ({ recorrenciaId: id, dataNegocio: DAY, motivo: 'agendada' as const })),
+  );
+  const jobs = await h.fetchChargeJobs(10);
+  if (jobs.length !== count) throw new Error(`claimed ${jobs.length} jobs, not ${count}`);
+  return { ids, jobs };
+}
+
+const takenSlots = async (h: Harness) =>
+  (await query<{ n: number }>(h.url, 'SELECT count(job_id)::int AS n FROM vagas_gateway'))[0]?.n;
+
+t.test("a batch's slow call does not keep the slots of its finished neighbours taken", async (t) => {
+  const h = await createHarness(t, { env: { GATEWAY_MAX_CONCURRENCY: '3' } });
+  const { ids, jobs } = await claimedBatch(h, 3);
+  const slow = ids[0] as number;
+  let answerSlow = () => {};
+  const slowHeld = new Promise<void>((resolve) => {
+    answerSlow = resolve;
+  });
+  const charging = chargeJobs(
+    {
+      ...h.deps,
+      gateway: {
+        ...h.deps.gateway,
+        charge: async (request, signal) => {
+          if (request.metadata.recorrenciaId === slow) await slowHeld;
+          return h.deps.gateway.charge(request, signal);
+        },
+      },
+    },
+    jobs,
+  );
+  t.equal(
+    await eventually(async () => ((await takenSlots(h)) === 1 ? 1 : undefined), 10_000, 20),
+    1,
+    'while the slow call runs, only its own slot stays taken',
+  );
+  answerSlow();
+  t.same(
+    (await charging).map((result) => result.status),
+    ['approved', 'approved', 'approved'],
+  );
+  t.equal(await takenSlots(h), 0, 'and its slot is freed when it ends');
+  await assertLedgerAgrees(t, h.url, h.gateway);
+});
+
+t.test('a slot that cannot be freed is logged and left to its lease: the outcomes are kept', async (t) => {
+  const h = await createHarness(t, { env: { GATEWAY_MAX_CONCURRENCY: '2' } });
+  const { ids, jobs } = await claimedBatch(h, 2);
+  await query(
+    h.url,
+    `CREATE FUNCTION test_refuse_free() RETURNS trigger LANGUAGE plpgsql AS $$
+     BEGIN RAISE EXCEPTION 'free refused by test'; END $$;
+     CREATE TRIGGER test_refuse_free BEFORE UPDATE ON vagas_gateway
+     FOR EACH ROW WHEN (NEW.job_id IS NULL) EXECUTE FUNCTION test_refuse_free()`,
+  );
+  const captured = capturedLog('warn');
+  const results = await chargeJobs({ ...h.deps, log: captured.log }, jobs);
+  t.same(
+    results.map((result) => result.status),
+    ['approved', 'approved'],
+  );
+  for (const id of ids) t.match(await recurrenceState(h.url, id), { ciclos_cobrados: 1 });
+  t.match(
+    captured.entries.filter((entry) => entry.level >= 50),
+    [{ msg: /could not free gateway slots/, err: { message: /free refused by test/ } }],
+  );
+  t.equal(await takenSlots(h), 2, 'the slots stay taken until their lease ends');
+  await assertLedgerAgrees(t, h.url, h.gateway);
+});
 
 t.test(
   'a batch settles each job on its own: approvals together, a decline, an unknown, a skip, a duplicate, a lost claim',

@@ -4,12 +4,12 @@
 // gives up with an unknown outcome ('gateway_busy'), and so does a call still running at the batch's deadline
 // ('batch_deadline'): its attempt stays pending and the job retries under the same key.
 import { setTimeout as sleep } from 'node:timers/promises';
-import { isBlocked, type Attempt } from '../../db/cobrancas.ts';
+import { isBlocked, unmarkAttemptsSending, type Attempt } from '../../db/cobrancas.ts';
 import {
-  freeGatewaySlot,
   freeGatewaySlots,
   takeGatewaySlot,
   takeGatewaySlots,
+  type TakenSlot,
 } from '../../db/gateway-slots.ts';
 import { gatewaySlotWaitMs } from '../../config.ts';
 import { KEY_REUSED, type ChargeOutcome, type ChargeRequest } from '../../gateway/gateway.ts';
@@ -56,47 +56,119 @@ function leaseMs(deps: ChargeDeps): number {
   return deps.config.gateway.timeoutMs * 2 + 5_000;
 }
 
-/** Waits (bounded) for a slot of its own, for a charge the batch could not give one to. */
-async function callWithOwnSlot(
-  deps: ChargeDeps,
-  call: GatewayCall,
-  signal: AbortSignal,
-): Promise<ChargeOutcome> {
+/** Waits (bounded) for a slot of its own, for a charge the batch could not give one to; null: none came. */
+async function waitForSlot(deps: ChargeDeps, call: GatewayCall, signal: AbortSignal): Promise<number | null> {
   const deadline = Date.now() + gatewaySlotWaitMs(deps.config.charges.hardLimitSeconds);
-  let slot = await takeGatewaySlot(deps.pool, call.job.id, leaseMs(deps));
-  while (slot === null) {
-    if (Date.now() > deadline || signal.aborted) return { kind: 'unknown', reason: 'gateway_busy' };
-    await sleep(20 + Math.random() * 30);
-    slot = await takeGatewaySlot(deps.pool, call.job.id, leaseMs(deps));
-  }
-  try {
-    return await callGateway(deps, call, signal);
-  } finally {
-    await freeGatewaySlot(deps.pool, slot, call.job.id);
+  // Polls back off (20 ms, doubling, at most 250 ms, jittered): a thousand waiters must not hammer the table.
+  for (let round = 0; ; round++) {
+    const slot = await takeGatewaySlot(deps.pool, call.job.id, leaseMs(deps));
+    if (slot !== null) return slot;
+    if (Date.now() > deadline || signal.aborted) return null;
+    await sleep(Math.min(250, 20 * 2 ** round) * (0.5 + Math.random()));
   }
 }
 
+/** Frees slots; a failure is logged, never thrown: the call's outcome matters more, and the lease ends anyway. */
+async function freeSlots(deps: ChargeDeps, slots: readonly TakenSlot[]): Promise<void> {
+  if (slots.length === 0) return;
+  try {
+    await freeGatewaySlots(deps.pool, slots);
+  } catch (error) {
+    deps.log.error(
+      { err: error, slots: slots.map((slot) => slot.vaga), jobs: slots.map((slot) => slot.job_id) },
+      'could not free gateway slots: they stay taken until their lease ends',
+    );
+  }
+}
+
+/** How long a batch gathers the slots of calls that ended before freeing them in one statement. */
+const SLOT_RELEASE_GATHER_MS = 25;
+
+/**
+ * Frees a batch's slots as their calls end, gathered: calls that end within SLOT_RELEASE_GATHER_MS of each
+ * other free their slots in one statement (a batch whose calls end together, in one statement at its end),
+ * and a slow call does not keep its neighbours' slots taken.
+ */
+function slotRelease(deps: ChargeDeps, slots: readonly TakenSlot[]) {
+  const byJob = new Map(slots.map((slot) => [slot.job_id, slot]));
+  let ended: TakenSlot[] = [];
+  let timer: NodeJS.Timeout | undefined;
+  const freeing: Array<Promise<void>> = [];
+  const flush = () => {
+    clearTimeout(timer);
+    timer = undefined;
+    freeing.push(freeSlots(deps, ended));
+    ended = [];
+  };
+  return {
+    ended(jobId: string): void {
+      const slot = byJob.get(jobId);
+      if (slot === undefined) return;
+      ended.push(slot);
+      timer ??= setTimeout(flush, SLOT_RELEASE_GATHER_MS);
+    },
+    /** Frees what is left and waits for every free to end. */
+    async done(): Promise<void> {
+      flush();
+      await Promise.all(freeing);
+    },
+  };
+}
+
 const BATCH_DEADLINE: ChargeOutcome = { kind: 'unknown', reason: 'batch_deadline' };
+const GATEWAY_BUSY: ChargeOutcome = { kind: 'unknown', reason: 'gateway_busy' };
 
 /**
  * Calls the gateway for every charge of a batch, in parallel, until `deadline` (ms since the epoch): a call
  * still running then is given up as unknown ('batch_deadline'), so the batch records its outcomes while it
- * still holds its jobs. The batch takes its slots in one statement and frees them together when its last
- * call ends; charges left without a slot wait for one each.
+ * still holds its jobs. The batch takes its slots in one statement and frees them as its calls end (see
+ * slotRelease); charges left without a slot wait for one each. An attempt never sent (no slot came, or the
+ * deadline passed first) has its phase-1 sending mark taken back: it counts as sent for the brand caps and the
+ * key retention only once it was.
  */
 export async function callGatewayForBatch(
   deps: ChargeDeps,
   calls: GatewayCall[],
   deadline: number,
 ): Promise<ChargeOutcome[]> {
+  const unsent: number[] = [];
+  const outcomes = await callWithinDeadline(deps, calls, deadline, (attemptId) => unsent.push(attemptId));
+  if (unsent.length > 0)
+    await unmarkAttemptsSending(deps.pool, unsent).catch((error: unknown) => {
+      // The outcomes matter more: an attempt left counted as sent is only looked up before its next send.
+      deps.log.warn({ err: error, attempts: unsent }, 'could not uncount attempts never sent');
+    });
+  return outcomes;
+}
+
+async function callWithinDeadline(
+  deps: ChargeDeps,
+  calls: GatewayCall[],
+  deadline: number,
+  notSent: (attemptId: number) => void,
+): Promise<ChargeOutcome[]> {
   // Phase 1 took the batch's time: nothing is sent that would be given up anyway.
-  if (Date.now() >= deadline) return calls.map(() => BATCH_DEADLINE);
+  if (Date.now() >= deadline) {
+    for (const entry of calls) notSent(entry.attempt.id);
+    return calls.map(() => BATCH_DEADLINE);
+  }
   const batchSignal = AbortSignal.timeout(deadline - Date.now());
+  const send = async (entry: GatewayCall, signal: AbortSignal, withSlot: boolean): Promise<ChargeOutcome> => {
+    if (withSlot) return callGateway(deps, entry, signal);
+    const slot = await waitForSlot(deps, entry, signal);
+    if (slot === null) {
+      notSent(entry.attempt.id);
+      return GATEWAY_BUSY;
+    }
+    try {
+      return await callGateway(deps, entry, signal);
+    } finally {
+      await freeSlots(deps, [{ vaga: slot, job_id: entry.job.id }]);
+    }
+  };
   const call = async (entry: GatewayCall, withSlot: boolean): Promise<ChargeOutcome> => {
     const signal = AbortSignal.any([entry.job.signal, batchSignal]);
-    const outcome = withSlot
-      ? await callGateway(deps, entry, signal)
-      : await callWithOwnSlot(deps, entry, signal);
+    const outcome = await send(entry, signal, withSlot);
     // Only what the abort itself caused is the deadline's doing: an answer, or a timeout or 5xx, is kept.
     const cut =
       outcome.kind === 'unknown' && (outcome.reason === 'aborted' || outcome.reason === 'gateway_busy');
@@ -109,9 +181,18 @@ export async function callGatewayForBatch(
     leaseMs(deps),
   );
   const withSlot = new Set(slots.map((slot) => slot.job_id));
+  const release = slotRelease(deps, slots);
   try {
-    return await Promise.all(calls.map((entry) => call(entry, withSlot.has(entry.job.id))));
+    return await Promise.all(
+      calls.map(async (entry) => {
+        try {
+          return await call(entry, withSlot.has(entry.job.id));
+        } finally {
+          release.ended(entry.job.id);
+        }
+      }),
+    );
   } finally {
-    await freeGatewaySlots(deps.pool, slots);
+    await release.done();
   }
 }
