@@ -1169,6 +1169,35 @@ t.test("a batch's slow call does not keep the slots of its finished neighbours t
   await assertLedgerAgrees(t, h.url, h.gateway);
 });
 
+t.test('a charge that cannot take a slot gives up alone, unsent: its neighbours are recorded', async (t) => {
+  const h = await createHarness(t, { env: { GATEWAY_MAX_CONCURRENCY: '1' } });
+  const { jobs } = await claimedBatch(h, 2);
+  // The batch's one slot goes to its first job; the second waits, and taking the slot then fails.
+  await query(
+    h.url,
+    `CREATE FUNCTION test_refuse_take() RETURNS trigger LANGUAGE plpgsql AS $$
+     BEGIN RAISE EXCEPTION 'slot refused by test'; END $$;
+     CREATE TRIGGER test_refuse_take BEFORE UPDATE ON vagas_gateway
+     FOR EACH ROW WHEN (NEW.job_id = '${jobs[1]?.id}'::uuid) EXECUTE FUNCTION test_refuse_take()`,
+  );
+  const captured = capturedLog('warn');
+  const results = await chargeJobs({ ...h.deps, log: captured.log }, jobs);
+  t.match(results, [{ status: 'approved' }, { status: 'unresolved', reason: 'gateway_busy' }]);
+  t.match(
+    captured.entries.filter((entry) => entry.level >= 50),
+    [{ msg: /could not take a gateway slot/, jobId: jobs[1]?.id, err: { message: /slot refused/ } }],
+  );
+  t.same(
+    await query(h.url, 'SELECT envios FROM checkout_recorrencia_cobrancas WHERE recorrencia_id = $1', [
+      jobs[1]?.data.recorrenciaId,
+    ]),
+    [{ envios: 0 }],
+    'never sent',
+  );
+  t.equal(h.gateway.stats().requests, 1);
+  await assertLedgerAgrees(t, h.url, h.gateway);
+});
+
 t.test('a slot that cannot be freed is logged and left to its lease: the outcomes are kept', async (t) => {
   const h = await createHarness(t, { env: { GATEWAY_MAX_CONCURRENCY: '2' } });
   const { ids, jobs } = await claimedBatch(h, 2);
