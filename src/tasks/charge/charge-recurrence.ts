@@ -4,8 +4,8 @@
 //  2. outside any transaction, the gateway is called with those keys (gateway-call.ts);
 //  3. one short transaction records the batch's approvals and declines, updates the recurrences and completes
 //     the jobs fenced to the attempt of each job this worker holds (record-outcomes.ts); when that transaction
-//     fails, each outcome is recorded in a transaction of its own, so that one the database refuses fails alone; a request the
-//     gateway rejected puts its recurrence on hold in a transaction of its own.
+//     fails, each outcome is recorded in a transaction of its own, so that one the database refuses fails
+//     alone; a request the gateway rejected puts its recurrence on hold in a transaction of its own.
 // A crash anywhere leaves nothing, or a pending attempt whose key is reused later: never a second charge.
 // A batch costs the same few round trips as a single charge; a batch of one is the per-charge case.
 import type { Job, PgBoss } from 'pg-boss';

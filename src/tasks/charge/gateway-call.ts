@@ -2,7 +2,9 @@
 // concurrent gateway calls (GATEWAY_MAX_CONCURRENCY slots in vagas_gateway). A resumed attempt first looks its
 // key up: the previous sender may have reached the gateway. When every slot stays taken for a while a charge
 // gives up with an unknown outcome ('gateway_busy'), and so does a call still running at the batch's deadline
-// ('batch_deadline'): its attempt stays pending and the job retries under the same key.
+// ('batch_deadline'): its attempt stays pending and the job retries under the same key. Slot trouble (a
+// statement that fails) never fails the batch: a charge without a slot gives up alone, and a slot not freed
+// is taken back when its lease ends.
 import { setTimeout as sleep } from 'node:timers/promises';
 import { isBlocked, unmarkAttemptsSending, type Attempt } from '../../db/cobrancas.ts';
 import {
