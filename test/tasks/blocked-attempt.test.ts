@@ -5,6 +5,7 @@ import t, { type Test } from 'tap';
 import { attemptKey } from '../../src/domain/identifiers.ts';
 import { enqueueChargeJobs } from '../../src/tasks/charge/charge-jobs.ts';
 import { chargeRecurrence } from '../../src/tasks/charge/charge-recurrence.ts';
+import { chargeQueueWorker } from '../../src/tasks/charge/charge-worker.ts';
 import { CHARGE_QUEUE } from '../../src/queue/task-names.ts';
 import { createAdminHarness, operator, type AdminHarness } from '../helpers/admin.ts';
 import { query } from '../helpers/database.ts';
@@ -340,6 +341,40 @@ t.test(
     );
   },
 );
+
+t.test('a worker dead-letters the job of an approval for an attempt blocked meanwhile', async (t) => {
+  const h = await createAdminHarness(t);
+  const id = await insertRecurrence(h.pool, { proxima_cobranca: DAY });
+  // Another holder blocks the attempt while this worker's request is at the gateway.
+  const gateway = {
+    lookup: h.deps.gateway.lookup.bind(h.deps.gateway),
+    charge: async (...args: Parameters<typeof h.deps.gateway.charge>) => {
+      await query(
+        h.url,
+        `UPDATE checkout_recorrencia_cobrancas SET codigo_recusa = 'idempotency_key_reused' WHERE recorrencia_id = $1`,
+        [id],
+      );
+      return h.deps.gateway.charge(...args);
+    },
+  };
+  const worker = await chargeQueueWorker(h.boss, { ...h.deps, gateway });
+  t.teardown(() => worker.stop());
+  await enqueueChargeJobs(h.boss, [{ recorrenciaId: id, dataNegocio: DAY, motivo: 'agendada' }]);
+  await worker.register();
+  const [dead] = await eventually(async () => {
+    const rows = await query<{ data: { recorrenciaId: number } }>(
+      h.url,
+      'SELECT data FROM pgboss.job WHERE name = $1',
+      [`${CHARGE_QUEUE}_dlq`],
+    );
+    return rows.length > 0 ? rows : undefined;
+  });
+  await h.boss.offWork(CHARGE_QUEUE);
+  t.match(dead, { data: { recorrenciaId: id } }, 'in the dead-letter queue, for the alert');
+  t.match(await query(h.url, 'SELECT state, output FROM pgboss.job WHERE name = $1', [CHARGE_QUEUE]), [
+    { state: 'failed', output: { status: 'approved_but_blocked', chargeId: /^ch_/ } },
+  ]);
+});
 
 t.test('a 409 blocks the attempt even when the job claim lapsed meanwhile', async (t) => {
   const h = await createAdminHarness(t);
