@@ -63,12 +63,14 @@ async function waitForSlot(deps: ChargeDeps, call: GatewayCall, signal: AbortSig
   const deadline = Date.now() + gatewaySlotWaitMs(deps.config.charges.hardLimitSeconds);
   // Polls back off (20 ms, doubling, at most 250 ms, jittered): a thousand waiters must not hammer the table.
   for (let round = 0; ; round++) {
-    const slot = await takeGatewaySlot(deps.pool, call.job.id, leaseMs(deps)).catch((error: unknown) => {
+    let slot: number | null;
+    try {
+      slot = await takeGatewaySlot(deps.pool, call.job.id, leaseMs(deps));
+    } catch (error) {
       // Thrown, it would fail the whole batch and lose its neighbours' answers: this charge gives up alone.
       deps.log.error({ err: error, jobId: call.job.id }, 'could not take a gateway slot: charge not sent');
-      return 'failed' as const;
-    });
-    if (slot === 'failed') return null;
+      return null;
+    }
     if (slot !== null) return slot;
     if (Date.now() > deadline || signal.aborted) return null;
     await sleep(Math.min(250, 20 * 2 ** round) * (0.5 + Math.random()));

@@ -75,8 +75,8 @@ class ApprovalsOfBlocked extends Error {
  * `mensagem`, and its job is not completed (the caller dead-letters it). It shows only after the approvals
  * statement (which skips blocked attempts), so the usual batch pays nothing for it: the transaction is rolled
  * back and run again with those approvals set apart.
- * Returns one result per approval and per decline, in order. A failure rolls back all of it: every job of
- * the batch then retries and resumes its attempt under the same key.
+ * Returns one result per approval and per decline, in order. A failure rolls back all of it and throws; the
+ * charge path calls it through recordEachOutcome, which then records each outcome on its own.
  */
 export async function recordOutcomes(
   deps: ChargeDeps,
