@@ -100,6 +100,12 @@ export function exitCodeFor(log: Logger, error: unknown): number {
     process.stderr.write(`${error.message}\n`);
     return EXIT.usage;
   }
+  if (isAppError(error, 'CONFLICT') || isAppError(error, 'NOT_FOUND')) {
+    // Refused, not crashed: the state the command found is the message, with no stack to read past.
+    log.error({ code: error.code, ...error.details }, error.message);
+    process.stderr.write(`${error.message}\n`);
+    return EXIT.failure;
+  }
   log.fatal({ err: error }, 'command failed');
   return EXIT.failure;
 }

@@ -1,15 +1,15 @@
 // `run <task> [--date YYYY-MM-DD [--allow-future-date]] [--force] [--dry-run [--csv]]`: runs a periodic task
 // now, in this process, and prints its result (the equivalent of calling the Celery task from the Django
 // shell). Same rules as a scheduled run: one run per task and date at a time, and a date that already
-// succeeded is not rerun unless forced; a date after today only with --allow-future-date. --dry-run runs
-// nothing and prints what the task would do (the list of charges for processar_recorrencias_do_dia, as JSON
-// or CSV).
+// succeeded is not rerun unless forced; a date after today only with --allow-future-date; a paused task not
+// at all (resume it first). --dry-run runs nothing and prints what the task would do (the list of charges
+// for processar_recorrencias_do_dia, as JSON or CSV).
 import { parseArgs } from 'node:util';
 import { z } from 'zod';
 import { insertAudit } from '../db/pauses.ts';
 import { businessDate, isoDate } from '../domain/dates.ts';
 import { AppError } from '../errors.ts';
-import { refuseFutureRun } from '../ops/control.ts';
+import { refuseFutureRun, refusePausedTask } from '../ops/control.ts';
 import { isPeriodicTask, PERIODIC_TASKS } from '../queue/task-names.ts';
 import type { RoleContext } from '../roles/context.ts';
 import { runPeriodicTask } from '../tasks/periodic-runner.ts';
@@ -52,6 +52,7 @@ export async function runTaskCommand(ctx: RoleContext, args: string[]): Promise<
     return 0;
   }
   const outcome = await withCommandDeps(ctx, async (deps) => {
+    await refusePausedTask(deps.pool, task);
     // Audited before the run, as POST /tasks/:name/run is: a run that crashes half-way still says who began it.
     await insertAudit(deps.pool, {
       who: commandLineActor(),

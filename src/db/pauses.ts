@@ -24,6 +24,12 @@ export async function listPauses(db: CommonQueryMethods): Promise<readonly Pause
   ).rows;
 }
 
+export async function findPause(db: CommonQueryMethods, queue: string): Promise<Pause | null> {
+  return db.maybeOne(
+    sql.type(Pause)`SELECT fila, pausada_em, pausada_por, motivo FROM tarefas_pausadas WHERE fila = ${queue}`,
+  );
+}
+
 /** Pauses `queue`; returns false when it was already paused. */
 export async function insertPause(
   db: CommonQueryMethods,

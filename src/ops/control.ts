@@ -2,7 +2,7 @@
 // across the cluster, retry a failed or dead-lettered job, take a recurrence off hold. Each one writes an
 // audit row saying who did it.
 import { randomUUID } from 'node:crypto';
-import { deletePause, extendQueuedRetention, insertAudit, insertPause } from '../db/pauses.ts';
+import { deletePause, extendQueuedRetention, findPause, insertAudit, insertPause } from '../db/pauses.ts';
 import { findJob } from '../db/jobs.ts';
 import { findLatestTaskRun, type TaskRun } from '../db/task-runs.ts';
 import { businessDate, type IsoDate } from '../domain/dates.ts';
@@ -10,6 +10,7 @@ import { stableUuid } from '../domain/identifiers.ts';
 import { AppError } from '../errors.ts';
 import { CHARGE_DEAD_LETTER_QUEUE, isPeriodicTask, type PeriodicTaskName } from '../queue/task-names.ts';
 import { findInCatalog } from './catalog.ts';
+import type { CommonQueryMethods } from 'slonik';
 import type { OpsDeps } from './deps.ts';
 import type { Actor } from './actor.ts';
 
@@ -42,9 +43,25 @@ export function refuseFutureRun(date: IsoDate, today: IsoDate, allowFutureDate: 
 }
 
 /**
+ * Refuses to run a paused task. Through the API its job would wait, answered as queued, and run whenever
+ * the task was resumed, for a date chosen then; from the command line it would run at once, past the
+ * pause an operator set to stop it. Either way the pause is lifted first, on purpose.
+ */
+export async function refusePausedTask(db: CommonQueryMethods, task: PeriodicTaskName): Promise<void> {
+  const pause = await findPause(db, task);
+  if (pause === null) return;
+  const reason = pause.motivo === null ? '' : `: ${pause.motivo}`;
+  throw new AppError(
+    'CONFLICT',
+    `task ${task} is paused (by ${pause.pausada_por} since ${pause.pausada_em.toISOString()}${reason}); resume it first (POST /tasks/${task}/resume)`,
+    { details: { paused: { by: pause.pausada_por, at: pause.pausada_em, reason: pause.motivo } } },
+  );
+}
+
+/**
  * Enqueues a run of `task` for `date` (default: today's business date; a later one only when asked for, see
  * refuseFutureRun). A date that already succeeded is answered with that run, and a run already queued for it
- * with that job, unless forced.
+ * with that job, unless forced. A paused task is refused (refusePausedTask).
  */
 export async function runTask(
   deps: OpsDeps,
@@ -56,6 +73,7 @@ export async function runTask(
   const today = businessDate(deps.now(), deps.config.timeZone);
   const date = request.date ?? today;
   refuseFutureRun(date, today, request.allowFutureDate);
+  await refusePausedTask(deps.pool, task);
   const force = request.force ?? false;
   if (!force) {
     const run = await findLatestTaskRun(deps.pool, task, date, 'sucesso');

@@ -134,6 +134,49 @@ t.test('run a task now: 202 with the job id, then the existing run or job unless
   );
 });
 
+t.test('a paused task is not run by hand: 409 naming the pause, nothing queued', async (t) => {
+  const h = await createAdminHarness(t);
+  h.setNow(new Date('2031-03-12T15:00:00Z'));
+  const paused = await h.app.inject({
+    method: 'POST',
+    url: `/tasks/${TASK}/pause`,
+    headers: operator,
+    payload: { reason: 'volta ao celery' },
+  });
+  t.equal(paused.statusCode, 200);
+  for (const payload of [{ date: '2031-03-10' }, { date: '2031-03-10', force: true }]) {
+    const run = await h.app.inject({ method: 'POST', url: `/tasks/${TASK}/run`, headers: operator, payload });
+    t.equal(run.statusCode, 409, `refused (force: ${String(payload.force ?? false)})`);
+    t.match(run.json(), {
+      error: 'conflict',
+      message:
+        /task processar_recorrencias_do_dia is paused \(by ana since .*: volta ao celery\); resume it first/,
+      paused: { by: 'ana', reason: 'volta ao celery' },
+    });
+  }
+  t.same(await query(h.url, 'SELECT 1 FROM pgboss.job WHERE name = $1', [TASK]), [], 'nothing queued');
+  t.same(
+    await query(h.url, `SELECT 1 FROM auditoria_admin WHERE acao = 'run_task'`),
+    [],
+    'a refused run is not audited as a run',
+  );
+  const dryRun = await h.app.inject({
+    method: 'POST',
+    url: `/tasks/${TASK}/run`,
+    headers: operator,
+    payload: { date: '2031-03-10', dryRun: true },
+  });
+  t.equal(dryRun.statusCode, 200, 'a dry run, which runs nothing, still answers');
+  await h.app.inject({ method: 'POST', url: `/tasks/${TASK}/resume`, headers: operator });
+  const resumed = await h.app.inject({
+    method: 'POST',
+    url: `/tasks/${TASK}/run`,
+    headers: operator,
+    payload: { date: '2031-03-10' },
+  });
+  t.equal(resumed.statusCode, 202, 'resumed, it runs');
+});
+
 t.test('hostile input: 4xx that say what was wrong, never 5xx, never a state change', async (t) => {
   const h = await createAdminHarness(t);
   const before = await snapshot(h);

@@ -174,6 +174,26 @@ t.test('seed and run: the Django-shell equivalents', async (t) => {
     ],
     'each command-line run is audited (the refused ones are not runs)',
   );
+  await query(
+    url,
+    `INSERT INTO tarefas_pausadas (fila, pausada_por, motivo) VALUES ('processar_recorrencias_do_dia', 'ana', 'volta ao celery')`,
+  );
+  const paused = await command(
+    t,
+    ['run', 'processar_recorrencias_do_dia', '--date', '2031-03-10', '--allow-future-date', '--force'],
+    { DATABASE_URL: url },
+  );
+  t.equal(paused.code, 1, 'a paused task is refused, even forced');
+  t.match(
+    paused.err,
+    /task processar_recorrencias_do_dia is paused \(by ana since .*: volta ao celery\); resume it first/,
+  );
+  t.equal(paused.out, '', 'no result printed');
+  t.same(
+    await query(url, `SELECT count(*)::int AS runs FROM execucoes_tarefas`),
+    [{ runs: 1 }],
+    'nothing ran: only the first run is recorded',
+  );
   const bad = await command(t, ['run', 'processar_recorrencias_do_dia', '--date', '2031-02-30'], {
     DATABASE_URL: url,
   });
