@@ -1,10 +1,8 @@
 // sql/metrics.sql, the operators' psql report, run against a migrated database with known rows: through psql
 // when it is on PATH (as operators run it) and statement by statement through the pg driver (always, so the
 // file stays plain SQL), each time checking the figures; both must print the same tables.
-import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import pg from 'pg';
 import t, { type Test } from 'tap';
 import { readMigrationFiles } from '../../src/db/migrator.ts';
 import {
@@ -15,98 +13,16 @@ import {
 } from '../../src/queue/task-names.ts';
 import { query } from '../helpers/database.ts';
 import { createHarness, insertRecurrence } from '../helpers/harness.ts';
+import {
+  psqlOnPath,
+  splitStatements,
+  table,
+  viaDriver,
+  viaPsql,
+  type ResultSet,
+} from '../helpers/sql-file.ts';
 
 const FILE = fileURLToPath(new URL('../../sql/metrics.sql', import.meta.url));
-const SEPARATOR = '\x1f';
-
-type ResultSet = { columns: string[]; rows: string[][] };
-
-/** Splits SQL text on the semicolons outside quotes and comments; drops what is only comments. */
-function splitStatements(text: string): string[] {
-  const statements: string[] = [];
-  let current = '';
-  let i = 0;
-  while (i < text.length) {
-    const rest = text.slice(i);
-    const skip = /^--[^\n]*/.exec(rest) ?? /^\/\*[\s\S]*?\*\//.exec(rest) ?? /^'(?:[^']|'')*'/.exec(rest);
-    if (skip !== null) {
-      if (!skip[0].startsWith('-') && !skip[0].startsWith('/')) current += skip[0];
-      i += skip[0].length;
-    } else if (text[i] === ';') {
-      statements.push(current.trim());
-      current = '';
-      i += 1;
-    } else {
-      current += text[i];
-      i += 1;
-    }
-  }
-  return [...statements, current.trim()].filter((statement) => statement.length > 0);
-}
-
-function psqlOnPath(): boolean {
-  return spawnSync('psql', ['--version'], { encoding: 'utf8' }).status === 0;
-}
-
-/** What operators run (plus ON_ERROR_STOP, so an error fails), in unaligned output parsed into tables. */
-function viaPsql(t: Test, url: string): ResultSet[] {
-  const env = { ...process.env };
-  // Session settings that would change how values print, unlike the driver's session.
-  for (const name of ['PGTZ', 'PGDATESTYLE', 'PGOPTIONS', 'PSQLRC']) delete env[name];
-  const result = spawnSync(
-    'psql',
-    [url, '--no-psqlrc', '--no-align', `--field-separator=${SEPARATOR}`, '-v', 'ON_ERROR_STOP=1', '-f', FILE],
-    { encoding: 'utf8', env },
-  );
-  t.equal(result.status, 0, 'psql exits 0');
-  t.equal(result.stderr, '', 'psql reports no error');
-  const sets: ResultSet[] = [];
-  let current: ResultSet | null = null;
-  for (const line of result.stdout.split('\n')) {
-    if (current === null) {
-      if (line !== '') current = { columns: line.split(SEPARATOR), rows: [] };
-    } else if (/^\(\d+ rows?\)$/.test(line)) {
-      sets.push(current);
-      current = null;
-    } else {
-      current.rows.push(line.split(SEPARATOR));
-    }
-  }
-  t.equal(current, null, 'psql output ends after a complete table');
-  return sets;
-}
-
-/** Each statement through pg, values as the server's text (what psql prints), nulls as psql's empty field. */
-async function viaDriver(url: string): Promise<ResultSet[]> {
-  const client = new pg.Client({ connectionString: url });
-  await client.connect();
-  try {
-    const sets: ResultSet[] = [];
-    for (const text of splitStatements(readFileSync(FILE, 'utf8'))) {
-      const result = await client.query<unknown[]>({
-        text,
-        rowMode: 'array',
-        types: { getTypeParser: () => (value: string) => value },
-      });
-      sets.push({
-        columns: result.fields.map((field) => field.name),
-        rows: result.rows.map((row) => row.map((value) => (value as string | null) ?? '')),
-      });
-    }
-    return sets;
-  } finally {
-    await client.end();
-  }
-}
-
-/** The table that has the column `column` (each query names one of its own), as objects. */
-function table(sets: ResultSet[], column: string): Array<Record<string, string>> {
-  const found = sets.filter((candidate) => candidate.columns.includes(column));
-  const set = found[0];
-  if (set === undefined || found.length > 1) throw new Error(`not one result set with the column ${column}`);
-  return set.rows.map((row) => Object.fromEntries(set.columns.map((name, i) => [name, row[i] ?? ''])));
-}
-
 async function seed(t: Test): Promise<{ url: string; today: string; tomorrow: string; yesterday: string }> {
   const h = await createHarness(t);
   const [dates] = await query<{ today: string; tomorrow: string; yesterday: string }>(
@@ -275,20 +191,20 @@ t.test('the file is plain SQL, and the migrator ignores it', async (t) => {
 
 t.test('sql/metrics.sql through the pg driver, statement by statement', async (t) => {
   const dates = await seed(t);
-  checkFigures(t, await viaDriver(dates.url), dates);
+  checkFigures(t, await viaDriver(dates.url, FILE), dates);
 });
 
 t.test('sql/metrics.sql as operators run it: psql when on PATH, else the driver', async (t) => {
   const dates = await seed(t);
   if (!psqlOnPath()) {
     t.comment('psql is not on PATH: running through the pg driver instead');
-    checkFigures(t, await viaDriver(dates.url), dates);
+    checkFigures(t, await viaDriver(dates.url, FILE), dates);
     return;
   }
-  const fromPsql = viaPsql(t, dates.url);
+  const fromPsql = viaPsql(t, dates.url, FILE);
   checkFigures(t, fromPsql, dates);
   // Both clients print the server's text for every value; only the ages measured against now() may move.
-  const fromDriver = await viaDriver(dates.url);
+  const fromDriver = await viaDriver(dates.url, FILE);
   const mask = (sets: ResultSet[]) =>
     sets.map((set) => ({
       columns: set.columns,
