@@ -68,12 +68,19 @@ WHERE name = ANY (ARRAY['processar_recorrencias_do_dia', 'retentar_cobrancas_fal
 GROUP BY name
 ORDER BY name;
 
--- Dead-lettered charges waiting for an operator (POST /jobs/:id/retry sends one back to its queue).
-SELECT id AS job_id, data->>'recorrenciaId' AS recorrencia_id, data->>'dataNegocio' AS data_negocio,
-  created_on AS no_dlq_desde
-FROM pgboss.job
-WHERE name = 'cobrar_recorrencia_dlq' AND state IN ('created', 'retry')
-ORDER BY created_on
+-- Dead-lettered charges waiting for an operator (POST /jobs/:id/retry sends one back to its queue), with the
+-- recurrence's unresolved attempt, if any (bloqueio: why it waits for an operator's resolver, if it does).
+-- One sent before (envios > 0) must be redriven before tentativa_criada_em + GATEWAY_KEY_RETENTION_HOURS
+-- (24): past that it is blocked (idempotency_key_expired) rather than looked up, and the gateway must be
+-- searched by hand.
+SELECT j.id AS job_id, j.data->>'recorrenciaId' AS recorrencia_id, j.data->>'dataNegocio' AS data_negocio,
+  j.created_on AS no_dlq_desde, c.id AS tentativa_pendente, c.envios, c.criado_em AS tentativa_criada_em,
+  c.codigo_recusa AS bloqueio
+FROM pgboss.job j
+LEFT JOIN checkout_recorrencia_cobrancas c
+  ON c.recorrencia_id::text = j.data->>'recorrenciaId' AND c.status = 'pendente'
+WHERE j.name = 'cobrar_recorrencia_dlq' AND j.state IN ('created', 'retry')
+ORDER BY j.created_on
 LIMIT 20;
 
 -- The last task runs.

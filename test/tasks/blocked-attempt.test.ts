@@ -342,39 +342,92 @@ t.test(
   },
 );
 
-t.test('a worker dead-letters the job of an approval for an attempt blocked meanwhile', async (t) => {
-  const h = await createAdminHarness(t);
-  const id = await insertRecurrence(h.pool, { proxima_cobranca: DAY });
-  // Another holder blocks the attempt while this worker's request is at the gateway.
-  const gateway = {
-    lookup: h.deps.gateway.lookup.bind(h.deps.gateway),
-    charge: async (...args: Parameters<typeof h.deps.gateway.charge>) => {
+t.test(
+  'a worker dead-letters the job of an approval for an attempt blocked meanwhile; resolved, its redrive completes',
+  async (t) => {
+    const h = await createAdminHarness(t);
+    const id = await insertRecurrence(h.pool, { proxima_cobranca: DAY });
+    // Another holder blocks the attempt while this worker's request is at the gateway.
+    const gateway = {
+      lookup: h.deps.gateway.lookup.bind(h.deps.gateway),
+      charge: async (...args: Parameters<typeof h.deps.gateway.charge>) => {
+        await query(
+          h.url,
+          `UPDATE checkout_recorrencia_cobrancas SET codigo_recusa = 'idempotency_key_reused' WHERE recorrencia_id = $1`,
+          [id],
+        );
+        return h.deps.gateway.charge(...args);
+      },
+    };
+    const worker = await chargeQueueWorker(h.boss, { ...h.deps, gateway });
+    t.teardown(() => worker.stop());
+    await enqueueChargeJobs(h.boss, [{ recorrenciaId: id, dataNegocio: DAY, motivo: 'agendada' }]);
+    await worker.register();
+    const [dead] = await eventually(async () => {
+      const rows = await query<{ id: string; data: { recorrenciaId: number } }>(
+        h.url,
+        'SELECT id, data FROM pgboss.job WHERE name = $1',
+        [`${CHARGE_QUEUE}_dlq`],
+      );
+      return rows.length > 0 ? rows : undefined;
+    });
+    await h.boss.offWork(CHARGE_QUEUE);
+    t.match(dead, { data: { recorrenciaId: id } }, 'in the dead-letter queue, for the alert');
+    const [failed] = await query<{ state: string; output: { chargeId: string } }>(
+      h.url,
+      'SELECT state, output FROM pgboss.job WHERE name = $1',
+      [CHARGE_QUEUE],
+    );
+    t.match(failed, { state: 'failed', output: { status: 'approved_but_blocked', chargeId: /^ch_/ } });
+
+    // The runbook's way out: resolve with the noted charge, then redrive the dead-letter job, which must
+    // complete without sending anything, so the queue (and the alert) empties.
+    const [attempt] = await query<{ id: number }>(
+      h.url,
+      'SELECT id FROM checkout_recorrencia_cobrancas WHERE recorrencia_id = $1',
+      [id],
+    );
+    const resolved = await resolve(h, id, Number(attempt?.id), {
+      resultado: 'cobrada',
+      gateway_ref: failed?.output.chargeId,
+      valor_centavos: 4990,
+      moeda: 'BRL',
+      motivo: 'aprovada depois do bloqueio',
+    });
+    t.equal(resolved.statusCode, 200, resolved.body);
+    const sentBefore = h.gateway.ledger().length;
+    const redriven = await h.app.inject({
+      method: 'POST',
+      url: `/jobs/${dead?.id}/retry`,
+      headers: operator,
+    });
+    t.match(redriven.json(), { action: 'redriven' });
+    await worker.register();
+    // A redrive sends a copy, under a new id, back to the charge queue.
+    await eventually(async () => {
+      const rows = await query(h.url, `SELECT 1 FROM pgboss.job WHERE name = $1 AND state = 'completed'`, [
+        CHARGE_QUEUE,
+      ]);
+      return rows.length === 1 ? rows : undefined;
+    });
+    t.same(
+      await query(h.url, 'SELECT 1 FROM pgboss.job WHERE name = $1', [`${CHARGE_QUEUE}_dlq`]),
+      [],
+      'the dead-letter queue is empty',
+    );
+    t.equal(h.gateway.ledger().length, sentBefore, 'the redrive sent nothing');
+    t.same(
       await query(
         h.url,
-        `UPDATE checkout_recorrencia_cobrancas SET codigo_recusa = 'idempotency_key_reused' WHERE recorrencia_id = $1`,
+        'SELECT status, gateway_ref FROM checkout_recorrencia_cobrancas WHERE recorrencia_id = $1',
         [id],
-      );
-      return h.deps.gateway.charge(...args);
-    },
-  };
-  const worker = await chargeQueueWorker(h.boss, { ...h.deps, gateway });
-  t.teardown(() => worker.stop());
-  await enqueueChargeJobs(h.boss, [{ recorrenciaId: id, dataNegocio: DAY, motivo: 'agendada' }]);
-  await worker.register();
-  const [dead] = await eventually(async () => {
-    const rows = await query<{ data: { recorrenciaId: number } }>(
-      h.url,
-      'SELECT data FROM pgboss.job WHERE name = $1',
-      [`${CHARGE_QUEUE}_dlq`],
+      ),
+      [{ status: 'aprovada', gateway_ref: failed?.output.chargeId }],
+      'one attempt, approved with the noted charge',
     );
-    return rows.length > 0 ? rows : undefined;
-  });
-  await h.boss.offWork(CHARGE_QUEUE);
-  t.match(dead, { data: { recorrenciaId: id } }, 'in the dead-letter queue, for the alert');
-  t.match(await query(h.url, 'SELECT state, output FROM pgboss.job WHERE name = $1', [CHARGE_QUEUE]), [
-    { state: 'failed', output: { status: 'approved_but_blocked', chargeId: /^ch_/ } },
-  ]);
-});
+    t.match(await recurrenceState(h.url, id), { ciclos_cobrados: 1, proxima_cobranca: '2031-04-10' });
+  },
+);
 
 t.test('a 409 blocks the attempt even when the job claim lapsed meanwhile', async (t) => {
   const h = await createAdminHarness(t);
