@@ -4,11 +4,12 @@ const REQUIRED_MAJOR = 24;
 const major = Number(process.versions.node.split('.')[0]);
 if (major < REQUIRED_MAJOR) {
   console.error(
-    `recorrencias needs Node.js ${REQUIRED_MAJOR} or newer; this is ${process.version}.\n` +
+    `recorrencias needs Node.js ${REQUIRED_MAJOR} or newer; this is v${process.versions.node}.\n` +
       'Run it through npm (npm start, npm run <script>), which uses the Node 24 installed in node_modules,\n' +
       'or with node_modules/.bin/node dist/main.js <command>.',
   );
-  process.exit(1);
+  // 2, as for bad configuration: the environment is wrong, and restarting will not mend it.
+  process.exit(2);
 }
 const { main } = await import('./cli.ts');
 // Exit explicitly once the command is done: a stray timer in a dependency must not keep a stopped role alive.

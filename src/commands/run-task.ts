@@ -41,7 +41,8 @@ export function parseRunArgs(args: string[], timeZone: string, now: Date) {
   const parsed = isoDate.safeParse(values.date ?? today);
   if (!parsed.success) throw new AppError('INVALID_INPUT', `--date: ${z.prettifyError(parsed.error)}`);
   // A dry run charges nothing: previewing a later day is what it is for.
-  if (!values['dry-run']) refuseFutureRun(parsed.data, today, values['allow-future-date']);
+  if (!values['dry-run'])
+    refuseFutureRun(parsed.data, today, values['allow-future-date'], '--allow-future-date');
   return { task, date: parsed.data, force: values.force, dryRun: values['dry-run'], csv: values.csv };
 }
 

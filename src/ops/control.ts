@@ -31,13 +31,18 @@ export function requirePeriodicTask(name: string): PeriodicTaskName {
 /**
  * Refuses a run for a business date after `today` unless asked for explicitly: a run charges now, so a run
  * for a later date would charge now the cycles due by then (a mistyped date, say). Tests, rehearsals and the
- * benchmark run seeded dates on purpose.
+ * benchmark run seeded dates on purpose. `allowWith` names the caller's way to ask for it.
  */
-export function refuseFutureRun(date: IsoDate, today: IsoDate, allowFutureDate: boolean | undefined): void {
+export function refuseFutureRun(
+  date: IsoDate,
+  today: IsoDate,
+  allowFutureDate: boolean | undefined,
+  allowWith: string,
+): void {
   if (date > today && allowFutureDate !== true) {
     throw new AppError(
       'INVALID_INPUT',
-      `date ${date} is after today's business date (${today}): a run charges now what is due by its date; allow a future date explicitly to run it anyway`,
+      `date ${date} is after today's business date (${today}): a run charges now what is due by its date; to run it anyway, add ${allowWith}`,
     );
   }
 }
@@ -72,7 +77,7 @@ export async function runTask(
   const task = requirePeriodicTask(name);
   const today = businessDate(deps.now(), deps.config.timeZone);
   const date = request.date ?? today;
-  refuseFutureRun(date, today, request.allowFutureDate);
+  refuseFutureRun(date, today, request.allowFutureDate, '"allowFutureDate": true');
   await refusePausedTask(deps.pool, task);
   const force = request.force ?? false;
   if (!force) {
