@@ -36,8 +36,8 @@ operations:
                import the old system's recurrences (idempotent, by id_legado)
   seed --count N [--date YYYY-MM-DD] [--sellers S] [--seed X]
                insert N realistic recurrences due on the date (demo, benchmark)
-  purge-archive [--older-than-days N]
-               delete archived recurrences older than ARCHIVE_RETENTION_DAYS
+  purge-archive [--older-than-days N] [--dry-run]
+               delete recurrences archived longer ago than ARCHIVE_RETENTION_DAYS
 
 development:
   dev          what \`npm start\` runs: embedded PostgreSQL unless DATABASE_URL is set, a fake gateway unless

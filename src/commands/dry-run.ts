@@ -4,7 +4,13 @@
 // their counts.
 import { sql } from 'slonik';
 import type { IsoDate } from '../domain/dates.ts';
-import { allDueCharges, blockedDueCount, dryRunTask, type PreviewItem } from '../ops/charge-preview.ts';
+import {
+  allDueCharges,
+  blockedDueCount,
+  dryRunTask,
+  runObstacles,
+  type PreviewItem,
+} from '../ops/charge-preview.ts';
 import type { OpsDeps } from '../ops/deps.ts';
 import type { PeriodicTaskName } from '../queue/task-names.ts';
 
@@ -50,13 +56,27 @@ export async function printDryRun(
       cents += item.valor_centavos;
     }
     const blocked = await blockedDueCount(deps, tx, date);
+    const { succeededRun, paused } = await runObstacles(tx, task, date);
     if (!csv) {
-      out.write(`\n],"total":${total},"valor_total_centavos":${cents},"bloqueadas":${blocked}}\n`);
+      const rest = JSON.stringify({
+        total,
+        valor_total_centavos: cents,
+        bloqueadas: blocked,
+        succeededRun,
+        paused,
+      });
+      out.write(`\n],${rest.slice(1)}\n`);
       return;
     }
     // The CSV is for diffing against the old system's list: the totals go to stderr, out of the file.
     process.stderr.write(
       `${total} charges listed (${cents} cents); ${blocked} due recurrences left out: their attempt is blocked (bloqueadas)\n`,
     );
+    if (succeededRun !== null) {
+      process.stderr.write(
+        `${date} already succeeded (run ${succeededRun.id}): a run without --force answers already_succeeded\n`,
+      );
+    }
+    if (paused !== null) process.stderr.write(`${task} is paused by ${paused.by}: a run is refused\n`);
   });
 }

@@ -94,6 +94,19 @@ export async function purgeArchiveBatch(
            (SELECT count(*) FROM pulados)::int AS ciclos_pulados`);
 }
 
+/** What purgeArchiveBatch would delete now, in all its batches (the same age condition). */
+export async function countPurgeable(db: CommonQueryMethods, olderThanDays: number): Promise<Moved> {
+  return db.one(sql.type(Moved)`
+    WITH alvo AS (
+      SELECT id FROM checkout_recorrencias_arquivo WHERE arquivado_em < now() - make_interval(days => ${olderThanDays})
+    )
+    SELECT (SELECT count(*) FROM alvo)::int AS recorrencias,
+      (SELECT count(*) FROM checkout_recorrencia_cobrancas_arquivo c JOIN alvo ON c.recorrencia_id = alvo.id)::int
+        AS cobrancas,
+      (SELECT count(*) FROM checkout_recorrencia_ciclos_pulados_arquivo p JOIN alvo ON p.recorrencia_id = alvo.id)::int
+        AS ciclos_pulados`);
+}
+
 /** How many recurrences the archive would move now (the same conditions as archiveEndedBatch). */
 export async function countArchivable(db: CommonQueryMethods, olderThanDays: number): Promise<number> {
   return db.oneFirst(sql.type(CountRow)`

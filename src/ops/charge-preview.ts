@@ -3,11 +3,14 @@
 // charging or enqueueing anything. Operators compare it with the old system's list before switching.
 // Recurrences whose attempt is blocked are not in the list (their jobs charge nothing): only their count.
 import type { CommonQueryMethods } from 'slonik';
+import { findPause } from '../db/pauses.ts';
 import { findDuePreviewPage, sumDuePreview, type DueRow } from '../db/previa-cobrancas.ts';
+import { findLatestTaskRun } from '../db/task-runs.ts';
 import { planCharge } from '../domain/calendar.ts';
 import { businessDate, laterDate, type IsoDate } from '../domain/dates.ts';
 import { AppError } from '../errors.ts';
 import { PERIODIC_TASK_DEFINITIONS } from '../tasks/registry.ts';
+import type { PeriodicTaskName } from '../queue/task-names.ts';
 import { requirePeriodicTask } from './control.ts';
 import type { OpsDeps } from './deps.ts';
 
@@ -120,8 +123,23 @@ export async function* allDueCharges(
 }
 
 /**
+ * What a real run of `task` for `date` would meet before doing any of the dry run's work: the date's
+ * successful run (a run without force answers already_succeeded) and the task's pause (a run is refused).
+ */
+export async function runObstacles(db: CommonQueryMethods, task: PeriodicTaskName, date: IsoDate) {
+  const [succeededRun, pause] = await Promise.all([
+    findLatestTaskRun(db, task, date, 'sucesso'),
+    findPause(db, task),
+  ]);
+  return {
+    succeededRun,
+    paused: pause === null ? null : { by: pause.pausada_por, at: pause.pausada_em, reason: pause.motivo },
+  };
+}
+
+/**
  * A task's dry run for a date (default today): for processar_recorrencias_do_dia the list above, for the
- * other tasks their counts (PeriodicTask.dryRun). Reads only.
+ * other tasks their counts (PeriodicTask.dryRun), each with runObstacles. Reads only.
  */
 export async function dryRunTask(
   deps: OpsDeps,
@@ -130,13 +148,21 @@ export async function dryRunTask(
 ) {
   const task = requirePeriodicTask(name);
   const date = request.date ?? businessDate(deps.now(), deps.config.timeZone);
+  const obstacles = await runObstacles(deps.pool, task, date);
   if (task === 'processar_recorrencias_do_dia') {
-    return { status: 'dry_run' as const, task, date, ...(await previewDueCharges(deps, date, request)) };
+    return {
+      status: 'dry_run' as const,
+      task,
+      date,
+      ...obstacles,
+      ...(await previewDueCharges(deps, date, request)),
+    };
   }
   return {
     status: 'dry_run' as const,
     task,
     date,
+    ...obstacles,
     counts: await PERIODIC_TASK_DEFINITIONS[task].dryRun({ ...deps, date }),
   };
 }

@@ -114,6 +114,17 @@ t.test('run a task now: 202 with the job id, then the existing run or job unless
     payload: { date: '2031-03-11' },
   });
   t.match(done.json(), { status: 'already_succeeded', run: { status: 'sucesso' } });
+  const doneDryRun = await h.app.inject({
+    method: 'POST',
+    url: `/tasks/${TASK}/run`,
+    headers: operator,
+    payload: { date: '2031-03-11', dryRun: true },
+  });
+  t.match(
+    doneDryRun.json(),
+    { succeededRun: { status: 'sucesso', data_negocio: '2031-03-11' }, paused: null },
+    'a dry run says the date already succeeded',
+  );
   const forced = await h.app.inject({
     method: 'POST',
     url: `/tasks/${TASK}/run`,
@@ -170,6 +181,7 @@ t.test('a paused task is not run by hand: 409 naming the pause, nothing queued',
     payload: { date: '2031-03-10', dryRun: true },
   });
   t.equal(dryRun.statusCode, 200, 'a dry run, which runs nothing, still answers');
+  t.match(dryRun.json(), { succeededRun: null, paused: { by: 'ana', reason: 'volta ao celery' } });
   await h.app.inject({ method: 'POST', url: `/tasks/${TASK}/resume`, headers: operator });
   const resumed = await h.app.inject({
     method: 'POST',

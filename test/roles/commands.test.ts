@@ -175,6 +175,27 @@ t.test('seed and run: the Django-shell equivalents', async (t) => {
     { DATABASE_URL: url },
   );
   t.match(JSON.parse(again.out), { status: 'skipped', reason: 'already_succeeded' });
+  const dryRun = await command(
+    t,
+    ['run', 'processar_recorrencias_do_dia', '--date', '2031-03-10', '--dry-run'],
+    {
+      DATABASE_URL: url,
+    },
+  );
+  t.match(
+    JSON.parse(dryRun.out),
+    { total: 500, succeededRun: { status: 'sucesso' }, paused: null },
+    'the dry run says the date already succeeded (its 500 jobs wait for a worker)',
+  );
+  const csv = await command(
+    t,
+    ['run', 'processar_recorrencias_do_dia', '--date', '2031-03-10', '--dry-run', '--csv'],
+    { DATABASE_URL: url },
+  );
+  t.match(
+    csv.err,
+    /2031-03-10 already succeeded \(run \d+\): a run without --force answers already_succeeded/,
+  );
   t.match(
     await query(url, `SELECT quem, acao, alvo, detalhes FROM auditoria_admin ORDER BY id`),
     [
@@ -223,15 +244,36 @@ t.test('purge-archive deletes only archived rows past the retention', async (t) 
     VALUES (1, 'v', 't', 'visa', 100, 'mensal', 1, '2020-01-01', 'concluido', now() - interval '2000 days'),
            (2, 'v', 't', 'visa', 100, 'mensal', 1, '2020-01-01', 'concluido', now() - interval '10 days')`,
   );
+  await query(
+    url,
+    `INSERT INTO checkout_recorrencia_cobrancas_arquivo (id, recorrencia_id, ciclo, tentativa, chave_idempotencia, status,
+       valor_centavos, moeda, cartao_token, data_negocio, resolvida_em)
+     VALUES (1, 1, '2020-01-01', 1, 'k1', 'aprovada', 100, 'BRL', 't', '2020-01-01', now()),
+            (2, 1, '2020-02-01', 1, 'k2', 'aprovada', 100, 'BRL', 't', '2020-02-01', now()),
+            (3, 2, '2020-01-01', 1, 'k3', 'aprovada', 100, 'BRL', 't', '2020-01-01', now())`,
+  );
+  const toPurge = { recorrencias: 1, cobrancas: 2, ciclos_pulados: 0 };
+  const dryRun = await command(t, ['purge-archive', '--dry-run'], { DATABASE_URL: url });
+  t.equal(dryRun.code, 0, dryRun.err);
+  t.same(JSON.parse(dryRun.out), { olderThanDays: 1825, dryRun: true, toPurge });
+  t.same(
+    await query(
+      url,
+      'SELECT (SELECT count(*)::int FROM checkout_recorrencias_arquivo) AS r, (SELECT count(*)::int FROM auditoria_admin) AS a',
+    ),
+    [{ r: 2, a: 0 }],
+    'a dry run deletes nothing and is not audited',
+  );
   const purge = await command(t, ['purge-archive'], { DATABASE_URL: url });
   t.equal(purge.code, 0, purge.err);
-  t.match(JSON.parse(purge.out), { olderThanDays: 1825, purged: { recorrencias: 1 } });
+  t.match(JSON.parse(purge.out), { olderThanDays: 1825, purged: toPurge });
   t.same(await query(url, 'SELECT id FROM checkout_recorrencias_arquivo'), [{ id: '2' }]);
+  t.same(await query(url, 'SELECT id FROM checkout_recorrencia_cobrancas_arquivo'), [{ id: '3' }]);
   t.same(await query(url, 'SELECT quem, acao, detalhes, pedido_id, origem FROM auditoria_admin'), [
     {
       quem: `cli:${userInfo().username}`,
       acao: 'purge_archive',
-      detalhes: { olderThanDays: 1825 },
+      detalhes: { olderThanDays: 1825, toPurge },
       pedido_id: null,
       origem: `cli:${hostname()}`,
     },
