@@ -1169,6 +1169,38 @@ t.test("a batch's slow call does not keep the slots of its finished neighbours t
   await assertLedgerAgrees(t, h.url, h.gateway);
 });
 
+t.test('a batch that cannot take its slots sends nothing and counts nothing as sent', async (t) => {
+  const h = await createHarness(t);
+  const { jobs } = await claimedBatch(h, 2);
+  await query(
+    h.url,
+    `CREATE FUNCTION test_refuse_take() RETURNS trigger LANGUAGE plpgsql AS $$
+     BEGIN RAISE EXCEPTION 'slots refused by test'; END $$;
+     CREATE TRIGGER test_refuse_take BEFORE UPDATE ON vagas_gateway
+     FOR EACH ROW EXECUTE FUNCTION test_refuse_take()`,
+  );
+  const captured = capturedLog('warn');
+  const results = await chargeJobs({ ...h.deps, log: captured.log }, jobs);
+  t.match(results, [
+    { status: 'unresolved', reason: 'gateway_busy' },
+    { status: 'unresolved', reason: 'gateway_busy' },
+  ]);
+  t.match(
+    captured.entries.filter((entry) => entry.level >= 50),
+    [{ msg: /could not take the batch's gateway slots/, err: { message: /slots refused/ } }],
+  );
+  t.same(
+    await query(h.url, 'SELECT status, envios FROM checkout_recorrencia_cobrancas ORDER BY id'),
+    [
+      { status: 'pendente', envios: 0 },
+      { status: 'pendente', envios: 0 },
+    ],
+    'both attempts wait, never counted as sent',
+  );
+  t.equal(h.gateway.stats().requests, 0, 'nothing reached the gateway');
+  await assertLedgerAgrees(t, h.url, h.gateway);
+});
+
 t.test('a charge that cannot take a slot gives up alone, unsent: its neighbours are recorded', async (t) => {
   const h = await createHarness(t, { env: { GATEWAY_MAX_CONCURRENCY: '1' } });
   const { jobs } = await claimedBatch(h, 2);

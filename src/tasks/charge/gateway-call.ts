@@ -131,8 +131,8 @@ const GATEWAY_BUSY: ChargeOutcome = { kind: 'unknown', reason: 'gateway_busy' };
  * Calls the gateway for every charge of a batch, in parallel, until `deadline` (ms since the epoch): a call
  * still running then is given up as unknown ('batch_deadline'), so the batch records its outcomes while it
  * still holds its jobs. The batch takes its slots in one statement and frees them as its calls end (see
- * slotRelease); charges left without a slot wait for one each. An attempt never sent (no slot came, or the
- * deadline passed first) has its phase-1 sending mark taken back: it counts as sent for the brand caps and the
+ * slotRelease); charges left without a slot wait for one each. An attempt never sent (no slot came, the slots
+ * could not be taken, or the deadline passed first) has its phase-1 sending mark taken back: it counts as sent for the brand caps and the
  * key retention only once it was.
  */
 export async function callGatewayForBatch(
@@ -184,11 +184,23 @@ async function callWithinDeadline(
     return cut && batchSignal.aborted && !entry.job.signal.aborted ? BATCH_DEADLINE : outcome;
   };
   if (deps.config.gateway.maxConcurrency === 0) return Promise.all(calls.map((entry) => call(entry, true)));
-  const slots = await takeGatewaySlots(
-    deps.pool,
-    calls.map((entry) => entry.job.id),
-    leaseMs(deps),
-  );
+  let slots: readonly TakenSlot[];
+  try {
+    slots = await takeGatewaySlots(
+      deps.pool,
+      calls.map((entry) => entry.job.id),
+      leaseMs(deps),
+    );
+  } catch (error) {
+    // Nothing was sent: every charge gives up unsent, as one whose own slot could not be taken does, so its
+    // sending mark is taken back and its job retries.
+    deps.log.error(
+      { err: error, jobIds: calls.map((entry) => entry.job.id) },
+      "could not take the batch's gateway slots: its charges give up unsent",
+    );
+    for (const entry of calls) notSent(entry.attempt.id);
+    return calls.map(() => GATEWAY_BUSY);
+  }
   const withSlot = new Set(slots.map((slot) => slot.job_id));
   const release = slotRelease(deps, slots);
   try {
