@@ -24,6 +24,11 @@ export async function listPauses(db: CommonQueryMethods): Promise<readonly Pause
   ).rows;
 }
 
+/** A pause as the API and the command line show it (GET /tasks, dry runs, a refused run). */
+export function describePause(pause: Pause): { since: string; by: string; reason: string | null } {
+  return { since: pause.pausada_em.toISOString(), by: pause.pausada_por, reason: pause.motivo };
+}
+
 export async function findPause(db: CommonQueryMethods, queue: string): Promise<Pause | null> {
   return db.maybeOne(
     sql.type(Pause)`SELECT fila, pausada_em, pausada_por, motivo FROM tarefas_pausadas WHERE fila = ${queue}`,

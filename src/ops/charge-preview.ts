@@ -3,7 +3,7 @@
 // charging or enqueueing anything. Operators compare it with the old system's list before switching.
 // Recurrences whose attempt is blocked are not in the list (their jobs charge nothing): only their count.
 import type { CommonQueryMethods } from 'slonik';
-import { findPause } from '../db/pauses.ts';
+import { describePause, findPause } from '../db/pauses.ts';
 import { findDuePreviewPage, sumDuePreview, type DueRow } from '../db/previa-cobrancas.ts';
 import { findLatestTaskRun } from '../db/task-runs.ts';
 import { planCharge } from '../domain/calendar.ts';
@@ -133,7 +133,7 @@ export async function runObstacles(db: CommonQueryMethods, task: PeriodicTaskNam
   ]);
   return {
     succeededRun,
-    paused: pause === null ? null : { by: pause.pausada_por, at: pause.pausada_em, reason: pause.motivo },
+    paused: pause === null ? null : describePause(pause),
   };
 }
 

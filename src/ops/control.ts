@@ -2,7 +2,15 @@
 // across the cluster, retry a failed or dead-lettered job, take a recurrence off hold. Each one writes an
 // audit row saying who did it.
 import { randomUUID } from 'node:crypto';
-import { deletePause, extendQueuedRetention, findPause, insertAudit, insertPause } from '../db/pauses.ts';
+import type { CommonQueryMethods } from 'slonik';
+import {
+  deletePause,
+  describePause,
+  extendQueuedRetention,
+  findPause,
+  insertAudit,
+  insertPause,
+} from '../db/pauses.ts';
 import { findJob } from '../db/jobs.ts';
 import { findLatestTaskRun, type TaskRun } from '../db/task-runs.ts';
 import { businessDate, type IsoDate } from '../domain/dates.ts';
@@ -10,7 +18,6 @@ import { stableUuid } from '../domain/identifiers.ts';
 import { AppError } from '../errors.ts';
 import { CHARGE_DEAD_LETTER_QUEUE, isPeriodicTask, type PeriodicTaskName } from '../queue/task-names.ts';
 import { findInCatalog } from './catalog.ts';
-import type { CommonQueryMethods } from 'slonik';
 import type { OpsDeps } from './deps.ts';
 import type { Actor } from './actor.ts';
 
@@ -59,7 +66,7 @@ export async function refusePausedTask(db: CommonQueryMethods, task: PeriodicTas
   throw new AppError(
     'CONFLICT',
     `task ${task} is paused (by ${pause.pausada_por} since ${pause.pausada_em.toISOString()}${reason}); resume it first (POST /tasks/${task}/resume)`,
-    { details: { paused: { by: pause.pausada_por, at: pause.pausada_em, reason: pause.motivo } } },
+    { details: { paused: describePause(pause) } },
   );
 }
 

@@ -2,7 +2,7 @@
 // the queues with their options, pause state and the worker instances serving them; the schedules with
 // their next and last runs; jobs by state.
 import { listJobs, type JobCursor, type JobState, type JobSummary } from '../db/jobs.ts';
-import { listPauses } from '../db/pauses.ts';
+import { describePause, listPauses } from '../db/pauses.ts';
 import { sql } from 'slonik';
 import { z } from 'zod';
 import { businessDate } from '../domain/dates.ts';
@@ -64,10 +64,7 @@ export async function registeredTasks(deps: OpsDeps): Promise<RegisteredTask[]> 
         maxDelaySeconds: queue?.retryDelayMax ?? null,
         deadLetter: queue?.deadLetter ?? null,
       },
-      paused:
-        pause === undefined
-          ? null
-          : { since: pause.pausada_em.toISOString(), by: pause.pausada_por, reason: pause.motivo },
+      paused: pause === undefined ? null : describePause(pause),
       workers: live.flatMap((instance) =>
         instance.workers
           .filter((worker) => worker.queue === entry.name)

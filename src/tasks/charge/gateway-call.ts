@@ -132,8 +132,8 @@ const GATEWAY_BUSY: ChargeOutcome = { kind: 'unknown', reason: 'gateway_busy' };
  * still running then is given up as unknown ('batch_deadline'), so the batch records its outcomes while it
  * still holds its jobs. The batch takes its slots in one statement and frees them as its calls end (see
  * slotRelease); charges left without a slot wait for one each. An attempt never sent (no slot came, the slots
- * could not be taken, or the deadline passed first) has its phase-1 sending mark taken back: it counts as sent for the brand caps and the
- * key retention only once it was.
+ * could not be taken, or the deadline passed first) has its phase-1 sending mark taken back: it counts as sent
+ * for the brand caps and the key retention only once it was.
  */
 export async function callGatewayForBatch(
   deps: ChargeDeps,
