@@ -65,6 +65,7 @@ export async function printDryRun(
         succeededRun,
         paused,
       });
+      // The fields close the object whose list was streamed above: its opening brace is already written.
       out.write(`\n],${rest.slice(1)}\n`);
       return;
     }

@@ -1169,16 +1169,21 @@ t.test("a batch's slow call does not keep the slots of its finished neighbours t
   await assertLedgerAgrees(t, h.url, h.gateway);
 });
 
+/** Makes every update of a gateway slot (or those matching `when`) fail with `message`. */
+async function refuseSlotTakes(url: string, message: string, when = 'true'): Promise<void> {
+  await query(
+    url,
+    `CREATE FUNCTION test_refuse_take() RETURNS trigger LANGUAGE plpgsql AS $$
+     BEGIN RAISE EXCEPTION '${message}'; END $$;
+     CREATE TRIGGER test_refuse_take BEFORE UPDATE ON vagas_gateway
+     FOR EACH ROW WHEN (${when}) EXECUTE FUNCTION test_refuse_take()`,
+  );
+}
+
 t.test('a batch that cannot take its slots sends nothing and counts nothing as sent', async (t) => {
   const h = await createHarness(t);
   const { jobs } = await claimedBatch(h, 2);
-  await query(
-    h.url,
-    `CREATE FUNCTION test_refuse_take() RETURNS trigger LANGUAGE plpgsql AS $$
-     BEGIN RAISE EXCEPTION 'slots refused by test'; END $$;
-     CREATE TRIGGER test_refuse_take BEFORE UPDATE ON vagas_gateway
-     FOR EACH ROW EXECUTE FUNCTION test_refuse_take()`,
-  );
+  await refuseSlotTakes(h.url, 'slots refused by test');
   const captured = capturedLog('warn');
   const results = await chargeJobs({ ...h.deps, log: captured.log }, jobs);
   t.match(results, [
@@ -1205,13 +1210,7 @@ t.test('a charge that cannot take a slot gives up alone, unsent: its neighbours 
   const h = await createHarness(t, { env: { GATEWAY_MAX_CONCURRENCY: '1' } });
   const { jobs } = await claimedBatch(h, 2);
   // The batch's one slot goes to its first job; the second waits, and taking the slot then fails.
-  await query(
-    h.url,
-    `CREATE FUNCTION test_refuse_take() RETURNS trigger LANGUAGE plpgsql AS $$
-     BEGIN RAISE EXCEPTION 'slot refused by test'; END $$;
-     CREATE TRIGGER test_refuse_take BEFORE UPDATE ON vagas_gateway
-     FOR EACH ROW WHEN (NEW.job_id = '${jobs[1]?.id}'::uuid) EXECUTE FUNCTION test_refuse_take()`,
-  );
+  await refuseSlotTakes(h.url, 'slot refused by test', `NEW.job_id = '${jobs[1]?.id}'::uuid`);
   const captured = capturedLog('warn');
   const results = await chargeJobs({ ...h.deps, log: captured.log }, jobs);
   t.match(results, [{ status: 'approved' }, { status: 'unresolved', reason: 'gateway_busy' }]);
