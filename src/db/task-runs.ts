@@ -85,8 +85,15 @@ export async function tryLockTaskRun(
           FROM unnest(${sql.array(LOCK_TRANSACTION_SETTINGS.names, 'text')},
                       ${sql.array(LOCK_TRANSACTION_SETTINGS.values, 'text')}) AS setting(name, value)
           JOIN pg_settings USING (name)) AS configured`);
-  if (!locked) await session.query(sql.unsafe`COMMIT`);
-  return locked;
+  if (!locked) {
+    await session.query(sql.unsafe`COMMIT`);
+    return false;
+  }
+  // The statement above, sent with parameters, leaves its portal open, and with it a snapshot (backend_xmin)
+  // that would hold back vacuum for the whole run; a statement without parameters (the simple protocol)
+  // closes that portal.
+  await probeTaskRunLock(session);
+  return true;
 }
 
 /**

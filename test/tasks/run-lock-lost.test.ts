@@ -2,7 +2,7 @@
 // directly or behind a transaction-mode PgBouncer): the lock went with the connection, so the run stops, is
 // recorded as failed and a new run takes over alone. A connection that ends after the run's work leaves the
 // run's success standing. A job's retry that finds its date's run still locked fails, to retry later. A run
-// that fails before it has its record is logged.
+// that fails before it has its record is logged. While the lock is held, its connection holds no snapshot.
 import { randomUUID } from 'node:crypto';
 import { sql } from 'slonik';
 import t, { type Test } from 'tap';
@@ -101,6 +101,28 @@ for (const via of ['directly', 'through a transaction-mode PgBouncer'] as const)
     t.same(await advisoryLocks(url), [], 'no lock left');
   });
 }
+
+t.test(
+  'the connection holding a run lock holds no snapshot, so a long run does not hold back vacuum',
+  async (t) => {
+    const url = await createMigratedDatabase(t);
+    // Checks far apart: what is seen is the lock as taken, not as a later check leaves it.
+    const deps = await runnerDeps(t, url, { TASK_LOCK_CHECK_SECONDS: '300' });
+    const gated = gatedTask();
+    t.teardown(() => gated.release());
+    const run = runOn(gated.task, deps, DATE);
+    await gated.firstEntered;
+    const [holder] = await advisoryLocks(url);
+    const [activity] = await query<{ state: string; xmin: string | null }>(
+      url,
+      `SELECT state, backend_xmin::text AS xmin FROM pg_stat_activity WHERE pid = $1`,
+      [holder?.pid],
+    );
+    t.same(activity, { state: 'idle in transaction', xmin: null });
+    gated.release();
+    t.match(await run, { status: 'succeeded' });
+  },
+);
 
 t.test(
   'a lock connection that ends after the run finished its work leaves the success standing',
