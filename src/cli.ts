@@ -7,6 +7,7 @@ import {
   exitCodeFor,
   logCrashes,
   retryWhileDatabaseUnavailable,
+  runStoppable,
   runUntilSignalled,
   type Running,
 } from './lifecycle.ts';
@@ -50,6 +51,12 @@ type Command = {
   longRunning: boolean;
   /** One-shot commands print their result on stdout; their logs go to stderr. */
   printsResult?: boolean;
+  /**
+   * The command's work checks its signal and stops at a safe point: SIGTERM/SIGINT abort it (a second one
+   * forces the exit). The other one-shot commands keep Node's default, a signal ends them at once, which is
+   * safe as each of their writes is one transaction.
+   */
+  stopsOnSignal?: boolean;
   run: (ctx: RoleContext, args: string[]) => Promise<Running | number>;
 };
 
@@ -92,6 +99,8 @@ const COMMANDS: Record<string, Command> = {
     needs: ['database'],
     longRunning: false,
     printsResult: true,
+    // A task run records itself; killed midway, its record would say it still runs.
+    stopsOnSignal: true,
     run: async (ctx, args) => (await import('./commands/run-task.ts')).runTaskCommand(ctx, args),
   },
   import: {
@@ -184,11 +193,15 @@ export async function runCommand(
 ): Promise<number> {
   try {
     if (!command.longRunning) {
-      const signal = new AbortController().signal;
-      const run = () => command.run({ config, log, databaseUrl, signal }, args);
-      // Only migrate is safe to repeat from scratch (each file is one transaction; applied ones are skipped).
+      const once = async (signal: AbortSignal) => {
+        const run = () => command.run({ config, log, databaseUrl, signal }, args);
+        // Only migrate is safe to repeat from scratch (each file is one transaction; applied ones are skipped).
+        return command === COMMANDS.migrate ? retryWhileDatabaseUnavailable(log, signal, run) : run();
+      };
       const result =
-        command === COMMANDS.migrate ? await retryWhileDatabaseUnavailable(log, signal, run) : await run();
+        command.stopsOnSignal === true
+          ? await runStoppable(log, once)
+          : await once(new AbortController().signal);
       return typeof result === 'number' ? result : EXIT.ok;
     }
     return await runUntilSignalled(log, async (signal) => {

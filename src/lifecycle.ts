@@ -1,11 +1,46 @@
-// Process lifecycle for long-running roles: start, wait for SIGTERM/SIGINT, stop in order within a bound.
-// A second signal forces the exit (an operator who presses Ctrl-C twice means it).
+// Process lifecycle: a long-running role starts, waits for SIGTERM/SIGINT and stops in order within a bound;
+// a one-shot command that can stop midway (a task run) is aborted by them. A second signal forces the exit
+// (an operator who presses Ctrl-C twice means it).
 import { ConfigError } from './config.ts';
 import { isDatabaseUnavailable, isTooManyConnections } from './db/unavailable.ts';
 import { EXIT, isAppError } from './errors.ts';
 import type { Logger } from './log.ts';
 
 export type Running = { stop(): Promise<void> };
+
+/**
+ * Wires SIGTERM/SIGINT to `controller`: the first aborts it with a StopRequested; a second one, sent a second
+ * or more later, forces the exit. Returns the function that unwires them.
+ */
+function abortOnSignals(log: Logger, controller: AbortController, what: string): () => void {
+  let firstSignalAt: number | undefined;
+  const onSignal = (signal: NodeJS.Signals) => {
+    if (firstSignalAt !== undefined) {
+      // Under `npm start` one Ctrl-C reaches us twice within milliseconds (from the terminal and forwarded
+      // by npm); only a signal sent later is a second, deliberate one.
+      if (Date.now() - firstSignalAt < 1_000) return;
+      log.warn({ signal }, 'second signal received: forcing exit');
+      process.exit(EXIT.forced);
+    }
+    firstSignalAt = Date.now();
+    log.info({ signal }, what);
+    controller.abort(new StopRequested(signal));
+  };
+  process.on('SIGTERM', onSignal);
+  process.on('SIGINT', onSignal);
+  return () => {
+    process.off('SIGTERM', onSignal);
+    process.off('SIGINT', onSignal);
+  };
+}
+
+/** Why a signal-aborted piece of work stopped (recorded as a stopped task run's error). */
+export class StopRequested extends Error {
+  constructor(signal: NodeJS.Signals) {
+    super(`stopped by ${signal}`);
+    this.name = 'StopRequested';
+  }
+}
 
 /**
  * Runs `start` and keeps the process alive until a signal arrives, then awaits `stop()`. Resolves with the
@@ -17,23 +52,10 @@ export async function runUntilSignalled(
   start: (signal: AbortSignal) => Promise<Running>,
 ): Promise<number> {
   const controller = new AbortController();
-  const stopRequested = Promise.withResolvers<NodeJS.Signals>();
-  let firstSignalAt: number | undefined;
-  const onSignal = (signal: NodeJS.Signals) => {
-    if (firstSignalAt !== undefined) {
-      // Under `npm start` one Ctrl-C reaches us twice within milliseconds (from the terminal and forwarded
-      // by npm); only a signal sent later is a second, deliberate one.
-      if (Date.now() - firstSignalAt < 1_000) return;
-      log.warn({ signal }, 'second signal received: forcing exit');
-      process.exit(EXIT.forced);
-    }
-    firstSignalAt = Date.now();
-    log.info({ signal }, 'stop requested: finishing in-flight work');
-    controller.abort(new Error(`received ${signal}`));
-    stopRequested.resolve(signal);
-  };
-  process.on('SIGTERM', onSignal);
-  process.on('SIGINT', onSignal);
+  abortOnSignals(log, controller, 'stop requested: finishing in-flight work');
+  const stopRequested = new Promise<void>((resolve) =>
+    controller.signal.addEventListener('abort', () => resolve(), { once: true }),
+  );
 
   let running: Running;
   try {
@@ -45,11 +67,26 @@ export async function runUntilSignalled(
     }
     throw error;
   }
-  await stopRequested.promise;
+  await stopRequested;
   const started = Date.now();
   await running.stop();
   log.info({ ms: Date.now() - started }, 'stopped');
   return EXIT.ok;
+}
+
+/**
+ * Runs a one-shot command whose work stops at its next safe point when `signal` aborts (a task run): SIGTERM
+ * and SIGINT abort it, so the work ends on its own terms and records how (a task run as failed, `stopped by
+ * SIGTERM`) instead of dying mid-run with its record still saying it runs. A second signal forces the exit.
+ */
+export async function runStoppable<T>(log: Logger, work: (signal: AbortSignal) => Promise<T>): Promise<T> {
+  const controller = new AbortController();
+  const unwire = abortOnSignals(log, controller, 'stop requested: stopping at the next safe point');
+  try {
+    return await work(controller.signal);
+  } finally {
+    unwire();
+  }
 }
 
 /** Stops parts in order (the reverse of how they were started), logging and continuing past failures. */
@@ -104,6 +141,12 @@ export function exitCodeFor(log: Logger, error: unknown): number {
     // Refused, not crashed: the state the command found is the message, with no stack to read past.
     log.error({ code: error.code, ...error.details }, error.message);
     process.stderr.write(`${error.message}\n`);
+    return EXIT.failure;
+  }
+  if (error instanceof StopRequested) {
+    // Asked to stop, not crashed: what stopped is recorded (a task run as failed with this message).
+    log.warn({ code: 'STOPPED' }, `${error.message} before it finished`);
+    process.stderr.write(`${error.message} before it finished\n`);
     return EXIT.failure;
   }
   log.fatal({ err: error }, 'command failed');

@@ -6,15 +6,17 @@
 // explicit `purge-archive` command.
 import { archiveEndedBatch, countArchivable, pruneIdempotencyKeys } from '../db/arquivo.ts';
 import { pruneDeliveredOutbox } from '../db/outbox.ts';
-import type { PeriodicTask } from './task.ts';
+import type { PeriodicTask, TaskRunContext } from './task.ts';
 
-async function pruneInBatches(prune: () => Promise<number>, signal: AbortSignal): Promise<number> {
+/** Prunes batch by batch until none is left, counting in the run's progress under `key`. */
+async function pruneInBatches(ctx: TaskRunContext, key: string, prune: () => Promise<number>): Promise<void> {
   let total = 0;
   for (;;) {
-    signal.throwIfAborted();
+    ctx.progress[key] = total;
+    ctx.signal.throwIfAborted();
     const removed = await prune();
     total += removed;
-    if (removed === 0) return total;
+    if (removed === 0) return;
   }
 }
 
@@ -23,12 +25,13 @@ export const limparRecorrenciasAntigas: PeriodicTask = {
   description: 'Arquiva recorrências encerradas há mais de ARCHIVE_AFTER_DAYS dias, com suas tentativas.',
   run: async (ctx) => {
     const { afterDays, batchSize } = ctx.config.archive;
-    const totals = {
+    // The run's progress itself: each batch commits on its own, and a run stopped midway records how far it got.
+    const totals = Object.assign(ctx.progress, {
       recorrencias_arquivadas: 0,
       cobrancas_arquivadas: 0,
       ciclos_pulados_arquivados: 0,
       lotes: 0,
-    };
+    });
     for (;;) {
       ctx.signal.throwIfAborted();
       const moved = await archiveEndedBatch(ctx.pool, afterDays, batchSize);
@@ -41,24 +44,16 @@ export const limparRecorrenciasAntigas: PeriodicTask = {
     }
     // The auxiliary history has retentions of its own: delivered checkout events and seller notices, old
     // Idempotency-Keys.
-    const events = await pruneInBatches(
-      () => pruneDeliveredOutbox(ctx.pool, 'eventos_checkout', ctx.config.archive.eventDays, batchSize),
-      ctx.signal,
+    await pruneInBatches(ctx, 'eventos_checkout_removidos', () =>
+      pruneDeliveredOutbox(ctx.pool, 'eventos_checkout', ctx.config.archive.eventDays, batchSize),
     );
-    const notices = await pruneInBatches(
-      () => pruneDeliveredOutbox(ctx.pool, 'avisos_vendedores', ctx.config.archive.noticeDays, batchSize),
-      ctx.signal,
+    await pruneInBatches(ctx, 'avisos_vendedores_removidos', () =>
+      pruneDeliveredOutbox(ctx.pool, 'avisos_vendedores', ctx.config.archive.noticeDays, batchSize),
     );
-    const keys = await pruneInBatches(
-      () => pruneIdempotencyKeys(ctx.pool, ctx.config.archive.idempotencyKeyDays, batchSize),
-      ctx.signal,
+    await pruneInBatches(ctx, 'chaves_idempotencia_removidas', () =>
+      pruneIdempotencyKeys(ctx.pool, ctx.config.archive.idempotencyKeyDays, batchSize),
     );
-    return {
-      ...totals,
-      eventos_checkout_removidos: events,
-      avisos_vendedores_removidos: notices,
-      chaves_idempotencia_removidas: keys,
-    };
+    return { ...ctx.progress };
   },
   dryRun: async (ctx) => ({
     recorrencias_a_arquivar: await countArchivable(ctx.pool, ctx.config.archive.afterDays),

@@ -21,6 +21,7 @@ export const notificarRecorrenciasHold: PeriodicTask = {
     const sellers = await findSellerHolds(ctx.pool, LIST_LIMIT);
     let created = 0;
     let existing = 0;
+    ctx.progress.vendedores_com_hold = sellers.length;
     for (const { vendedor_id: sellerId } of sellers) {
       ctx.signal.throwIfAborted();
       const written = await ctx.pool.transaction(async (tx) => {
@@ -58,6 +59,7 @@ export const notificarRecorrenciasHold: PeriodicTask = {
       });
       if (written === 'created') created += 1;
       if (written === 'existing') existing += 1;
+      Object.assign(ctx.progress, { avisos_criados: created, avisos_ja_existentes: existing });
     }
     if (!deliver && created > 0) {
       ctx.log.warn(

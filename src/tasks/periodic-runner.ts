@@ -189,15 +189,15 @@ async function runHoldingLock(
         ),
       softLimitMs,
     );
-    const counts: TaskCounts = {};
+    const progress: TaskCounts = {};
     try {
-      Object.assign(counts, await task.run({ ...deps, log: runLog, date, force, runId: run.id, signal }));
+      const counts = await task.run({ ...deps, log: runLog, date, force, runId: run.id, signal, progress });
       await markTaskRunSucceeded(deps.pool, run.id, counts);
       runLog.info({ counts, ms: Date.now() - started }, 'task run succeeded');
       return { status: 'succeeded', runId: run.id, date, counts };
     } catch (error) {
-      runLog.error({ err: error, ms: Date.now() - started }, 'task run failed');
-      await markTaskRunFailed(deps.pool, run.id, (error as Error).message, counts).catch(
+      runLog.error({ err: error, ms: Date.now() - started, counts: progress }, 'task run failed');
+      await markTaskRunFailed(deps.pool, run.id, (error as Error).message, progress).catch(
         (recordError: unknown) => runLog.error({ err: recordError }, 'could not record the failed run'),
       );
       throw error;

@@ -11,7 +11,7 @@ const MIN_ANSWER_WITHIN_MS = 10_000;
 export class RunLockLostError extends Error {
   constructor(cause: unknown) {
     super(
-      `lost the run lock: the connection holding it ended (${(cause as Error).message}); the run stops so that its retry redoes it alone`,
+      `lost the run lock: the connection holding it ended (${(cause as Error).message}); the run stops so that no other run of its task and date overlaps it (a job's retry redoes it alone; a command-line run must be started again)`,
       { cause },
     );
     this.name = 'RunLockLostError';

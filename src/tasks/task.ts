@@ -25,6 +25,11 @@ export type TaskRunContext = TaskDeps & {
   force: boolean;
   runId: number;
   signal: AbortSignal;
+  /**
+   * What the run has done so far, kept up to date by the task as its work commits: a run that fails or is
+   * stopped midway records these as its counts, so the record says how far it got.
+   */
+  progress: TaskCounts;
 };
 
 export type PeriodicTask = {

@@ -1,13 +1,15 @@
 // The operator commands as deployed: check, inspect, stats, run, seed, purge-archive.
 import { hostname, userInfo } from 'node:os';
+import pg from 'pg';
 import t, { type Test } from 'tap';
 import {
   createEmptyDatabase,
   createLimitedRole,
   createMigratedDatabase,
+  lockWaiters,
   query,
 } from '../helpers/database.ts';
-import { startService } from '../helpers/processes.ts';
+import { eventually, startService } from '../helpers/processes.ts';
 
 async function command(t: Test, args: string[], env: Record<string, string>) {
   const service = startService(t, args, { LOG_LEVEL: 'warn', ...env });
@@ -235,6 +237,102 @@ t.test('seed and run: the Django-shell equivalents', async (t) => {
   t.equal(bad.code, 2);
   t.match(bad.err, /--date/);
 });
+
+/** Holds a lock on the charge queue's table that makes pg-boss's inserts wait, until the returned release. */
+async function holdChargeInserts(t: Test, url: string): Promise<() => Promise<void>> {
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  t.teardown(() => client.end());
+  await client.query('BEGIN');
+  const { rows } = await client.query<{ table_name: string }>(
+    `SELECT table_name FROM pgboss.queue WHERE name = 'cobrar_recorrencia'`,
+  );
+  await client.query(`LOCK TABLE pgboss.${rows[0]?.table_name ?? 'missing'} IN SHARE MODE`);
+  return async () => {
+    await client.query('COMMIT');
+  };
+}
+
+t.test(
+  'a run stopped by SIGTERM stops at its next page and records how far it got; a second signal forces the exit',
+  async (t) => {
+    const url = await createMigratedDatabase(t);
+    const seeded = await command(t, ['seed', '--count', '12000', '--date', '2031-03-10'], {
+      DATABASE_URL: url,
+    });
+    t.equal(seeded.code, 0, seeded.err);
+    const runArgs = ['run', 'processar_recorrencias_do_dia', '--date', '2031-03-10', '--allow-future-date'];
+    const runs = () =>
+      query<{ status: string; erro: string | null; contagens: unknown }>(
+        url,
+        `SELECT status, erro, contagens FROM execucoes_tarefas ORDER BY id`,
+      );
+    const stopRequested = (run: { stderr(): string }) =>
+      eventually(async () => (run.stderr().includes('stop requested') ? true : undefined));
+
+    // The fan-out's inserts wait on the lock: pages 1 and 2 are in flight, page 3 read, when SIGTERM comes.
+    let release = await holdChargeInserts(t, url);
+    const stopped = startService(t, runArgs, { DATABASE_URL: url, LOG_LEVEL: 'info' });
+    await lockWaiters(url, 2);
+    stopped.child.kill('SIGTERM');
+    await stopRequested(stopped);
+    await release();
+    const { code } = await stopped.exited;
+    t.equal(code, 1, 'the run did not finish: exit 1');
+    t.match(stopped.stderr(), /stopped by SIGTERM before it finished/);
+    t.match(
+      await runs(),
+      [
+        {
+          status: 'falha',
+          erro: 'stopped by SIGTERM',
+          contagens: { encontradas: 10_000, enfileiradas: 10_000 },
+        },
+      ],
+      'recorded as failed, with the two pages it enqueued; page 3 left out',
+    );
+    t.same(
+      await query(url, `SELECT count(*)::int AS jobs FROM pgboss.job WHERE name = 'cobrar_recorrencia'`),
+      [{ jobs: 10_000 }],
+    );
+
+    // Stuck for good (the lock held): a second signal, a second or more after the first, forces the exit.
+    release = await holdChargeInserts(t, url);
+    const forced = startService(t, runArgs, { DATABASE_URL: url, LOG_LEVEL: 'info' });
+    await lockWaiters(url, 2);
+    forced.child.kill('SIGTERM');
+    await stopRequested(forced);
+    await eventually(
+      async () => {
+        if (forced.child.exitCode !== null) return true;
+        forced.child.kill('SIGTERM');
+        return undefined;
+      },
+      10_000,
+      250,
+    );
+    t.equal((await forced.exited).code, 130, 'forced: exit 130');
+    await query(
+      url,
+      `SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+       WHERE datname = current_database() AND wait_event_type = 'Lock'`,
+    );
+    await release();
+    t.match((await runs())[1], { status: 'executando' }, 'a forced exit leaves the run recorded as running');
+
+    const finished = await command(t, runArgs, { DATABASE_URL: url });
+    t.equal(finished.code, 0, finished.err);
+    t.match(JSON.parse(finished.out), {
+      status: 'succeeded',
+      counts: { encontradas: 12_000, enfileiradas: 2_000, ja_enfileiradas: 10_000 },
+    });
+    t.match(
+      (await runs())[1],
+      { status: 'falha', erro: /^interrompida/ },
+      'the next run marks the forced one interrupted',
+    );
+  },
+);
 
 t.test('purge-archive deletes only archived rows past the retention', async (t) => {
   const url = await createMigratedDatabase(t);

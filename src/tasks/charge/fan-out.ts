@@ -39,6 +39,7 @@ export async function fanOutCharges(
       .then(
         async (count) => {
           enqueued += count;
+          ctx.progress.enfileiradas = enqueued;
           crashPoint('fanout_after_page');
           if (analyzed || count === 0) return;
           analyzed = true;
@@ -57,8 +58,11 @@ export async function fanOutCharges(
       const page = await findChargeablePage(ctx.pool, kind, ctx.date, cursor, PAGE_SIZE);
       if (page.length === 0) break;
       if (inFlight.size >= INSERTS_IN_FLIGHT) await Promise.race(inFlight);
+      // A stop asked for while waiting leaves this page out: the run records how far it got.
+      ctx.signal.throwIfAborted();
       insertPage(page.map((row) => dueCharge(row.id, ctx.date, reason)));
       found += page.length;
+      ctx.progress.encontradas = found;
       const last = page[page.length - 1] as (typeof page)[number];
       cursor = { date: last.data, id: last.id };
     }
