@@ -35,6 +35,15 @@ export async function findPause(db: CommonQueryMethods, queue: string): Promise<
   );
 }
 
+/**
+ * Serialises, until the transaction ends, the writers of a task's pause and of its schedule (pause, resume and
+ * the schedulers' reconcile): a reconcile that read the pauses before a pause committed, and the schedules
+ * after its unschedule, would put the paused task's schedule back.
+ */
+export async function lockPausesAndSchedules(tx: CommonQueryMethods): Promise<void> {
+  await tx.query(sql.unsafe`SELECT pg_advisory_xact_lock(hashtext('recorrencias:pausas_agendas'))`);
+}
+
 /** Pauses `queue`; returns false when it was already paused. */
 export async function insertPause(
   db: CommonQueryMethods,

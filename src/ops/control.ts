@@ -10,12 +10,14 @@ import {
   findPause,
   insertAudit,
   insertPause,
+  lockPausesAndSchedules,
 } from '../db/pauses.ts';
 import { findJob } from '../db/jobs.ts';
 import { findLatestTaskRun, type TaskRun } from '../db/task-runs.ts';
 import { businessDate, type IsoDate } from '../domain/dates.ts';
 import { stableUuid } from '../domain/identifiers.ts';
 import { AppError } from '../errors.ts';
+import { bossDb } from '../queue/boss-executor.ts';
 import { CHARGE_DEAD_LETTER_QUEUE, isPeriodicTask, type PeriodicTaskName } from '../queue/task-names.ts';
 import { findInCatalog } from './catalog.ts';
 import type { OpsDeps } from './deps.ts';
@@ -120,15 +122,17 @@ export async function pauseQueue(
   if (entry === undefined) throw new AppError('NOT_FOUND', `unknown task or queue: ${name}`);
   if (!entry.pausable) throw new AppError('CONFLICT', `${name} cannot be paused`);
   // The pause and its audit row commit together: workers stop on the row within a second, so it must never
-  // exist without saying who paused. What follows is repeated by a retried call (each step is idempotent).
+  // exist without saying who paused. A task's schedule goes in the same transaction, rather than at the
+  // schedulers' next sync: ticks of a paused task are skipped, not queued.
   const changed = await deps.pool.transaction(async (tx) => {
+    await lockPausesAndSchedules(tx);
     const inserted = await insertPause(tx, name, who.name, reason);
     await insertAudit(tx, { who, action: 'pause', target: name, details: { reason, changed: inserted } });
+    if (isPeriodicTask(name)) await deps.boss.unschedule(name, '', { db: bossDb(tx) });
     return inserted;
   });
   deps.log.warn({ queue: name, by: who, reason }, 'queue paused');
-  // Immediately, rather than at the schedulers' next sync: ticks of a paused task are skipped, not queued.
-  if (isPeriodicTask(name)) await deps.boss.unschedule(name);
+  // Repeated by a retried call (idempotent).
   await extendQueuedRetention(deps.pool, name);
   return { queue: name, changed };
 }
@@ -141,18 +145,20 @@ export async function resumeQueue(
   const entry = findInCatalog(name);
   if (entry === undefined) throw new AppError('NOT_FOUND', `unknown task or queue: ${name}`);
   const changed = await deps.pool.transaction(async (tx) => {
+    await lockPausesAndSchedules(tx);
     const deleted = await deletePause(tx, name);
     await insertAudit(tx, { who, action: 'resume', target: name, details: { changed: deleted } });
+    if (isPeriodicTask(name)) {
+      // A fresh schedule row: the ticks that fell during the pause are not caught up.
+      await deps.boss.schedule(name, deps.config.cron[name], null, {
+        tz: deps.config.timeZone,
+        missed: 'once',
+        db: bossDb(tx),
+      });
+    }
     return deleted;
   });
   deps.log.warn({ queue: name, by: who }, 'queue resumed');
-  if (isPeriodicTask(name)) {
-    // A fresh schedule row: the ticks that fell during the pause are not caught up.
-    await deps.boss.schedule(name, deps.config.cron[name], null, {
-      tz: deps.config.timeZone,
-      missed: 'once',
-    });
-  }
   return { queue: name, changed };
 }
 

@@ -5,9 +5,10 @@
 import type { PgBoss } from 'pg-boss';
 import type { Config } from '../config.ts';
 import type { DatabasePool } from '../db/pool.ts';
-import { extendQueuedRetention, listPauses } from '../db/pauses.ts';
+import { extendQueuedRetention, listPauses, lockPausesAndSchedules } from '../db/pauses.ts';
 import type { Running } from '../lifecycle.ts';
 import type { Logger } from '../log.ts';
+import { bossDb } from '../queue/boss-executor.ts';
 import { createBoss } from '../queue/boss.ts';
 import { PERIODIC_TASKS } from '../queue/task-names.ts';
 import { connectToMigratedDatabase } from './connect.ts';
@@ -25,23 +26,33 @@ export async function syncSchedules(
   log: Logger,
   renewals: RetentionRenewals,
 ): Promise<void> {
-  const [current, pauses] = await Promise.all([boss.getSchedules(), listPauses(pool)]);
-  const paused = new Set(pauses.map((pause) => pause.fila));
-  for (const task of PERIODIC_TASKS) {
-    const row = current.find((schedule) => schedule.name === task);
-    if (paused.has(task)) {
-      if (row !== undefined) {
-        await boss.unschedule(task);
-        log.warn({ task }, 'task paused: schedule removed, its ticks are skipped');
+  // Pauses and schedules are read and changed under the lock pause and resume take: read apart, a pause or
+  // resume committed in between would be undone until the next pass.
+  const paused = await pool.transaction(async (tx) => {
+    await lockPausesAndSchedules(tx);
+    const pausedNow = new Set((await listPauses(tx)).map((pause) => pause.fila));
+    // Read after the lock: every pause and resume before it has committed its schedule change.
+    const current = await boss.getSchedules();
+    for (const task of PERIODIC_TASKS) {
+      const row = current.find((schedule) => schedule.name === task);
+      if (pausedNow.has(task)) {
+        if (row !== undefined) {
+          await boss.unschedule(task, '', { db: bossDb(tx) });
+          log.warn({ task }, 'task paused: schedule removed, its ticks are skipped');
+        }
+        continue;
       }
-      continue;
+      const cron = config.cron[task];
+      if (row !== undefined && row.cron === cron && row.timezone === config.timeZone) continue;
+      await boss.schedule(task, cron, null, { tz: config.timeZone, missed: 'once', db: bossDb(tx) });
+      const next = boss.previewSchedule(cron, { tz: config.timeZone, count: 1 })[0];
+      log.info(
+        { task, cron, timeZone: config.timeZone, nextRun: next?.toISOString() },
+        'schedule registered',
+      );
     }
-    const cron = config.cron[task];
-    if (row !== undefined && row.cron === cron && row.timezone === config.timeZone) continue;
-    await boss.schedule(task, cron, null, { tz: config.timeZone, missed: 'once' });
-    const next = boss.previewSchedule(cron, { tz: config.timeZone, count: 1 })[0];
-    log.info({ task, cron, timeZone: config.timeZone, nextRun: next?.toISOString() }, 'schedule registered');
-  }
+    return pausedNow;
+  });
   await renewPausedRetention(pool, paused, renewals);
 }
 

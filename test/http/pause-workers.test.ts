@@ -1,6 +1,6 @@
 // The emergency stop across the cluster: pausing the charge queue through the admin API stops two running
 // worker processes from taking charge jobs (a worker started while paused never takes them), and resuming
-// lets the waiting charge through, exactly once.
+// lets the waiting charge through, exactly once. A task's pause and the removal of its schedule are one change.
 import t from 'tap';
 import { CHARGE_QUEUE } from '../../src/queue/task-names.ts';
 import { enqueueChargeJobs } from '../../src/tasks/charge/charge-jobs.ts';
@@ -67,14 +67,14 @@ t.test('pausing cobrar_recorrencia stops every worker from charging until it is 
   await assertLedgerAgrees(t, h.url, h.gateway);
 });
 
-t.test('a pause whose follow-up steps fail is still audited, and a retry completes it', async (t) => {
+t.test('a pause whose unschedule fails changes nothing, and a retry completes it', async (t) => {
   const h = await createAdminHarness(t);
   const unschedule = h.boss.unschedule.bind(h.boss);
   let failing = true;
-  // A database hiccup on the step after the pause row, for the first call only.
-  h.boss.unschedule = async (name: string) => {
+  // A database hiccup on the schedule's removal, for the first call only.
+  h.boss.unschedule = async (...args: Parameters<typeof unschedule>) => {
     if (failing) throw new Error('connection reset');
-    return unschedule(name);
+    return unschedule(...args);
   };
   const pause = () =>
     h.app.inject({
@@ -83,23 +83,21 @@ t.test('a pause whose follow-up steps fail is still audited, and a retry complet
       headers: operator,
       payload: { reason: 'virada' },
     });
-  t.equal((await pause()).statusCode, 500, 'the operator is told it failed');
   const audit = () =>
     query(h.url, `SELECT quem, detalhes FROM auditoria_admin WHERE acao = 'pause' ORDER BY id`);
-  t.same(
-    await audit(),
-    [{ quem: 'ana', detalhes: { reason: 'virada', changed: true } }],
-    'yet who paused is known',
-  );
+  const schedule = () =>
+    query(h.url, `SELECT 1 AS present FROM pgboss.schedule WHERE name = 'processar_recorrencias_do_dia'`);
+  t.same(await schedule(), [{ present: 1 }], 'scheduled before');
+  t.equal((await pause()).statusCode, 500, 'the operator is told it failed');
+  // All or nothing: a pause row whose task still ticks would say paused while its jobs pile up.
+  t.same(await query(h.url, 'SELECT fila FROM tarefas_pausadas'), [], 'not paused');
+  t.same(await audit(), [], 'nothing to audit');
+  t.same(await schedule(), [{ present: 1 }], 'still scheduled');
   failing = false;
-  t.equal((await pause()).statusCode, 200, 'a retry finishes the steps');
+  t.equal((await pause()).statusCode, 200, 'a retry pauses');
   t.same(await query(h.url, 'SELECT fila FROM tarefas_pausadas'), [
     { fila: 'processar_recorrencias_do_dia' },
   ]);
-  t.same(
-    await query(h.url, `SELECT 1 FROM pgboss.schedule WHERE name = 'processar_recorrencias_do_dia'`),
-    [],
-    'unscheduled',
-  );
-  t.equal((await audit()).length, 2);
+  t.same(await schedule(), [], 'unscheduled');
+  t.same(await audit(), [{ quem: 'ana', detalhes: { reason: 'virada', changed: true } }], 'who paused');
 });

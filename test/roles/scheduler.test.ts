@@ -1,10 +1,15 @@
-// The scheduler as deployed: schedule registration, many schedulers at once, and a missed tick caught up.
-import t from 'tap';
+// The scheduler as deployed: schedule registration, many schedulers at once, a missed tick caught up, and
+// pauses and resumes that a reconcile pass running at the same moment does not undo.
+import pg from 'pg';
+import t, { type Test } from 'tap';
+import { loadConfig } from '../../src/config.ts';
 import { insertPause } from '../../src/db/pauses.ts';
+import { pauseQueue, resumeQueue } from '../../src/ops/control.ts';
+import { createBoss } from '../../src/queue/boss.ts';
 import { CHARGE_QUEUE } from '../../src/queue/task-names.ts';
 import { syncSchedules } from '../../src/roles/scheduler.ts';
-import { createMigratedDatabase, query } from '../helpers/database.ts';
-import { createHarness, silentLog } from '../helpers/harness.ts';
+import { createMigratedDatabase, lockWaiters, query } from '../helpers/database.ts';
+import { createHarness, silentLog, testActor, type Harness } from '../helpers/harness.ts';
 import { eventually, logMessage, startService } from '../helpers/processes.ts';
 
 const SEED_CRONS = {
@@ -170,4 +175,50 @@ t.test("a scheduler renews a paused queue's job retention, at most once an hour"
   await expireSoon();
   await syncSchedules(h.boss, h.pool, h.config, silentLog, renewals);
   t.ok((await daysLeft()) < 2, 'the next pass, within the hour, reads nothing');
+});
+
+/**
+ * A scheduler's reconcile pass (with a pg-boss of its own, as in its own process) stalled just before it reads
+ * the schedules: its boss's two connections wait on an advisory lock the test holds, and the pass waits for
+ * one. `change` (a pause or a resume, through another boss, as the admin server's) runs meanwhile; then the
+ * pass goes on. The pass read the pauses before the change and reads the schedules after it, unless the two
+ * are serialised.
+ */
+async function passStalledAcross(t: Test, h: Harness, change: () => Promise<unknown>): Promise<void> {
+  const own = createBoss(loadConfig({ DATABASE_URL: h.url, BOSS_POOL_SIZE: '2' }), h.url, 'cli', silentLog);
+  await own.start();
+  t.teardown(() => own.stop({ graceful: false, close: true }));
+  const holder = new pg.Client({ connectionString: h.url });
+  await holder.connect();
+  t.teardown(() => holder.end());
+  await holder.query(`SELECT pg_advisory_lock(4242)`);
+  const stalls = [1, 2].map(() => own.getDb().executeSql(`SELECT pg_advisory_xact_lock_shared(4242)`));
+  await lockWaiters(h.url, 2);
+  const pass = syncSchedules(own, h.pool, h.config, silentLog, new Map());
+  const poolOf = own.getDb() as unknown as { poolCounts(): { waiting: number } };
+  await eventually(async () => (poolOf.poolCounts().waiting > 0 ? true : undefined));
+  let changed = false;
+  const changing = change().then(() => (changed = true));
+  // The change either completes beside the stalled pass or waits for it (on a lock): either way, go on.
+  await eventually(async () => {
+    if (changed) return true;
+    const [row] = await query<{ n: number }>(
+      h.url,
+      `SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'`,
+    );
+    return (row?.n ?? 0) > 2 ? true : undefined;
+  });
+  await holder.query(`SELECT pg_advisory_unlock(4242)`);
+  await Promise.all([pass, changing, ...stalls]);
+}
+
+t.test("a pause or a resume during a scheduler's reconcile pass is not undone by it", async (t) => {
+  const h = await createHarness(t);
+  const task = 'notificar_recorrencias_hold';
+  const scheduled = async () => (await h.boss.getSchedules()).some((row) => row.name === task);
+  await syncSchedules(h.boss, h.pool, h.config, silentLog, new Map());
+  await passStalledAcross(t, h, () => pauseQueue(h.deps, testActor('ana'), task, null));
+  t.equal(await scheduled(), false, 'paused: no schedule');
+  await passStalledAcross(t, h, () => resumeQueue(h.deps, testActor('ana'), task));
+  t.equal(await scheduled(), true, 'resumed: scheduled');
 });
