@@ -35,6 +35,7 @@ export async function printDryRun(
   task: PeriodicTaskName,
   date: IsoDate,
   csv: boolean,
+  signal: AbortSignal,
 ): Promise<void> {
   const out = process.stdout;
   if (task !== 'processar_recorrencias_do_dia') {
@@ -50,6 +51,8 @@ export async function printDryRun(
     else
       out.write(`{"task":${JSON.stringify(task)},"date":${JSON.stringify(date)},"dryRun":true,"cobrancas":[`);
     for await (const item of allDueCharges(deps, tx, date)) {
+      // A million lines take a while: Ctrl-C stops the listing rather than waiting for its end.
+      signal.throwIfAborted();
       if (csv) out.write(`${CSV_COLUMNS.map((column) => csvField(item[column])).join(',')}\n`);
       else out.write(`${total === 0 ? '' : ','}\n  ${JSON.stringify(item)}`);
       total += 1;

@@ -49,7 +49,7 @@ export function parseRunArgs(args: string[], timeZone: string, now: Date) {
 export async function runTaskCommand(ctx: RoleContext, args: string[]): Promise<number> {
   const { task, date, force, dryRun, csv } = parseRunArgs(args, ctx.config.timeZone, new Date());
   if (dryRun) {
-    await withCommandDeps(ctx, (deps) => printDryRun(deps, task, date, csv));
+    await withCommandDeps(ctx, (deps) => printDryRun(deps, task, date, csv, ctx.signal));
     return 0;
   }
   const outcome = await withCommandDeps(ctx, async (deps) => {
