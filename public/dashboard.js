@@ -123,7 +123,9 @@ function renderSchedules(schedules) {
           {},
           last === null
             ? 'never'
-            : `${formatTime(last.iniciada_em)} · ${last.status} (business date ${last.data_negocio})`,
+            : `${formatTime(last.iniciada_em)} · ${last.status}${
+                last.status === 'executando' && !last.running ? ', its process ended' : ''
+              } (business date ${last.data_negocio})`,
         ),
         h('td', { 'data-field': 'state' }, schedule.paused ? 'paused' : 'active'),
         h(

@@ -41,7 +41,10 @@ export async function inspectCommand(ctx: RoleContext, args: string[]): Promise<
             state: row.paused ? 'paused' : row.registered ? 'registered' : 'NOT REGISTERED',
             next: row.nextRuns[0]?.local ?? '-',
             nextUtc: row.nextRuns[0]?.utc ?? '-',
-            lastRun: row.lastRun === null ? '-' : `${row.lastRun.data_negocio} ${row.lastRun.status}`,
+            lastRun:
+              row.lastRun === null
+                ? '-'
+                : `${row.lastRun.data_negocio} ${row.lastRun.status}${processEnded(row.lastRun)}`,
           })),
           ['task', 'cron', 'timeZone', 'state', 'next', 'nextUtc', 'lastRun'],
         ),
@@ -100,4 +103,9 @@ export async function statsCommand(ctx: RoleContext, args: string[]): Promise<nu
     );
   });
   return 0;
+}
+
+/** A run left 'executando' by a process that ended (a crash, a forced stop) is not running: said so. */
+function processEnded(run: { status: string; running: boolean }): string {
+  return run.status === 'executando' && !run.running ? ' (its process ended; the next run redoes it)' : '';
 }

@@ -3,6 +3,7 @@
 import { sql, type CommonQueryMethods } from 'slonik';
 import { z } from 'zod';
 import type { IsoDate } from '../domain/dates.ts';
+import { RUN_LOCK_HELD } from './task-runs.ts';
 
 /** The seller notices counted at each scrape: the undelivered ones, read through their partial index. */
 export const NOTICE_STATUSES = ['pendente', 'falhou'] as const;
@@ -32,30 +33,23 @@ export type MetricGauges = z.infer<typeof MetricGauges>;
  * clock) of the oldest pending attempt and of the oldest notice not delivered (pendente or falhou), null
  * when there is none. Read-only.
  *
- * A run counts as executing only while its (task, date) advisory lock is held (see task-runs.ts, whose key
- * this repeats): a row a crashed process left 'executando' is not a running task.
+ * A run counts as executing only while its (task, date) advisory lock is held (RUN_LOCK_HELD): a row a crashed
+ * process left 'executando' is not a running task.
  */
 export async function getMetricGauges(
   db: CommonQueryMethods,
   filter: { date: IsoDate; tasks: readonly string[] },
 ): Promise<MetricGauges> {
   const row = await db.one(sql.type(z.object({ gauges: z.unknown() }))`
-    WITH bloqueios AS (
-      -- A bigint advisory key is split over classid (high 32 bits) and objid (low 32 bits), objsubid 1.
-      SELECT (l.classid::bigint << 32) | l.objid::bigint AS chave
-      FROM pg_locks l
-      WHERE l.locktype = 'advisory' AND l.objsubid = 1 AND l.granted
-        AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
-    ), tarefas AS (
+    WITH tarefas AS (
       SELECT t.tarefa,
         (SELECT extract(epoch FROM max(e.finalizada_em))::float8 FROM execucoes_tarefas e
          WHERE e.tarefa = t.tarefa AND e.status = 'sucesso') AS ultimo_sucesso,
         EXISTS (SELECT 1 FROM execucoes_tarefas e
                 WHERE e.tarefa = t.tarefa AND e.data_negocio = ${filter.date}::date AND e.status = 'sucesso')
           AS sucesso_na_data,
-        EXISTS (SELECT 1 FROM execucoes_tarefas e JOIN bloqueios b ON b.chave = hashtextextended(
-                  'execucao:' || e.tarefa || ':' || to_char(e.data_negocio, 'YYYY-MM-DD'), 0)
-                WHERE e.tarefa = t.tarefa AND e.status = 'executando') AS executando
+        EXISTS (SELECT 1 FROM execucoes_tarefas e
+                WHERE e.tarefa = t.tarefa AND e.status = 'executando' AND ${RUN_LOCK_HELD}) AS executando
       FROM unnest(${sql.array([...filter.tasks], 'text')}) AS t (tarefa)
     ), avisos AS (
       -- Only the undelivered ones (partial index): delivered and recorded ones are kept for months, not news.

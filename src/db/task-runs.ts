@@ -30,6 +30,19 @@ function lockKey(task: string, date: string) {
 }
 
 /**
+ * A condition on an execucoes_tarefas row aliased `e`: its (task, date) lock is held, so a process is running
+ * it. A row left 'executando' without it is a run whose process ended (a crash, a forced stop): not running.
+ * The key is lockKey's, computed in SQL; pg_locks splits a bigint key over classid (high 32 bits) and objid
+ * (low 32 bits), with objsubid 1.
+ */
+export const RUN_LOCK_HELD = sql.fragment`EXISTS (
+  SELECT 1 FROM pg_locks l
+  WHERE l.locktype = 'advisory' AND l.objsubid = 1 AND l.granted
+    AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+    AND ((l.classid::bigint << 32) | l.objid::bigint)
+      = hashtextextended('execucao:' || e.tarefa || ':' || to_char(e.data_negocio, 'YYYY-MM-DD'), 0))`;
+
+/**
  * The timeouts a transaction that holds a lock for a whole run is exempted from (locally): the pool's (or the
  * role's) idle-in-transaction timeout would end it a minute into a run, and so would a `transaction_timeout`
  * (PostgreSQL 17+; a server without the setting simply has no such row in pg_settings).
@@ -172,9 +185,26 @@ export async function markTaskRunFailed(
     WHERE id = ${id}`);
 }
 
-export async function listRecentTaskRuns(db: CommonQueryMethods, limit: number): Promise<readonly TaskRun[]> {
+export const LastRun = z.object({
+  tarefa: z.string(),
+  id: z.number(),
+  data_negocio: z.string(),
+  status: z.string(),
+  iniciada_em: z.date(),
+  finalizada_em: z.date().nullable(),
+  contagens: z.unknown(),
+  erro: z.string().nullable(),
+  /** Whether a process is running it now (holds its lock): false for a run left 'executando' by one that ended. */
+  running: z.boolean(),
+});
+export type LastRun = z.infer<typeof LastRun>;
+
+/** Each task's latest run (any date), with whether a process is running it now. */
+export async function listLastRuns(db: CommonQueryMethods): Promise<readonly LastRun[]> {
   return (
-    await db.query(sql.type(TaskRun)`
-    SELECT ${COLUMNS} FROM execucoes_tarefas ORDER BY iniciada_em DESC LIMIT ${limit}`)
+    await db.query(sql.type(LastRun)`
+      SELECT e.tarefa, e.id, e.data_negocio::text, e.status, e.iniciada_em, e.finalizada_em, e.contagens, e.erro,
+        e.status = 'executando' AND ${RUN_LOCK_HELD} AS running
+      FROM (SELECT DISTINCT ON (tarefa) * FROM execucoes_tarefas ORDER BY tarefa, iniciada_em DESC) e`)
   ).rows;
 }

@@ -3,8 +3,7 @@
 // their next and last runs; jobs by state.
 import { listJobs, type JobCursor, type JobState, type JobSummary } from '../db/jobs.ts';
 import { describePause, listPauses } from '../db/pauses.ts';
-import { sql } from 'slonik';
-import { z } from 'zod';
+import { listLastRuns, type LastRun } from '../db/task-runs.ts';
 import { businessDate } from '../domain/dates.ts';
 import { PERIODIC_TASKS } from '../queue/task-names.ts';
 import { catalog, cronOf, type QueueKind } from './catalog.ts';
@@ -81,17 +80,6 @@ export async function registeredTasks(deps: OpsDeps): Promise<RegisteredTask[]> 
   });
 }
 
-const LastRun = z.object({
-  tarefa: z.string(),
-  id: z.number(),
-  data_negocio: z.string(),
-  status: z.string(),
-  iniciada_em: z.date(),
-  finalizada_em: z.date().nullable(),
-  contagens: z.unknown(),
-  erro: z.string().nullable(),
-});
-
 export type ScheduleView = {
   task: string;
   cron: string;
@@ -99,7 +87,7 @@ export type ScheduleView = {
   registered: boolean;
   paused: boolean;
   nextRuns: Array<{ local: string; utc: string }>;
-  lastRun: z.infer<typeof LastRun> | null;
+  lastRun: LastRun | null;
 };
 
 function localTime(instant: Date, timeZone: string): string {
@@ -116,9 +104,7 @@ export async function schedules(deps: OpsDeps): Promise<ScheduleView[]> {
   const [rows, pauses, lastRuns] = await Promise.all([
     deps.boss.getSchedules(),
     listPauses(deps.pool),
-    deps.pool.query(sql.type(LastRun)`
-      SELECT DISTINCT ON (tarefa) tarefa, id, data_negocio::text, status, iniciada_em, finalizada_em, contagens, erro
-      FROM execucoes_tarefas ORDER BY tarefa, iniciada_em DESC`),
+    listLastRuns(deps.pool),
   ]);
   return PERIODIC_TASKS.map((task) => {
     const row = rows.find((schedule) => schedule.name === task);
@@ -136,7 +122,7 @@ export async function schedules(deps: OpsDeps): Promise<ScheduleView[]> {
         : deps.boss
             .previewSchedule(cron, { tz: timeZone, count: 3 })
             .map((at) => ({ local: localTime(at, timeZone), utc: at.toISOString() })),
-      lastRun: lastRuns.rows.find((run) => run.tarefa === task) ?? null,
+      lastRun: lastRuns.find((run) => run.tarefa === task) ?? null,
     };
   });
 }

@@ -300,6 +300,13 @@ t.test(
     release = await holdChargeInserts(t, url);
     const forced = startService(t, runArgs, { DATABASE_URL: url, LOG_LEVEL: 'info' });
     await lockWaiters(url, 2);
+    const lastRun = async () => {
+      const out = (await command(t, ['inspect', 'scheduled', '--json'], { DATABASE_URL: url })).out;
+      return (JSON.parse(out) as Array<{ task: string; lastRun: unknown }>).find(
+        (row) => row.task === 'processar_recorrencias_do_dia',
+      )?.lastRun;
+    };
+    t.match(await lastRun(), { status: 'executando', running: true }, 'inspect: running');
     forced.child.kill('SIGTERM');
     await stopRequested(forced);
     await eventually(
@@ -319,6 +326,11 @@ t.test(
     );
     await release();
     t.match((await runs())[1], { status: 'executando' }, 'a forced exit leaves the run recorded as running');
+    t.match(await lastRun(), { status: 'executando', running: false }, 'inspect: yet no process runs it');
+    t.match(
+      (await command(t, ['inspect', 'scheduled'], { DATABASE_URL: url })).out,
+      /2031-03-10 executando \(its process ended; the next run redoes it\)/,
+    );
 
     const finished = await command(t, runArgs, { DATABASE_URL: url });
     t.equal(finished.code, 0, finished.err);
