@@ -36,9 +36,10 @@ export async function findPause(db: CommonQueryMethods, queue: string): Promise<
 }
 
 /**
- * Serialises, until the transaction ends, the writers of a task's pause and of its schedule (pause, resume and
- * the schedulers' reconcile): a reconcile that read the pauses before a pause committed, and the schedules
- * after its unschedule, would put the paused task's schedule back.
+ * Serialises, until the transaction ends, the writers of a task's pause and of its schedule (a task's pause and
+ * resume, the schedulers' reconcile): a reconcile that read the pauses before a pause committed, and the
+ * schedules after its unschedule, would put the paused task's schedule back. Its holders do all their work on
+ * the connection that holds it and wait for nothing else, so a wait for it is as short as their statements.
  */
 export async function lockPausesAndSchedules(tx: CommonQueryMethods): Promise<void> {
   await tx.query(sql.unsafe`SELECT pg_advisory_xact_lock(hashtext('recorrencias:pausas_agendas'))`);

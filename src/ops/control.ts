@@ -125,7 +125,8 @@ export async function pauseQueue(
   // exist without saying who paused. A task's schedule goes in the same transaction, rather than at the
   // schedulers' next sync: ticks of a paused task are skipped, not queued.
   const changed = await deps.pool.transaction(async (tx) => {
-    await lockPausesAndSchedules(tx);
+    // Only a task has a schedule: the charge queue's emergency stop never waits for a scheduler's pass.
+    if (isPeriodicTask(name)) await lockPausesAndSchedules(tx);
     const inserted = await insertPause(tx, name, who.name, reason);
     await insertAudit(tx, { who, action: 'pause', target: name, details: { reason, changed: inserted } });
     if (isPeriodicTask(name)) await deps.boss.unschedule(name, '', { db: bossDb(tx) });
@@ -145,7 +146,7 @@ export async function resumeQueue(
   const entry = findInCatalog(name);
   if (entry === undefined) throw new AppError('NOT_FOUND', `unknown task or queue: ${name}`);
   const changed = await deps.pool.transaction(async (tx) => {
-    await lockPausesAndSchedules(tx);
+    if (isPeriodicTask(name)) await lockPausesAndSchedules(tx);
     const deleted = await deletePause(tx, name);
     await insertAudit(tx, { who, action: 'resume', target: name, details: { changed: deleted } });
     if (isPeriodicTask(name)) {

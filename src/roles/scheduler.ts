@@ -6,6 +6,7 @@ import type { PgBoss } from 'pg-boss';
 import type { Config } from '../config.ts';
 import type { DatabasePool } from '../db/pool.ts';
 import { extendQueuedRetention, listPauses, lockPausesAndSchedules } from '../db/pauses.ts';
+import { listSchedules } from '../db/schedules.ts';
 import type { Running } from '../lifecycle.ts';
 import type { Logger } from '../log.ts';
 import { bossDb } from '../queue/boss-executor.ts';
@@ -26,13 +27,13 @@ export async function syncSchedules(
   log: Logger,
   renewals: RetentionRenewals,
 ): Promise<void> {
-  // Pauses and schedules are read and changed under the lock pause and resume take: read apart, a pause or
-  // resume committed in between would be undone until the next pass.
+  // Pauses and schedules are read and changed under the lock a task's pause and resume take: read apart, a
+  // pause or resume committed in between would be undone until the next pass. Everything under the lock runs
+  // on this one connection, so the lock is never held while waiting for another.
   const paused = await pool.transaction(async (tx) => {
     await lockPausesAndSchedules(tx);
     const pausedNow = new Set((await listPauses(tx)).map((pause) => pause.fila));
-    // Read after the lock: every pause and resume before it has committed its schedule change.
-    const current = await boss.getSchedules();
+    const current = await listSchedules(tx, PERIODIC_TASKS);
     for (const task of PERIODIC_TASKS) {
       const row = current.find((schedule) => schedule.name === task);
       if (pausedNow.has(task)) {
@@ -91,16 +92,21 @@ export async function startScheduler(ctx: RoleContext): Promise<Running> {
     await pool.end();
     throw error;
   }
+  // One pass at a time: a pass slowed down (a busy database) must not have the next ones pile up behind it,
+  // each holding a connection.
+  let pass: Promise<void> | null = null;
   const timer = setInterval(() => {
-    syncSchedules(boss, pool, config, log, renewals).catch((error: unknown) =>
-      log.error({ err: error }, 'could not reconcile schedules'),
-    );
+    if (pass !== null) return;
+    pass = syncSchedules(boss, pool, config, log, renewals)
+      .catch((error: unknown) => log.error({ err: error }, 'could not reconcile schedules'))
+      .finally(() => (pass = null));
   }, config.schedulerIntervalSeconds * 1000);
   timer.unref();
   log.info({ tasks: PERIODIC_TASKS.length, timeZone: config.timeZone }, 'scheduler started');
   return {
     stop: async () => {
       clearInterval(timer);
+      await pass;
       await boss.stop({ graceful: true, timeout: 10_000 });
       await pool.end();
     },

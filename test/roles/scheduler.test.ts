@@ -178,11 +178,10 @@ t.test("a scheduler renews a paused queue's job retention, at most once an hour"
 });
 
 /**
- * A scheduler's reconcile pass (with a pg-boss of its own, as in its own process) stalled just before it reads
- * the schedules: its boss's two connections wait on an advisory lock the test holds, and the pass waits for
- * one. `change` (a pause or a resume, through another boss, as the admin server's) runs meanwhile; then the
- * pass goes on. The pass read the pauses before the change and reads the schedules after it, unless the two
- * are serialised.
+ * A scheduler's reconcile pass (with a pg-boss of its own, as in its own process) whose pg-boss has no free
+ * connection: its two wait on an advisory lock the test holds. `change` (a pause or a resume, through another
+ * pg-boss, as the admin server's) runs meanwhile; then the connections are freed. A pass that read the pauses
+ * on one connection and then waits for another to read the schedules reads them after the change.
  */
 async function passStalledAcross(t: Test, h: Harness, change: () => Promise<unknown>): Promise<void> {
   const own = createBoss(loadConfig({ DATABASE_URL: h.url, BOSS_POOL_SIZE: '2' }), h.url, 'cli', silentLog);
@@ -194,9 +193,11 @@ async function passStalledAcross(t: Test, h: Harness, change: () => Promise<unkn
   await holder.query(`SELECT pg_advisory_lock(4242)`);
   const stalls = [1, 2].map(() => own.getDb().executeSql(`SELECT pg_advisory_xact_lock_shared(4242)`));
   await lockWaiters(h.url, 2);
-  const pass = syncSchedules(own, h.pool, h.config, silentLog, new Map());
+  let passEnded = false;
+  const pass = syncSchedules(own, h.pool, h.config, silentLog, new Map()).finally(() => (passEnded = true));
   const poolOf = own.getDb() as unknown as { poolCounts(): { waiting: number } };
-  await eventually(async () => (poolOf.poolCounts().waiting > 0 ? true : undefined));
+  // The pass goes as far as it can without a connection of its pg-boss: to its end, or to where it waits.
+  await eventually(async () => (passEnded || poolOf.poolCounts().waiting > 0 ? true : undefined));
   let changed = false;
   const changing = change().then(() => (changed = true));
   // The change either completes beside the stalled pass or waits for it (on a lock): either way, go on.
@@ -222,3 +223,32 @@ t.test("a pause or a resume during a scheduler's reconcile pass is not undone by
   await passStalledAcross(t, h, () => resumeQueue(h.deps, testActor('ana'), task));
   t.equal(await scheduled(), true, 'resumed: scheduled');
 });
+
+t.test(
+  "the charge queue's emergency stop does not wait for a scheduler's pass; a task's pause does",
+  async (t) => {
+    const h = await createHarness(t);
+    const task = 'notificar_recorrencias_hold';
+    // A pass stalled on the schedule table (an exclusive lock the test holds), midway through its transaction.
+    const holder = new pg.Client({ connectionString: h.url });
+    await holder.connect();
+    t.teardown(() => holder.end());
+    await holder.query('BEGIN');
+    await holder.query('LOCK TABLE pgboss.schedule IN ACCESS EXCLUSIVE MODE');
+    const pass = syncSchedules(h.boss, h.pool, h.config, silentLog, new Map());
+    await lockWaiters(h.url, 1);
+    const stop = await pauseQueue(h.deps, testActor('ana'), CHARGE_QUEUE, 'incidente');
+    t.equal(stop.changed, true, 'the charge queue paused while the pass is stalled');
+    let taskPaused = false;
+    const pausing = pauseQueue(h.deps, testActor('ana'), task, null).then(() => (taskPaused = true));
+    await lockWaiters(h.url, 2);
+    t.equal(taskPaused, false, "the task's pause waits for the pass");
+    await holder.query('COMMIT');
+    await Promise.all([pass, pausing]);
+    t.same(
+      await query(h.url, `SELECT 1 FROM pgboss.schedule WHERE name = $1`, [task]),
+      [],
+      'paused after the pass: no schedule',
+    );
+  },
+);
