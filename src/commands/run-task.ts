@@ -54,6 +54,8 @@ export async function runTaskCommand(ctx: RoleContext, args: string[]): Promise<
   }
   const outcome = await withCommandDeps(ctx, async (deps) => {
     await refusePausedTask(deps.pool, task);
+    // Stopped while it connected: nothing began, nothing to audit.
+    ctx.signal.throwIfAborted();
     // Audited before the run, as POST /tasks/:name/run is: a run that crashes half-way still says who began it.
     await insertAudit(deps.pool, {
       who: commandLineActor(),

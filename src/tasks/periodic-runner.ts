@@ -174,6 +174,8 @@ async function runHoldingLock(
   const watch = watchRunLock(session, deps.config.tasks.lockCheckSeconds * 1000, log);
   const signal = AbortSignal.any([request.signal, watch.lost]);
   try {
+    // Stopped before it began (a signal while it connected or waited for the lock): no run to record.
+    signal.throwIfAborted();
     const begun = await beginRun(deps, task, request, log).catch(couldNotStart);
     if ('skipped' in begun) return begun.skipped;
     const { run } = begun;

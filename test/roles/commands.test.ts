@@ -238,19 +238,25 @@ t.test('seed and run: the Django-shell equivalents', async (t) => {
   t.match(bad.err, /--date/);
 });
 
-/** Holds a lock on the charge queue's table that makes pg-boss's inserts wait, until the returned release. */
-async function holdChargeInserts(t: Test, url: string): Promise<() => Promise<void>> {
+/** Holds a lock on `table` that makes writers (or, in ACCESS EXCLUSIVE mode, readers too) wait, until released. */
+async function holdTable(t: Test, url: string, table: string, mode: string): Promise<() => Promise<void>> {
   const client = new pg.Client({ connectionString: url });
   await client.connect();
   t.teardown(() => client.end());
   await client.query('BEGIN');
-  const { rows } = await client.query<{ table_name: string }>(
-    `SELECT table_name FROM pgboss.queue WHERE name = 'cobrar_recorrencia'`,
-  );
-  await client.query(`LOCK TABLE pgboss.${rows[0]?.table_name ?? 'missing'} IN SHARE MODE`);
+  await client.query(`LOCK TABLE ${table} IN ${mode} MODE`);
   return async () => {
     await client.query('COMMIT');
   };
+}
+
+/** Makes pg-boss's inserts of charge jobs wait, until released. */
+async function holdChargeInserts(t: Test, url: string): Promise<() => Promise<void>> {
+  const [queue] = await query<{ table_name: string }>(
+    url,
+    `SELECT table_name FROM pgboss.queue WHERE name = 'cobrar_recorrencia'`,
+  );
+  return holdTable(t, url, `pgboss.${queue?.table_name ?? 'missing'}`, 'SHARE');
 }
 
 t.test(
@@ -270,8 +276,20 @@ t.test(
     const stopRequested = (run: { stderr(): string }) =>
       eventually(async () => (run.stderr().includes('stop requested') ? true : undefined));
 
+    // Stopped before it began (reading the pauses, held up by a lock): no run recorded, nothing audited.
+    let release = await holdTable(t, url, 'tarefas_pausadas', 'ACCESS EXCLUSIVE');
+    const early = startService(t, runArgs, { DATABASE_URL: url, LOG_LEVEL: 'info' });
+    await lockWaiters(url, 1);
+    early.child.kill('SIGTERM');
+    await stopRequested(early);
+    await release();
+    t.equal((await early.exited).code, 1);
+    t.match(early.stderr(), /stopped by SIGTERM before it finished/);
+    t.same(await runs(), [], 'no run recorded');
+    t.same(await query(url, `SELECT 1 FROM auditoria_admin`), [], 'nothing audited');
+
     // The fan-out's inserts wait on the lock: pages 1 and 2 are in flight, page 3 read, when SIGTERM comes.
-    let release = await holdChargeInserts(t, url);
+    release = await holdChargeInserts(t, url);
     const stopped = startService(t, runArgs, { DATABASE_URL: url, LOG_LEVEL: 'info' });
     await lockWaiters(url, 2);
     stopped.child.kill('SIGTERM');
@@ -286,7 +304,7 @@ t.test(
         {
           status: 'falha',
           erro: 'stopped by SIGTERM',
-          contagens: { encontradas: 10_000, enfileiradas: 10_000 },
+          contagens: { encontradas: 10_000, enfileiradas: 10_000, ja_enfileiradas: 0 },
         },
       ],
       'recorded as failed, with the two pages it enqueued; page 3 left out',

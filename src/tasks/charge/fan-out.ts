@@ -38,8 +38,14 @@ export async function fanOutCharges(
     const insert: Promise<void> = enqueueChargeJobs(ctx.boss, payloads)
       .then(
         async (count) => {
+          // Counted once inserted: a run that fails or stops records only the pages that made it.
+          found += payloads.length;
           enqueued += count;
-          ctx.progress.enfileiradas = enqueued;
+          Object.assign(ctx.progress, {
+            encontradas: found,
+            enfileiradas: enqueued,
+            ja_enfileiradas: found - enqueued,
+          });
           crashPoint('fanout_after_page');
           if (analyzed || count === 0) return;
           analyzed = true;
@@ -61,8 +67,6 @@ export async function fanOutCharges(
       // A stop asked for while waiting leaves this page out: the run records how far it got.
       ctx.signal.throwIfAborted();
       insertPage(page.map((row) => dueCharge(row.id, ctx.date, reason)));
-      found += page.length;
-      ctx.progress.encontradas = found;
       const last = page[page.length - 1] as (typeof page)[number];
       cursor = { date: last.data, id: last.id };
     }
