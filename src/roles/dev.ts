@@ -98,7 +98,13 @@ export async function runDev(args: string[]): Promise<number> {
         }
         await runMigrate({ config: runConfig, log, databaseUrl, signal });
         const all = await startAll({ config: runConfig, log, databaseUrl, signal });
-        await runDemo({ config: runConfig, log, databaseUrl, signal });
+        try {
+          await runDemo({ config: runConfig, log, databaseUrl, signal });
+        } catch (error) {
+          // Stopped (or failed) during the demo: the roles stop in order before their database does.
+          await all.stop();
+          throw error;
+        }
         log.info(
           { admin: all.adminUrl, database: withoutPassword(databaseUrl) },
           `recorrencias is running; admin server at ${all.adminUrl} (Ctrl-C stops everything)`,
