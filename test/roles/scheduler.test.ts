@@ -1,14 +1,16 @@
 // The scheduler as deployed: schedule registration, many schedulers at once, a missed tick caught up, and
-// pauses and resumes that a reconcile pass running at the same moment does not undo.
+// pauses that a reconcile pass running at the same moment does not undo (nor hold up, for the charge queue).
 import pg from 'pg';
 import t, { type Test } from 'tap';
 import { loadConfig } from '../../src/config.ts';
 import { insertPause } from '../../src/db/pauses.ts';
-import { pauseQueue, resumeQueue } from '../../src/ops/control.ts';
+import type { DatabasePool, DatabaseTransactionConnection } from '../../src/db/pool.ts';
+import { pauseQueue } from '../../src/ops/control.ts';
 import { createBoss } from '../../src/queue/boss.ts';
 import { CHARGE_QUEUE } from '../../src/queue/task-names.ts';
 import { syncSchedules } from '../../src/roles/scheduler.ts';
 import { createMigratedDatabase, lockWaiters, query } from '../helpers/database.ts';
+import { returnsWithin } from '../helpers/gated-task.ts';
 import { createHarness, silentLog, testActor, type Harness } from '../helpers/harness.ts';
 import { eventually, logMessage, startService } from '../helpers/processes.ts';
 
@@ -177,13 +179,8 @@ t.test("a scheduler renews a paused queue's job retention, at most once an hour"
   t.ok((await daysLeft()) < 2, 'the next pass, within the hour, reads nothing');
 });
 
-/**
- * A scheduler's reconcile pass (with a pg-boss of its own, as in its own process) whose pg-boss has no free
- * connection: its two wait on an advisory lock the test holds. `change` (a pause or a resume, through another
- * pg-boss, as the admin server's) runs meanwhile; then the connections are freed. A pass that read the pauses
- * on one connection and then waits for another to read the schedules reads them after the change.
- */
-async function passStalledAcross(t: Test, h: Harness, change: () => Promise<unknown>): Promise<void> {
+/** A pg-boss instance of its own (as a scheduler process has) whose every connection is taken, until released. */
+async function stalledBoss(t: Test, h: Harness) {
   const own = createBoss(loadConfig({ DATABASE_URL: h.url, BOSS_POOL_SIZE: '2' }), h.url, 'cli', silentLog);
   await own.start();
   t.teardown(() => own.stop({ graceful: false, close: true }));
@@ -193,57 +190,91 @@ async function passStalledAcross(t: Test, h: Harness, change: () => Promise<unkn
   await holder.query(`SELECT pg_advisory_lock(4242)`);
   const stalls = [1, 2].map(() => own.getDb().executeSql(`SELECT pg_advisory_xact_lock_shared(4242)`));
   await lockWaiters(h.url, 2);
-  let passEnded = false;
-  const pass = syncSchedules(own, h.pool, h.config, silentLog, new Map()).finally(() => (passEnded = true));
-  const poolOf = own.getDb() as unknown as { poolCounts(): { waiting: number } };
-  // The pass goes as far as it can without a connection of its pg-boss: to its end, or to where it waits.
-  await eventually(async () => (passEnded || poolOf.poolCounts().waiting > 0 ? true : undefined));
-  let changed = false;
-  const changing = change().then(() => (changed = true));
-  // The change either completes beside the stalled pass or waits for it (on a lock): either way, go on.
-  await eventually(async () => {
-    if (changed) return true;
-    const [row] = await query<{ n: number }>(
-      h.url,
-      `SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'`,
-    );
-    return (row?.n ?? 0) > 2 ? true : undefined;
-  });
-  await holder.query(`SELECT pg_advisory_unlock(4242)`);
-  await Promise.all([pass, changing, ...stalls]);
+  return {
+    boss: own,
+    release: async () => {
+      await holder.query(`SELECT pg_advisory_unlock(4242)`);
+      await Promise.all(stalls);
+    },
+  };
 }
 
-t.test("a pause or a resume during a scheduler's reconcile pass is not undone by it", async (t) => {
-  const h = await createHarness(t);
-  const task = 'notificar_recorrencias_hold';
-  const scheduled = async () => (await h.boss.getSchedules()).some((row) => row.name === task);
-  await syncSchedules(h.boss, h.pool, h.config, silentLog, new Map());
-  await passStalledAcross(t, h, () => pauseQueue(h.deps, testActor('ana'), task, null));
-  t.equal(await scheduled(), false, 'paused: no schedule');
-  await passStalledAcross(t, h, () => resumeQueue(h.deps, testActor('ana'), task));
-  t.equal(await scheduled(), true, 'resumed: scheduled');
-});
+t.test(
+  'a reconcile pass reads and changes the schedules in its own transaction: it ends while its pg-boss has no free connection',
+  async (t) => {
+    // A pass that read the pauses on one connection and the schedules on another (pg-boss's) could read them
+    // on either side of a pause, and undo it; one that held its lock while waiting for a connection would
+    // keep every pause waiting.
+    const h = await createHarness(t);
+    const task = 'notificar_recorrencias_hold';
+    const scheduled = async () => (await h.boss.getSchedules()).some((row) => row.name === task);
+    const own = await stalledBoss(t, h);
+    const pass = () => syncSchedules(own.boss, h.pool, h.config, silentLog, new Map());
+    await insertPause(h.pool, task, 'ana', null);
+    await t.resolves(returnsWithin(pass(), 10_000), 'the pass ends');
+    t.equal(await scheduled(), false, 'the paused task unscheduled');
+    await query(h.url, `DELETE FROM tarefas_pausadas WHERE fila = $1`, [task]);
+    await t.resolves(returnsWithin(pass(), 10_000), 'the pass ends');
+    t.equal(await scheduled(), true, 'the resumed task scheduled');
+    await own.release();
+  },
+);
+
+/** A pool whose transactions wait at their first read of pg-boss's schedule table until `open()`. */
+function poolStalledAtSchedules(pool: DatabasePool) {
+  let open = (): void => undefined;
+  const gate = new Promise<void>((resolve) => (open = resolve));
+  let reached = (): void => undefined;
+  const stalled = new Promise<void>((resolve) => (reached = resolve));
+  const proxy = new Proxy(pool, {
+    get(target, property, receiver) {
+      if (property !== 'transaction') return Reflect.get(target, property, receiver) as unknown;
+      return (work: (tx: DatabaseTransactionConnection) => Promise<unknown>) =>
+        target.transaction((tx) =>
+          work(
+            new Proxy(tx, {
+              get(inner, name, innerReceiver) {
+                if (name !== 'query') return Reflect.get(inner, name, innerReceiver) as unknown;
+                return async (query: { sql: string }) => {
+                  if (query.sql.includes('"pgboss"."schedule"')) {
+                    reached();
+                    await gate;
+                  }
+                  return inner.query(query as never);
+                };
+              },
+            }),
+          ),
+        );
+    },
+  });
+  return { pool: proxy, stalled, open };
+}
 
 t.test(
-  "the charge queue's emergency stop does not wait for a scheduler's pass; a task's pause does",
+  "a task's pause during a reconcile pass waits for it and is not undone; the charge queue's pause does not wait",
   async (t) => {
     const h = await createHarness(t);
     const task = 'notificar_recorrencias_hold';
-    // A pass stalled on the schedule table (an exclusive lock the test holds), midway through its transaction.
-    const holder = new pg.Client({ connectionString: h.url });
-    await holder.connect();
-    t.teardown(() => holder.end());
-    await holder.query('BEGIN');
-    await holder.query('LOCK TABLE pgboss.schedule IN ACCESS EXCLUSIVE MODE');
-    const pass = syncSchedules(h.boss, h.pool, h.config, silentLog, new Map());
-    await lockWaiters(h.url, 1);
-    const stop = await pauseQueue(h.deps, testActor('ana'), CHARGE_QUEUE, 'incidente');
-    t.equal(stop.changed, true, 'the charge queue paused while the pass is stalled');
+    const advisoryWaiters = async () =>
+      (
+        await query<{ n: number }>(
+          h.url,
+          `SELECT count(*)::int AS n FROM pg_locks l JOIN pg_database d ON d.oid = l.database
+           WHERE d.datname = current_database() AND l.locktype = 'advisory' AND NOT l.granted`,
+        )
+      )[0]?.n ?? 0;
+    // The pass has read the pauses (none) and stops before it reads the schedules.
+    const stalledPool = poolStalledAtSchedules(h.pool);
+    const pass = syncSchedules(h.boss, stalledPool.pool, h.config, silentLog, new Map());
+    await returnsWithin(stalledPool.stalled, 10_000);
     let taskPaused = false;
     const pausing = pauseQueue(h.deps, testActor('ana'), task, null).then(() => (taskPaused = true));
-    await lockWaiters(h.url, 2);
-    t.equal(taskPaused, false, "the task's pause waits for the pass");
-    await holder.query('COMMIT');
+    await eventually(async () => ((await advisoryWaiters()) > 0 ? true : undefined));
+    t.equal(taskPaused, false, "the task's pause waits for the pass's lock");
+    const stop = await returnsWithin(pauseQueue(h.deps, testActor('ana'), CHARGE_QUEUE, 'incidente'), 10_000);
+    t.equal(stop.changed, true, 'the charge queue pauses meanwhile');
+    stalledPool.open();
     await Promise.all([pass, pausing]);
     t.same(
       await query(h.url, `SELECT 1 FROM pgboss.schedule WHERE name = $1`, [task]),
