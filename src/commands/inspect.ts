@@ -105,7 +105,12 @@ export async function statsCommand(ctx: RoleContext, args: string[]): Promise<nu
   return 0;
 }
 
-/** A run left 'executando' by a process that ended (a crash, a forced stop) is not running: said so. */
-function processEnded(run: { status: string; running: boolean }): string {
-  return run.status === 'executando' && !run.running ? ' (its process ended; the next run redoes it)' : '';
+/**
+ * A run left 'executando' by a process that ended (a crash, a forced stop) is not running: said so. Only a run
+ * of that task and date redoes it (the scheduled ones are for later dates).
+ */
+function processEnded(run: { status: string; running: boolean; data_negocio: string }): string {
+  return run.status === 'executando' && !run.running
+    ? ` (its process ended; run it again for ${run.data_negocio})`
+    : '';
 }

@@ -276,8 +276,26 @@ t.test(
     const stopRequested = (run: { stderr(): string }) =>
       eventually(async () => (run.stderr().includes('stop requested') ? true : undefined));
 
+    // A dry run's listing, held up by a lock, stops at the first signal instead of listing all 12,000.
+    let release = await holdTable(t, url, 'checkout_recorrencias', 'ACCESS EXCLUSIVE');
+    const listing = startService(
+      t,
+      ['run', 'processar_recorrencias_do_dia', '--date', '2031-03-10', '--dry-run', '--csv'],
+      {
+        DATABASE_URL: url,
+        LOG_LEVEL: 'info',
+      },
+    );
+    await lockWaiters(url, 1);
+    listing.child.kill('SIGINT');
+    await stopRequested(listing);
+    await release();
+    t.equal((await listing.exited).code, 1);
+    t.match(listing.stderr(), /stopped by SIGINT before it finished/);
+    t.ok(listing.stdout().split('\n').length < 12_000, 'the listing stopped short');
+
     // Stopped before it began (reading the pauses, held up by a lock): no run recorded, nothing audited.
-    let release = await holdTable(t, url, 'tarefas_pausadas', 'ACCESS EXCLUSIVE');
+    release = await holdTable(t, url, 'tarefas_pausadas', 'ACCESS EXCLUSIVE');
     const early = startService(t, runArgs, { DATABASE_URL: url, LOG_LEVEL: 'info' });
     await lockWaiters(url, 1);
     early.child.kill('SIGTERM');
@@ -347,7 +365,7 @@ t.test(
     t.match(await lastRun(), { status: 'executando', running: false }, 'inspect: yet no process runs it');
     t.match(
       (await command(t, ['inspect', 'scheduled'], { DATABASE_URL: url })).out,
-      /2031-03-10 executando \(its process ended; the next run redoes it\)/,
+      /2031-03-10 executando \(its process ended; run it again for 2031-03-10\)/,
     );
 
     const finished = await command(t, runArgs, { DATABASE_URL: url });

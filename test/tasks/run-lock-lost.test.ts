@@ -2,11 +2,12 @@
 // directly or behind a transaction-mode PgBouncer): the lock went with the connection, so the run stops, is
 // recorded as failed and a new run takes over alone. A connection that ends after the run's work leaves the
 // run's success standing. A job's retry that finds its date's run still locked fails, to retry later. A run
-// that fails before it has its record is logged. While the lock is held, its connection holds no snapshot.
+// that fails before it has its record is logged; one stopped before it began records nothing. While the lock is held, its connection holds no snapshot.
 import { randomUUID } from 'node:crypto';
 import { sql } from 'slonik';
 import t, { type Test } from 'tap';
 import { tryLockTaskRun } from '../../src/db/task-runs.ts';
+import { runPeriodicTask } from '../../src/tasks/periodic-runner.ts';
 import type { TaskDeps } from '../../src/tasks/task.ts';
 import { capturedLog } from '../helpers/captured-log.ts';
 import { advisoryLocks, createMigratedDatabase, query } from '../helpers/database.ts';
@@ -252,6 +253,31 @@ t.test(
     );
   },
 );
+
+t.test('a run stopped before it began (its signal aborted) records nothing and leaves no lock', async (t) => {
+  const url = await createMigratedDatabase(t);
+  const deps = await runnerDeps(t, url);
+  const gated = gatedTask();
+  const stop = new AbortController();
+  stop.abort(new Error('stopped by SIGTERM'));
+  await t.rejects(
+    // Within a deadline: a gated task that did start would wait for a release that never comes.
+    returnsWithin(
+      runPeriodicTask(gated.task, deps, {
+        date: DATE,
+        force: false,
+        jobId: null,
+        attempt: 1,
+        signal: stop.signal,
+      }),
+      10_000,
+    ),
+    { message: 'stopped by SIGTERM' },
+  );
+  t.equal(gated.state.peakInside, 0, 'the task never ran');
+  t.same(await runStatuses(url), [], 'no run recorded');
+  t.same(await advisoryLocks(url), [], 'no lock left');
+});
 
 t.test('a run that fails before it has its record is logged with the task and date', async (t) => {
   const url = await createMigratedDatabase(t);
