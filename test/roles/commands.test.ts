@@ -276,46 +276,52 @@ t.test(
     const stopRequested = (run: { stderr(): string }) =>
       eventually(async () => (run.stderr().includes('stop requested') ? true : undefined));
 
+    /**
+     * Starts `args` with a lock held that `waiters` of its sessions end up waiting on, sends `signal` there,
+     * and once the stop is logged releases the lock and waits for the exit.
+     */
+    const stopWhileHeld = async (
+      args: string[],
+      release: () => Promise<void>,
+      waiters: number,
+      signal: NodeJS.Signals,
+    ) => {
+      const service = startService(t, args, { DATABASE_URL: url, LOG_LEVEL: 'info' });
+      await lockWaiters(url, waiters);
+      service.child.kill(signal);
+      await stopRequested(service);
+      await release();
+      const { code } = await service.exited;
+      return { code, out: service.stdout(), err: service.stderr() };
+    };
+
     // A dry run's listing, held up by a lock, stops at the first signal instead of listing all 12,000.
-    let release = await holdTable(t, url, 'checkout_recorrencias', 'ACCESS EXCLUSIVE');
-    const listing = startService(
-      t,
+    const listing = await stopWhileHeld(
       ['run', 'processar_recorrencias_do_dia', '--date', '2031-03-10', '--dry-run', '--csv'],
-      {
-        DATABASE_URL: url,
-        LOG_LEVEL: 'info',
-      },
+      await holdTable(t, url, 'checkout_recorrencias', 'ACCESS EXCLUSIVE'),
+      1,
+      'SIGINT',
     );
-    await lockWaiters(url, 1);
-    listing.child.kill('SIGINT');
-    await stopRequested(listing);
-    await release();
-    t.equal((await listing.exited).code, 1);
-    t.match(listing.stderr(), /stopped by SIGINT before it finished/);
-    t.ok(listing.stdout().split('\n').length < 12_000, 'the listing stopped short');
+    t.equal(listing.code, 1);
+    t.match(listing.err, /stopped by SIGINT before it finished/);
+    t.ok(listing.out.split('\n').length < 12_000, 'the listing stopped short');
 
     // Stopped before it began (reading the pauses, held up by a lock): no run recorded, nothing audited.
-    release = await holdTable(t, url, 'tarefas_pausadas', 'ACCESS EXCLUSIVE');
-    const early = startService(t, runArgs, { DATABASE_URL: url, LOG_LEVEL: 'info' });
-    await lockWaiters(url, 1);
-    early.child.kill('SIGTERM');
-    await stopRequested(early);
-    await release();
-    t.equal((await early.exited).code, 1);
-    t.match(early.stderr(), /stopped by SIGTERM before it finished/);
+    const early = await stopWhileHeld(
+      runArgs,
+      await holdTable(t, url, 'tarefas_pausadas', 'ACCESS EXCLUSIVE'),
+      1,
+      'SIGTERM',
+    );
+    t.equal(early.code, 1);
+    t.match(early.err, /stopped by SIGTERM before it finished/);
     t.same(await runs(), [], 'no run recorded');
     t.same(await query(url, `SELECT 1 FROM auditoria_admin`), [], 'nothing audited');
 
     // The fan-out's inserts wait on the lock: pages 1 and 2 are in flight, page 3 read, when SIGTERM comes.
-    release = await holdChargeInserts(t, url);
-    const stopped = startService(t, runArgs, { DATABASE_URL: url, LOG_LEVEL: 'info' });
-    await lockWaiters(url, 2);
-    stopped.child.kill('SIGTERM');
-    await stopRequested(stopped);
-    await release();
-    const { code } = await stopped.exited;
-    t.equal(code, 1, 'the run did not finish: exit 1');
-    t.match(stopped.stderr(), /stopped by SIGTERM before it finished/);
+    const stopped = await stopWhileHeld(runArgs, await holdChargeInserts(t, url), 2, 'SIGTERM');
+    t.equal(stopped.code, 1, 'the run did not finish: exit 1');
+    t.match(stopped.err, /stopped by SIGTERM before it finished/);
     t.match(
       await runs(),
       [
@@ -333,7 +339,7 @@ t.test(
     );
 
     // Stuck for good (the lock held): a second signal, a second or more after the first, forces the exit.
-    release = await holdChargeInserts(t, url);
+    const release = await holdChargeInserts(t, url);
     const forced = startService(t, runArgs, { DATABASE_URL: url, LOG_LEVEL: 'info' });
     await lockWaiters(url, 2);
     const lastRun = async () => {

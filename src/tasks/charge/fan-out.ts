@@ -34,6 +34,12 @@ export async function fanOutCharges(
   const inFlight = new Set<Promise<void>>();
   const failures: unknown[] = [];
   let analyzed = false;
+  // A job already present (same recurrence, date and reason) is not enqueued again.
+  const counts = (): TaskCounts => ({
+    encontradas: found,
+    enfileiradas: enqueued,
+    ja_enfileiradas: found - enqueued,
+  });
   const insertPage = (payloads: ChargeJobPayload[]) => {
     const insert: Promise<void> = enqueueChargeJobs(ctx.boss, payloads)
       .then(
@@ -41,11 +47,7 @@ export async function fanOutCharges(
           // Counted once inserted: a run that fails or stops records only the pages that made it.
           found += payloads.length;
           enqueued += count;
-          Object.assign(ctx.progress, {
-            encontradas: found,
-            enfileiradas: enqueued,
-            ja_enfileiradas: found - enqueued,
-          });
+          Object.assign(ctx.progress, counts());
           crashPoint('fanout_after_page');
           if (analyzed || count === 0) return;
           analyzed = true;
@@ -76,6 +78,5 @@ export async function fanOutCharges(
     await Promise.all(inFlight);
   }
   if (failures.length > 0) throw failures[0];
-  // A job already present (same recurrence, date and reason) is not enqueued again.
-  return { encontradas: found, enfileiradas: enqueued, ja_enfileiradas: found - enqueued };
+  return counts();
 }
