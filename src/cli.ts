@@ -32,11 +32,12 @@ operations:
                recurrence counts for the business date
   run <task> [--date YYYY-MM-DD [--allow-future-date]] [--force] [--dry-run [--csv]]
                run a periodic task now, in this process, and print its result; --dry-run prints what it
-               would do (for processar_recorrencias_do_dia, the list of charges) and runs nothing
+               would do (for processar_recorrencias_do_dia, the list of charges) and runs nothing; Ctrl-C
+               stops it at its next page, recorded as failed (exit 1)
   import --file export.(csv|jsonl) [--cutover YYYY-MM-DD [--replace-cutover]] [--dry-run] [--map ours=theirs,...]
                import the old system's recurrences (idempotent, by id_legado)
-  seed --count N [--date YYYY-MM-DD] [--sellers S] [--seed X]
-               insert N realistic recurrences due on the date (demo, benchmark)
+  seed --count N [--date YYYY-MM-DD] [--sellers S] [--seed X] [--demo]
+               insert N realistic recurrences due on the date (demo, benchmark; in production only with --demo)
   purge-archive [--older-than-days N] [--dry-run]
                delete recurrences archived longer ago than ARCHIVE_RETENTION_DAYS
 
