@@ -17,6 +17,7 @@ import {
   type TaskRun,
 } from '../db/task-runs.ts';
 import type { Logger } from '../log.ts';
+import { StopRequested } from '../lifecycle.ts';
 import { occurrenceBusinessDate } from './job-business-date.ts';
 import { watchRunLock, type RunLockWatch } from './run-lock-watch.ts';
 import { periodicTaskPayload, type PeriodicTask, type TaskCounts, type TaskDeps } from './task.ts';
@@ -198,7 +199,15 @@ async function runHoldingLock(
       runLog.info({ counts, ms: Date.now() - started }, 'task run succeeded');
       return { status: 'succeeded', runId: run.id, date, counts };
     } catch (error) {
-      runLog.error({ err: error, ms: Date.now() - started, counts: progress }, 'task run failed');
+      const fields = { ms: Date.now() - started, counts: progress };
+      // Stopped on purpose (SIGTERM or Ctrl-C on a command-line run): not a crash, so no error and no stack;
+      // the date is not done, though, and the message says so.
+      if (error instanceof StopRequested)
+        runLog.warn(
+          { ...fields, reason: error.message },
+          'task run stopped before it finished: run it again',
+        );
+      else runLog.error({ err: error, ...fields }, 'task run failed');
       await markTaskRunFailed(deps.pool, run.id, (error as Error).message, progress).catch(
         (recordError: unknown) => runLog.error({ err: recordError }, 'could not record the failed run'),
       );

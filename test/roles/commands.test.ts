@@ -322,6 +322,22 @@ t.test(
     const stopped = await stopWhileHeld(runArgs, await holdChargeInserts(t, url), 2, 'SIGTERM');
     t.equal(stopped.code, 1, 'the run did not finish: exit 1');
     t.match(stopped.err, /stopped by SIGTERM before it finished/);
+    const logged = stopped.err
+      .split('\n')
+      .filter((line) => line.startsWith('{'))
+      .map((line) => JSON.parse(line) as { level: number; msg: string; reason?: string });
+    t.match(
+      logged.filter((line) => line.msg.startsWith('task run')),
+      [
+        { level: 30, msg: 'task run started' },
+        { level: 40, reason: 'stopped by SIGTERM' },
+      ],
+      'a deliberate stop is a warning that says to run it again',
+    );
+    t.notOk(
+      logged.some((line) => line.level >= 50),
+      'nothing logged as an error',
+    );
     t.match(
       await runs(),
       [
