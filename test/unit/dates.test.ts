@@ -35,4 +35,10 @@ t.test('a cron job is for the business date of the occurrence that produced it',
   t.equal(occurrenceBusinessDate('0 8 * * *', SP, new Date('2027-03-11T03:30:00Z')), '2027-03-10');
   // A 23:50 local schedule fires after midnight UTC: still the local day.
   t.equal(occurrenceBusinessDate('50 23 * * *', SP, new Date('2027-03-11T02:50:05Z')), '2027-03-10');
+  // Sent 4 s early (the scheduler's clock stepped forward): today's tick, not yesterday's, already done.
+  t.equal(occurrenceBusinessDate('0 8 * * *', SP, new Date('2027-03-10T10:59:56Z')), '2027-03-10');
+  // The weekly cleanup sent early on Sunday 01:59:58: that Sunday's.
+  t.equal(occurrenceBusinessDate('0 2 * * 0', SP, new Date('2027-03-14T04:59:58Z')), '2027-03-14');
+  // A job created well before the tick is the previous occurrence's catch-up.
+  t.equal(occurrenceBusinessDate('0 8 * * *', SP, new Date('2027-03-10T10:30:00Z')), '2027-03-09');
 });
