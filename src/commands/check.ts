@@ -4,6 +4,7 @@ import pg from 'pg';
 import { createDbPool } from '../db/pool.ts';
 import { runnerFor } from '../db/raw-query.ts';
 import { checkSchema } from '../db/schema-check.ts';
+import { sessionSettingsProblem } from '../db/session-settings.ts';
 import { businessDate } from '../domain/dates.ts';
 import { runChecks, type CheckResult } from '../ops/check.ts';
 import type { RoleContext } from '../roles/context.ts';
@@ -26,9 +27,13 @@ async function databaseChecks(url: string): Promise<CheckResult[]> {
     };
     const pool = await createDbPool(url, { maxConnections: 1, applicationName: 'recorrencias:check' });
     try {
+      const settings = await sessionSettingsProblem(runnerFor(pool));
       const state = await checkSchema(runnerFor(pool));
       return [
         reachable,
+        settings === null
+          ? { name: 'session settings', status: 'ok', detail: 'DateStyle ISO' }
+          : { name: 'session settings', status: 'failed', detail: settings },
         state.ok
           ? { name: 'migrations current', status: 'ok', detail: 'sql/ and pg-boss schema up to date' }
           : {

@@ -38,6 +38,21 @@ function int8(value: string): number {
   return parsed;
 }
 
+/**
+ * Dates are handled as the server's text ('2031-03-10'), compared and parsed as ISO dates. A role or database
+ * set to another DateStyle ('SQL, DMY' sends '10/03/2031') would make every comparison quietly wrong (a date
+ * read as not due yet is skipped), so a date in any other shape fails the query instead.
+ */
+export function isoDateText(value: string): string {
+  if (!/^\d{4}-\d{2}-\d{2}$/.test(value))
+    throw new Error(
+      `Postgres sent the date '${value}', not in ISO form: set DateStyle to ISO for this database or role (${DATESTYLE_FIX})`,
+    );
+  return value;
+}
+
+export const DATESTYLE_FIX = "ALTER DATABASE <name> SET DateStyle = 'ISO, MDY'";
+
 /** Adds application_name to a connection URL so each role is recognisable in pg_stat_activity. */
 export function withApplicationName(url: string, applicationName: string): string {
   const parsed = new URL(url);
@@ -80,7 +95,7 @@ export async function createDbPool(url: string, options: DbPoolOptions): Promise
     typeParsers: [
       { name: 'int8', parse: int8 },
       { name: 'numeric', parse: (value: string) => Number(value) },
-      { name: 'date', parse: (value: string) => value },
+      { name: 'date', parse: isoDateText },
       { name: 'timestamptz', parse: (value: string) => new Date(value) },
       { name: 'timestamp', parse: (value: string) => new Date(`${value}Z`) },
     ],

@@ -11,6 +11,9 @@ import {
   createMigratedDatabase,
   query,
 } from '../helpers/database.ts';
+import { sql } from 'slonik';
+import { z } from 'zod';
+import { createDbPool } from '../../src/db/pool.ts';
 import { PERIODIC_TASKS } from '../../src/queue/task-names.ts';
 import { logMessage, startService } from '../helpers/processes.ts';
 
@@ -84,6 +87,28 @@ t.test('a worker started before migrate refuses to run and says why', async (t) 
   t.equal(code, 3, 'exits with the not-migrated code');
   const fatal = await worker.waitForLog((line) => line.level === 60);
   t.match(String(fatal.msg), /not migrated.*run `node dist\/main\.js migrate` first/);
+});
+
+t.test('a database set to another DateStyle is refused: dates would be misread', async (t) => {
+  const url = await createMigratedDatabase(t);
+  const name = new URL(url).pathname.slice(1);
+  await query(adminUrl(), `ALTER DATABASE "${name}" SET DateStyle = 'SQL, DMY'`);
+  const worker = startService(t, ['worker'], { DATABASE_URL: url, GATEWAY_URL });
+  t.equal((await worker.exited).code, 2, 'exits with the bad-configuration code');
+  t.match(worker.stderr(), /DateStyle is 'SQL, DMY'.*set it to ISO/);
+  const check = startService(t, ['check'], { DATABASE_URL: url });
+  t.equal((await check.exited).code, 1);
+  t.match(check.stdout(), /✗ session settings: Postgres DateStyle is 'SQL, DMY'/);
+  // A session changed after start-up: a date read through the pool fails instead of being misread.
+  const pool = await createDbPool(url, { maxConnections: 1, applicationName: 'test' });
+  t.teardown(() => pool.end());
+  await t.rejects(
+    pool.oneFirst(sql.type(z.object({ d: z.string() }))`SELECT '2031-03-25'::date AS d`),
+    /Postgres sent the date '25\/03\/2031', not in ISO form/,
+  );
+  await query(adminUrl(), `ALTER DATABASE "${name}" RESET DateStyle`);
+  const fixed = startService(t, ['check'], { DATABASE_URL: url });
+  t.equal((await fixed.exited).code, 0, 'fine again once reset');
 });
 
 t.test('a worker started while Postgres is down waits, then comes up by itself', async (t) => {
