@@ -7,11 +7,29 @@ import { z } from 'zod';
 // Row schemas are built once: zod compiles a schema on first use, so an inline one would cost that on every call.
 const SlotRow = z.object({ vaga: z.number() });
 
-/** Makes the table hold exactly slots 1..count (workers call it at start; all must agree on the count). */
-export async function ensureGatewaySlots(db: CommonQueryMethods, count: number): Promise<void> {
-  await db.query(sql.unsafe`
-    INSERT INTO vagas_gateway (vaga) SELECT generate_series(1, ${count}) ON CONFLICT DO NOTHING`);
-  await db.query(sql.unsafe`DELETE FROM vagas_gateway WHERE vaga > ${count}`);
+const SlotCounts = z.object({ total: z.number(), taken: z.number() });
+export type SlotCounts = z.infer<typeof SlotCounts>;
+
+/**
+ * Makes the table hold exactly slots 1..count (workers call it at start; all must agree on the count), and
+ * returns how many slots it held before: another count means another worker set a different cap.
+ */
+export async function ensureGatewaySlots(db: CommonQueryMethods, count: number): Promise<number> {
+  return db.transaction(async (tx) => {
+    const before = await tx.oneFirst(sql.type(z.object({ n: z.number() }))`
+      SELECT count(*)::int AS n FROM vagas_gateway`);
+    await tx.query(sql.unsafe`
+      INSERT INTO vagas_gateway (vaga) SELECT generate_series(1, ${count}) ON CONFLICT DO NOTHING`);
+    await tx.query(sql.unsafe`DELETE FROM vagas_gateway WHERE vaga > ${count}`);
+    return before;
+  });
+}
+
+/** The cap's slots: how many there are, and how many a live lease holds now. */
+export async function gatewaySlotCounts(db: CommonQueryMethods): Promise<SlotCounts> {
+  return db.one(sql.type(SlotCounts)`
+    SELECT count(*)::int AS total, (count(*) FILTER (WHERE job_id IS NOT NULL AND ate >= now()))::int AS taken
+    FROM vagas_gateway`);
 }
 
 /** Takes a free slot for `jobId` for at most `leaseMs`; null when every slot is taken. */

@@ -191,3 +191,28 @@ export async function recentJobs(
     GROUP BY name`);
   return result.rows;
 }
+
+const ReasonCount = z.object({ reason: z.string(), n: z.number() });
+
+/** The jobs `retryingJobReasons` reads at most: bounded work per scrape, even with a million waiting. */
+export const RETRY_REASON_SAMPLE = 10_000;
+
+/**
+ * The jobs of `queue` waiting for a retry, counted by why their last attempt failed: a charge job's unknown
+ * outcome gives its reason (`unauthorized`, `timeout`, `gateway_busy`...), any other failure its status, and an
+ * output with neither `other`. Reads at most RETRY_REASON_SAMPLE of them: the counts say which reasons there are
+ * and roughly how many, while `recorrencias_jobs` has the exact total.
+ */
+export async function retryingJobReasons(
+  db: CommonQueryMethods,
+  queue: string,
+): Promise<readonly z.infer<typeof ReasonCount>[]> {
+  const result = await db.query(sql.type(ReasonCount)`
+    SELECT coalesce(
+        CASE WHEN output->>'status' = 'unresolved' THEN output->>'reason' ELSE output->>'status' END,
+        'other') AS reason,
+      count(*)::int AS n
+    FROM (SELECT output FROM ${job} WHERE name = ${queue} AND state = 'retry' LIMIT ${RETRY_REASON_SAMPLE}) j
+    GROUP BY 1 ORDER BY 1`);
+  return result.rows;
+}

@@ -2,17 +2,20 @@
 // recurrences, task runs, the notice outbox, live instances and paused queues, read from the database at each
 // scrape (the admin process runs no jobs, so it has nothing to count in memory), plus the process defaults.
 import { collectDefaultMetrics, Gauge, Registry } from 'prom-client';
-import { recentJobs } from '../db/jobs.ts';
+import { gatewaySlotCounts } from '../db/gateway-slots.ts';
+import { recentJobs, RETRY_REASON_SAMPLE, retryingJobReasons } from '../db/jobs.ts';
 import { getMetricGauges, NOTICE_STATUSES } from '../db/metrics.ts';
 import { recurrenceStats } from '../db/stats.ts';
 import { businessDate } from '../domain/dates.ts';
-import { PERIODIC_TASKS } from '../queue/task-names.ts';
+import { CHARGE_QUEUE, PERIODIC_TASKS } from '../queue/task-names.ts';
 import type { OpsDeps } from './deps.ts';
 import { queueStates } from './queues.ts';
 
 /** The window of the run-time quantiles and completion counts. */
 const DURATION_WINDOW_MINUTES = 15;
 const INSTANCE_ROLES = ['worker', 'scheduler', 'admin'] as const;
+/** A live instance younger than this is still in a crash loop's streak; older, it has been up long enough. */
+const CRASH_LOOP_WINDOW_MS = 15 * 60 * 1000;
 const OUTCOMES = {
   approved: 'aprovada',
   declined: 'recusada',
@@ -67,7 +70,23 @@ function definitions(registry: Registry) {
     ),
     blockedAttempts: gauge(
       'blocked_attempts',
-      'Charge attempts blocked for an operator: the gateway holds another request under their key (409).',
+      'Charge attempts blocked for an operator: the gateway holds another request under their key (409), or ' +
+        'the key outlived GATEWAY_KEY_RETENTION_HOURS before an answer (idempotency_key_expired).',
+    ),
+    keyRetention: gauge(
+      'gateway_key_retention_seconds',
+      'GATEWAY_KEY_RETENTION_HOURS in seconds (0 = for ever): a pending attempt older than this is never sent or looked up again.',
+    ),
+    retrying: gauge(
+      'charge_jobs_retrying',
+      "Charge jobs waiting for a retry, by why their last attempt failed: the unknown outcome's reason " +
+        `(unauthorized, forbidden, timeout, gateway_busy, http_503...) or the failure's status; counted among at most ${RETRY_REASON_SAMPLE} of them.`,
+      ['reason'],
+    ),
+    gatewaySlots: gauge(
+      'gateway_slots',
+      'Slots of the cluster-wide cap on concurrent gateway calls (GATEWAY_MAX_CONCURRENCY): total, and taken by a call now.',
+      ['state'],
     ),
     recurrences: gauge('recurrences', 'Recurrences by status.', ['status']),
     due: gauge(
@@ -109,6 +128,12 @@ function definitions(registry: Registry) {
     instances: gauge('instances_alive', "Live instances per role, from pg-boss's instance registry.", [
       'role',
     ]),
+    crashRestarts: gauge(
+      'instance_crash_restarts',
+      'Crashes in a row (lives that ended without stopping: kill -9, out of memory, a fatal error) just before a ' +
+        "live instance of the role that started in the last 15 minutes, the most among them (pg-boss's count); 0 when none.",
+      ['role'],
+    ),
     paused: gauge('queue_paused', 'Whether the queue is paused across the cluster (1) or not (0).', [
       'queue',
     ]),
@@ -139,18 +164,20 @@ export function minutesSinceMidnight(instant: Date, timeZone: string): number {
 async function readSnapshot(deps: OpsDeps) {
   const now = deps.now();
   const date = businessDate(now, deps.config.timeZone);
-  const [queues, recent, stats, gauges, instances] = await Promise.all([
+  const [queues, recent, stats, gauges, instances, retrying, slots] = await Promise.all([
     queueStates(deps),
     recentJobs(deps.pool, DURATION_WINDOW_MINUTES),
     recurrenceStats(deps.pool, date),
     getMetricGauges(deps.pool, { date, tasks: PERIODIC_TASKS }),
     deps.boss.getInstances(),
+    retryingJobReasons(deps.pool, CHARGE_QUEUE),
+    gatewaySlotCounts(deps.pool),
   ]);
-  return { now, queues, recent, stats, gauges, instances };
+  return { now, queues, recent, stats, gauges, instances, retrying, slots };
 }
 
 /** Sets every gauge from one snapshot; labelled gauges are reset first so vanished series disappear. */
-function apply(g: Gauges, s: Awaited<ReturnType<typeof readSnapshot>>, timeZone: string): void {
+function apply(g: Gauges, s: Awaited<ReturnType<typeof readSnapshot>>, config: OpsDeps['config']): void {
   for (const metric of Object.values(g)) metric.reset();
   for (const queue of s.queues) {
     for (const [state, n] of Object.entries(queue.counts)) g.jobs.set({ queue: queue.queue, state }, n);
@@ -175,6 +202,10 @@ function apply(g: Gauges, s: Awaited<ReturnType<typeof readSnapshot>>, timeZone:
   g.pendingAttempts.set(s.stats.tentativas_pendentes_total);
   g.oldestPending.set(s.gauges.tentativa_pendente_mais_antiga_segundos ?? 0);
   g.blockedAttempts.set(s.gauges.tentativas_bloqueadas);
+  g.keyRetention.set(config.gateway.keyRetentionHours * 3600);
+  for (const { reason, n } of s.retrying) g.retrying.set({ reason }, n);
+  g.gatewaySlots.set({ state: 'total' }, s.slots.total);
+  g.gatewaySlots.set({ state: 'taken' }, s.slots.taken);
   for (const [status, n] of Object.entries(s.stats.por_status)) g.recurrences.set({ status }, n);
   g.due.set(s.stats.devidas_na_data);
   g.waitingRetry.set(s.stats.aguardando_retentativa);
@@ -183,17 +214,21 @@ function apply(g: Gauges, s: Awaited<ReturnType<typeof readSnapshot>>, timeZone:
     g.succeededToday.set({ task: task.tarefa }, task.sucesso_na_data ? 1 : 0);
     g.running.set({ task: task.tarefa }, task.executando ? 1 : 0);
   }
-  g.businessMinutes.set(minutesSinceMidnight(s.now, timeZone));
+  g.businessMinutes.set(minutesSinceMidnight(s.now, config.timeZone));
   for (const status of NOTICE_STATUSES) g.notices.set({ status }, s.gauges.avisos_por_status[status] ?? 0);
   g.oldestNotice.set(s.gauges.aviso_nao_entregue_mais_antigo_segundos ?? 0);
   g.undeliveredEvents.set(s.gauges.eventos_nao_entregues);
   g.oldestEvent.set(s.gauges.evento_nao_entregue_mais_antigo_segundos ?? 0);
   for (const role of INSTANCE_ROLES) {
     const name = `recorrencias-${role}`;
-    g.instances.set(
-      { role },
-      s.instances.filter((instance) => instance.live && instance.name === name).length,
+    const live = s.instances.filter((instance) => instance.live && instance.name === name);
+    g.instances.set({ role }, live.length);
+    // A crashed process stays "live" for three missed heartbeats, so a crash loop keeps instances_alive up;
+    // what gives it away is the crashes counted before each new life. Both instants are the database's clock.
+    const young = live.filter(
+      (instance) => instance.heartbeatOn.getTime() - instance.startedOn.getTime() < CRASH_LOOP_WINDOW_MS,
     );
+    g.crashRestarts.set({ role }, Math.max(0, ...young.map((instance) => instance.crashRestarts)));
   }
 }
 
@@ -207,7 +242,7 @@ export function createMetrics(deps: OpsDeps): Metrics {
   const { registry, gauges } = createMetricsRegistry();
   let inFlight: Promise<string> | null = null;
   const scrape = async () => {
-    apply(gauges, await readSnapshot(deps), deps.config.timeZone);
+    apply(gauges, await readSnapshot(deps), deps.config);
     return registry.metrics();
   };
   return {

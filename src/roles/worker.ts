@@ -133,6 +133,7 @@ export async function startWorker(
         taskHardLimitSeconds: config.tasks.hardLimitSeconds,
         chargeHardLimitSeconds: config.charges.hardLimitSeconds,
         gateway: config.gateway.url ?? 'in-process (development)',
+        gatewayMaxConcurrency: config.gateway.maxConcurrency,
       },
       'worker started',
     );

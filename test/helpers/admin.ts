@@ -1,5 +1,6 @@
 // An admin app on a private migrated database, for tests through `app.inject`.
 import type { Test } from 'tap';
+import type { FakeGatewayOptions } from '../../src/gateway/fake-gateway.ts';
 import { buildAdminApp, type AdminApp } from '../../src/http/app.ts';
 import { createHarness, silentLog, type Harness } from './harness.ts';
 
@@ -13,12 +14,17 @@ export const reader = auth(READ_TOKEN);
 
 export type AdminHarness = Harness & { app: AdminApp };
 
-export async function createAdminHarness(t: Test, env: Record<string, string> = {}): Promise<AdminHarness> {
+export async function createAdminHarness(
+  t: Test,
+  env: Record<string, string> = {},
+  gateway: FakeGatewayOptions = {},
+): Promise<AdminHarness> {
   const h = await createHarness(t, {
     env: {
       ADMIN_TOKENS: `ana:${OPERATOR_TOKEN},grafana:${READ_TOKEN}:read,checkout:${CHECKOUT_TOKEN}:checkout`,
       ...env,
     },
+    gateway,
   });
   const app = await buildAdminApp({
     config: h.config,

@@ -8,17 +8,23 @@ import { catalog } from '../../src/ops/catalog.ts';
 import { createBoss } from '../../src/queue/boss.ts';
 import {
   CHARGE_DEAD_LETTER_QUEUE,
+  CHARGE_QUEUE,
   CHECKOUT_EVENT_QUEUE,
   PERIODIC_TASKS,
   type PeriodicTaskName,
 } from '../../src/queue/task-names.ts';
+import { ensureGatewaySlots } from '../../src/db/gateway-slots.ts';
+import { createHttpGateway } from '../../src/gateway/http-gateway.ts';
+import { enqueueChargeJobs } from '../../src/tasks/charge/charge-jobs.ts';
 import { chargeRecurrence } from '../../src/tasks/charge/charge-recurrence.ts';
+import { chargeQueueWorker } from '../../src/tasks/charge/charge-worker.ts';
 import { runPeriodicTask } from '../../src/tasks/periodic-runner.ts';
 import { PERIODIC_TASK_DEFINITIONS } from '../../src/tasks/registry.ts';
 import { tryLockTaskRun, unlockTaskRun } from '../../src/db/task-runs.ts';
 import { createAdminHarness, operator, reader, type AdminHarness } from '../helpers/admin.ts';
 import { query } from '../helpers/database.ts';
 import { insertRecurrence, silentLog } from '../helpers/harness.ts';
+import { eventually, logMessage, startService } from '../helpers/processes.ts';
 
 const DAY = '2031-03-10';
 /** 08:45 in São Paulo (UTC-3) on DAY. */
@@ -36,6 +42,9 @@ const EXPECTED: Record<string, string[]> = {
   recorrencias_pending_attempts: [],
   recorrencias_oldest_pending_attempt_age_seconds: [],
   recorrencias_blocked_attempts: [],
+  recorrencias_gateway_key_retention_seconds: [],
+  recorrencias_charge_jobs_retrying: ['reason'],
+  recorrencias_gateway_slots: ['state'],
   recorrencias_recurrences: ['status'],
   recorrencias_recurrences_due: [],
   recorrencias_recurrences_waiting_retry: [],
@@ -48,6 +57,7 @@ const EXPECTED: Record<string, string[]> = {
   recorrencias_checkout_events_undelivered: [],
   recorrencias_checkout_event_oldest_undelivered_age_seconds: [],
   recorrencias_instances_alive: ['role'],
+  recorrencias_instance_crash_restarts: ['role'],
   recorrencias_queue_paused: ['queue'],
 };
 
@@ -315,7 +325,12 @@ t.test('every metric is exported with HELP and TYPE, zero-filled on an empty dat
   }
   for (const role of ['worker', 'scheduler', 'admin']) {
     t.equal(value(families, 'recorrencias_instances_alive', { role }), 0, `no ${role} alive`);
+    t.equal(value(families, 'recorrencias_instance_crash_restarts', { role }), 0, `no ${role} crashed`);
   }
+  t.same(families.get('recorrencias_charge_jobs_retrying')?.samples, [], 'no charge job waits for a retry');
+  t.equal(value(families, 'recorrencias_gateway_slots', { state: 'total' }), 200, 'the default cap');
+  t.equal(value(families, 'recorrencias_gateway_slots', { state: 'taken' }), 0);
+  t.equal(value(families, 'recorrencias_gateway_key_retention_seconds'), 24 * 3600);
   t.equal(value(families, 'recorrencias_business_time_minutes'), 8 * 60 + 45, '08:45 in São Paulo');
   t.equal(value(families, 'recorrencias_oldest_pending_attempt_age_seconds'), 0);
   t.equal(value(families, 'recorrencias_notice_oldest_undelivered_age_seconds'), 0);
@@ -493,4 +508,72 @@ t.test('a task is running only while its run holds the (task, date) lock', async
     await unlockTaskRun(session);
   });
   t.equal(value(await scrape(h.app), 'recorrencias_task_running', { task }), 0);
+});
+
+t.test(
+  'charge jobs waiting for a retry are counted by reason: a wrong GATEWAY_API_KEY shows as unauthorized',
+  async (t) => {
+    const h = await createAdminHarness(t, {}, { apiKey: 'the-right-key-0123456789' });
+    const id = await insertRecurrence(h.pool, { proxima_cobranca: DAY });
+    const wrongKey = createHttpGateway({
+      url: h.gateway.url,
+      apiKey: 'a-wrong-key-0123456789',
+      timeoutMs: 1000,
+      log: silentLog,
+    });
+    const worker = await chargeQueueWorker(h.boss, { ...h.deps, gateway: wrongKey });
+    t.teardown(() => worker.stop());
+    await enqueueChargeJobs(h.boss, [{ recorrenciaId: id, dataNegocio: DAY, motivo: 'agendada' }]);
+    await worker.register();
+    await eventually(async () => {
+      const [job] = await query<{ state: string }>(h.url, 'SELECT state FROM pgboss.job WHERE name = $1', [
+        CHARGE_QUEUE,
+      ]);
+      return job?.state === 'retry' ? job : undefined;
+    });
+    await h.boss.offWork(CHARGE_QUEUE);
+    const families = await scrape(h.app);
+    t.same(
+      families
+        .get('recorrencias_charge_jobs_retrying')
+        ?.samples.map((sample) => [sample.labels.reason, sample.value]),
+      [['unauthorized', 1]],
+    );
+    t.equal(value(families, 'recorrencias_gateway_slots', { state: 'taken' }), 0, 'its slot was given back');
+    t.equal(h.gateway.ledger().length, 0, 'nothing was charged');
+
+    // A worker started with another GATEWAY_MAX_CONCURRENCY learns the cap it replaces (and warns about it).
+    t.equal(await ensureGatewaySlots(h.pool, 50), 200, 'the previous cap');
+    const resized = await scrape(h.app);
+    t.equal(value(resized, 'recorrencias_gateway_slots', { state: 'total' }), 50, 'the cluster-wide cap now');
+  },
+);
+
+t.test('a worker in a crash loop shows as crash restarts, while it still counts as alive', async (t) => {
+  const h = await createAdminHarness(t);
+  const env = { DATABASE_URL: h.url, GATEWAY_URL: h.gateway.url, LOG_LEVEL: 'info' };
+  // Three lives killed with SIGKILL (as the kernel's out-of-memory killer does), then a fourth.
+  for (let life = 1; life <= 3; life++) {
+    const worker = startService(t, ['worker'], env);
+    await worker.waitForLog(logMessage('worker started'), 30_000);
+    await worker.stop('SIGKILL');
+  }
+  const last = startService(t, ['worker'], env);
+  await last.waitForLog(logMessage('worker started'), 30_000);
+  // pg-boss counts a crashed life once its heartbeats stop (three missed, 30 s).
+  const families = await eventually(
+    async () => {
+      const scraped = await scrape(h.app);
+      return value(scraped, 'recorrencias_instance_crash_restarts', { role: 'worker' }) >= 2
+        ? scraped
+        : undefined;
+    },
+    90_000,
+    1_000,
+  );
+  t.ok(value(families, 'recorrencias_instance_crash_restarts', { role: 'worker' }) >= 2);
+  t.ok(
+    value(families, 'recorrencias_instances_alive', { role: 'worker' }) >= 1,
+    'the worker still counts as alive: the alive alert alone would not fire',
+  );
 });

@@ -39,8 +39,17 @@ export async function chargeQueueWorker(
   boss: PgBoss,
   deps: ChargeDeps,
 ): Promise<{ queue: string; register: () => Promise<void>; stop: () => void }> {
-  if (deps.config.gateway.maxConcurrency > 0)
-    await ensureGatewaySlots(deps.pool, deps.config.gateway.maxConcurrency);
+  const cap = deps.config.gateway.maxConcurrency;
+  if (cap > 0) {
+    const before = await ensureGatewaySlots(deps.pool, cap);
+    // The slots are shared by the whole cluster, and the last worker to start sets their number: a worker with
+    // another GATEWAY_MAX_CONCURRENCY silently changes every worker's cap, so say it loudly.
+    if (before > 0 && before !== cap)
+      deps.log.warn(
+        { gatewayMaxConcurrency: cap, previousSlots: before },
+        'GATEWAY_MAX_CONCURRENCY differs from the cap another worker set: the cluster-wide cap is now this one; give every worker the same value',
+      );
+  }
   const counts = new Map<string, number>();
   const count = (status: string) => counts.set(status, (counts.get(status) ?? 0) + 1);
   const summary = setInterval(() => {
