@@ -1,6 +1,6 @@
 // Operator actions, shared by the admin API and the command line: run a task now, pause and resume a queue
-// across the cluster, retry a failed or dead-lettered job, take a recurrence off hold. Each one writes an
-// audit row saying who did it.
+// across the cluster, retry a failed or dead-lettered job (or the whole charge dead-letter queue), take a
+// recurrence off hold. Each one writes an audit row saying who did it.
 import { randomUUID } from 'node:crypto';
 import type { CommonQueryMethods } from 'slonik';
 import {
@@ -197,4 +197,39 @@ export async function retryJob(
   await deps.boss.retry(job.queue, id);
   await insertAudit(deps.pool, { who, action: 'retry_job', target: id, details: { queue: job.queue } });
   return { jobId: id, queue: job.queue, action: 'retried' };
+}
+
+/** Each redrive statement moves at most this many jobs: short transactions however big the queue is. */
+const REDRIVE_PAGE = 5_000;
+
+/**
+ * Sends up to `limit` dead-lettered charge jobs, oldest first, back to `cobrar_recorrencia`, as `retryJob` does
+ * for one: after a gateway incident that outlasted the retries there may be thousands, and each must be back
+ * before its attempt outlives GATEWAY_KEY_RETENTION_HOURS. Safe for any of them: the worker looks the key up
+ * before sending anything, and a job whose attempt was resolved since just completes.
+ */
+export async function redriveChargeDeadLetters(
+  deps: OpsDeps,
+  who: Actor,
+  limit: number,
+): Promise<{ queue: string; moved: number }> {
+  let moved = 0;
+  while (moved < limit) {
+    const page = await deps.boss.redrive(CHARGE_DEAD_LETTER_QUEUE, {
+      limit: Math.min(REDRIVE_PAGE, limit - moved),
+    });
+    moved += page;
+    if (page === 0) break;
+  }
+  await insertAudit(deps.pool, {
+    who,
+    action: 'redrive_dead_letters',
+    target: CHARGE_DEAD_LETTER_QUEUE,
+    details: { moved, limit },
+  });
+  deps.log.info(
+    { queue: CHARGE_DEAD_LETTER_QUEUE, moved, by: who.name },
+    'dead-lettered charge jobs redriven',
+  );
+  return { queue: CHARGE_DEAD_LETTER_QUEUE, moved };
 }

@@ -452,6 +452,43 @@ t.test('retry a failed job and send a dead-lettered charge back to its queue', a
   );
 });
 
+t.test('the whole charge dead-letter queue goes back at once, in pages, audited', async (t) => {
+  const h = await createAdminHarness(t);
+  // 12,000 exhausted charges (more than one redrive page), as after a long gateway incident.
+  await query(
+    h.url,
+    `INSERT INTO pgboss.job (name, data, policy, source_name)
+     SELECT $1, jsonb_build_object('recorrenciaId', n, 'dataNegocio', '2031-03-10', 'motivo', 'agendada'),
+       'standard', $2
+     FROM generate_series(1, 12000) AS n`,
+    [CHARGE_DEAD_LETTER_QUEUE, CHARGE_QUEUE],
+  );
+  const count = async (queue: string) =>
+    (
+      await query<{ n: number }>(h.url, 'SELECT count(*)::int AS n FROM pgboss.job WHERE name = $1', [queue])
+    )[0]?.n;
+  const url = `/queues/${CHARGE_DEAD_LETTER_QUEUE}/redrive`;
+  const before = await snapshot(h);
+  t.equal((await h.app.inject({ method: 'POST', url, headers: reader })).statusCode, 403, 'operators only');
+  const bad = await h.app.inject({ method: 'POST', url, headers: operator, payload: { limit: 0 } });
+  t.equal(bad.statusCode, 400);
+  t.same(await snapshot(h), before, 'refused requests change nothing');
+
+  const some = await h.app.inject({ method: 'POST', url, headers: operator, payload: { limit: 10 } });
+  t.same(some.json(), { queue: CHARGE_DEAD_LETTER_QUEUE, moved: 10 });
+  const all = await h.app.inject({ method: 'POST', url, headers: operator });
+  t.equal(all.statusCode, 200, all.body);
+  t.same(all.json(), { queue: CHARGE_DEAD_LETTER_QUEUE, moved: 11_990 });
+  t.equal(await count(CHARGE_DEAD_LETTER_QUEUE), 0, 'the dead-letter queue is empty');
+  t.equal(await count(CHARGE_QUEUE), 12_000, 'every job is back in the charge queue');
+  t.match(await query(h.url, `SELECT quem, acao, alvo, detalhes FROM auditoria_admin ORDER BY id`), [
+    { quem: 'ana', acao: 'redrive_dead_letters', alvo: CHARGE_DEAD_LETTER_QUEUE, detalhes: { moved: 10 } },
+    { quem: 'ana', acao: 'redrive_dead_letters', detalhes: { moved: 11_990 } },
+  ]);
+  const empty = await h.app.inject({ method: 'POST', url, headers: operator });
+  t.same(empty.json(), { queue: CHARGE_DEAD_LETTER_QUEUE, moved: 0 }, 'nothing left: nothing moved');
+});
+
 t.test('reactivate refuses a hold after an irreversible decline of the card it still has', async (t) => {
   const h = await createAdminHarness(t);
   const heldAfter = async (token: string, code = '41') => {

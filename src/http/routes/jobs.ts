@@ -1,11 +1,12 @@
 // Jobs and queues: `celery inspect active` (GET /jobs?state=active), one job with its data and output,
-// retrying a failed or dead-lettered job, and the counts by state of every queue.
+// retrying a failed or dead-lettered job, redriving the charge dead-letter queue, and the counts by state of
+// every queue.
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { JOB_STATES, findJob } from '../../db/jobs.ts';
 import { AppError } from '../../errors.ts';
 import { redactSerializedError } from '../../log.ts';
-import { retryJob } from '../../ops/control.ts';
+import { redriveChargeDeadLetters, retryJob } from '../../ops/control.ts';
 import { decodeCursor, jobsByState } from '../../ops/inspect.ts';
 import { queueStates } from '../../ops/queues.ts';
 import type { AdminDeps } from '../app.ts';
@@ -68,6 +69,22 @@ export function jobRoutes(deps: AdminDeps): FastifyPluginAsyncZod {
         },
       },
       async (request) => retryJob(deps, actor(request), request.params.id),
+    );
+
+    app.post(
+      '/queues/cobrar_recorrencia_dlq/redrive',
+      {
+        config: { access: 'operator' },
+        schema: {
+          tags: ['jobs'],
+          summary: 'Send dead-lettered charge jobs back to cobrar_recorrencia, oldest first (up to limit)',
+          body: z
+            .object({ limit: z.number().int().min(1).max(1_000_000).default(1_000_000) })
+            .strict()
+            .nullish(),
+        },
+      },
+      async (request) => redriveChargeDeadLetters(deps, actor(request), request.body?.limit ?? 1_000_000),
     );
 
     app.get(
