@@ -144,7 +144,7 @@ export async function chargeJobs(
         };
         log().warn(
           { reason: outcome.reason, resumed: call.resumed },
-          'charge outcome unknown: attempt stays pending, job will retry with the same key',
+          'charge outcome unknown: attempt stays pending; its job retries with the same key, or goes to the dead-letter queue once its retries have run out',
         );
         break;
       case 'rejected':
