@@ -2,6 +2,7 @@
 // recurrences, task runs, the notice outbox, live instances and paused queues, read from the database at each
 // scrape (the admin process runs no jobs, so it has nothing to count in memory), plus the process defaults.
 import { collectDefaultMetrics, Gauge, Registry } from 'prom-client';
+import { connectionBudget } from '../db/connection-budget.ts';
 import { gatewaySlotCounts } from '../db/gateway-slots.ts';
 import { recentJobs, RETRY_REASON_SAMPLE, retryingJobReasons } from '../db/jobs.ts';
 import { getMetricGauges, NOTICE_STATUSES } from '../db/metrics.ts';
@@ -134,6 +135,12 @@ function definitions(registry: Registry) {
         "live instance of the role that started in the last 15 minutes, the most among them (pg-boss's count); 0 when none.",
       ['role'],
     ),
+    connections: gauge(
+      'postgres_connections',
+      "Postgres connections under each limit that applies to the service's login (server: max_connections less " +
+        'the reserved slots; role and database: their CONNECTION LIMIT): used now, and allowed.',
+      ['limit', 'state'],
+    ),
     paused: gauge('queue_paused', 'Whether the queue is paused across the cluster (1) or not (0).', [
       'queue',
     ]),
@@ -164,7 +171,7 @@ export function minutesSinceMidnight(instant: Date, timeZone: string): number {
 async function readSnapshot(deps: OpsDeps) {
   const now = deps.now();
   const date = businessDate(now, deps.config.timeZone);
-  const [queues, recent, stats, gauges, instances, retrying, slots] = await Promise.all([
+  const [queues, recent, stats, gauges, instances, retrying, slots, budget] = await Promise.all([
     queueStates(deps),
     recentJobs(deps.pool, DURATION_WINDOW_MINUTES),
     recurrenceStats(deps.pool, date),
@@ -172,8 +179,9 @@ async function readSnapshot(deps: OpsDeps) {
     deps.boss.getInstances(),
     retryingJobReasons(deps.pool, CHARGE_QUEUE),
     gatewaySlotCounts(deps.pool),
+    connectionBudget(deps.pool),
   ]);
-  return { now, queues, recent, stats, gauges, instances, retrying, slots };
+  return { now, queues, recent, stats, gauges, instances, retrying, slots, budget };
 }
 
 /** Sets every gauge from one snapshot; labelled gauges are reset first so vanished series disappear. */
@@ -206,6 +214,10 @@ function apply(g: Gauges, s: Awaited<ReturnType<typeof readSnapshot>>, config: O
   for (const { reason, n } of s.retrying) g.retrying.set({ reason }, n);
   g.gatewaySlots.set({ state: 'total' }, s.slots.total);
   g.gatewaySlots.set({ state: 'taken' }, s.slots.taken);
+  for (const { limit, allowed, used } of s.budget.limits) {
+    g.connections.set({ limit, state: 'used' }, used);
+    g.connections.set({ limit, state: 'allowed' }, allowed);
+  }
   for (const [status, n] of Object.entries(s.stats.por_status)) g.recurrences.set({ status }, n);
   g.due.set(s.stats.devidas_na_data);
   g.waitingRetry.set(s.stats.aguardando_retentativa);

@@ -59,6 +59,7 @@ const EXPECTED: Record<string, string[]> = {
   recorrencias_instances_alive: ['role'],
   recorrencias_instance_crash_restarts: ['role'],
   recorrencias_queue_paused: ['queue'],
+  recorrencias_postgres_connections: ['limit', 'state'],
 };
 
 // ---- A strict parser of the text exposition format (version 0.0.4) ----
@@ -331,6 +332,18 @@ t.test('every metric is exported with HELP and TYPE, zero-filled on an empty dat
   t.equal(value(families, 'recorrencias_gateway_slots', { state: 'total' }), 200, 'the default cap');
   t.equal(value(families, 'recorrencias_gateway_slots', { state: 'taken' }), 0);
   t.equal(value(families, 'recorrencias_gateway_key_retention_seconds'), 24 * 3600);
+  const [server] = await query<{ max: number; used: number }>(
+    h.url,
+    `SELECT current_setting('max_connections')::int AS max,
+       (SELECT count(*)::int FROM pg_stat_activity WHERE backend_type = 'client backend') AS used`,
+  );
+  t.equal(
+    value(families, 'recorrencias_postgres_connections', { limit: 'server', state: 'allowed' }),
+    server?.max,
+    'max_connections (the tests log in as a superuser, who may use the reserved slots)',
+  );
+  const used = value(families, 'recorrencias_postgres_connections', { limit: 'server', state: 'used' });
+  t.ok(used >= 1 && used <= (server?.max ?? 0), `connections in use (${used})`);
   t.equal(value(families, 'recorrencias_business_time_minutes'), 8 * 60 + 45, '08:45 in São Paulo');
   t.equal(value(families, 'recorrencias_oldest_pending_attempt_age_seconds'), 0);
   t.equal(value(families, 'recorrencias_notice_oldest_undelivered_age_seconds'), 0);
