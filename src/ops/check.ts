@@ -1,12 +1,15 @@
 // The deployment self-check (the seed's testar_recorrencias_celery.py made real): database reachable,
 // migrations current, the four tasks registered with handlers and queues, schedules present in the right
-// time zone with their next runs, room for one more worker's connections, a dry run of each task (read-only,
-// no gateway, no webhook), the recurrence statistics. Missing workers or schedulers and a short connection
-// budget are warnings: a fresh deploy checks before starting them.
+// time zone with their next runs, room for one more worker's connections, the gateway answering with our
+// credentials (a lookup of a key nobody used: it charges nothing), a dry run of each task (read-only, no
+// webhook), the recurrence statistics. Missing workers or schedulers and a short connection budget are
+// warnings: a fresh deploy checks before starting them.
+import { randomUUID } from 'node:crypto';
 import { connectionBudget } from '../db/connection-budget.ts';
 import { listPauses } from '../db/pauses.ts';
 import { recurrenceStats } from '../db/stats.ts';
 import { businessDate } from '../domain/dates.ts';
+import { createHttpGateway } from '../gateway/http-gateway.ts';
 import { queuePolicyDrift } from '../queue/queue-options.ts';
 import { PERIODIC_TASKS } from '../queue/task-names.ts';
 import { PERIODIC_TASK_DEFINITIONS } from '../tasks/registry.ts';
@@ -15,6 +18,37 @@ import type { OpsDeps } from './deps.ts';
 import { schedules } from './inspect.ts';
 
 export type CheckResult = { name: string; status: 'ok' | 'warning' | 'failed'; detail: string };
+
+/**
+ * Looks up a key nobody ever sent: a gateway that answers 404 (not found) is reachable and accepts our
+ * credentials. A wrong GATEWAY_API_KEY fails every charge alike, so a deploy should learn it here, not at 08:00.
+ */
+async function gatewayCheck(deps: OpsDeps): Promise<Omit<CheckResult, 'name'>> {
+  const { url, apiKey, timeoutMs } = deps.config.gateway;
+  if (url === undefined)
+    return { status: 'warning', detail: 'GATEWAY_URL is not set here: the gateway was not contacted' };
+  const gateway = createHttpGateway({ url, apiKey, timeoutMs, log: deps.log });
+  const outcome = await gateway.lookup(
+    {
+      idempotencyKey: `recorrencias-check-${randomUUID()}`,
+      amountCents: 1,
+      currency: 'BRL',
+      cardToken: 'none',
+      description: 'check',
+      metadata: { recorrenciaId: 0, ciclo: '1970-01-01', tentativa: 1 },
+    },
+    AbortSignal.timeout(timeoutMs),
+  );
+  if (outcome.kind === 'not_found')
+    return { status: 'ok', detail: `${url} answers a lookup with our credentials (unknown key: 404)` };
+  if (outcome.kind === 'unknown' && (outcome.reason === 'unauthorized' || outcome.reason === 'forbidden'))
+    return {
+      status: 'failed',
+      detail: `${url} refused our credentials (${outcome.reason}): check GATEWAY_API_KEY`,
+    };
+  const why = 'reason' in outcome ? `${outcome.kind}: ${outcome.reason}` : outcome.kind;
+  return { status: 'failed', detail: `${url} did not answer a lookup as the contract says (${why})` };
+}
 
 async function step(name: string, work: () => Promise<Omit<CheckResult, 'name'>>): Promise<CheckResult> {
   try {
@@ -125,6 +159,7 @@ export async function runChecks(deps: OpsDeps): Promise<CheckResult[]> {
       };
     }),
   );
+  results.push(await step('gateway answers with our credentials', () => gatewayCheck(deps)));
   for (const task of PERIODIC_TASKS) {
     results.push(
       await step(`dry run ${task}`, async () => ({

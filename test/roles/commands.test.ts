@@ -10,6 +10,7 @@ import {
   query,
 } from '../helpers/database.ts';
 import { eventually, startService } from '../helpers/processes.ts';
+import { startFakeGateway } from '../../src/gateway/fake-gateway.ts';
 
 async function command(t: Test, args: string[], env: Record<string, string>) {
   const service = startService(t, args, { LOG_LEVEL: 'warn', ...env });
@@ -59,6 +60,25 @@ t.test('check passes on a migrated database and fails clearly on an unmigrated o
   const paused = await command(t, ['check'], { DATABASE_URL: migrated });
   t.equal(paused.code, 0);
   t.match(paused.out, /! no queue paused: cobrar_recorrencia paused by ana at .*: gateway incident/);
+});
+
+t.test('check looks a key up at the gateway: reachable with our credentials, or refused', async (t) => {
+  const migrated = await createMigratedDatabase(t);
+  const gateway = await startFakeGateway({ port: 0, apiKey: 'the-right-key-0123456789' });
+  t.teardown(() => gateway.close());
+  const env = { DATABASE_URL: migrated, GATEWAY_URL: gateway.url };
+  const right = await command(t, ['check'], { ...env, GATEWAY_API_KEY: 'the-right-key-0123456789' });
+  t.equal(right.code, 0, right.out);
+  t.match(right.out, /✓ gateway answers with our credentials: .* answers a lookup with our credentials/);
+  const wrong = await command(t, ['check'], { ...env, GATEWAY_API_KEY: 'a-wrong-key-0123456789' });
+  t.equal(wrong.code, 1);
+  t.match(
+    wrong.out,
+    /✗ gateway answers with our credentials: .* refused our credentials \(unauthorized\): check GATEWAY_API_KEY/,
+  );
+  t.equal(gateway.ledger().length, 0, 'nothing was charged');
+  const none = await command(t, ['check'], { DATABASE_URL: migrated });
+  t.match(none.out, /! gateway answers with our credentials: GATEWAY_URL is not set here/);
 });
 
 t.test('check warns when Postgres would not grant one more worker its connections', async (t) => {
