@@ -4,6 +4,7 @@
 import { collectDefaultMetrics, Gauge, Registry } from 'prom-client';
 import { connectionBudget } from '../db/connection-budget.ts';
 import { gatewaySlotCounts } from '../db/gateway-slots.ts';
+import { recentCrashes } from '../db/instances.ts';
 import { recentJobs, RETRY_REASON_SAMPLE, retryingJobReasons } from '../db/jobs.ts';
 import { getMetricGauges, NOTICE_STATUSES } from '../db/metrics.ts';
 import { recurrenceStats } from '../db/stats.ts';
@@ -15,8 +16,8 @@ import { queueStates } from './queues.ts';
 /** The window of the run-time quantiles and completion counts. */
 const DURATION_WINDOW_MINUTES = 15;
 const INSTANCE_ROLES = ['worker', 'scheduler', 'admin'] as const;
-/** A live instance younger than this is still in a crash loop's streak; older, it has been up long enough. */
-const CRASH_LOOP_WINDOW_MS = 15 * 60 * 1000;
+/** The window in which crashes are counted: two of them in it is a crash loop. */
+const CRASH_WINDOW_MINUTES = 15;
 const OUTCOMES = {
   approved: 'aprovada',
   declined: 'recusada',
@@ -129,10 +130,10 @@ function definitions(registry: Registry) {
     instances: gauge('instances_alive', "Live instances per role, from pg-boss's instance registry.", [
       'role',
     ]),
-    crashRestarts: gauge(
-      'instance_crash_restarts',
-      'Crashes in a row (lives that ended without stopping: kill -9, out of memory, a fatal error) just before a ' +
-        "live instance of the role that started in the last 15 minutes, the most among them (pg-boss's count); 0 when none.",
+    crashes: gauge(
+      'instance_crashes_15m',
+      `Lives of the role that ended without stopping (kill -9, out of memory, a fatal error) in the last ${CRASH_WINDOW_MINUTES} ` +
+        "minutes, from pg-boss's instance registry; a life counts once it has missed three heartbeats (30 s).",
       ['role'],
     ),
     connections: gauge(
@@ -171,17 +172,18 @@ export function minutesSinceMidnight(instant: Date, timeZone: string): number {
 async function readSnapshot(deps: OpsDeps) {
   const now = deps.now();
   const date = businessDate(now, deps.config.timeZone);
-  const [queues, recent, stats, gauges, instances, retrying, slots, budget] = await Promise.all([
+  const [queues, recent, stats, gauges, instances, crashes, retrying, slots, budget] = await Promise.all([
     queueStates(deps),
     recentJobs(deps.pool, DURATION_WINDOW_MINUTES),
     recurrenceStats(deps.pool, date),
     getMetricGauges(deps.pool, { date, tasks: PERIODIC_TASKS }),
     deps.boss.getInstances(),
+    recentCrashes(deps.pool, CRASH_WINDOW_MINUTES),
     retryingJobReasons(deps.pool, CHARGE_QUEUE),
     gatewaySlotCounts(deps.pool),
     connectionBudget(deps.pool),
   ]);
-  return { now, queues, recent, stats, gauges, instances, retrying, slots, budget };
+  return { now, queues, recent, stats, gauges, instances, crashes, retrying, slots, budget };
 }
 
 /** Sets every gauge from one snapshot; labelled gauges are reset first so vanished series disappear. */
@@ -233,14 +235,13 @@ function apply(g: Gauges, s: Awaited<ReturnType<typeof readSnapshot>>, config: O
   g.oldestEvent.set(s.gauges.evento_nao_entregue_mais_antigo_segundos ?? 0);
   for (const role of INSTANCE_ROLES) {
     const name = `recorrencias-${role}`;
-    const live = s.instances.filter((instance) => instance.live && instance.name === name);
-    g.instances.set({ role }, live.length);
-    // A crashed process stays "live" for three missed heartbeats, so a crash loop keeps instances_alive up;
-    // what gives it away is the crashes counted before each new life. Both instants are the database's clock.
-    const young = live.filter(
-      (instance) => instance.heartbeatOn.getTime() - instance.startedOn.getTime() < CRASH_LOOP_WINDOW_MS,
+    g.instances.set(
+      { role },
+      s.instances.filter((instance) => instance.live && instance.name === name).length,
     );
-    g.crashRestarts.set({ role }, Math.max(0, ...young.map((instance) => instance.crashRestarts)));
+    // A crashed process stays "live" for three missed heartbeats, so a restarted one keeps instances_alive up
+    // through a crash loop; the lives that ended without stopping give it away.
+    g.crashes.set({ role }, s.crashes.find((row) => row.name === name)?.crashes ?? 0);
   }
 }
 

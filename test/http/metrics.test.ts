@@ -57,7 +57,7 @@ const EXPECTED: Record<string, string[]> = {
   recorrencias_checkout_events_undelivered: [],
   recorrencias_checkout_event_oldest_undelivered_age_seconds: [],
   recorrencias_instances_alive: ['role'],
-  recorrencias_instance_crash_restarts: ['role'],
+  recorrencias_instance_crashes_15m: ['role'],
   recorrencias_queue_paused: ['queue'],
   recorrencias_postgres_connections: ['limit', 'state'],
 };
@@ -326,7 +326,7 @@ t.test('every metric is exported with HELP and TYPE, zero-filled on an empty dat
   }
   for (const role of ['worker', 'scheduler', 'admin']) {
     t.equal(value(families, 'recorrencias_instances_alive', { role }), 0, `no ${role} alive`);
-    t.equal(value(families, 'recorrencias_instance_crash_restarts', { role }), 0, `no ${role} crashed`);
+    t.equal(value(families, 'recorrencias_instance_crashes_15m', { role }), 0, `no ${role} crashed`);
   }
   t.same(families.get('recorrencias_charge_jobs_retrying')?.samples, [], 'no charge job waits for a retry');
   t.equal(value(families, 'recorrencias_gateway_slots', { state: 'total' }), 200, 'the default cap');
@@ -562,7 +562,26 @@ t.test(
   },
 );
 
-t.test('a worker in a crash loop shows as crash restarts, while it still counts as alive', async (t) => {
+t.test('crashes count within 15 minutes only, and a clean stop is not a crash', async (t) => {
+  const h = await createAdminHarness(t);
+  // Lives of workers: killed on Monday and on Friday (an OOM kill now and then), stopped cleanly a minute ago,
+  // killed a minute ago, and one still alive. Only the recent kill is a crash of the window.
+  await query(
+    h.url,
+    `INSERT INTO pgboss.instance (id, name, host, pid, version, node_version, heartbeat_seconds, supervise,
+       schedule, migrate, persist_queue_stats, persist_warnings, started_on, heartbeat_on, stopped_on)
+     SELECT gen_random_uuid(), 'recorrencias-worker', 'host-1', 100 + n, '12', 'v24', 10, true, false, false,
+       false, false, now() - l.age - interval '1 hour', now() - l.age, l.stopped
+     FROM (VALUES (1, interval '6 days', NULL::timestamptz), (2, interval '2 days', NULL),
+                  (3, interval '1 minute', now() - interval '1 minute'), (4, interval '1 minute', NULL),
+                  (5, interval '0 seconds', NULL)) AS l (n, age, stopped)`,
+  );
+  const families = await scrape(h.app);
+  t.equal(value(families, 'recorrencias_instance_crashes_15m', { role: 'worker' }), 1);
+  t.equal(value(families, 'recorrencias_instances_alive', { role: 'worker' }), 1);
+});
+
+t.test('a worker in a crash loop shows as crashes, while it still counts as alive', async (t) => {
   const h = await createAdminHarness(t);
   const env = { DATABASE_URL: h.url, GATEWAY_URL: h.gateway.url, LOG_LEVEL: 'info' };
   // Three lives killed with SIGKILL (as the kernel's out-of-memory killer does), then a fourth.
@@ -577,14 +596,14 @@ t.test('a worker in a crash loop shows as crash restarts, while it still counts 
   const families = await eventually(
     async () => {
       const scraped = await scrape(h.app);
-      return value(scraped, 'recorrencias_instance_crash_restarts', { role: 'worker' }) >= 2
+      return value(scraped, 'recorrencias_instance_crashes_15m', { role: 'worker' }) >= 2
         ? scraped
         : undefined;
     },
     90_000,
     1_000,
   );
-  t.ok(value(families, 'recorrencias_instance_crash_restarts', { role: 'worker' }) >= 2);
+  t.ok(value(families, 'recorrencias_instance_crashes_15m', { role: 'worker' }) >= 2);
   t.ok(
     value(families, 'recorrencias_instances_alive', { role: 'worker' }) >= 1,
     'the worker still counts as alive: the alive alert alone would not fire',
