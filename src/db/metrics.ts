@@ -17,6 +17,8 @@ const TaskRunGauges = z.object({
 });
 
 export const MetricGauges = z.object({
+  /** Unix seconds of the first recorded task run (the service's first day here), null before any. */
+  primeira_execucao: z.number().nullable(),
   tentativa_pendente_mais_antiga_segundos: z.number().nullable(),
   tentativas_bloqueadas: z.number(),
   tarefas: z.array(TaskRunGauges),
@@ -56,6 +58,7 @@ export async function getMetricGauges(
       SELECT status, count(*)::int AS n FROM avisos_vendedores WHERE status IN ('pendente', 'falhou') GROUP BY status
     )
     SELECT jsonb_build_object(
+      'primeira_execucao', (SELECT extract(epoch FROM min(iniciada_em))::float8 FROM execucoes_tarefas),
       -- Blocked attempts (a 409: codigo_recusa set) wait for an operator, maybe for days: counted apart, so
       -- that one does not hide a gateway incident behind an age already past the alert's threshold.
       'tentativa_pendente_mais_antiga_segundos',

@@ -104,6 +104,10 @@ function definitions(registry: Registry) {
       'End of the last successful run of the task (Unix seconds); 0 when it never succeeded.',
       ['task'],
     ),
+    firstRun: gauge(
+      'first_task_run_timestamp_seconds',
+      'Start of the first task run recorded (Unix seconds): when this installation began running; 0 before any.',
+    ),
     succeededToday: gauge(
       'task_succeeded_for_business_date',
       'Whether the task has a successful run for the current business date (1) or not (0).',
@@ -223,6 +227,7 @@ function apply(g: Gauges, s: Awaited<ReturnType<typeof readSnapshot>>, config: O
   for (const [status, n] of Object.entries(s.stats.por_status)) g.recurrences.set({ status }, n);
   g.due.set(s.stats.devidas_na_data);
   g.waitingRetry.set(s.stats.aguardando_retentativa);
+  g.firstRun.set(s.gauges.primeira_execucao ?? 0);
   for (const task of s.gauges.tarefas) {
     g.lastSuccess.set({ task: task.tarefa }, task.ultimo_sucesso ?? 0);
     g.succeededToday.set({ task: task.tarefa }, task.sucesso_na_data ? 1 : 0);

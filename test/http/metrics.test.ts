@@ -49,6 +49,7 @@ const EXPECTED: Record<string, string[]> = {
   recorrencias_recurrences_due: [],
   recorrencias_recurrences_waiting_retry: [],
   recorrencias_task_last_success_timestamp_seconds: ['task'],
+  recorrencias_first_task_run_timestamp_seconds: [],
   recorrencias_task_succeeded_for_business_date: ['task'],
   recorrencias_task_running: ['task'],
   recorrencias_business_time_minutes: [],
@@ -345,6 +346,7 @@ t.test('every metric is exported with HELP and TYPE, zero-filled on an empty dat
   const used = value(families, 'recorrencias_postgres_connections', { limit: 'server', state: 'used' });
   t.ok(used >= 1 && used <= (server?.max ?? 0), `connections in use (${used})`);
   t.equal(value(families, 'recorrencias_business_time_minutes'), 8 * 60 + 45, '08:45 in São Paulo');
+  t.equal(value(families, 'recorrencias_first_task_run_timestamp_seconds'), 0, 'no task ran yet');
   t.equal(value(families, 'recorrencias_oldest_pending_attempt_age_seconds'), 0);
   t.equal(value(families, 'recorrencias_notice_oldest_undelivered_age_seconds'), 0);
 });
@@ -458,6 +460,8 @@ t.test('the figures follow activity', async (t) => {
   const processar = { task: 'processar_recorrencias_do_dia' };
   const lastSuccess = value(after, 'recorrencias_task_last_success_timestamp_seconds', processar);
   t.ok(Math.abs(lastSuccess - Date.now() / 1000) < 600, `last success is now (${lastSuccess})`);
+  const firstRun = value(after, 'recorrencias_first_task_run_timestamp_seconds');
+  t.ok(firstRun > 0 && firstRun <= lastSuccess, `the first run started before it ended (${firstRun})`);
   t.equal(value(after, 'recorrencias_task_succeeded_for_business_date', processar), 1);
   t.equal(
     value(after, 'recorrencias_task_succeeded_for_business_date', { task: 'retentar_cobrancas_falhadas' }),
