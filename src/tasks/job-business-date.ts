@@ -1,6 +1,7 @@
 // Which business date a periodic task's job is for. A manual run names it; a cron-fired job (including the
 // catch-up job pg-boss sends for a missed tick, which carries no occurrence time) is for the date of the
-// latest occurrence of the task's cron at or before the moment the job was created, give or take an early fire.
+// latest occurrence of the task's cron at or before the moment the job was created, or of one a few seconds
+// after it (a tick sent early).
 import { CronExpressionParser } from 'cron-parser';
 import { businessDate, type IsoDate } from '../domain/dates.ts';
 
@@ -8,17 +9,45 @@ import { businessDate, type IsoDate } from '../domain/dates.ts';
  * How early a tick's job may be created, by the database's clock, before its occurrence. pg-boss decides a tick
  * is due on its own estimate of the database's time (the scheduler's clock plus an offset it measures every
  * 10 minutes), so a clock step on the scheduler's host can send the 08:00 job at 07:59:56; without this margin it
- * would be dated to the day before, already done, and today's run would never happen. The margin only matters
- * when two occurrences are closer than it across midnight, which no daily or weekly schedule is.
+ * would be dated to the day before, already done, and today's run would never happen. Kept to clock-step scale:
+ * a catch-up job for a missed tick, sent within the margin before the next occurrence, is dated to that next one
+ * (its date's run then starts that much early, and the missed date is caught up by it, as by any later run).
  */
-export const EARLY_FIRE_TOLERANCE_MS = 5 * 60 * 1000;
+export const EARLY_FIRE_TOLERANCE_MS = 60 * 1000;
 
-export function occurrenceBusinessDate(cron: string, timeZone: string, createdOn: Date): IsoDate {
-  // prev() answers strictly before its reference, so start a millisecond after the margin.
-  const interval = CronExpressionParser.parse(cron, {
+function latestOccurrence(cron: string, timeZone: string, atOrBefore: Date): Date {
+  // prev() answers strictly before its reference, so start a millisecond after.
+  return CronExpressionParser.parse(cron, {
     tz: timeZone,
     strict: false,
-    currentDate: new Date(createdOn.getTime() + EARLY_FIRE_TOLERANCE_MS + 1),
-  });
-  return businessDate(interval.prev().toDate(), timeZone);
+    currentDate: new Date(atOrBefore.getTime() + 1),
+  })
+    .prev()
+    .toDate();
+}
+
+/**
+ * The business date of the job's occurrence, and whether it was sent early (created before its occurrence). A
+ * margin never carries a job into the next business date: a tick sent before midnight for an occurrence after it
+ * would charge the next day's cycles a day early, so such a job keeps the date it was created on.
+ */
+export function jobOccurrence(
+  cron: string,
+  timeZone: string,
+  createdOn: Date,
+): { date: IsoDate; early: boolean } {
+  const strict = businessDate(latestOccurrence(cron, timeZone, createdOn), timeZone);
+  const withMargin = latestOccurrence(
+    cron,
+    timeZone,
+    new Date(createdOn.getTime() + EARLY_FIRE_TOLERANCE_MS),
+  );
+  const date = businessDate(withMargin, timeZone);
+  if (withMargin <= createdOn || date !== businessDate(createdOn, timeZone))
+    return { date: strict, early: false };
+  return { date, early: date !== strict };
+}
+
+export function occurrenceBusinessDate(cron: string, timeZone: string, createdOn: Date): IsoDate {
+  return jobOccurrence(cron, timeZone, createdOn).date;
 }

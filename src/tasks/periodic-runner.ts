@@ -18,7 +18,7 @@ import {
 } from '../db/task-runs.ts';
 import type { Logger } from '../log.ts';
 import { StopRequested } from '../lifecycle.ts';
-import { occurrenceBusinessDate } from './job-business-date.ts';
+import { jobOccurrence } from './job-business-date.ts';
 import { watchRunLock, type RunLockWatch } from './run-lock-watch.ts';
 import { periodicTaskPayload, type PeriodicTask, type TaskCounts, type TaskDeps } from './task.ts';
 
@@ -41,7 +41,7 @@ export class InvalidPayloadError extends Error {
 export async function jobBusinessDate(
   task: PeriodicTask,
   deps: TaskDeps,
-  job: Pick<JobWithMetadata<unknown>, 'data' | 'createdOn'>,
+  job: Pick<JobWithMetadata<unknown>, 'id' | 'data' | 'createdOn'>,
 ): Promise<{ date: IsoDate; force: boolean }> {
   const parsed = periodicTaskPayload.safeParse(job.data ?? {});
   if (!parsed.success) {
@@ -54,7 +54,13 @@ export async function jobBusinessDate(
   const stored = await deps.boss.getSchedule(task.name);
   const cron = stored?.cron ?? deps.config.cron[task.name];
   const timeZone = stored?.timezone ?? deps.config.timeZone;
-  return { date: occurrenceBusinessDate(cron, timeZone, job.createdOn), force };
+  const { date, early } = jobOccurrence(cron, timeZone, job.createdOn);
+  if (early)
+    deps.log.warn(
+      { task: task.name, jobId: job.id, createdOn: job.createdOn, businessDate: date },
+      "tick sent before its occurrence (the scheduler's clock is ahead of the database's): run for the occurrence's date",
+    );
+  return { date, force };
 }
 
 export type PeriodicRunRequest = {

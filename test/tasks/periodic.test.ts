@@ -1,5 +1,6 @@
 // The four periodic tasks in-process against real Postgres: what each enqueues or writes, the once-per-date
 // rule, the seller notices (signed, once) and the archive.
+import { randomUUID } from 'node:crypto';
 import pg from 'pg';
 import t, { type Test } from 'tap';
 import { findSellerHolds, markHoldsAnnounced } from '../../src/db/avisos.ts';
@@ -782,7 +783,7 @@ t.test(
     const h = await createHarness(t); // this worker's processar cron: the default, 0 8 * * *
     const task = PERIODIC_TASK_DEFINITIONS.processar_recorrencias_do_dia;
     // Fired at 07:30:03 in São Paulo (10:30:03 UTC) on 03-10.
-    const job = { data: {}, createdOn: new Date('2031-03-10T10:30:03Z') };
+    const job = { id: randomUUID(), data: {}, createdOn: new Date('2031-03-10T10:30:03Z') };
     t.same(
       await jobBusinessDate(task, h.deps, job),
       { date: '2031-03-09', force: false },
@@ -794,5 +795,15 @@ t.test(
       date: '2031-03-01',
       force: true,
     });
+    // The 07:30 tick sent 3 s early, by a scheduler whose clock is ahead: that day's, and said in the log.
+    const captured = capturedLog('info');
+    const early = { ...job, createdOn: new Date('2031-03-11T10:29:57Z') };
+    t.same(await jobBusinessDate(task, { ...h.deps, log: captured.log }, early), {
+      date: '2031-03-11',
+      force: false,
+    });
+    t.match(captured.entries, [
+      { level: 40, msg: /^tick sent before its occurrence/, jobId: job.id, businessDate: '2031-03-11' },
+    ]);
   },
 );

@@ -1,7 +1,7 @@
 // Business dates are São Paulo calendar dates, never UTC days.
 import t from 'tap';
 import { businessDate, isoDate } from '../../src/domain/dates.ts';
-import { occurrenceBusinessDate } from '../../src/tasks/job-business-date.ts';
+import { jobOccurrence, occurrenceBusinessDate } from '../../src/tasks/job-business-date.ts';
 
 const SP = 'America/Sao_Paulo';
 
@@ -39,6 +39,20 @@ t.test('a cron job is for the business date of the occurrence that produced it',
   t.equal(occurrenceBusinessDate('0 8 * * *', SP, new Date('2027-03-10T10:59:56Z')), '2027-03-10');
   // The weekly cleanup sent early on Sunday 01:59:58: that Sunday's.
   t.equal(occurrenceBusinessDate('0 2 * * 0', SP, new Date('2027-03-14T04:59:58Z')), '2027-03-14');
-  // A job created well before the tick is the previous occurrence's catch-up.
+  // A job created well before the tick is the previous occurrence's catch-up: yesterday's 08:00 sent at 07:56.
+  t.equal(occurrenceBusinessDate('0 8 * * *', SP, new Date('2027-03-10T10:56:00Z')), '2027-03-09');
   t.equal(occurrenceBusinessDate('0 8 * * *', SP, new Date('2027-03-10T10:30:00Z')), '2027-03-09');
+  // Sent early for an occurrence after midnight: never the next day's date (it would charge its cycles early),
+  // but the date it was created on, as without the margin.
+  t.equal(occurrenceBusinessDate('0 0 * * *', SP, new Date('2027-03-11T02:59:58Z')), '2027-03-10');
+  t.equal(occurrenceBusinessDate('2 0 * * *', SP, new Date('2027-03-11T02:58:00Z')), '2027-03-10');
+  // On time and late are not early; 4 s early is.
+  t.same(jobOccurrence('0 8 * * *', SP, new Date('2027-03-10T11:00:00Z')), {
+    date: '2027-03-10',
+    early: false,
+  });
+  t.same(jobOccurrence('0 8 * * *', SP, new Date('2027-03-10T10:59:56Z')), {
+    date: '2027-03-10',
+    early: true,
+  });
 });
