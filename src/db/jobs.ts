@@ -216,3 +216,8 @@ export async function retryingJobReasons(
     GROUP BY 1 ORDER BY 1`);
   return result.rows;
 }
+
+/** The database's clock, which pg-boss stamps its jobs with (the application's may differ by seconds). */
+export async function databaseNow(db: CommonQueryMethods): Promise<Date> {
+  return db.oneFirst(sql.type(z.object({ now: z.date() }))`SELECT now() AS now`);
+}

@@ -12,7 +12,7 @@ import {
   insertPause,
   lockPausesAndSchedules,
 } from '../db/pauses.ts';
-import { findJob } from '../db/jobs.ts';
+import { databaseNow, findJob } from '../db/jobs.ts';
 import { findLatestTaskRun, type TaskRun } from '../db/task-runs.ts';
 import { businessDate, type IsoDate } from '../domain/dates.ts';
 import { stableUuid } from '../domain/identifiers.ts';
@@ -206,30 +206,39 @@ const REDRIVE_PAGE = 5_000;
  * Sends up to `limit` dead-lettered charge jobs, oldest first, back to `cobrar_recorrencia`, as `retryJob` does
  * for one: after a gateway incident that outlasted the retries there may be thousands, and each must be back
  * before its attempt outlives GATEWAY_KEY_RETENTION_HOURS. Safe for any of them: the worker looks the key up
- * before sending anything, and a job whose attempt was resolved since just completes.
+ * before sending anything, and a job whose attempt was resolved since just completes. Only jobs dead-lettered
+ * before the call are moved, so one that lands there again meanwhile (a blocked attempt) is not moved twice.
+ * The audit row records what moved even when a page fails midway.
  */
 export async function redriveChargeDeadLetters(
   deps: OpsDeps,
   who: Actor,
   limit: number,
 ): Promise<{ queue: string; moved: number }> {
+  const createdBefore = await databaseNow(deps.pool);
   let moved = 0;
-  while (moved < limit) {
-    const page = await deps.boss.redrive(CHARGE_DEAD_LETTER_QUEUE, {
-      limit: Math.min(REDRIVE_PAGE, limit - moved),
+  let failed = true;
+  try {
+    while (moved < limit) {
+      const page = await deps.boss.redrive(CHARGE_DEAD_LETTER_QUEUE, {
+        limit: Math.min(REDRIVE_PAGE, limit - moved),
+        createdBefore,
+      });
+      moved += page;
+      if (page === 0) break;
+    }
+    failed = false;
+  } finally {
+    await insertAudit(deps.pool, {
+      who,
+      action: 'redrive_dead_letters',
+      target: CHARGE_DEAD_LETTER_QUEUE,
+      details: { moved, limit, ...(failed ? { failed: true } : {}) },
     });
-    moved += page;
-    if (page === 0) break;
+    deps.log.info(
+      { queue: CHARGE_DEAD_LETTER_QUEUE, moved, failed, by: who.name },
+      'dead-lettered charge jobs redriven',
+    );
   }
-  await insertAudit(deps.pool, {
-    who,
-    action: 'redrive_dead_letters',
-    target: CHARGE_DEAD_LETTER_QUEUE,
-    details: { moved, limit },
-  });
-  deps.log.info(
-    { queue: CHARGE_DEAD_LETTER_QUEUE, moved, by: who.name },
-    'dead-lettered charge jobs redriven',
-  );
   return { queue: CHARGE_DEAD_LETTER_QUEUE, moved };
 }

@@ -487,6 +487,17 @@ t.test('the whole charge dead-letter queue goes back at once, in pages, audited'
   ]);
   const empty = await h.app.inject({ method: 'POST', url, headers: operator });
   t.same(empty.json(), { queue: CHARGE_DEAD_LETTER_QUEUE, moved: 0 }, 'nothing left: nothing moved');
+
+  // A job dead-lettered after the call began (one that went straight back) is left for the next call.
+  await query(
+    h.url,
+    `INSERT INTO pgboss.job (name, data, policy, source_name, created_on)
+     VALUES ($1, '{"recorrenciaId": 1, "dataNegocio": "2031-03-10", "motivo": "agendada"}', 'standard', $2,
+       now() + interval '1 minute')`,
+    [CHARGE_DEAD_LETTER_QUEUE, CHARGE_QUEUE],
+  );
+  const later = await h.app.inject({ method: 'POST', url, headers: operator });
+  t.same(later.json(), { queue: CHARGE_DEAD_LETTER_QUEUE, moved: 0 }, 'only what was there when it began');
 });
 
 t.test('reactivate refuses a hold after an irreversible decline of the card it still has', async (t) => {
