@@ -39,19 +39,26 @@ function int8(value: string): number {
 }
 
 /**
- * Dates are handled as the server's text ('2031-03-10'), compared and parsed as ISO dates. A role or database
- * set to another DateStyle ('SQL, DMY' sends '10/03/2031') would make every comparison quietly wrong (a date
- * read as not due yet is skipped), so a date in any other shape fails the query instead.
+ * Dates are handled as the server's text ('2031-03-10'), compared and parsed as ISO dates, and timestamps parsed
+ * from ISO text. A role or database set to another DateStyle ('SQL, DMY' sends '10/03/2031') would make every
+ * comparison quietly wrong (a date read as not due yet is skipped) and read 2031-03-10 as 2031-10-03, so a date
+ * or timestamp in any other shape fails the query instead.
  */
-export function isoDateText(value: string): string {
-  if (!/^\d{4}-\d{2}-\d{2}$/.test(value))
+function iso(kind: string, value: string, shape: RegExp): string {
+  if (!shape.test(value))
     throw new Error(
-      `Postgres sent the date '${value}', not in ISO form: set DateStyle to ISO for this database or role (${DATESTYLE_FIX})`,
+      `Postgres sent the ${kind} '${value}', not in ISO form: set DateStyle to ISO (${DATESTYLE_FIX})`,
     );
   return value;
 }
 
-export const DATESTYLE_FIX = "ALTER DATABASE <name> SET DateStyle = 'ISO, MDY'";
+const ISO_DATE = /^\d{4}-\d{2}-\d{2}$/;
+const ISO_TIMESTAMP = /^\d{4}-\d{2}-\d{2} \d{2}:\d{2}/;
+
+export const isoDateText = (value: string): string => iso('date', value, ISO_DATE);
+
+export const DATESTYLE_FIX =
+  "ALTER DATABASE <name> SET DateStyle = 'ISO, MDY', or ALTER ROLE <role> IN DATABASE <name> when the role sets it";
 
 /** Adds application_name to a connection URL so each role is recognisable in pg_stat_activity. */
 export function withApplicationName(url: string, applicationName: string): string {
@@ -96,8 +103,8 @@ export async function createDbPool(url: string, options: DbPoolOptions): Promise
       { name: 'int8', parse: int8 },
       { name: 'numeric', parse: (value: string) => Number(value) },
       { name: 'date', parse: isoDateText },
-      { name: 'timestamptz', parse: (value: string) => new Date(value) },
-      { name: 'timestamp', parse: (value: string) => new Date(`${value}Z`) },
+      { name: 'timestamptz', parse: (value: string) => new Date(iso('timestamp', value, ISO_TIMESTAMP)) },
+      { name: 'timestamp', parse: (value: string) => new Date(`${iso('timestamp', value, ISO_TIMESTAMP)}Z`) },
     ],
   });
   if (!hold) return pool;

@@ -5,9 +5,11 @@ import { DATESTYLE_FIX } from './pool.ts';
 
 /** What is wrong with this connection's settings, or null when nothing is. */
 export async function sessionSettingsProblem(run: SqlRunner): Promise<string | null> {
-  const [row] = await run('SELECT current_setting($1) AS datestyle', ['DateStyle']);
-  const dateStyle = typeof row?.datestyle === 'string' ? row.datestyle : '';
+  // pg_settings' source says who set it (database, user, ...): the fix must go where it was set.
+  const [row] = await run(`SELECT setting, source FROM pg_settings WHERE name = 'DateStyle'`);
+  const dateStyle = typeof row?.setting === 'string' ? row.setting : '';
+  const source = typeof row?.source === 'string' ? row.source : 'unknown';
   return dateStyle.startsWith('ISO')
     ? null
-    : `Postgres DateStyle is '${dateStyle}': dates would be misread; set it to ISO (${DATESTYLE_FIX})`;
+    : `Postgres DateStyle is '${dateStyle}' (set by: ${source}): dates would be misread; set it to ISO (${DATESTYLE_FIX})`;
 }

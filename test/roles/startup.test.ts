@@ -95,7 +95,7 @@ t.test('a database set to another DateStyle is refused: dates would be misread',
   await query(adminUrl(), `ALTER DATABASE "${name}" SET DateStyle = 'SQL, DMY'`);
   const worker = startService(t, ['worker'], { DATABASE_URL: url, GATEWAY_URL });
   t.equal((await worker.exited).code, 2, 'exits with the bad-configuration code');
-  t.match(worker.stderr(), /DateStyle is 'SQL, DMY'.*set it to ISO/);
+  t.match(worker.stderr(), /DateStyle is 'SQL, DMY' \(set by: database\).*set it to ISO/);
   const check = startService(t, ['check'], { DATABASE_URL: url });
   t.equal((await check.exited).code, 1);
   t.match(check.stdout(), /✗ session settings: Postgres DateStyle is 'SQL, DMY'/);
@@ -105,6 +105,11 @@ t.test('a database set to another DateStyle is refused: dates would be misread',
   await t.rejects(
     pool.oneFirst(sql.type(z.object({ d: z.string() }))`SELECT '2031-03-25'::date AS d`),
     /Postgres sent the date '25\/03\/2031', not in ISO form/,
+  );
+  await t.rejects(
+    pool.oneFirst(sql.type(z.object({ t: z.date() }))`SELECT '2031-03-10 12:00Z'::timestamptz AS t`),
+    /Postgres sent the timestamp '10\/03\/2031 .*', not in ISO form/,
+    'a timestamp too: it would read as October 3rd',
   );
   await query(adminUrl(), `ALTER DATABASE "${name}" RESET DateStyle`);
   const fixed = startService(t, ['check'], { DATABASE_URL: url });
