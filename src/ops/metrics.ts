@@ -6,10 +6,12 @@ import { connectionBudget } from '../db/connection-budget.ts';
 import { gatewaySlotCounts } from '../db/gateway-slots.ts';
 import { recentCrashes } from '../db/instances.ts';
 import { recentJobs, RETRY_REASON_SAMPLE, retryingJobReasons } from '../db/jobs.ts';
+import { listSchedules } from '../db/schedules.ts';
 import { getMetricGauges, NOTICE_STATUSES } from '../db/metrics.ts';
 import { recurrenceStats } from '../db/stats.ts';
 import { businessDate } from '../domain/dates.ts';
 import { CHARGE_QUEUE, PERIODIC_TASKS } from '../queue/task-names.ts';
+import { firstOccurrenceOn } from '../tasks/job-business-date.ts';
 import type { OpsDeps } from './deps.ts';
 import { queueStates } from './queues.ts';
 
@@ -113,6 +115,12 @@ function definitions(registry: Registry) {
       'Whether the task has a successful run for the current business date (1) or not (0).',
       ['task'],
     ),
+    dueMinutes: gauge(
+      'task_due_minutes',
+      "Minutes since local midnight of the task's time on the current business date, from its stored schedule " +
+        '(else its CRON_* setting); absent on a day it has no occurrence. Alerts say "not done 30 minutes after".',
+      ['task'],
+    ),
     running: gauge('task_running', 'Whether a run of the task is executing now (1) or not (0).', ['task']),
     businessMinutes: gauge(
       'business_time_minutes',
@@ -176,18 +184,26 @@ export function minutesSinceMidnight(instant: Date, timeZone: string): number {
 async function readSnapshot(deps: OpsDeps) {
   const now = deps.now();
   const date = businessDate(now, deps.config.timeZone);
-  const [queues, recent, stats, gauges, instances, crashes, retrying, slots, budget] = await Promise.all([
-    queueStates(deps),
-    recentJobs(deps.pool, DURATION_WINDOW_MINUTES),
-    recurrenceStats(deps.pool, date),
-    getMetricGauges(deps.pool, { date, tasks: PERIODIC_TASKS }),
-    deps.boss.getInstances(),
-    recentCrashes(deps.pool, CRASH_WINDOW_MINUTES),
-    retryingJobReasons(deps.pool, CHARGE_QUEUE),
-    gatewaySlotCounts(deps.pool),
-    connectionBudget(deps.pool),
-  ]);
-  return { now, queues, recent, stats, gauges, instances, crashes, retrying, slots, budget };
+  const [queues, recent, stats, gauges, instances, crashes, retrying, slots, budget, stored] =
+    await Promise.all([
+      queueStates(deps),
+      recentJobs(deps.pool, DURATION_WINDOW_MINUTES),
+      recurrenceStats(deps.pool, date),
+      getMetricGauges(deps.pool, { date, tasks: PERIODIC_TASKS }),
+      deps.boss.getInstances(),
+      recentCrashes(deps.pool, CRASH_WINDOW_MINUTES),
+      retryingJobReasons(deps.pool, CHARGE_QUEUE),
+      gatewaySlotCounts(deps.pool),
+      connectionBudget(deps.pool),
+      listSchedules(deps.pool, PERIODIC_TASKS),
+    ]);
+  const dueMinutes = PERIODIC_TASKS.flatMap((task) => {
+    const schedule = stored.find((row) => row.name === task);
+    const timeZone = schedule?.timezone ?? deps.config.timeZone;
+    const occurrence = firstOccurrenceOn(schedule?.cron ?? deps.config.cron[task], timeZone, date);
+    return occurrence === null ? [] : [{ task, minutes: minutesSinceMidnight(occurrence, timeZone) }];
+  });
+  return { now, queues, recent, stats, gauges, instances, crashes, retrying, slots, budget, dueMinutes };
 }
 
 /** Sets every gauge from one snapshot; labelled gauges are reset first so vanished series disappear. */
@@ -228,6 +244,7 @@ function apply(g: Gauges, s: Awaited<ReturnType<typeof readSnapshot>>, config: O
   g.due.set(s.stats.devidas_na_data);
   g.waitingRetry.set(s.stats.aguardando_retentativa);
   g.firstRun.set(s.gauges.primeira_execucao ?? 0);
+  for (const { task, minutes } of s.dueMinutes) g.dueMinutes.set({ task }, minutes);
   for (const task of s.gauges.tarefas) {
     g.lastSuccess.set({ task: task.tarefa }, task.ultimo_sucesso ?? 0);
     g.succeededToday.set({ task: task.tarefa }, task.sucesso_na_data ? 1 : 0);

@@ -51,3 +51,24 @@ export function jobOccurrence(
 export function occurrenceBusinessDate(cron: string, timeZone: string, createdOn: Date): IsoDate {
   return jobOccurrence(cron, timeZone, createdOn).date;
 }
+
+/**
+ * The first occurrence of `cron` on the business date `date` (in `timeZone`), or null when it has none that day
+ * (a weekly schedule on another day). For alerts that follow the configured times ("not done 30 minutes after
+ * its time"), not a fixed 08:30.
+ */
+export function firstOccurrenceOn(cron: string, timeZone: string, date: IsoDate): Date | null {
+  // From UTC midnight of the day before: before the local midnight of `date` in every time zone.
+  const interval = CronExpressionParser.parse(cron, {
+    tz: timeZone,
+    strict: false,
+    currentDate: new Date(Date.parse(`${date}T00:00:00Z`) - 24 * 3600 * 1000),
+  });
+  for (let i = 0; i < 5000; i++) {
+    const next = interval.next().toDate();
+    const day = businessDate(next, timeZone);
+    if (day === date) return next;
+    if (day > date) return null;
+  }
+  return null;
+}

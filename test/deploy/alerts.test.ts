@@ -21,7 +21,19 @@ type Rule = {
 const RULE_KEYS = new Set(['alert', 'expr', 'for', 'keep_firing_for', 'labels', 'annotations']);
 const DURATION = /^(\d+(ms|s|m|h|d|w|y))+$/;
 /** PromQL words that look like identifiers but are not metric names. */
-const KEYWORDS = new Set(['and', 'or', 'unless', 'bool', 'offset', 'atan2', 'inf', 'nan']);
+const KEYWORDS = new Set([
+  'and',
+  'or',
+  'unless',
+  'bool',
+  'offset',
+  'atan2',
+  'inf',
+  'nan',
+  // Modifiers that may come without a label list (`group_left` alone).
+  'group_left',
+  'group_right',
+]);
 
 /** The alert's anchor in the README: `RecorrenciasDailyRunLate` -> `runbook-recorrencias-daily-run-late`. */
 function anchorOf(alert: string): string {

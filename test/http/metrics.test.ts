@@ -52,6 +52,7 @@ const EXPECTED: Record<string, string[]> = {
   recorrencias_first_task_run_timestamp_seconds: [],
   recorrencias_task_succeeded_for_business_date: ['task'],
   recorrencias_task_running: ['task'],
+  recorrencias_task_due_minutes: ['task'],
   recorrencias_business_time_minutes: [],
   recorrencias_notices: ['status'],
   recorrencias_notice_oldest_undelivered_age_seconds: [],
@@ -347,6 +348,17 @@ t.test('every metric is exported with HELP and TYPE, zero-filled on an empty dat
   t.ok(used >= 1 && used <= (server?.max ?? 0), `connections in use (${used})`);
   t.equal(value(families, 'recorrencias_business_time_minutes'), 8 * 60 + 45, '08:45 in São Paulo');
   t.equal(value(families, 'recorrencias_first_task_run_timestamp_seconds'), 0, 'no task ran yet');
+  t.same(
+    families
+      .get('recorrencias_task_due_minutes')
+      ?.samples.map((sample) => [sample.labels.task, sample.value]),
+    [
+      ['processar_recorrencias_do_dia', 8 * 60],
+      ['retentar_cobrancas_falhadas', 10 * 60],
+      ['notificar_recorrencias_hold', 18 * 60],
+    ],
+    "each task's time on this Monday, from the stored schedules; the Sunday cleanup has none",
+  );
   t.equal(value(families, 'recorrencias_oldest_pending_attempt_age_seconds'), 0);
   t.equal(value(families, 'recorrencias_notice_oldest_undelivered_age_seconds'), 0);
 });

@@ -1,7 +1,11 @@
 // Business dates are São Paulo calendar dates, never UTC days.
 import t from 'tap';
 import { businessDate, isoDate } from '../../src/domain/dates.ts';
-import { jobOccurrence, occurrenceBusinessDate } from '../../src/tasks/job-business-date.ts';
+import {
+  firstOccurrenceOn,
+  jobOccurrence,
+  occurrenceBusinessDate,
+} from '../../src/tasks/job-business-date.ts';
 
 const SP = 'America/Sao_Paulo';
 
@@ -55,4 +59,16 @@ t.test('a cron job is for the business date of the occurrence that produced it',
     date: '2027-03-10',
     early: true,
   });
+});
+
+t.test("a schedule's first time on a business date, for the late-run alerts", async (t) => {
+  t.same(firstOccurrenceOn('0 8 * * *', SP, '2027-03-10'), new Date('2027-03-10T11:00:00Z'));
+  t.same(firstOccurrenceOn('0 2 * * 0', SP, '2027-03-14'), new Date('2027-03-14T05:00:00Z'), 'a Sunday');
+  t.equal(firstOccurrenceOn('0 2 * * 0', SP, '2027-03-15'), null, 'none on a Monday');
+  t.same(
+    firstOccurrenceOn('*/30 * * * *', SP, '2027-03-10'),
+    new Date('2027-03-10T03:00:00Z'),
+    'local midnight',
+  );
+  t.same(firstOccurrenceOn('50 23 * * *', SP, '2027-03-10'), new Date('2027-03-11T02:50:00Z'));
 });
