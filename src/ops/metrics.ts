@@ -1,6 +1,7 @@
-// The Prometheus metrics of the admin server: queue depths and run times, the business date's charges,
-// recurrences, task runs, the notice outbox, live instances and paused queues, read from the database at each
-// scrape (the admin process runs no jobs, so it has nothing to count in memory), plus the process defaults.
+// The Prometheus metrics of the admin server: queue depths and run times, why charge jobs retry, the business
+// date's charges, recurrences, task runs and their times, the notice and event outboxes, live and crashed
+// instances, paused queues, gateway slots and Postgres connections, read from the database at each scrape (the
+// admin process runs no jobs, so it has nothing to count in memory), plus the process defaults.
 import { collectDefaultMetrics, Gauge, Registry } from 'prom-client';
 import { connectionBudget } from '../db/connection-budget.ts';
 import { gatewaySlotCounts } from '../db/gateway-slots.ts';
