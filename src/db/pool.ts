@@ -1,6 +1,7 @@
 // The application's connection pool (slonik over pg): type parsers for our column types, zod validation of
 // every row a typed query returns, and no automatic retries (a retried transaction near a payment could
 // repeat a side effect; the job queue owns retries).
+import { ISO_DATE } from '../domain/dates.ts';
 import { guardPgClientErrors } from './unavailable.ts';
 import { z } from 'zod';
 import {
@@ -52,10 +53,9 @@ function iso(kind: string, value: string, shape: RegExp): string {
   return value;
 }
 
-const ISO_DATE = /^\d{4}-\d{2}-\d{2}$/;
 const ISO_TIMESTAMP = /^\d{4}-\d{2}-\d{2} \d{2}:\d{2}/;
 
-export const isoDateText = (value: string): string => iso('date', value, ISO_DATE);
+const isoDateText = (value: string): string => iso('date', value, ISO_DATE);
 
 export const DATESTYLE_FIX =
   "ALTER DATABASE <name> SET DateStyle = 'ISO, MDY', or ALTER ROLE <role> IN DATABASE <name> when the role sets it";

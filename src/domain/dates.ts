@@ -3,7 +3,8 @@
 import { z } from 'zod';
 
 /** A calendar date, 'YYYY-MM-DD', that exists (no Feb 30). */
-const ISO_DATE = /^\d{4}-\d{2}-\d{2}$/;
+/** The shape of an ISO calendar date, YYYY-MM-DD (shape only: isoDate also checks it is a real date). */
+export const ISO_DATE = /^\d{4}-\d{2}-\d{2}$/;
 export const isoDate = z
   .string()
   .regex(ISO_DATE, 'must be a date in YYYY-MM-DD form')

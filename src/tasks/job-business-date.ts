@@ -13,7 +13,7 @@ import { businessDate, type IsoDate } from '../domain/dates.ts';
  * a catch-up job for a missed tick, sent within the margin before the next occurrence, is dated to that next one
  * (its date's run then starts that much early, and the missed date is caught up by it, as by any later run).
  */
-export const EARLY_FIRE_TOLERANCE_MS = 60 * 1000;
+const EARLY_FIRE_TOLERANCE_MS = 60 * 1000;
 
 function latestOccurrence(cron: string, timeZone: string, atOrBefore: Date): Date {
   // prev() answers strictly before its reference, so start a millisecond after.
@@ -46,10 +46,6 @@ export function jobOccurrence(
   if (withMargin <= createdOn || date !== businessDate(createdOn, timeZone))
     return { date: strict, early: false };
   return { date, early: date !== strict };
-}
-
-export function occurrenceBusinessDate(cron: string, timeZone: string, createdOn: Date): IsoDate {
-  return jobOccurrence(cron, timeZone, createdOn).date;
 }
 
 /**

@@ -1,13 +1,12 @@
 // Business dates are São Paulo calendar dates, never UTC days.
 import t from 'tap';
 import { businessDate, isoDate } from '../../src/domain/dates.ts';
-import {
-  firstOccurrenceOn,
-  jobOccurrence,
-  occurrenceBusinessDate,
-} from '../../src/tasks/job-business-date.ts';
+import { firstOccurrenceOn, jobOccurrence } from '../../src/tasks/job-business-date.ts';
 
 const SP = 'America/Sao_Paulo';
+
+const occurrenceBusinessDate = (cron: string, timeZone: string, createdOn: Date) =>
+  jobOccurrence(cron, timeZone, createdOn).date;
 
 t.test('around local midnight the business date follows São Paulo, not UTC', async (t) => {
   // 23:30 local on the 30th is 02:30 UTC on the 1st.
