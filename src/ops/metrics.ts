@@ -85,7 +85,7 @@ function definitions(registry: Registry) {
     retrying: gauge(
       'charge_jobs_retrying',
       "Charge jobs waiting for a retry, by why their last attempt failed: the unknown outcome's reason " +
-        `(unauthorized, forbidden, timeout, gateway_busy, http_503...) or the failure's status; counted among at most ${RETRY_REASON_SAMPLE} of them.`,
+        `(unauthorized, forbidden, timeout, gateway_busy, slot_error, http_503...) or the failure's status; counted among at most ${RETRY_REASON_SAMPLE} of them.`,
       ['reason'],
     ),
     gatewaySlots: gauge(

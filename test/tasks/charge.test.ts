@@ -1187,8 +1187,8 @@ t.test('a batch that cannot take its slots sends nothing and counts nothing as s
   const captured = capturedLog('warn');
   const results = await chargeJobs({ ...h.deps, log: captured.log }, jobs);
   t.match(results, [
-    { status: 'unresolved', reason: 'gateway_busy' },
-    { status: 'unresolved', reason: 'gateway_busy' },
+    { status: 'unresolved', reason: 'slot_error' },
+    { status: 'unresolved', reason: 'slot_error' },
   ]);
   t.match(
     captured.entries.filter((entry) => entry.level >= 50),
@@ -1213,7 +1213,7 @@ t.test('a charge that cannot take a slot gives up alone, unsent: its neighbours 
   await refuseSlotTakes(h.url, 'slot refused by test', `NEW.job_id = '${jobs[1]?.id}'::uuid`);
   const captured = capturedLog('warn');
   const results = await chargeJobs({ ...h.deps, log: captured.log }, jobs);
-  t.match(results, [{ status: 'approved' }, { status: 'unresolved', reason: 'gateway_busy' }]);
+  t.match(results, [{ status: 'approved' }, { status: 'unresolved', reason: 'slot_error' }]);
   t.match(
     captured.entries.filter((entry) => entry.level >= 50),
     [{ msg: /could not take a gateway slot/, jobId: jobs[1]?.id, err: { message: /slot refused/ } }],

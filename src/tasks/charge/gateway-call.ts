@@ -3,8 +3,9 @@
 // key up: the previous sender may have reached the gateway. When every slot stays taken for a while a charge
 // gives up with an unknown outcome ('gateway_busy'), and so does a call still running at the batch's deadline
 // ('batch_deadline'): its attempt stays pending and the job retries under the same key. Slot trouble (a
-// statement that fails) never fails the batch: a charge without a slot gives up alone, and a slot not freed
-// is taken back when its lease ends.
+// statement that fails) never fails the batch: a charge without a slot gives up alone ('slot_error', so that
+// operators are not sent to raise a cap that is not the problem), and a slot not freed is taken back when its
+// lease ends.
 import { setTimeout as sleep } from 'node:timers/promises';
 import { isBlocked, unmarkAttemptsSending, type Attempt } from '../../db/cobrancas.ts';
 import {
@@ -58,8 +59,19 @@ function leaseMs(deps: ChargeDeps): number {
   return deps.config.gateway.timeoutMs * 2 + 5_000;
 }
 
-/** Waits (bounded) for a slot of its own, for a charge the batch could not give one to; null: none came. */
-async function waitForSlot(deps: ChargeDeps, call: GatewayCall, signal: AbortSignal): Promise<number | null> {
+const BATCH_DEADLINE: ChargeOutcome = { kind: 'unknown', reason: 'batch_deadline' };
+const GATEWAY_BUSY: ChargeOutcome = { kind: 'unknown', reason: 'gateway_busy' };
+const SLOT_ERROR: ChargeOutcome = { kind: 'unknown', reason: 'slot_error' };
+
+/**
+ * Waits (bounded) for a slot of its own, for a charge the batch could not give one to: the slot, or why none
+ * came (every slot stayed taken, or taking one failed).
+ */
+async function waitForSlot(
+  deps: ChargeDeps,
+  call: GatewayCall,
+  signal: AbortSignal,
+): Promise<number | ChargeOutcome> {
   const deadline = Date.now() + gatewaySlotWaitMs(deps.config.charges.hardLimitSeconds);
   // Polls back off (20 ms, doubling, at most 250 ms, jittered): a thousand waiters must not hammer the table.
   for (let round = 0; ; round++) {
@@ -69,10 +81,10 @@ async function waitForSlot(deps: ChargeDeps, call: GatewayCall, signal: AbortSig
     } catch (error) {
       // Thrown, it would fail the whole batch and lose its neighbours' answers: this charge gives up alone.
       deps.log.error({ err: error, jobId: call.job.id }, 'could not take a gateway slot: charge not sent');
-      return null;
+      return SLOT_ERROR;
     }
     if (slot !== null) return slot;
-    if (Date.now() > deadline || signal.aborted) return null;
+    if (Date.now() > deadline || signal.aborted) return GATEWAY_BUSY;
     await sleep(Math.min(250, 20 * 2 ** round) * (0.5 + Math.random()));
   }
 }
@@ -124,9 +136,6 @@ function slotRelease(deps: ChargeDeps, slots: readonly TakenSlot[]) {
   };
 }
 
-const BATCH_DEADLINE: ChargeOutcome = { kind: 'unknown', reason: 'batch_deadline' };
-const GATEWAY_BUSY: ChargeOutcome = { kind: 'unknown', reason: 'gateway_busy' };
-
 /**
  * Calls the gateway for every charge of a batch, in parallel, until `deadline` (ms since the epoch): a call
  * still running then is given up as unknown ('batch_deadline'), so the batch records its outcomes while it
@@ -165,9 +174,9 @@ async function callWithinDeadline(
   const send = async (entry: GatewayCall, signal: AbortSignal, withSlot: boolean): Promise<ChargeOutcome> => {
     if (withSlot) return callGateway(deps, entry, signal);
     const slot = await waitForSlot(deps, entry, signal);
-    if (slot === null) {
+    if (typeof slot !== 'number') {
       notSent(entry.attempt.id);
-      return GATEWAY_BUSY;
+      return slot;
     }
     try {
       return await callGateway(deps, entry, signal);
@@ -199,7 +208,7 @@ async function callWithinDeadline(
       "could not take the batch's gateway slots: its charges give up unsent",
     );
     for (const entry of calls) notSent(entry.attempt.id);
-    return calls.map(() => GATEWAY_BUSY);
+    return calls.map(() => SLOT_ERROR);
   }
   const withSlot = new Set(slots.map((slot) => slot.job_id));
   const release = slotRelease(deps, slots);
