@@ -98,12 +98,16 @@ export async function markAttemptSending(
 
 /**
  * Takes back markAttemptSending's count (or the creation's) for attempts phase 2 never sent (no gateway slot
- * came, or the batch's time ran out first): `envios` counts requests that may have reached the gateway.
+ * came, or the batch's time ran out first): `envios` counts requests that may have reached the gateway. Never
+ * from a blocked attempt: phase 1 does not count it, so its `envios` are earlier rounds' sends, and the
+ * evidence an operator resolves the block with. (One blocked meanwhile by another sender keeps this round's
+ * count too: too many is safe, too few is not.)
  */
 export async function unmarkAttemptsSending(db: CommonQueryMethods, ids: readonly number[]): Promise<void> {
   await db.query(sql.unsafe`
     UPDATE checkout_recorrencia_cobrancas SET envios = envios - 1
-    WHERE id = ANY(${sql.array([...ids], 'int8')}) AND status = 'pendente' AND envios > 0`);
+    WHERE id = ANY(${sql.array([...ids], 'int8')}) AND status = 'pendente' AND envios > 0
+      AND codigo_recusa IS NULL`);
 }
 
 /**

@@ -4,7 +4,8 @@
 import t, { type Test } from 'tap';
 import { attemptKey } from '../../src/domain/identifiers.ts';
 import { enqueueChargeJobs } from '../../src/tasks/charge/charge-jobs.ts';
-import { chargeRecurrence } from '../../src/tasks/charge/charge-recurrence.ts';
+import { chargeJobs, chargeRecurrence } from '../../src/tasks/charge/charge-recurrence.ts';
+import { unmarkAttemptsSending } from '../../src/db/cobrancas.ts';
 import { chargeQueueWorker } from '../../src/tasks/charge/charge-worker.ts';
 import { CHARGE_QUEUE } from '../../src/queue/task-names.ts';
 import { createAdminHarness, operator, type AdminHarness } from '../helpers/admin.ts';
@@ -551,6 +552,52 @@ t.test(
     t.equal(resolved.statusCode, 200, resolved.body);
     t.match(resolved.json(), { status: 'aprovada', proxima_cobranca: '2031-04-10' });
     t.equal(h.gateway.ledger().length, 1, 'one charge at the gateway');
+  },
+);
+
+t.test(
+  'a blocked attempt is answered without a gateway slot or time, and keeps its count of sends',
+  async (t) => {
+    const { h, id } = await chargedAnswerLostLongAgo(
+      t,
+      { GATEWAY_MAX_CONCURRENCY: '1', CHARGE_TIME_LIMIT_SECONDS: '12', GATEWAY_TIMEOUT_MS: '1000' },
+      25,
+    );
+    // Right after an outage the slots are contested: here a dead worker still holds the only one.
+    await query(
+      h.url,
+      `UPDATE vagas_gateway SET job_id = gen_random_uuid(), ate = now() + interval '60 seconds'`,
+    );
+    const before = h.gateway.stats();
+    t.match(
+      await chargeOn(h, id, '2031-03-11'),
+      { status: 'rejected', reason: 'idempotency_key_expired' },
+      'blocked and put on hold, not given up as gateway_busy',
+    );
+    t.same(h.gateway.stats(), before, 'the gateway was not contacted');
+    // The hand-back to the old system lists only attempts with envios > 0, and an operator reads it to choose
+    // between cobrada and nao_cobrada: the send whose answer was lost must still count.
+    t.same(await envios(h, id), [1], 'the earlier send still counts');
+    t.match(await recurrenceState(h.url, id), { status: 'hold' });
+
+    // A batch whose time ran out in phase 1 answers it the same way.
+    await query(h.url, `UPDATE checkout_recorrencias SET status = 'ativo' WHERE id = $1`, [id]);
+    await enqueueChargeJobs(h.boss, [{ recorrenciaId: id, dataNegocio: '2031-03-12', motivo: 'agendada' }]);
+    const jobs = await h.fetchChargeJobs();
+    const claimedAt = Date.now() - h.config.charges.hardLimitSeconds * 1000;
+    t.match(await chargeJobs(h.deps, jobs, claimedAt), [
+      { status: 'rejected', reason: 'idempotency_key_expired' },
+    ]);
+    t.same(await envios(h, id), [1], 'still counted after a batch given up at its deadline');
+
+    // And the take-back itself never lowers a blocked attempt's count.
+    const [attempt] = await query<{ id: number }>(
+      h.url,
+      'SELECT id::int FROM checkout_recorrencia_cobrancas WHERE recorrencia_id = $1',
+      [id],
+    );
+    await unmarkAttemptsSending(h.pool, [attempt?.id ?? 0]);
+    t.same(await envios(h, id), [1], 'unmarkAttemptsSending leaves a blocked attempt alone');
   },
 );
 

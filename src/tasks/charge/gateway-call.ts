@@ -32,20 +32,25 @@ export function chargeRequest(attempt: Attempt): ChargeRequest {
   };
 }
 
+/**
+ * The answer for a blocked attempt, given without the gateway: it holds another request under the key (409), or
+ * may have forgotten the key (idempotency_key_expired). A lookup would answer about that other request (or not
+ * know the key), and a send would be refused again, or charged as new. It waits for an operator.
+ */
+function blockedOutcome(attempt: Attempt): ChargeOutcome {
+  return {
+    kind: 'rejected',
+    reason: attempt.codigo_recusa ?? KEY_REUSED,
+    message: 'attempt blocked until an operator resolves it: not sent, not looked up',
+    executed: true,
+  };
+}
+
 async function callGateway(
   deps: ChargeDeps,
   { attempt, resumed }: GatewayCall,
   signal: AbortSignal,
 ): Promise<ChargeOutcome> {
-  // The gateway holds another request under its key (409): a lookup would answer about that request, and a
-  // send would be refused again (or charge, should the gateway have forgotten the key). It waits for an operator.
-  if (isBlocked(attempt))
-    return {
-      kind: 'rejected',
-      reason: attempt.codigo_recusa ?? KEY_REUSED,
-      message: 'attempt blocked until an operator resolves it: not sent, not looked up',
-      executed: true,
-    };
   const request = chargeRequest(attempt);
   if (resumed) {
     const known = await deps.gateway.lookup(request, signal);
@@ -159,7 +164,25 @@ export async function callGatewayForBatch(
   return outcomes;
 }
 
+/**
+ * Blocked attempts are answered first, apart: they need no slot and no time, and phase 1 did not count them as
+ * sent this round, so nothing may take a send back from them (`envios` is what says a cycle may have been
+ * charged, to an operator resolving the block and to the hand-back to the old system).
+ */
 async function callWithinDeadline(
+  deps: ChargeDeps,
+  calls: GatewayCall[],
+  deadline: number,
+  notSent: (attemptId: number) => void,
+): Promise<ChargeOutcome[]> {
+  const answered = calls.map((entry) => (isBlocked(entry.attempt) ? blockedOutcome(entry.attempt) : null));
+  const toSend = calls.filter((_, i) => answered[i] === null);
+  const sent = toSend.length === 0 ? [] : await sendWithinDeadline(deps, toSend, deadline, notSent);
+  let next = 0;
+  return answered.map((outcome) => outcome ?? (sent[next++] as ChargeOutcome));
+}
+
+async function sendWithinDeadline(
   deps: ChargeDeps,
   calls: GatewayCall[],
   deadline: number,
