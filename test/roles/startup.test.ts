@@ -96,6 +96,9 @@ t.test('a database set to another DateStyle is refused: dates would be misread',
   const worker = startService(t, ['worker'], { DATABASE_URL: url, GATEWAY_URL });
   t.equal((await worker.exited).code, 2, 'exits with the bad-configuration code');
   t.match(worker.stderr(), /DateStyle is 'SQL, DMY' \(set by: database\).*set it to ISO/);
+  const migrate = startService(t, ['migrate'], { DATABASE_URL: url });
+  t.equal((await migrate.exited).code, 2, 'migrate refuses it too');
+  t.match(migrate.stderr(), /DateStyle is 'SQL, DMY'/);
   const check = startService(t, ['check'], { DATABASE_URL: url });
   t.equal((await check.exited).code, 1);
   t.match(check.stdout(), /✗ session settings: Postgres DateStyle is 'SQL, DMY'/);
