@@ -35,6 +35,7 @@ operations:
                would do (for processar_recorrencias_do_dia, the list of charges) and runs nothing; Ctrl-C
                stops it at its next page, recorded as failed (exit 1)
   import --file export.(csv|jsonl) [--cutover YYYY-MM-DD [--replace-cutover]] [--dry-run] [--map ours=theirs,...]
+               [--errors FILE]
                import the old system's recurrences (idempotent, by id_legado)
   seed --count N [--date YYYY-MM-DD] [--sellers S] [--seed X] [--demo]
                insert N realistic recurrences due on the date (demo, benchmark; in production only with --demo)
