@@ -125,21 +125,32 @@ export async function markAttemptBlocked(
     WHERE id = ${id} AND status = 'pendente' AND codigo_recusa IS NULL`);
 }
 
-/** Of `ids`, the attempts still pending and blocked (see markAttemptBlocked). */
-export async function blockedAmong(tx: CommonQueryMethods, ids: readonly number[]): Promise<Set<number>> {
-  if (ids.length === 0) return new Set();
-  const rows = await tx.anyFirst(sql.type(IdRow)`
-    SELECT id FROM checkout_recorrencia_cobrancas
-    WHERE id = ANY(${sql.array([...ids], 'int8')}) AND status = 'pendente' AND codigo_recusa IS NOT NULL`);
-  return new Set(rows);
+const UnpayableRow = z.object({ id: z.number(), status: z.string() });
+
+/**
+ * Of `ids`, the attempts an approval can no longer be recorded on: still pending but blocked (see
+ * markAttemptBlocked), or already ended as something other than approved (`rejeitada` by an operator's
+ * `nao_cobrada`, say). Each with its status.
+ */
+export async function unpayableAmong(
+  tx: CommonQueryMethods,
+  ids: readonly number[],
+): Promise<Map<number, string>> {
+  if (ids.length === 0) return new Map();
+  const rows = await tx.any(sql.type(UnpayableRow)`
+    SELECT id, status FROM checkout_recorrencia_cobrancas
+    WHERE id = ANY(${sql.array([...ids], 'int8')})
+      AND status <> 'aprovada' AND NOT (status = 'pendente' AND codigo_recusa IS NULL)`);
+  return new Map(rows.map((row) => [row.id, row.status]));
 }
 
 /**
- * The gateway approved a blocked attempt's request (sent before another holder blocked it): the attempt stays
- * blocked for the operator, whose resolution this evidence decides, and its `mensagem` gets the gateway's
- * charge id. Written once per charge id.
+ * The gateway approved the request of an attempt that can no longer record it (see unpayableAmong): a blocked
+ * attempt stays blocked for the operator, whose resolution this evidence decides; an ended one stays ended,
+ * for an operator to check whether the cycle was charged again under another key. Either way its `mensagem`
+ * gets the gateway's charge id, once per charge id.
  */
-export async function noteApprovalOfBlocked(
+export async function noteLateApprovals(
   tx: CommonQueryMethods,
   notes: ReadonlyArray<{ attemptId: number; chargeId: string }>,
 ): Promise<void> {
@@ -148,7 +159,10 @@ export async function noteApprovalOfBlocked(
     UPDATE checkout_recorrencia_cobrancas c
     SET mensagem = concat_ws(' | ', nullif(c.mensagem, ''), n.note)
     FROM (
-      SELECT attempt_id, 'a gateway aprovou esta chave depois do bloqueio: charge_id ' || charge_id AS note
+      SELECT a.id AS attempt_id,
+        CASE WHEN a.status = 'pendente' THEN 'a gateway aprovou esta chave depois do bloqueio: charge_id '
+             ELSE 'a gateway aprovou esta chave depois de a tentativa terminar como ' || a.status || ': charge_id '
+        END || i.charge_id AS note
       FROM unnest(${sql.array(
         notes.map((note) => note.attemptId),
         'int8',
@@ -156,8 +170,9 @@ export async function noteApprovalOfBlocked(
         notes.map((note) => note.chargeId),
         'text',
       )}) AS i(attempt_id, charge_id)
+      JOIN checkout_recorrencia_cobrancas a ON a.id = i.attempt_id
     ) n
-    WHERE c.id = n.attempt_id AND c.status = 'pendente' AND c.codigo_recusa IS NOT NULL
+    WHERE c.id = n.attempt_id AND c.status <> 'aprovada' AND NOT (c.status = 'pendente' AND c.codigo_recusa IS NULL)
       AND strpos(coalesce(c.mensagem, ''), n.note) = 0`);
 }
 

@@ -6,9 +6,10 @@ import { attemptKey } from '../../src/domain/identifiers.ts';
 import { enqueueChargeJobs } from '../../src/tasks/charge/charge-jobs.ts';
 import { chargeJobs, chargeRecurrence } from '../../src/tasks/charge/charge-recurrence.ts';
 import { unmarkAttemptsSending } from '../../src/db/cobrancas.ts';
-import { chargeQueueWorker } from '../../src/tasks/charge/charge-worker.ts';
+import { chargeQueueWorker, settlementOf } from '../../src/tasks/charge/charge-worker.ts';
 import { CHARGE_QUEUE } from '../../src/queue/task-names.ts';
 import { createAdminHarness, operator, type AdminHarness } from '../helpers/admin.ts';
+import { capturedLog } from '../helpers/captured-log.ts';
 import { query } from '../helpers/database.ts';
 import { attemptsOf, chargeOnce, insertRecurrence, jobState, recurrenceState } from '../helpers/harness.ts';
 import { eventually, startService } from '../helpers/processes.ts';
@@ -265,53 +266,69 @@ t.test('an attempt the workers still resolve on their own cannot be resolved by 
   t.match(await attemptsOf(h.url, id), [{ status: 'pendente', codigo_recusa: null }]);
 });
 
+/**
+ * A charge whose first send ran at the gateway but answered too late; its retry looks the key up, and while
+ * that lookup is held `meanwhile` runs (another holder blocks the attempt, an operator resolves it...). The
+ * lookup then brings back the gateway's approval.
+ */
+async function approvalComingBackLate(
+  t: Test,
+  meanwhile: (h: AdminHarness, id: number) => Promise<void>,
+  captured = capturedLog('warn'),
+) {
+  const h = await createAdminHarness(t, { GATEWAY_TIMEOUT_MS: '300' });
+  // The first send runs at the gateway but answers too late: the attempt stays pending, the job retries.
+  h.gateway.setFaults({ rules: [{ nth: 1, fault: 'timeout_after', holdMs: 2_000 }] });
+  const id = await insertRecurrence(h.pool, { proxima_cobranca: DAY });
+  await enqueueChargeJobs(h.boss, [{ recorrenciaId: id, dataNegocio: DAY, motivo: 'agendada' }]);
+  const [job] = await h.fetchChargeJobs();
+  if (job === undefined) throw new Error('no charge job to fetch');
+  t.match(await chargeRecurrence(h.deps, job), { status: 'unresolved' });
+  await h.boss.fail(CHARGE_QUEUE, { id: job.id, retryCount: 0 }, {});
+  // Its backoff over.
+  await query(h.url, `UPDATE pgboss.job SET start_after = now() WHERE id = $1`, [job.id]);
+  const [retry] = await h.fetchChargeJobs();
+  if (retry === undefined) throw new Error('no retry to fetch');
+
+  let releaseLookup = () => {};
+  const lookupHeld = new Promise<void>((resolve) => {
+    releaseLookup = resolve;
+  });
+  let lookupStarted = false;
+  const gateway = {
+    charge: h.deps.gateway.charge.bind(h.deps.gateway),
+    lookup: async (...args: Parameters<typeof h.deps.gateway.lookup>) => {
+      lookupStarted = true;
+      await lookupHeld;
+      return h.deps.gateway.lookup(...args);
+    },
+  };
+  const resuming = chargeRecurrence({ ...h.deps, log: captured.log, gateway }, retry);
+  await eventually(async () => (lookupStarted ? true : undefined));
+  await meanwhile(h, id);
+  releaseLookup();
+  const result = await resuming;
+  const [charged] = h.gateway.ledger();
+  const [attempt] = await query<{ id: number; status: string; codigo_recusa: string; mensagem: string }>(
+    h.url,
+    'SELECT id, status, codigo_recusa, mensagem FROM checkout_recorrencia_cobrancas WHERE recorrencia_id = $1',
+    [id],
+  );
+  return { h, id, retry, result, chargeId: charged?.chargeId as string, attempt, captured };
+}
+
+const blockAttemptsOf = (h: AdminHarness, id: number) =>
+  query(
+    h.url,
+    `UPDATE checkout_recorrencia_cobrancas SET codigo_recusa = 'idempotency_key_reused' WHERE recorrencia_id = $1`,
+    [id],
+  ).then(() => undefined);
+
 t.test(
   'an approval a worker brings back for an attempt blocked meanwhile is not recorded as paid: it is noted for the operator, the job dead-lettered',
   async (t) => {
-    const h = await createAdminHarness(t, { GATEWAY_TIMEOUT_MS: '300' });
-    // The first send runs at the gateway but answers too late: the attempt stays pending, the job retries.
-    h.gateway.setFaults({ rules: [{ nth: 1, fault: 'timeout_after', holdMs: 2_000 }] });
-    const id = await insertRecurrence(h.pool, { proxima_cobranca: DAY });
-    await enqueueChargeJobs(h.boss, [{ recorrenciaId: id, dataNegocio: DAY, motivo: 'agendada' }]);
-    const [job] = await h.fetchChargeJobs();
-    if (job === undefined) throw new Error('no charge job to fetch');
-    t.match(await chargeRecurrence(h.deps, job), { status: 'unresolved' });
-    await h.boss.fail(CHARGE_QUEUE, { id: job.id, retryCount: 0 }, {});
-    // Its backoff over.
-    await query(h.url, `UPDATE pgboss.job SET start_after = now() WHERE id = $1`, [job.id]);
-    const [retry] = await h.fetchChargeJobs();
-    if (retry === undefined) throw new Error('no retry to fetch');
-
-    // The retry looks the key up; before its answer comes back, the attempt is blocked (a 409 to another job).
-    let releaseLookup = () => {};
-    const lookupHeld = new Promise<void>((resolve) => {
-      releaseLookup = resolve;
-    });
-    let lookupStarted = false;
-    const gateway = {
-      charge: h.deps.gateway.charge.bind(h.deps.gateway),
-      lookup: async (...args: Parameters<typeof h.deps.gateway.lookup>) => {
-        lookupStarted = true;
-        await lookupHeld;
-        return h.deps.gateway.lookup(...args);
-      },
-    };
-    const resuming = chargeRecurrence({ ...h.deps, gateway }, retry);
-    await eventually(async () => (lookupStarted ? true : undefined));
-    await query(
-      h.url,
-      `UPDATE checkout_recorrencia_cobrancas SET codigo_recusa = 'idempotency_key_reused' WHERE recorrencia_id = $1`,
-      [id],
-    );
-    releaseLookup();
-    const result = await resuming;
-    const [charged] = h.gateway.ledger();
-    const chargeId = charged?.chargeId as string;
-    const [attempt] = await query<{ id: number; status: string; codigo_recusa: string; mensagem: string }>(
-      h.url,
-      'SELECT id, status, codigo_recusa, mensagem FROM checkout_recorrencia_cobrancas WHERE recorrencia_id = $1',
-      [id],
-    );
+    // Before the retry's lookup answers, the attempt is blocked (a 409 to another job).
+    const { h, id, retry, result, chargeId, attempt } = await approvalComingBackLate(t, blockAttemptsOf);
     t.same(result, { status: 'approved_but_blocked', attemptId: attempt?.id, chargeId });
     t.match(
       attempt,
@@ -427,6 +444,62 @@ t.test(
       'one attempt, approved with the noted charge',
     );
     t.match(await recurrenceState(h.url, id), { ciclos_cobrados: 1, proxima_cobranca: '2031-04-10' });
+  },
+);
+
+t.test(
+  'an approval that comes back after an operator ended the attempt as nao_cobrada is noted, logged and dead-lettered, not lost',
+  async (t) => {
+    // Blocked, then resolved by an operator as not charged, while the retry's lookup was on its way.
+    const { h, id, retry, result, chargeId, attempt, captured } = await approvalComingBackLate(
+      t,
+      async (h, id) => {
+        await blockAttemptsOf(h, id);
+        const [row] = await query<{ id: number }>(
+          h.url,
+          'SELECT id::int FROM checkout_recorrencia_cobrancas WHERE recorrencia_id = $1',
+          [id],
+        );
+        const resolved = await resolve(h, id, row?.id ?? 0, {
+          resultado: 'nao_cobrada',
+          motivo: 'nada na gateway ainda',
+        });
+        t.equal(resolved.statusCode, 200, resolved.body);
+      },
+    );
+    t.match(h.gateway.ledger(), [{ status: 'approved' }], 'the gateway did charge the cycle');
+    t.same(result, {
+      status: 'approved_but_ended',
+      attemptId: attempt?.id,
+      chargeId,
+      attemptStatus: 'rejeitada',
+    });
+    t.match(
+      attempt,
+      {
+        status: 'rejeitada',
+        mensagem: new RegExp(
+          `a gateway aprovou esta chave depois de a tentativa terminar como rejeitada: charge_id ${chargeId}$`,
+        ),
+      },
+      "the gateway's charge id is noted on the ended attempt",
+    );
+    t.match(
+      captured.entries.filter((entry) => entry.level >= 50),
+      [{ msg: /gateway approved an attempt already ended/, chargeId, attemptStatus: 'rejeitada' }],
+      'an error for the operator',
+    );
+    t.equal(
+      await jobState(h.url, retry.id),
+      'active',
+      'the job is not completed: its worker dead-letters it',
+    );
+    t.match(await recurrenceState(h.url, id), { ciclos_cobrados: 0 });
+    t.equal(
+      settlementOf(result),
+      'deadletter',
+      'and the charge worker dead-letters it, so RecorrenciasDeadLetterNotEmpty shows it',
+    );
   },
 );
 

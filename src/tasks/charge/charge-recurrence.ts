@@ -52,6 +52,12 @@ export type ChargeResult =
    * retention ran out): not recorded as paid; the charge id is noted on the blocked attempt for the operator.
    */
   | { status: 'approved_but_blocked'; attemptId: number; chargeId: string }
+  /**
+   * The gateway approved the request of an attempt ended meanwhile as something else (`rejeitada` by an
+   * operator's `nao_cobrada`, say): not recorded as paid; the charge id is noted on the attempt for an operator,
+   * who checks whether the cycle was charged again under another key.
+   */
+  | { status: 'approved_but_ended'; attemptId: number; chargeId: string; attemptStatus: string }
   /** The gateway outcome is unknown: the attempt stays pending and the job must be retried (same key). */
   | { status: 'unresolved'; attemptId: number; key: string; reason: string }
   /** The gateway refused the request itself (not a decline): the recurrence is on hold for an operator. */
@@ -199,6 +205,11 @@ export async function chargeJobs(
       deps.log.error(
         { ...logContext(approval), chargeId: approval.chargeId },
         "gateway approved an attempt blocked meanwhile: not recorded as paid; its charge id is in the attempt's mensagem for the operator who resolves it",
+      );
+    if (result.status === 'approved_but_ended')
+      deps.log.error(
+        { ...logContext(approval), chargeId: approval.chargeId, attemptStatus: result.attemptStatus },
+        "gateway approved an attempt already ended as another outcome: not recorded as paid; its charge id is in the attempt's mensagem: check whether the cycle was charged again under another key",
       );
   }
   for (const [i, decline] of declines.entries()) {

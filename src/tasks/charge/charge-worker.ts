@@ -17,7 +17,8 @@ export function chargeWorkShape(config: Config): { localConcurrency: number; bat
   return { localConcurrency, batchSize: Math.ceil(config.worker.concurrency / localConcurrency) };
 }
 
-function settle(result: ChargeResult): JobResult['status'] {
+/** How a charge's result settles its job: failed (retried), dead-lettered (for an operator) or completed. */
+export function settlementOf(result: ChargeResult): JobResult['status'] {
   switch (result.status) {
     case 'unresolved':
     case 'claim_lost':
@@ -25,6 +26,7 @@ function settle(result: ChargeResult): JobResult['status'] {
       return 'failed';
     case 'rejected':
     case 'approved_but_blocked':
+    case 'approved_but_ended':
       return 'deadletter';
     default:
       return 'completed';
@@ -95,7 +97,7 @@ export async function chargeQueueWorker(
         ...valid.map((job, i) => {
           const result = results[i] as ChargeResult;
           count(result.status);
-          return { id: job.id, status: settle(result), output: result };
+          return { id: job.id, status: settlementOf(result), output: result };
         }),
       ];
     } catch (error) {

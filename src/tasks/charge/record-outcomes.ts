@@ -5,12 +5,12 @@
 import type { DatabaseTransactionConnection } from 'slonik';
 import { readDeclineFacts, recordApprovals, recordDeclines, type Approved } from '../../db/charge-batch.ts';
 import {
-  blockedAmong,
   findPendingAttempt,
   markAttemptBlocked,
-  noteApprovalOfBlocked,
+  noteLateApprovals,
   moveNextChargePastPause,
   resolveAttempt,
+  unpayableAmong,
   type Attempt,
 } from '../../db/cobrancas.ts';
 import { lockHeldClaim } from '../../db/jobs.ts';
@@ -53,12 +53,15 @@ type Completion = { output: object; jobs: Array<{ id: string; retryCount: number
 
 type Recorded = { approvals: ChargeResult[]; declines: ChargeResult[] };
 
-/** Thrown inside phase 3's transaction (rolling it back) when approvals turn out to be for blocked attempts. */
-class ApprovalsOfBlocked extends Error {
-  readonly attemptIds: readonly number[];
-  constructor(attemptIds: readonly number[]) {
-    super('approvals of attempts blocked meanwhile');
-    this.attemptIds = attemptIds;
+/**
+ * Thrown inside phase 3's transaction (rolling it back) when approvals turn out to be for attempts that can no
+ * longer record them (blocked, or ended otherwise meanwhile): attempt id -> its status.
+ */
+class UnpayableApprovals extends Error {
+  readonly attempts: ReadonlyMap<number, string>;
+  constructor(attempts: ReadonlyMap<number, string>) {
+    super('approvals of attempts blocked or ended meanwhile');
+    this.attempts = attempts;
   }
 }
 
@@ -71,10 +74,11 @@ class ApprovalsOfBlocked extends Error {
  *  - only for the jobs still held: marks the attempts approved or declined, moves the recurrences, emits the
  *    checkout events and enqueues back-billing.
  * An approval of an attempt another holder blocked while the request was in flight (a 409 it got, or the key's
- * retention running out) is not recorded as paid: the attempt stays blocked with the gateway's charge id in its
- * `mensagem`, and its job is not completed (the caller dead-letters it). It shows only after the approvals
- * statement (which skips blocked attempts), so the usual batch pays nothing for it: the transaction is rolled
- * back and run again with those approvals set apart.
+ * retention running out), or that was ended otherwise meanwhile (an operator's `nao_cobrada`), is not recorded
+ * as paid: the attempt stays as it is with the gateway's charge id in its `mensagem`, and its job is not
+ * completed (the caller dead-letters it, and logs an error). It shows only after the approvals statement (which
+ * skips such attempts), so the usual batch pays nothing for it: the transaction is rolled back and run again
+ * with those approvals set apart.
  * Returns one result per approval and per decline, in order. A failure rolls back all of it and throws; the
  * charge path calls it through recordEachOutcome, which then records each outcome on its own.
  */
@@ -83,14 +87,14 @@ export async function recordOutcomes(
   batch: { approvals: Approval[]; declines: Decline[]; today: IsoDate },
 ): Promise<Recorded> {
   if (batch.approvals.length === 0 && batch.declines.length === 0) return { approvals: [], declines: [] };
-  let blocked = new Set<number>();
+  let setApart = new Map<number, string>();
   for (;;) {
     try {
-      return await deps.pool.transaction((tx) => recordInTransaction(deps, tx, batch, blocked));
+      return await deps.pool.transaction((tx) => recordInTransaction(deps, tx, batch, setApart));
     } catch (error) {
-      if (!(error instanceof ApprovalsOfBlocked)) throw error;
+      if (!(error instanceof UnpayableApprovals)) throw error;
       // Each pass sets at least one more approval apart: this ends.
-      blocked = new Set([...blocked, ...error.attemptIds]);
+      setApart = new Map([...setApart, ...error.attempts]);
     }
   }
 }
@@ -99,22 +103,22 @@ async function recordInTransaction(
   deps: ChargeDeps,
   tx: DatabaseTransactionConnection,
   { approvals, declines, today }: { approvals: Approval[]; declines: Decline[]; today: IsoDate },
-  blocked: ReadonlySet<number>,
+  setApart: ReadonlyMap<number, string>,
 ): Promise<Recorded> {
-  const toRecord = approvals.filter(({ attempt }) => !blocked.has(attempt.id));
-  const ofBlocked = approvals.filter(({ attempt }) => blocked.has(attempt.id));
+  const toRecord = approvals.filter(({ attempt }) => !setApart.has(attempt.id));
+  const unpayable = approvals.filter(({ attempt }) => setApart.has(attempt.id));
   // Whatever is read or written before the approvals statement (which takes its own locks, in the same order)
   // comes after every recurrence lock of the batch, taken in id order: concurrent batches cannot deadlock.
   const recurrences =
-    declines.length > 0 || ofBlocked.length > 0
+    declines.length > 0 || unpayable.length > 0
       ? await lockRecurrences(
           tx,
           [...declines, ...approvals].map(({ attempt }) => attempt.recorrencia_id),
         )
       : new Map<number, Recurrence>();
-  await noteApprovalOfBlocked(
+  await noteLateApprovals(
     tx,
-    ofBlocked.map(({ attempt, chargeId }) => ({ attemptId: attempt.id, chargeId })),
+    unpayable.map(({ attempt, chargeId }) => ({ attemptId: attempt.id, chargeId })),
   );
   // null: the attempt was resolved elsewhere (or its recurrence is gone), so there is nothing to record.
   const decided = await decideDeclines(deps, tx, declines, recurrences);
@@ -141,11 +145,11 @@ async function recordInTransaction(
   );
   if (approved.length < heldApprovals.length) {
     const recordedIds = new Set(approved.map((row) => row.attempt_id));
-    const newlyBlocked = await blockedAmong(
+    const newlyUnpayable = await unpayableAmong(
       tx,
       heldApprovals.map(({ attempt }) => attempt.id).filter((id) => !recordedIds.has(id)),
     );
-    if (newlyBlocked.size > 0) throw new ApprovalsOfBlocked([...newlyBlocked]);
+    if (newlyUnpayable.size > 0) throw new UnpayableApprovals(newlyUnpayable);
   }
   const byAttempt = new Map(
     (
@@ -193,7 +197,16 @@ async function recordInTransaction(
   crashPoint('in_phase3');
   return {
     approvals: approvals.map(({ job, attempt, chargeId }): ChargeResult => {
-      if (blocked.has(attempt.id)) return { status: 'approved_but_blocked', attemptId: attempt.id, chargeId };
+      const unpayableStatus = setApart.get(attempt.id);
+      if (unpayableStatus === 'pendente')
+        return { status: 'approved_but_blocked', attemptId: attempt.id, chargeId };
+      if (unpayableStatus !== undefined)
+        return {
+          status: 'approved_but_ended',
+          attemptId: attempt.id,
+          chargeId,
+          attemptStatus: unpayableStatus,
+        };
       if (!holds(job)) return { status: 'claim_lost', attemptId: attempt.id };
       if (!byAttempt.has(attempt.id)) return { status: 'resolved_elsewhere', attemptId: attempt.id };
       return {
