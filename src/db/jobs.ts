@@ -47,6 +47,13 @@ export async function lockHeldClaim(
   return row?.state === 'active' && row.retry_count === claim.retryCount;
 }
 
+/** Whether the job is being worked now (`active`): some worker holds it, or held it until pg-boss expires it. */
+export async function isJobActive(db: CommonQueryMethods, queue: string, id: string): Promise<boolean> {
+  const row = await db.maybeOne(sql.type(ClaimRow)`
+    SELECT state, retry_count FROM ${job} WHERE name = ${queue} AND id = ${id}::uuid`);
+  return row?.state === 'active';
+}
+
 export const JOB_STATES = ['created', 'retry', 'active', 'completed', 'cancelled', 'failed'] as const;
 export type JobState = (typeof JOB_STATES)[number];
 

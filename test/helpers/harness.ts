@@ -191,6 +191,14 @@ export async function chargeOnce(
   return { result: await chargeRecurrence(h.deps, job), jobId: job.id };
 }
 
+/**
+ * Ends a job as failed, as pg-boss does once its retries run out: for tests that run the protocol on a job and
+ * then need it no longer active (its worker settled it), without waiting out the retries.
+ */
+export async function endJob(url: string, id: string): Promise<void> {
+  await query(url, `UPDATE pgboss.job SET state = 'failed', completed_on = now() WHERE id = $1`, [id]);
+}
+
 export async function jobState(url: string, id: string): Promise<string | undefined> {
   const [row] = await query<{ state: string }>(url, 'SELECT state FROM pgboss.job WHERE id = $1', [id]);
   return row?.state;

@@ -20,6 +20,7 @@ import {
   attemptsOf,
   chargeOnce,
   createHarness,
+  endJob,
   insertRecurrence,
   jobState,
   recurrenceState,
@@ -252,8 +253,10 @@ for (const fault of [
 t.test(
   'a pending attempt whose job was dead-lettered is resumed by the next day run, never given a fresh key',
   async (t) => {
-    const { h, id, result } = await chargedWithUnknownOutcome(t);
+    const { h, id, result, jobId } = await chargedWithUnknownOutcome(t);
     t.match(result, { status: 'unresolved' });
+    // Its retries ran out: pg-boss failed it for good (and copied it to the dead-letter queue).
+    await endJob(h.url, jobId);
     // The next day's daily job for the same recurrence finds the pending attempt and resumes it.
     const next = await chargeOnce(h, id, '2031-03-11');
     t.match(next.result, { status: 'approved', key: `rec-${id}-${DAY}-t1`, cycle: DAY });
@@ -1115,6 +1118,51 @@ t.test(
       [{ job_id: null }],
       'and the slot was freed after the call',
     );
+  },
+);
+
+t.test(
+  'a job does not send an attempt another live job is sending: it retries later and finds it resolved',
+  async (t) => {
+    const h = await createHarness(t);
+    const id = await insertRecurrence(h.pool, { proxima_cobranca: DAY });
+    // The first job's request is at the gateway, its answer held.
+    h.gateway.setFaults({ rules: [{ nth: 1, fault: 'hold' }] });
+    await enqueueChargeJobs(h.boss, [{ recorrenciaId: id, dataNegocio: DAY, motivo: 'agendada' }]);
+    const [first] = await h.fetchChargeJobs();
+    if (first === undefined) throw new Error('no charge job to fetch');
+    const sending = chargeRecurrence(h.deps, first);
+    await h.gateway.waitForHeld(1);
+    // A second job for the same recurrence meanwhile (a dead-letter redrive beside the next day's run, say).
+    await enqueueChargeJobs(h.boss, [{ recorrenciaId: id, dataNegocio: '2031-03-11', motivo: 'agendada' }]);
+    const [second] = await h.fetchChargeJobs();
+    if (second === undefined) throw new Error('no second charge job to fetch');
+    const before = h.gateway.stats();
+    const captured = capturedLog('warn');
+    t.match(await chargeRecurrence({ ...h.deps, log: captured.log }, second), {
+      status: 'unresolved',
+      reason: 'in_flight_elsewhere',
+    });
+    const after = h.gateway.stats();
+    t.equal(after.lookups, before.lookups, 'no lookup beside the request in flight');
+    t.equal(after.charge_requests, before.charge_requests, 'and no second request under the key');
+    t.match(captured.entries, [{ msg: /being sent by another live job/, heldBy: first.id }]);
+    t.same(
+      await query(h.url, 'SELECT envios FROM checkout_recorrencia_cobrancas WHERE recorrencia_id = $1', [id]),
+      [{ envios: 1 }],
+      'counted once: the waiting job sent nothing',
+    );
+
+    h.gateway.release();
+    t.match(await sending, { status: 'approved' }, 'the first job records the approval');
+    await h.boss.fail(CHARGE_QUEUE, { id: second.id, retryCount: 0 }, {});
+    t.match(
+      await retryJob(h, second.id),
+      { status: 'skipped' },
+      'the retry finds the cycle paid and nothing due',
+    );
+    t.equal(h.gateway.ledger().length, 1);
+    await assertLedgerAgrees(t, h.url, h.gateway);
   },
 );
 

@@ -82,11 +82,17 @@ export async function chargeJobs(
   crashPoint('before_phase1');
   const prepared = await prepareBatch(deps, jobs);
   // A charge whose outcome somehow goes unrecorded fails (and retries) rather than completing silently.
-  const results: ChargeResult[] = prepared.map((entry) =>
-    entry.kind === 'skip'
-      ? { status: 'skipped', reason: entry.reason }
-      : { status: 'failed', reason: 'no outcome recorded' },
-  );
+  const results: ChargeResult[] = prepared.map((entry): ChargeResult => {
+    if (entry.kind === 'skip') return { status: 'skipped', reason: entry.reason };
+    if (entry.kind === 'wait')
+      return {
+        status: 'unresolved',
+        attemptId: entry.attempt.id,
+        key: entry.attempt.chave_idempotencia,
+        reason: 'in_flight_elsewhere',
+      };
+    return { status: 'failed', reason: 'no outcome recorded' };
+  });
   const calls: Array<GatewayCall & { index: number; recurrence: Approval['recurrence'] }> = [];
   for (const [index, entry] of prepared.entries()) {
     const job = jobs[index] as ChargeJob;
@@ -94,6 +100,16 @@ export async function chargeJobs(
       deps.log.debug(
         { jobId: job.id, recorrenciaId: job.data.recorrenciaId, reason: entry.reason },
         'nothing to charge',
+      );
+    else if (entry.kind === 'wait')
+      deps.log.warn(
+        {
+          jobId: job.id,
+          recorrenciaId: job.data.recorrenciaId,
+          attemptId: entry.attempt.id,
+          heldBy: entry.heldBy,
+        },
+        'the attempt is being sent by another live job: not sent beside it; this job retries',
       );
     else
       calls.push({

@@ -22,17 +22,21 @@ import {
   nextChargeBeforeResume,
   type Attempt,
 } from '../../db/cobrancas.ts';
+import { isJobActive } from '../../db/jobs.ts';
 import { moveNextCharge, type Recurrence } from '../../db/recorrencias.ts';
 import { businessDate } from '../../domain/dates.ts';
 import { attemptKey } from '../../domain/identifiers.ts';
 import { KEY_EXPIRED } from '../../gateway/gateway.ts';
+import { CHARGE_QUEUE } from '../../queue/task-names.ts';
 import { decideCharge } from './charge-decision.ts';
 import type { ChargeDeps, ChargeJob } from './charge-recurrence.ts';
 import { mutantActive } from './test-hooks.ts';
 
 export type Prepared =
   | { kind: 'skip'; reason: string }
-  | { kind: 'charge'; attempt: Attempt; recurrence: Recurrence; resumed: boolean };
+  | { kind: 'charge'; attempt: Attempt; recurrence: Recurrence; resumed: boolean }
+  /** The attempt to resume is being sent by another live job: this one retries later, sending nothing. */
+  | { kind: 'wait'; attempt: Attempt; heldBy: string };
 
 /**
  * Resumes the recurrence's unresolved attempt (same key). 'resolved_meanwhile' when there is none any more;
@@ -65,6 +69,17 @@ async function resumeAttempt(
     await moveNextCharge(tx, recurrence.id, pending.ciclo);
     return 'abandoned';
   }
+  // Another job's request under this key may be at the gateway right now (two jobs of one recurrence, say a
+  // dead-letter redrive beside the daily run): sending the key beside it would get a 409 from a gateway that
+  // refuses concurrent requests on one key, and a 409 blocks the attempt for an operator. That job records the
+  // outcome; this one retries, and by then finds the attempt resolved, or that job gone.
+  if (
+    !isBlocked(pending) &&
+    pending.job_id !== null &&
+    pending.job_id !== job.id &&
+    (await isJobActive(tx, CHARGE_QUEUE, pending.job_id))
+  )
+    return { kind: 'wait', attempt: pending, heldBy: pending.job_id };
   // A blocked attempt is not sent (phase 2 answers for it without calling the gateway): nothing to count.
   if (!isBlocked(pending)) await markAttemptSending(tx, pending.id, job.id);
   return { kind: 'charge', attempt: pending, recurrence, resumed: true };
