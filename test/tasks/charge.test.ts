@@ -1166,6 +1166,26 @@ t.test(
   },
 );
 
+t.test('in one batch, a job leaves the attempt to the job that sent it, whatever their order', async (t) => {
+  // R sent the attempt and its answer was lost; it retries beside the next day's job D for the recurrence.
+  const { h, id, jobId } = await chargedWithUnknownOutcome(t);
+  await h.boss.fail(CHARGE_QUEUE, { id: jobId, retryCount: 0 }, {});
+  await query(h.url, `UPDATE pgboss.job SET start_after = now() WHERE id = $1`, [jobId]);
+  await enqueueChargeJobs(h.boss, [{ recorrenciaId: id, dataNegocio: '2031-03-11', motivo: 'agendada' }]);
+  const fetched = await h.fetchChargeJobs(10);
+  const owner = fetched.find((job) => job.id === jobId);
+  const other = fetched.find((job) => job.id !== jobId);
+  if (owner === undefined || other === undefined) throw new Error('expected both jobs in one batch');
+  const results = await chargeJobs(h.deps, [other, owner]);
+  t.match(results, [
+    { status: 'skipped', reason: 'resumed_by_its_job_in_batch' },
+    { status: 'approved', key: `rec-${id}-${DAY}-t1`, cycle: DAY },
+  ]);
+  t.equal(h.gateway.stats().lookups, 1, 'the owner looked its key up, once');
+  t.equal(h.gateway.ledger().length, 1);
+  await assertLedgerAgrees(t, h.url, h.gateway);
+});
+
 /** A batch of charge jobs for `count` recurrences due on DAY, claimed as a worker would. */
 async function claimedBatch(h: Harness, count: number) {
   const ids: number[] = [];

@@ -85,7 +85,15 @@ async function waitForSlot(
       slot = await takeGatewaySlot(deps.pool, call.job.id, leaseMs(deps));
     } catch (error) {
       // Thrown, it would fail the whole batch and lose its neighbours' answers: this charge gives up alone.
-      deps.log.error({ err: error, jobId: call.job.id }, 'could not take a gateway slot: charge not sent');
+      deps.log.error(
+        {
+          err: error,
+          jobId: call.job.id,
+          recorrenciaId: call.job.data.recorrenciaId,
+          attemptId: call.attempt.id,
+        },
+        'could not take a gateway slot: charge not sent',
+      );
       return SLOT_ERROR;
     }
     if (slot !== null) return slot;
@@ -227,7 +235,11 @@ async function sendWithinDeadline(
     // Nothing was sent: every charge gives up unsent, as one whose own slot could not be taken does, so its
     // sending mark is taken back and its job retries.
     deps.log.error(
-      { err: error, jobIds: calls.map((entry) => entry.job.id) },
+      {
+        err: error,
+        jobIds: calls.map((entry) => entry.job.id),
+        recurrences: calls.map((entry) => entry.job.data.recorrenciaId),
+      },
       "could not take the batch's gateway slots: its charges give up unsent",
     );
     for (const entry of calls) notSent(entry.attempt.id);

@@ -48,6 +48,7 @@ async function resumeAttempt(
   tx: DatabaseTransactionConnection,
   job: ChargeJob,
   recurrence: Recurrence,
+  batchJobIds: ReadonlySet<string>,
 ): Promise<Prepared | 'resolved_meanwhile' | 'abandoned'> {
   const found = await findPendingAttempt(tx, recurrence.id);
   if (found === null) return 'resolved_meanwhile';
@@ -73,13 +74,13 @@ async function resumeAttempt(
   // dead-letter redrive beside the daily run): sending the key beside it would get a 409 from a gateway that
   // refuses concurrent requests on one key, and a 409 blocks the attempt for an operator. That job records the
   // outcome; this one retries, and by then finds the attempt resolved, or that job gone.
-  if (
-    !isBlocked(pending) &&
-    pending.job_id !== null &&
-    pending.job_id !== job.id &&
-    (await isJobActive(tx, CHARGE_QUEUE, pending.job_id))
-  )
-    return { kind: 'wait', attempt: pending, heldBy: pending.job_id };
+  // When that job is in this very batch (active only because this worker holds it), it resumes its own attempt
+  // and this one has nothing to do.
+  if (!isBlocked(pending) && pending.job_id !== null && pending.job_id !== job.id) {
+    if (batchJobIds.has(pending.job_id)) return { kind: 'skip', reason: 'resumed_by_its_job_in_batch' };
+    if (await isJobActive(tx, CHARGE_QUEUE, pending.job_id))
+      return { kind: 'wait', attempt: pending, heldBy: pending.job_id };
+  }
   // A blocked attempt is not sent (phase 2 answers for it without calling the gateway): nothing to count.
   if (!isBlocked(pending)) await markAttemptSending(tx, pending.id, job.id);
   return { kind: 'charge', attempt: pending, recurrence, resumed: true };
@@ -158,6 +159,7 @@ export async function prepareAttempts(
   const prepared: Array<Prepared | undefined> = [];
   const fresh: Array<{ index: number; row: NewAttempt; recurrence: Recurrence }> = [];
   const seen = new Set<number>();
+  const batchJobIds = new Set(jobs.map((job) => job.id));
   for (const [index, job] of jobs.entries()) {
     if (seen.has(job.data.recorrenciaId)) {
       prepared[index] = { kind: 'skip', reason: 'charged_by_another_job_in_batch' };
@@ -175,10 +177,12 @@ export async function prepareAttempts(
       today,
     );
     if (decision.kind === 'resume' && candidate !== null) {
-      const resumed = await resumeAttempt(deps, tx, job, candidate);
+      const resumed = await resumeAttempt(deps, tx, job, candidate, batchJobIds);
       if (typeof resumed === 'object') {
         prepared[index] = resumed;
-        seen.add(candidate.id);
+        // A job that leaves the attempt to another (waits, or defers to its job later in the batch) charges
+        // nothing: the recurrence stays open to the batch's other jobs.
+        if (resumed.kind === 'charge') seen.add(candidate.id);
         continue;
       }
       // The locking statement read tem_pendente in the snapshot it took before waiting for the lock, while
