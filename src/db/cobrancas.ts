@@ -173,7 +173,8 @@ export async function noteLateApprovals(
       JOIN checkout_recorrencia_cobrancas a ON a.id = i.attempt_id
     ) n
     WHERE c.id = n.attempt_id AND c.status <> 'aprovada' AND NOT (c.status = 'pendente' AND c.codigo_recusa IS NULL)
-      AND strpos(coalesce(c.mensagem, ''), n.note) = 0`);
+      -- Whole notes only (each ends at a ' | ' or at the end): charge_id ch_1 is not a note of ch_12.
+      AND strpos(coalesce(c.mensagem, '') || ' | ', n.note || ' | ') = 0`);
 }
 
 /**

@@ -5,7 +5,7 @@ import t, { type Test } from 'tap';
 import { attemptKey } from '../../src/domain/identifiers.ts';
 import { enqueueChargeJobs } from '../../src/tasks/charge/charge-jobs.ts';
 import { chargeJobs, chargeRecurrence } from '../../src/tasks/charge/charge-recurrence.ts';
-import { unmarkAttemptsSending } from '../../src/db/cobrancas.ts';
+import { noteLateApprovals, unmarkAttemptsSending } from '../../src/db/cobrancas.ts';
 import { chargeQueueWorker, settlementOf } from '../../src/tasks/charge/charge-worker.ts';
 import { CHARGE_QUEUE } from '../../src/queue/task-names.ts';
 import { createAdminHarness, operator, type AdminHarness } from '../helpers/admin.ts';
@@ -509,6 +509,20 @@ t.test(
     );
   },
 );
+
+t.test('a late approval is noted once per charge id, one whose id extends another included', async (t) => {
+  const { h, attemptId } = await blockedByAnotherRequest(t);
+  for (const chargeId of ['ch_12', 'ch_12', 'ch_1'])
+    await noteLateApprovals(h.pool, [{ attemptId, chargeId }]);
+  const [row] = await query<{ mensagem: string }>(
+    h.url,
+    'SELECT mensagem FROM checkout_recorrencia_cobrancas WHERE id = $1',
+    [attemptId],
+  );
+  const mensagem = row?.mensagem ?? '';
+  t.equal(mensagem.split(' | ').filter((note) => note.endsWith('charge_id ch_12')).length, 1, 'ch_12 once');
+  t.ok(mensagem.endsWith('depois do bloqueio: charge_id ch_1'), 'ch_1 noted too, not taken for ch_12');
+});
 
 t.test('a 409 blocks the attempt even when the job claim lapsed meanwhile', async (t) => {
   const h = await createAdminHarness(t);
