@@ -127,10 +127,19 @@ function rejection(status: number, body: unknown, request: ChargeRequest): Charg
   };
 }
 
+/**
+ * The key's first request is still being processed (Stripe answers a request that arrives meanwhile with 409
+ * `idempotency_key_in_use`): a transient answer about timing, not a key holding another request. Taken as a
+ * block, every attempt resent after a timeout in a slow-gateway incident would wait for an operator.
+ */
+const KEY_IN_USE = 'idempotency_key_in_use';
+
 function classify(exchange: Exchange, request: ChargeRequest): ChargeOutcome | { kind: 'not_found' } {
   if ('failed' in exchange) return { kind: 'unknown', reason: exchange.failed };
   const { status, body } = exchange;
   if (status === 200) return fromChargeBody(body, request);
+  if (errorBodySchema.safeParse(body).data?.error === KEY_IN_USE)
+    return { kind: 'unknown', reason: 'key_in_use' };
   if (REJECTED_STATUSES.has(status)) return rejection(status, body, request);
   const credentials = CREDENTIAL_STATUSES.get(status);
   if (credentials !== undefined) return { kind: 'unknown', reason: credentials };

@@ -288,6 +288,20 @@ t.test("a rejection carries the error's code, and the message without the card t
   }
 });
 
+t.test(
+  'a key whose first request is still in progress (409 idempotency_key_in_use) is transient, not a block',
+  async (t) => {
+    const inUse = await scripted(
+      t,
+      answer(409, {
+        error: 'idempotency_key_in_use',
+        message: 'another request with this key is in progress',
+      }),
+    );
+    t.same(await clientFor(inUse).charge(chargeRequest(), never), { kind: 'unknown', reason: 'key_in_use' });
+  },
+);
+
 t.test('off-contract 200 bodies are unknown, never a decline', async (t) => {
   const key = chargeRequest().idempotencyKey;
   const cases: Array<[string, unknown, boolean]> = [
