@@ -128,7 +128,7 @@ function rejection(status: number, body: unknown, request: ChargeRequest): Charg
 }
 
 /**
- * The key's first request is still being processed (Stripe answers a request that arrives meanwhile with 409
+ * The key's first request is still being processed (Stripe's error code for a request that arrives meanwhile, with 409:
  * `idempotency_key_in_use`): a transient answer about timing, not a key holding another request. Taken as a
  * block, every attempt resent after a timeout in a slow-gateway incident would wait for an operator.
  */
