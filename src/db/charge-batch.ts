@@ -149,7 +149,12 @@ export async function recordApprovals(
   return result.rows;
 }
 
-const DeclineFacts = z.object({ id: z.number(), pendente: z.boolean(), enviadas_30d: z.number() });
+const DeclineFacts = z.object({
+  id: z.number(),
+  pendente: z.boolean(),
+  bloqueada: z.boolean(),
+  enviadas_30d: z.number(),
+});
 
 /**
  * Phase 3, declines: what deciding after each decline needs, read in a statement of its own after the
@@ -161,11 +166,12 @@ const DeclineFacts = z.object({ id: z.number(), pendente: z.boolean(), enviadas_
 export async function readDeclineFacts(
   tx: CommonQueryMethods,
   attemptIds: readonly number[],
-): Promise<Map<number, { pending: boolean; sentLast30Days: number }>> {
+): Promise<Map<number, { pending: boolean; blocked: boolean; sentLast30Days: number }>> {
   if (attemptIds.length === 0) return new Map();
   const result = await tx.query(sql.type(DeclineFacts)`
     -- A blocked attempt (see markAttemptBlocked) waits for an operator: no worker resolves it.
     SELECT c.id, c.status = 'pendente' AND c.codigo_recusa IS NULL AS pendente,
+      c.status = 'pendente' AND c.codigo_recusa IS NOT NULL AS bloqueada,
       (SELECT count(*) FROM checkout_recorrencia_cobrancas s
         WHERE s.recorrencia_id = c.recorrencia_id AND s.envios > 0 AND s.criado_em > now() - interval '30 days'
           AND s.status <> 'rejeitada'
@@ -173,7 +179,10 @@ export async function readDeclineFacts(
     FROM checkout_recorrencia_cobrancas c
     WHERE c.id = ANY(${sql.array([...attemptIds], 'int8')})`);
   return new Map(
-    result.rows.map((row) => [row.id, { pending: row.pendente, sentLast30Days: row.enviadas_30d }]),
+    result.rows.map((row) => [
+      row.id,
+      { pending: row.pendente, blocked: row.bloqueada, sentLast30Days: row.enviadas_30d },
+    ]),
   );
 }
 

@@ -144,32 +144,40 @@ export async function unpayableAmong(
   return new Map(rows.map((row) => [row.id, row.status]));
 }
 
+/** What the gateway answered late for an attempt: `aprovou` with its charge id, `recusou` with its code. */
+export type LateAnswer = { attemptId: number; verb: 'aprovou' | 'recusou'; detail: string };
+
 /**
- * The gateway approved the request of an attempt that can no longer record it (see unpayableAmong): a blocked
+ * The gateway answered the request of an attempt that can no longer record it (see unpayableAmong): a blocked
  * attempt stays blocked for the operator, whose resolution this evidence decides; an ended one stays ended,
  * for an operator to check whether the cycle was charged again under another key. Either way its `mensagem`
- * gets the gateway's charge id, once per charge id.
+ * gets the answer ("a gateway aprovou esta chave depois do bloqueio: charge_id ch_1"), once per answer.
  */
-export async function noteLateApprovals(
-  tx: CommonQueryMethods,
-  notes: ReadonlyArray<{ attemptId: number; chargeId: string }>,
-): Promise<void> {
+export async function noteLateAnswers(tx: CommonQueryMethods, notes: readonly LateAnswer[]): Promise<void> {
   if (notes.length === 0) return;
   await tx.query(sql.unsafe`
     UPDATE checkout_recorrencia_cobrancas c
     SET mensagem = concat_ws(' | ', nullif(c.mensagem, ''), n.note)
     FROM (
       SELECT a.id AS attempt_id,
-        CASE WHEN a.status = 'pendente' THEN 'a gateway aprovou esta chave depois do bloqueio: charge_id '
-             ELSE 'a gateway aprovou esta chave depois de a tentativa terminar como ' || a.status || ': charge_id '
-        END || i.charge_id AS note
-      FROM unnest(${sql.array(
-        notes.map((note) => note.attemptId),
-        'int8',
-      )}, ${sql.array(
-        notes.map((note) => note.chargeId),
-        'text',
-      )}) AS i(attempt_id, charge_id)
+        'a gateway ' || i.verb || ' esta chave '
+          || CASE WHEN a.status = 'pendente' THEN 'depois do bloqueio: '
+                  ELSE 'depois de a tentativa terminar como ' || a.status || ': ' END
+          || i.detail AS note
+      FROM unnest(
+        ${sql.array(
+          notes.map((note) => note.attemptId),
+          'int8',
+        )},
+        ${sql.array(
+          notes.map((note) => note.verb),
+          'text',
+        )},
+        ${sql.array(
+          notes.map((note) => note.detail),
+          'text',
+        )}
+      ) AS i(attempt_id, verb, detail)
       JOIN checkout_recorrencia_cobrancas a ON a.id = i.attempt_id
     ) n
     WHERE c.id = n.attempt_id AND c.status <> 'aprovada' AND NOT (c.status = 'pendente' AND c.codigo_recusa IS NULL)

@@ -5,7 +5,7 @@ import t, { type Test } from 'tap';
 import { attemptKey } from '../../src/domain/identifiers.ts';
 import { enqueueChargeJobs } from '../../src/tasks/charge/charge-jobs.ts';
 import { chargeJobs, chargeRecurrence } from '../../src/tasks/charge/charge-recurrence.ts';
-import { noteLateApprovals, unmarkAttemptsSending } from '../../src/db/cobrancas.ts';
+import { noteLateAnswers, unmarkAttemptsSending } from '../../src/db/cobrancas.ts';
 import { chargeQueueWorker, settlementOf } from '../../src/tasks/charge/charge-worker.ts';
 import { CHARGE_QUEUE } from '../../src/queue/task-names.ts';
 import { createAdminHarness, operator, type AdminHarness } from '../helpers/admin.ts';
@@ -18,6 +18,7 @@ import {
   insertRecurrence,
   jobState,
   recurrenceState,
+  type RecurrenceOverrides,
 } from '../helpers/harness.ts';
 import { eventually, startService } from '../helpers/processes.ts';
 
@@ -276,17 +277,18 @@ t.test('an attempt the workers still resolve on their own cannot be resolved by 
 /**
  * A charge whose first send ran at the gateway but answered too late; its retry looks the key up, and while
  * that lookup is held `meanwhile` runs (another holder blocks the attempt, an operator resolves it...). The
- * lookup then brings back the gateway's approval.
+ * lookup then brings back the gateway's answer: an approval, or a decline for a `tok_recusa_*` card.
  */
-async function approvalComingBackLate(
+async function answerComingBackLate(
   t: Test,
   meanwhile: (h: AdminHarness, id: number) => Promise<void>,
-  captured = capturedLog('warn'),
+  row: Partial<RecurrenceOverrides> = {},
 ) {
+  const captured = capturedLog('warn');
   const h = await createAdminHarness(t, { GATEWAY_TIMEOUT_MS: '300' });
   // The first send runs at the gateway but answers too late: the attempt stays pending, the job retries.
   h.gateway.setFaults({ rules: [{ nth: 1, fault: 'timeout_after', holdMs: 2_000 }] });
-  const id = await insertRecurrence(h.pool, { proxima_cobranca: DAY });
+  const id = await insertRecurrence(h.pool, { proxima_cobranca: DAY, ...row });
   await enqueueChargeJobs(h.boss, [{ recorrenciaId: id, dataNegocio: DAY, motivo: 'agendada' }]);
   const [job] = await h.fetchChargeJobs();
   if (job === undefined) throw new Error('no charge job to fetch');
@@ -335,7 +337,7 @@ t.test(
   'an approval a worker brings back for an attempt blocked meanwhile is not recorded as paid: it is noted for the operator, the job dead-lettered',
   async (t) => {
     // Before the retry's lookup answers, the attempt is blocked (a 409 to another job).
-    const { h, id, retry, result, chargeId, attempt } = await approvalComingBackLate(t, blockAttemptsOf);
+    const { h, id, retry, result, chargeId, attempt } = await answerComingBackLate(t, blockAttemptsOf);
     t.same(result, { status: 'approved_but_blocked', attemptId: attempt?.id, chargeId });
     t.match(
       attempt,
@@ -455,10 +457,38 @@ t.test(
 );
 
 t.test(
+  'a decline that comes back for an attempt blocked meanwhile is noted for the operator, not recorded',
+  async (t) => {
+    const { h, id, result, attempt, captured } = await answerComingBackLate(t, blockAttemptsOf, {
+      cartao_token: 'tok_recusa_reversivel',
+    });
+    t.same(result, { status: 'declined_but_blocked', attemptId: attempt?.id, code: '51' });
+    const [declined] = h.gateway.ledger();
+    t.match(declined, { status: 'declined' }, 'the gateway declined the first send');
+    t.match(
+      attempt,
+      {
+        status: 'pendente',
+        codigo_recusa: 'idempotency_key_reused',
+        mensagem: new RegExp(
+          `a gateway recusou esta chave depois do bloqueio: código 51, charge_id ${declined?.chargeId}$`,
+        ),
+      },
+      'still blocked, with the decline noted: nothing was charged under the key',
+    );
+    t.match(
+      captured.entries.filter((entry) => entry.level === 40),
+      [{ msg: /gateway declined an attempt blocked meanwhile/, code: '51' }],
+    );
+    t.match(await recurrenceState(h.url, id), { falhas_consecutivas: 0 }, 'not counted as a decline');
+  },
+);
+
+t.test(
   'an approval that comes back after an operator ended the attempt as nao_cobrada is noted, logged and dead-lettered, not lost',
   async (t) => {
     // Blocked, then resolved by an operator as not charged, while the retry's lookup was on its way.
-    const { h, id, retry, result, chargeId, attempt, captured } = await approvalComingBackLate(
+    const { h, id, retry, result, chargeId, attempt, captured } = await answerComingBackLate(
       t,
       async (h, id) => {
         await blockAttemptsOf(h, id);
@@ -513,7 +543,7 @@ t.test(
 t.test('a late approval is noted once per charge id, one whose id extends another included', async (t) => {
   const { h, attemptId } = await blockedByAnotherRequest(t);
   for (const chargeId of ['ch_12', 'ch_12', 'ch_1'])
-    await noteLateApprovals(h.pool, [{ attemptId, chargeId }]);
+    await noteLateAnswers(h.pool, [{ attemptId, verb: 'aprovou', detail: `charge_id ${chargeId}` }]);
   const [row] = await query<{ mensagem: string }>(
     h.url,
     'SELECT mensagem FROM checkout_recorrencia_cobrancas WHERE id = $1',

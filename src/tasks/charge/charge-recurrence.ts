@@ -58,6 +58,8 @@ export type ChargeResult =
    * who checks whether the cycle was charged again under another key.
    */
   | { status: 'approved_but_ended'; attemptId: number; chargeId: string; attemptStatus: string }
+  /** The gateway declined the request of an attempt blocked meanwhile: noted on the attempt, not recorded. */
+  | { status: 'declined_but_blocked'; attemptId: number; code: string }
   /** The gateway outcome is unknown: the attempt stays pending and the job must be retried (same key). */
   | { status: 'unresolved'; attemptId: number; key: string; reason: string }
   /** The gateway refused the request itself (not a decline): the recurrence is on hold for an operator. */
@@ -233,6 +235,11 @@ export async function chargeJobs(
     results[decline.index] = result;
     if (result.status === 'claim_lost')
       deps.log.warn({ ...logContext(decline), outcome: 'declined' }, CLAIM_LOST);
+    else if (result.status === 'declined_but_blocked')
+      deps.log.warn(
+        { ...logContext(decline), code: decline.outcome.code },
+        "gateway declined an attempt blocked meanwhile: noted in the attempt's mensagem for the operator who resolves it (nothing was charged under the key)",
+      );
     else if (result.status !== 'failed')
       deps.log.info(
         {

@@ -7,7 +7,7 @@ import { readDeclineFacts, recordApprovals, recordDeclines, type Approved } from
 import {
   findPendingAttempt,
   markAttemptBlocked,
-  noteLateApprovals,
+  noteLateAnswers,
   moveNextChargePastPause,
   resolveAttempt,
   unpayableAmong,
@@ -116,12 +116,27 @@ async function recordInTransaction(
           [...declines, ...approvals].map(({ attempt }) => attempt.recorrencia_id),
         )
       : new Map<number, Recurrence>();
-  await noteLateApprovals(
+  await noteLateAnswers(
     tx,
-    unpayable.map(({ attempt, chargeId }) => ({ attemptId: attempt.id, chargeId })),
+    unpayable.map(({ attempt, chargeId }) => ({
+      attemptId: attempt.id,
+      verb: 'aprovou',
+      detail: `charge_id ${chargeId}`,
+    })),
   );
   // null: the attempt was resolved elsewhere (or its recurrence is gone), so there is nothing to record.
-  const decided = await decideDeclines(deps, tx, declines, recurrences);
+  const { decided, ofBlocked } = await decideDeclines(deps, tx, declines, recurrences);
+  // A decline for an attempt blocked meanwhile is not recorded either (only an operator resolves it), but it is
+  // evidence for that resolution: nothing was charged under the key.
+  await noteLateAnswers(
+    tx,
+    ofBlocked.map(({ attempt, outcome }) => ({
+      attemptId: attempt.id,
+      verb: 'recusou',
+      detail: `código ${outcome.code}${outcome.chargeId === null ? '' : `, charge_id ${outcome.chargeId}`}`,
+    })),
+  );
+  const declinedBlocked = new Set(ofBlocked.map(({ attempt }) => attempt.id));
   const completions: Completion[] = [];
   if (toRecord.length > 0)
     completions.push({ output: { status: 'approved' }, jobs: toRecord.map(({ job }) => claimOf(job)) });
@@ -219,6 +234,8 @@ async function recordInTransaction(
     }),
     declines: declines.map((decline, i): ChargeResult => {
       const entry = decided[i];
+      if (declinedBlocked.has(decline.attempt.id))
+        return { status: 'declined_but_blocked', attemptId: decline.attempt.id, code: decline.outcome.code };
       if (entry === null || entry === undefined)
         return { status: 'resolved_elsewhere', attemptId: decline.attempt.id };
       if (!holds(decline.job)) return { status: 'claim_lost', attemptId: decline.attempt.id };
@@ -283,8 +300,8 @@ async function decideDeclines(
   tx: DatabaseTransactionConnection,
   declines: Decline[],
   recurrences: ReadonlyMap<number, Recurrence>,
-): Promise<Array<DecidedDecline | null>> {
-  if (declines.length === 0) return [];
+): Promise<{ decided: Array<DecidedDecline | null>; ofBlocked: Decline[] }> {
+  if (declines.length === 0) return { decided: [], ofBlocked: [] };
   const policy = {
     backoffDays: deps.config.billing.retryBackoffDays,
     maxDeclinesBeforeHold: deps.config.billing.maxDeclinesBeforeHold,
@@ -294,7 +311,8 @@ async function decideDeclines(
     tx,
     declines.map(({ attempt }) => attempt.id),
   );
-  return declines.map((decline) => {
+  const ofBlocked = declines.filter(({ attempt }) => facts.get(attempt.id)?.blocked === true);
+  const decided = declines.map((decline) => {
     const recurrence = recurrences.get(decline.attempt.recorrencia_id);
     const fact = facts.get(decline.attempt.id);
     if (recurrence === undefined || fact?.pending !== true) return null;
@@ -316,6 +334,7 @@ async function decideDeclines(
     } as const;
     return { decline, decision, result };
   });
+  return { decided, ofBlocked };
 }
 
 /**
