@@ -158,6 +158,54 @@ function renderQueues(queues) {
   );
 }
 
+const CHARGE_QUEUE = 'cobrar_recorrencia';
+
+/** The live worker processes, from the queues' registered workers (GET /tasks): one row per host and pid. */
+function workerProcesses(tasks) {
+  const processes = new Map();
+  for (const task of tasks) {
+    for (const worker of task.workers) {
+      const key = `${worker.host}:${worker.pid}`;
+      const entry = processes.get(key) ?? {
+        key,
+        host: worker.host,
+        pid: worker.pid,
+        queues: 0,
+        charges: '—',
+        active: 0,
+      };
+      entry.queues += 1;
+      entry.active += worker.active;
+      if (task.name === CHARGE_QUEUE) entry.charges = `${worker.localConcurrency} × ${worker.batchSize}`;
+      processes.set(key, entry);
+    }
+  }
+  return [...processes.values()].sort((a, b) => a.key.localeCompare(b.key));
+}
+
+function renderWorkers(processes) {
+  $('workers').replaceChildren(
+    ...(processes.length === 0
+      ? [
+          emptyRow(
+            5,
+            'No live worker: no charge or task runs until one starts (a worker is listed from its first heartbeat, up to 10 s after it starts).',
+          ),
+        ]
+      : processes.map((worker) =>
+          h(
+            'tr',
+            { 'data-worker': worker.key },
+            h('th', { scope: 'row' }, worker.host),
+            h('td', { 'data-field': 'pid' }, worker.pid),
+            h('td', { 'data-field': 'queues' }, worker.queues),
+            h('td', { 'data-field': 'charges' }, worker.charges),
+            h('td', { 'data-field': 'active' }, worker.active),
+          ),
+        )),
+  );
+}
+
 function renderJobs(tbodyId, jobs, columns, emptyText) {
   $(tbodyId).replaceChildren(
     ...(jobs.length === 0
@@ -213,9 +261,10 @@ let timer;
 async function refresh() {
   const mine = ++latest;
   try {
-    const [schedules, queues, active, failed, stats] = await Promise.all([
+    const [schedules, queues, tasks, active, failed, stats] = await Promise.all([
       api('GET', '/schedules'),
       api('GET', '/queues'),
+      api('GET', '/tasks'),
       api('GET', '/jobs?state=active&limit=20'),
       api('GET', '/jobs?state=failed&limit=10'),
       api('GET', '/recorrencias/stats'),
@@ -225,6 +274,7 @@ async function refresh() {
     update('stats', stats, renderStats);
     update('schedules', schedules.schedules, renderSchedules);
     update('queues', queues.queues, renderQueues);
+    update('workers', workerProcesses(tasks.tasks), renderWorkers);
     update('active', active.jobs, renderActive);
     update('failed', failed.jobs, renderFailed);
     $('load-error').textContent = '';

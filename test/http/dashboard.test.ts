@@ -251,6 +251,41 @@ t.test('the dashboard in Chromium', async (t) => {
     finish(t, page);
   });
 
+  await t.test('the live worker processes are listed, and their absence is said', async (t) => {
+    const page = await openPage(t);
+    await signIn(page, READ_TOKEN);
+    await waitForText(page.locator('#workers td.empty'), /^No live worker: no charge or task runs/);
+    // A worker process as pg-boss registers it: its work() calls, with the jobs each has in hand.
+    const workers = [
+      { id: 'w1', queue: 'cobrar_recorrencia', localConcurrency: 4, batchSize: 8, active: 5 },
+      { id: 'w2', queue: 'processar_recorrencias_do_dia', localConcurrency: 1, batchSize: 1, active: 1 },
+      { id: 'w3', queue: 'enviar_aviso_vendedor', localConcurrency: 1, batchSize: 1, active: 0 },
+    ].map((worker) => ({
+      ...worker,
+      pollingIntervalSeconds: 2,
+      lastFetchedOn: null,
+      lastJobEndedOn: null,
+      lastErrorOn: null,
+    }));
+    await query(
+      h.url,
+      `INSERT INTO pgboss.instance (id, name, host, pid, version, node_version, heartbeat_seconds, supervise,
+         schedule, migrate, persist_queue_stats, persist_warnings, workers, started_on, heartbeat_on)
+       VALUES (gen_random_uuid(), 'recorrencias-worker', 'worker-host-1', 4242, '12', 'v24', 10, true, false,
+         false, false, false, $1::jsonb, now(), now())`,
+      [JSON.stringify(workers)],
+    );
+    const row = page.locator('#workers tr[data-worker="worker-host-1:4242"]');
+    await waitForText(row.locator('th'), exactly('worker-host-1'));
+    await waitForText(row.locator('[data-field="queues"]'), exactly(3));
+    await waitForText(row.locator('[data-field="charges"]'), exactly('4 × 8'));
+    await waitForText(row.locator('[data-field="active"]'), exactly(6));
+    t.ok(await page.locator('#workers td.empty').isHidden(), 'no empty-state line beside it');
+    await query(h.url, `UPDATE pgboss.instance SET stopped_on = now() WHERE host = 'worker-host-1'`);
+    await waitForText(page.locator('#workers td.empty'), /^No live worker/);
+    finish(t, page);
+  });
+
   await t.test('a refused token brings the form back with the reason, and is not kept', async (t) => {
     const page = await openPage(t);
     await signIn(page, 'not-a-valid-token');
