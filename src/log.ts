@@ -33,7 +33,9 @@ const ERROR_FIELDS_WITH_DATA = new Set(['values', 'row', 'input', 'parameters'])
 const ROW_DETAIL = /^Failing row contains/;
 
 function scrubError(value: unknown, depth: number): unknown {
-  if (value === null || typeof value !== 'object' || depth > 6) return value;
+  if (value === null || typeof value !== 'object') return value;
+  // Deeper than any error chain of ours: cut rather than pass through unscrubbed.
+  if (depth > 6) return '[truncated]';
   if (Array.isArray(value)) return value.map((item) => scrubError(item, depth + 1));
   const scrubbed: Record<string, unknown> = {};
   for (const [key, field] of Object.entries(value)) {

@@ -93,7 +93,8 @@ function fromChargeBody(body: unknown, request: ChargeRequest): ChargeOutcome {
     chargeId: charge.charge_id,
     code: charge.code,
     reversible: charge.reversible,
-    message: charge.message,
+    // Like a rejection's: it is stored on the attempt and sent in checkout events, and may quote the request.
+    message: withoutToken(charge.message, request.cardToken).slice(0, 200),
   };
 }
 

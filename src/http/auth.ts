@@ -39,6 +39,7 @@ function allowed(principal: Principal, access: Access): boolean {
 }
 
 const LOOPBACK = /^(127\.0\.0\.1|localhost|\[::1\])(:\d+)?$/;
+const portOf = (hostAndPort: string) => /:(\d+)$/.exec(hostAndPort)?.[1] ?? '80';
 
 /**
  * Without tokens the server trusts whoever reaches it on localhost, and a web page the developer has open
@@ -51,7 +52,12 @@ function foreignToLocalhost(request: FastifyRequest): string | null {
   if (host === undefined || !LOOPBACK.test(host)) {
     return `without ADMIN_TOKENS this server answers only requests addressed to localhost (Host: ${host ?? 'none'})`;
   }
-  if (origin !== undefined && !LOOPBACK.test(origin.replace(/^https?:\/\//, ''))) {
+  // A loopback page on this server's port: another local web app (a dev server on :3000) is another site.
+  const originHost = origin?.replace(/^https?:\/\//, '');
+  if (
+    origin !== undefined &&
+    (!LOOPBACK.test(originHost ?? '') || portOf(originHost ?? '') !== portOf(host))
+  ) {
     return `without ADMIN_TOKENS this server answers only pages it served itself (Origin: ${origin})`;
   }
   return null;

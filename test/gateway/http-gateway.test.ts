@@ -265,6 +265,28 @@ t.test('a gateway that is not listening gives unknown/connection_refused', async
   );
 });
 
+t.test('a decline message is stored without the card token, and cut to 200 characters', async (t) => {
+  const request = chargeRequest({ cardToken: 'tok_segredo_123' });
+  const declined = await scripted(
+    t,
+    answer(200, {
+      status: 'declined',
+      charge_id: 'ch_1',
+      code: '51',
+      reversible: true,
+      message: `saldo insuficiente para tok_segredo_123 ${'x'.repeat(1_000)}`,
+      idempotency_key: request.idempotencyKey,
+    }),
+  );
+  const outcome = await clientFor(declined).charge(request, never);
+  t.match(outcome, {
+    kind: 'declined',
+    code: '51',
+    message: /^saldo insuficiente para \[cartao_token\] x+$/,
+  });
+  t.equal(outcome.kind === 'declined' ? outcome.message.length : 0, 200);
+});
+
 t.test("a rejection carries the error's code, and the message without the card token", async (t) => {
   const request = chargeRequest({ cardToken: 'tok_segredo_123' });
   const invalid = await scripted(

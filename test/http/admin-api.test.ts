@@ -699,6 +699,9 @@ t.test('without tokens (dev), only requests to localhost from localhost pages ar
   for (const headers of [
     { host: '127.0.0.1:8080', origin: 'https://evil.example' },
     { host: '127.0.0.1:8080', origin: 'null' },
+    // Another local web app (a dev server on another port) is another site.
+    { host: 'localhost:8080', origin: 'http://localhost:3000' },
+    { host: '127.0.0.1:8080', origin: 'http://127.0.0.1' },
     { host: 'rebound.evil.example:8080' },
   ]) {
     const response = await post(headers);
