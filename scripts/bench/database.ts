@@ -33,7 +33,9 @@ export async function sql<R extends pg.QueryResultRow = Record<string, unknown>>
   text: string,
   values: unknown[] = [],
 ): Promise<R[]> {
-  const client = new pg.Client({ connectionString: url });
+  // Bounded: a connect whose SYN is lost (a test's iptables cut catching the ephemeral port it was given)
+  // would otherwise wait out the kernel's SYN retries, about two minutes, where a new attempt takes a moment.
+  const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: 10_000 });
   await client.connect();
   try {
     return (await client.query<R>(text, values)).rows;
