@@ -127,6 +127,9 @@ export async function markAttemptBlocked(
 
 const UnpayableRow = z.object({ id: z.number(), status: z.string() });
 
+/** An attempt an approval can no longer be recorded on (alias `c`): blocked, or ended other than approved. */
+const UNPAYABLE = sql.fragment`c.status <> 'aprovada' AND NOT (c.status = 'pendente' AND c.codigo_recusa IS NULL)`;
+
 /**
  * Of `ids`, the attempts an approval can no longer be recorded on: still pending but blocked (see
  * markAttemptBlocked), or already ended as something other than approved (`rejeitada` by an operator's
@@ -138,9 +141,8 @@ export async function unpayableAmong(
 ): Promise<Map<number, string>> {
   if (ids.length === 0) return new Map();
   const rows = await tx.any(sql.type(UnpayableRow)`
-    SELECT id, status FROM checkout_recorrencia_cobrancas
-    WHERE id = ANY(${sql.array([...ids], 'int8')})
-      AND status <> 'aprovada' AND NOT (status = 'pendente' AND codigo_recusa IS NULL)`);
+    SELECT c.id, c.status FROM checkout_recorrencia_cobrancas c
+    WHERE c.id = ANY(${sql.array([...ids], 'int8')}) AND ${UNPAYABLE}`);
   return new Map(rows.map((row) => [row.id, row.status]));
 }
 
@@ -180,7 +182,7 @@ export async function noteLateAnswers(tx: CommonQueryMethods, notes: readonly La
       ) AS i(attempt_id, verb, detail)
       JOIN checkout_recorrencia_cobrancas a ON a.id = i.attempt_id
     ) n
-    WHERE c.id = n.attempt_id AND c.status <> 'aprovada' AND NOT (c.status = 'pendente' AND c.codigo_recusa IS NULL)
+    WHERE c.id = n.attempt_id AND ${UNPAYABLE}
       -- Whole notes only (each ends at a ' | ' or at the end): charge_id ch_1 is not a note of ch_12.
       AND strpos(coalesce(c.mensagem, '') || ' | ', n.note || ' | ') = 0`);
 }

@@ -29,6 +29,7 @@ export async function analyzeQueueTable(db: CommonQueryMethods, queue: string): 
 }
 
 const ClaimRow = z.object({ state: z.string(), retry_count: z.number() });
+const StateRow = z.object({ state: z.string() });
 
 /**
  * Locks the job's row if this claim of it (its id and retry count) is still running, and says whether it is.
@@ -49,9 +50,9 @@ export async function lockHeldClaim(
 
 /** Whether the job is being worked now (`active`): some worker holds it, or held it until pg-boss expires it. */
 export async function isJobActive(db: CommonQueryMethods, queue: string, id: string): Promise<boolean> {
-  const row = await db.maybeOne(sql.type(ClaimRow)`
-    SELECT state, retry_count FROM ${job} WHERE name = ${queue} AND id = ${id}::uuid`);
-  return row?.state === 'active';
+  const state = await db.maybeOneFirst(sql.type(StateRow)`
+    SELECT state FROM ${job} WHERE name = ${queue} AND id = ${id}::uuid`);
+  return state === 'active';
 }
 
 export const JOB_STATES = ['created', 'retry', 'active', 'completed', 'cancelled', 'failed'] as const;

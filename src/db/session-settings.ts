@@ -1,5 +1,6 @@
 // The session settings the code relies on, checked when a role connects: dates arrive as ISO text only under
 // DateStyle ISO (the default, which a role or database setting can change).
+import { ConfigError } from '../config.ts';
 import type { SqlRunner } from './raw-query.ts';
 import { DATESTYLE_FIX } from './pool.ts';
 
@@ -12,4 +13,10 @@ export async function sessionSettingsProblem(run: SqlRunner): Promise<string | n
   return dateStyle.startsWith('ISO')
     ? null
     : `Postgres DateStyle is '${dateStyle}' (set by: ${source}): dates would be misread; set it to ISO (${DATESTYLE_FIX})`;
+}
+
+/** Refuses to go on (a ConfigError: exit 2) when this connection's settings would make the code misread data. */
+export async function assertSessionSettings(run: SqlRunner): Promise<void> {
+  const problem = await sessionSettingsProblem(run);
+  if (problem !== null) throw new ConfigError([problem]);
 }

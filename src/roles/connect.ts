@@ -1,11 +1,10 @@
 // The start-up sequence every database role shares: wait for Postgres, open the pool (a worker opens all of
 // its connections here), refuse to run with session settings the code cannot work with (DateStyle) or on a
 // database that is not migrated for this release.
-import { ConfigError } from '../config.ts';
 import { createDbPool, type DatabasePool } from '../db/pool.ts';
 import { runnerFor } from '../db/raw-query.ts';
 import { assertSchemaCurrent } from '../db/schema-check.ts';
-import { sessionSettingsProblem } from '../db/session-settings.ts';
+import { assertSessionSettings } from '../db/session-settings.ts';
 import { waitForDatabase } from '../db/wait-for-database.ts';
 import type { RoleContext } from './context.ts';
 
@@ -21,8 +20,7 @@ export async function connectToMigratedDatabase(
     holdConnections: options.holdConnections,
   });
   try {
-    const problem = await sessionSettingsProblem(runnerFor(pool));
-    if (problem !== null) throw new ConfigError([problem]);
+    await assertSessionSettings(runnerFor(pool));
     await assertSchemaCurrent(runnerFor(pool));
   } catch (error) {
     await pool.end();

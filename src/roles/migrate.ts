@@ -1,11 +1,10 @@
 // `migrate`: applies sql/ and pg-boss's schema, creates or updates the queues with their policies and the
 // schedules (honouring pauses), then exits.
 // Safe to run from several processes at once: the second waits for the first and then finds nothing to do.
-import { ConfigError } from '../config.ts';
 import { migrate } from '../db/migrator.ts';
 import { createDbPool } from '../db/pool.ts';
 import { runnerFor } from '../db/raw-query.ts';
-import { sessionSettingsProblem } from '../db/session-settings.ts';
+import { assertSessionSettings } from '../db/session-settings.ts';
 import { waitForDatabase } from '../db/wait-for-database.ts';
 import { createBoss } from '../queue/boss.ts';
 import { queueSpecs } from '../queue/queue-options.ts';
@@ -23,8 +22,7 @@ export async function runMigrate(ctx: RoleContext): Promise<{ applied: string[] 
   try {
     // Refused before anything is written, as every other role refuses it: the schedules it stores and the
     // roles that follow read dates.
-    const problem = await sessionSettingsProblem(runnerFor(pool));
-    if (problem !== null) throw new ConfigError([problem]);
+    await assertSessionSettings(runnerFor(pool));
     const applied = await migrate(databaseUrl, log, undefined, config.migrations);
     const boss = createBoss(config, databaseUrl, 'migrate', log);
     try {
