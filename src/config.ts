@@ -94,11 +94,12 @@ const httpUrl = z
     return url === null || (url.username === '' && url.password === '');
   }, 'must not carry credentials (user:password@)');
 
-// "7,3,1" -> [7, 3, 1]: the days to wait before each retry of a reversible decline.
+// "7,3,1" -> [7, 3, 1]: the days to wait before each retry of a reversible decline. Each part digits only, as
+// `integer` (Number() would read "1e1" as 10).
 const dayList = z
   .string()
-  .transform((value) => value.split(',').map((part) => Number(part.trim())))
-  .pipe(z.array(z.number().int().min(1).max(60)).min(1).max(20));
+  .transform((value) => value.split(','))
+  .pipe(z.array(integer(1, 60)).min(1).max(20));
 
 // "ana:secret1,deploy-bot:secret2:read" -> [{ name, token, scope }]. The optional third part is the token's
 // scope: operator (the default: everything), read (GET only), checkout (the checkout integration).
@@ -153,22 +154,31 @@ const namedTokens = z
       }),
   );
 
-// Per-brand caps on decline retries inside a rolling 30-day window (ABECS / brand rules), "visa:15,mastercard:10".
+// Per-brand caps on the attempts sent inside a rolling 30-day window (ABECS / brand rules),
+// "visa:15,mastercard:10". Every pair must be brand:digits: with Number(), a typo such as "mastercard" or
+// "mastercard:" read as a cap of 0, which holds every reversible decline of that brand at once.
+const BRAND_LIMIT = /^([a-z]{2,20})\s*:\s*(\d+)$/i;
 const brandLimits = z
   .string()
-  .transform((value) =>
-    Object.fromEntries(
-      value
-        .split(',')
-        .map((pair) => pair.trim())
-        .filter(Boolean)
-        .map((pair) => {
-          const [brand = '', limit = ''] = pair.split(':');
-          return [brand.trim().toLowerCase(), Number(limit)];
-        }),
-    ),
-  )
-  .pipe(z.record(z.string().regex(/^[a-z]{2,20}$/), z.number().int().min(0).max(100)));
+  .transform((value, ctx) => {
+    const limits = new Map<string, number>();
+    for (const pair of value.split(',').map((part) => part.trim())) {
+      if (pair === '') continue;
+      const match = BRAND_LIMIT.exec(pair);
+      const brand = match?.[1]?.toLowerCase();
+      if (match === null || brand === undefined) {
+        ctx.addIssue({ code: 'custom', message: `"${pair}" is not brand:limit (such as visa:15)` });
+        return z.NEVER;
+      }
+      if (limits.has(brand)) {
+        ctx.addIssue({ code: 'custom', message: `"${brand}" is listed twice` });
+        return z.NEVER;
+      }
+      limits.set(brand, Number(match[2]));
+    }
+    return Object.fromEntries(limits);
+  })
+  .pipe(z.record(z.string(), z.number().int().min(0).max(100)));
 
 /** The environment as the schema reads it; names are the environment variable names. */
 const environmentSchema = z.object({

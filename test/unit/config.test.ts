@@ -123,6 +123,39 @@ t.test('numbers are digits: blanks and other notations are refused, not read as 
   t.equal(config.worker.pollIntervalSeconds, 0.5);
 });
 
+t.test(
+  'brand caps and retry days are read digit by digit; a malformed pair is refused, not read as 0',
+  async (t) => {
+    const config = loadConfig({
+      ...base,
+      BRAND_RETRY_LIMITS_30D: ' Visa : 15 , mastercard:0,',
+      RETRY_BACKOFF_DAYS: '1, 3,7',
+    });
+    t.same(config.billing.brandRetryLimits30d, { visa: 15, mastercard: 0 });
+    t.same(config.billing.retryBackoffDays, [1, 3, 7]);
+    for (const [value, expected] of [
+      ['visa:15,mastercard', /BRAND_RETRY_LIMITS_30D: "mastercard" is not brand:limit/],
+      ['visa:15,mastercard:', /BRAND_RETRY_LIMITS_30D: "mastercard:" is not brand:limit/],
+      ['visa:1e1', /"visa:1e1" is not brand:limit/],
+      ['visa:15,VISA:10', /BRAND_RETRY_LIMITS_30D: "visa" is listed twice/],
+      ['visa:101', /BRAND_RETRY_LIMITS_30D.*100/],
+    ] as const) {
+      t.match(
+        problemsOf(() => loadConfig({ ...base, BRAND_RETRY_LIMITS_30D: value })).join('\n'),
+        expected,
+        value,
+      );
+    }
+    for (const value of ['1e1', '1,,3', '0x2', '2.5']) {
+      t.match(
+        problemsOf(() => loadConfig({ ...base, RETRY_BACKOFF_DAYS: value })).join('\n'),
+        /^RETRY_BACKOFF_DAYS/m,
+        value,
+      );
+    }
+  },
+);
+
 t.test('empty values count as unset', async (t) => {
   const config = loadConfig({ ...base, GATEWAY_URL: '', ADMIN_TOKEN: '' });
   t.equal(config.gateway.url, undefined);
