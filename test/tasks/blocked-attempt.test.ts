@@ -98,7 +98,16 @@ t.test(
 
     // The next run resumes the pending attempt. A lookup would find the other request's approval, of the same
     // amount and currency, and record this customer's cycle as paid.
+    const captured = capturedLog('info');
+    h.deps.log = captured.log;
     t.match(await chargeOn(h, id, '2031-03-11'), { status: 'rejected', reason: 'idempotency_key_reused' });
+    const errors = captured.entries.filter((entry) => entry.level >= 50).map((entry) => entry.msg);
+    t.equal(errors.length, 1, 'one error line');
+    t.match(
+      errors[0],
+      /^attempt blocked on its key until an operator resolves it: not sent, not looked up/,
+      'it says nothing was sent this run, not that the gateway rejected a request',
+    );
     t.match(await attemptsOf(h.url, id), [{ status: 'pendente', codigo_recusa: 'idempotency_key_reused' }]);
     t.same(await envios(h, id), [1], 'not counted as sent again');
     t.equal(h.gateway.ledger().length, 1, 'nothing ran at the gateway but the other request');

@@ -192,10 +192,14 @@ export async function chargeJobs(
                 key,
                 reason: outcome.reason,
               };
+              // An attempt blocked at an earlier run is answered without the gateway: say so, not that the
+              // gateway rejected a request this run never sent.
               const what =
                 outcome.reason === KEY_EXPIRED
                   ? 'attempt older than the gateway keeps its keys (GATEWAY_KEY_RETENTION_HOURS): not sent'
-                  : 'gateway rejected the charge request';
+                  : call.attempt.codigo_recusa !== null
+                    ? 'attempt blocked on its key until an operator resolves it: not sent, not looked up'
+                    : 'gateway rejected the charge request';
               log().error(
                 { ...fields, attemptEnded: !outcome.executed },
                 recorded === 'held'
