@@ -185,7 +185,7 @@ export async function main(argv: string[]): Promise<number> {
   return runCommand(command, config, log, config.databaseUrl ?? '', args);
 }
 
-/** Runs a command with a database URL already resolved (the dev command resolves it to the embedded one). */
+/** Runs a command against `databaseUrl` (the configured DATABASE_URL). */
 export async function runCommand(
   command: Command,
   config: Config,

@@ -1,17 +1,14 @@
-// The service's one error type: a stable code operators and tests can match on, a message for humans,
-// and the underlying cause kept for the logs.
+// The service's error for refusals and failures callers act on: a stable code operators, the admin API (its
+// HTTP status) and tests can match on, a message for humans, and the underlying cause kept for the logs.
+// Configuration problems are ConfigError (config.ts); a few modules keep their own error for one condition.
 export type ErrorCode =
-  | 'CONFIG_INVALID'
   | 'NOT_MIGRATED'
   | 'MIGRATION_EDITED'
   | 'MIGRATION_UNKNOWN'
-  | 'DATABASE_UNREACHABLE'
-  | 'NODE_TOO_OLD'
   | 'INVALID_INPUT'
   | 'NOT_FOUND'
   | 'CONFLICT'
   | 'UNPROCESSABLE'
-  | 'GATEWAY_UNAVAILABLE'
   | 'INTERNAL';
 
 export class AppError extends Error {

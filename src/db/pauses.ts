@@ -104,19 +104,6 @@ const AuditRow = z.object({
   em: z.date(),
 });
 
-export async function listAudit(
-  db: CommonQueryMethods,
-  limit: number,
-): Promise<readonly z.infer<typeof AuditRow>[]> {
-  return (
-    await db.query(
-      sql.type(
-        AuditRow,
-      )`SELECT id, quem, acao, alvo, detalhes, em FROM auditoria_admin ORDER BY id DESC LIMIT ${limit}`,
-    )
-  ).rows;
-}
-
 /** The latest audit entry of `action` on `target` whose details contain `details` (null when there is none). */
 export async function findLatestAudit(
   db: CommonQueryMethods,

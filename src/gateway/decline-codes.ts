@@ -56,8 +56,3 @@ export function isIrreversibleDeclineCode(code: string): boolean {
 export function isIrreversibleDecline(decline: { code: string; reversible: boolean }): boolean {
   return !decline.reversible || isIrreversibleDeclineCode(decline.code);
 }
-
-/** The listed codes with a short description each (for docs and operator tooling). */
-export function irreversibleDeclineCodes(): ReadonlyMap<string, string> {
-  return IRREVERSIBLE_CODES;
-}

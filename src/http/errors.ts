@@ -10,7 +10,6 @@ const STATUS_BY_CODE = {
   CONFLICT: 409,
   UNPROCESSABLE: 422,
   NOT_MIGRATED: 503,
-  DATABASE_UNREACHABLE: 503,
 } as const;
 
 export function registerErrorHandling(app: FastifyInstance): void {

@@ -26,7 +26,7 @@ export function catalog(): CatalogEntry[] {
     {
       name: CHARGE_QUEUE,
       kind: 'work',
-      description: 'Uma cobrança por recorrência e ciclo.',
+      description: 'Uma cobrança por recorrência, data de negócio e motivo.',
       pausable: true,
     },
     {
@@ -44,7 +44,8 @@ export function catalog(): CatalogEntry[] {
     {
       name: CHARGE_DEAD_LETTER_QUEUE,
       kind: 'dead_letter',
-      description: 'Cobranças cujas retentativas de infraestrutura acabaram.',
+      description:
+        'Cobranças que esperam um operador: retentativas esgotadas, pedido recusado pelo gateway, aprovação que não pôde ser registrada ou payload inválido.',
       pausable: false,
     },
   ];

@@ -1,6 +1,7 @@
-// Operator actions, shared by the admin API and the command line: run a task now, pause and resume a queue
-// across the cluster, retry a failed or dead-lettered job (or the whole charge dead-letter queue), take a
-// recurrence off hold. Each one writes an audit row saying who did it.
+// Operator actions on tasks and queues, shared by the admin API and the command line: run a task now, pause and
+// resume a queue across the cluster, retry a failed or dead-lettered job (or the whole charge dead-letter
+// queue). Each one writes an audit row saying who did it. Actions on a recurrence (take it off hold, pause,
+// cancel) are in recurrence-changes.ts.
 import { randomUUID } from 'node:crypto';
 import type { CommonQueryMethods } from 'slonik';
 import {

@@ -1,5 +1,6 @@
 // Builds the pg-boss instance for a role. Only `migrate` installs or upgrades pg-boss's schema, only
-// `scheduler` runs the cron timer; workers supervise (expire and retry lost jobs); admin does neither.
+// `scheduler` runs the cron timer; workers and schedulers supervise (expire and retry lost jobs); admin does
+// neither.
 import { PgBoss } from 'pg-boss';
 import type { Config } from '../config.ts';
 import type { Logger } from '../log.ts';

@@ -9,9 +9,13 @@ export const PERIODIC_TASKS = [
 
 export type PeriodicTaskName = (typeof PERIODIC_TASKS)[number];
 
-/** One job per recurrence and cycle: the charge itself. */
+/** The charges: one job per recurrence, business date and reason (and cycle, for back-billing). */
 export const CHARGE_QUEUE = 'cobrar_recorrencia';
-/** Charge jobs whose infrastructure retries ran out; their pending attempt is resumed by a later run. */
+/**
+ * Charge jobs waiting for an operator: retries ran out (their pending attempt is resumed by a later run or a
+ * redrive), the gateway refused the request or the key, an approval came back for an attempt that can no
+ * longer record it (approved_but_blocked, approved_but_ended), or the payload was invalid.
+ */
 export const CHARGE_DEAD_LETTER_QUEUE = 'cobrar_recorrencia_dlq';
 
 export function isPeriodicTask(name: string): name is PeriodicTaskName {

@@ -1,6 +1,7 @@
 // `dev` (what `npm start` runs): the whole service in one process for a developer. Without DATABASE_URL it
-// starts an embedded PostgreSQL kept in .data/, migrates, and runs every role. This is the only place
-// development defaults exist; production roles never fall back to them.
+// starts an embedded PostgreSQL kept in .data/, migrates, and runs every role. The development defaults live
+// here and in config.ts's development mode (admin on 127.0.0.1, no token), which only this command turns on;
+// production roles never fall back to them.
 import { createHash } from 'node:crypto';
 import { existsSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';

@@ -1,4 +1,5 @@
-// Which business date a periodic task's job is for. A manual run names it; a cron-fired job (including the
+// Which business date a cron-fired periodic task's job is for (a manual run names its date in the payload: see
+// jobBusinessDate in periodic-runner.ts). A cron-fired job (including the
 // catch-up job pg-boss sends for a missed tick, which carries no occurrence time) is for the date of the
 // latest occurrence of the task's cron at or before the moment the job was created, or of one a few seconds
 // after it (a tick sent early).

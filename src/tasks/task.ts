@@ -47,4 +47,3 @@ export const periodicTaskPayload = z
     force: z.boolean().optional(),
   })
   .strict();
-export type PeriodicTaskPayload = z.infer<typeof periodicTaskPayload>;

@@ -1,6 +1,6 @@
 // What phase 1 decides for one charge job, given the locked recurrence: nothing to do (and why), resume the
-// unresolved attempt, or start a new attempt for the planned cycle. Pure: the per-job and the batched
-// charge paths both decide through here.
+// unresolved attempt, or start a new attempt for the planned cycle. Pure; phase 1 (prepare-attempts.ts) decides
+// every job of a batch through here.
 import type { Recurrence } from '../../db/recorrencias.ts';
 import { planCharge, type ChargePlan } from '../../domain/calendar.ts';
 import { laterDate, type IsoDate } from '../../domain/dates.ts';

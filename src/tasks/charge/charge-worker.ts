@@ -1,5 +1,6 @@
 // Takes charge jobs from `cobrar_recorrencia` in batches and runs the charge protocol for each batch, settling
-// every job on its own (one failing charge never retries its neighbours). Logs a summary every 10 s.
+// every job on its own: once phase 1 has committed, one failing charge never retries its neighbours (a batch
+// whose phase 1 fails is retried whole, with nothing sent). Logs a summary every 10 s.
 import type { JobResult, Job, PgBoss } from 'pg-boss';
 import type { Config } from '../../config.ts';
 import { ensureGatewaySlots } from '../../db/gateway-slots.ts';
