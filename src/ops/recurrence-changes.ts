@@ -221,7 +221,9 @@ export async function changeRecurrence(deps: OpsDeps, who: Actor, id: number, pa
  * Where a resumed recurrence starts again: cycles that fell during the pause are not charged (recorded as
  * skipped), so an unpaid cycle in the past moves to the first cycle on or after today (`at`; null when it
  * stays). Not while an attempt is pending: its approval sets the next cycle, and moves it on or after the
- * resume's date (`on`) itself.
+ * resume's date (`on`) itself. Nor when a retry is planned: that cycle was declined before the pause, and a
+ * pause does not forgive it (as a charge in flight at the pause and declined after it keeps its retry); its
+ * approval then moves the next cycle past the pause the same way.
  */
 async function resumePoint(
   deps: OpsDeps,
@@ -230,7 +232,8 @@ async function resumePoint(
   pending: Attempt | null,
 ): Promise<{ on: IsoDate; at: IsoDate | null }> {
   const today = businessDate(deps.now(), deps.config.timeZone);
-  if (pending !== null || current.proxima_cobranca >= today) return { on: today, at: null };
+  if (pending !== null || current.proxima_tentativa !== null || current.proxima_cobranca >= today)
+    return { on: today, at: null };
   const at = await skipPausedCycles(tx, current, current.proxima_cobranca, today);
   return { on: today, at };
 }

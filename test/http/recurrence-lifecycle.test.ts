@@ -4,7 +4,7 @@
 import { randomUUID } from 'node:crypto';
 import t from 'tap';
 import { query } from '../helpers/database.ts';
-import { insertRecurrence } from '../helpers/harness.ts';
+import { chargeOnce, insertRecurrence } from '../helpers/harness.ts';
 import {
   CHECKOUT_TOKEN,
   auth,
@@ -47,6 +47,23 @@ async function create(
 ) {
   return h.app.inject({ method: 'POST', url: '/recorrencias', headers, payload: body });
 }
+
+async function recurrenceRow(h: AdminHarness, id: number) {
+  const [row] = await query(
+    h.url,
+    `SELECT status, proxima_cobranca::text, proxima_tentativa::text, falhas_consecutivas
+     FROM checkout_recorrencias WHERE id = $1`,
+    [id],
+  );
+  return row;
+}
+
+const skippedCycles = (h: AdminHarness, id: number) =>
+  query(
+    h.url,
+    'SELECT ciclo::text FROM checkout_recorrencia_ciclos_pulados WHERE recorrencia_id = $1 ORDER BY ciclo',
+    [id],
+  );
 
 async function count(h: AdminHarness, table = 'checkout_recorrencias'): Promise<number> {
   const [row] = await query<{ n: number }>(h.url, `SELECT count(*)::int AS n FROM ${table}`);
@@ -313,6 +330,40 @@ t.test('resuming after the cycle passed skips the paused cycles (recorded), not 
     ),
     [{ ciclo: '2031-01-15' }, { ciclo: '2031-02-15' }],
   );
+});
+
+t.test('a cycle declined before the pause keeps its retry through pausar and retomar', async (t) => {
+  const h = await harness(t);
+  // Declined twice before the pause (today, 2031-03-01), its retry planned for 03-03.
+  const id = await insertRecurrence(h.pool, {
+    proxima_cobranca: '2031-02-25',
+    proxima_tentativa: '2031-03-03',
+    falhas_consecutivas: 2,
+  });
+  const transition = (action: string) =>
+    h.app.inject({ method: 'POST', url: `/recorrencias/${id}/${action}`, headers: checkout });
+  t.equal((await transition('pausar')).statusCode, 200);
+  // Resumed a month later: the retry's date and the cycle of 03-25 passed during the pause.
+  h.setNow(new Date('2031-04-02T15:00:00Z'));
+  t.equal((await transition('retomar')).statusCode, 200);
+  t.match(await recurrenceRow(h, id), {
+    status: 'ativo',
+    proxima_cobranca: '2031-02-25',
+    proxima_tentativa: '2031-03-03',
+    falhas_consecutivas: 2,
+  });
+  t.same(await skippedCycles(h, id), [], 'the declined cycle is not recorded as skipped');
+
+  // The next retry run charges it; its approval moves the next cycle past the pause (03-25: skipped).
+  t.match(await chargeOnce(h, id, '2031-04-02', 'retentativa'), {
+    result: { status: 'approved', cycle: '2031-02-25' },
+  });
+  t.match(await recurrenceRow(h, id), {
+    proxima_cobranca: '2031-04-25',
+    proxima_tentativa: null,
+    falhas_consecutivas: 0,
+  });
+  t.same(await skippedCycles(h, id), [{ ciclo: '2031-03-25' }]);
 });
 
 t.test('PATCH: a change of anchor does not shorten the time a charged cycle paid for', async (t) => {
