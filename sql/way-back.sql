@@ -3,12 +3,26 @@
 -- lands after the lists are taken. Plain SQL only (no psql meta-commands), like sql/metrics.sql.
 -- "Since the cutover": attempts of business dates on or after the latest import's cutover (every attempt
 -- when no import gave one), that is, this service's own time.
+-- Lists 1, 3 and 4 read the archive too (`arquivada`: true): limpar_recorrencias_antigas moves ended
+-- recurrences there with their attempts, and a cancellation or a charge made here is owed to the old system all
+-- the same. What purge-archive deleted is gone for good: run the way back before purging anything since the
+-- cutover. List 2 needs only the live tables: a recurrence with a pending attempt is never archived.
 
 -- 1. Charged here: mark each cycle paid in the old system before it runs again, or the customer is charged
 -- twice. Imported recurrences only; the ones created here are in list 3.
-SELECT r.id_legado, c.recorrencia_id, c.ciclo, c.valor_centavos, c.moeda, c.gateway_ref, c.resolvida_em
-FROM checkout_recorrencia_cobrancas c
-JOIN checkout_recorrencias r ON r.id = c.recorrencia_id
+WITH recorrencias AS (
+  SELECT id, id_legado, false AS arquivada FROM checkout_recorrencias
+  UNION ALL SELECT id, id_legado, true FROM checkout_recorrencias_arquivo
+), cobrancas AS (
+  SELECT recorrencia_id, ciclo, status, valor_centavos, moeda, gateway_ref, resolvida_em, data_negocio
+  FROM checkout_recorrencia_cobrancas
+  UNION ALL SELECT recorrencia_id, ciclo, status, valor_centavos, moeda, gateway_ref, resolvida_em, data_negocio
+  FROM checkout_recorrencia_cobrancas_arquivo
+)
+SELECT r.id_legado, c.recorrencia_id, c.ciclo, c.valor_centavos, c.moeda, c.gateway_ref, c.resolvida_em,
+  r.arquivada
+FROM cobrancas c
+JOIN recorrencias r ON r.id = c.recorrencia_id
 WHERE c.status = 'aprovada' AND r.id_legado IS NOT NULL
   AND c.data_negocio >= coalesce((SELECT max(corte) FROM importacoes_legado), '-infinity')
 ORDER BY r.id_legado, c.ciclo;
@@ -29,19 +43,35 @@ ORDER BY r.id_legado NULLS LAST, c.recorrencia_id;
 -- 3. Created or changed here (through the API, or by an operator: reativar, pausar, cancelar, PATCH): the old
 -- system does not know these values. Carry each one back as it stands here (a cancellation the old system
 -- missed would be charged again); proxima_cobranca already counts the cycles charged here.
+WITH recorrencias AS (
+  SELECT id, id_legado, status, proxima_cobranca, valor_centavos, periodicidade, dia_ancora, false AS arquivada
+  FROM checkout_recorrencias
+  UNION ALL SELECT id, id_legado, status, proxima_cobranca, valor_centavos, periodicidade, dia_ancora, true
+  FROM checkout_recorrencias_arquivo
+)
 SELECT r.id_legado, r.id AS recorrencia_id, r.status, r.proxima_cobranca, r.valor_centavos, r.periodicidade,
   r.dia_ancora, (SELECT string_agg(DISTINCT a.campo, ', ') FROM checkout_recorrencias_alteracoes a
-    WHERE a.recorrencia_id = r.id) AS campos_alterados
-FROM checkout_recorrencias r
+    WHERE a.recorrencia_id = r.id) AS campos_alterados, r.arquivada
+FROM recorrencias r
 WHERE r.id_legado IS NULL
   OR EXISTS (SELECT 1 FROM checkout_recorrencias_alteracoes a WHERE a.recorrencia_id = r.id)
 ORDER BY r.id_legado NULLS FIRST, r.id;
 
 -- 4. Declined or refused here, for the old system's records: it would try these cycles again (an
 -- irreversible decline put the recurrence on hold here).
-SELECT r.id_legado, c.recorrencia_id, c.ciclo, c.status, c.codigo_recusa, c.recusa_reversivel, c.resolvida_em
-FROM checkout_recorrencia_cobrancas c
-JOIN checkout_recorrencias r ON r.id = c.recorrencia_id
+WITH recorrencias AS (
+  SELECT id, id_legado, false AS arquivada FROM checkout_recorrencias
+  UNION ALL SELECT id, id_legado, true FROM checkout_recorrencias_arquivo
+), cobrancas AS (
+  SELECT recorrencia_id, ciclo, status, codigo_recusa, recusa_reversivel, resolvida_em, data_negocio
+  FROM checkout_recorrencia_cobrancas
+  UNION ALL SELECT recorrencia_id, ciclo, status, codigo_recusa, recusa_reversivel, resolvida_em, data_negocio
+  FROM checkout_recorrencia_cobrancas_arquivo
+)
+SELECT r.id_legado, c.recorrencia_id, c.ciclo, c.status, c.codigo_recusa, c.recusa_reversivel, c.resolvida_em,
+  r.arquivada
+FROM cobrancas c
+JOIN recorrencias r ON r.id = c.recorrencia_id
 WHERE c.status IN ('recusada', 'rejeitada')
   AND c.data_negocio >= coalesce((SELECT max(corte) FROM importacoes_legado), '-infinity')
 ORDER BY r.id_legado NULLS LAST, c.recorrencia_id, c.ciclo;

@@ -4,6 +4,7 @@
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import t, { type Test } from 'tap';
+import { archiveEndedBatch } from '../../src/db/arquivo.ts';
 import { readMigrationFiles } from '../../src/db/migrator.ts';
 import { query } from '../helpers/database.ts';
 import { createHarness, insertRecurrence } from '../helpers/harness.ts';
@@ -29,7 +30,16 @@ async function seed(t: Test): Promise<string> {
     [CUTOVER],
   );
   const ids: Record<string, number> = {};
-  for (const name of ['charged', 'unknown', 'blocked', 'unsent', 'changed', 'declined', 'untouched']) {
+  for (const name of [
+    'charged',
+    'unknown',
+    'blocked',
+    'unsent',
+    'changed',
+    'declined',
+    'untouched',
+    'archived',
+  ]) {
     ids[name] = await insertRecurrence(h.pool, { proxima_cobranca: CUTOVER });
     await query(h.url, `UPDATE checkout_recorrencias SET id_legado = $1 WHERE id = $2`, [
       `L-${name}`,
@@ -51,6 +61,21 @@ async function seed(t: Test): Promise<string> {
   await at('unsent', CUTOVER, 'pendente', 0, null, null, null);
   await at('declined', CUTOVER, 'recusada', 1, '51', true, 'ch_2');
   await at('created', CUTOVER, 'aprovada', 1, null, null, 'ch_3');
+  // Charged, then declined, then cancelled here, and archived since by limpar_recorrencias_antigas.
+  await at('archived', CUTOVER, 'aprovada', 1, null, null, 'ch_9');
+  await at('archived', '2031-04-10', 'recusada', 1, '51', true, 'ch_8');
+  await query(
+    h.url,
+    `INSERT INTO checkout_recorrencias_alteracoes (recorrencia_id, quem, campo, valor_anterior, valor_novo)
+     VALUES ($1, 'checkout', 'status', 'ativo', 'cancelado')`,
+    [ids['archived']],
+  );
+  await query(
+    h.url,
+    `UPDATE checkout_recorrencias SET status = 'cancelado', encerrada_em = now() - interval '200 days' WHERE id = $1`,
+    [ids['archived']],
+  );
+  t.match(await archiveEndedBatch(h.pool, 180, 100), { recorrencias: 1, cobrancas: 2 }, 'archived');
   await query(
     h.url,
     `INSERT INTO checkout_recorrencias_alteracoes (recorrencia_id, quem, campo, valor_anterior, valor_novo)
@@ -65,10 +90,13 @@ function checkLists(t: Test, sets: ResultSet[]): void {
   t.equal(sets.length, splitStatements(readFileSync(FILE, 'utf8')).length, 'one table per statement');
   t.match(
     table(sets, 'gateway_ref'),
-    [{ id_legado: 'L-charged', ciclo: CUTOVER, valor_centavos: '4990', moeda: 'BRL', gateway_ref: 'ch_1' }],
-    '1: the charge made here since the cutover, of an imported recurrence',
+    [
+      { id_legado: 'L-archived', ciclo: CUTOVER, gateway_ref: 'ch_9', arquivada: 't' },
+      { id_legado: 'L-charged', ciclo: CUTOVER, valor_centavos: '4990', moeda: 'BRL', gateway_ref: 'ch_1' },
+    ],
+    '1: the charges made here since the cutover, of imported recurrences, archived ones included',
   );
-  t.equal(table(sets, 'gateway_ref').length, 1, '1: nothing else');
+  t.equal(table(sets, 'gateway_ref').length, 2, '1: nothing else');
   t.same(
     table(sets, 'chave_idempotencia').map((row) => [row['id_legado'], row['envios'], row['bloqueada']]),
     [
@@ -81,15 +109,20 @@ function checkLists(t: Test, sets: ResultSet[]): void {
     table(sets, 'campos_alterados').map((row) => [row['id_legado'], row['campos_alterados']]),
     [
       ['', ''],
+      ['L-archived', 'status'],
       ['L-changed', 'status, valor_centavos'],
     ],
-    '3: the recurrence created here, then the one changed here',
+    '3: the recurrence created here, then the ones changed here, the archived cancellation included',
   );
   t.match(table(sets, 'campos_alterados')[0], { valor_centavos: '1234', proxima_cobranca: CUTOVER });
+  t.match(table(sets, 'campos_alterados')[1], { status: 'cancelado', arquivada: 't' });
   t.same(
     table(sets, 'codigo_recusa').map((row) => [row['id_legado'], row['status'], row['codigo_recusa']]),
-    [['L-declined', 'recusada', '51']],
-    '4: the decline',
+    [
+      ['L-archived', 'recusada', '51'],
+      ['L-declined', 'recusada', '51'],
+    ],
+    '4: the declines, the archived one included',
   );
 }
 
