@@ -26,6 +26,8 @@ export const MetricGauges = z.object({
   aviso_nao_entregue_mais_antigo_segundos: z.number().nullable(),
   eventos_nao_entregues: z.number(),
   evento_nao_entregue_mais_antigo_segundos: z.number().nullable(),
+  /** `registrado` notices of the latest date notificar_recorrencias_hold succeeded for: recorded, never sent. */
+  avisos_registrados_ultima_data: z.number(),
 });
 export type MetricGauges = z.infer<typeof MetricGauges>;
 
@@ -78,7 +80,15 @@ export async function getMetricGauges(
         (SELECT count(*)::int FROM eventos_checkout WHERE status IN ('pendente', 'falhou')),
       'evento_nao_entregue_mais_antigo_segundos',
         (SELECT extract(epoch FROM now() - min(criado_em))::float8
-         FROM eventos_checkout WHERE status IN ('pendente', 'falhou'))
+         FROM eventos_checkout WHERE status IN ('pendente', 'falhou')),
+      -- The worker that ran the notice task decides: without NOTICE_WEBHOOK_URL its notices are only recorded,
+      -- and their holds count as announced. A re-send (reenviar) takes a notice out of this count.
+      'avisos_registrados_ultima_data',
+        -- Not the ones an operator gave up on (runbook: registrado with ultimo_erro 'abandonado: ...').
+        (SELECT count(*)::int FROM avisos_vendedores
+         WHERE status = 'registrado' AND ultimo_erro IS NULL AND data_negocio = (
+           SELECT max(data_negocio) FROM execucoes_tarefas
+           WHERE tarefa = 'notificar_recorrencias_hold' AND status = 'sucesso'))
     ) AS gauges`);
   return MetricGauges.parse(row.gauges);
 }

@@ -128,6 +128,11 @@ function definitions(registry: Registry) {
       'Minutes since midnight in BUSINESS_TIME_ZONE (for alerts like "by 08:30 local").',
     ),
     notices: gauge('notices', 'Seller notices not delivered yet, by status (pendente, falhou).', ['status']),
+    noticesNotSent: gauge(
+      'notices_recorded_unsent',
+      'Seller notices of the latest date notificar_recorrencias_hold succeeded for that were recorded and not sent ' +
+        '(registrado: the worker that ran it had no NOTICE_WEBHOOK_URL); they reach no seller until re-sent.',
+    ),
     oldestNotice: gauge(
       'notice_oldest_undelivered_age_seconds',
       'Age of the oldest seller notice not delivered (pendente or falhou); 0 when there is none.',
@@ -253,6 +258,7 @@ function apply(g: Gauges, s: Awaited<ReturnType<typeof readSnapshot>>, config: O
   }
   g.businessMinutes.set(minutesSinceMidnight(s.now, config.timeZone));
   for (const status of NOTICE_STATUSES) g.notices.set({ status }, s.gauges.avisos_por_status[status] ?? 0);
+  g.noticesNotSent.set(s.gauges.avisos_registrados_ultima_data);
   g.oldestNotice.set(s.gauges.aviso_nao_entregue_mais_antigo_segundos ?? 0);
   g.undeliveredEvents.set(s.gauges.eventos_nao_entregues);
   g.oldestEvent.set(s.gauges.evento_nao_entregue_mais_antigo_segundos ?? 0);

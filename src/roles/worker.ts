@@ -142,6 +142,13 @@ export async function startWorker(
       // The queues keep the policy `migrate` last stored; this process's settings for it have no effect.
       log.warn({ drift }, 'queue policies differ from this configuration: run migrate to apply them');
     }
+    if (config.notices.webhookUrl === undefined) {
+      // The worker that runs the 18:00 task decides: this one would record the day's notices without sending
+      // them, and count their holds as announced (recorrencias_notices_recorded_unsent).
+      log.warn(
+        'NOTICE_WEBHOOK_URL is not set: a notificar_recorrencias_hold run on this worker records seller notices in avisos_vendedores, not sent',
+      );
+    }
     if (config.checkout.webhookUrl === undefined) {
       log.warn('CHECKOUT_WEBHOOK_URL is not set: checkout events are recorded in eventos_checkout, not sent');
     }

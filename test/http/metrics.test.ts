@@ -55,6 +55,7 @@ const EXPECTED: Record<string, string[]> = {
   recorrencias_task_due_minutes: ['task'],
   recorrencias_business_time_minutes: [],
   recorrencias_notices: ['status'],
+  recorrencias_notices_recorded_unsent: [],
   recorrencias_notice_oldest_undelivered_age_seconds: [],
   recorrencias_checkout_events_undelivered: [],
   recorrencias_checkout_event_oldest_undelivered_age_seconds: [],
@@ -326,6 +327,7 @@ t.test('every metric is exported with HELP and TYPE, zero-filled on an empty dat
   for (const status of ['pendente', 'falhou']) {
     t.equal(value(families, 'recorrencias_notices', { status }), 0);
   }
+  t.equal(value(families, 'recorrencias_notices_recorded_unsent'), 0);
   for (const role of ['worker', 'scheduler', 'admin']) {
     t.equal(value(families, 'recorrencias_instances_alive', { role }), 0, `no ${role} alive`);
     t.equal(value(families, 'recorrencias_instance_crashes_15m', { role }), 0, `no ${role} crashed`);
@@ -624,4 +626,32 @@ t.test('a worker in a crash loop shows as crashes, while it still counts as aliv
     value(families, 'recorrencias_instances_alive', { role: 'worker' }) >= 1,
     'the worker still counts as alive: the alive alert alone would not fire',
   );
+});
+
+t.test('notices the last notice run recorded without a webhook are counted until re-sent', async (t) => {
+  const h = await createAdminHarness(t);
+  h.setNow(NOW);
+  for (const seller of ['loja-a', 'loja-b']) {
+    await insertRecurrence(h.pool, { proxima_cobranca: DAY, vendedor_id: seller, status: 'hold' });
+  }
+  t.match(await runTask(h, 'notificar_recorrencias_hold'), { status: 'succeeded' });
+  t.equal(value(await scrape(h.app), 'recorrencias_notices_recorded_unsent'), 2, 'both recorded, none sent');
+
+  const [first, second] = await query<{ id: number }>(h.url, 'SELECT id FROM avisos_vendedores ORDER BY id');
+  const resent = await h.app.inject({
+    method: 'POST',
+    url: `/avisos/${first?.id}/reenviar`,
+    headers: operator,
+  });
+  t.equal(resent.statusCode, 200);
+  t.equal(
+    value(await scrape(h.app), 'recorrencias_notices_recorded_unsent'),
+    1,
+    'a re-sent one no longer counts',
+  );
+  // The runbook's way to give a notice up also leaves it registrado, with the reason: not counted either.
+  await query(h.url, `UPDATE avisos_vendedores SET ultimo_erro = 'abandonado: teste' WHERE id = $1`, [
+    second?.id,
+  ]);
+  t.equal(value(await scrape(h.app), 'recorrencias_notices_recorded_unsent'), 0);
 });
