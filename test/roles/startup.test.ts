@@ -232,6 +232,11 @@ t.test('a worker whose queue settings differ from what migrate stored says so at
     'names each queue, option, stored and configured value',
   );
   await worker.waitForLog(logMessage('worker started'));
+  t.match(
+    await worker.waitForLog(logMessage(/^NOTICE_WEBHOOK_URL is not set/), 30_000),
+    { level: 40, msg: /records seller notices in avisos_vendedores, not sent/ },
+    'and that, without NOTICE_WEBHOOK_URL, a notice run here would not send the notices',
+  );
   const check = startService(t, ['check'], {
     DATABASE_URL: url,
     LOG_LEVEL: 'warn',
