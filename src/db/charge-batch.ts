@@ -203,8 +203,10 @@ const Moved = z.object({ id: z.number(), status: z.string() });
 /**
  * Phase 3, declines (the recurrences already locked): each attempt still pending becomes `recusada`, and its
  * recurrence, if still `ativo`, counts the failure and waits for its retry date or goes on hold. A recurrence
- * paused or cancelled while its charge was in flight keeps that state: no retry is planned. Returns the ids
- * of the recurrences put on hold.
+ * paused while its charge was in flight stays paused; a decline to retry counts the failure and plans the retry
+ * there (taken once it is resumed: a pause does not forgive the cycle). A decline that would hold it writes
+ * nothing to it: an irreversible one holds it at `retomar` instead, one that reaches the decline or brand limit
+ * does not. A cancelled one keeps its state. Returns the ids of the recurrences put on hold.
  */
 export async function recordDeclines(
   tx: CommonQueryMethods,
@@ -242,7 +244,8 @@ export async function recordDeclines(
         hold_em = CASE WHEN i.hold_reason IS NULL THEN r.hold_em ELSE now() END,
         atualizado_em = now()
     FROM declined JOIN input i ON i.attempt_id = declined.id
-    WHERE r.id = i.recorrencia_id AND r.status = 'ativo'
+    WHERE r.id = i.recorrencia_id
+      AND (r.status = 'ativo' OR (r.status = 'pausado' AND i.retry_on IS NOT NULL))
     RETURNING r.id, r.status`);
   return new Set(result.rows.filter((row) => row.status === 'hold').map((row) => row.id));
 }

@@ -682,6 +682,53 @@ t.test(
 );
 
 t.test(
+  'a card declined reversibly while the recurrence was paused keeps the retry: the cycle is charged after retomar',
+  async (t) => {
+    const h = await createHarness(t);
+    const id = await insertRecurrence(h.pool, {
+      proxima_cobranca: DAY,
+      cartao_token: 'tok_recusa_reversivel',
+    });
+    h.gateway.setFaults({ rules: [{ nth: 1, fault: 'hold' }] });
+    const charging = chargeOnce(h, id, DAY);
+    await h.gateway.waitForHeld(1);
+    await transitionRecurrence(h.deps, testActor('checkout'), id, 'pausar');
+    h.gateway.release();
+    t.match((await charging).result, { status: 'declined', code: '51', decision: 'retry' });
+    t.match(
+      await recurrenceState(h.url, id),
+      { status: 'pausado', proxima_tentativa: '2031-03-11', falhas_consecutivas: 1 },
+      'paused, with the retry the result announces',
+    );
+
+    // Resumed two months later: the declined cycle is owed from before the pause, not forgiven.
+    h.setNow(new Date('2031-05-20T15:00:00Z'));
+    await transitionRecurrence(h.deps, testActor('checkout'), id, 'retomar');
+    t.match(await recurrenceState(h.url, id), {
+      status: 'ativo',
+      proxima_cobranca: DAY,
+      proxima_tentativa: '2031-03-11',
+    });
+    await changeRecurrence(h.deps, testActor('checkout'), id, { cartao_token: 'tok_aprova_2' });
+    t.match((await chargeOnce(h, id, '2031-05-20', 'retentativa')).result, {
+      status: 'approved',
+      cycle: DAY,
+    });
+    t.match(await recurrenceState(h.url, id), { proxima_cobranca: '2031-06-10', proxima_tentativa: null });
+    t.same(
+      await query(
+        h.url,
+        'SELECT ciclo::text FROM checkout_recorrencia_ciclos_pulados WHERE recorrencia_id = $1 ORDER BY ciclo',
+        [id],
+      ),
+      [{ ciclo: '2031-04-10' }, { ciclo: '2031-05-10' }],
+      'only the cycles of the pause are skipped',
+    );
+    await assertLedgerAgrees(t, h.url, h.gateway);
+  },
+);
+
+t.test(
   'after an irreversible decline a card changed and changed back is the declined card, and a new amount lifts the refusal only for code 13',
   async (t) => {
     const h = await createHarness(t);
