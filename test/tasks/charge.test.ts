@@ -602,22 +602,28 @@ t.test(
   },
 );
 
+/**
+ * A recurrence due on DAY with `cardToken`, whose charge the checkout pauses while it is at the gateway; returns
+ * its id and the charge's result once the gateway answers.
+ */
+async function chargedWhilePausing(h: Harness, cardToken: string) {
+  const id = await insertRecurrence(h.pool, { proxima_cobranca: DAY, cartao_token: cardToken });
+  h.gateway.setFaults({ rules: [{ nth: 1, fault: 'hold' }] });
+  const charging = chargeOnce(h, id, DAY);
+  await h.gateway.waitForHeld(1);
+  await transitionRecurrence(h.deps, testActor('checkout'), id, 'pausar');
+  h.gateway.release();
+  return { id, result: (await charging).result };
+}
+
 t.test(
   'a card irreversibly declined while the recurrence was paused is not charged again: retomar puts it on hold',
   async (t) => {
     const h = await createHarness(t);
     /** A recurrence whose card is declined irreversibly (14) while the checkout pauses it. */
     const declinedDuringPause = async () => {
-      const id = await insertRecurrence(h.pool, {
-        proxima_cobranca: DAY,
-        cartao_token: 'tok_recusa_irreversivel',
-      });
-      h.gateway.setFaults({ rules: [{ nth: 1, fault: 'hold' }] });
-      const charging = chargeOnce(h, id, DAY);
-      await h.gateway.waitForHeld(1);
-      await transitionRecurrence(h.deps, testActor('checkout'), id, 'pausar');
-      h.gateway.release();
-      t.match((await charging).result, { status: 'declined', code: '14' });
+      const { id, result } = await chargedWhilePausing(h, 'tok_recusa_irreversivel');
+      t.match(result, { status: 'declined', code: '14' });
       t.match(await recurrenceState(h.url, id), { status: 'pausado' }, 'the pause stays while paused');
       return id;
     };
@@ -685,16 +691,8 @@ t.test(
   'a card declined reversibly while the recurrence was paused keeps the retry: the cycle is charged after retomar',
   async (t) => {
     const h = await createHarness(t);
-    const id = await insertRecurrence(h.pool, {
-      proxima_cobranca: DAY,
-      cartao_token: 'tok_recusa_reversivel',
-    });
-    h.gateway.setFaults({ rules: [{ nth: 1, fault: 'hold' }] });
-    const charging = chargeOnce(h, id, DAY);
-    await h.gateway.waitForHeld(1);
-    await transitionRecurrence(h.deps, testActor('checkout'), id, 'pausar');
-    h.gateway.release();
-    t.match((await charging).result, { status: 'declined', code: '51', decision: 'retry' });
+    const { id, result } = await chargedWhilePausing(h, 'tok_recusa_reversivel');
+    t.match(result, { status: 'declined', code: '51', decision: 'retry' });
     t.match(
       await recurrenceState(h.url, id),
       { status: 'pausado', proxima_tentativa: '2031-03-11', falhas_consecutivas: 1 },
@@ -1018,13 +1016,8 @@ const MEANWHILE = {
 
 t.test('a request refused while the recurrence was paused does not hold it at retomar', async (t) => {
   const h = await createHarness(t);
-  const id = await insertRecurrence(h.pool, { proxima_cobranca: DAY, cartao_token: TOO_LONG_TOKEN });
-  h.gateway.setFaults({ rules: [{ nth: 1, fault: 'hold' }] });
-  const charging = chargeOnce(h, id, DAY);
-  await h.gateway.waitForHeld(1);
-  await transitionRecurrence(h.deps, testActor('checkout'), id, 'pausar');
-  h.gateway.release();
-  t.match((await charging).result, { status: 'rejected' });
+  const { id, result } = await chargedWhilePausing(h, TOO_LONG_TOKEN);
+  t.match(result, { status: 'rejected' });
   t.same(
     (await attemptsOf(h.url, id)).map((a) => a.status),
     ['rejeitada'],
