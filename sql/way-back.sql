@@ -1,8 +1,9 @@
 -- The hand-back lists for the way back to the old system: psql "$DATABASE_URL" -f sql/way-back.sql
 -- Read-only; run it after this service's charge path is stopped (README: "The way back"), so no charge
 -- lands after the lists are taken. Plain SQL only (no psql meta-commands), like sql/metrics.sql.
--- "Since the cutover": attempts of business dates on or after the latest import's cutover (every attempt
--- when no import gave one), that is, this service's own time.
+-- "Since the cutover": attempts of business dates on or after the cutover in force, the latest import's that
+-- gave one (an import with --replace-cutover may have moved it earlier; every attempt when no import gave
+-- one), that is, this service's own time.
 -- Lists 1, 3 and 4 read the archive too (`arquivada`: true): limpar_recorrencias_antigas moves ended
 -- recurrences there with their attempts, and a cancellation or a charge made here is owed to the old system all
 -- the same. What purge-archive deleted is gone for good: run the way back before purging anything since the
@@ -24,7 +25,7 @@ SELECT r.id_legado, c.recorrencia_id, c.ciclo, c.valor_centavos, c.moeda, c.gate
 FROM cobrancas c
 JOIN recorrencias r ON r.id = c.recorrencia_id
 WHERE c.status = 'aprovada' AND r.id_legado IS NOT NULL
-  AND c.data_negocio >= coalesce((SELECT max(corte) FROM importacoes_legado), '-infinity')
+  AND c.data_negocio >= coalesce((SELECT corte FROM importacoes_legado WHERE corte IS NOT NULL ORDER BY id DESC LIMIT 1), '-infinity')
 ORDER BY r.id_legado, c.ciclo;
 
 -- 2. Sent, answer never known (blocked ones included): the gateway may have charged. Look each key up
@@ -37,7 +38,7 @@ SELECT r.id_legado, c.recorrencia_id, c.ciclo, c.valor_centavos, c.chave_idempot
 FROM checkout_recorrencia_cobrancas c
 JOIN checkout_recorrencias r ON r.id = c.recorrencia_id
 WHERE c.status = 'pendente' AND c.envios > 0
-  AND c.data_negocio >= coalesce((SELECT max(corte) FROM importacoes_legado), '-infinity')
+  AND c.data_negocio >= coalesce((SELECT corte FROM importacoes_legado WHERE corte IS NOT NULL ORDER BY id DESC LIMIT 1), '-infinity')
 ORDER BY r.id_legado NULLS LAST, c.recorrencia_id;
 
 -- 3. Created or changed here (through the API, or by an operator: reativar, pausar, cancelar, PATCH): the old
@@ -73,5 +74,5 @@ SELECT r.id_legado, c.recorrencia_id, c.ciclo, c.status, c.codigo_recusa, c.recu
 FROM cobrancas c
 JOIN recorrencias r ON r.id = c.recorrencia_id
 WHERE c.status IN ('recusada', 'rejeitada')
-  AND c.data_negocio >= coalesce((SELECT max(corte) FROM importacoes_legado), '-infinity')
+  AND c.data_negocio >= coalesce((SELECT corte FROM importacoes_legado WHERE corte IS NOT NULL ORDER BY id DESC LIMIT 1), '-infinity')
 ORDER BY r.id_legado NULLS LAST, c.recorrencia_id, c.ciclo;

@@ -25,8 +25,10 @@ async function seed(t: Test): Promise<string> {
   const h = await createHarness(t);
   await query(
     h.url,
+    // A cutover mistyped later, then replaced (--replace-cutover) by the one in force: the latest import's.
     `INSERT INTO importacoes_legado (arquivo, quem, corte, contagens) VALUES
-       ('antiga.jsonl', 'ana', '2031-02-01', '{}'), ('export.jsonl', 'ana', $1, '{}')`,
+       ('antiga.jsonl', 'ana', '2031-02-01', '{}'), ('errada.jsonl', 'ana', '2031-04-10', '{}'),
+       ('export.jsonl', 'ana', $1, '{}')`,
     [CUTOVER],
   );
   const ids: Record<string, number> = {};
