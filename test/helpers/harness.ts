@@ -178,6 +178,15 @@ export async function attemptsOf(url: string, id: number): Promise<AttemptRow[]>
   );
 }
 
+/** The cycles of `id` recorded as skipped (checkout_recorrencia_ciclos_pulados), oldest first. */
+export async function skippedCyclesOf(url: string, id: number): Promise<Array<{ ciclo: string }>> {
+  return query<{ ciclo: string }>(
+    url,
+    'SELECT ciclo::text FROM checkout_recorrencia_ciclos_pulados WHERE recorrencia_id = $1 ORDER BY ciclo',
+    [id],
+  );
+}
+
 /** Enqueues the charge job for `id` on `date`, claims it like a worker, runs the protocol. */
 export async function chargeOnce(
   h: Harness,

@@ -4,7 +4,7 @@
 import { randomUUID } from 'node:crypto';
 import t from 'tap';
 import { query } from '../helpers/database.ts';
-import { chargeOnce, insertRecurrence } from '../helpers/harness.ts';
+import { chargeOnce, insertRecurrence, skippedCyclesOf } from '../helpers/harness.ts';
 import {
   CHECKOUT_TOKEN,
   auth,
@@ -57,13 +57,6 @@ async function recurrenceRow(h: AdminHarness, id: number) {
   );
   return row;
 }
-
-const skippedCycles = (h: AdminHarness, id: number) =>
-  query(
-    h.url,
-    'SELECT ciclo::text FROM checkout_recorrencia_ciclos_pulados WHERE recorrencia_id = $1 ORDER BY ciclo',
-    [id],
-  );
 
 async function count(h: AdminHarness, table = 'checkout_recorrencias'): Promise<number> {
   const [row] = await query<{ n: number }>(h.url, `SELECT count(*)::int AS n FROM ${table}`);
@@ -322,14 +315,7 @@ t.test('resuming after the cycle passed skips the paused cycles (recorded), not 
     headers: checkout,
   });
   t.match(response.json(), { recorrencia: { status: 'ativo', proxima_cobranca: '2031-03-15' } });
-  t.same(
-    await query(
-      h.url,
-      'SELECT ciclo::text FROM checkout_recorrencia_ciclos_pulados WHERE recorrencia_id = $1 ORDER BY ciclo',
-      [id],
-    ),
-    [{ ciclo: '2031-01-15' }, { ciclo: '2031-02-15' }],
-  );
+  t.same(await skippedCyclesOf(h.url, id), [{ ciclo: '2031-01-15' }, { ciclo: '2031-02-15' }]);
 });
 
 t.test('a cycle declined before the pause keeps its retry through pausar and retomar', async (t) => {
@@ -352,7 +338,7 @@ t.test('a cycle declined before the pause keeps its retry through pausar and ret
     proxima_tentativa: '2031-03-03',
     falhas_consecutivas: 2,
   });
-  t.same(await skippedCycles(h, id), [], 'the declined cycle is not recorded as skipped');
+  t.same(await skippedCyclesOf(h.url, id), [], 'the declined cycle is not recorded as skipped');
 
   // The next retry run charges it; its approval moves the next cycle past the pause (03-25: skipped).
   t.match(await chargeOnce(h, id, '2031-04-02', 'retentativa'), {
@@ -363,7 +349,7 @@ t.test('a cycle declined before the pause keeps its retry through pausar and ret
     proxima_tentativa: null,
     falhas_consecutivas: 0,
   });
-  t.same(await skippedCycles(h, id), [{ ciclo: '2031-03-25' }]);
+  t.same(await skippedCyclesOf(h.url, id), [{ ciclo: '2031-03-25' }]);
 });
 
 t.test('PATCH: a change of anchor does not shorten the time a charged cycle paid for', async (t) => {
