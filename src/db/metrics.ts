@@ -82,9 +82,9 @@ export async function getMetricGauges(
         (SELECT extract(epoch FROM now() - min(criado_em))::float8
          FROM eventos_checkout WHERE status IN ('pendente', 'falhou')),
       -- The worker that ran the notice task decides: without NOTICE_WEBHOOK_URL its notices are only recorded,
-      -- and their holds count as announced. A re-send (reenviar) takes a notice out of this count.
+      -- and their holds count as announced. A re-send (reenviar) takes a notice out of this count, and so does
+      -- an operator giving it up (the runbook's registrado with ultimo_erro 'abandonado: ...').
       'avisos_registrados_ultima_data',
-        -- Not the ones an operator gave up on (runbook: registrado with ultimo_erro 'abandonado: ...').
         (SELECT count(*)::int FROM avisos_vendedores
          WHERE status = 'registrado' AND ultimo_erro IS NULL AND data_negocio = (
            SELECT max(data_negocio) FROM execucoes_tarefas

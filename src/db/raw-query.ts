@@ -1,7 +1,8 @@
 // Runs SQL text with $1..$n values through a slonik connection. slonik has no public call for raw text, so
 // this builds the query token `sql.unsafe` would build. It is what lets pg-boss run its statements inside
 // our transactions ({ db }). Relies on slonik's token shape: slonik is pinned to an exact version in
-// package.json, and test/db/raw-query.test.ts covers it. Single statements only (slonik rejects multi-statement text after running it).
+// package.json, and test/db/raw-query.test.ts covers it. Single statements only (slonik rejects
+// multi-statement text after running it).
 import type { CommonQueryMethods, PrimitiveValueExpression, QuerySqlToken } from 'slonik';
 import { z } from 'zod';
 

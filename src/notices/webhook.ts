@@ -1,6 +1,7 @@
-// Delivers one outbox message (a seller notice or a checkout event) to its configured webhook: a JSON POST signed with HMAC-SHA256 over
-// "<timestamp>.<body>" (header X-Recorrencias-Assinatura: t=<unix seconds>,v1=<hex>), so the receiver can
-// verify it came from us and is fresh. The event id header lets the receiver drop a redelivery.
+// Delivers one outbox message (a seller notice or a checkout event) to its configured webhook: a JSON POST
+// signed with HMAC-SHA256 over "<timestamp>.<body>"
+// (header X-Recorrencias-Assinatura: t=<unix seconds>,v1=<hex>), so the receiver can verify it came from us
+// and is fresh. The event id header lets the receiver drop a redelivery.
 import { createHmac, timingSafeEqual } from 'node:crypto';
 
 export const SIGNATURE_HEADER = 'x-recorrencias-assinatura';
