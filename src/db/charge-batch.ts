@@ -203,10 +203,10 @@ const Moved = z.object({ id: z.number(), status: z.string() });
 /**
  * Phase 3, declines (the recurrences already locked): each attempt still pending becomes `recusada`, and its
  * recurrence, if still `ativo`, counts the failure and waits for its retry date or goes on hold. A recurrence
- * paused while its charge was in flight stays paused; a decline to retry counts the failure and plans the retry
- * there (taken once it is resumed: a pause does not forgive the cycle). A decline that would hold it writes
- * nothing to it: an irreversible one holds it at `retomar` instead, one that reaches the decline or brand limit
- * does not. A cancelled one keeps its state. Returns the ids of the recurrences put on hold.
+ * paused while its charge was in flight counts the failure and stays paused: a decline to retry plans the retry
+ * (taken once it is resumed: a pause does not forgive the cycle), and one that would hold it holds it at
+ * `retomar` instead (src/ops/recurrence-changes.ts). A cancelled one keeps its state. Returns the ids of the
+ * recurrences put on hold.
  */
 export async function recordDeclines(
   tx: CommonQueryMethods,
@@ -239,13 +239,12 @@ export async function recordDeclines(
     UPDATE checkout_recorrencias r
     SET falhas_consecutivas = r.falhas_consecutivas + 1, total_falhas = r.total_falhas + 1,
         proxima_tentativa = i.retry_on,
-        status = CASE WHEN i.hold_reason IS NULL THEN r.status ELSE 'hold' END,
-        motivo_hold = CASE WHEN i.hold_reason IS NULL THEN r.motivo_hold ELSE i.hold_reason END,
-        hold_em = CASE WHEN i.hold_reason IS NULL THEN r.hold_em ELSE now() END,
+        status = CASE WHEN i.hold_reason IS NULL OR r.status = 'pausado' THEN r.status ELSE 'hold' END,
+        motivo_hold = CASE WHEN i.hold_reason IS NULL OR r.status = 'pausado' THEN r.motivo_hold ELSE i.hold_reason END,
+        hold_em = CASE WHEN i.hold_reason IS NULL OR r.status = 'pausado' THEN r.hold_em ELSE now() END,
         atualizado_em = now()
     FROM declined JOIN input i ON i.attempt_id = declined.id
-    WHERE r.id = i.recorrencia_id
-      AND (r.status = 'ativo' OR (r.status = 'pausado' AND i.retry_on IS NOT NULL))
+    WHERE r.id = i.recorrencia_id AND r.status IN ('ativo', 'pausado')
     RETURNING r.id, r.status`);
   return new Set(result.rows.filter((row) => row.status === 'hold').map((row) => row.id));
 }

@@ -5,7 +5,7 @@ import { sql, type CommonQueryMethods } from 'slonik';
 import { z } from 'zod';
 import { cyclesBetween, type Schedule } from '../domain/calendar.ts';
 import type { IsoDate } from '../domain/dates.ts';
-import { firstCycleOnOrAfter } from '../domain/recurrence-rules.ts';
+import { firstCycleOnOrAfter, nextChargeBeforeResume } from '../domain/recurrence-rules.ts';
 import { moveNextCharge } from './recorrencias.ts';
 
 // Row schemas are built once: zod compiles a schema on first use, so an inline one would cost that on every call.
@@ -274,6 +274,9 @@ export async function insertSkippedCycles(
     ON CONFLICT DO NOTHING`);
 }
 
+/** Why a cycle that fell in a pause is recorded as skipped. */
+export const PAUSED_CYCLE = 'recorrencia pausada: ciclo não cobrado';
+
 /**
  * A resumed recurrence does not charge the cycles that fell in its pause: the cycles from `due` up to the
  * resume's date are recorded as skipped. Returns the cycle it charges next (the first on or after `resumedOn`).
@@ -285,24 +288,8 @@ export async function skipPausedCycles(
   resumedOn: IsoDate,
 ): Promise<IsoDate> {
   const next = firstCycleOnOrAfter(due, resumedOn, recurrence);
-  await insertSkippedCycles(
-    tx,
-    recurrence.id,
-    cyclesBetween(due, next, recurrence),
-    next,
-    'recorrencia pausada: ciclo não cobrado',
-  );
+  await insertSkippedCycles(tx, recurrence.id, cyclesBetween(due, next, recurrence), next, PAUSED_CYCLE);
   return next;
-}
-
-/** Whether the next cycle is before a resume's date (a cycle of the pause: moveNextChargePastPause moves it). */
-export function nextChargeBeforeResume(recurrence: {
-  proxima_cobranca: IsoDate;
-  cobrar_a_partir_de: IsoDate | null;
-}): boolean {
-  return (
-    recurrence.cobrar_a_partir_de !== null && recurrence.proxima_cobranca < recurrence.cobrar_a_partir_de
-  );
 }
 
 /**

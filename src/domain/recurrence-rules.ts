@@ -1,7 +1,13 @@
 // The rules a recurrence's schedule and status must follow, shared by the API and the import: an anchor
 // day coherent with the next charge date, moving a schedule forward to a date, and the state machine of the
 // operations the checkout may apply (pausar, retomar, cancelar).
-import { latestCycleOnOrBefore, nextCycle, type Periodicity, type Schedule } from './calendar.ts';
+import {
+  cyclesBetween,
+  latestCycleOnOrBefore,
+  nextCycle,
+  type Periodicity,
+  type Schedule,
+} from './calendar.ts';
 import { dateParts, daysInMonth, fromParts, type IsoDate } from './dates.ts';
 
 /** What a recurrence is agreed to be, whoever creates it (the API, the import). */
@@ -52,6 +58,46 @@ export function firstCycleOnOrAfter(due: IsoDate, date: IsoDate, schedule: Sched
   if (due >= date) return due;
   const latest = latestCycleOnOrBefore(due, date, schedule);
   return latest === date ? latest : nextCycle(latest, schedule);
+}
+
+/**
+ * Whether the next cycle is before a resume's date: a cycle of the pause (moveNextChargePastPause moves it),
+ * or, once attempted, one owed from before the pause (charged itself).
+ */
+export function nextChargeBeforeResume(recurrence: {
+  proxima_cobranca: IsoDate;
+  cobrar_a_partir_de: IsoDate | null;
+}): boolean {
+  return (
+    recurrence.cobrar_a_partir_de !== null && recurrence.proxima_cobranca < recurrence.cobrar_a_partir_de
+  );
+}
+
+/** Where a resumed recurrence's next cycle moves, and the cycles recorded as skipped on the way. */
+export type MoveFromPause = { next: IsoDate; behind: IsoDate[]; paused: IsoDate[] };
+
+/**
+ * A recurrence resumed on `resumedOn` whose next cycle `due` is still before that date, for a charge of cycles
+ * due by `until`. Cycles of the pause are never charged. A `due` never attempted fell in the pause (as far as
+ * the row tells: it keeps no pause start), and moves with the others to the first cycle on or after
+ * `resumedOn`. A `due` attempted (declined, or in flight, before the pause) is owed: it stays and is charged
+ * itself (null), unless back-billing is off and a cycle after the pause is due by `until` too: then, as for
+ * any recurrence behind, only the latest cycle is charged, and `due` is skipped as behind. Null when nothing
+ * moves.
+ */
+export function moveFromPause(
+  due: IsoDate,
+  resumedOn: IsoDate | null,
+  attempted: boolean,
+  until: IsoDate,
+  schedule: Schedule,
+  backbill: boolean,
+): MoveFromPause | null {
+  if (resumedOn === null || due >= resumedOn) return null;
+  const next = firstCycleOnOrAfter(due, resumedOn, schedule);
+  if (attempted && (backbill || next > until)) return null;
+  const from = attempted ? nextCycle(due, schedule) : due;
+  return { next, behind: attempted ? [due] : [], paused: cyclesBetween(from, next, schedule) };
 }
 
 export type RecurrenceStatus = 'ativo' | 'hold' | 'pausado' | 'cancelado' | 'concluido';

@@ -8,6 +8,7 @@ import { findDuePreviewPage, sumDuePreview, type DueRow } from '../db/previa-cob
 import { findLatestTaskRun } from '../db/task-runs.ts';
 import { planCharge } from '../domain/calendar.ts';
 import { businessDate, laterDate, type IsoDate } from '../domain/dates.ts';
+import { moveFromPause, nextChargeBeforeResume } from '../domain/recurrence-rules.ts';
 import { AppError } from '../errors.ts';
 import { PERIODIC_TASK_DEFINITIONS } from '../tasks/registry.ts';
 import type { PeriodicTaskName } from '../queue/task-names.ts';
@@ -28,7 +29,9 @@ export type PreviewItem = {
 };
 
 /**
- * Mirrors phase 1 of the charge: a pending attempt is resumed as is, otherwise the plan decides the cycle. The
+ * Mirrors phase 1 of the charge: a pending attempt is resumed as is, otherwise the plan decides the cycle (a
+ * cycle still before a resume's date that phase 1 would move past the pause itself, which a retomar or
+ * reativar normally does first, shows as that later cycle even when it is not due yet). The
  * run's jobs take the recurrences due by `date`, and plan on it or on the day they run, whichever is later
  * (a run for a past date charges what is due by today): `planDate`.
  */
@@ -48,12 +51,27 @@ function previewOf(row: DueRow, planDate: IsoDate, backbill: boolean): PreviewIt
       retomada: true,
     };
   }
-  const plan = planCharge(row.proxima_cobranca, planDate, row, backbill);
+  // A recurrence resumed from a pause: its cycles are never charged, one owed from before it is (charged
+  // itself, as decideCharge does), as phase 1 moves them (startAfterPause).
+  const move = moveFromPause(
+    row.proxima_cobranca,
+    row.cobrar_a_partir_de,
+    row.ciclo_tentado,
+    planDate,
+    row,
+    backbill,
+  );
+  const due = move?.next ?? row.proxima_cobranca;
+  const plan =
+    due > planDate ||
+    nextChargeBeforeResume({ proxima_cobranca: due, cobrar_a_partir_de: row.cobrar_a_partir_de })
+      ? { cycle: due, skipped: [] }
+      : planCharge(due, planDate, row, backbill);
   return {
     ...base,
     ciclo: plan.cycle,
     valor_centavos: row.valor_centavos,
-    ciclos_pulados: plan.skipped.length,
+    ciclos_pulados: (move === null ? 0 : move.behind.length + move.paused.length) + plan.skipped.length,
     retomada: false,
   };
 }

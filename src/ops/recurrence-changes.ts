@@ -7,6 +7,7 @@ import {
   findLastAttempt,
   findPendingAttempt,
   isBlocked,
+  lastAttemptNumber,
   moveNextChargePastPause,
   skipPausedCycles,
   type Attempt,
@@ -221,9 +222,10 @@ export async function changeRecurrence(deps: OpsDeps, who: Actor, id: number, pa
  * Where a resumed recurrence starts again: cycles that fell during the pause are not charged (recorded as
  * skipped), so an unpaid cycle in the past moves to the first cycle on or after today (`at`; null when it
  * stays). Not while an attempt is pending: its approval sets the next cycle, and moves it on or after the
- * resume's date (`on`) itself. Nor when a retry is planned: that cycle was declined before the pause, and a
- * pause does not forgive it (as a charge in flight at the pause and declined after it keeps its retry); its
- * approval then moves the next cycle past the pause the same way.
+ * resume's date (`on`) itself. Nor when the cycle was attempted (declined before the pause, with a retry
+ * planned or not; or while paused): that cycle fell due before the pause, which does not forgive it (as a
+ * charge in flight at the pause and declined after it keeps its retry). Phase 1 charges it, and its approval
+ * moves the next cycle past the pause the same way.
  */
 async function resumePoint(
   deps: OpsDeps,
@@ -232,7 +234,12 @@ async function resumePoint(
   pending: Attempt | null,
 ): Promise<{ on: IsoDate; at: IsoDate | null }> {
   const today = businessDate(deps.now(), deps.config.timeZone);
-  if (pending !== null || current.proxima_tentativa !== null || current.proxima_cobranca >= today)
+  if (
+    pending !== null ||
+    current.proxima_tentativa !== null ||
+    current.proxima_cobranca >= today ||
+    (await lastAttemptNumber(tx, current.id, current.proxima_cobranca)) > 0
+  )
     return { on: today, at: null };
   const at = await skipPausedCycles(tx, current, current.proxima_cobranca, today);
   return { on: today, at };
@@ -250,8 +257,39 @@ function statusHistory(current: Recurrence, to: string, movedTo: IsoDate | null)
   return history;
 }
 
-function heldOnResumeReason(declined: Attempt): string {
-  return `recusa irreversível (código ${declined.codigo_recusa ?? '?'}) durante a pausa: troque o cartão antes de reativar`;
+/**
+ * At retomar, when the unpaid cycle's last attempt ended while paused in what would have held an active
+ * recurrence: that attempt and the hold's reason. Phase 3 leaves a paused recurrence paused (a pause is the
+ * customer's); resumed, it would send the same request again. Those are an irreversible decline of the card
+ * it still has (see irreversibleDeclineOfItsCard); a reversible decline with no retry left (the decline or
+ * brand limit) of a card not changed since; a request the gateway refused (400, 422) with what it carried
+ * unchanged since, which an operator looks at. Null otherwise, and when the recurrence was reactivated since:
+ * the cycle then stays owed, and the next run charges it.
+ */
+async function endedWhilePaused(
+  tx: DatabaseTransactionConnection,
+  current: Recurrence,
+): Promise<{ attempt: Attempt; reason: string } | null> {
+  const irreversible = await irreversibleDeclineOfItsCard(tx, current);
+  if (irreversible !== null) {
+    const reason = `recusa irreversível (código ${irreversible.codigo_recusa ?? '?'}) durante a pausa: troque o cartão antes de reativar`;
+    return { attempt: irreversible, reason };
+  }
+  const last = await findLastAttempt(tx, current.id);
+  if (last === null || last.ciclo !== current.proxima_cobranca || current.proxima_tentativa !== null)
+    return null;
+  const since = last.resolvida_em ?? last.criado_em;
+  if (last.status === 'rejeitada') {
+    // What the request carried may be what the gateway refused: changed since, the new request is sent.
+    if (await changedSince(tx, current.id, since, ['cartao_token', 'valor_centavos'])) return null;
+    const reason = `gateway rejeitou a requisição da tentativa ${last.chave_idempotencia} durante a pausa: ${last.codigo_recusa ?? '?'}`;
+    return { attempt: last, reason };
+  }
+  // An irreversible decline not caught above was of another card: the new one is charged.
+  if (last.status !== 'recusada' || last.recusa_reversivel === false) return null;
+  if (await changedSince(tx, current.id, since, ['cartao_token'])) return null;
+  const reason = `recusa (código ${last.codigo_recusa ?? '?'}) durante a pausa sem retentativa restante (limite de recusas): troque o cartão antes de reativar`;
+  return { attempt: last, reason };
 }
 
 /**
@@ -281,18 +319,17 @@ export async function transitionRecurrence(deps: OpsDeps, who: Actor, id: number
     const resume = to === 'ativo' ? await resumePoint(deps, tx, current, pending) : null;
     const resumeAt = resume?.at ?? null;
     let updated = await updateRecurrenceStatus(tx, id, to, resume);
-    // A charge in flight at the pause and declined meanwhile left the recurrence paused (a pause is the
-    // customer's), so its card was never held. Resumed, that card would be charged again: it goes on hold.
-    const declined =
-      to === 'ativo' && pending === null ? await irreversibleDeclineOfItsCard(tx, current) : null;
-    if (declined !== null) {
-      await markOnHold(tx, [{ id, reason: heldOnResumeReason(declined) }], false);
+    // A charge in flight at the pause and declined (or refused) meanwhile left the recurrence paused, so it
+    // was never held. Resumed, the same request would be sent again: it goes on hold.
+    const ended = to === 'ativo' && pending === null ? await endedWhilePaused(tx, current) : null;
+    if (ended !== null) {
+      await markOnHold(tx, [{ id, reason: ended.reason }], false);
       updated = (await lockRecurrence(tx, id)) ?? updated;
     }
     await insertChangeHistory(tx, id, who.name, statusHistory(current, updated.status, resumeAt));
     // After the history row: the event's content is read from the rows as this transaction leaves them.
-    if (declined !== null)
-      await emitCheckoutEvents(deps, tx, [{ attempt: declined, type: 'recorrencia_em_hold' }]);
+    if (ended !== null)
+      await emitCheckoutEvents(deps, tx, [{ attempt: ended.attempt, type: 'recorrencia_em_hold' }]);
     else await emitRecurrenceChanged(deps, tx, id);
     await insertAudit(tx, {
       who,
@@ -305,7 +342,7 @@ export async function transitionRecurrence(deps: OpsDeps, who: Actor, id: number
   if (result.changed && result.recurrence.status === 'hold') {
     deps.log.warn(
       { recorrenciaId: id, by: who, transition, motivoHold: result.recurrence.motivo_hold },
-      'recurrence resumed onto hold: its card was irreversibly declined during the pause',
+      'recurrence resumed onto hold: its charge ended during the pause with no retry left',
     );
   } else if (result.changed) {
     deps.log.info({ recorrenciaId: id, by: who, transition }, 'recurrence status changed');
@@ -318,16 +355,18 @@ export async function transitionRecurrence(deps: OpsDeps, who: Actor, id: number
 }
 
 /**
- * A recurrence resumed (retomar) while a charge was in flight, held after that charge was declined, still
- * has its pre-pause cycle: reactivated, it starts at its first cycle on or after the resume's date, the cycles
- * of the pause recorded as skipped (what the resume does when nothing is in flight). Returns that date, or
- * null when nothing moves (an attempt still pending sets the next cycle when it resolves).
+ * A recurrence resumed (retomar) and then held still has its next cycle before the resume's date when it was
+ * not charged since. Reactivated, a cycle never attempted is one of the pause: it starts at its first cycle on
+ * or after the resume's date, the cycles of the pause recorded as skipped (what the resume does). One
+ * attempted is owed from before the pause and stays for phase 1 to charge (see startAfterPause). Returns the
+ * new next cycle, or null when nothing moves (an attempt still pending sets it when it resolves).
  */
 async function skipCyclesOfPauseOnReactivation(
   tx: DatabaseTransactionConnection,
   recurrence: Recurrence,
 ): Promise<IsoDate | null> {
   if ((await findPendingAttempt(tx, recurrence.id)) !== null) return null;
+  if ((await lastAttemptNumber(tx, recurrence.id, recurrence.proxima_cobranca)) > 0) return null;
   return moveNextChargePastPause(tx, recurrence);
 }
 

@@ -179,10 +179,13 @@ export async function attemptsOf(url: string, id: number): Promise<AttemptRow[]>
 }
 
 /** The cycles of `id` recorded as skipped (checkout_recorrencia_ciclos_pulados), oldest first. */
-export async function skippedCyclesOf(url: string, id: number): Promise<Array<{ ciclo: string }>> {
-  return query<{ ciclo: string }>(
+export async function skippedCyclesOf(
+  url: string,
+  id: number,
+): Promise<Array<{ ciclo: string; motivo: string }>> {
+  return query<{ ciclo: string; motivo: string }>(
     url,
-    'SELECT ciclo::text FROM checkout_recorrencia_ciclos_pulados WHERE recorrencia_id = $1 ORDER BY ciclo',
+    'SELECT ciclo::text, motivo FROM checkout_recorrencia_ciclos_pulados WHERE recorrencia_id = $1 ORDER BY ciclo',
     [id],
   );
 }

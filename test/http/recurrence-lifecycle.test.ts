@@ -315,7 +315,10 @@ t.test('resuming after the cycle passed skips the paused cycles (recorded), not 
     headers: checkout,
   });
   t.match(response.json(), { recorrencia: { status: 'ativo', proxima_cobranca: '2031-03-15' } });
-  t.same(await skippedCyclesOf(h.url, id), [{ ciclo: '2031-01-15' }, { ciclo: '2031-02-15' }]);
+  t.same(
+    (await skippedCyclesOf(h.url, id)).map((row) => row.ciclo),
+    ['2031-01-15', '2031-02-15'],
+  );
 });
 
 t.test('a cycle declined before the pause keeps its retry through pausar and retomar', async (t) => {
@@ -349,7 +352,10 @@ t.test('a cycle declined before the pause keeps its retry through pausar and ret
     proxima_tentativa: null,
     falhas_consecutivas: 0,
   });
-  t.same(await skippedCyclesOf(h.url, id), [{ ciclo: '2031-03-25' }]);
+  t.same(
+    (await skippedCyclesOf(h.url, id)).map((row) => row.ciclo),
+    ['2031-03-25'],
+  );
 });
 
 t.test('PATCH: a change of anchor does not shorten the time a charged cycle paid for', async (t) => {

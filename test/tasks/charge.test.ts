@@ -34,6 +34,9 @@ import { eventually } from '../helpers/processes.ts';
 
 const DAY = '2031-03-10';
 const TOO_LONG_TOKEN = `tok_${'x'.repeat(600)}`;
+/** Why a cycle is recorded as skipped: it fell in a pause, or a later one was charged (back-billing off). */
+const PAUSED = 'recorrencia pausada: ciclo não cobrado';
+const BEHIND = 'ciclos atrasados: cobrado apenas o ciclo atual';
 
 /**
  * A recurrence due on DAY charged once through a gateway that executes the charge but answers after the
@@ -630,18 +633,24 @@ t.test(
     };
     const id = await declinedDuringPause();
 
-    // Resumed two months later: the resume moves the next charge past the pause (a history row of its own).
+    // Resumed two months later: the declined cycle is owed from before the pause, so the next charge stays.
     h.setNow(new Date('2031-05-20T15:00:00Z'));
     const resumed = await transitionRecurrence(h.deps, testActor('checkout'), id, 'retomar');
     t.match(resumed, {
       mudou: true,
-      recorrencia: { status: 'hold', motivo_hold: /irreversível \(código 14\) durante a pausa/ },
+      recorrencia: {
+        status: 'hold',
+        proxima_cobranca: DAY,
+        motivo_hold: /irreversível \(código 14\) durante a pausa/,
+      },
     });
-    t.match(await listChangeHistory(h.pool, id), [
-      { campo: 'status', valor_novo: 'pausado' },
-      { campo: 'status', valor_novo: 'hold' },
-      { campo: 'proxima_cobranca', valor_novo: '2031-06-10' },
-    ]);
+    t.same(
+      (await listChangeHistory(h.pool, id)).map((row) => [row.campo, row.valor_novo]),
+      [
+        ['status', 'pausado'],
+        ['status', 'hold'],
+      ],
+    );
     t.match(
       await transitionRecurrence(h.deps, testActor('checkout'), id, 'retomar'),
       { mudou: false, recorrencia: { status: 'hold' } },
@@ -664,7 +673,13 @@ t.test(
     );
     await changeRecurrence(h.deps, testActor('checkout'), id, { cartao_token: 'tok_cartao_novo' });
     await reactivateRecurrence(h.deps, testActor('operador'), id);
+    // Reactivated once a cycle after the pause is due: without back-billing only that one is charged.
     t.match((await chargeOnce(h, id, '2031-06-11')).result, { status: 'approved', cycle: '2031-06-10' });
+    t.same(await skippedCyclesOf(h.url, id), [
+      { ciclo: DAY, motivo: BEHIND },
+      { ciclo: '2031-04-10', motivo: PAUSED },
+      { ciclo: '2031-05-10', motivo: PAUSED },
+    ]);
     t.same(
       await query(
         h.url,
@@ -716,7 +731,10 @@ t.test(
     t.match(await recurrenceState(h.url, id), { proxima_cobranca: '2031-06-10', proxima_tentativa: null });
     t.same(
       await skippedCyclesOf(h.url, id),
-      [{ ciclo: '2031-04-10' }, { ciclo: '2031-05-10' }],
+      [
+        { ciclo: '2031-04-10', motivo: PAUSED },
+        { ciclo: '2031-05-10', motivo: PAUSED },
+      ],
       'only the cycles of the pause are skipped',
     );
     await assertLedgerAgrees(t, h.url, h.gateway);
@@ -807,17 +825,10 @@ for (const backbill of [false, true]) {
         proxima_cobranca: '2031-06-10',
         ciclos_cobrados: 1,
       });
-      t.same(
-        await query(
-          h.url,
-          'SELECT ciclo::text, motivo FROM checkout_recorrencia_ciclos_pulados WHERE recorrencia_id = $1 ORDER BY ciclo',
-          [id],
-        ),
-        [
-          { ciclo: '2031-04-10', motivo: 'recorrencia pausada: ciclo não cobrado' },
-          { ciclo: '2031-05-10', motivo: 'recorrencia pausada: ciclo não cobrado' },
-        ],
-      );
+      t.same(await skippedCyclesOf(h.url, id), [
+        { ciclo: '2031-04-10', motivo: PAUSED },
+        { ciclo: '2031-05-10', motivo: PAUSED },
+      ]);
       t.same(await h.fetchChargeJobs(), [], 'no back-billing job for a cycle of the pause');
       t.match((await chargeOnce(h, id, '2031-05-21')).result, { status: 'skipped' });
       t.equal(h.gateway.ledger().length, 1, 'only the charge made before the pause');
@@ -827,7 +838,7 @@ for (const backbill of [false, true]) {
 }
 
 t.test(
-  'a charge in flight at retomar then declined: after reativar the next run skips the cycles of the pause',
+  'a charge in flight at retomar then declined: after reativar the next run charges that cycle, not the ones of the pause',
   async (t) => {
     const { h, id, jobId } = await chargedWithUnknownOutcome(t, {
       cartao_token: 'tok_recusa_irreversivel_1',
@@ -842,24 +853,152 @@ t.test(
     await reactivateRecurrence(h.deps, testActor('operador'), id);
     t.match(
       await recurrenceState(h.url, id),
-      { status: 'ativo', proxima_cobranca: '2031-06-10' },
-      'reativar starts it after the pause, as retomar does',
+      { status: 'ativo', proxima_cobranca: DAY },
+      'the cycle declined is owed from before the pause: reativar leaves it',
     );
     h.setNow(new Date('2031-05-26T15:00:00Z'));
-    t.match((await chargeOnce(h, id, '2031-05-26')).result, { status: 'skipped', reason: 'not_due' });
+    t.match((await chargeOnce(h, id, '2031-05-26')).result, { status: 'approved', cycle: DAY });
     t.match(await recurrenceState(h.url, id), { status: 'ativo', proxima_cobranca: '2031-06-10' });
+    t.same(await skippedCyclesOf(h.url, id), [
+      { ciclo: '2031-04-10', motivo: PAUSED },
+      { ciclo: '2031-05-10', motivo: PAUSED },
+    ]);
+    t.match((await chargeOnce(h, id, '2031-06-10')).result, { status: 'approved', cycle: '2031-06-10' });
+    t.same(
+      h.gateway.ledger().map((entry) => [entry.ciclo, entry.status]),
+      [
+        [DAY, 'declined'],
+        [DAY, 'approved'],
+        ['2031-06-10', 'approved'],
+      ],
+      'the decline whose answer was lost, then one charge per cycle',
+    );
+    await assertLedgerAgrees(t, h.url, h.gateway);
+  },
+);
+
+/**
+ * A recurrence declined on DAY (retry planned), paused the next day and resumed on 05-20 keeping its retry, whose
+ * retry is declined into hold (the decline limit); then the checkout gives a new card and an operator
+ * reactivates it on `reactivatedOn`. Returns its id.
+ */
+async function heldAfterResuming(t: Test, h: Harness, reactivatedOn: string) {
+  const id = await insertRecurrence(h.pool, { proxima_cobranca: DAY, cartao_token: 'tok_recusa_reversivel' });
+  t.match((await chargeOnce(h, id, DAY)).result, { status: 'declined', decision: 'retry' });
+  h.setNow(new Date('2031-03-11T15:00:00Z'));
+  await transitionRecurrence(h.deps, testActor('checkout'), id, 'pausar');
+  h.setNow(new Date('2031-05-20T15:00:00Z'));
+  await transitionRecurrence(h.deps, testActor('checkout'), id, 'retomar');
+  t.match((await chargeOnce(h, id, '2031-05-20', 'retentativa')).result, {
+    status: 'declined',
+    decision: 'hold',
+  });
+  await changeRecurrence(h.deps, testActor('checkout'), id, { cartao_token: 'tok_aprova_4' });
+  h.setNow(new Date(`${reactivatedOn}T15:00:00Z`));
+  await reactivateRecurrence(h.deps, testActor('operador'), id);
+  t.match(await recurrenceState(h.url, id), { status: 'ativo', proxima_cobranca: DAY });
+  return id;
+}
+
+t.test(
+  'a cycle declined before a pause, then held after retomar: reativar and the next run charge that cycle',
+  async (t) => {
+    const h = await createHarness(t, { env: { MAX_DECLINES_BEFORE_HOLD: '2' } });
+    const id = await heldAfterResuming(t, h, '2031-05-21');
+    t.match(
+      (await previewDueCharges(h.deps, '2031-05-21', { limit: 10 })).cobrancas,
+      [{ recorrencia_id: id, ciclo: DAY, ciclos_pulados: 0 }],
+      'the dry run says what the job then charges',
+    );
+    t.match((await chargeOnce(h, id, '2031-05-21')).result, { status: 'approved', cycle: DAY });
+    t.match(await recurrenceState(h.url, id), { proxima_cobranca: '2031-06-10', ciclos_cobrados: 1 });
+    t.same(await skippedCyclesOf(h.url, id), [
+      { ciclo: '2031-04-10', motivo: PAUSED },
+      { ciclo: '2031-05-10', motivo: PAUSED },
+    ]);
+    await assertLedgerAgrees(t, h.url, h.gateway);
+  },
+);
+
+for (const backbill of [false, true]) {
+  t.test(
+    `that cycle reactivated once a cycle after the pause is due: back-billing ${backbill ? 'on charges both' : 'off charges the latest'}`,
+    async (t) => {
+      const h = await createHarness(t, {
+        env: { MAX_DECLINES_BEFORE_HOLD: '2', BACKBILL_MISSED_CYCLES: String(backbill) },
+      });
+      const id = await heldAfterResuming(t, h, '2031-06-15');
+      t.match(
+        (await previewDueCharges(h.deps, '2031-06-15', { limit: 10 })).cobrancas,
+        [
+          backbill
+            ? { recorrencia_id: id, ciclo: DAY, ciclos_pulados: 0 }
+            : { recorrencia_id: id, ciclo: '2031-06-10', ciclos_pulados: 3 },
+        ],
+        'the dry run says what the job then charges',
+      );
+      const first = await chargeOnce(h, id, '2031-06-15');
+      if (backbill) {
+        t.match(first.result, { status: 'approved', cycle: DAY });
+        const [job] = await h.fetchChargeJobs();
+        t.match(await chargeRecurrence(h.deps, job as never), { status: 'approved', cycle: '2031-06-10' });
+      } else {
+        t.match(first.result, { status: 'approved', cycle: '2031-06-10' });
+      }
+      t.same(await h.fetchChargeJobs(), [], 'nothing more to charge');
+      t.match(await recurrenceState(h.url, id), { proxima_cobranca: '2031-07-10' });
+      t.same(await skippedCyclesOf(h.url, id), [
+        ...(backbill ? [] : [{ ciclo: DAY, motivo: BEHIND }]),
+        { ciclo: '2031-04-10', motivo: PAUSED },
+        { ciclo: '2031-05-10', motivo: PAUSED },
+      ]);
+      await assertLedgerAgrees(t, h.url, h.gateway);
+    },
+  );
+}
+
+t.test(
+  'a decline while paused that reaches the decline limit holds the recurrence at retomar, unless the card changed',
+  async (t) => {
+    const h = await createHarness(t, { env: { MAX_DECLINES_BEFORE_HOLD: '1' } });
+    const declinedDuringPause = async () => {
+      const { id, result } = await chargedWhilePausing(h, 'tok_recusa_reversivel');
+      t.match(result, { status: 'declined', code: '51', decision: 'hold' });
+      t.match(
+        await recurrenceState(h.url, id),
+        { status: 'pausado', falhas_consecutivas: 1, proxima_tentativa: null },
+        'counted; the pause stays',
+      );
+      return id;
+    };
+    const id = await declinedDuringPause();
+    h.setNow(new Date('2031-05-20T15:00:00Z'));
+    t.match((await transitionRecurrence(h.deps, testActor('checkout'), id, 'retomar')).recorrencia, {
+      status: 'hold',
+      proxima_cobranca: DAY,
+      motivo_hold: /recusa \(código 51\) durante a pausa sem retentativa restante/,
+    });
+    t.same(await skippedCyclesOf(h.url, id), [], 'the cycle is owed, not skipped');
     t.same(
       await query(
         h.url,
-        'SELECT ciclo::text, motivo FROM checkout_recorrencia_ciclos_pulados WHERE recorrencia_id = $1 ORDER BY ciclo',
+        `SELECT tipo FROM eventos_checkout WHERE recorrencia_id = $1 AND tipo = 'recorrencia_em_hold'`,
         [id],
       ),
-      ['2031-03-10', '2031-04-10', '2031-05-10'].map((ciclo) => ({
-        ciclo,
-        motivo: 'recorrencia pausada: ciclo não cobrado',
-      })),
+      [{ tipo: 'recorrencia_em_hold' }],
     );
-    t.match((await chargeOnce(h, id, '2031-06-10')).result, { status: 'approved', cycle: '2031-06-10' });
+
+    // A new card given during the pause: resumed active, and the next run charges the cycle owed.
+    h.setNow(new Date(`${DAY}T15:00:00Z`));
+    const other = await declinedDuringPause();
+    await changeRecurrence(h.deps, testActor('checkout'), other, { cartao_token: 'tok_aprova_5' });
+    h.setNow(new Date('2031-05-20T15:00:00Z'));
+    t.match((await transitionRecurrence(h.deps, testActor('checkout'), other, 'retomar')).recorrencia, {
+      status: 'ativo',
+      proxima_cobranca: DAY,
+    });
+    t.match((await chargeOnce(h, other, '2031-05-21')).result, { status: 'approved', cycle: DAY });
+    t.match(await recurrenceState(h.url, other), { proxima_cobranca: '2031-06-10' });
     await assertLedgerAgrees(t, h.url, h.gateway);
   },
 );
@@ -1011,18 +1150,36 @@ const MEANWHILE = {
      SET status = 'aprovada', gateway_ref = 'ch_outro', resolvida_em = now()`,
 };
 
-t.test('a request refused while the recurrence was paused does not hold it at retomar', async (t) => {
-  const h = await createHarness(t);
-  const { id, result } = await chargedWhilePausing(h, TOO_LONG_TOKEN);
-  t.match(result, { status: 'rejected' });
-  t.same(
-    (await attemptsOf(h.url, id)).map((a) => a.status),
-    ['rejeitada'],
-  );
-  t.match((await transitionRecurrence(h.deps, testActor('checkout'), id, 'retomar')).recorrencia, {
-    status: 'ativo',
-  });
-});
+t.test(
+  'a request refused while the recurrence was paused holds it at retomar, unless what it carried changed',
+  async (t) => {
+    const h = await createHarness(t);
+    const { id, result } = await chargedWhilePausing(h, TOO_LONG_TOKEN);
+    t.match(result, { status: 'rejected' });
+    t.same(
+      (await attemptsOf(h.url, id)).map((a) => a.status),
+      ['rejeitada'],
+    );
+    h.setNow(new Date('2031-05-20T15:00:00Z'));
+    t.match((await transitionRecurrence(h.deps, testActor('checkout'), id, 'retomar')).recorrencia, {
+      status: 'hold',
+      proxima_cobranca: DAY,
+      motivo_hold: /gateway rejeitou a requisição da tentativa .* durante a pausa/,
+    });
+    t.same(await skippedCyclesOf(h.url, id), [], 'the cycle is owed, not skipped');
+
+    // The checkout fixed the card during the pause: resumed active, the next run sends the new request.
+    h.setNow(new Date(`${DAY}T15:00:00Z`));
+    const fixed = (await chargedWhilePausing(h, TOO_LONG_TOKEN)).id;
+    await changeRecurrence(h.deps, testActor('checkout'), fixed, { cartao_token: 'tok_aprova_6' });
+    h.setNow(new Date('2031-05-20T15:00:00Z'));
+    t.match((await transitionRecurrence(h.deps, testActor('checkout'), fixed, 'retomar')).recorrencia, {
+      status: 'ativo',
+    });
+    t.match((await chargeOnce(h, fixed, '2031-05-21')).result, { status: 'approved', cycle: DAY });
+    await assertLedgerAgrees(t, h.url, h.gateway);
+  },
+);
 
 for (const [meanwhile, statement] of Object.entries(MEANWHILE)) {
   const expected = meanwhile.includes('attempt') ? 'resolved_elsewhere' : 'claim_lost';

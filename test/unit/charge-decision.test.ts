@@ -1,6 +1,7 @@
 // Phase 1's decision for one job, for every branch: what is skipped and why, what is resumed, what is planned.
 import t from 'tap';
 import type { Recurrence } from '../../src/db/recorrencias.ts';
+import { moveFromPause } from '../../src/domain/recurrence-rules.ts';
 import { decideCharge as decide } from '../../src/tasks/charge/charge-decision.ts';
 
 const base: Recurrence = {
@@ -149,3 +150,46 @@ t.test(
     );
   },
 );
+
+t.test(
+  'a cycle still before the resume date (owed: phase 1 moved any other) is charged itself',
+  async (t) => {
+    const owed = { ...base, proxima_cobranca: '2031-01-31', cobrar_a_partir_de: '2031-04-15' };
+    for (const backbill of [false, true]) {
+      t.match(decideCharge(owed, false, job({ dataNegocio: '2031-04-20' }), backbill), {
+        kind: 'new',
+        plan: { cycle: '2031-01-31', skipped: [] },
+      });
+    }
+    t.match(
+      decideCharge(
+        { ...owed, cobrar_a_partir_de: '2031-01-31' },
+        false,
+        job({ dataNegocio: '2031-04-20' }),
+        false,
+      ),
+      { kind: 'new', plan: { cycle: '2031-03-31', skipped: ['2031-01-31', '2031-02-28'] } },
+      'resumed on or before that cycle: the usual catch-up',
+    );
+  },
+);
+
+t.test('where a resumed recurrence moves past its pause (moveFromPause)', async (t) => {
+  const monthly = { periodicidade: 'mensal' as const, dia_ancora: 10 };
+  const move = (attempted: boolean, until: string, backbill: boolean) =>
+    moveFromPause('2031-03-10', '2031-05-20', attempted, until, monthly, backbill);
+  t.same(
+    move(false, '2031-05-21', false),
+    { next: '2031-06-10', behind: [], paused: ['2031-03-10', '2031-04-10', '2031-05-10'] },
+    'never attempted: a cycle of the pause',
+  );
+  t.equal(move(true, '2031-05-21', false), null, 'attempted, nothing after the pause due yet: owed');
+  t.equal(move(true, '2031-06-15', true), null, 'attempted, back-billing: owed, then the rest');
+  t.same(
+    move(true, '2031-06-15', false),
+    { next: '2031-06-10', behind: ['2031-03-10'], paused: ['2031-04-10', '2031-05-10'] },
+    'attempted, a cycle after the pause due, no back-billing: only the latest is charged',
+  );
+  t.equal(moveFromPause('2031-05-20', '2031-05-20', false, '2031-06-15', monthly, false), null, 'not before');
+  t.equal(moveFromPause('2031-03-10', null, false, '2031-06-15', monthly, false), null, 'never paused');
+});

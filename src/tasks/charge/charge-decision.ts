@@ -1,6 +1,7 @@
 // What phase 1 decides for one charge job, given the locked recurrence: nothing to do (and why), resume the
 // unresolved attempt, or start a new attempt for the planned cycle. Pure; phase 1 (prepare-attempts.ts) decides
 // every job of a batch through here.
+import { nextChargeBeforeResume } from '../../domain/recurrence-rules.ts';
 import type { Recurrence } from '../../db/recorrencias.ts';
 import { planCharge, type ChargePlan } from '../../domain/calendar.ts';
 import { laterDate, type IsoDate } from '../../domain/dates.ts';
@@ -45,9 +46,11 @@ export function decideCharge(
     return { kind: 'skip', reason: 'backbill_cycle_already_handled' };
   }
   // A retry charges the declined cycle itself, even when the next cycle fell due while it waited (a weekly
-  // cycle with a 7-day backoff): the next daily run then finds that cycle one behind and charges it.
+  // cycle with a 7-day backoff): the next daily run then finds that cycle one behind and charges it. So does
+  // a charge of a cycle owed from before a pause (attempted then: phase 1 moved any other cycle before the
+  // resume's date past it): the cycles after it fell in the pause, and its approval skips them.
   const plan =
-    job.motivo === 'retentativa'
+    job.motivo === 'retentativa' || nextChargeBeforeResume(recurrence)
       ? { cycle: recurrence.proxima_cobranca, skipped: [] }
       : planCharge(recurrence.proxima_cobranca, laterDate(job.dataNegocio, today), recurrence, backbill);
   return { kind: 'new', plan, clearsRetry: recurrence.proxima_tentativa !== null };

@@ -18,13 +18,13 @@ import {
   lastAttemptNumber,
   markAttemptSending,
   resolveAttempt,
-  moveNextChargePastPause,
-  nextChargeBeforeResume,
+  PAUSED_CYCLE,
   type Attempt,
 } from '../../db/cobrancas.ts';
 import { isJobActive } from '../../db/jobs.ts';
 import { moveNextCharge, type Recurrence } from '../../db/recorrencias.ts';
-import { businessDate } from '../../domain/dates.ts';
+import { businessDate, laterDate, type IsoDate } from '../../domain/dates.ts';
+import { moveFromPause, nextChargeBeforeResume } from '../../domain/recurrence-rules.ts';
 import { attemptKey } from '../../domain/identifiers.ts';
 import { KEY_EXPIRED } from '../../gateway/gateway.ts';
 import { CHARGE_QUEUE } from '../../queue/task-names.ts';
@@ -87,14 +87,16 @@ async function resumeAttempt(
 }
 
 /**
- * A recurrence resumed while a charge was in flight, whose cycle then went unpaid (declined, then back to
- * ativo through reativar), still has its next cycle before the resume. Cycles of the pause are never charged:
- * it moves to the first cycle on or after the resume's date, the ones in between recorded as skipped (what
- * the resume does when nothing is in flight). A retry planned for the declined cycle itself goes ahead.
+ * A recurrence resumed (`cobrar_a_partir_de`) whose next cycle is still before the resume's date: cycles of
+ * the pause are never charged, a cycle owed from before the pause is (see moveFromPause, which decides). The
+ * move is recorded here; decideCharge then plans on the row as it leaves it. A retry planned for the
+ * declined cycle goes ahead. `until`: the date the job charges up to.
  */
 async function startAfterPause(
   tx: DatabaseTransactionConnection,
   candidate: ChargeCandidate,
+  backbill: boolean,
+  until: IsoDate,
 ): Promise<ChargeCandidate> {
   if (
     candidate.status !== 'ativo' ||
@@ -107,10 +109,23 @@ async function startAfterPause(
   // committed while this one waited for the lock (a retry job of that very cycle) is not in it. Moving the next
   // cycle from under that attempt would record its cycle as skipped; the rare case pays one more read.
   if ((await findPendingAttempt(tx, candidate.id)) !== null) return { ...candidate, tem_pendente: true };
-  const next = await moveNextChargePastPause(tx, candidate);
+  const move = moveFromPause(
+    candidate.proxima_cobranca,
+    candidate.cobrar_a_partir_de,
+    candidate.ultima_tentativa > 0,
+    until,
+    candidate,
+    backbill,
+  );
+  if (move === null) return candidate;
+  await insertSkippedCycles(tx, candidate.id, move.behind, move.next, BEHIND);
+  await insertSkippedCycles(tx, candidate.id, move.paused, move.next, PAUSED_CYCLE);
+  await moveNextCharge(tx, candidate.id, move.next);
   // No attempt was ever made for a cycle after the resume.
-  return next === null ? candidate : { ...candidate, proxima_cobranca: next, ultima_tentativa: 0 };
+  return { ...candidate, proxima_cobranca: move.next, ultima_tentativa: 0 };
 }
+
+const BEHIND = 'ciclos atrasados: cobrado apenas o ciclo atual';
 
 /** A recurrence several cycles behind: record the skipped cycles, move to the charged one, then the attempt. */
 async function attemptAfterSkipping(
@@ -119,13 +134,7 @@ async function attemptAfterSkipping(
   recurrence: Recurrence,
   plan: { cycle: string; skipped: string[] },
 ): Promise<Prepared> {
-  await insertSkippedCycles(
-    tx,
-    recurrence.id,
-    plan.skipped,
-    plan.cycle,
-    'ciclos atrasados: cobrado apenas o ciclo atual',
-  );
+  await insertSkippedCycles(tx, recurrence.id, plan.skipped, plan.cycle, BEHIND);
   await moveNextCharge(tx, recurrence.id, plan.cycle);
   const number = (await lastAttemptNumber(tx, recurrence.id, plan.cycle)) + 1;
   const attempt = await insertAttempt(tx, {
@@ -154,6 +163,7 @@ export async function prepareAttempts(
   jobs: ChargeJob[],
 ): Promise<Prepared[]> {
   const today = businessDate(deps.now(), deps.config.timeZone);
+  const backbill = deps.config.billing.backbillMissedCycles;
   const ids = [...new Set(jobs.map((job) => job.data.recorrenciaId))].sort((a, b) => a - b);
   const candidates = new Map((await lockChargeCandidates(tx, ids)).map((row) => [row.id, row]));
   const prepared: Array<Prepared | undefined> = [];
@@ -166,16 +176,11 @@ export async function prepareAttempts(
       continue;
     }
     const locked = candidates.get(job.data.recorrenciaId);
-    const candidate = locked === undefined ? null : await startAfterPause(tx, locked);
+    const until = laterDate(job.data.dataNegocio, today);
+    const candidate = locked === undefined ? null : await startAfterPause(tx, locked, backbill, until);
     // A later job of the batch for the same recurrence decides on the row as this one leaves it.
     if (candidate !== null) candidates.set(candidate.id, candidate);
-    let decision = decideCharge(
-      candidate,
-      candidate?.tem_pendente ?? false,
-      job.data,
-      deps.config.billing.backbillMissedCycles,
-      today,
-    );
+    let decision = decideCharge(candidate, candidate?.tem_pendente ?? false, job.data, backbill, today);
     if (decision.kind === 'resume' && candidate !== null) {
       const resumed = await resumeAttempt(deps, tx, job, candidate, batchJobIds);
       if (typeof resumed === 'object') {
@@ -193,7 +198,7 @@ export async function prepareAttempts(
         resumed === 'abandoned' ? { ...candidate, proxima_tentativa: null } : candidate,
         false,
         job.data,
-        deps.config.billing.backbillMissedCycles,
+        backbill,
         today,
       );
     }
