@@ -87,13 +87,15 @@ export async function updateRecurrenceFields(
 /**
  * Sets the status. Cancelling starts the archive clock and drops a planned retry. Resuming records its
  * business date (`resume.on`: no cycle before it is charged) and may move the unpaid cycle forward
- * (`resume.at`), dropping the retry and the declines of the cycle left behind.
+ * (`resume.at`), dropping the retry and the declines of the cycle left behind. `resetDeclines`: the decline
+ * count starts again (a card changed after the declines that ended its retries).
  */
 export async function updateRecurrenceStatus(
   tx: CommonQueryMethods,
   id: number,
   status: 'ativo' | 'pausado' | 'cancelado',
   resume: { on: IsoDate; at: IsoDate | null } | null,
+  resetDeclines = false,
 ): Promise<Recurrence> {
   const resumeAt = resume?.at ?? null;
   return tx.one(sql.type(Recurrence)`
@@ -101,7 +103,7 @@ export async function updateRecurrenceStatus(
       status = ${status},
       encerrada_em = CASE WHEN ${status} = 'cancelado' THEN now() ELSE encerrada_em END,
       proxima_tentativa = CASE WHEN ${status} = 'cancelado' OR ${resumeAt !== null} THEN NULL ELSE proxima_tentativa END,
-      falhas_consecutivas = CASE WHEN ${resumeAt !== null} THEN 0 ELSE falhas_consecutivas END,
+      falhas_consecutivas = CASE WHEN ${resumeAt !== null || resetDeclines} THEN 0 ELSE falhas_consecutivas END,
       proxima_cobranca = coalesce(${resumeAt}::date, proxima_cobranca),
       cobrar_a_partir_de = coalesce(${resume?.on ?? null}::date, cobrar_a_partir_de),
       atualizado_em = now()

@@ -26,6 +26,7 @@ import {
 } from '../db/recorrencias-gestao.ts';
 import { lockRecurrence, markOnHold, reactivateFromHold, type Recurrence } from '../db/recorrencias.ts';
 import { isIrreversibleDecline } from '../gateway/decline-codes.ts';
+import { KEY_EXPIRED, KEY_REUSED } from '../gateway/gateway.ts';
 import type { DatabaseTransactionConnection } from '../db/pool.ts';
 import { nextCycle } from '../domain/calendar.ts';
 import { businessDate, laterDate, type IsoDate } from '../domain/dates.ts';
@@ -257,39 +258,51 @@ function statusHistory(current: Recurrence, to: string, movedTo: IsoDate | null)
   return history;
 }
 
+/** What retomar does about a charge that ended while paused with no retry left (see endedWhilePaused). */
+type EndedWhilePaused = { kind: 'hold'; attempt: Attempt; reason: string } | { kind: 'lifted' };
+
 /**
- * At retomar, when the unpaid cycle's last attempt ended while paused in what would have held an active
- * recurrence: that attempt and the hold's reason. Phase 3 leaves a paused recurrence paused (a pause is the
- * customer's); resumed, it would send the same request again. Those are an irreversible decline of the card
- * it still has (see irreversibleDeclineOfItsCard); a reversible decline with no retry left (the decline or
- * brand limit) of a card not changed since; a request the gateway refused (400, 422) with what it carried
- * unchanged since, which an operator looks at. Null otherwise, and when the recurrence was reactivated since:
- * the cycle then stays owed, and the next run charges it.
+ * At retomar, the unpaid cycle's last attempt when it ended while paused in what would have held an active
+ * recurrence. Phase 3 leaves a paused recurrence paused (a pause is the customer's), so it was never held:
+ *  - the same request would be sent again: it goes on hold now ('hold'). That is an irreversible decline of
+ *    the card it still has (for 13, invalid amount: of the amount it still has; see
+ *    irreversibleDeclineOfItsCard), a reversible one with no retry left (the decline or brand limit) of that
+ *    card, or a request the gateway refused (400, 422) with the card and amount it still has;
+ *  - the checkout changed what the request carried meanwhile: nothing holds it, and its decline count starts
+ *    again, as a reactivation's does ('lifted'). The cycle stays owed: the next run charges it.
+ * Null otherwise: a retry planned or an attempt pending, reactivated since, or an attempt an operator ended
+ * (`nao_cobrada` of a blocked one, which a new key charges).
  */
 async function endedWhilePaused(
   tx: DatabaseTransactionConnection,
   current: Recurrence,
-): Promise<{ attempt: Attempt; reason: string } | null> {
-  const irreversible = await irreversibleDeclineOfItsCard(tx, current);
-  if (irreversible !== null) {
-    const reason = `recusa irreversível (código ${irreversible.codigo_recusa ?? '?'}) durante a pausa: troque o cartão antes de reativar`;
-    return { attempt: irreversible, reason };
-  }
+): Promise<EndedWhilePaused | null> {
   const last = await findLastAttempt(tx, current.id);
-  if (last === null || last.ciclo !== current.proxima_cobranca || current.proxima_tentativa !== null)
+  if (
+    last === null ||
+    last.ciclo !== current.proxima_cobranca ||
+    current.proxima_tentativa !== null ||
+    (last.status !== 'recusada' && last.status !== 'rejeitada') ||
+    (last.status === 'rejeitada' &&
+      (last.codigo_recusa === KEY_REUSED || last.codigo_recusa === KEY_EXPIRED)) ||
+    (await changedSince(tx, current.id, last.resolvida_em ?? last.criado_em, []))
+  )
     return null;
-  const since = last.resolvida_em ?? last.criado_em;
+  const code = last.codigo_recusa ?? '?';
   if (last.status === 'rejeitada') {
-    // What the request carried may be what the gateway refused: changed since, the new request is sent.
-    if (await changedSince(tx, current.id, since, ['cartao_token', 'valor_centavos'])) return null;
-    const reason = `gateway rejeitou a requisição da tentativa ${last.chave_idempotencia} durante a pausa: ${last.codigo_recusa ?? '?'}`;
-    return { attempt: last, reason };
+    const same = last.cartao_token === current.cartao_token && last.valor_centavos === current.valor_centavos;
+    if (!same) return { kind: 'lifted' };
+    const reason = `gateway rejeitou a requisição da tentativa ${last.chave_idempotencia} durante a pausa: ${code}`;
+    return { kind: 'hold', attempt: last, reason };
   }
-  // An irreversible decline not caught above was of another card: the new one is charged.
-  if (last.status !== 'recusada' || last.recusa_reversivel === false) return null;
-  if (await changedSince(tx, current.id, since, ['cartao_token'])) return null;
-  const reason = `recusa (código ${last.codigo_recusa ?? '?'}) durante a pausa sem retentativa restante (limite de recusas): troque o cartão antes de reativar`;
-  return { attempt: last, reason };
+  if (last.recusa_reversivel === false) {
+    if ((await irreversibleDeclineOfItsCard(tx, current)) === null) return { kind: 'lifted' };
+    const reason = `recusa irreversível (código ${code}) durante a pausa: troque o cartão antes de reativar`;
+    return { kind: 'hold', attempt: last, reason };
+  }
+  if (last.cartao_token !== current.cartao_token) return { kind: 'lifted' };
+  const reason = `recusa (código ${code}) durante a pausa sem retentativa restante (limite de recusas ou da bandeira): troque o cartão antes de reativar`;
+  return { kind: 'hold', attempt: last, reason };
 }
 
 /**
@@ -318,18 +331,19 @@ export async function transitionRecurrence(deps: OpsDeps, who: Actor, id: number
     const to = decision.to as 'ativo' | 'pausado' | 'cancelado';
     const resume = to === 'ativo' ? await resumePoint(deps, tx, current, pending) : null;
     const resumeAt = resume?.at ?? null;
-    let updated = await updateRecurrenceStatus(tx, id, to, resume);
     // A charge in flight at the pause and declined (or refused) meanwhile left the recurrence paused, so it
     // was never held. Resumed, the same request would be sent again: it goes on hold.
     const ended = to === 'ativo' && pending === null ? await endedWhilePaused(tx, current) : null;
-    if (ended !== null) {
-      await markOnHold(tx, [{ id, reason: ended.reason }], false);
+    let updated = await updateRecurrenceStatus(tx, id, to, resume, ended?.kind === 'lifted');
+    const held = ended?.kind === 'hold' ? ended : null;
+    if (held !== null) {
+      await markOnHold(tx, [{ id, reason: held.reason }], false);
       updated = (await lockRecurrence(tx, id)) ?? updated;
     }
     await insertChangeHistory(tx, id, who.name, statusHistory(current, updated.status, resumeAt));
     // After the history row: the event's content is read from the rows as this transaction leaves them.
-    if (ended !== null)
-      await emitCheckoutEvents(deps, tx, [{ attempt: ended.attempt, type: 'recorrencia_em_hold' }]);
+    if (held !== null)
+      await emitCheckoutEvents(deps, tx, [{ attempt: held.attempt, type: 'recorrencia_em_hold' }]);
     else await emitRecurrenceChanged(deps, tx, id);
     await insertAudit(tx, {
       who,

@@ -161,6 +161,7 @@ export async function recurrenceState(url: string, id: number): Promise<Recurren
 }
 
 export type AttemptRow = {
+  id: number;
   ciclo: string;
   tentativa: number;
   chave_idempotencia: string;
@@ -172,7 +173,7 @@ export type AttemptRow = {
 export async function attemptsOf(url: string, id: number): Promise<AttemptRow[]> {
   return query<AttemptRow>(
     url,
-    `SELECT ciclo::text, tentativa, chave_idempotencia, status, valor_centavos::int, codigo_recusa
+    `SELECT id::int, ciclo::text, tentativa, chave_idempotencia, status, valor_centavos::int, codigo_recusa
      FROM checkout_recorrencia_cobrancas WHERE recorrencia_id = $1 ORDER BY ciclo, tentativa`,
     [id],
   );

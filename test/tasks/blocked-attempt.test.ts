@@ -18,8 +18,10 @@ import {
   insertRecurrence,
   jobState,
   recurrenceState,
+  testActor,
   type RecurrenceOverrides,
 } from '../helpers/harness.ts';
+import { transitionRecurrence } from '../../src/ops/recurrence-changes.ts';
 import { eventually, startService } from '../helpers/processes.ts';
 
 const DAY = '2031-03-10';
@@ -265,6 +267,38 @@ t.test(
       'the paid cycle is not charged again',
     );
     t.equal(h.gateway.ledger().length, 1);
+  },
+);
+
+t.test(
+  'blocked while paused and ended by an operator (nao_cobrada): retomar resumes it, and a new key charges the cycle',
+  async (t) => {
+    const h = await createAdminHarness(t);
+    const id = await insertRecurrence(h.pool, { proxima_cobranca: DAY, valor_centavos: 1000 });
+    await chargeElsewhere(h, id, 1000);
+    h.gateway.setFaults({ rules: [{ nth: 1, fault: 'hold' }] });
+    const charging = chargeOn(h, id, DAY);
+    await h.gateway.waitForHeld(1);
+    await transitionRecurrence(h.deps, testActor('checkout'), id, 'pausar');
+    h.gateway.release();
+    t.match(await charging, { status: 'rejected', reason: 'idempotency_key_reused' });
+    t.match(await recurrenceState(h.url, id), { status: 'pausado' }, 'blocked; the pause stays');
+    const [attempt] = await attemptsOf(h.url, id);
+    if (attempt === undefined) throw new Error('no attempt');
+    t.equal(
+      (await resolve(h, id, attempt.id, { resultado: 'nao_cobrada', motivo: 'outro ambiente' })).statusCode,
+      200,
+    );
+    h.setNow(new Date('2031-05-20T15:00:00Z'));
+    t.match((await transitionRecurrence(h.deps, testActor('checkout'), id, 'retomar')).recorrencia, {
+      status: 'ativo',
+      proxima_cobranca: DAY,
+    });
+    t.match(await chargeOn(h, id, '2031-05-21'), {
+      status: 'approved',
+      cycle: DAY,
+      key: attemptKey(id, DAY, 2),
+    });
   },
 );
 

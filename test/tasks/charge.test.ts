@@ -607,15 +607,20 @@ t.test(
 );
 
 /**
- * A recurrence due on DAY with `cardToken`, whose charge the checkout pauses while it is at the gateway; returns
- * its id and the charge's result once the gateway answers.
+ * A recurrence due on DAY with `cardToken`, whose charge the checkout pauses while it is at the gateway (and then
+ * does `meanwhile`, the request still there); returns its id and the charge's result once the gateway answers.
  */
-async function chargedWhilePausing(h: Harness, cardToken: string) {
+async function chargedWhilePausing(
+  h: Harness,
+  cardToken: string,
+  meanwhile: (id: number) => Promise<unknown> = async () => {},
+) {
   const id = await insertRecurrence(h.pool, { proxima_cobranca: DAY, cartao_token: cardToken });
   h.gateway.setFaults({ rules: [{ nth: 1, fault: 'hold' }] });
   const charging = chargeOnce(h, id, DAY);
   await h.gateway.waitForHeld(1);
   await transitionRecurrence(h.deps, testActor('checkout'), id, 'pausar');
+  await meanwhile(id);
   h.gateway.release();
   return { id, result: (await charging).result };
 }
@@ -958,6 +963,21 @@ for (const backbill of [false, true]) {
 }
 
 t.test(
+  'that cycle charged by a late job (a run for a date before the cycle after the pause): the dry run agrees',
+  async (t) => {
+    const h = await createHarness(t, { env: { MAX_DECLINES_BEFORE_HOLD: '2' } });
+    const id = await heldAfterResuming(t, h, '2031-06-12');
+    t.match((await previewDueCharges(h.deps, '2031-06-01', { limit: 10 })).cobrancas, [
+      { recorrencia_id: id, ciclo: DAY, ciclos_pulados: 0 },
+    ]);
+    t.match((await chargeOnce(h, id, '2031-06-01')).result, { status: 'approved', cycle: DAY });
+    t.match(await recurrenceState(h.url, id), { proxima_cobranca: '2031-06-10' });
+    t.match((await chargeOnce(h, id, '2031-06-12')).result, { status: 'approved', cycle: '2031-06-10' });
+    await assertLedgerAgrees(t, h.url, h.gateway);
+  },
+);
+
+t.test(
   'a decline while paused that reaches the decline limit holds the recurrence at retomar, unless the card changed',
   async (t) => {
     const h = await createHarness(t, { env: { MAX_DECLINES_BEFORE_HOLD: '1' } });
@@ -996,8 +1016,20 @@ t.test(
     t.match((await transitionRecurrence(h.deps, testActor('checkout'), other, 'retomar')).recorrencia, {
       status: 'ativo',
       proxima_cobranca: DAY,
+      falhas_consecutivas: 0,
     });
     t.match((await chargeOnce(h, other, '2031-05-21')).result, { status: 'approved', cycle: DAY });
+
+    // The same, the card changed as it paused while the request was still at the gateway.
+    h.setNow(new Date(`${DAY}T15:00:00Z`));
+    const { id: third } = await chargedWhilePausing(h, 'tok_recusa_reversivel', (paused) =>
+      changeRecurrence(h.deps, testActor('checkout'), paused, { cartao_token: 'tok_aprova_7' }),
+    );
+    h.setNow(new Date('2031-05-20T15:00:00Z'));
+    t.match((await transitionRecurrence(h.deps, testActor('checkout'), third, 'retomar')).recorrencia, {
+      status: 'ativo',
+      falhas_consecutivas: 0,
+    });
     t.match(await recurrenceState(h.url, other), { proxima_cobranca: '2031-06-10' });
     await assertLedgerAgrees(t, h.url, h.gateway);
   },
@@ -1168,10 +1200,12 @@ t.test(
     });
     t.same(await skippedCyclesOf(h.url, id), [], 'the cycle is owed, not skipped');
 
-    // The checkout fixed the card during the pause: resumed active, the next run sends the new request.
+    // The checkout fixed the card as it paused, the request still at the gateway: resumed active, the next run
+    // sends the new request.
     h.setNow(new Date(`${DAY}T15:00:00Z`));
-    const fixed = (await chargedWhilePausing(h, TOO_LONG_TOKEN)).id;
-    await changeRecurrence(h.deps, testActor('checkout'), fixed, { cartao_token: 'tok_aprova_6' });
+    const { id: fixed } = await chargedWhilePausing(h, TOO_LONG_TOKEN, (paused) =>
+      changeRecurrence(h.deps, testActor('checkout'), paused, { cartao_token: 'tok_aprova_6' }),
+    );
     h.setNow(new Date('2031-05-20T15:00:00Z'));
     t.match((await transitionRecurrence(h.deps, testActor('checkout'), fixed, 'retomar')).recorrencia, {
       status: 'ativo',
