@@ -61,30 +61,6 @@ export async function lastAttemptNumber(
     WHERE recorrencia_id = ${recurrenceId} AND ciclo = ${cycle}::date`);
 }
 
-export async function insertAttempt(
-  tx: CommonQueryMethods,
-  attempt: {
-    recurrenceId: number;
-    cycle: IsoDate;
-    attempt: number;
-    key: string;
-    amountCents: number;
-    currency: string;
-    cardToken: string;
-    businessDate: IsoDate;
-    jobId: string | null;
-  },
-): Promise<Attempt> {
-  // Created as sent: the caller commits this and then calls the gateway.
-  return tx.one(sql.type(Attempt)`
-    INSERT INTO checkout_recorrencia_cobrancas
-      (recorrencia_id, ciclo, tentativa, chave_idempotencia, valor_centavos, moeda, cartao_token, data_negocio, job_id,
-       envios, enviada_em)
-    VALUES (${attempt.recurrenceId}, ${attempt.cycle}::date, ${attempt.attempt}, ${attempt.key}, ${attempt.amountCents},
-      ${attempt.currency}, ${attempt.cardToken}, ${attempt.businessDate}::date, ${attempt.jobId}::uuid, 1, now())
-    RETURNING ${ATTEMPT_COLUMNS}`);
-}
-
 /** Records that the attempt is about to be sent (committed before the gateway call). */
 export async function markAttemptSending(
   tx: CommonQueryMethods,

@@ -5,7 +5,8 @@
 //  3. one short transaction records the batch's approvals and declines, updates the recurrences and completes
 //     the jobs fenced to the attempt of each job this worker holds (record-outcomes.ts); when that transaction
 //     fails, each outcome is recorded in a transaction of its own, so that one the database refuses fails
-//     alone; a request the gateway rejected puts its recurrence on hold in a transaction of its own.
+//     alone; a request the gateway rejected puts its recurrence on hold in a transaction of its own
+//     (record-rejection.ts).
 // A crash anywhere leaves nothing, or a pending attempt whose key is reused later: never a second charge.
 // A batch costs the same few round trips as a single charge; a batch of one is the per-charge case.
 import type { Job, PgBoss } from 'pg-boss';
@@ -13,12 +14,13 @@ import type { DatabasePool } from 'slonik';
 import { outcomeRecordingReserveMs, type Config } from '../../config.ts';
 import { businessDate, laterDate, type IsoDate } from '../../domain/dates.ts';
 import type { DeclineDecision } from '../../domain/retry-policy.ts';
-import { KEY_EXPIRED, type PaymentGateway } from '../../gateway/gateway.ts';
+import { KEY_EXPIRED, type ChargeOutcome, type PaymentGateway } from '../../gateway/gateway.ts';
 import type { Logger } from '../../log.ts';
 import type { ChargeJobPayload } from './charge-jobs.ts';
 import { callGatewayForBatch, type GatewayCall } from './gateway-call.ts';
-import { prepareBatch } from './prepare-attempts.ts';
-import { recordEachOutcome, recordRejection, type Approval, type Decline } from './record-outcomes.ts';
+import { prepareBatch, type Prepared } from './prepare-attempts.ts';
+import { recordEachOutcome, type Approval, type Decline } from './record-outcomes.ts';
+import { recordRejection, type RejectionRecord } from './record-rejection.ts';
 import { crashPoint } from './test-hooks.ts';
 
 export type ChargeDeps = {
@@ -71,6 +73,8 @@ export type ChargeResult =
 
 const CLAIM_LOST = 'job claim lost before commit: outcome not recorded here (fence refused)';
 
+type Call = GatewayCall & { index: number; recurrence: Approval['recurrence'] };
+
 /**
  * Runs the protocol for `jobs` (a fetched batch, claimed at `claimedAt`, ms since the epoch), returning one
  * result per job in order. Throws only when phase 1 fails (the jobs are then retried); an outcome that cannot be
@@ -83,45 +87,7 @@ export async function chargeJobs(
 ): Promise<ChargeResult[]> {
   crashPoint('before_phase1');
   const prepared = await prepareBatch(deps, jobs);
-  // A charge whose outcome somehow goes unrecorded fails (and retries) rather than completing silently.
-  const results: ChargeResult[] = prepared.map((entry): ChargeResult => {
-    if (entry.kind === 'skip') return { status: 'skipped', reason: entry.reason };
-    if (entry.kind === 'wait')
-      return {
-        status: 'unresolved',
-        attemptId: entry.attempt.id,
-        key: entry.attempt.chave_idempotencia,
-        reason: 'in_flight_elsewhere',
-      };
-    return { status: 'failed', reason: 'no outcome recorded' };
-  });
-  const calls: Array<GatewayCall & { index: number; recurrence: Approval['recurrence'] }> = [];
-  for (const [index, entry] of prepared.entries()) {
-    const job = jobs[index] as ChargeJob;
-    if (entry.kind === 'skip')
-      deps.log.debug(
-        { jobId: job.id, recorrenciaId: job.data.recorrenciaId, reason: entry.reason },
-        'nothing to charge',
-      );
-    else if (entry.kind === 'wait')
-      deps.log.warn(
-        {
-          jobId: job.id,
-          recorrenciaId: job.data.recorrenciaId,
-          attemptId: entry.attempt.id,
-          heldBy: entry.heldBy,
-        },
-        'the attempt is being sent by another live job: not sent beside it; this job retries',
-      );
-    else
-      calls.push({
-        index,
-        job,
-        attempt: entry.attempt,
-        resumed: entry.resumed,
-        recurrence: entry.recurrence,
-      });
-  }
+  const { results, calls } = callsToMake(deps, jobs, prepared);
   if (calls.length === 0) return results;
   crashPoint('after_phase1');
 
@@ -134,84 +100,35 @@ export async function chargeJobs(
   const today = businessDate(deps.now(), deps.config.timeZone);
   const approvals: Array<Approval & { index: number }> = [];
   const declines: Array<Decline & { index: number }> = [];
-  const others: Array<Promise<void>> = [];
+  // Rejections are recorded apart (each puts its recurrence on hold), beside phase 3.
+  const rejections: Array<Promise<void>> = [];
   for (const [i, call] of calls.entries()) {
     const outcome = outcomes[i] as (typeof outcomes)[number];
-    // Built only on the paths that log: the approval path logs nothing per charge.
-    const log = () => deps.log.child(logContext(call));
-    const key = call.attempt.chave_idempotencia;
+    const { index, job, attempt } = call;
     switch (outcome.kind) {
       case 'approved':
-        approvals.push({
-          index: call.index,
-          job: call.job,
-          attempt: call.attempt,
-          recurrence: call.recurrence,
-          chargeId: outcome.chargeId,
-        });
+        approvals.push({ index, job, attempt, recurrence: call.recurrence, chargeId: outcome.chargeId });
         break;
       case 'declined':
-        declines.push({
-          index: call.index,
-          job: call.job,
-          attempt: call.attempt,
-          outcome,
-          today: laterDate(today, call.job.data.dataNegocio),
-        });
+        declines.push({ index, job, attempt, outcome, today: laterDate(today, job.data.dataNegocio) });
         break;
       case 'unknown':
-        results[call.index] = {
+        results[index] = {
           status: 'unresolved',
-          attemptId: call.attempt.id,
-          key,
+          attemptId: attempt.id,
+          key: attempt.chave_idempotencia,
           reason: outcome.reason,
         };
-        log().warn(
-          { reason: outcome.reason, resumed: call.resumed },
+        deps.log.warn(
+          { ...logContext(call), reason: outcome.reason, resumed: call.resumed },
           'charge outcome unknown: attempt stays pending; its job retries with the same key, or goes to the dead-letter queue once its retries have run out',
         );
         break;
       case 'rejected':
-        others.push(
-          recordRejection(deps, call.job, call.attempt, outcome).then(
-            (recorded) => {
-              const fields = { reason: outcome.reason, message: outcome.message };
-              if (recorded === 'claim_lost') {
-                results[call.index] = { status: 'claim_lost', attemptId: call.attempt.id };
-                log().warn({ ...fields, outcome: 'rejected' }, CLAIM_LOST);
-                return;
-              }
-              if (recorded === 'resolved_elsewhere') {
-                results[call.index] = { status: 'resolved_elsewhere', attemptId: call.attempt.id };
-                log().warn(fields, 'gateway rejected the request of an attempt resolved elsewhere meanwhile');
-                return;
-              }
-              results[call.index] = {
-                status: 'rejected',
-                attemptId: call.attempt.id,
-                key,
-                reason: outcome.reason,
-              };
-              // An attempt blocked at an earlier run is answered without the gateway: say so, not that the
-              // gateway rejected a request this run never sent.
-              const what =
-                outcome.reason === KEY_EXPIRED
-                  ? 'attempt older than the gateway keeps its keys (GATEWAY_KEY_RETENTION_HOURS): not sent'
-                  : call.attempt.codigo_recusa !== null
-                    ? 'attempt blocked on its key until an operator resolves it: not sent, not looked up'
-                    : 'gateway rejected the charge request';
-              log().error(
-                { ...fields, attemptEnded: !outcome.executed },
-                recorded === 'held'
-                  ? `${what}: recurrence put on hold for an operator`
-                  : `${what} (the recurrence is no longer active: not put on hold)`,
-              );
-            },
-            (error: unknown) => {
-              results[call.index] = { status: 'failed', reason: (error as Error).message };
-              log().error({ err: error }, 'could not record the rejection: the job will retry');
-            },
-          ),
+        rejections.push(
+          recordRejectionOf(deps, call, outcome).then((result) => {
+            results[index] = result;
+          }),
         );
         break;
     }
@@ -221,42 +138,137 @@ export async function chargeJobs(
   for (const [i, approval] of approvals.entries()) {
     const result = recorded.approvals[i] as ChargeResult;
     results[approval.index] = result;
-    if (result.status === 'claim_lost')
-      deps.log.warn({ ...logContext(approval), outcome: 'approved' }, CLAIM_LOST);
-    if (result.status === 'approved_but_blocked')
-      deps.log.error(
-        { ...logContext(approval), chargeId: approval.chargeId },
-        "gateway approved an attempt blocked meanwhile: not recorded as paid; its charge id is in the attempt's mensagem for the operator who resolves it",
-      );
-    if (result.status === 'approved_but_ended')
-      deps.log.error(
-        { ...logContext(approval), chargeId: approval.chargeId, attemptStatus: result.attemptStatus },
-        "gateway approved an attempt already ended as another outcome: not recorded as paid; its charge id is in the attempt's mensagem: check whether the cycle was charged again under another key",
-      );
+    logApprovalRecorded(deps, approval, result);
   }
   for (const [i, decline] of declines.entries()) {
     const result = recorded.declines[i] as ChargeResult;
     results[decline.index] = result;
-    if (result.status === 'claim_lost')
-      deps.log.warn({ ...logContext(decline), outcome: 'declined' }, CLAIM_LOST);
-    else if (result.status === 'declined_but_blocked')
-      deps.log.warn(
-        { ...logContext(decline), code: decline.outcome.code },
-        "gateway declined an attempt blocked meanwhile: noted in the attempt's mensagem for the operator who resolves it (nothing was charged under the key)",
-      );
-    else if (result.status !== 'failed')
-      deps.log.info(
-        {
-          ...logContext(decline),
-          code: decline.outcome.code,
-          reversible: decline.outcome.reversible,
-          result,
-        },
-        'charge declined',
-      );
+    logDeclineRecorded(deps, decline, result);
   }
-  await Promise.all(others);
+  await Promise.all(rejections);
   return results;
+}
+
+/**
+ * Phase 1's answer per job: a result for the jobs that charge nothing (skipped, or waiting for another job's
+ * request), and the gateway calls of the others. A charge whose outcome somehow goes unrecorded fails (and
+ * retries) rather than completing silently: its result starts as `failed`.
+ */
+function callsToMake(
+  deps: ChargeDeps,
+  jobs: ChargeJob[],
+  prepared: Prepared[],
+): { results: ChargeResult[]; calls: Call[] } {
+  const results: ChargeResult[] = [];
+  const calls: Call[] = [];
+  for (const [index, entry] of prepared.entries()) {
+    const job = jobs[index] as ChargeJob;
+    const context = { jobId: job.id, recorrenciaId: job.data.recorrenciaId };
+    if (entry.kind === 'skip') {
+      results.push({ status: 'skipped', reason: entry.reason });
+      deps.log.debug({ ...context, reason: entry.reason }, 'nothing to charge');
+    } else if (entry.kind === 'wait') {
+      const { attempt } = entry;
+      results.push({
+        status: 'unresolved',
+        attemptId: attempt.id,
+        key: attempt.chave_idempotencia,
+        reason: 'in_flight_elsewhere',
+      });
+      deps.log.warn(
+        { ...context, attemptId: attempt.id, heldBy: entry.heldBy },
+        'the attempt is being sent by another live job: not sent beside it; this job retries',
+      );
+    } else {
+      results.push({ status: 'failed', reason: 'no outcome recorded' });
+      calls.push({
+        index,
+        job,
+        attempt: entry.attempt,
+        resumed: entry.resumed,
+        recurrence: entry.recurrence,
+      });
+    }
+  }
+  return { results, calls };
+}
+
+/** Records a request the gateway rejected (recordRejection) and logs what became of it: the job's result. */
+async function recordRejectionOf(
+  deps: ChargeDeps,
+  call: Call,
+  outcome: Extract<ChargeOutcome, { kind: 'rejected' }>,
+): Promise<ChargeResult> {
+  const log = deps.log.child(logContext(call));
+  const fields = { reason: outcome.reason, message: outcome.message };
+  const attemptId = call.attempt.id;
+  let recorded: RejectionRecord;
+  try {
+    recorded = await recordRejection(deps, call.job, call.attempt, outcome);
+  } catch (error) {
+    log.error({ err: error }, 'could not record the rejection: the job will retry');
+    return { status: 'failed', reason: (error as Error).message };
+  }
+  if (recorded === 'claim_lost') {
+    log.warn({ ...fields, outcome: 'rejected' }, CLAIM_LOST);
+    return { status: 'claim_lost', attemptId };
+  }
+  if (recorded === 'resolved_elsewhere') {
+    log.warn(fields, 'gateway rejected the request of an attempt resolved elsewhere meanwhile');
+    return { status: 'resolved_elsewhere', attemptId };
+  }
+  // An attempt blocked at an earlier run is answered without the gateway: say so, not that the gateway
+  // rejected a request this run never sent.
+  const what =
+    outcome.reason === KEY_EXPIRED
+      ? 'attempt older than the gateway keeps its keys (GATEWAY_KEY_RETENTION_HOURS): not sent'
+      : call.attempt.codigo_recusa !== null
+        ? 'attempt blocked on its key until an operator resolves it: not sent, not looked up'
+        : 'gateway rejected the charge request';
+  log.error(
+    { ...fields, attemptEnded: !outcome.executed },
+    recorded === 'held'
+      ? `${what}: recurrence put on hold for an operator`
+      : `${what} (the recurrence is no longer active: not put on hold)`,
+  );
+  return { status: 'rejected', attemptId, key: call.attempt.chave_idempotencia, reason: outcome.reason };
+}
+
+/** Logs the approvals phase 3 could not record as paid (a lost claim, an attempt blocked or ended meanwhile). */
+function logApprovalRecorded(deps: ChargeDeps, approval: Approval, result: ChargeResult): void {
+  if (result.status === 'claim_lost')
+    deps.log.warn({ ...logContext(approval), outcome: 'approved' }, CLAIM_LOST);
+  if (result.status === 'approved_but_blocked')
+    deps.log.error(
+      { ...logContext(approval), chargeId: approval.chargeId },
+      "gateway approved an attempt blocked meanwhile: not recorded as paid; its charge id is in the attempt's mensagem for the operator who resolves it",
+    );
+  if (result.status === 'approved_but_ended')
+    deps.log.error(
+      { ...logContext(approval), chargeId: approval.chargeId, attemptStatus: result.attemptStatus },
+      "gateway approved an attempt already ended as another outcome: not recorded as paid; its charge id is in the attempt's mensagem: check whether the cycle was charged again under another key",
+    );
+}
+
+/** Logs each decline phase 3 recorded (with the decision), or why it did not. */
+function logDeclineRecorded(deps: ChargeDeps, decline: Decline, result: ChargeResult): void {
+  if (result.status === 'claim_lost')
+    deps.log.warn({ ...logContext(decline), outcome: 'declined' }, CLAIM_LOST);
+  else if (result.status === 'declined_but_blocked')
+    deps.log.warn(
+      { ...logContext(decline), code: decline.outcome.code },
+      "gateway declined an attempt blocked meanwhile: noted in the attempt's mensagem for the operator who resolves it (nothing was charged under the key)",
+    );
+  else if (result.status !== 'failed')
+    deps.log.info(
+      {
+        ...logContext(decline),
+        code: decline.outcome.code,
+        reversible: decline.outcome.reversible,
+        result,
+      },
+      'charge declined',
+    );
 }
 
 /** What a charge's log lines carry: its job, recurrence, attempt and key. */

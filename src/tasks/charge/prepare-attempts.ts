@@ -12,7 +12,6 @@ import {
 import {
   blockIfKeyExpired,
   findPendingAttempt,
-  insertAttempt,
   insertSkippedCycles,
   isBlocked,
   lastAttemptNumber,
@@ -128,33 +127,23 @@ async function startAfterPause(
 
 const BEHIND = 'ciclos atrasados: cobrado apenas o ciclo atual';
 
-/** A recurrence several cycles behind: record the skipped cycles, move to the charged one, then the attempt. */
-async function attemptAfterSkipping(
+/**
+ * A recurrence several cycles behind: records the skipped cycles and moves its next charge to the one charged.
+ * Returns the number of that cycle's new attempt.
+ */
+async function skipToPlannedCycle(
   tx: DatabaseTransactionConnection,
-  job: ChargeJob,
   recurrence: Recurrence,
   plan: { cycle: string; skipped: string[] },
-): Promise<Prepared> {
+): Promise<number> {
   await insertSkippedCycles(tx, recurrence.id, plan.skipped, plan.cycle, BEHIND);
   await moveNextCharge(tx, recurrence.id, plan.cycle);
-  const number = (await lastAttemptNumber(tx, recurrence.id, plan.cycle)) + 1;
-  const attempt = await insertAttempt(tx, {
-    recurrenceId: recurrence.id,
-    cycle: plan.cycle,
-    attempt: number,
-    key: attemptKey(recurrence.id, plan.cycle, number),
-    amountCents: recurrence.valor_centavos,
-    currency: recurrence.moeda,
-    cardToken: recurrence.cartao_token,
-    businessDate: job.data.dataNegocio,
-    jobId: job.id,
-  });
-  return { kind: 'charge', attempt, recurrence, resumed: false };
+  return (await lastAttemptNumber(tx, recurrence.id, plan.cycle)) + 1;
 }
 
 /**
- * Phase 1 for `jobs` (one entry per job, in order). Common case in bulk: a new attempt for the due cycle,
- * inserted with the others in one statement; rare cases (resume, skipped cycles) statement by statement.
+ * Phase 1 for `jobs` (one entry per job, in order). New attempts are inserted in one statement; the rare cases
+ * (a resume, cycles to skip first) take a few statements more each.
  * Two jobs of the batch for the same recurrence: the first that charges it does, the ones after it have nothing
  * to do (one that has nothing to charge, a job for an earlier date, say, leaves the recurrence to the next).
  */
@@ -208,12 +197,12 @@ export async function prepareAttempts(
         kind: 'skip',
         reason: decision.kind === 'skip' ? decision.reason : 'recurrence_not_found',
       };
-    } else if (decision.plan.skipped.length > 0) {
-      prepared[index] = await attemptAfterSkipping(tx, job, candidate, decision.plan);
-      seen.add(candidate.id);
     } else {
       seen.add(candidate.id);
-      const number = candidate.ultima_tentativa + 1;
+      const number =
+        decision.plan.skipped.length > 0
+          ? await skipToPlannedCycle(tx, candidate, decision.plan)
+          : candidate.ultima_tentativa + 1;
       fresh.push({
         index,
         recurrence: candidate,

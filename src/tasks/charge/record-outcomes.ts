@@ -5,21 +5,17 @@
 import type { DatabaseTransactionConnection } from 'slonik';
 import { readDeclineFacts, recordApprovals, recordDeclines, type Approved } from '../../db/charge-batch.ts';
 import {
-  findPendingAttempt,
-  markAttemptBlocked,
   noteLateAnswers,
   moveNextChargePastPause,
-  resolveAttempt,
   unpayableAmong,
   type Attempt,
 } from '../../db/cobrancas.ts';
-import { lockHeldClaim } from '../../db/jobs.ts';
-import { lockRecurrence, lockRecurrences, markOnHold, type Recurrence } from '../../db/recorrencias.ts';
+import { lockRecurrences, type Recurrence } from '../../db/recorrencias.ts';
 import { nextCycle } from '../../domain/calendar.ts';
 import { laterDate, type IsoDate } from '../../domain/dates.ts';
 import { decideAfterDecline, type DeclineDecision } from '../../domain/retry-policy.ts';
 import { isIrreversibleDecline } from '../../gateway/decline-codes.ts';
-import { KEY_EXPIRED, type ChargeOutcome } from '../../gateway/gateway.ts';
+import type { ChargeOutcome } from '../../gateway/gateway.ts';
 import { bossDb } from '../../queue/boss-executor.ts';
 import { CHARGE_QUEUE } from '../../queue/task-names.ts';
 import { enqueueChargeJobs } from './charge-jobs.ts';
@@ -136,80 +132,19 @@ async function recordInTransaction(
       detail: `código ${outcome.code}${outcome.chargeId === null ? '' : `, charge_id ${outcome.chargeId}`}`,
     })),
   );
-  const declinedBlocked = new Set(ofBlocked.map(({ attempt }) => attempt.id));
-  const completions: Completion[] = [];
-  if (toRecord.length > 0)
-    completions.push({ output: { status: 'approved' }, jobs: toRecord.map(({ job }) => claimOf(job)) });
-  completions.push(...declineCompletions(decided));
-  const settled = new Set<string>();
-  for (const { output, jobs } of completions) {
-    const response = await deps.boss.complete(CHARGE_QUEUE, jobs, output, { db: bossDb(tx) });
-    for (const id of settledIds(response)) settled.add(id);
-  }
+  const settled = await completeJobs(deps, tx, toRecord, decided);
   const holds = (job: ChargeJob) => settled.has(job.id) || mutantActive('no_fence');
 
   const heldApprovals = toRecord.filter(({ job }) => holds(job));
-  const approved = await recordApprovals(
-    tx,
-    heldApprovals.map(({ attempt, recurrence, chargeId }) => ({
-      attemptId: attempt.id,
-      recurrenceId: attempt.recorrencia_id,
-      gatewayRef: chargeId,
-      nextCycle: nextCycle(attempt.ciclo, recurrence),
-    })),
-  );
-  if (approved.length < heldApprovals.length) {
-    const recordedIds = new Set(approved.map((row) => row.attempt_id));
-    const newlyUnpayable = await unpayableAmong(
-      tx,
-      heldApprovals.map(({ attempt }) => attempt.id).filter((id) => !recordedIds.has(id)),
-    );
-    if (newlyUnpayable.size > 0) throw new UnpayableApprovals(newlyUnpayable);
-  }
-  const byAttempt = new Map(
-    (
-      await skipCyclesOfPause(
-        tx,
-        approved,
-        new Map(heldApprovals.map(({ attempt, recurrence }) => [attempt.id, recurrence])),
-      )
-    ).map((row) => [row.attempt_id, row]),
-  );
+  const byAttempt = await recordHeldApprovals(tx, heldApprovals);
   const heldDeclines = decided.filter(
     (entry): entry is DecidedDecline => entry !== null && holds(entry.decline.job),
   );
-  const onHold = await recordDeclines(
-    tx,
-    heldDeclines.map(({ decline, decision }) => ({
-      attemptId: decline.attempt.id,
-      recurrenceId: decline.attempt.recorrencia_id,
-      gatewayRef: decline.outcome.chargeId,
-      code: decline.outcome.code,
-      reversible: decline.outcome.reversible,
-      message: decline.outcome.message,
-      retryOn: decision.kind === 'retry' ? decision.retryOn : null,
-      holdReason: decision.kind === 'hold' ? decision.reason : null,
-    })),
-  );
-  await emitCheckoutEvents(deps, tx, [
-    ...heldApprovals.flatMap(({ attempt }) => {
-      const row = byAttempt.get(attempt.id);
-      if (row === undefined) return [];
-      return [
-        { attempt, type: 'cobranca_aprovada' as const },
-        { attempt, type: row.concluida ? ('recorrencia_concluida' as const) : null },
-      ];
-    }),
-    ...heldDeclines.flatMap(({ decline }) => [
-      { attempt: decline.attempt, type: 'cobranca_recusada' as const },
-      {
-        attempt: decline.attempt,
-        type: onHold.has(decline.attempt.recorrencia_id) ? ('recorrencia_em_hold' as const) : null,
-      },
-    ]),
-  ]);
+  const onHold = await recordHeldDeclines(tx, heldDeclines);
+  await emitOutcomeEvents(deps, tx, heldApprovals, byAttempt, heldDeclines, onHold);
   await enqueueBackbilling(deps, tx, heldApprovals, byAttempt, today);
   crashPoint('in_phase3');
+  const declinedBlocked = new Set(ofBlocked.map(({ attempt }) => attempt.id));
   return {
     approvals: approvals.map(({ job, attempt, chargeId }): ChargeResult => {
       const unpayableStatus = setApart.get(attempt.id);
@@ -242,6 +177,107 @@ async function recordInTransaction(
       return entry.result;
     }),
   };
+}
+
+/**
+ * The fence: completes the jobs of the approvals and of the decided declines, one statement per distinct
+ * output. pg-boss completes only a job still active under the claim (id and retry count) this worker took;
+ * returns the ids it completed, the jobs whose outcomes this transaction may record.
+ */
+async function completeJobs(
+  deps: ChargeDeps,
+  tx: DatabaseTransactionConnection,
+  approvals: Approval[],
+  decided: Array<DecidedDecline | null>,
+): Promise<Set<string>> {
+  const completions: Completion[] = [];
+  if (approvals.length > 0)
+    completions.push({ output: { status: 'approved' }, jobs: approvals.map(({ job }) => claimOf(job)) });
+  completions.push(...declineCompletions(decided));
+  const settled = new Set<string>();
+  for (const { output, jobs } of completions) {
+    const response = await deps.boss.complete(CHARGE_QUEUE, jobs, output, { db: bossDb(tx) });
+    for (const id of settledIds(response)) settled.add(id);
+  }
+  return settled;
+}
+
+/**
+ * Marks the held approvals' attempts approved and moves their recurrences to the next cycle (past a pause's
+ * cycles). Throws UnpayableApprovals when some attempt was blocked or ended meanwhile (the transaction is run
+ * again without them). Returns the recorded rows by attempt id; one missing was resolved elsewhere.
+ */
+async function recordHeldApprovals(
+  tx: DatabaseTransactionConnection,
+  held: Approval[],
+): Promise<Map<number, Approved>> {
+  const approved = await recordApprovals(
+    tx,
+    held.map(({ attempt, recurrence, chargeId }) => ({
+      attemptId: attempt.id,
+      recurrenceId: attempt.recorrencia_id,
+      gatewayRef: chargeId,
+      nextCycle: nextCycle(attempt.ciclo, recurrence),
+    })),
+  );
+  if (approved.length < held.length) {
+    const recordedIds = new Set(approved.map((row) => row.attempt_id));
+    const newlyUnpayable = await unpayableAmong(
+      tx,
+      held.map(({ attempt }) => attempt.id).filter((id) => !recordedIds.has(id)),
+    );
+    if (newlyUnpayable.size > 0) throw new UnpayableApprovals(newlyUnpayable);
+  }
+  const schedules = new Map(held.map(({ attempt, recurrence }) => [attempt.id, recurrence]));
+  return new Map((await skipCyclesOfPause(tx, approved, schedules)).map((row) => [row.attempt_id, row]));
+}
+
+/** Marks the held declines' attempts declined and applies each decision; returns the recurrences put on hold. */
+async function recordHeldDeclines(
+  tx: DatabaseTransactionConnection,
+  held: DecidedDecline[],
+): Promise<Set<number>> {
+  return recordDeclines(
+    tx,
+    held.map(({ decline, decision }) => ({
+      attemptId: decline.attempt.id,
+      recurrenceId: decline.attempt.recorrencia_id,
+      gatewayRef: decline.outcome.chargeId,
+      code: decline.outcome.code,
+      reversible: decline.outcome.reversible,
+      message: decline.outcome.message,
+      retryOn: decision.kind === 'retry' ? decision.retryOn : null,
+      holdReason: decision.kind === 'hold' ? decision.reason : null,
+    })),
+  );
+}
+
+/** The checkout's events of what was recorded: each approval (and an end), each decline (and a hold). */
+async function emitOutcomeEvents(
+  deps: ChargeDeps,
+  tx: DatabaseTransactionConnection,
+  approvals: Approval[],
+  approved: ReadonlyMap<number, Approved>,
+  declines: DecidedDecline[],
+  onHold: ReadonlySet<number>,
+): Promise<void> {
+  await emitCheckoutEvents(deps, tx, [
+    ...approvals.flatMap(({ attempt }) => {
+      const row = approved.get(attempt.id);
+      if (row === undefined) return [];
+      return [
+        { attempt, type: 'cobranca_aprovada' as const },
+        { attempt, type: row.concluida ? ('recorrencia_concluida' as const) : null },
+      ];
+    }),
+    ...declines.flatMap(({ decline }) => [
+      { attempt: decline.attempt, type: 'cobranca_recusada' as const },
+      {
+        attempt: decline.attempt,
+        type: onHold.has(decline.attempt.recorrencia_id) ? ('recorrencia_em_hold' as const) : null,
+      },
+    ]),
+  ]);
 }
 
 /**
@@ -286,7 +322,7 @@ export async function recordEachOutcome(
   return recorded;
 }
 
-function claimOf(job: ChargeJob): { id: string; retryCount: number } {
+export function claimOf(job: ChargeJob): { id: string; retryCount: number } {
   return { id: job.id, retryCount: job.retryCount };
 }
 
@@ -410,52 +446,4 @@ async function enqueueBackbilling(
       : [];
   });
   await enqueueChargeJobs(deps.boss, next, tx);
-}
-
-/** What recording a rejection did: `held` or `not_active` (the recurrence was not active) end the job. */
-export type RejectionRecord = 'held' | 'not_active' | 'resolved_elsewhere' | 'claim_lost';
-
-/**
- * The gateway refused the request itself (not a decline): the recurrence waits on hold for an operator.
- * A request refused before anything ran under its key (400, 422) also ends its attempt, as `rejeitada` (not a
- * decline: the issuer never saw the card): resumed, it would send the same card and amount and be refused
- * again, for ever; the attempt an operator's `reativar` leads to is created with the recurrence's values,
- * fixed by then. One whose key holds another request (409) stays pending, blocked: never sent or looked up
- * again until an operator says what became of it (the block is written whoever holds the job). The rest is
- * fenced, as phase 3 is, to the job's claim: a worker whose claim lapsed writes nothing more (the job's new
- * holder records the outcome), and nothing is written for an attempt another sender resolved meanwhile.
- */
-export async function recordRejection(
-  deps: ChargeDeps,
-  job: ChargeJob,
-  attempt: Attempt,
-  rejection: Extract<ChargeOutcome, { kind: 'rejected' }>,
-): Promise<RejectionRecord> {
-  return deps.pool.transaction(async (tx) => {
-    const recurrence = await lockRecurrence(tx, attempt.recorrencia_id);
-    const refusal = { code: rejection.reason, message: rejection.message ?? '' };
-    // A fact about the key, not the job's outcome: written whoever holds the job, so that its next holder
-    // does not look the key up.
-    if (rejection.executed) await markAttemptBlocked(tx, attempt.id, refusal);
-    if (!(await lockHeldClaim(tx, CHARGE_QUEUE, claimOf(job)))) return 'claim_lost';
-    const pending = await findPendingAttempt(tx, attempt.recorrencia_id);
-    if (pending?.id !== attempt.id) return 'resolved_elsewhere';
-    if (!rejection.executed) await resolveAttempt(tx, attempt.id, { status: 'rejeitada', ...refusal });
-    if (recurrence?.status !== 'ativo') return 'not_active';
-    await markOnHold(
-      tx,
-      [
-        {
-          id: attempt.recorrencia_id,
-          reason:
-            rejection.reason === KEY_EXPIRED
-              ? `tentativa ${attempt.chave_idempotencia} não reenviada: a gateway pode ter esquecido a chave (${KEY_EXPIRED})`
-              : `gateway rejeitou a requisição da tentativa ${attempt.chave_idempotencia}: ${rejection.reason}`,
-        },
-      ],
-      false,
-    );
-    await emitCheckoutEvents(deps, tx, [{ attempt, type: 'recorrencia_em_hold' }]);
-    return 'held';
-  });
 }
