@@ -35,7 +35,7 @@ export type PreviewItem = {
  * run's jobs take the recurrences due by `date`, and plan on it or on the day they run, whichever is later
  * (a run for a past date charges what is due by today): `planDate`.
  */
-function previewOf(row: DueRow, { date, planDate }: RunDates, backbill: boolean): PreviewItem {
+function previewOf(row: DueRow, planDate: IsoDate, backbill: boolean): PreviewItem {
   const base = {
     recorrencia_id: row.id,
     id_legado: row.id_legado,
@@ -57,13 +57,13 @@ function previewOf(row: DueRow, { date, planDate }: RunDates, backbill: boolean)
     row.proxima_cobranca,
     row.cobrar_a_partir_de,
     row.ciclo_tentado,
-    date,
+    planDate,
     row,
     backbill,
   );
   const due = move?.next ?? row.proxima_cobranca;
   const plan =
-    due > date ||
+    due > planDate ||
     nextChargeBeforeResume({ proxima_cobranca: due, cobrar_a_partir_de: row.cobrar_a_partir_de })
       ? { cycle: due, skipped: [] }
       : planCharge(due, planDate, row, backbill);
@@ -88,11 +88,9 @@ function decodePreviewCursor(value: string): { date: IsoDate; id: number } {
   return { date: match[1], id: Number(match[2]) };
 }
 
-/** The run's date, and the date a job of it plans its cycle on, were it to run now (see decideCharge). */
-type RunDates = { date: IsoDate; planDate: IsoDate };
-
-function runDates(deps: OpsDeps, date: IsoDate): RunDates {
-  return { date, planDate: laterDate(date, businessDate(deps.now(), deps.config.timeZone)) };
+/** The date a job of the run for `date` plans its cycle on, were it to run now (see decideCharge). */
+function planDateOf(deps: OpsDeps, date: IsoDate): IsoDate {
+  return laterDate(date, businessDate(deps.now(), deps.config.timeZone));
 }
 
 /** One page of the list, with the totals over the whole date and the cursor of the next page. */
@@ -110,7 +108,7 @@ export async function previewDueCharges(
   return {
     ...totals,
     cobrancas: rows.map((row) =>
-      previewOf(row, runDates(deps, date), deps.config.billing.backbillMissedCycles),
+      previewOf(row, planDateOf(deps, date), deps.config.billing.backbillMissedCycles),
     ),
     nextCursor: rows.length === page.limit && last !== undefined ? encodePreviewCursor(last) : null,
   };
@@ -134,8 +132,8 @@ export async function* allDueCharges(
   let after: { date: IsoDate; id: number } | null = null;
   for (;;) {
     const rows = await findDuePreviewPage(db, date, after, pageSize, deps.config.gateway.keyRetentionHours);
-    const dates = runDates(deps, date);
-    for (const row of rows) yield previewOf(row, dates, deps.config.billing.backbillMissedCycles);
+    const planDate = planDateOf(deps, date);
+    for (const row of rows) yield previewOf(row, planDate, deps.config.billing.backbillMissedCycles);
     const last = rows.at(-1);
     if (last === undefined || rows.length < pageSize) return;
     after = { date: last.proxima_cobranca, id: last.id };

@@ -262,7 +262,7 @@ function statusHistory(current: Recurrence, to: string, movedTo: IsoDate | null)
 type EndedWhilePaused = { kind: 'hold'; attempt: Attempt; reason: string } | { kind: 'lifted' };
 
 /**
- * At retomar, the unpaid cycle's last attempt when it ended while paused in what would have held an active
+ * At retomar, the recurrence's last attempt when it ended while paused in what would have held an active
  * recurrence. Phase 3 leaves a paused recurrence paused (a pause is the customer's), so it was never held:
  *  - the same request would be sent again: it goes on hold now ('hold'). That is an irreversible decline of
  *    the card it still has (for 13, invalid amount: of the amount it still has; see
@@ -278,9 +278,9 @@ async function endedWhilePaused(
   current: Recurrence,
 ): Promise<EndedWhilePaused | null> {
   const last = await findLastAttempt(tx, current.id);
+  // Whatever cycle it was of: a PATCH of the date during the pause moves the next charge, not the card.
   if (
     last === null ||
-    last.ciclo !== current.proxima_cobranca ||
     current.proxima_tentativa !== null ||
     (last.status !== 'recusada' && last.status !== 'rejeitada') ||
     (last.status === 'rejeitada' &&
@@ -295,7 +295,7 @@ async function endedWhilePaused(
     const reason = `gateway rejeitou a requisição da tentativa ${last.chave_idempotencia} durante a pausa: ${code}`;
     return { kind: 'hold', attempt: last, reason };
   }
-  if (last.recusa_reversivel === false) {
+  if (isIrreversibleDecline({ code, reversible: last.recusa_reversivel ?? true })) {
     if ((await irreversibleDeclineOfItsCard(tx, current)) === null) return { kind: 'lifted' };
     const reason = `recusa irreversível (código ${code}) durante a pausa: troque o cartão antes de reativar`;
     return { kind: 'hold', attempt: last, reason };

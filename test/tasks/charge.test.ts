@@ -705,6 +705,15 @@ t.test(
     t.match((await transitionRecurrence(h.deps, testActor('checkout'), other, 'retomar')).recorrencia, {
       status: 'ativo',
     });
+
+    // Only the date changed during the pause: the same card would be sent again.
+    h.setNow(new Date(`${DAY}T15:00:00Z`));
+    const moved = await declinedDuringPause();
+    await changeRecurrence(h.deps, testActor('checkout'), moved, { proxima_cobranca: '2031-06-10' });
+    t.match((await transitionRecurrence(h.deps, testActor('checkout'), moved, 'retomar')).recorrencia, {
+      status: 'hold',
+      motivo_hold: /irreversível \(código 14\) durante a pausa/,
+    });
   },
 );
 
@@ -963,16 +972,30 @@ for (const backbill of [false, true]) {
 }
 
 t.test(
-  'that cycle charged by a late job (a run for a date before the cycle after the pause): the dry run agrees',
+  'a late job (a run for a date before the cycle after the pause) charges what the run of the day would, once',
   async (t) => {
     const h = await createHarness(t, { env: { MAX_DECLINES_BEFORE_HOLD: '2' } });
     const id = await heldAfterResuming(t, h, '2031-06-12');
-    t.match((await previewDueCharges(h.deps, '2031-06-01', { limit: 10 })).cobrancas, [
-      { recorrencia_id: id, ciclo: DAY, ciclos_pulados: 0 },
+    t.match(
+      (await previewDueCharges(h.deps, '2031-06-01', { limit: 10 })).cobrancas,
+      [{ recorrencia_id: id, ciclo: '2031-06-10', ciclos_pulados: 3 }],
+      'the dry run of that date run today says what the job then charges',
+    );
+    t.match((await chargeOnce(h, id, '2031-06-01')).result, { status: 'approved', cycle: '2031-06-10' });
+    t.match((await chargeOnce(h, id, '2031-06-12')).result, { status: 'skipped', reason: 'not_due' });
+    t.same(
+      h.gateway
+        .ledger()
+        .filter((entry) => entry.status === 'approved')
+        .map((entry) => entry.ciclo),
+      ['2031-06-10'],
+      'one charge, for the latest cycle: back-billing is off',
+    );
+    t.same(await skippedCyclesOf(h.url, id), [
+      { ciclo: DAY, motivo: BEHIND },
+      { ciclo: '2031-04-10', motivo: PAUSED },
+      { ciclo: '2031-05-10', motivo: PAUSED },
     ]);
-    t.match((await chargeOnce(h, id, '2031-06-01')).result, { status: 'approved', cycle: DAY });
-    t.match(await recurrenceState(h.url, id), { proxima_cobranca: '2031-06-10' });
-    t.match((await chargeOnce(h, id, '2031-06-12')).result, { status: 'approved', cycle: '2031-06-10' });
     await assertLedgerAgrees(t, h.url, h.gateway);
   },
 );

@@ -40,7 +40,8 @@ const decideCharge = (
   payload: Args[2],
   backbill: Args[3],
   today = '2030-12-31',
-) => decide(recurrence, pending, payload, backbill, today);
+  dueOn?: Args[5],
+) => decide(recurrence, pending, payload, backbill, today, dueOn);
 const job = (over: object = {}) => ({
   recorrenciaId: 1,
   dataNegocio: '2031-01-31',
@@ -193,3 +194,30 @@ t.test('where a resumed recurrence moves past its pause (moveFromPause)', async 
   t.equal(moveFromPause('2031-05-20', '2031-05-20', false, '2031-06-15', monthly, false), null, 'not before');
   t.equal(moveFromPause('2031-03-10', null, false, '2031-06-15', monthly, false), null, 'never paused');
 });
+
+t.test(
+  'a row phase 1 moved past a pause: due by the job date as locked, the moved cycle by the plan date',
+  async (t) => {
+    const moved = {
+      ...base,
+      dia_ancora: 10,
+      proxima_cobranca: '2031-06-10',
+      cobrar_a_partir_de: '2031-05-20',
+    };
+    const late = job({ dataNegocio: '2031-06-01' });
+    t.match(decideCharge(moved, false, late, false, '2031-06-12', '2031-03-10'), {
+      kind: 'new',
+      plan: { cycle: '2031-06-10', skipped: [] },
+    });
+    t.same(
+      decideCharge(moved, false, late, false, '2031-06-12', '2031-06-02'),
+      { kind: 'skip', reason: 'not_due' },
+      'not due by the job date before the move',
+    );
+    t.same(
+      decideCharge(moved, false, late, false, '2031-06-05', '2031-03-10'),
+      { kind: 'skip', reason: 'not_due' },
+      'moved past the date the job plans on',
+    );
+  },
+);

@@ -16,6 +16,9 @@ export type ChargeDecision =
  * `today` is the business date phase 1 runs on. A job runs later than its date when it waited (a queue paused
  * for days, workers down, a dead-lettered job redriven): it charges what is due by then, as the run of that
  * day would, so one late job charges once, for the latest cycle, and the run of the day finds nothing left.
+ * `dueOn`: the recurrence's next charge as locked, when phase 1 then moved it past a pause (startAfterPause):
+ * the job takes the recurrence when that date was due by the job's, and the moved cycle when it is due by the
+ * date the job plans on.
  */
 export function decideCharge(
   recurrence: Recurrence | null,
@@ -23,6 +26,7 @@ export function decideCharge(
   job: ChargeJobPayload,
   backbill: boolean,
   today: IsoDate,
+  dueOn: IsoDate | undefined = recurrence?.proxima_cobranca,
 ): ChargeDecision {
   if (recurrence === null) return { kind: 'skip', reason: 'recurrence_not_found' };
   // An unresolved attempt is resumed with its own key, never replaced: the gateway may have executed it. Also
@@ -34,7 +38,9 @@ export function decideCharge(
   if (recurrence.total_ciclos !== null && recurrence.ciclos_cobrados >= recurrence.total_ciclos) {
     return { kind: 'skip', reason: 'all_cycles_charged' };
   }
-  if (recurrence.proxima_cobranca > job.dataNegocio) return { kind: 'skip', reason: 'not_due' };
+  const planOn = laterDate(job.dataNegocio, today);
+  if ((dueOn ?? recurrence.proxima_cobranca) > job.dataNegocio || recurrence.proxima_cobranca > planOn)
+    return { kind: 'skip', reason: 'not_due' };
   if (job.motivo === 'retentativa') {
     if (recurrence.proxima_tentativa === null || recurrence.proxima_tentativa > job.dataNegocio) {
       return { kind: 'skip', reason: 'retry_not_due' };
@@ -52,6 +58,6 @@ export function decideCharge(
   const plan =
     job.motivo === 'retentativa' || nextChargeBeforeResume(recurrence)
       ? { cycle: recurrence.proxima_cobranca, skipped: [] }
-      : planCharge(recurrence.proxima_cobranca, laterDate(job.dataNegocio, today), recurrence, backbill);
+      : planCharge(recurrence.proxima_cobranca, planOn, recurrence, backbill);
   return { kind: 'new', plan, clearsRetry: recurrence.proxima_tentativa !== null };
 }

@@ -100,7 +100,7 @@ export async function chargeJobs(
   const today = businessDate(deps.now(), deps.config.timeZone);
   const approvals: Array<Approval & { index: number }> = [];
   const declines: Array<Decline & { index: number }> = [];
-  // Rejections are recorded apart (each puts its recurrence on hold), beside phase 3.
+  // Rejections are recorded apart, beside phase 3: each in its own transaction (see record-rejection.ts).
   const rejections: Array<Promise<void>> = [];
   for (const [i, call] of calls.entries()) {
     const outcome = outcomes[i] as (typeof outcomes)[number];
@@ -138,7 +138,7 @@ export async function chargeJobs(
   for (const [i, approval] of approvals.entries()) {
     const result = recorded.approvals[i] as ChargeResult;
     results[approval.index] = result;
-    logApprovalRecorded(deps, approval, result);
+    logApprovalNotPaid(deps, approval, result);
   }
   for (const [i, decline] of declines.entries()) {
     const result = recorded.declines[i] as ChargeResult;
@@ -235,7 +235,7 @@ async function recordRejectionOf(
 }
 
 /** Logs the approvals phase 3 could not record as paid (a lost claim, an attempt blocked or ended meanwhile). */
-function logApprovalRecorded(deps: ChargeDeps, approval: Approval, result: ChargeResult): void {
+function logApprovalNotPaid(deps: ChargeDeps, approval: Approval, result: ChargeResult): void {
   if (result.status === 'claim_lost')
     deps.log.warn({ ...logContext(approval), outcome: 'approved' }, CLAIM_LOST);
   if (result.status === 'approved_but_blocked')

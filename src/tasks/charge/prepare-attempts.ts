@@ -22,7 +22,7 @@ import {
 } from '../../db/cobrancas.ts';
 import { isJobActive } from '../../db/jobs.ts';
 import { moveNextCharge, type Recurrence } from '../../db/recorrencias.ts';
-import { businessDate, type IsoDate } from '../../domain/dates.ts';
+import { businessDate, laterDate, type IsoDate } from '../../domain/dates.ts';
 import { moveFromPause, nextChargeBeforeResume } from '../../domain/recurrence-rules.ts';
 import { attemptKey } from '../../domain/identifiers.ts';
 import { KEY_EXPIRED } from '../../gateway/gateway.ts';
@@ -89,8 +89,7 @@ async function resumeAttempt(
  * A recurrence resumed (`cobrar_a_partir_de`) whose next cycle is still before the resume's date: cycles of
  * the pause are never charged, a cycle owed from before the pause is (see moveFromPause, which decides). The
  * move is recorded here; decideCharge then plans on the row as it leaves it. A retry planned for the
- * declined cycle goes ahead. `until`: the job's date, which the moved cycle must not pass for the job to charge
- * it (decideCharge's not_due), so that a late job charges what the dry run of its date lists.
+ * declined cycle goes ahead. `until`: the date the job plans on (decideCharge).
  */
 async function startAfterPause(
   tx: DatabaseTransactionConnection,
@@ -166,11 +165,19 @@ export async function prepareAttempts(
       continue;
     }
     const locked = candidates.get(job.data.recorrenciaId);
-    const candidate =
-      locked === undefined ? null : await startAfterPause(tx, locked, backbill, job.data.dataNegocio);
+    const until = laterDate(job.data.dataNegocio, today);
+    const candidate = locked === undefined ? null : await startAfterPause(tx, locked, backbill, until);
+    const dueOn = locked?.proxima_cobranca;
     // A later job of the batch for the same recurrence decides on the row as this one leaves it.
     if (candidate !== null) candidates.set(candidate.id, candidate);
-    let decision = decideCharge(candidate, candidate?.tem_pendente ?? false, job.data, backbill, today);
+    let decision = decideCharge(
+      candidate,
+      candidate?.tem_pendente ?? false,
+      job.data,
+      backbill,
+      today,
+      dueOn,
+    );
     if (decision.kind === 'resume' && candidate !== null) {
       const resumed = await resumeAttempt(deps, tx, job, candidate, batchJobIds);
       if (typeof resumed === 'object') {
@@ -190,6 +197,7 @@ export async function prepareAttempts(
         job.data,
         backbill,
         today,
+        dueOn,
       );
     }
     if (decision.kind === 'skip' || decision.kind === 'resume' || candidate === null) {
