@@ -91,6 +91,7 @@ const Approved = z.object({
   concluida: z.boolean(),
   proxima_cobranca: z.string(),
   cobrar_a_partir_de: z.string().nullable(),
+  pausada_desde: z.string().nullable(),
 });
 export type Approved = z.infer<typeof Approved>;
 
@@ -141,10 +142,10 @@ export async function recordApprovals(
       FROM resolved JOIN input i ON i.attempt_id = resolved.id
       WHERE r.id = resolved.recorrencia_id
       RETURNING r.id, r.status, coalesce(r.encerrada_em = now(), false) AS concluida, r.proxima_cobranca,
-        r.cobrar_a_partir_de
+        r.cobrar_a_partir_de, r.pausada_desde
     )
     SELECT resolved.id AS attempt_id, resolved.recorrencia_id, advanced.status, advanced.concluida,
-      advanced.proxima_cobranca, advanced.cobrar_a_partir_de
+      advanced.proxima_cobranca, advanced.cobrar_a_partir_de, advanced.pausada_desde
     FROM resolved JOIN advanced ON advanced.id = resolved.recorrencia_id`);
   return result.rows;
 }

@@ -5,7 +5,12 @@ import { sql, type CommonQueryMethods } from 'slonik';
 import { z } from 'zod';
 import { cyclesBetween, type Schedule } from '../domain/calendar.ts';
 import type { IsoDate } from '../domain/dates.ts';
-import { firstCycleOnOrAfter, nextChargeBeforeResume } from '../domain/recurrence-rules.ts';
+import {
+  firstCycleOnOrAfter,
+  nextChargeBeforeResume,
+  owedFromBeforePause,
+  type Pause,
+} from '../domain/recurrence-rules.ts';
 import { moveNextCharge } from './recorrencias.ts';
 
 // Row schemas are built once: zod compiles a schema on first use, so an inline one would cost that on every call.
@@ -269,17 +274,22 @@ export async function skipPausedCycles(
 }
 
 /**
- * A recurrence resumed (`cobrar_a_partir_de`) whose next cycle is still before the resume's date: the cycles of
- * the pause are recorded as skipped and its next charge moves to the first cycle on or after that date, which
- * is returned. Null when it is not before it (nothing done). Callers check what else must hold (no attempt
- * pending, no retry planned).
+ * A recurrence resumed (`cobrar_a_partir_de`) whose next cycle is a cycle of the pause: the cycles of the pause
+ * are recorded as skipped and its next charge moves to the first cycle on or after the resume's date, which is
+ * returned. Null when it is not before that date, or is owed from before the pause began (nothing done: it is
+ * charged). Callers check what else must hold (no attempt pending, no retry planned, the cycle not attempted).
  */
 export async function moveNextChargePastPause(
   tx: CommonQueryMethods,
-  recurrence: Schedule & { id: number; proxima_cobranca: IsoDate; cobrar_a_partir_de: IsoDate | null },
+  recurrence: Schedule & Pause & { id: number; proxima_cobranca: IsoDate },
 ): Promise<IsoDate | null> {
   const resumedOn = recurrence.cobrar_a_partir_de;
-  if (!nextChargeBeforeResume(recurrence) || resumedOn === null) return null;
+  if (
+    !nextChargeBeforeResume(recurrence) ||
+    resumedOn === null ||
+    owedFromBeforePause(recurrence.proxima_cobranca, recurrence, false)
+  )
+    return null;
   const next = await skipPausedCycles(tx, recurrence, recurrence.proxima_cobranca, resumedOn);
   await moveNextCharge(tx, recurrence.id, next);
   return next;

@@ -60,9 +60,12 @@ export function firstCycleOnOrAfter(due: IsoDate, date: IsoDate, schedule: Sched
   return latest === date ? latest : nextCycle(latest, schedule);
 }
 
+/** A recurrence's last pause: from `pausada_desde` (null: paused before that was recorded) to its resume. */
+export type Pause = { pausada_desde: IsoDate | null; cobrar_a_partir_de: IsoDate | null };
+
 /**
  * Whether the next cycle is before a resume's date: a cycle of the pause (moveNextChargePastPause moves it),
- * or, once attempted, one owed from before the pause (charged itself).
+ * or one owed from before the pause (charged itself).
  */
 export function nextChargeBeforeResume(recurrence: {
   proxima_cobranca: IsoDate;
@@ -73,31 +76,47 @@ export function nextChargeBeforeResume(recurrence: {
   );
 }
 
+/**
+ * Whether `cycle`, before the resume's date, is owed rather than a cycle of the pause: it fell due before the
+ * pause began, or it was attempted then (declined, or in flight at `pausar`). For a pause whose start was not
+ * recorded, only an attempted cycle is.
+ */
+export function owedFromBeforePause(cycle: IsoDate, pause: Pause, attempted: boolean): boolean {
+  return attempted || (pause.pausada_desde !== null && cycle < pause.pausada_desde);
+}
+
 /** Where a resumed recurrence's next cycle moves, and the cycles recorded as skipped on the way. */
 export type MoveFromPause = { next: IsoDate; behind: IsoDate[]; paused: IsoDate[] };
 
 /**
- * A recurrence resumed on `resumedOn` whose next cycle `due` is still before that date, for a charge of cycles
- * due by `until`. Cycles of the pause are never charged. A `due` never attempted fell in the pause (as far as
- * the row tells: it keeps no pause start), and moves with the others to the first cycle on or after
- * `resumedOn`. A `due` attempted (declined, or in flight, before the pause) is owed: it stays and is charged
- * itself (null), unless back-billing is off and a cycle after the pause is due by `until` too: then, as for
- * any recurrence behind, only the latest cycle is charged, and `due` is skipped as behind. Null when nothing
- * moves.
+ * A recurrence whose next cycle `due` is still before its resume's date, for a charge of cycles due by
+ * `until`. Cycles of the pause are never charged. Owed cycles (owedFromBeforePause: `due` when `attempted`,
+ * and the ones before the pause began) are charged as any cycles behind are: with back-billing, each,
+ * oldest first (`due` stays: null); without, only the latest cycle due, which is the first after the pause
+ * when that is due by `until` (the owed ones then skipped as behind), else the latest owed one. Without owed
+ * cycles, the next charge moves to the first cycle on or after the resume's date. Null when nothing moves.
  */
 export function moveFromPause(
   due: IsoDate,
-  resumedOn: IsoDate | null,
+  pause: Pause,
   attempted: boolean,
   until: IsoDate,
   schedule: Schedule,
   backbill: boolean,
 ): MoveFromPause | null {
+  const resumedOn = pause.cobrar_a_partir_de;
   if (resumedOn === null || due >= resumedOn) return null;
   const next = firstCycleOnOrAfter(due, resumedOn, schedule);
-  if (attempted && (backbill || next > until)) return null;
-  const from = attempted ? nextCycle(due, schedule) : due;
-  return { next, behind: attempted ? [due] : [], paused: cyclesBetween(from, next, schedule) };
+  const owed = cyclesBetween(due, next, schedule).filter((cycle) =>
+    owedFromBeforePause(cycle, pause, attempted && cycle === due),
+  );
+  const latestOwed = owed.at(-1);
+  if (latestOwed === undefined) return { next, behind: [], paused: cyclesBetween(due, next, schedule) };
+  if (backbill) return null;
+  if (next <= until) {
+    return { next, behind: owed, paused: cyclesBetween(nextCycle(latestOwed, schedule), next, schedule) };
+  }
+  return latestOwed === due ? null : { next: latestOwed, behind: owed.slice(0, -1), paused: [] };
 }
 
 export type RecurrenceStatus = 'ativo' | 'hold' | 'pausado' | 'cancelado' | 'concluido';

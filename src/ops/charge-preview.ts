@@ -53,14 +53,7 @@ function previewOf(row: DueRow, planDate: IsoDate, backbill: boolean): PreviewIt
   }
   // A recurrence resumed from a pause: its cycles are never charged, one owed from before it is (charged
   // itself, as decideCharge does), as phase 1 moves them (startAfterPause).
-  const move = moveFromPause(
-    row.proxima_cobranca,
-    row.cobrar_a_partir_de,
-    row.ciclo_tentado,
-    planDate,
-    row,
-    backbill,
-  );
+  const move = moveFromPause(row.proxima_cobranca, row, row.ciclo_tentado, planDate, row, backbill);
   const due = move?.next ?? row.proxima_cobranca;
   const plan =
     due > planDate ||

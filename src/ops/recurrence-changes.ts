@@ -33,6 +33,7 @@ import { businessDate, laterDate, type IsoDate } from '../domain/dates.ts';
 import {
   anchorInMonthOf,
   decideTransition,
+  owedFromBeforePause,
   scheduleProblem,
   type Transition,
 } from '../domain/recurrence-rules.ts';
@@ -223,10 +224,10 @@ export async function changeRecurrence(deps: OpsDeps, who: Actor, id: number, pa
  * Where a resumed recurrence starts again: cycles that fell during the pause are not charged (recorded as
  * skipped), so an unpaid cycle in the past moves to the first cycle on or after today (`at`; null when it
  * stays). Not while an attempt is pending: its approval sets the next cycle, and moves it on or after the
- * resume's date (`on`) itself. Nor when the cycle was attempted (declined before the pause, with a retry
- * planned or not; or while paused): that cycle fell due before the pause, which does not forgive it (as a
- * charge in flight at the pause and declined after it keeps its retry). Phase 1 charges it, and its approval
- * moves the next cycle past the pause the same way.
+ * resume's date (`on`) itself. Nor when the cycle fell due before the pause began (`pausada_desde`), or was
+ * attempted (declined before the pause, with a retry planned or not; or while paused): the pause does not
+ * forgive it (as a charge in flight at the pause and declined after it keeps its retry). Phase 1 charges it,
+ * and its approval moves the next cycle past the pause the same way.
  */
 async function resumePoint(
   deps: OpsDeps,
@@ -239,6 +240,7 @@ async function resumePoint(
     pending !== null ||
     current.proxima_tentativa !== null ||
     current.proxima_cobranca >= today ||
+    owedFromBeforePause(current.proxima_cobranca, current, false) ||
     (await lastAttemptNumber(tx, current.id, current.proxima_cobranca)) > 0
   )
     return { on: today, at: null };
@@ -334,7 +336,11 @@ export async function transitionRecurrence(deps: OpsDeps, who: Actor, id: number
     // A charge in flight at the pause and declined (or refused) meanwhile left the recurrence paused, so it
     // was never held. Resumed, the same request would be sent again: it goes on hold.
     const ended = to === 'ativo' && pending === null ? await endedWhilePaused(tx, current) : null;
-    let updated = await updateRecurrenceStatus(tx, id, to, resume, ended?.kind === 'lifted');
+    let updated = await updateRecurrenceStatus(tx, id, to, {
+      resume,
+      pausedOn: to === 'pausado' ? businessDate(deps.now(), deps.config.timeZone) : undefined,
+      resetDeclines: ended?.kind === 'lifted',
+    });
     const held = ended?.kind === 'hold' ? ended : null;
     if (held !== null) {
       await markOnHold(tx, [{ id, reason: held.reason }], false);

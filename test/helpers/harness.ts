@@ -147,12 +147,14 @@ export type RecurrenceState = {
   falhas_consecutivas: number;
   ciclos_cobrados: number;
   motivo_hold: string | null;
+  pausada_desde: string | null;
 };
 
 export async function recurrenceState(url: string, id: number): Promise<RecurrenceState> {
   const [row] = await query<RecurrenceState>(
     url,
-    `SELECT status, proxima_cobranca::text, proxima_tentativa::text, falhas_consecutivas, ciclos_cobrados, motivo_hold
+    `SELECT status, proxima_cobranca::text, proxima_tentativa::text, falhas_consecutivas, ciclos_cobrados, motivo_hold,
+       pausada_desde::text
      FROM checkout_recorrencias WHERE id = $1`,
     [id],
   );

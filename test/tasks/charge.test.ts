@@ -153,38 +153,56 @@ t.test('reversible declines back off 1, 3, 7 days and the fourth puts the recurr
   await assertLedgerAgrees(t, h.url, h.gateway);
 });
 
-t.test('a retry that falls after the next cycle charges the declined cycle, then the next one', async (t) => {
-  const h = await createHarness(t);
-  const id = await insertRecurrence(h.pool, {
-    proxima_cobranca: '2031-03-03',
-    periodicidade: 'semanal',
-    cartao_token: 'tok_recusa_reversivel_1',
-  });
-  t.match((await chargeOnce(h, id, '2031-03-03')).result, { status: 'declined', decision: 'retry' });
-  for (const date of ['2031-03-04', '2031-03-07'])
-    t.match((await chargeOnce(h, id, date, 'retentativa')).result, { status: 'declined', decision: 'retry' });
-  // The third backoff (7 days) ends after the next weekly cycle (03-10); the card is replaced meanwhile.
-  t.match(await recurrenceState(h.url, id), {
-    proxima_cobranca: '2031-03-03',
-    proxima_tentativa: '2031-03-14',
-  });
-  await query(h.url, `UPDATE checkout_recorrencias SET cartao_token = 'tok_aprova_2' WHERE id = $1`, [id]);
-  t.match((await chargeOnce(h, id, '2031-03-14', 'retentativa')).result, {
-    status: 'approved',
-    cycle: '2031-03-03',
-    key: `rec-${id}-2031-03-03-t4`,
-  });
-  t.match((await chargeOnce(h, id, '2031-03-15')).result, { status: 'approved', cycle: '2031-03-10' });
-  t.match(await recurrenceState(h.url, id), { proxima_cobranca: '2031-03-17', falhas_consecutivas: 0 });
-  t.same(
-    await query(h.url, 'SELECT ciclo FROM checkout_recorrencia_ciclos_pulados WHERE recorrencia_id = $1', [
-      id,
-    ]),
-    [],
-    'no cycle written off',
+for (const paused of [false, true]) {
+  t.test(
+    `a retry that falls after the next cycle charges the declined cycle, then the next one${paused ? ' (a pause begun and ended meanwhile forgives neither)' : ''}`,
+    async (t) => {
+      const h = await createHarness(t);
+      const id = await insertRecurrence(h.pool, {
+        proxima_cobranca: '2031-03-03',
+        periodicidade: 'semanal',
+        cartao_token: 'tok_recusa_reversivel_1',
+      });
+      t.match((await chargeOnce(h, id, '2031-03-03')).result, { status: 'declined', decision: 'retry' });
+      for (const date of ['2031-03-04', '2031-03-07'])
+        t.match((await chargeOnce(h, id, date, 'retentativa')).result, {
+          status: 'declined',
+          decision: 'retry',
+        });
+      // The third backoff (7 days) ends after the next weekly cycle (03-10); the card is replaced meanwhile.
+      t.match(await recurrenceState(h.url, id), {
+        proxima_cobranca: '2031-03-03',
+        proxima_tentativa: '2031-03-14',
+      });
+      if (paused) {
+        // Paused and resumed the same day, both cycles due before: the pause has no cycle of its own.
+        h.setNow(new Date('2031-03-12T15:00:00Z'));
+        await transitionRecurrence(h.deps, testActor('checkout'), id, 'pausar');
+        await transitionRecurrence(h.deps, testActor('checkout'), id, 'retomar');
+      }
+      await query(h.url, `UPDATE checkout_recorrencias SET cartao_token = 'tok_aprova_2' WHERE id = $1`, [
+        id,
+      ]);
+      t.match((await chargeOnce(h, id, '2031-03-14', 'retentativa')).result, {
+        status: 'approved',
+        cycle: '2031-03-03',
+        key: `rec-${id}-2031-03-03-t4`,
+      });
+      t.match((await chargeOnce(h, id, '2031-03-15')).result, { status: 'approved', cycle: '2031-03-10' });
+      t.match(await recurrenceState(h.url, id), { proxima_cobranca: '2031-03-17', falhas_consecutivas: 0 });
+      t.same(
+        await query(
+          h.url,
+          'SELECT ciclo FROM checkout_recorrencia_ciclos_pulados WHERE recorrencia_id = $1',
+          [id],
+        ),
+        [],
+        'no cycle written off',
+      );
+      await assertLedgerAgrees(t, h.url, h.gateway);
+    },
   );
-  await assertLedgerAgrees(t, h.url, h.gateway);
-});
+}
 
 t.test(
   'an irreversible decline puts the recurrence on hold at once, and nothing is sent for it afterwards',
@@ -425,30 +443,44 @@ t.test(
   },
 );
 
+/** The first attempt of recurrence $1's next cycle, pending, as a phase 1 creates it; $2: blocked by this code. */
+const PENDING_FIRST_ATTEMPT = `INSERT INTO checkout_recorrencia_cobrancas
+    (recorrencia_id, ciclo, tentativa, chave_idempotencia, valor_centavos, moeda, cartao_token, data_negocio,
+     envios, enviada_em, codigo_recusa)
+  SELECT id, proxima_cobranca, 1, 'rec-' || id || '-' || proxima_cobranca || '-t1', valor_centavos, moeda,
+    cartao_token, proxima_cobranca, 1, now(), $2
+  FROM checkout_recorrencias WHERE id = $1`;
+
 /**
- * Another worker's phase 1 for recurrence `id` (a retry job racing the daily one), holding its lock with a
- * pending attempt for its next cycle not yet committed: runs `charge` until it waits on that lock,
- * then the other phase 1 commits.
+ * Another transaction holding recurrence `id`'s lock, having run `meanwhile` under it: runs `charge` until it
+ * waits on that lock, then the other transaction commits.
  */
-async function afterAnotherPhase1<T>(t: Test, h: Harness, id: number, charge: () => Promise<T>): Promise<T> {
+async function whileLockedBy<T>(
+  t: Test,
+  h: Harness,
+  id: number,
+  meanwhile: (other: pg.Client) => Promise<unknown>,
+  charge: () => Promise<T>,
+): Promise<T> {
   const other = new pg.Client({ connectionString: h.url });
   await other.connect();
   t.teardown(() => other.end());
   await other.query('BEGIN');
   await other.query('SELECT id FROM checkout_recorrencias WHERE id = $1 FOR UPDATE', [id]);
-  await other.query(
-    `INSERT INTO checkout_recorrencia_cobrancas
-       (recorrencia_id, ciclo, tentativa, chave_idempotencia, valor_centavos, moeda, cartao_token, data_negocio,
-        envios, enviada_em)
-     SELECT id, proxima_cobranca, 1, 'rec-' || id || '-' || proxima_cobranca || '-t1', valor_centavos, moeda,
-       cartao_token, proxima_cobranca, 1, now()
-     FROM checkout_recorrencias WHERE id = $1`,
-    [id],
-  );
+  await meanwhile(other);
   const charging = charge();
   await lockWaiters(h.url);
   await other.query('COMMIT');
   return charging;
+}
+
+/**
+ * Another worker's phase 1 for recurrence `id` (a retry job racing the daily one), holding its lock with a
+ * pending attempt for its next cycle not yet committed: runs `charge` until it waits on that lock,
+ * then the other phase 1 commits.
+ */
+function afterAnotherPhase1<T>(t: Test, h: Harness, id: number, charge: () => Promise<T>): Promise<T> {
+  return whileLockedBy(t, h, id, (other) => other.query(PENDING_FIRST_ATTEMPT, [id, null]), charge);
 }
 
 /** A recurrence due on DAY, resumed from a pause on `date` (its cycles before it are the pause's). */
@@ -1054,6 +1086,72 @@ t.test(
       falhas_consecutivas: 0,
     });
     t.match(await recurrenceState(h.url, other), { proxima_cobranca: '2031-06-10' });
+    await assertLedgerAgrees(t, h.url, h.gateway);
+  },
+);
+
+t.test(
+  'cycles that fell due before a pause began are owed: with back-billing each is charged after the resume',
+  async (t) => {
+    const h = await createHarness(t, { env: { BACKBILL_MISSED_CYCLES: 'true' } });
+    const id = await insertRecurrence(h.pool, {
+      proxima_cobranca: DAY,
+      cartao_token: 'tok_recusa_irreversivel',
+    });
+    t.match((await chargeOnce(h, id, DAY)).result, { status: 'declined', decision: 'hold' });
+    // Reactivated three months later with a new card, then paused and resumed on the same day.
+    h.setNow(new Date('2031-06-15T15:00:00Z'));
+    await changeRecurrence(h.deps, testActor('checkout'), id, { cartao_token: 'tok_aprova_8' });
+    await reactivateRecurrence(h.deps, testActor('operador'), id);
+    await transitionRecurrence(h.deps, testActor('checkout'), id, 'pausar');
+    await transitionRecurrence(h.deps, testActor('checkout'), id, 'retomar');
+    t.match(await recurrenceState(h.url, id), {
+      status: 'ativo',
+      proxima_cobranca: DAY,
+      pausada_desde: '2031-06-15',
+    });
+    t.match((await chargeOnce(h, id, '2031-06-16')).result, { status: 'approved', cycle: DAY });
+    for (const cycle of ['2031-04-10', '2031-05-10', '2031-06-10']) {
+      const [job] = await h.fetchChargeJobs();
+      t.match(await chargeRecurrence(h.deps, job as never), { status: 'approved', cycle });
+    }
+    t.same(await h.fetchChargeJobs(), [], 'caught up');
+    t.same(await skippedCyclesOf(h.url, id), [], 'nothing written off');
+    t.match(await recurrenceState(h.url, id), { proxima_cobranca: '2031-07-10' });
+    await assertLedgerAgrees(t, h.url, h.gateway);
+  },
+);
+
+t.test(
+  'an owed cycle whose attempt another transaction ended while phase 1 waited: decided past the pause all the same',
+  async (t) => {
+    const h = await createHarness(t);
+    h.setNow(new Date('2031-06-12T15:00:00Z'));
+    // Resumed on 05-20 while its attempt for 03-10 was blocked: active, that cycle owed.
+    const id = await resumedOn(h, '2031-05-20');
+    await query(h.url, PENDING_FIRST_ATTEMPT, [id, 'idempotency_key_reused']);
+    // An operator's nao_cobrada, under the recurrence's lock, while a job for 06-12 waits for that lock.
+    const charging = whileLockedBy(
+      t,
+      h,
+      id,
+      (other) =>
+        other.query(
+          `UPDATE checkout_recorrencia_cobrancas SET status = 'rejeitada', resolvida_em = now() WHERE recorrencia_id = $1`,
+          [id],
+        ),
+      () => chargeOnce(h, id, '2031-06-12'),
+    );
+    t.match((await charging).result, { status: 'approved', cycle: '2031-06-10' });
+    t.same(
+      await skippedCyclesOf(h.url, id),
+      [
+        { ciclo: DAY, motivo: BEHIND },
+        { ciclo: '2031-04-10', motivo: PAUSED },
+        { ciclo: '2031-05-10', motivo: PAUSED },
+      ],
+      'as the job would have decided without the wait: only the latest cycle, back-billing off',
+    );
     await assertLedgerAgrees(t, h.url, h.gateway);
   },
 );

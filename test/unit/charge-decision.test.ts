@@ -1,7 +1,7 @@
 // Phase 1's decision for one job, for every branch: what is skipped and why, what is resumed, what is planned.
 import t from 'tap';
 import type { Recurrence } from '../../src/db/recorrencias.ts';
-import { moveFromPause } from '../../src/domain/recurrence-rules.ts';
+import { moveFromPause, type Pause } from '../../src/domain/recurrence-rules.ts';
 import { decideCharge as decide } from '../../src/tasks/charge/charge-decision.ts';
 
 const base: Recurrence = {
@@ -28,6 +28,7 @@ const base: Recurrence = {
   referencia_externa: null,
   id_legado: null,
   cobrar_a_partir_de: null,
+  pausada_desde: null,
   hold_avisado_em: null,
   criado_em: new Date(),
   atualizado_em: new Date(),
@@ -177,12 +178,13 @@ t.test(
 
 t.test('where a resumed recurrence moves past its pause (moveFromPause)', async (t) => {
   const monthly = { periodicidade: 'mensal' as const, dia_ancora: 10 };
-  const move = (attempted: boolean, until: string, backbill: boolean) =>
-    moveFromPause('2031-03-10', '2031-05-20', attempted, until, monthly, backbill);
+  const unknownStart = { pausada_desde: null, cobrar_a_partir_de: '2031-05-20' };
+  const move = (attempted: boolean, until: string, backbill: boolean, pause: Pause = unknownStart) =>
+    moveFromPause('2031-03-10', pause, attempted, until, monthly, backbill);
   t.same(
     move(false, '2031-05-21', false),
     { next: '2031-06-10', behind: [], paused: ['2031-03-10', '2031-04-10', '2031-05-10'] },
-    'never attempted: a cycle of the pause',
+    'never attempted, pause start unknown: a cycle of the pause',
   );
   t.equal(move(true, '2031-05-21', false), null, 'attempted, nothing after the pause due yet: owed');
   t.equal(move(true, '2031-06-15', true), null, 'attempted, back-billing: owed, then the rest');
@@ -191,8 +193,33 @@ t.test('where a resumed recurrence moves past its pause (moveFromPause)', async 
     { next: '2031-06-10', behind: ['2031-03-10'], paused: ['2031-04-10', '2031-05-10'] },
     'attempted, a cycle after the pause due, no back-billing: only the latest is charged',
   );
-  t.equal(moveFromPause('2031-05-20', '2031-05-20', false, '2031-06-15', monthly, false), null, 'not before');
-  t.equal(moveFromPause('2031-03-10', null, false, '2031-06-15', monthly, false), null, 'never paused');
+  const at = (due: string, pause: Pause) => moveFromPause(due, pause, false, '2031-05-21', monthly, false);
+  t.equal(at('2031-05-20', unknownStart), null, 'not before the resume');
+  t.equal(at('2031-03-10', { pausada_desde: null, cobrar_a_partir_de: null }), null, 'never paused');
+
+  // Paused on 04-20: 03-10 and 04-10 fell due before it, never attempted (waiting for a retry, say).
+  const known = { pausada_desde: '2031-04-20', cobrar_a_partir_de: '2031-05-20' };
+  t.same(
+    move(false, '2031-05-21', false, known),
+    { next: '2031-04-10', behind: ['2031-03-10'], paused: [] },
+    'owed, nothing after the pause due: the latest owed cycle is charged',
+  );
+  t.equal(move(false, '2031-05-21', true, known), null, 'back-billing: the oldest owed first');
+  t.same(
+    move(false, '2031-06-15', false, known),
+    { next: '2031-06-10', behind: ['2031-03-10', '2031-04-10'], paused: ['2031-05-10'] },
+    'a cycle after the pause due: only it is charged',
+  );
+  t.same(
+    at('2031-03-10', { pausada_desde: '2031-05-20', cobrar_a_partir_de: '2031-05-20' }),
+    { next: '2031-05-10', behind: ['2031-03-10', '2031-04-10'], paused: [] },
+    'a zero-day pause forgives nothing',
+  );
+  t.same(
+    at('2031-04-10', { pausada_desde: '2031-04-10', cobrar_a_partir_de: '2031-05-20' }),
+    { next: '2031-06-10', behind: [], paused: ['2031-04-10', '2031-05-10'] },
+    'a cycle due on the day the pause began is one of the pause',
+  );
 });
 
 t.test(

@@ -110,7 +110,7 @@ async function startAfterPause(
   if ((await findPendingAttempt(tx, candidate.id)) !== null) return { ...candidate, tem_pendente: true };
   const move = moveFromPause(
     candidate.proxima_cobranca,
-    candidate.cobrar_a_partir_de,
+    candidate,
     candidate.ultima_tentativa > 0,
     until,
     candidate,
@@ -166,7 +166,7 @@ export async function prepareAttempts(
     }
     const locked = candidates.get(job.data.recorrenciaId);
     const until = laterDate(job.data.dataNegocio, today);
-    const candidate = locked === undefined ? null : await startAfterPause(tx, locked, backbill, until);
+    let candidate = locked === undefined ? null : await startAfterPause(tx, locked, backbill, until);
     const dueOn = locked?.proxima_cobranca;
     // A later job of the batch for the same recurrence decides on the row as this one leaves it.
     if (candidate !== null) candidates.set(candidate.id, candidate);
@@ -189,8 +189,13 @@ export async function prepareAttempts(
       }
       // The locking statement read tem_pendente in the snapshot it took before waiting for the lock, while
       // the recurrence row it returns is the one the previous lock holder committed: when that holder resolved
-      // the attempt (and, say, planned a retry), decide again on the row as it is. The fresh_key mutant
-      // decides as if the recurrence were not waiting for a retry either.
+      // the attempt (and, say, planned a retry), decide again on the row as it is, past a pause as the first
+      // decision would have been. The fresh_key mutant decides as if the recurrence were not waiting for a
+      // retry either.
+      if (resumed === 'resolved_meanwhile') {
+        candidate = await startAfterPause(tx, { ...candidate, tem_pendente: false }, backbill, until);
+        candidates.set(candidate.id, candidate);
+      }
       decision = decideCharge(
         resumed === 'abandoned' ? { ...candidate, proxima_tentativa: null } : candidate,
         false,

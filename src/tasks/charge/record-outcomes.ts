@@ -415,6 +415,7 @@ export async function skipCyclesOfPause(
             id: row.recorrencia_id,
             proxima_cobranca: row.proxima_cobranca,
             cobrar_a_partir_de: row.cobrar_a_partir_de,
+            pausada_desde: row.pausada_desde,
           });
     rows.push(next === null ? row : { ...row, proxima_cobranca: next });
   }
