@@ -86,9 +86,7 @@ export async function updateRecurrenceFields(
 
 /**
  * Sets the status. Cancelling starts the archive clock and drops a planned retry. Pausing records its
- * business date (`change.pausedOn`, the pause's first day), unless a cycle of an earlier pause is still to be
- * settled (the next charge is before that resume's date): the pauses then count as one, from the earlier
- * start. Resuming records its business date (`resume.on`: no cycle before it is charged) and may move the
+ * business date when given (`change.pausedOn`, the pause's first day; see earlierPauseStillOpen). Resuming records its business date (`resume.on`: no cycle before it is charged) and may move the
  * unpaid cycle forward (`resume.at`), dropping the retry and the declines of the cycle left behind.
  * `resetDeclines`: the decline count starts again (a card changed after the declines that ended its retries).
  */
@@ -107,10 +105,7 @@ export async function updateRecurrenceStatus(
   return tx.one(sql.type(Recurrence)`
     UPDATE checkout_recorrencias SET
       status = ${status},
-      pausada_desde = CASE
-        WHEN ${pausedOn}::date IS NULL THEN pausada_desde
-        WHEN cobrar_a_partir_de IS NOT NULL AND proxima_cobranca < cobrar_a_partir_de THEN pausada_desde
-        ELSE ${pausedOn}::date END,
+      pausada_desde = coalesce(${pausedOn}::date, pausada_desde),
       encerrada_em = CASE WHEN ${status} = 'cancelado' THEN now() ELSE encerrada_em END,
       proxima_tentativa = CASE WHEN ${status} = 'cancelado' OR ${resumeAt !== null} THEN NULL ELSE proxima_tentativa END,
       falhas_consecutivas = CASE WHEN ${resumeAt !== null || resetDeclines} THEN 0 ELSE falhas_consecutivas END,

@@ -85,6 +85,21 @@ export function owedFromBeforePause(cycle: IsoDate, pause: Pause, attempted: boo
   return attempted || (pause.pausada_desde !== null && cycle < pause.pausada_desde);
 }
 
+/**
+ * Whether a cycle of the recurrence's last pause is still ahead of its next charge, not yet recorded as
+ * skipped: only while a cycle owed from before that pause is unpaid, and that pause held a cycle after it.
+ * A new `pausar` then keeps that pause's start (the two count as one, from the earlier start: the cycles
+ * that fell due between them count as the pause's), since the row keeps one pause. With an unknown start
+ * (null), true whenever the next charge is before the resume's date.
+ */
+export function earlierPauseStillOpen(recurrence: Pause & Schedule & { proxima_cobranca: IsoDate }): boolean {
+  const resumedOn = recurrence.cobrar_a_partir_de;
+  if (resumedOn === null || recurrence.proxima_cobranca >= resumedOn) return false;
+  if (recurrence.pausada_desde === null) return true;
+  const after = nextCycle(recurrence.proxima_cobranca, recurrence);
+  return firstCycleOnOrAfter(after, recurrence.pausada_desde, recurrence) < resumedOn;
+}
+
 /** Where a resumed recurrence's next cycle moves, and the cycles recorded as skipped on the way. */
 export type MoveFromPause = { next: IsoDate; behind: IsoDate[]; paused: IsoDate[] };
 

@@ -33,6 +33,7 @@ import { businessDate, laterDate, type IsoDate } from '../domain/dates.ts';
 import {
   anchorInMonthOf,
   decideTransition,
+  earlierPauseStillOpen,
   owedFromBeforePause,
   scheduleProblem,
   type Transition,
@@ -338,7 +339,10 @@ export async function transitionRecurrence(deps: OpsDeps, who: Actor, id: number
     const ended = to === 'ativo' && pending === null ? await endedWhilePaused(tx, current) : null;
     let updated = await updateRecurrenceStatus(tx, id, to, {
       resume,
-      pausedOn: to === 'pausado' ? businessDate(deps.now(), deps.config.timeZone) : undefined,
+      pausedOn:
+        to === 'pausado' && !earlierPauseStillOpen(current)
+          ? businessDate(deps.now(), deps.config.timeZone)
+          : undefined,
       resetDeclines: ended?.kind === 'lifted',
     });
     const held = ended?.kind === 'hold' ? ended : null;
