@@ -45,18 +45,19 @@ ORDER BY r.id_legado NULLS LAST, c.recorrencia_id;
 -- system does not know these values. Carry each one back as it stands here (a cancellation the old system
 -- missed would be charged again); proxima_cobranca already counts the cycles charged here. A recurrence
 -- resumed here whose proxima_cobranca is before cobrar_a_partir_de still owes that cycle from before its pause:
--- the cycles from pausada_desde up to cobrar_a_partir_de fell in the pause and are not to be charged (null
--- pausada_desde: every cycle after proxima_cobranca before cobrar_a_partir_de).
+-- the cycles after it from pausada_desde up to cobrar_a_partir_de, and in each [from, until) pair of
+-- pausas_anteriores, fell in a pause and are not to be charged (null pausada_desde: every cycle after
+-- proxima_cobranca before cobrar_a_partir_de).
 WITH recorrencias AS (
   SELECT id, id_legado, status, proxima_cobranca, valor_centavos, periodicidade, dia_ancora, cobrar_a_partir_de,
-    pausada_desde, false AS arquivada
+    pausada_desde, pausas_anteriores, false AS arquivada
   FROM checkout_recorrencias
   UNION ALL SELECT id, id_legado, status, proxima_cobranca, valor_centavos, periodicidade, dia_ancora,
-    cobrar_a_partir_de, pausada_desde, true
+    cobrar_a_partir_de, pausada_desde, pausas_anteriores, true
   FROM checkout_recorrencias_arquivo
 )
 SELECT r.id_legado, r.id AS recorrencia_id, r.status, r.proxima_cobranca, r.valor_centavos, r.periodicidade,
-  r.dia_ancora, r.cobrar_a_partir_de, r.pausada_desde, (SELECT string_agg(DISTINCT a.campo, ', ') FROM checkout_recorrencias_alteracoes a
+  r.dia_ancora, r.cobrar_a_partir_de, r.pausada_desde, r.pausas_anteriores, (SELECT string_agg(DISTINCT a.campo, ', ') FROM checkout_recorrencias_alteracoes a
     WHERE a.recorrencia_id = r.id) AS campos_alterados, r.arquivada
 FROM recorrencias r
 WHERE r.id_legado IS NULL

@@ -92,6 +92,7 @@ const Approved = z.object({
   proxima_cobranca: z.string(),
   cobrar_a_partir_de: z.string().nullable(),
   pausada_desde: z.string().nullable(),
+  pausas_anteriores: z.array(z.tuple([z.string().nullable(), z.string()])),
 });
 export type Approved = z.infer<typeof Approved>;
 
@@ -142,10 +143,11 @@ export async function recordApprovals(
       FROM resolved JOIN input i ON i.attempt_id = resolved.id
       WHERE r.id = resolved.recorrencia_id
       RETURNING r.id, r.status, coalesce(r.encerrada_em = now(), false) AS concluida, r.proxima_cobranca,
-        r.cobrar_a_partir_de, r.pausada_desde
+        r.cobrar_a_partir_de, r.pausada_desde, r.pausas_anteriores
     )
     SELECT resolved.id AS attempt_id, resolved.recorrencia_id, advanced.status, advanced.concluida,
-      advanced.proxima_cobranca, advanced.cobrar_a_partir_de, advanced.pausada_desde
+      advanced.proxima_cobranca, advanced.cobrar_a_partir_de, advanced.pausada_desde,
+      advanced.pausas_anteriores
     FROM resolved JOIN advanced ON advanced.id = resolved.recorrencia_id`);
   return result.rows;
 }

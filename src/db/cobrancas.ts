@@ -5,12 +5,7 @@ import { sql, type CommonQueryMethods } from 'slonik';
 import { z } from 'zod';
 import { cyclesBetween, type Schedule } from '../domain/calendar.ts';
 import type { IsoDate } from '../domain/dates.ts';
-import {
-  firstCycleOnOrAfter,
-  nextChargeBeforeResume,
-  owedFromBeforePause,
-  type Pause,
-} from '../domain/recurrence-rules.ts';
+import { firstCycleOnOrAfter, moveFromPause, type Pause } from '../domain/recurrence-rules.ts';
 import { moveNextCharge } from './recorrencias.ts';
 
 // Row schemas are built once: zod compiles a schema on first use, so an inline one would cost that on every call.
@@ -274,25 +269,23 @@ export async function skipPausedCycles(
 }
 
 /**
- * A recurrence resumed (`cobrar_a_partir_de`) whose next cycle is a cycle of the pause: the cycles of the pause
- * are recorded as skipped and its next charge moves to the first cycle on or after the resume's date, which is
- * returned. Null when it is not before that date, or is owed from before the pause began (nothing done: it is
- * charged). Callers check what else must hold (no attempt pending, no retry planned, the cycle not attempted).
+ * A recurrence resumed (`cobrar_a_partir_de`) whose next cycle is a cycle of a pause: the cycles of the pauses
+ * are recorded as skipped and its next charge moves to the first cycle after them, an owed one (due outside
+ * every pause, see owedFromBeforePause) or the first on or after the resume's date, which is returned. Null
+ * when nothing moves: not before that date, or owed itself (charged). Callers check what else must hold (no
+ * attempt pending, no retry planned, the cycle not attempted).
  */
 export async function moveNextChargePastPause(
   tx: CommonQueryMethods,
   recurrence: Schedule & Pause & { id: number; proxima_cobranca: IsoDate },
 ): Promise<IsoDate | null> {
-  const resumedOn = recurrence.cobrar_a_partir_de;
-  if (
-    !nextChargeBeforeResume(recurrence) ||
-    resumedOn === null ||
-    owedFromBeforePause(recurrence.proxima_cobranca, recurrence, false)
-  )
-    return null;
-  const next = await skipPausedCycles(tx, recurrence, recurrence.proxima_cobranca, resumedOn);
-  await moveNextCharge(tx, recurrence.id, next);
-  return next;
+  const due = recurrence.proxima_cobranca;
+  // With back-billing's rule: to the oldest owed cycle, whatever is due by when (`until` is then unused).
+  const move = moveFromPause(due, recurrence, false, due, recurrence, true);
+  if (move === null) return null;
+  await insertSkippedCycles(tx, recurrence.id, move.paused, move.next, PAUSED_CYCLE);
+  await moveNextCharge(tx, recurrence.id, move.next);
+  return move.next;
 }
 
 /** The recurrence's latest attempt (highest cycle, then attempt number), or null. */

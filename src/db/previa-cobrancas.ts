@@ -25,6 +25,7 @@ export const DueRow = z.object({
   proxima_cobranca: z.string(),
   cobrar_a_partir_de: z.string().nullable(),
   pausada_desde: z.string().nullable(),
+  pausas_anteriores: z.array(z.tuple([z.string().nullable(), z.string()])),
   /** Whether the next cycle was attempted already (declined: a cycle owed from before a pause). */
   ciclo_tentado: z.boolean(),
   valor_centavos: z.number(),
@@ -49,6 +50,7 @@ export async function findDuePreviewPage(
   const result = await db.query(sql.type(DueRow)`
     SELECT r.id, r.id_legado, r.vendedor_id, r.periodicidade, r.dia_ancora, r.proxima_cobranca::text AS proxima_cobranca,
       r.cobrar_a_partir_de::text AS cobrar_a_partir_de, r.pausada_desde::text AS pausada_desde,
+      r.pausas_anteriores,
       EXISTS (SELECT 1 FROM checkout_recorrencia_cobrancas a
         WHERE a.recorrencia_id = r.id AND a.ciclo = r.proxima_cobranca) AS ciclo_tentado,
       r.valor_centavos, r.moeda, c.ciclo::text AS pendente_ciclo, c.valor_centavos AS pendente_valor_centavos

@@ -39,6 +39,8 @@ export const Recurrence = z.object({
   cobrar_a_partir_de: z.string().nullable(),
   /** The business date of the `pausar` of that pause: its cycles are from here up to `cobrar_a_partir_de`. */
   pausada_desde: z.string().nullable(),
+  /** Earlier pauses still ahead of the next charge, [pausada_desde, cobrar_a_partir_de] (see migration 0021). */
+  pausas_anteriores: z.array(z.tuple([z.string().nullable(), z.string()])),
   hold_avisado_em: z.date().nullable(),
   criado_em: z.date(),
   atualizado_em: z.date(),
@@ -49,7 +51,7 @@ export type Recurrence = z.infer<typeof Recurrence>;
 export const RECURRENCE_COLUMNS = sql.fragment`id, vendedor_id, cliente_ref, cartao_token, bandeira, valor_centavos, moeda, descricao,
   periodicidade, dia_ancora, proxima_cobranca, total_ciclos, ciclos_cobrados, status, falhas_consecutivas,
   total_falhas, proxima_tentativa, motivo_hold, hold_em, encerrada_em, referencia_externa, id_legado,
-  cobrar_a_partir_de, pausada_desde, hold_avisado_em, criado_em, atualizado_em`;
+  cobrar_a_partir_de, pausada_desde, pausas_anteriores, hold_avisado_em, criado_em, atualizado_em`;
 
 /** Locks the row for the rest of the transaction (the charge phases serialise on it). */
 export async function lockRecurrence(tx: CommonQueryMethods, id: number): Promise<Recurrence | null> {

@@ -60,8 +60,15 @@ export function firstCycleOnOrAfter(due: IsoDate, date: IsoDate, schedule: Sched
   return latest === date ? latest : nextCycle(latest, schedule);
 }
 
-/** A recurrence's last pause: from `pausada_desde` (null: paused before that was recorded) to its resume. */
-export type Pause = { pausada_desde: IsoDate | null; cobrar_a_partir_de: IsoDate | null };
+/**
+ * A recurrence's pauses: the last, from `pausada_desde` (null: paused before that was recorded) to its resume
+ * `cobrar_a_partir_de`, and the earlier ones still ahead of the next charge (`pausas_anteriores`).
+ */
+export type Pause = {
+  pausada_desde: IsoDate | null;
+  cobrar_a_partir_de: IsoDate | null;
+  pausas_anteriores: ReadonlyArray<readonly [IsoDate | null, IsoDate]>;
+};
 
 /**
  * Whether the next cycle is before a resume's date: a cycle of the pause (moveNextChargePastPause moves it),
@@ -76,21 +83,28 @@ export function nextChargeBeforeResume(recurrence: {
   );
 }
 
+/** Whether `cycle` falls in [from, until): a pause's days; an unknown start (null) reaches back for ever. */
+function within(cycle: IsoDate, [from, until]: readonly [IsoDate | null, IsoDate]): boolean {
+  return (from === null || cycle >= from) && cycle < until;
+}
+
 /**
- * Whether `cycle`, before the resume's date, is owed rather than a cycle of the pause: it fell due before the
- * pause began, or it was attempted then (declined, or in flight at `pausar`). For a pause whose start was not
- * recorded, only an attempted cycle is.
+ * Whether `cycle`, before the resume's date, is owed rather than a cycle of a pause: it fell due outside every
+ * pause (before the last began, between two), or it was attempted then (declined, or in flight at `pausar`).
+ * For a pause whose start was not recorded, only an attempted cycle before its resume is.
  */
 export function owedFromBeforePause(cycle: IsoDate, pause: Pause, attempted: boolean): boolean {
-  return attempted || (pause.pausada_desde !== null && cycle < pause.pausada_desde);
+  if (attempted) return true;
+  const last =
+    pause.cobrar_a_partir_de === null ? [] : [[pause.pausada_desde, pause.cobrar_a_partir_de] as const];
+  return ![...pause.pausas_anteriores, ...last].some((days) => within(cycle, days));
 }
 
 /**
  * Whether a cycle of the recurrence's last pause is still ahead of its next charge, not yet recorded as
  * skipped: only while a cycle owed from before that pause is unpaid, and that pause held a cycle after it.
- * A new `pausar` then keeps that pause's start (the two count as one, from the earlier start: the cycles
- * that fell due between them count as the pause's), since the row keeps one pause. With an unknown start
- * (null), true whenever the next charge is before the resume's date.
+ * A new `pausar` then keeps that pause in `pausas_anteriores`, so its cycles stay its own. With an unknown
+ * start (null), true whenever the next charge is before the resume's date.
  */
 export function earlierPauseStillOpen(recurrence: Pause & Schedule & { proxima_cobranca: IsoDate }): boolean {
   const resumedOn = recurrence.cobrar_a_partir_de;
@@ -104,12 +118,13 @@ export function earlierPauseStillOpen(recurrence: Pause & Schedule & { proxima_c
 export type MoveFromPause = { next: IsoDate; behind: IsoDate[]; paused: IsoDate[] };
 
 /**
- * A recurrence whose next cycle `due` is still before its resume's date, for a charge of cycles due by
- * `until`. Cycles of the pause are never charged. Owed cycles (owedFromBeforePause: `due` when `attempted`,
- * and the ones before the pause began) are charged as any cycles behind are: with back-billing, each,
- * oldest first (`due` stays: null); without, only the latest cycle due, which is the first after the pause
- * when that is due by `until` (the owed ones then skipped as behind), else the latest owed one. Without owed
- * cycles, the next charge moves to the first cycle on or after the resume's date. Null when nothing moves.
+ * A recurrence whose next cycle `due` is still before its last resume's date, for a charge of cycles due by
+ * `until`. Cycles of a pause are never charged. Owed cycles (owedFromBeforePause: `due` when `attempted`, and
+ * the ones outside every pause) are charged as any cycles behind are: with back-billing, each, oldest first
+ * (the next charge moves to the oldest; null when that is `due`); without, only the latest cycle due, which
+ * is the first after the last resume when that is due by `until` (the owed ones then skipped as behind),
+ * else the latest owed one. Without owed cycles, the next charge moves to the first cycle on or after the
+ * resume's date. The cycles of a pause passed on the way are returned as `paused`. Null when nothing moves.
  */
 export function moveFromPause(
   due: IsoDate,
@@ -122,16 +137,17 @@ export function moveFromPause(
   const resumedOn = pause.cobrar_a_partir_de;
   if (resumedOn === null || due >= resumedOn) return null;
   const next = firstCycleOnOrAfter(due, resumedOn, schedule);
-  const owed = cyclesBetween(due, next, schedule).filter((cycle) =>
-    owedFromBeforePause(cycle, pause, attempted && cycle === due),
-  );
+  const cycles = cyclesBetween(due, next, schedule);
+  const owed = cycles.filter((cycle) => owedFromBeforePause(cycle, pause, attempted && cycle === due));
+  const paused = cycles.filter((cycle) => !owed.includes(cycle));
+  const moveTo = (target: IsoDate, behind: IsoDate[]): MoveFromPause | null =>
+    target === due ? null : { next: target, behind, paused: paused.filter((cycle) => cycle < target) };
+  const [oldestOwed] = owed;
   const latestOwed = owed.at(-1);
-  if (latestOwed === undefined) return { next, behind: [], paused: cyclesBetween(due, next, schedule) };
-  if (backbill) return null;
-  if (next <= until) {
-    return { next, behind: owed, paused: cyclesBetween(nextCycle(latestOwed, schedule), next, schedule) };
-  }
-  return latestOwed === due ? null : { next: latestOwed, behind: owed.slice(0, -1), paused: [] };
+  if (oldestOwed === undefined || latestOwed === undefined) return { next, behind: [], paused };
+  if (backbill) return moveTo(oldestOwed, []);
+  if (next <= until) return { next, behind: owed, paused };
+  return moveTo(latestOwed, owed.slice(0, -1));
 }
 
 export type RecurrenceStatus = 'ativo' | 'hold' | 'pausado' | 'cancelado' | 'concluido';

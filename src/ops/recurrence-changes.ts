@@ -34,7 +34,6 @@ import {
   anchorInMonthOf,
   decideTransition,
   earlierPauseStillOpen,
-  owedFromBeforePause,
   scheduleProblem,
   type Transition,
 } from '../domain/recurrence-rules.ts';
@@ -241,7 +240,8 @@ async function resumePoint(
     pending !== null ||
     current.proxima_tentativa !== null ||
     current.proxima_cobranca >= today ||
-    owedFromBeforePause(current.proxima_cobranca, current, false) ||
+    // Due before the pause now ending began (with its start recorded): owed.
+    (current.pausada_desde !== null && current.proxima_cobranca < current.pausada_desde) ||
     (await lastAttemptNumber(tx, current.id, current.proxima_cobranca)) > 0
   )
     return { on: today, at: null };
@@ -339,10 +339,8 @@ export async function transitionRecurrence(deps: OpsDeps, who: Actor, id: number
     const ended = to === 'ativo' && pending === null ? await endedWhilePaused(tx, current) : null;
     let updated = await updateRecurrenceStatus(tx, id, to, {
       resume,
-      pausedOn:
-        to === 'pausado' && !earlierPauseStillOpen(current)
-          ? businessDate(deps.now(), deps.config.timeZone)
-          : undefined,
+      pausedOn: to === 'pausado' ? businessDate(deps.now(), deps.config.timeZone) : undefined,
+      keepEarlierPause: to === 'pausado' && earlierPauseStillOpen(current),
       resetDeclines: ended?.kind === 'lifted',
     });
     const held = ended?.kind === 'hold' ? ended : null;

@@ -1165,6 +1165,31 @@ t.test(
 );
 
 t.test(
+  "a second pause keeps the first one's cycles its own: back-billing charges the cycles due between them",
+  async (t) => {
+    const h = await createHarness(t, {
+      env: { MAX_DECLINES_BEFORE_HOLD: '2', BACKBILL_MISSED_CYCLES: 'true' },
+    });
+    // Paused 03-11 to 05-20 (04-10 and 05-10), held until 08-15, then paused and resumed on 08-15.
+    const id = await heldAfterResuming(t, h, '2031-08-15');
+    await transitionRecurrence(h.deps, testActor('checkout'), id, 'pausar');
+    await transitionRecurrence(h.deps, testActor('checkout'), id, 'retomar');
+    t.match((await chargeOnce(h, id, '2031-08-16')).result, { status: 'approved', cycle: DAY });
+    for (const cycle of ['2031-06-10', '2031-07-10', '2031-08-10']) {
+      const [job] = await h.fetchChargeJobs();
+      t.match(await chargeRecurrence(h.deps, job as never), { status: 'approved', cycle });
+    }
+    t.same(await h.fetchChargeJobs(), [], 'caught up');
+    t.same(await skippedCyclesOf(h.url, id), [
+      { ciclo: '2031-04-10', motivo: PAUSED },
+      { ciclo: '2031-05-10', motivo: PAUSED },
+    ]);
+    t.match(await recurrenceState(h.url, id), { proxima_cobranca: '2031-09-10' });
+    await assertLedgerAgrees(t, h.url, h.gateway);
+  },
+);
+
+t.test(
   'phase 1 never charges a cycle before the resume date, however the recurrence got there',
   async (t) => {
     const h = await createHarness(t);

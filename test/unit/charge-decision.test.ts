@@ -29,6 +29,7 @@ const base: Recurrence = {
   id_legado: null,
   cobrar_a_partir_de: null,
   pausada_desde: null,
+  pausas_anteriores: [],
   hold_avisado_em: null,
   criado_em: new Date(),
   atualizado_em: new Date(),
@@ -178,7 +179,7 @@ t.test(
 
 t.test('where a resumed recurrence moves past its pause (moveFromPause)', async (t) => {
   const monthly = { periodicidade: 'mensal' as const, dia_ancora: 10 };
-  const unknownStart = { pausada_desde: null, cobrar_a_partir_de: '2031-05-20' };
+  const unknownStart = { pausada_desde: null, cobrar_a_partir_de: '2031-05-20', pausas_anteriores: [] };
   const move = (attempted: boolean, until: string, backbill: boolean, pause: Pause = unknownStart) =>
     moveFromPause('2031-03-10', pause, attempted, until, monthly, backbill);
   t.same(
@@ -195,10 +196,14 @@ t.test('where a resumed recurrence moves past its pause (moveFromPause)', async 
   );
   const at = (due: string, pause: Pause) => moveFromPause(due, pause, false, '2031-05-21', monthly, false);
   t.equal(at('2031-05-20', unknownStart), null, 'not before the resume');
-  t.equal(at('2031-03-10', { pausada_desde: null, cobrar_a_partir_de: null }), null, 'never paused');
+  t.equal(
+    at('2031-03-10', { pausada_desde: null, cobrar_a_partir_de: null, pausas_anteriores: [] }),
+    null,
+    'never paused',
+  );
 
   // Paused on 04-20: 03-10 and 04-10 fell due before it, never attempted (waiting for a retry, say).
-  const known = { pausada_desde: '2031-04-20', cobrar_a_partir_de: '2031-05-20' };
+  const known = { pausada_desde: '2031-04-20', cobrar_a_partir_de: '2031-05-20', pausas_anteriores: [] };
   t.same(
     move(false, '2031-05-21', false, known),
     { next: '2031-04-10', behind: ['2031-03-10'], paused: [] },
@@ -211,12 +216,20 @@ t.test('where a resumed recurrence moves past its pause (moveFromPause)', async 
     'a cycle after the pause due: only it is charged',
   );
   t.same(
-    at('2031-03-10', { pausada_desde: '2031-05-20', cobrar_a_partir_de: '2031-05-20' }),
+    at('2031-03-10', {
+      pausada_desde: '2031-05-20',
+      cobrar_a_partir_de: '2031-05-20',
+      pausas_anteriores: [],
+    }),
     { next: '2031-05-10', behind: ['2031-03-10', '2031-04-10'], paused: [] },
     'a zero-day pause forgives nothing',
   );
   t.same(
-    at('2031-04-10', { pausada_desde: '2031-04-10', cobrar_a_partir_de: '2031-05-20' }),
+    at('2031-04-10', {
+      pausada_desde: '2031-04-10',
+      cobrar_a_partir_de: '2031-05-20',
+      pausas_anteriores: [],
+    }),
     { next: '2031-06-10', behind: [], paused: ['2031-04-10', '2031-05-10'] },
     'a cycle due on the day the pause began is one of the pause',
   );
@@ -258,6 +271,7 @@ t.test(
       proxima_cobranca: proxima,
       pausada_desde,
       cobrar_a_partir_de,
+      pausas_anteriores: [],
     });
     t.equal(earlierPauseStillOpen(row('2031-03-10', null, null)), false, 'never resumed');
     t.equal(earlierPauseStillOpen(row('2031-06-10', '2031-03-12', '2031-05-20')), false, 'settled');
@@ -272,5 +286,36 @@ t.test(
       'owed, but that pause held no cycle',
     );
     t.equal(earlierPauseStillOpen(row('2031-03-10', null, '2031-05-20')), true, 'start unknown');
+  },
+);
+
+t.test(
+  'an earlier pause kept in pausas_anteriores: its cycles skipped, the ones between the pauses owed',
+  async (t) => {
+    const monthly = { periodicidade: 'mensal' as const, dia_ancora: 10 };
+    const pauses: Pause = {
+      pausada_desde: '2031-08-15',
+      cobrar_a_partir_de: '2031-08-15',
+      pausas_anteriores: [['2031-03-11', '2031-05-20']],
+    };
+    t.equal(
+      moveFromPause('2031-03-10', pauses, true, '2031-08-16', monthly, true),
+      null,
+      'the attempted cycle first',
+    );
+    t.same(
+      moveFromPause('2031-04-10', pauses, false, '2031-08-16', monthly, true),
+      { next: '2031-06-10', behind: [], paused: ['2031-04-10', '2031-05-10'] },
+      'back-billing: past the earlier pause to the first cycle due between the two',
+    );
+    t.same(
+      moveFromPause('2031-03-10', pauses, true, '2031-08-16', monthly, false),
+      {
+        next: '2031-08-10',
+        behind: ['2031-03-10', '2031-06-10', '2031-07-10'],
+        paused: ['2031-04-10', '2031-05-10'],
+      },
+      'no back-billing: only the latest owed cycle, the first after the last pause not due yet',
+    );
   },
 );

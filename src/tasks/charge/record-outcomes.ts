@@ -416,6 +416,7 @@ export async function skipCyclesOfPause(
             proxima_cobranca: row.proxima_cobranca,
             cobrar_a_partir_de: row.cobrar_a_partir_de,
             pausada_desde: row.pausada_desde,
+            pausas_anteriores: row.pausas_anteriores,
           });
     rows.push(next === null ? row : { ...row, proxima_cobranca: next });
   }
