@@ -5,7 +5,7 @@
 import { sql, type CommonQueryMethods } from 'slonik';
 import { z } from 'zod';
 import { isoDate, type IsoDate } from '../domain/dates.ts';
-import type { RecurrenceTerms } from '../domain/recurrence-rules.ts';
+import type { PauseDays, RecurrenceTerms } from '../domain/recurrence-rules.ts';
 import { RECURRENCE_COLUMNS as COLUMNS, Recurrence } from './recorrencias.ts';
 
 export type NewRecurrence = RecurrenceTerms;
@@ -86,9 +86,8 @@ export async function updateRecurrenceFields(
 
 /**
  * Sets the status. Cancelling starts the archive clock and drops a planned retry. Pausing records its
- * business date when given (`change.pausedOn`, the pause's first day); `keepEarlierPause`: the last pause
- * still has a cycle ahead of the next charge (earlierPauseStillOpen), so it joins `pausas_anteriores`, which
- * is emptied otherwise. Resuming records its business date (`resume.on`: no cycle before it is charged) and may move the
+ * business date when given (`change.pause.on`, the pause's first day) with the earlier pauses to keep
+ * (`change.pause.earlier`: pausesStillAhead). Resuming records its business date (`resume.on`: no cycle before it is charged) and may move the
  * unpaid cycle forward (`resume.at`), dropping the retry and the declines of the cycle left behind.
  * `resetDeclines`: the decline count starts again (a card changed after the declines that ended its retries).
  */
@@ -98,21 +97,17 @@ export async function updateRecurrenceStatus(
   status: 'ativo' | 'pausado' | 'cancelado',
   change: {
     resume?: { on: IsoDate; at: IsoDate | null } | null;
-    pausedOn?: IsoDate;
-    keepEarlierPause?: boolean;
+    pause?: { on: IsoDate; earlier: PauseDays[] };
     resetDeclines?: boolean;
   },
 ): Promise<Recurrence> {
-  const { resume = null, pausedOn = null, keepEarlierPause = false, resetDeclines = false } = change;
+  const { resume = null, pause = null, resetDeclines = false } = change;
   const resumeAt = resume?.at ?? null;
   return tx.one(sql.type(Recurrence)`
     UPDATE checkout_recorrencias SET
       status = ${status},
-      pausada_desde = coalesce(${pausedOn}::date, pausada_desde),
-      pausas_anteriores = CASE
-        WHEN ${pausedOn}::date IS NULL THEN pausas_anteriores
-        WHEN ${keepEarlierPause} THEN pausas_anteriores || jsonb_build_array(jsonb_build_array(pausada_desde, cobrar_a_partir_de))
-        ELSE '[]'::jsonb END,
+      pausada_desde = coalesce(${pause?.on ?? null}::date, pausada_desde),
+      pausas_anteriores = coalesce(${pause === null ? null : sql.jsonb(pause.earlier as never)}, pausas_anteriores),
       encerrada_em = CASE WHEN ${status} = 'cancelado' THEN now() ELSE encerrada_em END,
       proxima_tentativa = CASE WHEN ${status} = 'cancelado' OR ${resumeAt !== null} THEN NULL ELSE proxima_tentativa END,
       falhas_consecutivas = CASE WHEN ${resumeAt !== null || resetDeclines} THEN 0 ELSE falhas_consecutivas END,

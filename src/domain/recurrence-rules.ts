@@ -84,7 +84,7 @@ export function nextChargeBeforeResume(recurrence: {
 }
 
 /** Whether `cycle` falls in [from, until): a pause's days; an unknown start (null) reaches back for ever. */
-function within(cycle: IsoDate, [from, until]: readonly [IsoDate | null, IsoDate]): boolean {
+function within(cycle: IsoDate, [from, until]: PauseDays): boolean {
   return (from === null || cycle >= from) && cycle < until;
 }
 
@@ -100,18 +100,21 @@ export function owedFromBeforePause(cycle: IsoDate, pause: Pause, attempted: boo
   return ![...pause.pausas_anteriores, ...last].some((days) => within(cycle, days));
 }
 
+/** A pause's days, [from, until): from its `pausar` (null: not recorded) to its `retomar`. */
+export type PauseDays = readonly [IsoDate | null, IsoDate];
+
 /**
- * Whether a cycle of the recurrence's last pause is still ahead of its next charge, not yet recorded as
- * skipped: only while a cycle owed from before that pause is unpaid, and that pause held a cycle after it.
- * A new `pausar` then keeps that pause in `pausas_anteriores`, so its cycles stay its own. With an unknown
- * start (null), true whenever the next charge is before the resume's date.
+ * The recurrence's pauses, the last one included, that still have a cycle ahead of its next charge, not yet
+ * recorded as skipped: while a cycle owed from before them is unpaid. A new `pausar` keeps them in
+ * `pausas_anteriores`, so each pause's cycles stay its own; empty once the next charge is past the last
+ * resume. A pause whose start was not recorded is kept while the next charge is before the resume.
  */
-export function earlierPauseStillOpen(recurrence: Pause & Schedule & { proxima_cobranca: IsoDate }): boolean {
+export function pausesStillAhead(recurrence: Pause & Schedule & { proxima_cobranca: IsoDate }): PauseDays[] {
   const resumedOn = recurrence.cobrar_a_partir_de;
-  if (resumedOn === null || recurrence.proxima_cobranca >= resumedOn) return false;
-  if (recurrence.pausada_desde === null) return true;
+  if (resumedOn === null || recurrence.proxima_cobranca >= resumedOn) return [];
   const after = nextCycle(recurrence.proxima_cobranca, recurrence);
-  return firstCycleOnOrAfter(after, recurrence.pausada_desde, recurrence) < resumedOn;
+  const all: PauseDays[] = [...recurrence.pausas_anteriores, [recurrence.pausada_desde, resumedOn]];
+  return all.filter(([from, until]) => from === null || firstCycleOnOrAfter(after, from, recurrence) < until);
 }
 
 /** Where a resumed recurrence's next cycle moves, and the cycles recorded as skipped on the way. */

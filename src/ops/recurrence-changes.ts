@@ -33,7 +33,7 @@ import { businessDate, laterDate, type IsoDate } from '../domain/dates.ts';
 import {
   anchorInMonthOf,
   decideTransition,
-  earlierPauseStillOpen,
+  pausesStillAhead,
   scheduleProblem,
   type Transition,
 } from '../domain/recurrence-rules.ts';
@@ -339,8 +339,10 @@ export async function transitionRecurrence(deps: OpsDeps, who: Actor, id: number
     const ended = to === 'ativo' && pending === null ? await endedWhilePaused(tx, current) : null;
     let updated = await updateRecurrenceStatus(tx, id, to, {
       resume,
-      pausedOn: to === 'pausado' ? businessDate(deps.now(), deps.config.timeZone) : undefined,
-      keepEarlierPause: to === 'pausado' && earlierPauseStillOpen(current),
+      pause:
+        to === 'pausado'
+          ? { on: businessDate(deps.now(), deps.config.timeZone), earlier: pausesStillAhead(current) }
+          : undefined,
       resetDeclines: ended?.kind === 'lifted',
     });
     const held = ended?.kind === 'hold' ? ended : null;

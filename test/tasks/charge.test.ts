@@ -1165,7 +1165,7 @@ t.test(
 );
 
 t.test(
-  "a second pause keeps the first one's cycles its own: back-billing charges the cycles due between them",
+  "later pauses keep the first one's cycles its own: back-billing charges the cycles due between them",
   async (t) => {
     const h = await createHarness(t, {
       env: { MAX_DECLINES_BEFORE_HOLD: '2', BACKBILL_MISSED_CYCLES: 'true' },
@@ -1174,7 +1174,12 @@ t.test(
     const id = await heldAfterResuming(t, h, '2031-08-15');
     await transitionRecurrence(h.deps, testActor('checkout'), id, 'pausar');
     await transitionRecurrence(h.deps, testActor('checkout'), id, 'retomar');
-    t.match((await chargeOnce(h, id, '2031-08-16')).result, { status: 'approved', cycle: DAY });
+    // A third, 08-20 to 08-25, holding no cycle: the first is still ahead and stays.
+    h.setNow(new Date('2031-08-20T15:00:00Z'));
+    await transitionRecurrence(h.deps, testActor('checkout'), id, 'pausar');
+    h.setNow(new Date('2031-08-25T15:00:00Z'));
+    await transitionRecurrence(h.deps, testActor('checkout'), id, 'retomar');
+    t.match((await chargeOnce(h, id, '2031-08-25')).result, { status: 'approved', cycle: DAY });
     for (const cycle of ['2031-06-10', '2031-07-10', '2031-08-10']) {
       const [job] = await h.fetchChargeJobs();
       t.match(await chargeRecurrence(h.deps, job as never), { status: 'approved', cycle });

@@ -1,7 +1,12 @@
 // Phase 1's decision for one job, for every branch: what is skipped and why, what is resumed, what is planned.
 import t from 'tap';
 import type { Recurrence } from '../../src/db/recorrencias.ts';
-import { earlierPauseStillOpen, moveFromPause, type Pause } from '../../src/domain/recurrence-rules.ts';
+import {
+  moveFromPause,
+  pausesStillAhead,
+  type Pause,
+  type PauseDays,
+} from '../../src/domain/recurrence-rules.ts';
 import { decideCharge as decide } from '../../src/tasks/charge/charge-decision.ts';
 
 const base: Recurrence = {
@@ -262,32 +267,39 @@ t.test(
   },
 );
 
-t.test(
-  'a new pause keeps the last one only while that one still has a cycle ahead (earlierPauseStillOpen)',
-  async (t) => {
-    const row = (proxima: string, pausada_desde: string | null, cobrar_a_partir_de: string | null) => ({
-      periodicidade: 'mensal' as const,
-      dia_ancora: 10,
-      proxima_cobranca: proxima,
-      pausada_desde,
-      cobrar_a_partir_de,
-      pausas_anteriores: [],
-    });
-    t.equal(earlierPauseStillOpen(row('2031-03-10', null, null)), false, 'never resumed');
-    t.equal(earlierPauseStillOpen(row('2031-06-10', '2031-03-12', '2031-05-20')), false, 'settled');
-    t.equal(
-      earlierPauseStillOpen(row('2031-03-10', '2031-03-12', '2031-05-20')),
-      true,
-      '03-10 owed, 04-10 and 05-10 of the pause ahead',
-    );
-    t.equal(
-      earlierPauseStillOpen(row('2031-03-10', '2031-03-12', '2031-03-13')),
-      false,
-      'owed, but that pause held no cycle',
-    );
-    t.equal(earlierPauseStillOpen(row('2031-03-10', null, '2031-05-20')), true, 'start unknown');
-  },
-);
+t.test('the pauses a new pausar keeps: those still with a cycle ahead (pausesStillAhead)', async (t) => {
+  const row = (
+    proxima: string,
+    pausada_desde: string | null,
+    cobrar_a_partir_de: string | null,
+    earlier: PauseDays[] = [],
+  ) => ({
+    periodicidade: 'mensal' as const,
+    dia_ancora: 10,
+    proxima_cobranca: proxima,
+    pausada_desde,
+    cobrar_a_partir_de,
+    pausas_anteriores: earlier,
+  });
+  t.same(pausesStillAhead(row('2031-03-10', null, null)), [], 'never resumed');
+  t.same(pausesStillAhead(row('2031-06-10', '2031-03-12', '2031-05-20')), [], 'settled');
+  t.same(
+    pausesStillAhead(row('2031-03-10', '2031-03-12', '2031-05-20')),
+    [['2031-03-12', '2031-05-20']],
+    '03-10 owed, 04-10 and 05-10 of the pause ahead',
+  );
+  t.same(
+    pausesStillAhead(row('2031-03-10', '2031-03-12', '2031-03-13')),
+    [],
+    'owed, but that pause held no cycle',
+  );
+  t.same(pausesStillAhead(row('2031-03-10', null, '2031-05-20')), [[null, '2031-05-20']], 'start unknown');
+  t.same(
+    pausesStillAhead(row('2031-03-10', '2031-08-15', '2031-08-15', [['2031-03-11', '2031-05-20']])),
+    [['2031-03-11', '2031-05-20']],
+    'a third pause keeps the first, still ahead, and drops the second, which held no cycle',
+  );
+});
 
 t.test(
   'an earlier pause kept in pausas_anteriores: its cycles skipped, the ones between the pauses owed',
