@@ -1195,6 +1195,35 @@ t.test(
 );
 
 t.test(
+  'two late jobs of one batch for a recurrence moved past its pause: each is judged on the row as locked',
+  async (t) => {
+    const h = await createHarness(t);
+    h.setNow(new Date('2031-06-12T15:00:00Z'));
+    // Paused 03-11 to 05-20: 03-10 owed; without back-billing the 06-12 plan charges 06-10 instead.
+    const id = await resumedOn(h, '2031-05-20');
+    await query(h.url, `UPDATE checkout_recorrencias SET pausada_desde = '2031-03-11' WHERE id = $1`, [id]);
+    await enqueueChargeJobs(h.boss, [
+      { recorrenciaId: id, dataNegocio: '2031-03-01', motivo: 'agendada' },
+      { recorrenciaId: id, dataNegocio: '2031-06-01', motivo: 'agendada' },
+    ]);
+    const jobs = (await h.fetchChargeJobs(2)).sort((a, b) =>
+      a.data.dataNegocio.localeCompare(b.data.dataNegocio),
+    );
+    t.equal(jobs.length, 2, 'one batch');
+    t.match(await chargeJobs(h.deps, jobs), [
+      { status: 'skipped', reason: 'not_due' },
+      { status: 'approved', cycle: '2031-06-10' },
+    ]);
+    t.same(
+      (await previewDueCharges(h.deps, '2031-06-01', { limit: 10 })).cobrancas,
+      [],
+      'nothing left for that date',
+    );
+    await assertLedgerAgrees(t, h.url, h.gateway);
+  },
+);
+
+t.test(
   'phase 1 never charges a cycle before the resume date, however the recurrence got there',
   async (t) => {
     const h = await createHarness(t);

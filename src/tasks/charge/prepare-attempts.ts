@@ -155,6 +155,8 @@ export async function prepareAttempts(
   const backbill = deps.config.billing.backbillMissedCycles;
   const ids = [...new Set(jobs.map((job) => job.data.recorrenciaId))].sort((a, b) => a - b);
   const candidates = new Map((await lockChargeCandidates(tx, ids)).map((row) => [row.id, row]));
+  // Each job is judged due on the next charge as locked, before any job of the batch moved it past a pause.
+  const lockedNext = new Map([...candidates.values()].map((row) => [row.id, row.proxima_cobranca]));
   const prepared: Array<Prepared | undefined> = [];
   const fresh: Array<{ index: number; row: NewAttempt; recurrence: Recurrence }> = [];
   const seen = new Set<number>();
@@ -167,7 +169,7 @@ export async function prepareAttempts(
     const locked = candidates.get(job.data.recorrenciaId);
     const until = laterDate(job.data.dataNegocio, today);
     let candidate = locked === undefined ? null : await startAfterPause(tx, locked, backbill, until);
-    const dueOn = locked?.proxima_cobranca;
+    const dueOn = lockedNext.get(job.data.recorrenciaId);
     // A later job of the batch for the same recurrence decides on the row as this one leaves it.
     if (candidate !== null) candidates.set(candidate.id, candidate);
     let decision = decideCharge(
