@@ -3,6 +3,7 @@
 // waited for; then the worker's charge code without the queue (the same-run ceiling). Returns every figure.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
+import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import pg from 'pg';
 import { createDbPool } from '../../src/db/pool.ts';
@@ -39,6 +40,8 @@ const ROOT = new URL('../../', import.meta.url);
 const READY_SECONDS = 60;
 /** application_name of the benchmark's own progress poll, left out of the connection count. */
 const POLLER = 'recorrencias-bench-poll';
+/** The temporary folder of a run's fake-gateway ledgers, under the system's temporary directory. */
+export const LEDGER_DIR_PREFIX = 'recorrencias-bench-ledgers-';
 
 type Service = {
   child: ChildProcess;
@@ -172,7 +175,10 @@ export async function runBenchmark(options: BenchOptions) {
     await sql(url, 'VACUUM ANALYZE');
     log(`seeded ${seeded.inserted} recurrences in ${seedSeconds.toFixed(1)} s`);
 
-    const ledgerDir = await makeTempDataDir('recorrencias-bench-');
+    const ledgerDir = await makeTempDataDir(LEDGER_DIR_PREFIX);
+    // Last (after the gateways stop): the ledgers go with the database, or stay with it under --keep.
+    if (options.keep) cleanup.push(async () => log(`kept the gateway ledgers: ${ledgerDir}`));
+    else cleanup.push(() => rm(ledgerDir, { recursive: true, force: true }));
     const ledgerFile = join(ledgerDir, 'ledger.jsonl');
     const gatewayPort = await freePort();
     const gateway = startFakeGateway(gatewayPort, ledgerFile, options);

@@ -1,12 +1,18 @@
 // The benchmark at a small size: the whole pipeline it measures (seed, fan-out, worker processes, fake
 // gateway, ceiling) runs and its own correctness checks hold, so `npm run bench` keeps working and its
 // figures keep meaning what the README says. Speed is not asserted here (see `npm run bench`).
+import { readdir } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import t from 'tap';
-import { runBenchmark } from '../../scripts/bench/run.ts';
+import { LEDGER_DIR_PREFIX, runBenchmark } from '../../scripts/bench/run.ts';
 import { adminUrl } from '../helpers/database.ts';
+
+/** The ledger folders runs left under the temporary directory. */
+const ledgerDirs = async () => (await readdir(tmpdir())).filter((name) => name.startsWith(LEDGER_DIR_PREFIX));
 
 t.test('a 400-recurrence morning is charged exactly once and measured', async (t) => {
   const lines: string[] = [];
+  const dirsBefore = await ledgerDirs();
   const result = await runBenchmark({
     adminUrl: adminUrl(),
     count: 400,
@@ -58,4 +64,5 @@ t.test('a 400-recurrence morning is charged exactly once and measured', async (t
     lines.some((line) => line.startsWith('fan-out: 400 charge jobs')),
     'progress is reported',
   );
+  t.same(await ledgerDirs(), dirsBefore, 'its gateway ledgers are removed with its database');
 });
