@@ -5,7 +5,12 @@ import { sql, type CommonQueryMethods } from 'slonik';
 import { z } from 'zod';
 import { cyclesBetween, type Schedule } from '../domain/calendar.ts';
 import type { IsoDate } from '../domain/dates.ts';
-import { firstCycleOnOrAfter, moveFromPause, type Pause } from '../domain/recurrence-rules.ts';
+import {
+  firstCycleOnOrAfter,
+  moveFromPause,
+  type MoveFromPause,
+  type Pause,
+} from '../domain/recurrence-rules.ts';
 import { moveNextCharge } from './recorrencias.ts';
 
 // Row schemas are built once: zod compiles a schema on first use, so an inline one would cost that on every call.
@@ -252,6 +257,19 @@ export async function insertSkippedCycles(
 
 /** Why a cycle that fell in a pause is recorded as skipped. */
 export const PAUSED_CYCLE = 'recorrencia pausada: ciclo não cobrado';
+/** Why a cycle behind is recorded as skipped when a later one is charged (back-billing off). */
+export const BEHIND_CYCLE = 'ciclos atrasados: cobrado apenas o ciclo atual';
+
+/** Records a move past a pause (moveFromPause): the skipped cycles, each with its reason, and the next charge. */
+export async function applyPauseMove(
+  tx: CommonQueryMethods,
+  recurrenceId: number,
+  move: MoveFromPause,
+): Promise<void> {
+  await insertSkippedCycles(tx, recurrenceId, move.behind, move.next, BEHIND_CYCLE);
+  await insertSkippedCycles(tx, recurrenceId, move.paused, move.next, PAUSED_CYCLE);
+  await moveNextCharge(tx, recurrenceId, move.next);
+}
 
 /**
  * A resumed recurrence does not charge the cycles that fell in its pause: the cycles from `due` up to the
@@ -283,8 +301,7 @@ export async function moveNextChargePastPause(
   // With back-billing's rule: to the oldest owed cycle, whatever is due by when (`until` is then unused).
   const move = moveFromPause(due, recurrence, false, due, recurrence, true);
   if (move === null) return null;
-  await insertSkippedCycles(tx, recurrence.id, move.paused, move.next, PAUSED_CYCLE);
-  await moveNextCharge(tx, recurrence.id, move.next);
+  await applyPauseMove(tx, recurrence.id, move);
   return move.next;
 }
 

@@ -93,7 +93,7 @@ function within(cycle: IsoDate, [from, until]: PauseDays): boolean {
  * pause (before the last began, between two), or it was attempted then (declined, or in flight at `pausar`).
  * For a pause whose start was not recorded, only an attempted cycle before its resume is.
  */
-export function owedFromBeforePause(cycle: IsoDate, pause: Pause, attempted: boolean): boolean {
+function owedFromBeforePause(cycle: IsoDate, pause: Pause, attempted: boolean): boolean {
   if (attempted) return true;
   const last =
     pause.cobrar_a_partir_de === null ? [] : [[pause.pausada_desde, pause.cobrar_a_partir_de] as const];

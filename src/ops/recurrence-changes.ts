@@ -299,7 +299,7 @@ async function endedWhilePaused(
     return { kind: 'hold', attempt: last, reason };
   }
   if (isIrreversibleDecline({ code, reversible: last.recusa_reversivel ?? true })) {
-    if ((await irreversibleDeclineOfItsCard(tx, current)) === null) return { kind: 'lifted' };
+    if (!declinedCardStillItsOwn(last, current)) return { kind: 'lifted' };
     const reason = `recusa irreversível (código ${code}) durante a pausa: troque o cartão antes de reativar`;
     return { kind: 'hold', attempt: last, reason };
   }
@@ -395,6 +395,16 @@ async function skipCyclesOfPauseOnReactivation(
 }
 
 /**
+ * Whether an irreversible decline still applies to the recurrence as it is: the card it still has and, for 13
+ * (invalid amount), the amount too, each compared with the declined request's own (a change saved while that
+ * request was in flight counts; one changed back to the declined value does not).
+ */
+function declinedCardStillItsOwn(declined: Attempt, recurrence: Recurrence): boolean {
+  if (declined.cartao_token !== recurrence.cartao_token) return false;
+  return declined.codigo_recusa !== '13' || declined.valor_centavos === recurrence.valor_centavos;
+}
+
+/**
  * The recurrence's last attempt, when it was an irreversible decline of the card the recurrence still has, of
  * the amount it still has for 13 (invalid amount), and it was not reactivated since:
  * the brands forbid sending that card again. Null otherwise. A new card shows in the token itself; changed
@@ -408,13 +418,10 @@ async function irreversibleDeclineOfItsCard(
   if (
     last?.status !== 'recusada' ||
     !isIrreversibleDecline({ code: last.codigo_recusa ?? '', reversible: last.recusa_reversivel ?? true }) ||
-    last.cartao_token !== recurrence.cartao_token
+    !declinedCardStillItsOwn(last, recurrence)
   ) {
     return null;
   }
-  // 13 (invalid amount) is about the amount: compared with the declined request's own, as the card is (a
-  // change saved while that request was in flight counts; one changed back to the declined amount does not).
-  if (last.codigo_recusa === '13' && last.valor_centavos !== recurrence.valor_centavos) return null;
   return (await changedSince(tx, recurrence.id, last.resolvida_em ?? last.criado_em, [])) ? null : last;
 }
 

@@ -17,7 +17,8 @@ import {
   lastAttemptNumber,
   markAttemptSending,
   resolveAttempt,
-  PAUSED_CYCLE,
+  applyPauseMove,
+  BEHIND_CYCLE,
   type Attempt,
 } from '../../db/cobrancas.ts';
 import { isJobActive } from '../../db/jobs.ts';
@@ -117,14 +118,10 @@ async function startAfterPause(
     backbill,
   );
   if (move === null) return candidate;
-  await insertSkippedCycles(tx, candidate.id, move.behind, move.next, BEHIND);
-  await insertSkippedCycles(tx, candidate.id, move.paused, move.next, PAUSED_CYCLE);
-  await moveNextCharge(tx, candidate.id, move.next);
+  await applyPauseMove(tx, candidate.id, move);
   // No attempt was ever made for a cycle after the resume.
   return { ...candidate, proxima_cobranca: move.next, ultima_tentativa: 0 };
 }
-
-const BEHIND = 'ciclos atrasados: cobrado apenas o ciclo atual';
 
 /**
  * A recurrence several cycles behind: records the skipped cycles and moves its next charge to the one charged.
@@ -135,7 +132,7 @@ async function skipToPlannedCycle(
   recurrence: Recurrence,
   plan: { cycle: string; skipped: string[] },
 ): Promise<number> {
-  await insertSkippedCycles(tx, recurrence.id, plan.skipped, plan.cycle, BEHIND);
+  await insertSkippedCycles(tx, recurrence.id, plan.skipped, plan.cycle, BEHIND_CYCLE);
   await moveNextCharge(tx, recurrence.id, plan.cycle);
   return (await lastAttemptNumber(tx, recurrence.id, plan.cycle)) + 1;
 }
