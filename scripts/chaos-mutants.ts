@@ -1,6 +1,6 @@
 // `npm run chaos:mutants [-- --seed S --drop-iterations N]`: runs the fault suite against deliberately broken
 // variants of the protocol and passes only if it reports violations for every one (and none for the
-// unbroken controls): no_fence, fresh_key, and the unique index on approved attempts dropped.
+// unbroken controls): no_fence, fresh_key, charge_paused, and the unique index on approved attempts dropped.
 import { spawnSync } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -88,6 +88,21 @@ const runs: Run[] = [
     expectViolations: true,
     ctx: { mutants: 'fresh_key' },
   },
+  {
+    variant: 'charge_paused',
+    label: 'control: crash points with pauses, phase 1 intact',
+    scenario: 'crash-points',
+    expectViolations: false,
+    ctx: {},
+  },
+  {
+    variant: 'charge_paused',
+    label: 'mutant charge_paused: crash points with pauses',
+    scenario: 'crash-points',
+    expectViolations: true,
+    kind: ['sent_while_paused', true],
+    ctx: { mutants: 'charge_paused' },
+  },
   ...Array.from({ length: dropIterations }, (_, i): Run => ({
     variant: 'drop_index',
     label: `index dropped alone, random iteration ${i + 1}`,
@@ -154,7 +169,7 @@ await Promise.all(clusters.map((cluster) => cluster.destroy()));
 
 let ok = true;
 console.log('\n# verdict by variant');
-for (const variant of ['no_fence', 'fresh_key', 'drop_index']) {
+for (const variant of ['no_fence', 'fresh_key', 'charge_paused', 'drop_index']) {
   console.log(`\n## ${variant}`);
   for (const { run, result } of results.filter((r) => r.run.variant === variant)) {
     const kinds = new Map<string, number>();

@@ -1,7 +1,7 @@
 // The fault suite's checker must be able to fail: a consistent end state passes, and each doctored copy of
 // it (a second charge, a mismatched amount, a pending attempt, a date not advanced, ...) is reported.
 import t from 'tap';
-import { check, type Snapshot, type ViolationKind } from './lib/checker.ts';
+import { check, type Snapshot, type StopWindow, type ViolationKind } from './lib/checker.ts';
 import type { LedgerEntry } from './lib/gateway-client.ts';
 
 const at = (ms: number) => new Date(Date.parse('2031-03-10T12:00:00Z') + ms).toISOString();
@@ -98,6 +98,7 @@ function consistent(): Snapshot {
         valor_centavos: 1001,
         codigo_recusa: null,
         recusa_reversivel: null,
+        criado_em: Date.parse(at(500)),
       },
       {
         id: 2,
@@ -109,6 +110,7 @@ function consistent(): Snapshot {
         valor_centavos: 1002,
         codigo_recusa: '51',
         recusa_reversivel: true,
+        criado_em: Date.parse(at(1_500)),
       },
       {
         id: 3,
@@ -120,13 +122,25 @@ function consistent(): Snapshot {
         valor_centavos: 1003,
         codigo_recusa: '14',
         recusa_reversivel: false,
+        criado_em: Date.parse(at(2_500)),
       },
     ],
     jobs: [{ id: 'j1', name: 'cobrar_recorrencia', state: 'completed', retry_count: 2 }],
     exits: [],
     logs: [{ slot: 'worker1', incarnation: 0, stderr: '', fatal: [], started: true }],
     lastBusinessDate: '2031-03-10',
+    stops: [],
     limits: { chargeRetryLimit: 8, maxDeclinesBeforeHold: 4 },
+  };
+}
+
+/** Recurrence 2 (its attempt created at 1.5 s) stopped from `from` ms until `until` ms (null: to the end). */
+function stopOf2(status: StopWindow['status'], from: number, until: number | null): StopWindow {
+  return {
+    recorrenciaId: 2,
+    status,
+    from: Date.parse(at(from)),
+    until: until === null ? null : Date.parse(at(until)),
   };
 }
 
@@ -177,6 +191,7 @@ t.test('each doctored end state is reported', async (t) => {
           valor_centavos: 1001,
           codigo_recusa: null,
           recusa_reversivel: null,
+          criado_em: Date.parse(at(9_000)),
         });
       },
       ['db_duplicate_approval', 'gateway_duplicate_by_cycle'],
@@ -260,6 +275,42 @@ t.test('each doctored end state is reported', async (t) => {
       ['unexpected_exit'],
     ],
     [
+      'an attempt created while its recurrence was paused',
+      (s) => s.stops.push(stopOf2('pausado', 1_000, 2_000)),
+      ['sent_while_paused'],
+    ],
+    [
+      'an attempt created while its recurrence was left paused',
+      (s) => s.stops.push(stopOf2('pausado', 1_000, null)),
+      ['sent_while_paused'],
+    ],
+    [
+      'an attempt created after its recurrence was cancelled',
+      (s) => s.stops.push(stopOf2('cancelado', 1_000, null)),
+      ['sent_after_cancel'],
+    ],
+    [
+      'a recurrence resumed and never charged (paused at the end, as if retomar were lost)',
+      (s) => {
+        Object.assign(s.recurrences[1] ?? {}, { status: 'pausado', proxima_tentativa: null });
+        s.stops.push(stopOf2('pausado', 1_600, 2_000));
+      },
+      ['cycle_lost'],
+    ],
+    [
+      'a recurrence cancelled by the checkout, found paused',
+      (s) => {
+        Object.assign(s.recurrences[1] ?? {}, { status: 'pausado', proxima_tentativa: null });
+        s.stops.push(stopOf2('cancelado', 1_600, null));
+      },
+      ['cycle_lost'],
+    ],
+    [
+      'a recurrence paused by no one the harness knows of',
+      (s) => void Object.assign(s.recurrences[1] ?? {}, { status: 'pausado', proxima_tentativa: null }),
+      ['cycle_lost'],
+    ],
+    [
       "a key that is not the attempt's own",
       (s) => void Object.assign(s.attempts[1] ?? {}, { chave_idempotencia: 'rec-2-2031-03-10-t7' }),
       ['key_mismatch', 'ledger_mismatch'],
@@ -270,6 +321,24 @@ t.test('each doctored end state is reported', async (t) => {
     doctor(snapshot);
     t.same(kinds(snapshot), expected, name);
   }
+});
+
+t.test('a pause or a cancellation is no violation when what it allows happened', async (t) => {
+  const inFlight = consistent();
+  // Recurrence 2's attempt was created (at 1.5 s) before the pause: a charge in flight finishes.
+  inFlight.stops.push(stopOf2('pausado', 1_600, 2_000));
+  t.same(check(inFlight).violations, [], 'a charge in flight at the pause');
+  const leftPaused = consistent();
+  Object.assign(leftPaused.recurrences[1] ?? {}, { status: 'pausado', proxima_tentativa: null });
+  leftPaused.stops.push(stopOf2('pausado', 1_600, null));
+  t.same(check(leftPaused).violations, [], 'a recurrence left paused is settled');
+  const cancelled = consistent();
+  Object.assign(cancelled.recurrences[1] ?? {}, { status: 'cancelado', proxima_tentativa: null });
+  cancelled.stops.push(stopOf2('cancelado', 1_600, null));
+  t.same(check(cancelled).violations, [], 'a recurrence cancelled after its charge is settled');
+  const resumedAfter = consistent();
+  resumedAfter.stops.push(stopOf2('pausado', 500, 1_000));
+  t.same(check(resumedAfter).violations, [], 'an attempt created after retomar');
 });
 
 t.test('proxima_cobranca follows the anchor day: Jan 31 -> Feb 28, never 31 days later', async (t) => {
@@ -289,6 +358,7 @@ t.test('proxima_cobranca follows the anchor day: Jan 31 -> Feb 28, never 31 days
       valor_centavos: 1001,
       codigo_recusa: null,
       recusa_reversivel: null,
+      criado_em: Date.parse(at(500)),
     },
   ];
   const recurrence = snapshot.recurrences[0];

@@ -1,6 +1,7 @@
 // The short tier of the fault suite, inside `npm test`: every crash point, each gateway fault kind, Postgres
-// restarts and a start while it is down, two schedulers racing for one tick, and a frozen worker refused by
-// the fence. Scenarios run side by side, each on a PostgreSQL cluster of its own. CHAOS_SEED repeats a run.
+// restarts and a start while it is down, two schedulers racing for one tick, a frozen worker refused by the
+// fence, and recurrences paused, resumed and cancelled while they are charged. Scenarios run side by side,
+// each on a PostgreSQL cluster of its own. CHAOS_SEED repeats a run.
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -61,6 +62,10 @@ t.test(`fault injection, short tier (seed ${seed})`, async (t) => {
     'pg:terminate_backends',
     'race:two_schedulers_one_tick',
     'fence:late_commit_refused',
+    'operator:pausar',
+    'operator:retomar',
+    'operator:cancelar',
+    'run:next_day',
   ])
     t.ok(fired(kind) >= 1, `${kind} happened (${fired(kind)})`);
   const wall = ((Date.now() - started) / 1000).toFixed(1);

@@ -166,6 +166,9 @@ export async function prepareAttempts(
     const locked = candidates.get(job.data.recorrenciaId);
     const until = laterDate(job.data.dataNegocio, today);
     let candidate = locked === undefined ? null : await startAfterPause(tx, locked, backbill, until);
+    // Deliberately wrong (test-only): charge a paused recurrence as if it were active.
+    if (candidate?.status === 'pausado' && mutantActive('charge_paused'))
+      candidate = { ...candidate, status: 'ativo' };
     const dueOn = lockedNext.get(job.data.recorrenciaId);
     // A later job of the batch for the same recurrence decides on the row as this one leaves it.
     if (candidate !== null) candidates.set(candidate.id, candidate);

@@ -4,7 +4,8 @@
 //   SIGKILL the Nth time it reaches the named point, so fault tests reproduce a crash at an exact place;
 // - RECORRENCIAS_TEST_MUTANTS (e.g. "no_fence"): deliberately broken variants of the protocol, so the fault
 //   suite can prove it catches them: `no_fence` commits phase 3 even when the job completion matched no row;
-//   `fresh_key` abandons an unresolved attempt and charges under a new key instead of resuming it.
+//   `fresh_key` abandons an unresolved attempt and charges under a new key instead of resuming it;
+//   `charge_paused` charges a paused recurrence as if it were active.
 export const CRASH_POINTS = [
   'before_phase1',
   'after_phase1',
@@ -46,7 +47,7 @@ export function crashPoint(point: CrashPoint): void {
   }
 }
 
-export const MUTANTS = ['no_fence', 'fresh_key'] as const;
+export const MUTANTS = ['no_fence', 'fresh_key', 'charge_paused'] as const;
 export type Mutant = (typeof MUTANTS)[number];
 
 const mutants = parseMutants(process.env.RECORRENCIAS_TEST_MUTANTS);

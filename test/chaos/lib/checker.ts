@@ -38,6 +38,21 @@ export type AttemptRow = {
   valor_centavos: number;
   codigo_recusa: string | null;
   recusa_reversivel: boolean | null;
+  /** Epoch ms: when phase 1 (or a retry's start) created the attempt, under the recurrence's row lock. */
+  criado_em: number;
+};
+
+/**
+ * A recurrence the checkout paused or cancelled during the run, as the harness saw it (epoch ms): `from` once
+ * pausar/cancelar had answered (so it had committed), `until` before retomar was first sent, null when it
+ * stayed paused or cancelled. No attempt may be created between the two: phase 1 skips a recurrence that is
+ * not active (a charge already in flight finishes).
+ */
+export type StopWindow = {
+  recorrenciaId: number;
+  status: 'pausado' | 'cancelado';
+  from: number;
+  until: number | null;
 };
 
 export type JobRow = { id: string; name: string; state: string; retry_count: number };
@@ -61,6 +76,8 @@ export type Snapshot = {
   logs: ProcessLog[];
   /** The latest business date any run of the scenario used: a cycle due on or before it must be settled. */
   lastBusinessDate: IsoDate;
+  /** The pauses and cancellations the checkout made during the run (none in most scenarios). */
+  stops: StopWindow[];
   limits: { chargeRetryLimit: number; maxDeclinesBeforeHold: number };
 };
 
@@ -75,6 +92,8 @@ export const VIOLATION_KINDS = [
   'proxima_cobranca',
   'key_mismatch',
   'sent_while_on_hold',
+  'sent_while_paused',
+  'sent_after_cancel',
   'non_terminal_job',
   'retry_limit',
   'process_error',
@@ -253,10 +272,15 @@ function checkRecurrences(s: Snapshot, add: (v: Violation) => void): number {
         detail: `recurrence ${r.id}: ${r.falhas_consecutivas} consecutive declines`,
       });
 
-    // Settled: charged past the last business date, declined with a retry scheduled, or on hold.
+    // Settled: charged past the last business date, declined with a retry scheduled, on hold, or left paused or
+    // cancelled by the checkout (resumed, it must have been charged by the run that followed).
     const last = attempts[attempts.length - 1];
+    const leftStopped = s.stops.some(
+      (stop) => stop.recorrenciaId === r.id && stop.until === null && stop.status === r.status,
+    );
     const settled =
       r.status === 'hold' ||
+      leftStopped ||
       r.status === 'concluido' ||
       (r.status === 'ativo' && r.proxima_cobranca > s.lastBusinessDate) ||
       (r.status === 'ativo' &&
@@ -272,6 +296,23 @@ function checkRecurrences(s: Snapshot, add: (v: Violation) => void): number {
     }
   }
   return lost;
+}
+
+/** No attempt created while its recurrence was paused or once cancelled (one in flight then may finish). */
+function checkStops(s: Snapshot, add: (v: Violation) => void): void {
+  for (const stop of s.stops) {
+    const inside = s.attempts.filter(
+      (a) =>
+        a.recorrencia_id === stop.recorrenciaId &&
+        a.criado_em > stop.from &&
+        (stop.until === null || a.criado_em < stop.until),
+    );
+    for (const a of inside)
+      add({
+        kind: stop.status === 'pausado' ? 'sent_while_paused' : 'sent_after_cancel',
+        detail: `attempt ${a.chave_idempotencia} created at ${new Date(a.criado_em).toISOString()}, while recurrence ${stop.recorrenciaId} was ${stop.status}`,
+      });
+  }
 }
 
 function checkJobs(s: Snapshot, add: (v: Violation) => void): number {
@@ -329,6 +370,7 @@ export function check(s: Snapshot): Verdict {
   const duplicates = checkDuplicates(s, add);
   const mismatches = checkLedgerAgreement(s, add);
   const lost = checkRecurrences(s, add);
+  checkStops(s, add);
   const nonTerminalJobs = checkJobs(s, add);
   checkProcesses(s, add, findings);
   return {

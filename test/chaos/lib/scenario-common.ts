@@ -3,7 +3,7 @@
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { dateParts, daysInMonth, type IsoDate } from '../../../src/domain/dates.ts';
-import { check, type SeededRecurrence, type Verdict, type Violation } from './checker.ts';
+import { check, type SeededRecurrence, type StopWindow, type Verdict, type Violation } from './checker.ts';
 import { query, type Cluster } from './cluster.ts';
 import type { Rng } from './prng.ts';
 import { takeSnapshot } from './snapshot.ts';
@@ -99,6 +99,13 @@ export async function finishScenario(
     requiredGatewayKinds?: readonly string[];
     /** The position of the last scripted gateway fault: injection goes on at least until then. */
     minChargeRequests?: number;
+    /** The checkout's pauses and cancellations during the run (see status-changes.ts). */
+    stops?: StopWindow[];
+    /**
+     * Once quiet, run processar_recorrencias_do_dia for this date and wait for quiet again (what the next
+     * morning does for a cycle a pause kept from its own day's run); the checker then settles up to it.
+     */
+    nextDayRun?: IsoDate;
   },
 ): Promise<ScenarioResult> {
   const violations: Violation[] = [...(options.extra ?? [])];
@@ -139,6 +146,16 @@ export async function finishScenario(
       detail: `not quiet within ${RECOVERY_BOUND_MS} ms: ${(error as Error).message}`,
     });
   }
+  if (options.nextDayRun !== undefined && recoveryMs !== undefined) {
+    await stack.runTask('processar_recorrencias_do_dia', options.nextDayRun);
+    stack.note('run:next_day');
+    await stack.settle(RECOVERY_BOUND_MS).catch((error: unknown) =>
+      violations.push({
+        kind: 'scenario',
+        detail: `the next day's run was not quiet within ${RECOVERY_BOUND_MS} ms: ${(error as Error).message}`,
+      }),
+    );
+  }
   const stats = await stack.gateway.stats().catch(() => undefined);
   await writeFile(join(stack.runDir, 'gateway-stats.json'), JSON.stringify(stats ?? null, null, 2));
   for (const [kind, n] of Object.entries(stats?.faults ?? {})) stack.note(`gateway:${kind}`, n);
@@ -162,7 +179,8 @@ export async function finishScenario(
         detail: `armed crash point ${armed.arm} on ${armed.slot} never fired`,
       });
   }
-  const verdict = check(await takeSnapshot(stack, options.seeded, options.lastBusinessDate));
+  const lastBusinessDate = options.nextDayRun ?? options.lastBusinessDate;
+  const verdict = check(await takeSnapshot(stack, options.seeded, lastBusinessDate, options.stops));
   verdict.violations.unshift(...violations);
   await stack.cluster.dropDatabase(stack.name).catch(() => undefined);
   return {

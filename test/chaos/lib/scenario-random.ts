@@ -1,6 +1,7 @@
 // One iteration of the long tier: everything drawn from the seed. A seeded data set, 2-3 workers and 1-2
 // schedulers, crash points armed by counter, gateway faults (scripted rules that must fire plus a random
-// background), and a timeline of external kill -9s and database faults in the first seconds of charging.
+// background), a timeline of external kill -9s and database faults in the first seconds of charging, and in
+// half the iterations the checkout pausing (mostly resuming) or cancelling a few recurrences meanwhile.
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { addDays } from '../../../src/domain/dates.ts';
@@ -17,6 +18,7 @@ import {
 } from './scenario-common.ts';
 import { openStack } from './scenarios.ts';
 import type { Stack } from './stack.ts';
+import { drawStatusChanges, runStatusChanges } from './status-changes.ts';
 import { sleepUntil, until } from './wait.ts';
 
 const CHARGE_POINTS = [
@@ -110,9 +112,13 @@ export async function randomScenario(ctx: ScenarioContext): Promise<ScenarioResu
   }
   if (rng.chance(0.6)) events.push({ at: rng.int(300, 4_000), kind: rng.pick(DB_FAULTS) });
   events.sort((a, b) => a.at - b.at);
+  // Drawn from a fork: the plans of seeds run before status changes existed are unchanged.
+  const statusRng = rng.fork('status-changes');
+  const activeIds = rows.filter((row) => !row.spec.onHold).map((row) => row.id);
+  const statusPlans = statusRng.chance(0.5) ? drawStatusChanges(statusRng, activeIds, 4_000) : [];
   await writeFile(
     join(stack.runDir, 'plan.json'),
-    JSON.stringify({ due, faultPlan, workers, schedulers, arms: [...arms], events }, null, 2),
+    JSON.stringify({ due, faultPlan, workers, schedulers, arms: [...arms], events, statusPlans }, null, 2),
   );
 
   const starts = [stack.startRole('admin', 'admin')];
@@ -136,12 +142,14 @@ export async function randomScenario(ctx: ScenarioContext): Promise<ScenarioResu
     await others();
   }
   const t0 = Date.now();
+  const changing = runStatusChanges(stack, statusPlans, t0);
   let lastFaultAt = t0;
   for (const event of events) {
     await sleepUntil(t0 + event.at);
     await inject(stack, event);
     lastFaultAt = Date.now();
   }
+  const stops = await changing;
   await until(
     'every armed crash point to fire',
     async () =>
@@ -161,5 +169,8 @@ export async function randomScenario(ctx: ScenarioContext): Promise<ScenarioResu
     startedAt,
     requiredGatewayKinds: ruled,
     minChargeRequests: Math.max(...positions),
+    stops,
+    // A cycle whose charge a pause skipped is charged by the next morning's run.
+    ...(stops.some((stop) => stop.until !== null) ? { nextDayRun: addDays(due, 1) } : {}),
   });
 }

@@ -2,6 +2,7 @@
 // is down, two schedulers racing for a missed tick, a frozen worker whose late commit the fence must refuse,
 // and after-execution gateway faults (the ones a fresh key would turn into a second charge). The frozen
 // worker is in scenario-frozen-worker.ts.
+import { addDays } from '../../../src/domain/dates.ts';
 import { FAULT_KINDS } from '../../../src/gateway/fake-gateway.ts';
 import type { Violation } from './checker.ts';
 import { query, terminateServiceBackends } from './cluster.ts';
@@ -15,6 +16,7 @@ import {
   type ScenarioResult,
 } from './scenario-common.ts';
 import { createStack, type Stack } from './stack.ts';
+import { runStatusChanges, type StatusPlan } from './status-changes.ts';
 import { until } from './wait.ts';
 
 export const DAY = '2031-03-10';
@@ -58,7 +60,45 @@ export function everyKindPlan(ctx: ScenarioContext, firstNth: number): FaultPlan
   };
 }
 
-/** Every crash point once, across two workers, with every gateway fault kind and a backend termination. */
+/**
+ * Four recurrences whose charge job is queued and not yet taken, stopped at once: one cancelled, one paused
+ * for good, two paused and resumed a few seconds later. Cards the gateway always approves, so nothing holds
+ * them first and every change takes effect; queued, so their charge comes while (or after) they are stopped.
+ */
+async function stopsOfQueuedCharges(
+  stack: Stack,
+  ctx: ScenarioContext,
+  rows: Array<{ id: number; spec: { token: string } }>,
+): Promise<StatusPlan[]> {
+  const approving = rows.filter((row) => row.spec.token.startsWith('tok_aprova_')).map((row) => row.id);
+  const queued = await until(
+    'four approving recurrences with a queued charge',
+    async () => {
+      const found = await query<{ id: number }>(
+        stack.url,
+        `SELECT (data->>'recorrenciaId')::int AS id FROM pgboss.job
+         WHERE name = 'cobrar_recorrencia' AND state = 'created' AND (data->>'recorrenciaId')::int = ANY($1::int[])
+         ORDER BY 1`,
+        [approving],
+      );
+      return found.length >= 4 ? found.map((row) => row.id) : undefined;
+    },
+    60_000,
+    50,
+  );
+  const rng = ctx.rng.fork('status-changes');
+  return rng.sample(queued, 4).map((id, i) => ({
+    id,
+    at: 0,
+    action: i === 0 ? 'cancelar' : 'pausar',
+    resumeAfter: i < 2 ? null : rng.int(1_000, 4_000),
+  }));
+}
+
+/**
+ * Every crash point once, across two workers, with every gateway fault kind and a backend termination; and
+ * meanwhile the checkout cancels a recurrence and pauses three, resuming two of them.
+ */
 export async function crashPointsScenario(ctx: ScenarioContext): Promise<ScenarioResult> {
   const startedAt = Date.now();
   const stack = await openStack(ctx, 'crash_points', { latencyMs: 60 });
@@ -82,6 +122,7 @@ export async function crashPointsScenario(ctx: ScenarioContext): Promise<Scenari
     () => (stack.sup.exits.some((e) => e.crashPoint === 'fanout_after_page') ? true : undefined),
     60_000,
   );
+  const changing = runStatusChanges(stack, await stopsOfQueuedCharges(stack, ctx, rows), Date.now());
   await stack.startRole('worker2', 'worker', { arms: w2Arms });
   await until(
     '15 charges at the gateway',
@@ -107,6 +148,8 @@ export async function crashPointsScenario(ctx: ScenarioContext): Promise<Scenari
     startedAt,
     requiredGatewayKinds,
     minChargeRequests: Math.max(...(plan.rules ?? []).map((r) => r.nth)),
+    stops: await changing,
+    nextDayRun: addDays(DAY, 1),
   });
 }
 

@@ -1,7 +1,15 @@
 // Reads the end state a scenario left (database rows, the gateway's ledger file, process exits and logs) into
 // the checker's Snapshot.
 import type { IsoDate } from '../../../src/domain/dates.ts';
-import type { AttemptRow, JobRow, ProcessLog, RecurrenceRow, SeededRecurrence, Snapshot } from './checker.ts';
+import type {
+  AttemptRow,
+  JobRow,
+  ProcessLog,
+  RecurrenceRow,
+  SeededRecurrence,
+  Snapshot,
+  StopWindow,
+} from './checker.ts';
 import { query } from './cluster.ts';
 import { LIMITS, STARTED, type Stack } from './stack.ts';
 
@@ -11,6 +19,7 @@ export async function takeSnapshot(
   stack: Stack,
   seeded: SeededRecurrence[],
   lastBusinessDate: IsoDate,
+  stops: StopWindow[] = [],
 ): Promise<Snapshot> {
   const recurrences = await query<RecurrenceRow>(
     stack.url,
@@ -21,7 +30,7 @@ export async function takeSnapshot(
   const attempts = await query<AttemptRow>(
     stack.url,
     `SELECT id::int, recorrencia_id::int, ciclo::text, tentativa, chave_idempotencia, status, valor_centavos::int,
-       codigo_recusa, recusa_reversivel
+       codigo_recusa, recusa_reversivel, (extract(epoch FROM criado_em) * 1000)::float8 AS criado_em
      FROM checkout_recorrencia_cobrancas ORDER BY id`,
   );
   const jobs = await query<JobRow>(
@@ -55,6 +64,7 @@ export async function takeSnapshot(
     exits: [...stack.sup.exits],
     logs,
     lastBusinessDate,
+    stops,
     limits: LIMITS,
   };
 }

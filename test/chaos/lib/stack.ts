@@ -40,12 +40,23 @@ export type Stack = {
   seed(specs: RecurrenceSpec[]): Promise<Array<{ id: number; spec: RecurrenceSpec }>>;
   /** POST /tasks/:task/run through the admin server (what an operator does). */
   runTask(task: string, date: IsoDate, force?: boolean): Promise<void>;
+  /**
+   * POST /recorrencias/:id/pausar|retomar|cancelar through the admin server, as the checkout does, retried
+   * until it answers (a retried transition answers 200 without changing anything); returns the status it
+   * answered, or the one it refused the transition in (409).
+   */
+  transition(
+    id: number,
+    transition: 'pausar' | 'retomar' | 'cancelar',
+  ): Promise<{ status: string; refused?: true }>;
   /** Number of jobs not yet terminal, outside the dead-letter queue. */
   busyJobs(): Promise<number>;
   /** Waits until every job is terminal and no attempt is pending, redriving dead letters; returns when. */
   settle(timeoutMs: number): Promise<{ quietAt: number; redriven: number }>;
   stop(): Promise<void>;
 };
+
+type Transitioned = { recorrencia: { status: string } };
 
 /** The line each role logs once it is up. */
 export const STARTED: Record<string, string> = {
@@ -123,7 +134,8 @@ export async function createStack(options: {
     return slot;
   };
 
-  const admin = async (method: string, path: string, body?: unknown) => {
+  /** One admin request: its HTTP status and parsed body (throws only when the server did not answer). */
+  const request = async (method: string, path: string, body?: unknown) => {
     const response = await fetch(`${adminUrl}${path}`, {
       method,
       signal: AbortSignal.timeout(10_000),
@@ -134,8 +146,13 @@ export async function createStack(options: {
       ...(body === undefined ? {} : { body: JSON.stringify(body) }),
     });
     const text = await response.text();
-    if (response.status >= 300) throw new Error(`admin ${method} ${path}: HTTP ${response.status} ${text}`);
-    return JSON.parse(text) as unknown;
+    return { status: response.status, text, json: () => JSON.parse(text) as unknown };
+  };
+  const admin = async (method: string, path: string, body?: unknown) => {
+    const answer = await request(method, path, body);
+    if (answer.status >= 300)
+      throw new Error(`admin ${method} ${path}: HTTP ${answer.status} ${answer.text}`);
+    return answer.json();
   };
 
   const busyJobs = async () =>
@@ -198,6 +215,21 @@ export async function createStack(options: {
         500,
       );
     },
+    transition: async (id, transition) =>
+      until(
+        `admin to ${transition} recurrence ${id}`,
+        async () => {
+          // While the admin server is down (killed, or Postgres restarting) the request is sent again.
+          const answer = await request('POST', `/recorrencias/${id}/${transition}`).catch(() => undefined);
+          if (answer?.status === 200) return { status: (answer.json() as Transitioned).recorrencia.status };
+          // Refused (409): the recurrence is in a state the transition does not apply to (on hold, say).
+          if (answer?.status === 409)
+            return { status: (answer.json() as { status: string }).status, refused: true };
+          return undefined;
+        },
+        30_000,
+        250,
+      ),
     busyJobs,
     settle: async (timeoutMs) => {
       const deadline = Date.now() + timeoutMs;
