@@ -1,7 +1,13 @@
 // The fault suite's checker must be able to fail: a consistent end state passes, and each doctored copy of
 // it (a second charge, a mismatched amount, a pending attempt, a date not advanced, ...) is reported.
 import t from 'tap';
-import { check, type Snapshot, type StopWindow, type ViolationKind } from './lib/checker.ts';
+import {
+  check,
+  type Snapshot,
+  type StopWindow,
+  type TermsChange,
+  type ViolationKind,
+} from './lib/checker.ts';
 import type { LedgerEntry } from './lib/gateway-client.ts';
 
 const at = (ms: number) => new Date(Date.parse('2031-03-10T12:00:00Z') + ms).toISOString();
@@ -98,6 +104,7 @@ function consistent(): Snapshot {
         valor_centavos: 1001,
         codigo_recusa: null,
         recusa_reversivel: null,
+        cartao_token: 'tok_1',
         criado_em: Date.parse(at(500)),
       },
       {
@@ -110,6 +117,7 @@ function consistent(): Snapshot {
         valor_centavos: 1002,
         codigo_recusa: '51',
         recusa_reversivel: true,
+        cartao_token: 'tok_2',
         criado_em: Date.parse(at(1_500)),
       },
       {
@@ -122,6 +130,7 @@ function consistent(): Snapshot {
         valor_centavos: 1003,
         codigo_recusa: '14',
         recusa_reversivel: false,
+        cartao_token: 'tok_3',
         criado_em: Date.parse(at(2_500)),
       },
     ],
@@ -130,6 +139,7 @@ function consistent(): Snapshot {
     logs: [{ slot: 'worker1', incarnation: 0, stderr: '', fatal: [], started: true }],
     lastBusinessDate: '2031-03-10',
     stops: [],
+    termsChanges: [],
     limits: { chargeRetryLimit: 8, maxDeclinesBeforeHold: 4 },
   };
 }
@@ -142,6 +152,11 @@ function stopOf2(status: StopWindow['status'], from: number, until: number | nul
     from: Date.parse(at(from)),
     until: until === null ? null : Date.parse(at(until)),
   };
+}
+
+/** Recurrence 2 given `cents` and `token` at `at` ms. */
+function termsOf2(atMs: number, cents: number, token: string): TermsChange {
+  return { recorrenciaId: 2, at: Date.parse(at(atMs)), valor_centavos: cents, cartao_token: token };
 }
 
 function kinds(snapshot: Snapshot): ViolationKind[] {
@@ -191,6 +206,7 @@ t.test('each doctored end state is reported', async (t) => {
           valor_centavos: 1001,
           codigo_recusa: null,
           recusa_reversivel: null,
+          cartao_token: 'tok_1',
           criado_em: Date.parse(at(9_000)),
         });
       },
@@ -290,6 +306,16 @@ t.test('each doctored end state is reported', async (t) => {
       ['sent_after_cancel'],
     ],
     [
+      'an attempt created after a change of amount, with the old amount',
+      (s) => s.termsChanges.push(termsOf2(1_000, 5_000, 'tok_2')),
+      ['stale_terms'],
+    ],
+    [
+      'an attempt created after a change of card, with the old card',
+      (s) => s.termsChanges.push(termsOf2(1_000, 1002, 'tok_2_trocado')),
+      ['stale_terms'],
+    ],
+    [
       'a recurrence resumed and never charged (paused at the end, as if retomar were lost)',
       (s) => {
         Object.assign(s.recurrences[1] ?? {}, { status: 'pausado', proxima_tentativa: null });
@@ -323,7 +349,7 @@ t.test('each doctored end state is reported', async (t) => {
   }
 });
 
-t.test('a pause or a cancellation is no violation when what it allows happened', async (t) => {
+t.test('a change by the checkout is no violation when what it allows happened', async (t) => {
   const inFlight = consistent();
   // Recurrence 2's attempt was created (at 1.5 s) before the pause: a charge in flight finishes.
   inFlight.stops.push(stopOf2('pausado', 1_600, 2_000));
@@ -336,6 +362,16 @@ t.test('a pause or a cancellation is no violation when what it allows happened',
   Object.assign(cancelled.recurrences[1] ?? {}, { status: 'cancelado', proxima_tentativa: null });
   cancelled.stops.push(stopOf2('cancelado', 1_600, null));
   t.same(check(cancelled).violations, [], 'a recurrence cancelled after its charge is settled');
+  const changedAfter = consistent();
+  changedAfter.termsChanges.push(termsOf2(1_600, 5_000, 'tok_2_trocado'));
+  t.same(
+    check(changedAfter).violations,
+    [],
+    'a change after the attempt was created (in flight keeps its own)',
+  );
+  const changedBefore = consistent();
+  changedBefore.termsChanges.push(termsOf2(1_000, 1002, 'tok_2'));
+  t.same(check(changedBefore).violations, [], 'an attempt created after a change, with the new terms');
   const resumedAfter = consistent();
   resumedAfter.stops.push(stopOf2('pausado', 500, 1_000));
   t.same(check(resumedAfter).violations, [], 'an attempt created after retomar');
@@ -358,6 +394,7 @@ t.test('proxima_cobranca follows the anchor day: Jan 31 -> Feb 28, never 31 days
       valor_centavos: 1001,
       codigo_recusa: null,
       recusa_reversivel: null,
+      cartao_token: 'tok_1',
       criado_em: Date.parse(at(500)),
     },
   ];

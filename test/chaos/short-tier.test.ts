@@ -1,7 +1,7 @@
 // The short tier of the fault suite, inside `npm test`: every crash point, each gateway fault kind, Postgres
 // restarts and a start while it is down, two schedulers racing for one tick, a frozen worker refused by the
-// fence, and recurrences paused, resumed and cancelled while they are charged. Scenarios run side by side,
-// each on a PostgreSQL cluster of its own. CHAOS_SEED repeats a run.
+// fence, and recurrences paused, resumed, cancelled and given a new amount and card while they are charged.
+// Scenarios run side by side, each on a PostgreSQL cluster of its own. CHAOS_SEED repeats a run.
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -65,6 +65,7 @@ t.test(`fault injection, short tier (seed ${seed})`, async (t) => {
     'operator:pausar',
     'operator:retomar',
     'operator:cancelar',
+    'operator:trocar',
     'run:next_day',
   ])
     t.ok(fired(kind) >= 1, `${kind} happened (${fired(kind)})`);

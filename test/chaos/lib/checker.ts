@@ -38,6 +38,8 @@ export type AttemptRow = {
   valor_centavos: number;
   codigo_recusa: string | null;
   recusa_reversivel: boolean | null;
+  /** The card token the attempt sends (copied from the recurrence when the attempt was created). */
+  cartao_token: string;
   /** Epoch ms: when phase 1 (or a retry's start) created the attempt, under the recurrence's row lock. */
   criado_em: number;
 };
@@ -54,6 +56,13 @@ export type StopWindow = {
   from: number;
   until: number | null;
 };
+
+/**
+ * A change of a recurrence's amount or card the checkout made during the run (PATCH): `at` once it had
+ * answered (epoch ms), with the terms the recurrence carries from then on. Every attempt created after it
+ * carries them; one created before (in flight, or resumed with its own key) keeps its own.
+ */
+export type TermsChange = { recorrenciaId: number; at: number; valor_centavos: number; cartao_token: string };
 
 export type JobRow = { id: string; name: string; state: string; retry_count: number };
 
@@ -78,6 +87,8 @@ export type Snapshot = {
   lastBusinessDate: IsoDate;
   /** The pauses and cancellations the checkout made during the run (none in most scenarios). */
   stops: StopWindow[];
+  /** The changes of amount or card the checkout made during the run (at most one per recurrence). */
+  termsChanges: TermsChange[];
   limits: { chargeRetryLimit: number; maxDeclinesBeforeHold: number };
 };
 
@@ -94,6 +105,7 @@ export const VIOLATION_KINDS = [
   'sent_while_on_hold',
   'sent_while_paused',
   'sent_after_cancel',
+  'stale_terms',
   'non_terminal_job',
   'retry_limit',
   'process_error',
@@ -315,6 +327,23 @@ function checkStops(s: Snapshot, add: (v: Violation) => void): void {
   }
 }
 
+/** An attempt created after a change of amount or card carries the new ones. */
+function checkTerms(s: Snapshot, add: (v: Violation) => void): void {
+  for (const change of s.termsChanges) {
+    const stale = s.attempts.filter(
+      (a) =>
+        a.recorrencia_id === change.recorrenciaId &&
+        a.criado_em > change.at &&
+        (a.valor_centavos !== change.valor_centavos || a.cartao_token !== change.cartao_token),
+    );
+    for (const a of stale)
+      add({
+        kind: 'stale_terms',
+        detail: `attempt ${a.chave_idempotencia} created after recurrence ${change.recorrenciaId} changed carries ${a.valor_centavos} cents and the ${a.cartao_token === change.cartao_token ? 'new' : 'old'} card, expected ${change.valor_centavos} cents and the new card`,
+      });
+  }
+}
+
 function checkJobs(s: Snapshot, add: (v: Violation) => void): number {
   let nonTerminal = 0;
   for (const job of s.jobs) {
@@ -371,6 +400,7 @@ export function check(s: Snapshot): Verdict {
   const mismatches = checkLedgerAgreement(s, add);
   const lost = checkRecurrences(s, add);
   checkStops(s, add);
+  checkTerms(s, add);
   const nonTerminalJobs = checkJobs(s, add);
   checkProcesses(s, add, findings);
   return {

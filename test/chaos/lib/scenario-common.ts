@@ -3,7 +3,8 @@
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { dateParts, daysInMonth, type IsoDate } from '../../../src/domain/dates.ts';
-import { check, type SeededRecurrence, type StopWindow, type Verdict, type Violation } from './checker.ts';
+import type { ChangesMade } from './checkout-changes.ts';
+import { check, type SeededRecurrence, type Verdict, type Violation } from './checker.ts';
 import { query, type Cluster } from './cluster.ts';
 import type { Rng } from './prng.ts';
 import { takeSnapshot } from './snapshot.ts';
@@ -99,8 +100,8 @@ export async function finishScenario(
     requiredGatewayKinds?: readonly string[];
     /** The position of the last scripted gateway fault: injection goes on at least until then. */
     minChargeRequests?: number;
-    /** The checkout's pauses and cancellations during the run (see status-changes.ts). */
-    stops?: StopWindow[];
+    /** What the checkout changed during the run (see checkout-changes.ts). */
+    changes?: ChangesMade;
     /**
      * Once quiet, run processar_recorrencias_do_dia for this date and wait for quiet again (what the next
      * morning does for a cycle a pause kept from its own day's run); the checker then settles up to it.
@@ -180,7 +181,7 @@ export async function finishScenario(
       });
   }
   const lastBusinessDate = options.nextDayRun ?? options.lastBusinessDate;
-  const verdict = check(await takeSnapshot(stack, options.seeded, lastBusinessDate, options.stops));
+  const verdict = check(await takeSnapshot(stack, options.seeded, lastBusinessDate, options.changes));
   verdict.violations.unshift(...violations);
   await stack.cluster.dropDatabase(stack.name).catch(() => undefined);
   return {

@@ -1,7 +1,9 @@
 // One iteration of the long tier: everything drawn from the seed. A seeded data set, 2-3 workers and 1-2
 // schedulers, crash points armed by counter, gateway faults (scripted rules that must fire plus a random
 // background), a timeline of external kill -9s and database faults in the first seconds of charging, and in
-// half the iterations the checkout pausing (mostly resuming) or cancelling a few recurrences meanwhile.
+// half the iterations each, meanwhile: the checkout pausing (mostly resuming) or cancelling a few
+// recurrences, changing the amount or card of a few, and giving held ones a new card for an operator to
+// reactivate them.
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { addDays } from '../../../src/domain/dates.ts';
@@ -18,8 +20,8 @@ import {
 } from './scenario-common.ts';
 import { openStack } from './scenarios.ts';
 import type { Stack } from './stack.ts';
-import { drawStatusChanges, runStatusChanges } from './status-changes.ts';
-import { sleepUntil, until } from './wait.ts';
+import { drawStatusChanges, drawTermsChanges, reactivateHeld, runChanges } from './checkout-changes.ts';
+import { inBackground, sleepUntil, until } from './wait.ts';
 
 const CHARGE_POINTS = [
   'before_phase1',
@@ -112,13 +114,22 @@ export async function randomScenario(ctx: ScenarioContext): Promise<ScenarioResu
   }
   if (rng.chance(0.6)) events.push({ at: rng.int(300, 4_000), kind: rng.pick(DB_FAULTS) });
   events.sort((a, b) => a.at - b.at);
-  // Drawn from a fork: the plans of seeds run before status changes existed are unchanged.
-  const statusRng = rng.fork('status-changes');
+  // Drawn from forks: the plans of seeds run before the checkout's changes existed are unchanged.
   const activeIds = rows.filter((row) => !row.spec.onHold).map((row) => row.id);
-  const statusPlans = statusRng.chance(0.5) ? drawStatusChanges(statusRng, activeIds, 4_000) : [];
+  const statusRng = rng.fork('status-changes');
+  const termsRng = rng.fork('terms-changes');
+  const changePlans = [
+    ...(statusRng.chance(0.5) ? drawStatusChanges(statusRng, activeIds, 4_000) : []),
+    ...(termsRng.chance(0.5) ? drawTermsChanges(termsRng, activeIds, 4_000) : []),
+  ];
+  const reactivate = rng.fork('reactivations').chance(0.5);
   await writeFile(
     join(stack.runDir, 'plan.json'),
-    JSON.stringify({ due, faultPlan, workers, schedulers, arms: [...arms], events, statusPlans }, null, 2),
+    JSON.stringify(
+      { due, faultPlan, workers, schedulers, arms: [...arms], events, changePlans, reactivate },
+      null,
+      2,
+    ),
   );
 
   const starts = [stack.startRole('admin', 'admin')];
@@ -142,14 +153,25 @@ export async function randomScenario(ctx: ScenarioContext): Promise<ScenarioResu
     await others();
   }
   const t0 = Date.now();
-  const changing = runStatusChanges(stack, statusPlans, t0);
+  const terms = new Map(rows.map(({ id, spec }) => [id, spec]));
+  const changing = inBackground(runChanges(stack, changePlans, terms, t0));
+  const exclude = new Set([
+    ...rows.filter((row) => row.spec.onHold).map((row) => row.id),
+    ...changePlans.filter((plan) => plan.action === 'trocar').map((plan) => plan.id),
+  ]);
+  const reactivating = inBackground(
+    reactivate
+      ? reactivateHeld(stack, { exclude, seeded: terms, windowMs: 6_000, max: 2 })
+      : Promise.resolve([]),
+  );
   let lastFaultAt = t0;
   for (const event of events) {
     await sleepUntil(t0 + event.at);
     await inject(stack, event);
     lastFaultAt = Date.now();
   }
-  const stops = await changing;
+  const changes = await changing();
+  changes.termsChanges.push(...(await reactivating()));
   await until(
     'every armed crash point to fire',
     async () =>
@@ -169,8 +191,10 @@ export async function randomScenario(ctx: ScenarioContext): Promise<ScenarioResu
     startedAt,
     requiredGatewayKinds: ruled,
     minChargeRequests: Math.max(...positions),
-    stops,
-    // A cycle whose charge a pause skipped is charged by the next morning's run.
-    ...(stops.some((stop) => stop.until !== null) ? { nextDayRun: addDays(due, 1) } : {}),
+    changes,
+    // A cycle a pause kept from its charge, or a held one reactivated, is charged by the next morning's run.
+    ...(changes.stops.some((stop) => stop.until !== null) || reactivate
+      ? { nextDayRun: addDays(due, 1) }
+      : {}),
   });
 }

@@ -16,8 +16,8 @@ import {
   type ScenarioResult,
 } from './scenario-common.ts';
 import { createStack, type Stack } from './stack.ts';
-import { runStatusChanges, type StatusPlan } from './status-changes.ts';
-import { until } from './wait.ts';
+import { runChanges, type ChangePlan } from './checkout-changes.ts';
+import { inBackground, until } from './wait.ts';
 
 export const DAY = '2031-03-10';
 const PROCESSAR = 'processar_recorrencias_do_dia';
@@ -61,18 +61,19 @@ export function everyKindPlan(ctx: ScenarioContext, firstNth: number): FaultPlan
 }
 
 /**
- * Four recurrences whose charge job is queued and not yet taken, stopped at once: one cancelled, one paused
- * for good, two paused and resumed a few seconds later. Cards the gateway always approves, so nothing holds
- * them first and every change takes effect; queued, so their charge comes while (or after) they are stopped.
+ * Five recurrences whose charge job is queued and not yet taken, changed at once: one cancelled, one paused
+ * for good, two paused and resumed a few seconds later, one given a new amount and card. Cards the gateway
+ * always approves, so nothing holds them first and every change takes effect; queued, so their charge comes
+ * while (or after) they are changed.
  */
-async function stopsOfQueuedCharges(
+async function changesOfQueuedCharges(
   stack: Stack,
   ctx: ScenarioContext,
   rows: Array<{ id: number; spec: { token: string } }>,
-): Promise<StatusPlan[]> {
+): Promise<ChangePlan[]> {
   const approving = rows.filter((row) => row.spec.token.startsWith('tok_aprova_')).map((row) => row.id);
   const queued = await until(
-    'four approving recurrences with a queued charge',
+    'five approving recurrences with a queued charge',
     async () => {
       const found = await query<{ id: number }>(
         stack.url,
@@ -81,23 +82,32 @@ async function stopsOfQueuedCharges(
          ORDER BY 1`,
         [approving],
       );
-      return found.length >= 4 ? found.map((row) => row.id) : undefined;
+      return found.length >= 5 ? found.map((row) => row.id) : undefined;
     },
     60_000,
     50,
   );
   const rng = ctx.rng.fork('status-changes');
-  return rng.sample(queued, 4).map((id, i) => ({
-    id,
-    at: 0,
-    action: i === 0 ? 'cancelar' : 'pausar',
-    resumeAfter: i < 2 ? null : rng.int(1_000, 4_000),
-  }));
+  type Five = [number, number, number, number, number];
+  const [changed, cancelled, paused, resumed1, resumed2] = rng.sample(queued, 5) as Five;
+  return [
+    {
+      id: changed,
+      at: 0,
+      action: 'trocar',
+      amountCents: rng.int(100, 99_999),
+      token: `tok_aprova_${changed}_trocado`,
+    },
+    { id: cancelled, at: 0, action: 'cancelar', resumeAfter: null },
+    { id: paused, at: 0, action: 'pausar', resumeAfter: null },
+    { id: resumed1, at: 0, action: 'pausar', resumeAfter: rng.int(1_000, 4_000) },
+    { id: resumed2, at: 0, action: 'pausar', resumeAfter: rng.int(1_000, 4_000) },
+  ];
 }
 
 /**
  * Every crash point once, across two workers, with every gateway fault kind and a backend termination; and
- * meanwhile the checkout cancels a recurrence and pauses three, resuming two of them.
+ * meanwhile the checkout cancels a recurrence, pauses three (resuming two) and changes one's amount and card.
  */
 export async function crashPointsScenario(ctx: ScenarioContext): Promise<ScenarioResult> {
   const startedAt = Date.now();
@@ -122,7 +132,10 @@ export async function crashPointsScenario(ctx: ScenarioContext): Promise<Scenari
     () => (stack.sup.exits.some((e) => e.crashPoint === 'fanout_after_page') ? true : undefined),
     60_000,
   );
-  const changing = runStatusChanges(stack, await stopsOfQueuedCharges(stack, ctx, rows), Date.now());
+  const terms = new Map(rows.map(({ id, spec }) => [id, spec]));
+  const changing = inBackground(
+    runChanges(stack, await changesOfQueuedCharges(stack, ctx, rows), terms, Date.now()),
+  );
   await stack.startRole('worker2', 'worker', { arms: w2Arms });
   await until(
     '15 charges at the gateway',
@@ -148,7 +161,7 @@ export async function crashPointsScenario(ctx: ScenarioContext): Promise<Scenari
     startedAt,
     requiredGatewayKinds,
     minChargeRequests: Math.max(...(plan.rules ?? []).map((r) => r.nth)),
-    stops: await changing,
+    changes: await changing(),
     nextDayRun: addDays(DAY, 1),
   });
 }

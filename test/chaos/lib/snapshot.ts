@@ -9,6 +9,7 @@ import type {
   SeededRecurrence,
   Snapshot,
   StopWindow,
+  TermsChange,
 } from './checker.ts';
 import { query } from './cluster.ts';
 import { LIMITS, STARTED, type Stack } from './stack.ts';
@@ -19,7 +20,7 @@ export async function takeSnapshot(
   stack: Stack,
   seeded: SeededRecurrence[],
   lastBusinessDate: IsoDate,
-  stops: StopWindow[] = [],
+  changes: { stops?: StopWindow[]; termsChanges?: TermsChange[] } = {},
 ): Promise<Snapshot> {
   const recurrences = await query<RecurrenceRow>(
     stack.url,
@@ -30,7 +31,7 @@ export async function takeSnapshot(
   const attempts = await query<AttemptRow>(
     stack.url,
     `SELECT id::int, recorrencia_id::int, ciclo::text, tentativa, chave_idempotencia, status, valor_centavos::int,
-       codigo_recusa, recusa_reversivel, (extract(epoch FROM criado_em) * 1000)::float8 AS criado_em
+       codigo_recusa, recusa_reversivel, cartao_token, (extract(epoch FROM criado_em) * 1000)::float8 AS criado_em
      FROM checkout_recorrencia_cobrancas ORDER BY id`,
   );
   const jobs = await query<JobRow>(
@@ -64,7 +65,8 @@ export async function takeSnapshot(
     exits: [...stack.sup.exits],
     logs,
     lastBusinessDate,
-    stops,
+    stops: changes.stops ?? [],
+    termsChanges: changes.termsChanges ?? [],
     limits: LIMITS,
   };
 }

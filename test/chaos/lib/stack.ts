@@ -45,10 +45,11 @@ export type Stack = {
    * until it answers (a retried transition answers 200 without changing anything); returns the status it
    * answered, or the one it refused the transition in (409).
    */
-  transition(
-    id: number,
-    transition: 'pausar' | 'retomar' | 'cancelar',
-  ): Promise<{ status: string; refused?: true }>;
+  transition(id: number, transition: 'pausar' | 'retomar' | 'cancelar'): Promise<CheckoutAnswer>;
+  /** PATCH /recorrencias/:id (amount, card), the same way. */
+  change(id: number, fields: Record<string, unknown>): Promise<CheckoutAnswer>;
+  /** POST /recorrencias/:id/reativar (an operator taking it off hold), the same way. */
+  reactivate(id: number): Promise<CheckoutAnswer>;
   /** Number of jobs not yet terminal, outside the dead-letter queue. */
   busyJobs(): Promise<number>;
   /** Waits until every job is terminal and no attempt is pending, redriving dead letters; returns when. */
@@ -56,7 +57,10 @@ export type Stack = {
   stop(): Promise<void>;
 };
 
-type Transitioned = { recorrencia: { status: string } };
+/** The recurrence's status after a checkout call, or the one it refused the call in (409). */
+export type CheckoutAnswer = { status: string; refused?: true };
+/** A PATCH or transition answers the recurrence; reativar answers its id and status. */
+type Changed = { recorrencia: { status: string } } | { status: string };
 
 /** The line each role logs once it is up. */
 export const STARTED: Record<string, string> = {
@@ -155,6 +159,25 @@ export async function createStack(options: {
     return answer.json();
   };
 
+  /** A checkout call retried until answered (the admin server may be down: killed, or Postgres restarting). */
+  const checkoutCall = (what: string, method: string, path: string, body?: unknown) =>
+    until(
+      what,
+      async (): Promise<CheckoutAnswer | undefined> => {
+        const answer = await request(method, path, body).catch(() => undefined);
+        if (answer?.status === 200) {
+          const changed = answer.json() as Changed;
+          return { status: 'recorrencia' in changed ? changed.recorrencia.status : changed.status };
+        }
+        // Refused: the recurrence is in a state the call does not apply to (on hold, say, or cancelled).
+        if (answer?.status === 409)
+          return { status: (answer.json() as { status: string }).status, refused: true };
+        return undefined;
+      },
+      30_000,
+      250,
+    );
+
   const busyJobs = async () =>
     (
       await query<{ n: number }>(
@@ -215,21 +238,12 @@ export async function createStack(options: {
         500,
       );
     },
-    transition: async (id, transition) =>
-      until(
-        `admin to ${transition} recurrence ${id}`,
-        async () => {
-          // While the admin server is down (killed, or Postgres restarting) the request is sent again.
-          const answer = await request('POST', `/recorrencias/${id}/${transition}`).catch(() => undefined);
-          if (answer?.status === 200) return { status: (answer.json() as Transitioned).recorrencia.status };
-          // Refused (409): the recurrence is in a state the transition does not apply to (on hold, say).
-          if (answer?.status === 409)
-            return { status: (answer.json() as { status: string }).status, refused: true };
-          return undefined;
-        },
-        30_000,
-        250,
-      ),
+    transition: (id, transition) =>
+      checkoutCall(`admin to ${transition} recurrence ${id}`, 'POST', `/recorrencias/${id}/${transition}`),
+    change: (id, fields) =>
+      checkoutCall(`admin to change recurrence ${id}`, 'PATCH', `/recorrencias/${id}`, fields),
+    reactivate: (id) =>
+      checkoutCall(`admin to reactivate recurrence ${id}`, 'POST', `/recorrencias/${id}/reativar`),
     busyJobs,
     settle: async (timeoutMs) => {
       const deadline = Date.now() + timeoutMs;
