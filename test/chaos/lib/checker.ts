@@ -310,16 +310,23 @@ function checkRecurrences(s: Snapshot, add: (v: Violation) => void): number {
   return lost;
 }
 
+/** The attempts of a recurrence created after `from` and before `until` (epoch ms; null: no end). */
+function createdBetween(
+  s: Snapshot,
+  recorrenciaId: number,
+  from: number,
+  until: number | null,
+): AttemptRow[] {
+  return s.attempts.filter(
+    (a) =>
+      a.recorrencia_id === recorrenciaId && a.criado_em > from && (until === null || a.criado_em < until),
+  );
+}
+
 /** No attempt created while its recurrence was paused or once cancelled (one in flight then may finish). */
 function checkStops(s: Snapshot, add: (v: Violation) => void): void {
   for (const stop of s.stops) {
-    const inside = s.attempts.filter(
-      (a) =>
-        a.recorrencia_id === stop.recorrenciaId &&
-        a.criado_em > stop.from &&
-        (stop.until === null || a.criado_em < stop.until),
-    );
-    for (const a of inside)
+    for (const a of createdBetween(s, stop.recorrenciaId, stop.from, stop.until))
       add({
         kind: stop.status === 'pausado' ? 'sent_while_paused' : 'sent_after_cancel',
         detail: `attempt ${a.chave_idempotencia} created at ${new Date(a.criado_em).toISOString()}, while recurrence ${stop.recorrenciaId} was ${stop.status}`,
@@ -330,11 +337,8 @@ function checkStops(s: Snapshot, add: (v: Violation) => void): void {
 /** An attempt created after a change of amount or card carries the new ones. */
 function checkTerms(s: Snapshot, add: (v: Violation) => void): void {
   for (const change of s.termsChanges) {
-    const stale = s.attempts.filter(
-      (a) =>
-        a.recorrencia_id === change.recorrenciaId &&
-        a.criado_em > change.at &&
-        (a.valor_centavos !== change.valor_centavos || a.cartao_token !== change.cartao_token),
+    const stale = createdBetween(s, change.recorrenciaId, change.at, null).filter(
+      (a) => a.valor_centavos !== change.valor_centavos || a.cartao_token !== change.cartao_token,
     );
     for (const a of stale)
       add({

@@ -1,16 +1,8 @@
 // Reads the end state a scenario left (database rows, the gateway's ledger file, process exits and logs) into
 // the checker's Snapshot.
 import type { IsoDate } from '../../../src/domain/dates.ts';
-import type {
-  AttemptRow,
-  JobRow,
-  ProcessLog,
-  RecurrenceRow,
-  SeededRecurrence,
-  Snapshot,
-  StopWindow,
-  TermsChange,
-} from './checker.ts';
+import type { AttemptRow, JobRow, ProcessLog, RecurrenceRow, SeededRecurrence, Snapshot } from './checker.ts';
+import type { ChangesMade } from './checkout-changes.ts';
 import { query } from './cluster.ts';
 import { LIMITS, STARTED, type Stack } from './stack.ts';
 
@@ -20,7 +12,7 @@ export async function takeSnapshot(
   stack: Stack,
   seeded: SeededRecurrence[],
   lastBusinessDate: IsoDate,
-  changes: { stops?: StopWindow[]; termsChanges?: TermsChange[] } = {},
+  changes: ChangesMade = { stops: [], termsChanges: [] },
 ): Promise<Snapshot> {
   const recurrences = await query<RecurrenceRow>(
     stack.url,
@@ -65,8 +57,8 @@ export async function takeSnapshot(
     exits: [...stack.sup.exits],
     logs,
     lastBusinessDate,
-    stops: changes.stops ?? [],
-    termsChanges: changes.termsChanges ?? [],
+    stops: changes.stops,
+    termsChanges: changes.termsChanges,
     limits: LIMITS,
   };
 }
