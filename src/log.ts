@@ -29,6 +29,12 @@ export const REDACT_PATHS = [
  * errors keep their input. Dropped wherever they appear in a logged error, its cause included.
  */
 const ERROR_FIELDS_WITH_DATA = new Set(['values', 'row', 'input', 'parameters']);
+/**
+ * Driver objects attached to errors: pg-pool puts the whole pg Client on the error of an idle connection that
+ * died (pg-boss's pool logs it on every Postgres restart), ~2.8 kB of driver state per line with the
+ * connection's cancel key and its queued queries. Left out of the logged error.
+ */
+const ERROR_FIELDS_OMITTED = new Set(['client']);
 // Postgres describes a CHECK or NOT NULL violation with the whole row: "Failing row contains (...)".
 const ROW_DETAIL = /^Failing row contains/;
 
@@ -39,6 +45,7 @@ function scrubError(value: unknown, depth: number): unknown {
   if (Array.isArray(value)) return value.map((item) => scrubError(item, depth + 1));
   const scrubbed: Record<string, unknown> = {};
   for (const [key, field] of Object.entries(value)) {
+    if (ERROR_FIELDS_OMITTED.has(key)) continue;
     if (ERROR_FIELDS_WITH_DATA.has(key) || (key === 'detail' && ROW_DETAIL.test(String(field)))) {
       scrubbed[key] = '[redacted]';
     } else {

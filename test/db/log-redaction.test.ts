@@ -1,12 +1,13 @@
 // Errors from the database layer carry data: slonik puts a query's values and the offending row on its errors,
 // Postgres describes a CHECK violation with the whole row, a URL error keeps its input. Logged, none of it may
 // show a card token or a password, while the error stays recognisable.
+import pg from 'pg';
 import { sql } from 'slonik';
 import t from 'tap';
 import { z } from 'zod';
 import { createDbPool } from '../../src/db/pool.ts';
 import { capturedLog } from '../helpers/captured-log.ts';
-import { createMigratedDatabase } from '../helpers/database.ts';
+import { adminUrl, createMigratedDatabase, query } from '../helpers/database.ts';
 
 const TOKEN = 'tok_live_4111_segredo';
 
@@ -50,3 +51,28 @@ t.test('database and URL errors are logged without the values, rows or input the
   t.match(check?.err, { message: /checkout_recorrencias_valor_positivo/ });
   t.match(invalid?.err, { message: /Invalid URL/ });
 });
+
+t.test(
+  'an idle pool connection that dies is logged without the driver object pg-pool attaches',
+  async (t) => {
+    const url = await createMigratedDatabase(t);
+    // pg-boss's own pool is a pg Pool: its 'error' event is what the service logs as "pg-boss error".
+    const pool = new pg.Pool({ connectionString: url, max: 1 });
+    t.teardown(() => pool.end());
+    const client = await pool.connect();
+    const pid = (await client.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]?.pid;
+    client.release();
+    const failed = new Promise<Error>((resolve) => pool.once('error', resolve));
+    await query(adminUrl(), 'SELECT pg_terminate_backend($1)', [pid]);
+    const error = await failed;
+    t.ok('client' in error, 'pg-pool attached the client to the error');
+
+    const { log, entries, text } = capturedLog('info');
+    log.error({ err: error }, 'pg-boss error');
+    const logged = entries[0]?.err as Record<string, unknown> | undefined;
+    t.match(logged, { message: /terminating connection due to administrator command/, code: '57P01' });
+    t.notOk(logged !== undefined && 'client' in logged, 'no client field');
+    t.notMatch(text(), /secretKey|_types|processID/, 'none of the connection state');
+    t.ok(text().length < 2_000, `one short line (${text().length} characters)`);
+  },
+);

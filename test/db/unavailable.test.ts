@@ -3,6 +3,7 @@
 // the process when their backend is terminated.
 import { Writable } from 'node:stream';
 import pg from 'pg';
+import { ConnectionError } from 'slonik';
 import t from 'tap';
 import {
   guardPgClientErrors,
@@ -59,6 +60,13 @@ t.test('connection failures are recognised; ordinary SQL errors are not', async 
 
   const wrapped = new Error('slonik wrapper', { cause: refused });
   t.ok(isDatabaseUnavailable(wrapped), 'found through error.cause');
+
+  // What slonik throws when a connection it opened for the pool dies before it is handed out: a worker whose
+  // Postgres was killed during its start-up exited with exactly this (its pool's connections opened at once).
+  const pendingDestroy = new ConnectionError('Client is pending destroy.: Client is pending destroy.', {
+    cause: new Error('Client is pending destroy.'),
+  });
+  t.ok(isDatabaseUnavailable(pendingDestroy), 'a pool connection torn down as it was handed out');
 
   const syntax = await query(adminUrl(), 'selec 1').then(
     () => null,
