@@ -62,10 +62,21 @@ console.log(
 );
 const runDir = await mkdtemp(join(tmpdir(), 'recorrencias-chaos-run-'));
 const clusters: Cluster[] = [];
+/** Stops every role process and cluster this run started: run at the end, and when the run is cut short. */
 const cleanUp = async () => {
+  await Promise.all(clusters.map((cluster) => stopStacksOn(cluster).catch(() => undefined)));
   await Promise.all(clusters.map((cluster) => cluster.destroy().catch(() => undefined)));
 };
-process.once('SIGINT', () => void cleanUp().then(() => process.exit(130)));
+// Interrupted or crashed, the harness still takes its roles and clusters down with it: left running, they
+// hold ports and keep charging against clusters nobody checks.
+const abandon = (code: number, error?: unknown) => {
+  if (error !== undefined) console.error('# chaos harness crashed:', error);
+  void cleanUp().then(() => process.exit(code));
+};
+process.once('SIGINT', () => abandon(130));
+process.once('SIGTERM', () => abandon(143));
+process.once('uncaughtException', (error) => abandon(1, error));
+process.once('unhandledRejection', (error) => abandon(1, error));
 
 const started = Date.now();
 const results: ScenarioResult[] = [];

@@ -413,7 +413,7 @@ t.test('a role that gave up during start-up is a finding, not a violation', asyn
     slot: 'worker2',
     incarnation: 0,
     stderr: '',
-    fatal: ['command failed'],
+    fatal: ['command failed: Client is pending destroy.'],
     started: false,
   });
   snapshot.exits.push({
@@ -427,5 +427,9 @@ t.test('a role that gave up during start-up is a finding, not a violation', asyn
   });
   const verdict = check(snapshot);
   t.same(verdict.violations, []);
-  t.equal(verdict.findings.length, 1);
+  t.same(
+    verdict.findings,
+    ['worker2#0 (pid 2) exited with code 1 during start-up (command failed: Client is pending destroy.)'],
+    'reported with the reason it gave',
+  );
 });

@@ -378,9 +378,13 @@ function checkProcesses(s: Snapshot, add: (v: Violation) => void, findings: stri
   for (const exit of s.exits) {
     const name = `${exit.slot}#${exit.incarnation}`;
     if (exit.cause === 'unexpected' && exit.code === 1 && !started.has(name)) {
-      // A role whose database went away during its start-up (after the reachability probe) gives up with
-      // exit code 1 and is restarted: no invariant is at stake, but the README says roles wait.
-      findings.push(`${name} (pid ${exit.pid}) exited with code 1 during start-up`);
+      // A role that gives up during its start-up (an error start-up does not retry) is restarted: no
+      // invariant is at stake, but the README says roles wait for the database. Reported with its reason.
+      const reason = s.logs.find((log) => log.slot === exit.slot && log.incarnation === exit.incarnation)
+        ?.fatal[0];
+      findings.push(
+        `${name} (pid ${exit.pid}) exited with code 1 during start-up${reason === undefined ? '' : ` (${reason})`}`,
+      );
       continue;
     }
     // SIGTERM before a role installed its handlers (it was still loading) ends it by the default action.

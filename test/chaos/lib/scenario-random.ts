@@ -3,9 +3,10 @@
 // background), a timeline of external kill -9s and database faults in the first seconds of charging, and in
 // half the iterations each, meanwhile: the checkout pausing (mostly resuming) or cancelling a few
 // recurrences, changing the amount or card of a few, and giving held ones a new card for an operator to
-// reactivate them.
+// reactivate them. In about a third, Postgres also restarts while a worker is starting.
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { addDays } from '../../../src/domain/dates.ts';
 import { FAULT_KINDS } from '../../../src/gateway/fake-gateway.ts';
 import { terminateServiceBackends } from './cluster.ts';
@@ -37,7 +38,10 @@ const DB_FAULTS = [
   'terminate_backends',
   'down_start',
 ] as const;
-type Event = { at: number; kind: 'kill9'; slot: string } | { at: number; kind: (typeof DB_FAULTS)[number] };
+type Event =
+  | { at: number; kind: 'kill9'; slot: string }
+  | { at: number; kind: (typeof DB_FAULTS)[number] }
+  | { at: number; kind: 'restart_in_startup'; mode: 'immediate' | 'kill'; afterSpawnMs: number };
 
 async function inject(stack: Stack, event: Event): Promise<void> {
   const server = stack.cluster.pg;
@@ -66,6 +70,25 @@ async function inject(stack: Stack, event: Event): Promise<void> {
       await server.restart('fast');
       await worker?.waitForLog((l) => l.msg === 'worker started', 60_000, from);
       stack.note('pg:down_start');
+      return;
+    }
+    case 'restart_in_startup': {
+      // Postgres restarts while a worker is starting, after it found the database up: the worker must keep
+      // waiting and come up, not give up (a pool connection dying as it opened once made it exit).
+      const worker = stack.sup.slots.get('worker1');
+      if (worker === undefined) return;
+      const from = worker.incarnation() + 1;
+      await worker.kill9();
+      await until(
+        'worker1 to be restarted',
+        () => (worker.incarnation() >= from ? true : undefined),
+        30_000,
+        10,
+      );
+      await sleep(event.afterSpawnMs);
+      await server.restart(event.mode);
+      stack.note(`pg:restart_in_startup_${event.mode}`);
+      await worker.waitForLog((l) => l.msg === 'worker started', 60_000, from);
       return;
     }
   }
@@ -113,6 +136,15 @@ export async function randomScenario(ctx: ScenarioContext): Promise<ScenarioResu
     events.push({ at: rng.int(0, 5_000), kind: 'kill9', slot });
   }
   if (rng.chance(0.6)) events.push({ at: rng.int(300, 4_000), kind: rng.pick(DB_FAULTS) });
+  const startupRng = rng.fork('startup-restarts');
+  if (startupRng.chance(0.3))
+    events.push({
+      at: startupRng.int(300, 4_000),
+      kind: 'restart_in_startup',
+      mode: startupRng.pick(['immediate', 'kill'] as const),
+      // From the new process's spawn: Node loads for ~0.3 s, then the probe, the pool and pg-boss start.
+      afterSpawnMs: startupRng.int(0, 1_500),
+    });
   events.sort((a, b) => a.at - b.at);
   // Drawn from forks: the plans of seeds run before the checkout's changes existed are unchanged.
   const activeIds = rows.filter((row) => !row.spec.onHold).map((row) => row.id);

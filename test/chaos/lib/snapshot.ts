@@ -44,7 +44,11 @@ export async function takeSnapshot(
           .filter(
             (line) => line.incarnation === incarnation && typeof line.level === 'number' && line.level >= 60,
           )
-          .map((line) => String(line.msg)),
+          // The message and the error's: "command failed" alone does not say what to chase.
+          .map((line) => {
+            const reason = (line.err as { message?: unknown } | undefined)?.message;
+            return typeof reason === 'string' ? `${String(line.msg)}: ${reason}` : String(line.msg);
+          }),
       });
     }
   }
