@@ -20,10 +20,11 @@ const NETWORK_CODES = new Set([
 // SQLSTATE classes 08 (connection exception) and 57P (operator intervention: admin shutdown, crash
 // shutdown, cannot connect now), and 53300 (too many connections).
 const SQLSTATE = /^(08...|57P0[1-3]|53300)$/;
-// slonik's driver says "Client is pending destroy" when a connection it just opened dies before it is handed
-// out (Postgres killed a moment after accepting it): seen in 1 of 40 worker start-ups killed at random.
+// A connection that dies as it opens (Postgres shutting down a moment after accepting it) surfaces without a
+// code: slonik's driver says "Client is pending destroy" when it was about to hand it out, and pg says "not
+// queryable" when slonik then queries it at pool creation. A worker starting up exited on each.
 const MESSAGES =
-  /connection terminated|terminating connection|the database system is (starting up|shutting down|in recovery mode)|Connection refused|timeout exceeded when trying to connect|Client is pending destroy/i;
+  /connection terminated|terminating connection|the database system is (starting up|shutting down|in recovery mode)|Connection refused|timeout exceeded when trying to connect|Client is pending destroy|Client has encountered a connection error and is not queryable/i;
 
 /** The error and its causes (libraries wrap the driver's error), at most five deep. */
 function* causes(error: unknown): Generator<Error & { code?: unknown }> {

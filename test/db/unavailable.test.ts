@@ -1,9 +1,8 @@
 // Surviving Postgres going away: which errors count as "database unavailable" (real errors from a real
-// server), start-up retries on those only, and pg clients opened without an 'error' listener no longer crash
-// the process when their backend is terminated.
+// server, and the driver's own when a connection dies as it opens), start-up retries on those only, and pg
+// clients opened without an 'error' listener no longer crash the process when their backend is terminated.
 import { Writable } from 'node:stream';
 import pg from 'pg';
-import { ConnectionError } from 'slonik';
 import t from 'tap';
 import {
   guardPgClientErrors,
@@ -12,7 +11,9 @@ import {
 } from '../../src/db/unavailable.ts';
 import { retryWhileDatabaseUnavailable } from '../../src/lifecycle.ts';
 import { createLogger } from '../../src/log.ts';
-import { adminUrl, query } from '../helpers/database.ts';
+import { createDbPool } from '../../src/db/pool.ts';
+import { adminUrl, createMigratedDatabase, query } from '../helpers/database.ts';
+import { fatalAfterReadyProxy } from '../helpers/fatal-after-ready.ts';
 
 function capturingLogger() {
   const lines: Array<Record<string, unknown>> = [];
@@ -60,13 +61,6 @@ t.test('connection failures are recognised; ordinary SQL errors are not', async 
 
   const wrapped = new Error('slonik wrapper', { cause: refused });
   t.ok(isDatabaseUnavailable(wrapped), 'found through error.cause');
-
-  // What slonik throws when a connection it opened for the pool dies before it is handed out: a worker whose
-  // Postgres was killed during its start-up exited with exactly this (its pool's connections opened at once).
-  const pendingDestroy = new ConnectionError('Client is pending destroy.: Client is pending destroy.', {
-    cause: new Error('Client is pending destroy.'),
-  });
-  t.ok(isDatabaseUnavailable(pendingDestroy), 'a pool connection torn down as it was handed out');
 
   const syntax = await query(adminUrl(), 'selec 1').then(
     () => null,
@@ -128,6 +122,32 @@ t.test('start-up is retried while the database is unavailable, then succeeds', a
     [1, 2],
     'each retry is logged with its attempt number',
   );
+});
+
+t.test('a connection that dies as it opens, while a worker opens its pool, is waited out', async (t) => {
+  const url = await createMigratedDatabase(t);
+  // Connection 1 is the one slonik opens at pool creation to read type oids; the next ones are the pool's own,
+  // opened at once by holdConnections. A worker exited on each (seen in the fault suite for the second).
+  for (const [victim, what] of [
+    [1, 'the type-oid connection at pool creation'],
+    [2, 'a pool connection as it is handed out'],
+  ] as const) {
+    const proxy = await fatalAfterReadyProxy(t, url, (n) => n === victim);
+    const { log, lines } = capturingLogger();
+    let calls = 0;
+    const pool = await retryWhileDatabaseUnavailable(log, new AbortController().signal, async () => {
+      calls++;
+      return createDbPool(proxy.url, { maxConnections: 3, applicationName: 'test', holdConnections: true });
+    });
+    await pool.end();
+    t.equal(proxy.killed(), 1, `${what}: killed once`);
+    t.equal(calls, 2, `${what}: start-up tried again`);
+    t.match(
+      lines.find((line) => line.msg === 'database unreachable during start-up, waiting'),
+      { err: { message: /Client is pending destroy|not queryable/ } },
+      `${what}: the wait is logged with the driver's message`,
+    );
+  }
 });
 
 t.test('any other start-up error fails at once', async (t) => {
