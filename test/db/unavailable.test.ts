@@ -132,7 +132,7 @@ t.test('a connection that dies as it opens, while a worker opens its pool, is wa
     [1, 'the type-oid connection at pool creation'],
     [2, 'a pool connection as it is handed out'],
   ] as const) {
-    const proxy = await fatalAfterReadyProxy(t, url, (n) => n === victim);
+    const proxy = await fatalAfterReadyProxy(t, url, victim);
     const { log, lines } = capturingLogger();
     let calls = 0;
     const pool = await retryWhileDatabaseUnavailable(log, new AbortController().signal, async () => {

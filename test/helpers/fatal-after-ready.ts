@@ -1,16 +1,15 @@
-// A TCP proxy in front of Postgres that kills chosen connections at the worst moment for a pool: it forwards
-// the server's first ReadyForQuery and, in the same write, a FATAL error, then closes the connection. The
-// client learns that its connection is open and that it is gone in one read, as when Postgres shuts down
-// just as it accepts a connection.
+// A TCP proxy in front of Postgres that kills one connection at the worst moment for a pool: it forwards the
+// server's first ReadyForQuery and, in the same write, a FATAL error, then closes the connection. The client
+// learns that its connection is open and that it is gone in one read, as when Postgres shuts down just as it
+// accepts a connection.
 import { createServer, connect, type AddressInfo, type Socket } from 'node:net';
 import type { Test } from 'tap';
 
 /** ErrorResponse: severity FATAL, SQLSTATE 57P01 (admin shutdown), as Postgres sends at a fast shutdown. */
 function fatalMessage(): Buffer {
-  const fields = Buffer.concat([
-    Buffer.from('SFATAL\0VFATAL\0C57P01\0Mterminating connection due to administrator command\0'),
-    Buffer.from([0]),
-  ]);
+  const fields = Buffer.from(
+    'SFATAL\0VFATAL\0C57P01\0Mterminating connection due to administrator command\0\0',
+  );
   const header = Buffer.alloc(5);
   header.write('E', 0);
   header.writeInt32BE(fields.length + 4, 1);
@@ -18,21 +17,20 @@ function fatalMessage(): Buffer {
 }
 
 /**
- * Starts the proxy towards `target` (host:port of a Postgres). `sabotage(n)` says whether the n-th accepted
- * connection (from 1) is to be killed right after it is ready. Returns the URL rewritten to go through it.
+ * Starts the proxy towards the Postgres of `databaseUrl`; the `victim`-th connection it accepts (from 1) is
+ * killed right after it is ready, the others are passed through. Returns the URL that goes through it.
  */
 export async function fatalAfterReadyProxy(
   t: Test,
   databaseUrl: string,
-  sabotage: (n: number) => boolean,
-): Promise<{ url: string; accepted: () => number; killed: () => number }> {
+  victim: number,
+): Promise<{ url: string; killed: () => number }> {
   const target = new URL(databaseUrl);
   let accepted = 0;
   let killed = 0;
   const sockets = new Set<Socket>();
   const server = createServer((client) => {
     accepted += 1;
-    const doomed = sabotage(accepted);
     const upstream = connect(Number(target.port || 5432), target.hostname);
     for (const socket of [client, upstream]) {
       sockets.add(socket);
@@ -40,15 +38,13 @@ export async function fatalAfterReadyProxy(
       socket.on('close', () => sockets.delete(socket));
     }
     client.pipe(upstream);
-    upstream.on('end', () => client.end());
-    client.on('end', () => upstream.end());
+    if (accepted !== victim) {
+      upstream.pipe(client);
+      return;
+    }
+    // Forward whole messages up to and including the first ReadyForQuery ('Z'), then the FATAL error.
     let pending = Buffer.alloc(0);
     upstream.on('data', (chunk: Buffer) => {
-      if (!doomed) {
-        client.write(chunk);
-        return;
-      }
-      // Forward whole messages up to and including the first ReadyForQuery ('Z'), then the FATAL error.
       pending = Buffer.concat([pending, chunk]);
       let offset = 0;
       while (pending.length - offset >= 5) {
@@ -75,5 +71,5 @@ export async function fatalAfterReadyProxy(
   const url = new URL(databaseUrl);
   url.hostname = '127.0.0.1';
   url.port = String((server.address() as AddressInfo).port);
-  return { url: url.toString(), accepted: () => accepted, killed: () => killed };
+  return { url: url.toString(), killed: () => killed };
 }
