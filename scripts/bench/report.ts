@@ -1,12 +1,16 @@
 // The benchmark's table: one column per run and, with several runs, the median.
+import { medianOf } from './percentile.ts';
 import type { runBenchmark } from './run.ts';
 
 type Result = Awaited<ReturnType<typeof runBenchmark>>;
 
-const median = (values: number[]) => {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.floor(sorted.length / 2)] ?? 0;
-};
+/** The runs' median, shown with as many decimals as the runs' own cells. */
+function medianCell(cells: string[]): string {
+  const values = cells.map(Number);
+  if (!values.every(Number.isFinite)) return '-';
+  const decimals = Math.max(...cells.map((cell) => cell.split('.')[1]?.length ?? 0));
+  return medianOf(values).toFixed(decimals);
+}
 
 const cpuPair = (ms: { process: number; postgres: number }) =>
   `${ms.process.toFixed(2)} / ${ms.postgres.toFixed(2)}`;
@@ -65,16 +69,10 @@ export function formatReport(results: Result[]): string {
       (r) => (r.correctness.ok ? 'yes' : `NO ${JSON.stringify(r.correctness)}`),
     ],
   ];
-  const numeric = (value: number | string) => (typeof value === 'number' ? value : Number(value));
   const header = ['', ...results.map((_, i) => `run ${i + 1}`), ...(results.length > 1 ? ['median'] : [])];
   const body = rows.map(([label, read]) => {
     const cells = results.map((result) => String(read(result)));
-    const values = results.map((result) => numeric(read(result)));
-    return [
-      label,
-      ...cells,
-      ...(results.length > 1 ? [values.every(Number.isFinite) ? String(median(values)) : '-'] : []),
-    ];
+    return [label, ...cells, ...(results.length > 1 ? [medianCell(cells)] : [])];
   });
   const widths = header.map((_, i) => Math.max(...[header, ...body].map((row) => (row[i] ?? '').length)));
   return [header, ...body]
