@@ -1,7 +1,6 @@
 // Surviving Postgres going away: which errors count as "database unavailable" (real errors from a real
 // server, and the driver's own when a connection dies as it opens), start-up retries on those only, and pg
 // clients opened without an 'error' listener no longer crash the process when their backend is terminated.
-import { Writable } from 'node:stream';
 import pg from 'pg';
 import t from 'tap';
 import {
@@ -10,22 +9,10 @@ import {
   isTooManyConnections,
 } from '../../src/db/unavailable.ts';
 import { retryWhileDatabaseUnavailable } from '../../src/lifecycle.ts';
-import { createLogger } from '../../src/log.ts';
 import { createDbPool } from '../../src/db/pool.ts';
+import { capturedLog } from '../helpers/captured-log.ts';
 import { adminUrl, createMigratedDatabase, query } from '../helpers/database.ts';
 import { fatalAfterReadyProxy } from '../helpers/fatal-after-ready.ts';
-
-function capturingLogger() {
-  const lines: Array<Record<string, unknown>> = [];
-  const destination = new Writable({
-    write(chunk: Buffer, _encoding, done) {
-      for (const line of chunk.toString().split('\n').filter(Boolean))
-        lines.push(JSON.parse(line) as Record<string, unknown>);
-      done();
-    },
-  });
-  return { log: createLogger({ level: 'info', format: 'json', role: 'test', destination }), lines };
-}
 
 async function refusedConnectionError(): Promise<unknown> {
   // Port 1 on loopback: nothing listens there, so the connection is refused.
@@ -106,7 +93,7 @@ t.test('a pg client without an error listener survives its backend being termina
 });
 
 t.test('start-up is retried while the database is unavailable, then succeeds', async (t) => {
-  const { log, lines } = capturingLogger();
+  const { log, entries } = capturedLog('info');
   const refused = await refusedConnectionError();
   let calls = 0;
   const result = await retryWhileDatabaseUnavailable(log, new AbortController().signal, async () => {
@@ -116,7 +103,7 @@ t.test('start-up is retried while the database is unavailable, then succeeds', a
   });
   t.equal(result, 'started');
   t.equal(calls, 3);
-  const waits = lines.filter((line) => line.msg === 'database unreachable during start-up, waiting');
+  const waits = entries.filter((line) => line.msg === 'database unreachable during start-up, waiting');
   t.same(
     waits.map((line) => line.attempt),
     [1, 2],
@@ -133,7 +120,7 @@ t.test('a connection that dies as it opens, while a worker opens its pool, is wa
     [2, 'a pool connection as it is handed out'],
   ] as const) {
     const proxy = await fatalAfterReadyProxy(t, url, victim);
-    const { log, lines } = capturingLogger();
+    const { log, entries } = capturedLog('info');
     let calls = 0;
     const pool = await retryWhileDatabaseUnavailable(log, new AbortController().signal, async () => {
       calls++;
@@ -143,7 +130,7 @@ t.test('a connection that dies as it opens, while a worker opens its pool, is wa
     t.equal(proxy.killed(), 1, `${what}: killed once`);
     t.equal(calls, 2, `${what}: start-up tried again`);
     t.match(
-      lines.find((line) => line.msg === 'database unreachable during start-up, waiting'),
+      entries.find((line) => line.msg === 'database unreachable during start-up, waiting'),
       { err: { message: /Client is pending destroy|not queryable/ } },
       `${what}: the wait is logged with the driver's message`,
     );
@@ -151,7 +138,7 @@ t.test('a connection that dies as it opens, while a worker opens its pool, is wa
 });
 
 t.test('any other start-up error fails at once', async (t) => {
-  const { log } = capturingLogger();
+  const { log } = capturedLog('info');
   let calls = 0;
   await t.rejects(
     retryWhileDatabaseUnavailable(log, new AbortController().signal, async () => {
@@ -164,7 +151,7 @@ t.test('any other start-up error fails at once', async (t) => {
 });
 
 t.test('a stop request ends the waiting', async (t) => {
-  const { log, lines } = capturingLogger();
+  const { log, entries } = capturedLog('info');
   const refused = await refusedConnectionError();
   const controller = new AbortController();
   let calls = 0;
@@ -174,7 +161,7 @@ t.test('a stop request ends the waiting', async (t) => {
   });
   // Abort as soon as the first wait is logged (the destination is synchronous).
   const deadline = Date.now() + 5_000;
-  while (lines.length === 0 && Date.now() < deadline) await new Promise((resolve) => setImmediate(resolve));
+  while (entries.length === 0 && Date.now() < deadline) await new Promise((resolve) => setImmediate(resolve));
   controller.abort();
   await t.rejects(retrying);
   t.equal(calls, 1, 'no further attempt after the stop request');
