@@ -62,6 +62,11 @@ const decimal = (min: number, max: number) =>
     .pipe(z.number().min(min).max(max));
 
 const cron = z.string().superRefine((value, ctx) => {
+  // A sixth (seconds) field would fire several times a minute; pg-boss files one job per minute.
+  if (value.trim().split(/\s+/).length !== 5) {
+    ctx.addIssue({ code: 'custom', message: 'must have exactly five fields' });
+    return;
+  }
   try {
     CronExpressionParser.parse(value, { tz: 'UTC', strict: false });
   } catch (error) {
@@ -370,15 +375,6 @@ export function loadConfig(env: NodeJS.ProcessEnv, options: { development?: bool
   }
   if (e.CHECKOUT_WEBHOOK_URL !== undefined && e.CHECKOUT_WEBHOOK_SECRET === undefined) {
     problems.push('CHECKOUT_WEBHOOK_SECRET: required when CHECKOUT_WEBHOOK_URL is set (events are signed)');
-  }
-  for (const [name, expression] of Object.entries({
-    CRON_PROCESSAR_RECORRENCIAS_DO_DIA: e.CRON_PROCESSAR_RECORRENCIAS_DO_DIA,
-    CRON_RETENTAR_COBRANCAS_FALHADAS: e.CRON_RETENTAR_COBRANCAS_FALHADAS,
-    CRON_NOTIFICAR_RECORRENCIAS_HOLD: e.CRON_NOTIFICAR_RECORRENCIAS_HOLD,
-    CRON_LIMPAR_RECORRENCIAS_ANTIGAS: e.CRON_LIMPAR_RECORRENCIAS_ANTIGAS,
-  })) {
-    // A sixth (seconds) field would fire several times a minute; pg-boss files one job per minute.
-    if (expression.trim().split(/\s+/).length !== 5) problems.push(`${name}: must have exactly five fields`);
   }
   if (problems.length > 0) throw new ConfigError(problems);
 
