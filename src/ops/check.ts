@@ -1,9 +1,10 @@
 // The deployment self-check (the seed's testar_recorrencias_celery.py made real): database reachable,
 // migrations current, the four tasks registered with handlers and queues, schedules present in the right
-// time zone with their next runs, room for one more worker's connections, the gateway answering with our
-// credentials (a lookup of a key nobody used: it charges nothing), a dry run of each task (read-only, no
-// webhook), the recurrence statistics. Missing workers or schedulers and a short connection budget are
-// warnings: a fresh deploy checks before starting them.
+// time zone with their next runs, daily tasks early enough in the day for their run-late alerts to fire, room
+// for one more worker's connections, the gateway answering with our credentials (a lookup of a key nobody
+// used: it charges nothing), a dry run of each task (read-only, no webhook), the recurrence statistics.
+// Missing workers or schedulers (a fresh deploy checks before starting them), a late daily task and a short
+// connection budget are warnings.
 import { randomUUID } from 'node:crypto';
 import { connectionBudget } from '../db/connection-budget.ts';
 import { listPauses } from '../db/pauses.ts';
@@ -16,6 +17,7 @@ import { PERIODIC_TASK_DEFINITIONS } from '../tasks/registry.ts';
 import { catalog } from './catalog.ts';
 import type { OpsDeps } from './deps.ts';
 import { schedules } from './inspect.ts';
+import { LATEST_ALERTED_TIME, runLateAlertsThatCannotFire } from './run-late-alerts.ts';
 
 export type CheckResult = { name: string; status: 'ok' | 'warning' | 'failed'; detail: string };
 
@@ -130,6 +132,21 @@ export async function runChecks(deps: OpsDeps): Promise<CheckResult[]> {
         : {
             status: 'failed',
             detail: `not registered as configured: ${wrong.map((row) => row.task).join(', ')} (start a scheduler or run migrate)`,
+          };
+    }),
+  );
+  results.push(
+    await step('run-late alerts can fire', async () => {
+      // A daily task set to run late in the evening leaves its alert no time before midnight, when the alert
+      // starts reading the next date: that task could fail every day without a page.
+      const blind = runLateAlertsThatCannotFire(deps.config, date)
+        .map(({ task, alert, time }) => `${task} at ${time}: ${alert} cannot fire before midnight`)
+        .join('; ');
+      return blind === ''
+        ? { status: 'ok', detail: `every daily task runs by ${LATEST_ALERTED_TIME}` }
+        : {
+            status: 'warning',
+            detail: `${blind} (schedule daily tasks at ${LATEST_ALERTED_TIME} or earlier)`,
           };
     }),
   );

@@ -5,6 +5,11 @@ import { fileURLToPath } from 'node:url';
 import t from 'tap';
 import { parse } from 'yaml';
 import { createMetricsRegistry } from '../../src/ops/metrics.ts';
+import {
+  RUN_LATE_ALERTS,
+  RUN_LATE_FOR_MINUTES,
+  RUN_LATE_GRACE_MINUTES,
+} from '../../src/ops/run-late-alerts.ts';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const rules = parse(readFileSync(`${ROOT}prometheus/alerts.yml`, 'utf8')) as unknown;
@@ -181,3 +186,24 @@ t.test('every alert links to its own Runbook entry in README.md', async (t) => {
   );
   t.same(stale, [], 'no Runbook entry for an alert that does not exist');
 });
+
+t.test(
+  'the run-late alerts `check` reasons about are the rules, with their grace and duration',
+  async (t) => {
+    const rules = allRules().filter((rule) => rule.expr.includes('recorrencias_task_due_minutes'));
+    t.same(
+      rules.map((rule) => rule.alert).sort(),
+      Object.values(RUN_LATE_ALERTS).sort(),
+      'every time-of-day alert is known to check',
+    );
+    for (const [task, alert] of Object.entries(RUN_LATE_ALERTS)) {
+      const rule = rules.find((candidate) => candidate.alert === alert);
+      t.match(
+        rule?.expr.replace(/\s+/g, ' '),
+        `recorrencias_task_due_minutes{task="${task}"} + ${RUN_LATE_GRACE_MINUTES} <=`,
+        `${alert}: ${task}, ${RUN_LATE_GRACE_MINUTES} minutes after its time`,
+      );
+      t.equal(rule?.for, `${RUN_LATE_FOR_MINUTES}m`, `${alert}: for`);
+    }
+  },
+);

@@ -40,6 +40,7 @@ t.test('check passes on a migrated database and fails clearly on an unmigrated o
     '✓ no queue paused',
     '✓ schedules present in America/Sao_Paulo',
     '✓ connections for one more worker',
+    '✓ run-late alerts can fire: every daily task runs by 23:27',
     '✓ dry run processar_recorrencias_do_dia',
     '✓ recurrence statistics',
   ]) {
@@ -60,6 +61,18 @@ t.test('check passes on a migrated database and fails clearly on an unmigrated o
   const paused = await command(t, ['check'], { DATABASE_URL: migrated });
   t.equal(paused.code, 0);
   t.match(paused.out, /! no queue paused: cobrar_recorrencia paused by ana at .*: gateway incident/);
+});
+
+t.test('check warns when a daily task runs too late in the evening for its run-late alert', async (t) => {
+  const migrated = await createMigratedDatabase(t);
+  const late = await command(t, ['check'], {
+    DATABASE_URL: migrated,
+    CRON_NOTIFICAR_RECORRENCIAS_HOLD: '45 23 * * *',
+  });
+  t.match(
+    late.out,
+    '! run-late alerts can fire: notificar_recorrencias_hold at 23:45: RecorrenciasNoticeRunLate cannot fire before midnight (schedule daily tasks at 23:27 or earlier)',
+  );
 });
 
 t.test('check looks a key up at the gateway: reachable with our credentials, or refused', async (t) => {
