@@ -214,6 +214,27 @@ t.test('each role stops gracefully on SIGTERM and exits 0', async (t) => {
   }
 });
 
+t.test('a scheduler given a daily task too late for its run-late alert says so at start-up', async (t) => {
+  const url = await createMigratedDatabase(t);
+  const scheduler = startService(t, ['scheduler'], {
+    DATABASE_URL: url,
+    CRON_PROCESSAR_RECORRENCIAS_DO_DIA: '40 23 * * *',
+  });
+  await scheduler.waitForLog(logMessage('scheduler started'));
+  const warnings = scheduler.lines.filter(logMessage(/cannot fire before midnight/));
+  t.match(warnings, [
+    {
+      level: 40,
+      task: 'processar_recorrencias_do_dia',
+      time: '23:40',
+      alert: 'RecorrenciasDailyRunLate',
+      msg: /schedule daily tasks at 23:27 or earlier/,
+    },
+  ]);
+  t.equal(warnings.length, 1, 'only the late task');
+  await scheduler.stop('SIGTERM');
+});
+
 t.test('a worker whose queue settings differ from what migrate stored says so at start-up', async (t) => {
   const url = await createMigratedDatabase(t);
   const worker = startService(t, ['worker'], {
