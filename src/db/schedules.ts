@@ -6,7 +6,13 @@ import { sql, type CommonQueryMethods } from 'slonik';
 import { z } from 'zod';
 import { BOSS_SCHEMA } from './schema-check.ts';
 
-const ScheduleRow = z.object({ name: z.string(), cron: z.string(), timezone: z.string().nullable() });
+const ScheduleRow = z.object({
+  name: z.string(),
+  cron: z.string(),
+  timezone: z.string().nullable(),
+  /** Seconds since its cron or time zone was last written (pg-boss's updated_on: a tick leaves it alone). */
+  updated_seconds_ago: z.number(),
+});
 export type ScheduleRow = z.infer<typeof ScheduleRow>;
 
 /** The schedules of `names` with the default key (the only key this service uses). */
@@ -16,7 +22,8 @@ export async function listSchedules(
 ): Promise<readonly ScheduleRow[]> {
   return (
     await db.query(sql.type(ScheduleRow)`
-      SELECT name, cron, timezone FROM ${sql.identifier([BOSS_SCHEMA, 'schedule'])}
+      SELECT name, cron, timezone, extract(epoch FROM now() - updated_on)::float8 AS updated_seconds_ago
+      FROM ${sql.identifier([BOSS_SCHEMA, 'schedule'])}
       WHERE name = ANY(${sql.array([...names], 'text')}) AND key = ''`)
   ).rows;
 }

@@ -11,6 +11,7 @@ import { CHARGE_QUEUE } from '../../src/queue/task-names.ts';
 import { syncSchedules } from '../../src/roles/scheduler.ts';
 import { createMigratedDatabase, lockWaiters, query } from '../helpers/database.ts';
 import { returnsWithin } from '../helpers/gated-task.ts';
+import { capturedLog } from '../helpers/captured-log.ts';
 import { createHarness, silentLog, testActor, type Harness } from '../helpers/harness.ts';
 import { eventually, logMessage, startService } from '../helpers/processes.ts';
 
@@ -151,6 +152,40 @@ t.test('a tick missed while every scheduler was down is sent once when a schedul
   t.equal(after.length, 1, 'and only once');
   for (const s of schedulers) t.equal((await s.stop()).code, 0);
 });
+
+t.test(
+  'schedulers with different CRON_* values say that they disagree; a deliberate change does not',
+  async (t) => {
+    const h = await createHarness(t);
+    const task = 'processar_recorrencias_do_dia';
+    const pass = async (cron: string) => {
+      const { log, entries } = capturedLog('info');
+      await syncSchedules(
+        h.boss,
+        h.pool,
+        { ...h.config, cron: { ...h.config.cron, [task]: cron } },
+        log,
+        new Map(),
+      );
+      return entries.filter(logMessage(/^schedulers disagree/));
+    };
+    await pass('0 8 * * *');
+    // Registered an hour ago: a new release with another time replaces it without a word of warning.
+    await query(h.url, `UPDATE pgboss.schedule SET updated_on = now() - interval '1 hour'`);
+    t.same(await pass('0 9 * * *'), [], 'a change of an old schedule is not a disagreement');
+    // The old release's scheduler, on its next pass, puts 08:00 back over the 09:00 written moments ago.
+    t.match(await pass('0 8 * * *'), [
+      {
+        level: 40,
+        task,
+        registered: '0 9 * * *',
+        registeredTimeZone: 'America/Sao_Paulo',
+        configured: '0 8 * * *',
+      },
+    ]);
+    t.same(await pass('0 8 * * *'), [], 'agreeing again: quiet');
+  },
+);
 
 t.test("a scheduler renews a paused queue's job retention, at most once an hour", async (t) => {
   const h = await createHarness(t);
