@@ -47,12 +47,13 @@ export async function syncSchedules(
       }
       const cron = config.cron[task];
       if (row !== undefined && row.cron === cron && row.timezone === config.timeZone) continue;
-      // Written differently within the last two passes: another scheduler runs with another CRON_* (a rollout
-      // half done). Each pass would put its own back, and a tick could fall on either time.
+      // Written differently within the last two passes: another process registers schedules with another
+      // CRON_* (a scheduler of a rollout half done, migrate, or an admin server's resume). Each pass would put
+      // its own back, and a tick could fall on either time.
       if (row !== undefined && row.updated_seconds_ago < 2 * config.schedulerIntervalSeconds)
         log.warn(
           { task, registered: row.cron, registeredTimeZone: row.timezone, configured: cron },
-          'schedulers disagree: another scheduler registered a different schedule moments ago; give every scheduler the same CRON_* values',
+          'CRON_* values disagree: another scheduler, migrate or admin registered a different schedule moments ago; give every role the same CRON_* values',
         );
       await boss.schedule(task, cron, null, { tz: config.timeZone, missed: 'once', db: bossDb(tx) });
       const next = boss.previewSchedule(cron, { tz: config.timeZone, count: 1 })[0];
