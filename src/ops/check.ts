@@ -17,7 +17,12 @@ import { PERIODIC_TASK_DEFINITIONS } from '../tasks/registry.ts';
 import { catalog } from './catalog.ts';
 import type { OpsDeps } from './deps.ts';
 import { schedules } from './inspect.ts';
-import { LATEST_ALERTED_TIME, runLateAlertsThatCannotFire } from './run-late-alerts.ts';
+import {
+  describeBlindAlert,
+  LATEST_ALERTED_TIME,
+  RUN_LATE_ADVICE,
+  runLateAlertsThatCannotFire,
+} from './run-late-alerts.ts';
 
 export type CheckResult = { name: string; status: 'ok' | 'warning' | 'failed'; detail: string };
 
@@ -139,15 +144,10 @@ export async function runChecks(deps: OpsDeps): Promise<CheckResult[]> {
     await step('run-late alerts can fire', async () => {
       // A daily task set to run late in the evening leaves its alert no time before midnight, when the alert
       // starts reading the next date: that task could fail every day without a page.
-      const blind = runLateAlertsThatCannotFire(deps.config, date)
-        .map(({ task, alert, time }) => `${task} at ${time}: ${alert} cannot fire before midnight`)
-        .join('; ');
+      const blind = runLateAlertsThatCannotFire(deps.config, date).map(describeBlindAlert).join('; ');
       return blind === ''
         ? { status: 'ok', detail: `every daily task runs by ${LATEST_ALERTED_TIME}` }
-        : {
-            status: 'warning',
-            detail: `${blind} (schedule daily tasks at ${LATEST_ALERTED_TIME} or earlier)`,
-          };
+        : { status: 'warning', detail: `${blind} (${RUN_LATE_ADVICE})` };
     }),
   );
   for (const role of ['worker', 'scheduler'] as const) {

@@ -26,15 +26,21 @@ const hhmm = (minutes: number) =>
 /** The latest local time a daily task can run at and still have its run-late alert fire that day (23:27). */
 export const LATEST_ALERTED_TIME = hhmm(LATEST_ALERTED_MINUTE);
 
+/** What to do about a task this function names; `check` and the scheduler say it alike. */
+export const RUN_LATE_ADVICE = `schedule daily tasks at ${LATEST_ALERTED_TIME} or earlier`;
+
+export type BlindAlert = { task: keyof typeof RUN_LATE_ALERTS; alert: string; time: string };
+
+/** One task whose alert cannot fire, as `check` and the scheduler print it. */
+export const describeBlindAlert = ({ task, alert, time }: BlindAlert): string =>
+  `${task} at ${time}: ${alert} cannot fire before midnight`;
+
 /**
  * The daily tasks whose configured time, on any of the 7 business dates from `from`, is too late in the day for
  * their run-late alert to fire; each with that time. A task with no occurrence on a date is not due then.
  */
-export function runLateAlertsThatCannotFire(
-  config: Config,
-  from: IsoDate,
-): Array<{ task: keyof typeof RUN_LATE_ALERTS; alert: string; time: string }> {
-  const blind = [];
+export function runLateAlertsThatCannotFire(config: Config, from: IsoDate): BlindAlert[] {
+  const blind: BlindAlert[] = [];
   for (const [task, alert] of Object.entries(RUN_LATE_ALERTS) as Array<
     [keyof typeof RUN_LATE_ALERTS, string]
   >) {

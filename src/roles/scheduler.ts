@@ -10,7 +10,7 @@ import { listSchedules } from '../db/schedules.ts';
 import { businessDate } from '../domain/dates.ts';
 import type { Running } from '../lifecycle.ts';
 import type { Logger } from '../log.ts';
-import { LATEST_ALERTED_TIME, runLateAlertsThatCannotFire } from '../ops/run-late-alerts.ts';
+import { describeBlindAlert, RUN_LATE_ADVICE, runLateAlertsThatCannotFire } from '../ops/run-late-alerts.ts';
 import { bossDb } from '../queue/boss-executor.ts';
 import { createBoss } from '../queue/boss.ts';
 import { PERIODIC_TASKS } from '../queue/task-names.ts';
@@ -113,15 +113,8 @@ export async function startScheduler(ctx: RoleContext): Promise<Running> {
   }, config.schedulerIntervalSeconds * 1000);
   timer.unref();
   // The schedule is the operator's choice, but one this late leaves its task unwatched: say so where it is set.
-  for (const { task, alert, time } of runLateAlertsThatCannotFire(
-    config,
-    businessDate(new Date(), config.timeZone),
-  )) {
-    log.warn(
-      { task, time, alert },
-      `${task} runs at ${time}: ${alert} cannot fire before midnight; schedule daily tasks at ${LATEST_ALERTED_TIME} or earlier`,
-    );
-  }
+  for (const blind of runLateAlertsThatCannotFire(config, businessDate(new Date(), config.timeZone)))
+    log.warn(blind, `${describeBlindAlert(blind)}; ${RUN_LATE_ADVICE}`);
   log.info({ tasks: PERIODIC_TASKS.length, timeZone: config.timeZone }, 'scheduler started');
   return {
     stop: async () => {
