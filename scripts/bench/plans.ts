@@ -108,7 +108,7 @@ await pool
         enqueueChargeJobs(
           boss,
           ids.map((id) => dueCharge(id, date, 'retroativa')),
-          savepoint,
+          { db: savepoint },
         ),
       ),
     );

@@ -1,6 +1,6 @@
 // Read-only queries on pg-boss's job table, for what its API does not answer in one statement: jobs across
 // queues by state (newest first, paginated), live jobs by state per queue, unfinished work, the last minutes'
-// completions and run times; the refresh of a queue table's planner statistics after a bulk insert; and the
+// completions and run times; whether any of some ids is enqueued; the refresh of a queue table's planner statistics after a bulk insert; and the
 // row lock that fences a write to a job's claim. pg-boss owns the table; nothing here writes its rows. Every
 // query names our queues: the table is partitioned by queue name and its indexes lead with it.
 import { sql, type CommonQueryMethods } from 'slonik';
@@ -46,6 +46,18 @@ export async function lockHeldClaim(
   const row = await tx.maybeOne(sql.type(ClaimRow)`
     SELECT state, retry_count FROM ${job} WHERE name = ${queue} AND id = ${claim.id}::uuid FOR UPDATE`);
   return row?.state === 'active' && row.retry_count === claim.retryCount;
+}
+
+const ExistsRow = z.object({ exists: z.boolean() });
+
+/** Whether any of these ids is a job of `queue`, in any state. */
+export async function anyJobExists(
+  db: CommonQueryMethods,
+  queue: string,
+  ids: readonly string[],
+): Promise<boolean> {
+  return db.oneFirst(sql.type(ExistsRow)`
+    SELECT EXISTS (SELECT 1 FROM ${job} WHERE name = ${queue} AND id = ANY(${sql.array(ids, 'uuid')})) AS exists`);
 }
 
 /** Whether the job is being worked now (`active`): some worker holds it, or held it until pg-boss expires it. */

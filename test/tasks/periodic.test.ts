@@ -6,6 +6,12 @@ import t, { type Test } from 'tap';
 import { findSellerHolds, markHoldsAnnounced } from '../../src/db/avisos.ts';
 import { CHARGE_QUEUE, NOTICE_DELIVERY_QUEUE } from '../../src/queue/task-names.ts';
 import { verifySignature } from '../../src/notices/webhook.ts';
+import {
+  chargeJobId,
+  enqueueChargeJobs,
+  legacyChargeJobId,
+  type ChargeJobPayload,
+} from '../../src/tasks/charge/charge-jobs.ts';
 import { chargeRecurrence } from '../../src/tasks/charge/charge-recurrence.ts';
 import { jobBusinessDate, runPeriodicTask, type PeriodicOutcome } from '../../src/tasks/periodic-runner.ts';
 import { PERIODIC_TASK_DEFINITIONS } from '../../src/tasks/registry.ts';
@@ -25,8 +31,14 @@ import {
 
 const DAY = '2031-03-10';
 
-function run(h: Harness, task: PeriodicTaskName, date = DAY, force = false): Promise<PeriodicOutcome> {
-  return runPeriodicTask(PERIODIC_TASK_DEFINITIONS[task], h.deps, {
+function run(
+  h: Harness,
+  task: PeriodicTaskName,
+  date = DAY,
+  force = false,
+  deps = h.deps,
+): Promise<PeriodicOutcome> {
+  return runPeriodicTask(PERIODIC_TASK_DEFINITIONS[task], deps, {
     date,
     force,
     jobId: null,
@@ -125,7 +137,69 @@ t.test('processar pages through more recurrences than one page holds', async (t)
     [CHARGE_QUEUE],
   );
   t.same(count, { n: 12001, distinct: 12001 });
+  // Sortable ids: in id order (the primary key's), the jobs follow the recurrences, the order they were enqueued in.
+  const jobs = await query<{ id: string; data: ChargeJobPayload }>(
+    h.url,
+    `SELECT id, data FROM pgboss.job WHERE name = $1 ORDER BY id`,
+    [CHARGE_QUEUE],
+  );
+  const recurrences = jobs.map((job) => job.data.recorrenciaId);
+  t.same(
+    recurrences,
+    [...recurrences].sort((a, b) => a - b),
+    'the job ids sort as the recurrences',
+  );
+  t.equal(jobs.filter((job) => job.id !== chargeJobId(job.data)).length, 0, 'every id is the sortable one');
 });
+
+t.test(
+  'a run an earlier release began (its ids not sortable) goes on with its ids, so nothing is enqueued twice',
+  async (t) => {
+    const h = await createHarness(t);
+    const due = [];
+    for (let i = 0; i < 5; i += 1) due.push(await insertRecurrence(h.pool, { proxima_cobranca: DAY }));
+    // What the earlier release had enqueued when it stopped: the first two.
+    const begun = due.slice(0, 2).map((id): ChargeJobPayload => ({
+      recorrenciaId: id,
+      dataNegocio: DAY,
+      motivo: 'agendada',
+    }));
+    t.equal(await enqueueChargeJobs(h.boss, begun, { idOf: legacyChargeJobId }), 2);
+
+    const { log, entries } = capturedLog('info');
+    t.match(await run(h, 'processar_recorrencias_do_dia', DAY, false, { ...h.deps, log }), {
+      status: 'succeeded',
+      counts: { encontradas: 5, enfileiradas: 3, ja_enfileiradas: 2 },
+    });
+    const jobs = await query<{ id: string; data: ChargeJobPayload }>(
+      h.url,
+      `SELECT id, data FROM pgboss.job WHERE name = $1`,
+      [CHARGE_QUEUE],
+    );
+    t.same(jobs.map((job) => job.data.recorrenciaId).sort(), [...due].sort(), 'one job per recurrence');
+    t.equal(
+      jobs.filter((job) => job.id !== legacyChargeJobId(job.data)).length,
+      0,
+      'all with the earlier ids',
+    );
+    const message = "this date's charge jobs were begun by an earlier release: going on with its job ids";
+    t.match(
+      entries.filter((entry) => entry.msg === message),
+      [{ date: DAY }],
+    );
+
+    // The next date is a run of this release's own: sortable ids.
+    await query(h.url, `UPDATE checkout_recorrencias SET proxima_cobranca = '2031-03-11'`);
+    t.match(await run(h, 'processar_recorrencias_do_dia', '2031-03-11'), { counts: { enfileiradas: 5 } });
+    const next = await query<{ id: string; data: ChargeJobPayload }>(
+      h.url,
+      `SELECT id, data FROM pgboss.job WHERE name = $1 AND data->>'dataNegocio' = '2031-03-11'`,
+      [CHARGE_QUEUE],
+    );
+    t.equal(next.length, 5);
+    t.equal(next.filter((job) => job.id !== chargeJobId(job.data)).length, 0, 'the next date: sortable ids');
+  },
+);
 
 t.test(
   'retentar enqueues retries whose date has come; the charge uses a new attempt number and key',

@@ -1,11 +1,13 @@
 // The per-charge job (`cobrar_recorrencia`): its payload, its deterministic id and the bulk enqueue used by
-// the daily runs. The id is derived from (recurrence, business date, reason), so running a task twice for
-// the same date, or from two processes at once, enqueues nothing new (pg-boss ignores a duplicate id).
+// the daily runs. The id is made of (business date, recurrence, reason, cycle), so running a task twice for
+// the same date, or from two processes at once, enqueues nothing new (pg-boss ignores a duplicate id). It
+// sorts in that order, the order the fan-out enqueues in, so a million inserts append to the queue's primary
+// key instead of landing on random pages of it.
 import type { JobInsert, PgBoss } from 'pg-boss';
 import type { CommonQueryMethods } from 'slonik';
 import { z } from 'zod';
-import { isoDate, type IsoDate } from '../../domain/dates.ts';
-import { stableUuid } from '../../domain/identifiers.ts';
+import { daysBetween, isoDate, type IsoDate } from '../../domain/dates.ts';
+import { sortableUuid, stableUuid } from '../../domain/identifiers.ts';
 import { bossDb } from '../../queue/boss-executor.ts';
 import { CHARGE_QUEUE } from '../../queue/task-names.ts';
 
@@ -23,15 +25,31 @@ export const chargeJobPayload = z
   .strict();
 export type ChargeJobPayload = z.infer<typeof chargeJobPayload>;
 
+/** A date as days since 1970-01-01: 24 bits reach the year 47,000. */
+const dayNumber = (date: IsoDate) => BigInt(daysBetween('1970-01-01', date));
+
 export function chargeJobId(payload: ChargeJobPayload): string {
+  return sortableUuid([
+    [dayNumber(payload.dataNegocio), 24],
+    [BigInt(payload.recorrenciaId), 64],
+    [BigInt(CHARGE_REASONS.indexOf(payload.motivo)), 2],
+    [payload.ciclo === undefined ? 0n : 1n, 1],
+    [payload.ciclo === undefined ? 0n : dayNumber(payload.ciclo), 24],
+  ]);
+}
+
+/**
+ * The id releases before sortable ids gave the same job. A fan-out that finds its date's first jobs under
+ * these ids (a run begun by the previous release, resumed after an upgrade) goes on with them, so that it
+ * does not enqueue every recurrence a second time. Remove once no queue holds jobs with these ids.
+ */
+export function legacyChargeJobId(payload: ChargeJobPayload): string {
   return stableUuid(
     `cobrar:${payload.recorrenciaId}:${payload.dataNegocio}:${payload.motivo}:${payload.ciclo ?? ''}`,
   );
 }
 
-export function chargeJob(payload: ChargeJobPayload): JobInsert<ChargeJobPayload> {
-  return { id: chargeJobId(payload), data: payload };
-}
+export type ChargeJobIdScheme = (payload: ChargeJobPayload) => string;
 
 /**
  * Inserts charge jobs in one statement; duplicates (same id) are ignored. With `db`, the insert joins that
@@ -40,10 +58,11 @@ export function chargeJob(payload: ChargeJobPayload): JobInsert<ChargeJobPayload
 export async function enqueueChargeJobs(
   boss: PgBoss,
   payloads: ChargeJobPayload[],
-  db?: CommonQueryMethods,
+  { db, idOf = chargeJobId }: { db?: CommonQueryMethods; idOf?: ChargeJobIdScheme } = {},
 ): Promise<number> {
   if (payloads.length === 0) return 0;
-  const ids = await boss.insert(CHARGE_QUEUE, payloads.map(chargeJob), {
+  const jobs = payloads.map((data): JobInsert<ChargeJobPayload> => ({ id: idOf(data), data }));
+  const ids = await boss.insert(CHARGE_QUEUE, jobs, {
     returnId: true,
     ...(db === undefined ? {} : { db: bossDb(db) }),
   });

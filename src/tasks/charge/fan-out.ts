@@ -3,11 +3,18 @@
 // page overlaps with the inserts of the previous ones: the insert (a row and pg-boss's indexes per job) is the
 // slow half, and two of them in flight keep both halves busy. Once the first page is in, the queue table's
 // planner statistics are refreshed, so that workers fetch through the queue's index rather than sort the queue.
-import { analyzeQueueTable } from '../../db/jobs.ts';
+import { analyzeQueueTable, anyJobExists } from '../../db/jobs.ts';
 import { findChargeablePage, type ChargeableCursor } from '../../db/recorrencias.ts';
 import { CHARGE_QUEUE } from '../../queue/task-names.ts';
 import type { TaskCounts, TaskRunContext } from '../task.ts';
-import { dueCharge, enqueueChargeJobs, type ChargeJobPayload } from './charge-jobs.ts';
+import {
+  chargeJobId,
+  dueCharge,
+  enqueueChargeJobs,
+  legacyChargeJobId,
+  type ChargeJobIdScheme,
+  type ChargeJobPayload,
+} from './charge-jobs.ts';
 import { crashPoint } from './test-hooks.ts';
 
 const PAGE_SIZE = 5_000;
@@ -21,6 +28,20 @@ async function refreshStatistics(ctx: TaskRunContext): Promise<void> {
   } catch (error) {
     ctx.log.warn({ err: error, queue: CHARGE_QUEUE }, 'could not refresh the charge queue statistics');
   }
+}
+
+/**
+ * The ids this run enqueues with, chosen on its first page: the earlier release's, when that page is already
+ * enqueued under them (a run the previous release began, resumed after an upgrade), so that the run does not
+ * enqueue those recurrences a second time; otherwise the sortable ones.
+ */
+async function idSchemeFor(ctx: TaskRunContext, firstPage: ChargeJobPayload[]): Promise<ChargeJobIdScheme> {
+  if (!(await anyJobExists(ctx.pool, CHARGE_QUEUE, firstPage.map(legacyChargeJobId)))) return chargeJobId;
+  ctx.log.info(
+    { date: ctx.date },
+    "this date's charge jobs were begun by an earlier release: going on with its job ids",
+  );
+  return legacyChargeJobId;
 }
 
 export async function fanOutCharges(
@@ -40,8 +61,9 @@ export async function fanOutCharges(
     enfileiradas: enqueued,
     ja_enfileiradas: found - enqueued,
   });
-  const insertPage = (payloads: ChargeJobPayload[]) => {
-    const insert: Promise<void> = enqueueChargeJobs(ctx.boss, payloads)
+  let idOf: ChargeJobIdScheme | undefined;
+  const insertPage = (payloads: ChargeJobPayload[], ids: ChargeJobIdScheme) => {
+    const insert: Promise<void> = enqueueChargeJobs(ctx.boss, payloads, { idOf: ids })
       .then(
         async (count) => {
           // Counted once inserted: a run that fails or stops records only the pages that made it.
@@ -68,7 +90,9 @@ export async function fanOutCharges(
       if (inFlight.size >= INSERTS_IN_FLIGHT) await Promise.race(inFlight);
       // A stop asked for while waiting leaves this page out: the run records how far it got.
       ctx.signal.throwIfAborted();
-      insertPage(page.map((row) => dueCharge(row.id, ctx.date, reason)));
+      const payloads = page.map((row) => dueCharge(row.id, ctx.date, reason));
+      idOf ??= await idSchemeFor(ctx, payloads);
+      insertPage(payloads, idOf);
       const last = page[page.length - 1] as (typeof page)[number];
       cursor = { date: last.data, id: last.id };
     }

@@ -447,5 +447,5 @@ async function enqueueBackbilling(
         ]
       : [];
   });
-  await enqueueChargeJobs(deps.boss, next, tx);
+  await enqueueChargeJobs(deps.boss, next, { db: tx });
 }
