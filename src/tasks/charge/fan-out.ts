@@ -1,7 +1,7 @@
 // The morning fan-out shared by processar_recorrencias_do_dia and retentar_cobrancas_falhadas: pages through
 // the recurrences to charge on the business date and enqueues one charge job each, in bulk. Reading the next
 // page overlaps with the inserts of the previous ones: the insert (a row and pg-boss's indexes per job) is the
-// slow half, and two of them in flight keep both halves busy. Once the first page is in, the queue table's
+// slow half, and several in flight keep both halves busy. Once the first page is in, the queue table's
 // planner statistics are refreshed, so that workers fetch through the queue's index rather than sort the queue.
 import { analyzeQueueTable, anyJobExists } from '../../db/jobs.ts';
 import { findChargeablePage, type ChargeableCursor } from '../../db/recorrencias.ts';
@@ -18,8 +18,13 @@ import {
 import { crashPoint } from './test-hooks.ts';
 
 const PAGE_SIZE = 5_000;
-/** Page inserts in flight at once (each holds one of pg-boss's pool connections). */
-const INSERTS_IN_FLIGHT = 2;
+/**
+ * Page inserts in flight at once, each on a connection of the app pool (DB_POOL_SIZE, at least 5), not of
+ * pg-boss's small one, which the workers' fetch loops need meanwhile. At 08:00 the fan-out shares the cores
+ * with workers already charging its first pages: with 2 in flight a million took 56-59 s on 2 cores, with 4
+ * 48-50 s. Charges of the same process may wait for a connection while the fan-out lasts.
+ */
+const INSERTS_IN_FLIGHT = 4;
 
 /** The charge queue's statistics, refreshed once per run; a failure costs speed only, so it is logged, not thrown. */
 async function refreshStatistics(ctx: TaskRunContext): Promise<void> {
@@ -63,7 +68,7 @@ export async function fanOutCharges(
   });
   let idOf: ChargeJobIdScheme | undefined;
   const insertPage = (payloads: ChargeJobPayload[], ids: ChargeJobIdScheme) => {
-    const insert: Promise<void> = enqueueChargeJobs(ctx.boss, payloads, { idOf: ids })
+    const insert: Promise<void> = enqueueChargeJobs(ctx.boss, payloads, { idOf: ids, db: ctx.pool })
       .then(
         async (count) => {
           // Counted once inserted: a run that fails or stops records only the pages that made it.
