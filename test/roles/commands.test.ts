@@ -11,6 +11,7 @@ import {
 } from '../helpers/database.ts';
 import { eventually, startService } from '../helpers/processes.ts';
 import { startFakeGateway } from '../../src/gateway/fake-gateway.ts';
+import { INSERTS_IN_FLIGHT, PAGE_SIZE } from '../../src/tasks/charge/fan-out.ts';
 
 async function command(t: Test, args: string[], env: Record<string, string>) {
   const service = startService(t, args, { LOG_LEVEL: 'warn', ...env });
@@ -296,7 +297,10 @@ t.test(
   'a run stopped by SIGTERM stops at its next page and records how far it got; a second signal forces the exit',
   async (t) => {
     const url = await createMigratedDatabase(t);
-    const seeded = await command(t, ['seed', '--count', '12000', '--date', '2031-03-10'], {
+    // The fan-out's full pages in flight at once, and a last page of 2,000 read behind them.
+    const inFlight = PAGE_SIZE * INSERTS_IN_FLIGHT;
+    const total = inFlight + 2_000;
+    const seeded = await command(t, ['seed', '--count', String(total), '--date', '2031-03-10'], {
       DATABASE_URL: url,
     });
     t.equal(seeded.code, 0, seeded.err);
@@ -337,7 +341,7 @@ t.test(
     );
     t.equal(listing.code, 1);
     t.match(listing.err, /stopped by SIGINT before it finished/);
-    t.ok(listing.out.split('\n').length < 12_000, 'the listing stopped short');
+    t.ok(listing.out.split('\n').length < total, 'the listing stopped short');
 
     // Stopped before it began (reading the pauses, held up by a lock): no run recorded, nothing audited.
     const early = await stopWhileHeld(
@@ -351,8 +355,13 @@ t.test(
     t.same(await runs(), [], 'no run recorded');
     t.same(await query(url, `SELECT 1 FROM auditoria_admin`), [], 'nothing audited');
 
-    // The fan-out's inserts wait on the lock: pages 1 and 2 are in flight, page 3 read, when SIGTERM comes.
-    const stopped = await stopWhileHeld(runArgs, await holdChargeInserts(t, url), 2, 'SIGTERM');
+    // The fan-out's inserts wait on the lock: its full pages are in flight, the last one read, when SIGTERM comes.
+    const stopped = await stopWhileHeld(
+      runArgs,
+      await holdChargeInserts(t, url),
+      INSERTS_IN_FLIGHT,
+      'SIGTERM',
+    );
     t.equal(stopped.code, 1, 'the run did not finish: exit 1');
     t.match(stopped.err, /stopped by SIGTERM before it finished/);
     const logged = stopped.err
@@ -377,20 +386,20 @@ t.test(
         {
           status: 'falha',
           erro: 'stopped by SIGTERM',
-          contagens: { encontradas: 10_000, enfileiradas: 10_000, ja_enfileiradas: 0 },
+          contagens: { encontradas: inFlight, enfileiradas: inFlight, ja_enfileiradas: 0 },
         },
       ],
-      'recorded as failed, with the two pages it enqueued; page 3 left out',
+      'recorded as failed, with the pages it enqueued; the last one left out',
     );
     t.same(
       await query(url, `SELECT count(*)::int AS jobs FROM pgboss.job WHERE name = 'cobrar_recorrencia'`),
-      [{ jobs: 10_000 }],
+      [{ jobs: inFlight }],
     );
 
     // Stuck for good (the lock held): a second signal, a second or more after the first, forces the exit.
     const release = await holdChargeInserts(t, url);
     const forced = startService(t, runArgs, { DATABASE_URL: url, LOG_LEVEL: 'info' });
-    await lockWaiters(url, 2);
+    await lockWaiters(url, INSERTS_IN_FLIGHT);
     const lastRun = async () => {
       const out = (await command(t, ['inspect', 'scheduled', '--json'], { DATABASE_URL: url })).out;
       return (JSON.parse(out) as Array<{ task: string; lastRun: unknown }>).find(
@@ -427,7 +436,7 @@ t.test(
     t.equal(finished.code, 0, finished.err);
     t.match(JSON.parse(finished.out), {
       status: 'succeeded',
-      counts: { encontradas: 12_000, enfileiradas: 2_000, ja_enfileiradas: 10_000 },
+      counts: { encontradas: total, enfileiradas: 2_000, ja_enfileiradas: inFlight },
     });
     t.match(
       (await runs())[1],

@@ -17,14 +17,14 @@ import {
 } from './charge-jobs.ts';
 import { crashPoint } from './test-hooks.ts';
 
-const PAGE_SIZE = 5_000;
+export const PAGE_SIZE = 5_000;
 /**
  * Page inserts in flight at once, each on a connection of the app pool (DB_POOL_SIZE, at least 5), not of
  * pg-boss's small one, which the workers' fetch loops need meanwhile. At 08:00 the fan-out shares the cores
  * with workers already charging its first pages: with 2 in flight a million took 56-59 s on 2 cores, with 4
  * 48-50 s. Charges of the same process may wait for a connection while the fan-out lasts.
  */
-const INSERTS_IN_FLIGHT = 4;
+export const INSERTS_IN_FLIGHT = 4;
 
 /** The charge queue's statistics, refreshed once per run; a failure costs speed only, so it is logged, not thrown. */
 async function refreshStatistics(ctx: TaskRunContext): Promise<void> {
