@@ -1,8 +1,8 @@
 // The per-charge job (`cobrar_recorrencia`): its payload, its deterministic id and the bulk enqueue used by
 // the daily runs. The id is made of (business date, recurrence, reason, cycle), so running a task twice for
 // the same date, or from two processes at once, enqueues nothing new (pg-boss ignores a duplicate id). It
-// sorts in that order, the order the fan-out enqueues in, so a million inserts append to the queue's primary
-// key instead of landing on random pages of it.
+// sorts in that order, so a date's jobs sort by recurrence, the order the fan-out enqueues the recurrences due
+// on the date in: a million inserts append to the queue's primary key instead of landing on random pages of it.
 import type { JobInsert, PgBoss } from 'pg-boss';
 import type { CommonQueryMethods } from 'slonik';
 import { z } from 'zod';
@@ -25,7 +25,7 @@ export const chargeJobPayload = z
   .strict();
 export type ChargeJobPayload = z.infer<typeof chargeJobPayload>;
 
-/** A date as days since 1970-01-01: 24 bits reach the year 47,000. */
+/** A date as days since 1970-01-01: 24 bits reach the year 47,000; a date before 1970 throws (none is charged). */
 const dayNumber = (date: IsoDate) => BigInt(daysBetween('1970-01-01', date));
 
 export function chargeJobId(payload: ChargeJobPayload): string {

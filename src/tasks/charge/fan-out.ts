@@ -38,7 +38,9 @@ async function refreshStatistics(ctx: TaskRunContext): Promise<void> {
 /**
  * The ids this run enqueues with, chosen on its first page: the earlier release's, when that page is already
  * enqueued under them (a run the previous release began, resumed after an upgrade), so that the run does not
- * enqueue those recurrences a second time; otherwise the sortable ones.
+ * enqueue those recurrences a second time; otherwise the sortable ones. The first page stands for the date:
+ * the earlier release enqueued in the same order. It misses a run of it whose first page failed while its
+ * second committed; those recurrences then get a second job, which finds its cycle charged or in flight.
  */
 async function idSchemeFor(ctx: TaskRunContext, firstPage: ChargeJobPayload[]): Promise<ChargeJobIdScheme> {
   if (!(await anyJobExists(ctx.pool, CHARGE_QUEUE, firstPage.map(legacyChargeJobId)))) return chargeJobId;
@@ -92,11 +94,11 @@ export async function fanOutCharges(
       ctx.signal.throwIfAborted();
       const page = await findChargeablePage(ctx.pool, kind, ctx.date, cursor, PAGE_SIZE);
       if (page.length === 0) break;
+      const payloads = page.map((row) => dueCharge(row.id, ctx.date, reason));
+      idOf ??= await idSchemeFor(ctx, payloads);
       if (inFlight.size >= INSERTS_IN_FLIGHT) await Promise.race(inFlight);
       // A stop asked for while waiting leaves this page out: the run records how far it got.
       ctx.signal.throwIfAborted();
-      const payloads = page.map((row) => dueCharge(row.id, ctx.date, reason));
-      idOf ??= await idSchemeFor(ctx, payloads);
       insertPage(payloads, idOf);
       const last = page[page.length - 1] as (typeof page)[number];
       cursor = { date: last.data, id: last.id };
