@@ -8,6 +8,7 @@ import t, { type Test } from 'tap';
 import { loadConfig } from '../../src/config.ts';
 import { createBoss } from '../../src/queue/boss.ts';
 import { startFakeGateway } from '../../src/gateway/fake-gateway.ts';
+import { INSERTS_IN_FLIGHT, PAGE_SIZE } from '../../src/tasks/charge/fan-out.ts';
 import { createMigratedDatabase, query } from '../helpers/database.ts';
 import {
   assertLedgerAgrees,
@@ -99,7 +100,10 @@ t.test(
   'a run killed midway is redone by its retry, enqueuing what was missing and nothing twice',
   async (t) => {
     const url = await createMigratedDatabase(t);
-    await seedDue(url, 12_000);
+    // One page more than the fan-out keeps in flight: the pages in flight when the first one's crash point
+    // kills the worker commit on their own, and the last is never sent.
+    const total = PAGE_SIZE * INSERTS_IN_FLIGHT + 2_000;
+    await seedDue(url, total);
     const gateway = await startFakeGateway({ port: 0 });
     t.teardown(() => gateway.close());
     const env = {
@@ -131,7 +135,7 @@ t.test(
       return row?.n === 0 ? true : undefined;
     }, 30_000);
     const midway = await chargeJobCount(url);
-    t.ok(midway.n > 0 && midway.n < 12_000, `killed midway (${midway.n} of 12000 enqueued)`);
+    t.ok(midway.n > 0 && midway.n < total, `killed midway (${midway.n} of ${total} enqueued)`);
 
     const survivor = startService(t, ['worker'], env);
     const done = await eventually(
@@ -149,10 +153,10 @@ t.test(
     t.match(done[0], { status: 'falha', erro: /interrompida/ }, 'the crashed run is recorded as interrupted');
     // Charges of the first page may already have been approved (then they are no longer due): what counts is
     // that the retry enqueued exactly the missing ones.
-    t.match(done[1], { status: 'sucesso', contagens: { enfileiradas: 12_000 - midway.n } });
+    t.match(done[1], { status: 'sucesso', contagens: { enfileiradas: total - midway.n } });
     t.same(
       await chargeJobCount(url),
-      { n: 12_000, distinct: 12_000 },
+      { n: total, distinct: total },
       'every due recurrence enqueued exactly once',
     );
     t.equal((await survivor.stop()).code, 0);
