@@ -1,8 +1,9 @@
 // Read-only queries on pg-boss's job table, for what its API does not answer in one statement: jobs across
 // queues by state (newest first, paginated), live jobs by state per queue, unfinished work, the last minutes'
-// completions and run times; whether any of some ids is enqueued; the refresh of a queue table's planner statistics after a bulk insert; and the
-// row lock that fences a write to a job's claim. pg-boss owns the table; nothing here writes its rows. Every
-// query names our queues: the table is partitioned by queue name and its indexes lead with it.
+// completions and run times; whether any of some ids is enqueued; the refresh of a queue table's planner
+// statistics after a bulk insert; and the row lock that fences a write to a job's claim. pg-boss owns the
+// table; nothing here writes its rows. Every query names our queues: the table is partitioned by queue name
+// and its indexes lead with it.
 import { sql, type CommonQueryMethods } from 'slonik';
 import { z } from 'zod';
 import { ALL_QUEUES } from '../queue/task-names.ts';

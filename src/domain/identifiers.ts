@@ -14,7 +14,11 @@ export function stableUuid(name: string): string {
   const bytes = createHash('sha1').update(`recorrencias:${name}`).digest().subarray(0, 16);
   bytes[6] = ((bytes[6] ?? 0) & 0x0f) | 0x50;
   bytes[8] = ((bytes[8] ?? 0) & 0x3f) | 0x80;
-  const hex = bytes.toString('hex');
+  return uuidText(bytes.toString('hex'));
+}
+
+/** 32 hex digits in the UUID's 8-4-4-4-12 form. */
+function uuidText(hex: string): string {
   return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
 }
 
@@ -41,6 +45,5 @@ export function sortableUuid(fields: ReadonlyArray<readonly [value: bigint, bits
     (((packed >> 62n) & 0xfffn) << 64n) |
     (0x2n << 62n) |
     (packed & ((1n << 62n) - 1n));
-  const hex = uuid.toString(16).padStart(32, '0');
-  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
+  return uuidText(uuid.toString(16).padStart(32, '0'));
 }

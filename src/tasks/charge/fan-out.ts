@@ -69,8 +69,8 @@ export async function fanOutCharges(
     ja_enfileiradas: found - enqueued,
   });
   let idOf: ChargeJobIdScheme | undefined;
-  const insertPage = (payloads: ChargeJobPayload[], ids: ChargeJobIdScheme) => {
-    const insert: Promise<void> = enqueueChargeJobs(ctx.boss, payloads, { idOf: ids, db: ctx.pool })
+  const insertPage = (payloads: ChargeJobPayload[], scheme: ChargeJobIdScheme) => {
+    const insert: Promise<void> = enqueueChargeJobs(ctx.boss, payloads, { idOf: scheme, db: ctx.pool })
       .then(
         async (count) => {
           // Counted once inserted: a run that fails or stops records only the pages that made it.
