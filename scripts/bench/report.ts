@@ -1,6 +1,7 @@
 // The benchmark's table: one column per run and, with several runs, the median.
 import { medianOf } from './percentile.ts';
 import type { runBenchmark } from './run.ts';
+import type { BackendShares } from './waits.ts';
 
 type Result = Awaited<ReturnType<typeof runBenchmark>>;
 
@@ -15,8 +16,17 @@ function medianCell(cells: string[]): string {
 const cpuPair = (ms: { process: number; postgres: number }) =>
   `${ms.process.toFixed(2)} / ${ms.postgres.toFixed(2)}`;
 
+const backendShares = (shares: BackendShares) =>
+  [shares.running, shares.wal, shares.locks, shares.io, shares.client]
+    .map((share) => Math.round(share * 100))
+    .join(' / ');
+
 export function formatReport(results: Result[]): string {
   const rows: Array<[string, (r: Result) => number | string]> = [
+    [
+      'Postgres shared_buffers / max_wal_size / autovacuum',
+      (r) => `${r.settings.sharedBuffers} / ${r.settings.maxWalSize} / ${r.settings.autovacuum}`,
+    ],
     ['recurrences due (N)', (r) => r.seed.recurrences],
     ['seed time (s)', (r) => r.seed.seconds.toFixed(1)],
     ['fan-out time (s)', (r) => r.fanOut.seconds.toFixed(1)],
@@ -52,6 +62,24 @@ export function formatReport(results: Result[]): string {
     ],
     ['db transactions per charge', (r) => r.database.transactionsPerCharge.toFixed(2)],
     ['peak Postgres connections', (r) => r.database.peakConnections],
+    [
+      'WAL per charge (KB): workers / ceiling / ceiling with gateway',
+      (r) =>
+        [r.database.walBytesPerCharge, r.ceiling?.walBytesPerCharge, r.ceilingWithGateway?.walBytesPerCharge]
+          .map((bytes) => (bytes === undefined ? '-' : (bytes / 1024).toFixed(1)))
+          .join(' / '),
+    ],
+    [
+      'Postgres backends while charging: running / WAL / locks / IO / client (%)',
+      (r) => backendShares(r.database.backends),
+    ],
+    [
+      'the same in the ceilings, without / with the gateway calls (%)',
+      (r) =>
+        r.ceiling === null || r.ceilingWithGateway === null
+          ? '-'
+          : `${backendShares(r.ceiling.backends)}, ${backendShares(r.ceilingWithGateway.backends)}`,
+    ],
     ['Postgres size growth (MB)', (r) => (r.database.sizeGrowthBytes / 1_048_576).toFixed(1)],
     [
       'peak RSS per worker (MB)',

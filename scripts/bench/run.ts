@@ -13,6 +13,7 @@ import { freePort, makeTempDataDir } from '../../src/dev/embedded-postgres.ts';
 import { databaseUrl, sql } from './database.ts';
 import { percentileOf } from './percentile.ts';
 import { cpuSecondsOf, cpuShare, machineCpu, memoryOf } from './system.ts';
+import { BackendSampler, type BackendShares } from './waits.ts';
 
 export type BenchOptions = {
   adminUrl: string;
@@ -127,10 +128,15 @@ export async function runBenchmark(options: BenchOptions) {
     synchronous_commit: string;
     version: string;
     max_connections: string;
+    shared_buffers: string;
+    max_wal_size: string;
+    autovacuum: string;
   }>(
     options.adminUrl,
     `SELECT current_setting('fsync') AS fsync, current_setting('synchronous_commit') AS synchronous_commit,
-            current_setting('server_version') AS version, current_setting('max_connections') AS max_connections`,
+            current_setting('server_version') AS version, current_setting('max_connections') AS max_connections,
+            current_setting('shared_buffers') AS shared_buffers, current_setting('max_wal_size') AS max_wal_size,
+            current_setting('autovacuum') AS autovacuum`,
   );
   if (settings?.fsync !== 'on' || settings.synchronous_commit === 'off') {
     throw new Error(
@@ -212,29 +218,12 @@ export async function runBenchmark(options: BenchOptions) {
       url,
       `SELECT xact_commit + xact_rollback AS n FROM pg_stat_database WHERE datname = current_database()`,
     );
+    const walBefore = await walPosition(url);
     const cpuBefore = machineCpu();
 
     const processCpuBefore = workers.map((worker) => cpuSecondsOf(worker.child.pid ?? 0));
-    let peakConnections = 0;
-    let sampling = true;
-    const sampler = (async () => {
-      while (sampling) {
-        const [row] = await sql<{ n: number }>(
-          options.adminUrl,
-          `SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = $1 AND application_name <> $2`,
-          [name, POLLER],
-        );
-        peakConnections = Math.max(peakConnections, row?.n ?? 0);
-        await new Promise((resolve) => setTimeout(resolve, 500));
-      }
-    })();
-    // Its failure (a connection refused, say) is thrown where it is awaited below; until then, without a
-    // handler, it would end the process at once and leave the workers and the gateway running.
-    sampler.catch(() => undefined);
-    cleanup.unshift(async () => {
-      sampling = false;
-      await sampler.catch(() => undefined);
-    });
+    const sampler = sampleBackends(options.adminUrl, name);
+    cleanup.unshift(() => sampler.stop().then(() => undefined));
 
     log(
       `triggering processar_recorrencias_do_dia for ${options.date} with ${options.workers} worker(s) x ${options.concurrency}`,
@@ -293,13 +282,13 @@ export async function runBenchmark(options: BenchOptions) {
       [name],
     );
     const postgresCpu = backends.reduce((sum, backend) => sum + cpuSecondsOf(backend.pid), 0);
-    sampling = false;
-    await sampler;
+    const { peakConnections, backends: backendStates } = await sampler.stop();
 
     const [xactAfter] = await sql<{ n: string }>(
       url,
       `SELECT xact_commit + xact_rollback AS n FROM pg_stat_database WHERE datname = current_database()`,
     );
+    const walBytes = await walSince(url, walBefore);
     const [sizeAfter] = await sql<{ bytes: string }>(
       url,
       'SELECT pg_database_size(current_database()) AS bytes',
@@ -394,7 +383,7 @@ export async function runBenchmark(options: BenchOptions) {
       log(
         "measuring the same-run ceiling: the workers' charge code without the queue, gateway answered in-process",
       );
-      ceiling = await measureCeiling(url, ceilingFirst, ceilingDate, options, '');
+      ceiling = await measureCeiling(url, name, ceilingFirst, ceilingDate, options, '');
       log('measuring the same-run ceiling with the gateway calls: the same code and HTTP calls, no queue');
       const ceilingGatewayPort = await freePort();
       const ceilingGateway = startFakeGateway(
@@ -406,6 +395,7 @@ export async function runBenchmark(options: BenchOptions) {
       await waitForGateway(ceilingGatewayPort);
       ceilingWithGateway = await measureCeiling(
         url,
+        name,
         gatewayCeilingFirst,
         gatewayCeilingDate,
         options,
@@ -421,6 +411,9 @@ export async function runBenchmark(options: BenchOptions) {
         adminUrl: undefined,
         postgres: settings.version,
         maxConnections: Number(settings.max_connections),
+        sharedBuffers: settings.shared_buffers,
+        maxWalSize: settings.max_wal_size,
+        autovacuum: settings.autovacuum,
       },
       seed: {
         recurrences: seeded.inserted,
@@ -447,6 +440,9 @@ export async function runBenchmark(options: BenchOptions) {
         transactionsPerCharge: (Number(xactAfter?.n) - Number(xactBefore?.n)) / options.count,
         sizeGrowthBytes: Number(sizeAfter?.bytes) - Number(sizeBefore?.bytes),
         peakConnections,
+        walBytesPerCharge: walBytes / options.count,
+        // Sampled every 500 ms from the trigger to the last completion: what limits the queue's run.
+        backends: backendStates,
       },
       workers: workers.map((worker, i) => ({
         peakRssBytes: workerMemory[i]?.peak ?? 0,
@@ -485,6 +481,10 @@ type Ceiling = {
   seconds: number;
   /** CPU per charge, in milliseconds of one core, of the ceiling processes and of their Postgres backends. */
   perChargeMs: { process: number; postgres: number };
+  /** What their Postgres backends were doing, sampled as for the workers. */
+  backends: BackendShares;
+  /** WAL the server wrote meanwhile, per charge (the whole server's: nothing else runs on it here). */
+  walBytesPerCharge: number;
 };
 type CeilingProcess = {
   charged: number;
@@ -531,8 +531,63 @@ async function waitForGateway(port: number): Promise<void> {
 }
 
 /** N charges of the batch starting at `firstId`, split over one ceiling process per worker. */
+/** The server's current WAL position, to measure what a phase wrote. */
+async function walPosition(url: string): Promise<string> {
+  const [row] = await sql<{ lsn: string }>(url, 'SELECT pg_current_wal_lsn()::text AS lsn');
+  if (row === undefined) throw new Error('no WAL position');
+  return row.lsn;
+}
+
+/** Bytes of WAL the server has written since `position`. */
+async function walSince(url: string, position: string): Promise<number> {
+  const [row] = await sql<{ bytes: string }>(
+    url,
+    'SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), $1) AS bytes',
+    [position],
+  );
+  return Number(row?.bytes);
+}
+
+/**
+ * Polls pg_stat_activity every 500 ms for the connections to database `name` (the benchmark's own poll left
+ * out) until stopped: the peak count and what the active backends were doing. A failed poll (a connection
+ * refused, say) is thrown by `stop`.
+ */
+function sampleBackends(
+  adminUrl: string,
+  name: string,
+): { stop: () => Promise<{ peakConnections: number; backends: BackendShares }> } {
+  let peakConnections = 0;
+  const states = new BackendSampler();
+  let sampling = true;
+  const polls = (async () => {
+    while (sampling) {
+      const rows = await sql<{ state: string | null; type: string | null; event: string | null }>(
+        adminUrl,
+        `SELECT state, wait_event_type AS type, wait_event AS event
+         FROM pg_stat_activity WHERE datname = $1 AND application_name <> $2`,
+        [name, POLLER],
+      );
+      peakConnections = Math.max(peakConnections, rows.length);
+      for (const row of rows) if (row.state === 'active') states.add(row.type, row.event);
+      await new Promise((resolve) => setTimeout(resolve, 500));
+    }
+  })();
+  // Without a handler until `stop` awaits it, a failed poll would end the process at once and leave the
+  // workers and the gateway running.
+  polls.catch(() => undefined);
+  return {
+    stop: async () => {
+      sampling = false;
+      await polls;
+      return { peakConnections, backends: states.shares() };
+    },
+  };
+}
+
 async function measureCeiling(
   url: string,
+  name: string,
   firstId: number,
   date: string,
   options: BenchOptions,
@@ -540,6 +595,8 @@ async function measureCeiling(
 ): Promise<Ceiling> {
   const per = Math.ceil(options.count / options.workers);
   const started = performance.now();
+  const sampler = sampleBackends(options.adminUrl, name);
+  const walBefore = await walPosition(url);
   const results = await Promise.all(
     Array.from({ length: options.workers }, (_, i) => {
       const first = firstId + i * per;
@@ -548,6 +605,8 @@ async function measureCeiling(
     }),
   );
   const seconds = (performance.now() - started) / 1000;
+  const { backends } = await sampler.stop();
+  const walBytes = await walSince(url, walBefore);
   const charged = results.reduce((sum, result) => sum + result.charged, 0);
   // Measured like the workers' steady state, so that neither side's start (a process's start and first
   // connections here, the fan-out's first pages there) or tail weighs on the ratio.
@@ -564,6 +623,8 @@ async function measureCeiling(
       process: perCharge(results.reduce((sum, result) => sum + result.processCpuSeconds, 0)),
       postgres: perCharge(results.reduce((sum, result) => sum + result.postgresCpuSeconds, 0)),
     },
+    backends,
+    walBytesPerCharge: walBytes / Math.max(1, charged),
   };
 }
 

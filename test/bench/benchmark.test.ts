@@ -56,6 +56,21 @@ t.test('a 400-recurrence morning is charged exactly once and measured', async (t
     'the finish time comes from the last completion',
   );
   t.ok(result.database.transactionsPerCharge > 0);
+  const { samples, ...shares } = result.database.backends;
+  t.ok(samples > 0, `the workers' backends were sampled while they charged (${samples})`);
+  t.ok(
+    Math.abs(Object.values(shares).reduce((sum, share) => sum + share, 0) - 1) < 1e-9,
+    'their states share all the samples',
+  );
+  t.ok((result.ceiling?.backends.samples ?? 0) > 0, 'and the ceilings', {
+    ceilings: result.ceiling?.backends,
+  });
+  t.ok(
+    result.database.walBytesPerCharge > (result.ceiling?.walBytesPerCharge ?? Infinity),
+    'the queue writes WAL of its own: more per charge than the ceiling',
+    { workers: result.database.walBytesPerCharge, ceiling: result.ceiling?.walBytesPerCharge },
+  );
+  t.match(result.settings, { sharedBuffers: /\d/, maxWalSize: /\d/, autovacuum: /^(on|off)$/ });
   t.ok(
     result.workers.every((worker) => worker.peakRssBytes > 0),
     'memory was sampled for each worker',
