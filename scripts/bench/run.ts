@@ -530,7 +530,6 @@ async function waitForGateway(port: number): Promise<void> {
   }
 }
 
-/** N charges of the batch starting at `firstId`, split over one ceiling process per worker. */
 /** The server's current WAL position, to measure what a phase wrote. */
 async function walPosition(url: string): Promise<string> {
   const [row] = await sql<{ lsn: string }>(url, 'SELECT pg_current_wal_lsn()::text AS lsn');
@@ -585,6 +584,7 @@ function sampleBackends(
   };
 }
 
+/** N charges of the batch starting at `firstId`, split over one ceiling process per worker. */
 async function measureCeiling(
   url: string,
   name: string,
@@ -594,16 +594,17 @@ async function measureCeiling(
   gatewayUrl: string,
 ): Promise<Ceiling> {
   const per = Math.ceil(options.count / options.workers);
+  const walBefore = await walPosition(url);
   const started = performance.now();
   const sampler = sampleBackends(options.adminUrl, name);
-  const walBefore = await walPosition(url);
+  // Stopped however the processes end: a poll left running would keep the benchmark from exiting.
   const results = await Promise.all(
     Array.from({ length: options.workers }, (_, i) => {
       const first = firstId + i * per;
       const last = Math.min(firstId + options.count - 1, first + per - 1);
       return spawnCeiling(url, first, last, date, options, gatewayUrl);
     }),
-  );
+  ).finally(() => sampler.stop().catch(() => undefined));
   const seconds = (performance.now() - started) / 1000;
   const { backends } = await sampler.stop();
   const walBytes = await walSince(url, walBefore);
