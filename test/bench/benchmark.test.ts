@@ -65,11 +65,13 @@ t.test('a 400-recurrence morning is charged exactly once and measured', async (t
   t.ok((result.ceiling?.backends.samples ?? 0) > 0, 'and the ceilings', {
     ceilings: result.ceiling?.backends,
   });
-  t.ok(
-    result.database.walBytesPerCharge > (result.ceiling?.walBytesPerCharge ?? Infinity),
-    'the queue writes WAL of its own: more per charge than the ceiling',
-    { workers: result.database.walBytesPerCharge, ceiling: result.ceiling?.walBytesPerCharge },
-  );
+  // Only that it was measured: the server's WAL includes whatever the suite's other files write meanwhile.
+  for (const [phase, bytes] of [
+    ['workers', result.database.walBytesPerCharge],
+    ['ceiling', result.ceiling?.walBytesPerCharge],
+    ['ceiling with the gateway', result.ceilingWithGateway?.walBytesPerCharge],
+  ] as const)
+    t.ok((bytes ?? 0) > 0, `the WAL written per charge was measured for the ${phase} (${bytes})`);
   t.match(result.settings, { sharedBuffers: /\d/, maxWalSize: /\d/, autovacuum: /^(on|off)$/ });
   t.ok(
     result.workers.every((worker) => worker.peakRssBytes > 0),
