@@ -218,12 +218,11 @@ export async function runBenchmark(options: BenchOptions) {
       url,
       `SELECT xact_commit + xact_rollback AS n FROM pg_stat_database WHERE datname = current_database()`,
     );
-    const walBefore = await walPosition(url);
     const cpuBefore = machineCpu();
 
     const processCpuBefore = workers.map((worker) => cpuSecondsOf(worker.child.pid ?? 0));
-    const sampler = sampleBackends(options.adminUrl, name);
-    cleanup.unshift(() => sampler.stop().then(() => undefined));
+    const phase = await observePhase(options.adminUrl, url, name);
+    cleanup.unshift(() => phase.stop().then(() => undefined));
 
     log(
       `triggering processar_recorrencias_do_dia for ${options.date} with ${options.workers} worker(s) x ${options.concurrency}`,
@@ -282,13 +281,12 @@ export async function runBenchmark(options: BenchOptions) {
       [name],
     );
     const postgresCpu = backends.reduce((sum, backend) => sum + cpuSecondsOf(backend.pid), 0);
-    const { peakConnections, backends: backendStates } = await sampler.stop();
+    const { peakConnections, backends: backendStates, walBytes } = await phase.stop();
 
     const [xactAfter] = await sql<{ n: string }>(
       url,
       `SELECT xact_commit + xact_rollback AS n FROM pg_stat_database WHERE datname = current_database()`,
     );
-    const walBytes = await walSince(url, walBefore);
     const [sizeAfter] = await sql<{ bytes: string }>(
       url,
       'SELECT pg_database_size(current_database()) AS bytes',
@@ -530,32 +528,19 @@ async function waitForGateway(port: number): Promise<void> {
   }
 }
 
-/** The server's current WAL position, to measure what a phase wrote. */
-async function walPosition(url: string): Promise<string> {
-  const [row] = await sql<{ lsn: string }>(url, 'SELECT pg_current_wal_lsn()::text AS lsn');
-  if (row === undefined) throw new Error('no WAL position');
-  return row.lsn;
-}
-
-/** Bytes of WAL the server has written since `position`. */
-async function walSince(url: string, position: string): Promise<number> {
-  const [row] = await sql<{ bytes: string }>(
-    url,
-    'SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), $1) AS bytes',
-    [position],
-  );
-  return Number(row?.bytes);
-}
-
 /**
- * Polls pg_stat_activity every 500 ms for the connections to database `name` (the benchmark's own poll left
- * out) until stopped: the peak count and what the active backends were doing. A failed poll (a connection
- * refused, say) is thrown by `stop`.
+ * Watches one phase of a run on database `name` until stopped (`stop` may be called again: it returns the same
+ * figures): the peak number of connections and what the active backends were doing, from pg_stat_activity
+ * polled every 500 ms (the benchmark's own poll left out), and the bytes of WAL the server wrote meanwhile (the
+ * whole server's: nothing else writes to it here). A failed poll (a connection refused, say) is thrown by
+ * `stop`.
  */
-function sampleBackends(
+async function observePhase(
   adminUrl: string,
+  url: string,
   name: string,
-): { stop: () => Promise<{ peakConnections: number; backends: BackendShares }> } {
+): Promise<{ stop: () => Promise<{ peakConnections: number; backends: BackendShares; walBytes: number }> }> {
+  const [start] = await sql<{ lsn: string }>(url, 'SELECT pg_current_wal_lsn()::text AS lsn');
   let peakConnections = 0;
   const states = new BackendSampler();
   let sampling = true;
@@ -575,11 +560,19 @@ function sampleBackends(
   // Without a handler until `stop` awaits it, a failed poll would end the process at once and leave the
   // workers and the gateway running.
   polls.catch(() => undefined);
+  let figures: Promise<{ peakConnections: number; backends: BackendShares; walBytes: number }> | undefined;
   return {
-    stop: async () => {
+    stop: () => {
       sampling = false;
-      await polls;
-      return { peakConnections, backends: states.shares() };
+      figures ??= polls.then(async () => {
+        const [wal] = await sql<{ bytes: string }>(
+          url,
+          'SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), $1) AS bytes',
+          [start?.lsn],
+        );
+        return { peakConnections, backends: states.shares(), walBytes: Number(wal?.bytes) };
+      });
+      return figures;
     },
   };
 }
@@ -594,9 +587,8 @@ async function measureCeiling(
   gatewayUrl: string,
 ): Promise<Ceiling> {
   const per = Math.ceil(options.count / options.workers);
-  const walBefore = await walPosition(url);
   const started = performance.now();
-  const sampler = sampleBackends(options.adminUrl, name);
+  const phase = await observePhase(options.adminUrl, url, name);
   // Stopped however the processes end: a poll left running would keep the benchmark from exiting.
   const results = await Promise.all(
     Array.from({ length: options.workers }, (_, i) => {
@@ -604,10 +596,9 @@ async function measureCeiling(
       const last = Math.min(firstId + options.count - 1, first + per - 1);
       return spawnCeiling(url, first, last, date, options, gatewayUrl);
     }),
-  ).finally(() => sampler.stop().catch(() => undefined));
+  ).finally(() => phase.stop().catch(() => undefined));
   const seconds = (performance.now() - started) / 1000;
-  const { backends } = await sampler.stop();
-  const walBytes = await walSince(url, walBefore);
+  const { backends, walBytes } = await phase.stop();
   const charged = results.reduce((sum, result) => sum + result.charged, 0);
   // Measured like the workers' steady state, so that neither side's start (a process's start and first
   // connections here, the fan-out's first pages there) or tail weighs on the ratio.
