@@ -21,6 +21,17 @@ const backendShares = (shares: BackendShares) =>
     .map((share) => Math.round(share * 100))
     .join(' / ');
 
+/** A figure measured in each phase: the workers', the ceiling's and the ceiling with gateway's ('-' if skipped). */
+function byPhase(
+  r: Result,
+  figure: 'transactionsPerCharge' | 'walBytesPerCharge',
+  format: (value: number) => string,
+): string {
+  return [r.database[figure], r.ceiling?.[figure], r.ceilingWithGateway?.[figure]]
+    .map((value) => (value === undefined ? '-' : format(value)))
+    .join(' / ');
+}
+
 export function formatReport(results: Result[]): string {
   const rows: Array<[string, (r: Result) => number | string]> = [
     [
@@ -60,14 +71,14 @@ export function formatReport(results: Result[]): string {
       (r) =>
         `${Math.round(r.latencyMs.p50)} / ${Math.round(r.latencyMs.p95)} / ${Math.round(r.latencyMs.p99)}`,
     ],
-    ['db transactions per charge', (r) => r.database.transactionsPerCharge.toFixed(2)],
+    [
+      'db transactions per charge: workers / ceiling / ceiling with gateway',
+      (r) => byPhase(r, 'transactionsPerCharge', (n) => n.toFixed(2)),
+    ],
     ['peak Postgres connections', (r) => r.database.peakConnections],
     [
       'WAL per charge (KB): workers / ceiling / ceiling with gateway',
-      (r) =>
-        [r.database.walBytesPerCharge, r.ceiling?.walBytesPerCharge, r.ceilingWithGateway?.walBytesPerCharge]
-          .map((bytes) => (bytes === undefined ? '-' : (bytes / 1024).toFixed(1)))
-          .join(' / '),
+      (r) => byPhase(r, 'walBytesPerCharge', (bytes) => (bytes / 1024).toFixed(1)),
     ],
     [
       'Postgres backends while charging: running / WAL / locks / IO / client (%)',

@@ -214,10 +214,6 @@ export async function runBenchmark(options: BenchOptions) {
       url,
       'SELECT pg_database_size(current_database()) AS bytes',
     );
-    const [xactBefore] = await sql<{ n: string }>(
-      url,
-      `SELECT xact_commit + xact_rollback AS n FROM pg_stat_database WHERE datname = current_database()`,
-    );
     const cpuBefore = machineCpu();
 
     const processCpuBefore = workers.map((worker) => cpuSecondsOf(worker.child.pid ?? 0));
@@ -281,12 +277,8 @@ export async function runBenchmark(options: BenchOptions) {
       [name],
     );
     const postgresCpu = backends.reduce((sum, backend) => sum + cpuSecondsOf(backend.pid), 0);
-    const { peakConnections, backends: backendStates, walBytes } = await phase.stop();
+    const { peakConnections, backends: backendStates, walBytes, transactions } = await phase.stop();
 
-    const [xactAfter] = await sql<{ n: string }>(
-      url,
-      `SELECT xact_commit + xact_rollback AS n FROM pg_stat_database WHERE datname = current_database()`,
-    );
     const [sizeAfter] = await sql<{ bytes: string }>(
       url,
       'SELECT pg_database_size(current_database()) AS bytes',
@@ -435,7 +427,7 @@ export async function runBenchmark(options: BenchOptions) {
         p99: percentileOf(latencies, 99),
       },
       database: {
-        transactionsPerCharge: (Number(xactAfter?.n) - Number(xactBefore?.n)) / options.count,
+        transactionsPerCharge: transactions / options.count,
         sizeGrowthBytes: Number(sizeAfter?.bytes) - Number(sizeBefore?.bytes),
         peakConnections,
         walBytesPerCharge: walBytes / options.count,
@@ -483,6 +475,8 @@ type Ceiling = {
   backends: BackendShares;
   /** WAL the server wrote meanwhile, per charge (the whole server's: nothing else runs on it here). */
   walBytesPerCharge: number;
+  /** The database's transactions per charge (commits and rollbacks), as for the workers. */
+  transactionsPerCharge: number;
 };
 type CeilingProcess = {
   charged: number;
@@ -528,19 +522,27 @@ async function waitForGateway(port: number): Promise<void> {
   }
 }
 
+type PhaseFigures = {
+  peakConnections: number;
+  backends: BackendShares;
+  walBytes: number;
+  /** The database's own commits and rollbacks (unlike the WAL, nothing else's). */
+  transactions: number;
+};
+
 /**
  * Watches one phase of a run on database `name` until stopped (`stop` may be called again: it returns the same
  * figures): the peak number of connections and what the active backends were doing, from pg_stat_activity
- * polled every 500 ms (the benchmark's own poll left out), and the bytes of WAL the server wrote meanwhile (the
- * whole server's: nothing else writes to it here). A failed poll (a connection refused, say) is thrown by
- * `stop`.
+ * polled every 500 ms (the benchmark's own poll left out), the bytes of WAL the server wrote meanwhile (the
+ * whole server's: nothing else writes to it here) and the database's transactions. A failed poll (a connection
+ * refused, say) is thrown by `stop`.
  */
 async function observePhase(
   adminUrl: string,
   url: string,
   name: string,
-): Promise<{ stop: () => Promise<{ peakConnections: number; backends: BackendShares; walBytes: number }> }> {
-  const [start] = await sql<{ lsn: string }>(url, 'SELECT pg_current_wal_lsn()::text AS lsn');
+): Promise<{ stop: () => Promise<PhaseFigures> }> {
+  const [start] = await sql<{ lsn: string; transactions: string }>(url, PHASE_COUNTERS);
   let peakConnections = 0;
   const states = new BackendSampler();
   let sampling = true;
@@ -560,22 +562,33 @@ async function observePhase(
   // Without a handler until `stop` awaits it, a failed poll would end the process at once and leave the
   // workers and the gateway running.
   polls.catch(() => undefined);
-  let figures: Promise<{ peakConnections: number; backends: BackendShares; walBytes: number }> | undefined;
+  let figures: Promise<PhaseFigures> | undefined;
   return {
     stop: () => {
       sampling = false;
+      // Read after the poll's last pause (up to 500 ms): by then the backends of a phase whose processes have
+      // exited have ended too, and a backend reports its last transactions to the statistics as it ends.
       figures ??= polls.then(async () => {
-        const [wal] = await sql<{ bytes: string }>(
-          url,
-          'SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), $1) AS bytes',
-          [start?.lsn],
-        );
-        return { peakConnections, backends: states.shares(), walBytes: Number(wal?.bytes) };
+        const [end] = await sql<{ lsn: string; transactions: string }>(url, PHASE_COUNTERS);
+        const [wal] = await sql<{ bytes: string }>(url, 'SELECT pg_wal_lsn_diff($1, $2) AS bytes', [
+          end?.lsn,
+          start?.lsn,
+        ]);
+        return {
+          peakConnections,
+          backends: states.shares(),
+          walBytes: Number(wal?.bytes),
+          transactions: Number(end?.transactions) - Number(start?.transactions),
+        };
       });
       return figures;
     },
   };
 }
+
+/** The server's WAL position and the database's transaction count, read at each end of a phase. */
+const PHASE_COUNTERS = `SELECT pg_current_wal_lsn()::text AS lsn,
+  (SELECT xact_commit + xact_rollback FROM pg_stat_database WHERE datname = current_database()) AS transactions`;
 
 /** N charges of the batch starting at `firstId`, split over one ceiling process per worker. */
 async function measureCeiling(
@@ -598,7 +611,7 @@ async function measureCeiling(
     }),
   ).finally(() => phase.stop().catch(() => undefined));
   const seconds = (performance.now() - started) / 1000;
-  const { backends, walBytes } = await phase.stop();
+  const { backends, walBytes, transactions } = await phase.stop();
   const charged = results.reduce((sum, result) => sum + result.charged, 0);
   // Measured like the workers' steady state, so that neither side's start (a process's start and first
   // connections here, the fan-out's first pages there) or tail weighs on the ratio.
@@ -617,6 +630,7 @@ async function measureCeiling(
     },
     backends,
     walBytesPerCharge: walBytes / Math.max(1, charged),
+    transactionsPerCharge: transactions / Math.max(1, charged),
   };
 }
 

@@ -72,6 +72,20 @@ t.test('a 400-recurrence morning is charged exactly once and measured', async (t
     ['ceiling with the gateway', result.ceilingWithGateway?.walBytesPerCharge],
   ] as const)
     t.ok((bytes ?? 0) > 0, `the WAL written per charge was measured for the ${phase} (${bytes})`);
+  // The database's own transactions, unlike the WAL, so they compare: the queue adds its fetch and its settle
+  // to the statements of each batch that the ceilings commit too.
+  const ceilingTransactions = [
+    result.ceiling?.transactionsPerCharge ?? 0,
+    result.ceilingWithGateway?.transactionsPerCharge ?? 0,
+  ];
+  t.ok(
+    ceilingTransactions.every((n) => n > 0),
+    `the ceilings' transactions per charge were measured (${ceilingTransactions.join(', ')})`,
+  );
+  t.ok(
+    ceilingTransactions.every((n) => result.database.transactionsPerCharge > n),
+    `the workers commit more transactions per charge than either ceiling (${result.database.transactionsPerCharge})`,
+  );
   t.match(result.settings, { sharedBuffers: /\d/, maxWalSize: /\d/, autovacuum: /^(on|off)$/ });
   t.ok(
     result.workers.every((worker) => worker.peakRssBytes > 0),
