@@ -49,6 +49,13 @@ export function formatReport(results: Result[]): string {
       'ceiling, charge code without queue or gateway (charges/s)',
       (r) => (r.ceiling === null ? '-' : Math.round(r.ceiling.chargesPerSecond)),
     ],
+    [
+      'its halves, before / after the workers (charges/s)',
+      (r) =>
+        r.ceiling?.halves === undefined
+          ? '-'
+          : `${Math.round(r.ceiling.halves.before)} / ${Math.round(r.ceiling.halves.after)}`,
+    ],
     ['ratio to ceiling', (r) => (r.ratioToCeiling === null ? '-' : r.ratioToCeiling.toFixed(2))],
     [
       'ceiling with the gateway calls, no queue (charges/s)',

@@ -13,7 +13,7 @@ import { freePort, makeTempDataDir } from '../../src/dev/embedded-postgres.ts';
 import { databaseUrl, sql } from './database.ts';
 import { percentileOf } from './percentile.ts';
 import { cpuSecondsOf, cpuShare, machineCpu, memoryOf } from './system.ts';
-import { BackendSampler, type BackendShares } from './waits.ts';
+import { BackendSampler, mergeShares, type BackendShares } from './waits.ts';
 
 export type BenchOptions = {
   adminUrl: string;
@@ -180,6 +180,17 @@ export async function runBenchmark(options: BenchOptions) {
     await pool.end();
     await sql(url, 'VACUUM ANALYZE');
     log(`seeded ${seeded.inserted} recurrences in ${seedSeconds.toFixed(1)} s`);
+
+    // The SQL-only ceiling is measured in two halves, one before the workers and one after: this machine's
+    // speed drifts within minutes, and bracketing the workers makes the drift weigh on both sides of the
+    // ratio alike (and shows, in the two halves' rates, how much there was).
+    const ceilingFirst = ceilingBatch?.firstId ?? null;
+    const ceilingHalf = Math.floor(options.count / 2);
+    let ceilingBefore: Ceiling | null = null;
+    if (ceilingFirst !== null && ceilingHalf > 0) {
+      log("measuring the same-run ceiling's first half, before the workers start");
+      ceilingBefore = await measureCeiling(url, name, ceilingFirst, ceilingHalf, ceilingDate, options, '');
+    }
 
     const ledgerDir = await makeTempDataDir(LEDGER_DIR_PREFIX);
     // Last (after the gateways stop): the ledgers go with the database, or stay with it under --keep.
@@ -367,13 +378,21 @@ export async function runBenchmark(options: BenchOptions) {
 
     let ceiling: Ceiling | null = null;
     let ceilingWithGateway: Ceiling | null = null;
-    const ceilingFirst = ceilingBatch?.firstId ?? null;
     const gatewayCeilingFirst = gatewayCeilingBatch?.firstId ?? null;
     if (ceilingFirst !== null && gatewayCeilingFirst !== null) {
       log(
-        "measuring the same-run ceiling: the workers' charge code without the queue, gateway answered in-process",
+        "measuring the same-run ceiling (its second half): the workers' charge code without the queue, gateway answered in-process",
       );
-      ceiling = await measureCeiling(url, name, ceilingFirst, ceilingDate, options, '');
+      const ceilingAfter = await measureCeiling(
+        url,
+        name,
+        ceilingFirst + (ceilingBefore === null ? 0 : ceilingHalf),
+        options.count - (ceilingBefore === null ? 0 : ceilingHalf),
+        ceilingDate,
+        options,
+        '',
+      );
+      ceiling = ceilingBefore === null ? ceilingAfter : bothHalves(ceilingBefore, ceilingAfter);
       log('measuring the same-run ceiling with the gateway calls: the same code and HTTP calls, no queue');
       const ceilingGatewayPort = await freePort();
       const ceilingGateway = startFakeGateway(
@@ -387,6 +406,7 @@ export async function runBenchmark(options: BenchOptions) {
         url,
         name,
         gatewayCeilingFirst,
+        options.count,
         gatewayCeilingDate,
         options,
         `http://127.0.0.1:${ceilingGatewayPort}`,
@@ -477,7 +497,33 @@ type Ceiling = {
   walBytesPerCharge: number;
   /** The database's transactions per charge (commits and rollbacks), as for the workers. */
   transactionsPerCharge: number;
+  /** The SQL-only ceiling's rate in each of its halves, measured before and after the workers. */
+  halves?: { before: number; after: number };
 };
+
+/**
+ * The SQL-only ceiling's two halves as one: its rate is the mean of theirs (the machine's speed halfway between,
+ * when the workers ran), its other figures are per charge over both.
+ */
+function bothHalves(before: Ceiling, after: Ceiling): Ceiling {
+  const charged = before.charged + after.charged;
+  const perCharge = (figure: (ceiling: Ceiling) => number) =>
+    (figure(before) * before.charged + figure(after) * after.charged) / Math.max(1, charged);
+  return {
+    charged,
+    declined: before.declined + after.declined,
+    chargesPerSecond: (before.chargesPerSecond + after.chargesPerSecond) / 2,
+    seconds: before.seconds + after.seconds,
+    perChargeMs: {
+      process: perCharge((ceiling) => ceiling.perChargeMs.process),
+      postgres: perCharge((ceiling) => ceiling.perChargeMs.postgres),
+    },
+    backends: mergeShares(before.backends, after.backends),
+    walBytesPerCharge: perCharge((ceiling) => ceiling.walBytesPerCharge),
+    transactionsPerCharge: perCharge((ceiling) => ceiling.transactionsPerCharge),
+    halves: { before: before.chargesPerSecond, after: after.chargesPerSecond },
+  };
+}
 type CeilingProcess = {
   charged: number;
   declined: number;
@@ -590,23 +636,24 @@ async function observePhase(
 const PHASE_COUNTERS = `SELECT pg_current_wal_lsn()::text AS lsn,
   (SELECT xact_commit + xact_rollback FROM pg_stat_database WHERE datname = current_database()) AS transactions`;
 
-/** N charges of the batch starting at `firstId`, split over one ceiling process per worker. */
+/** `count` charges of the batch starting at `firstId`, split over one ceiling process per worker. */
 async function measureCeiling(
   url: string,
   name: string,
   firstId: number,
+  count: number,
   date: string,
   options: BenchOptions,
   gatewayUrl: string,
 ): Promise<Ceiling> {
-  const per = Math.ceil(options.count / options.workers);
+  const per = Math.ceil(count / options.workers);
   const started = performance.now();
   const phase = await observePhase(options.adminUrl, url, name);
   // Stopped however the processes end: a poll left running would keep the benchmark from exiting.
   const results = await Promise.all(
     Array.from({ length: options.workers }, (_, i) => {
       const first = firstId + i * per;
-      const last = Math.min(firstId + options.count - 1, first + per - 1);
+      const last = Math.min(firstId + count - 1, first + per - 1);
       return spawnCeiling(url, first, last, date, options, gatewayUrl);
     }),
   ).finally(() => phase.stop().catch(() => undefined));

@@ -50,3 +50,19 @@ export class BackendSampler {
     };
   }
 }
+
+/** The shares of two sets of samples taken apart, as if sampled together. */
+export function mergeShares(a: BackendShares, b: BackendShares): BackendShares {
+  const samples = a.samples + b.samples;
+  const share = (state: BackendState) =>
+    samples === 0 ? 0 : (a[state] * a.samples + b[state] * b.samples) / samples;
+  return {
+    running: share('running'),
+    wal: share('wal'),
+    locks: share('locks'),
+    io: share('io'),
+    client: share('client'),
+    other: share('other'),
+    samples,
+  };
+}

@@ -1,7 +1,7 @@
 // The benchmark's reading of pg_stat_activity: each active backend's wait event lands in the state that says
 // what limits a run (CPU, commits, locks), and the shares add up to the samples.
 import t from 'tap';
-import { backendState, BackendSampler } from '../../scripts/bench/waits.ts';
+import { backendState, BackendSampler, mergeShares } from '../../scripts/bench/waits.ts';
 
 t.test('wait events are read as the state they stand for', async (t) => {
   t.equal(backendState(null, null), 'running');
@@ -30,4 +30,33 @@ t.test("the shares are each state's part of the samples", async (t) => {
   t.equal(shares.wal, 0.25);
   t.equal(shares.locks, 0.25);
   t.equal(shares.io + shares.client + shares.other, 0);
+});
+
+t.test('the shares of two phases sampled apart merge as if sampled together', async (t) => {
+  const samples: Array<[string | null, string | null]> = [
+    [null, null],
+    ['IO', 'WALSync'],
+    ['IO', 'WALSync'],
+    ['Lock', 'tuple'],
+    ['Client', 'ClientRead'],
+  ];
+  const first = new BackendSampler();
+  const second = new BackendSampler();
+  const together = new BackendSampler();
+  samples.forEach(([type, event], i) => {
+    (i < 2 ? first : second).add(type, event);
+    together.add(type, event);
+  });
+  const merged = mergeShares(first.shares(), second.shares());
+  const expected = together.shares();
+  t.equal(merged.samples, 5);
+  for (const state of ['running', 'wal', 'locks', 'io', 'client', 'other'] as const)
+    t.ok(
+      Math.abs(merged[state] - expected[state]) < 1e-12,
+      `${state}: ${merged[state]} = ${expected[state]}`,
+    );
+  t.same(
+    mergeShares(new BackendSampler().shares(), new BackendSampler().shares()),
+    new BackendSampler().shares(),
+  );
 });
