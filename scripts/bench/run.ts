@@ -487,7 +487,7 @@ type Ceiling = {
   declined: number;
   /** At steady state: the 10th to the 90th percentile of completions, as for the workers. */
   chargesPerSecond: number;
-  /** From the start of the processes to the last of them exiting. */
+  /** From the start of the processes to the last of them exiting (both halves together, when halved). */
   seconds: number;
   /** CPU per charge, in milliseconds of one core, of the ceiling processes and of their Postgres backends. */
   perChargeMs: { process: number; postgres: number };
