@@ -190,6 +190,8 @@ export async function runBenchmark(options: BenchOptions) {
     if (ceilingFirst !== null && ceilingHalf > 0) {
       log("measuring the same-run ceiling's first half, before the workers start");
       ceilingBefore = await measureCeiling(url, name, ceilingFirst, ceilingHalf, ceilingDate, options, '');
+      // The workers start from the state they always started from: vacuumed and analysed after the seed.
+      await sql(url, 'VACUUM ANALYZE');
     }
 
     const ledgerDir = await makeTempDataDir(LEDGER_DIR_PREFIX);
@@ -288,7 +290,7 @@ export async function runBenchmark(options: BenchOptions) {
       [name],
     );
     const postgresCpu = backends.reduce((sum, backend) => sum + cpuSecondsOf(backend.pid), 0);
-    const { peakConnections, backends: backendStates, walBytes, transactions } = await phase.stop();
+    const { peakConnections, backends: backendStates, walBytes } = await phase.stop();
 
     const [sizeAfter] = await sql<{ bytes: string }>(
       url,
@@ -375,6 +377,10 @@ export async function runBenchmark(options: BenchOptions) {
 
     for (const worker of workers) await stop(worker);
     await stop(gateway);
+    // The workers ran on after their last charge, so their backends' last transactions reach the statistics
+    // only as the backends end.
+    await backendsEnded(options.adminUrl, name);
+    const transactions = await phase.transactions();
 
     let ceiling: Ceiling | null = null;
     let ceilingWithGateway: Ceiling | null = null;
@@ -572,22 +578,23 @@ type PhaseFigures = {
   peakConnections: number;
   backends: BackendShares;
   walBytes: number;
-  /** The database's own commits and rollbacks (unlike the WAL, nothing else's). */
-  transactions: number;
 };
 
 /**
  * Watches one phase of a run on database `name` until stopped (`stop` may be called again: it returns the same
  * figures): the peak number of connections and what the active backends were doing, from pg_stat_activity
  * polled every 500 ms (the benchmark's own poll left out), the bytes of WAL the server wrote meanwhile (the
- * whole server's: nothing else writes to it here) and the database's transactions. A failed poll (a connection
- * refused, say) is thrown by `stop`.
+ * whole server's: nothing else writes to it here). A failed poll (a connection refused, say) is thrown by
+ * `stop`. `transactions` reads the database's own commits and rollbacks since the phase began (unlike the WAL,
+ * nothing else's): call it once the phase's backends have ended (`backendsEnded`), since a running backend
+ * reports its transactions to the statistics at most once a second (10 s after going idle) and an ending one
+ * reports the rest.
  */
 async function observePhase(
   adminUrl: string,
   url: string,
   name: string,
-): Promise<{ stop: () => Promise<PhaseFigures> }> {
+): Promise<{ stop: () => Promise<PhaseFigures>; transactions: () => Promise<number> }> {
   const [start] = await sql<{ lsn: string; transactions: string }>(url, PHASE_COUNTERS);
   let peakConnections = 0;
   const states = new BackendSampler();
@@ -610,29 +617,46 @@ async function observePhase(
   polls.catch(() => undefined);
   let figures: Promise<PhaseFigures> | undefined;
   return {
+    transactions: async () => {
+      const [now] = await sql<{ transactions: string }>(url, PHASE_COUNTERS);
+      return Number(now?.transactions) - Number(start?.transactions);
+    },
     stop: () => {
       sampling = false;
-      // Read after the poll's last pause (up to 500 ms): by then the backends of a phase whose processes have
-      // exited have ended too, and a backend reports its last transactions to the statistics as it ends.
       figures ??= polls.then(async () => {
-        const [end] = await sql<{ lsn: string; transactions: string }>(url, PHASE_COUNTERS);
-        const [wal] = await sql<{ bytes: string }>(url, 'SELECT pg_wal_lsn_diff($1, $2) AS bytes', [
-          end?.lsn,
-          start?.lsn,
-        ]);
-        return {
-          peakConnections,
-          backends: states.shares(),
-          walBytes: Number(wal?.bytes),
-          transactions: Number(end?.transactions) - Number(start?.transactions),
-        };
+        const [wal] = await sql<{ bytes: string }>(
+          url,
+          'SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), $1) AS bytes',
+          [start?.lsn],
+        );
+        return { peakConnections, backends: states.shares(), walBytes: Number(wal?.bytes) };
       });
       return figures;
     },
   };
 }
 
-/** The server's WAL position and the database's transaction count, read at each end of a phase. */
+/**
+ * Waits until no client backend is left on database `name` but the benchmark's own: a backend reports its last
+ * transactions to the statistics as it ends, so a phase's count is whole only after its backends have gone, and
+ * the next phase's count starts clean.
+ */
+async function backendsEnded(adminUrl: string, name: string): Promise<void> {
+  const deadline = Date.now() + 30_000;
+  for (;;) {
+    const [row] = await sql<{ n: number }>(
+      adminUrl,
+      `SELECT count(*)::int AS n FROM pg_stat_activity
+       WHERE datname = $1 AND backend_type = 'client backend' AND application_name <> $2`,
+      [name, POLLER],
+    );
+    if (row?.n === 0) return;
+    if (Date.now() > deadline) throw new Error(`${row?.n} connections to ${name} outlived their processes`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
+/** The server's WAL position and the database's transaction count. */
 const PHASE_COUNTERS = `SELECT pg_current_wal_lsn()::text AS lsn,
   (SELECT xact_commit + xact_rollback FROM pg_stat_database WHERE datname = current_database()) AS transactions`;
 
@@ -658,7 +682,9 @@ async function measureCeiling(
     }),
   ).finally(() => phase.stop().catch(() => undefined));
   const seconds = (performance.now() - started) / 1000;
-  const { backends, walBytes, transactions } = await phase.stop();
+  const { backends, walBytes } = await phase.stop();
+  await backendsEnded(options.adminUrl, name);
+  const transactions = await phase.transactions();
   const charged = results.reduce((sum, result) => sum + result.charged, 0);
   // Measured like the workers' steady state, so that neither side's start (a process's start and first
   // connections here, the fan-out's first pages there) or tail weighs on the ratio.
