@@ -377,9 +377,7 @@ export async function runBenchmark(options: BenchOptions) {
 
     for (const worker of workers) await stop(worker);
     await stop(gateway);
-    // The workers ran on after their last charge, so their backends' last transactions reach the statistics
-    // only as the backends end.
-    await backendsEnded(options.adminUrl, name);
+    // Read only now: the workers ran on after their last charge (see `transactions`).
     const transactions = await phase.transactions();
 
     let ceiling: Ceiling | null = null;
@@ -389,11 +387,12 @@ export async function runBenchmark(options: BenchOptions) {
       log(
         "measuring the same-run ceiling (its second half): the workers' charge code without the queue, gateway answered in-process",
       );
+      const measuredBefore = ceilingBefore === null ? 0 : ceilingHalf;
       const ceilingAfter = await measureCeiling(
         url,
         name,
-        ceilingFirst + (ceilingBefore === null ? 0 : ceilingHalf),
-        options.count - (ceilingBefore === null ? 0 : ceilingHalf),
+        ceilingFirst + measuredBefore,
+        options.count - measuredBefore,
         ceilingDate,
         options,
         '',
@@ -586,9 +585,9 @@ type PhaseFigures = {
  * polled every 500 ms (the benchmark's own poll left out), the bytes of WAL the server wrote meanwhile (the
  * whole server's: nothing else writes to it here). A failed poll (a connection refused, say) is thrown by
  * `stop`. `transactions` reads the database's own commits and rollbacks since the phase began (unlike the WAL,
- * nothing else's): call it once the phase's backends have ended (`backendsEnded`), since a running backend
- * reports its transactions to the statistics at most once a second (10 s after going idle) and an ending one
- * reports the rest.
+ * nothing else's) once the phase's processes have stopped: it waits for their backends to end first, since a
+ * running backend reports its transactions to the statistics at most once a second (10 s after going idle) and
+ * an ending one reports the rest.
  */
 async function observePhase(
   adminUrl: string,
@@ -618,6 +617,7 @@ async function observePhase(
   let figures: Promise<PhaseFigures> | undefined;
   return {
     transactions: async () => {
+      await backendsEnded(adminUrl, name);
       const [now] = await sql<{ transactions: string }>(url, PHASE_COUNTERS);
       return Number(now?.transactions) - Number(start?.transactions);
     },
@@ -683,7 +683,6 @@ async function measureCeiling(
   ).finally(() => phase.stop().catch(() => undefined));
   const seconds = (performance.now() - started) / 1000;
   const { backends, walBytes } = await phase.stop();
-  await backendsEnded(options.adminUrl, name);
   const transactions = await phase.transactions();
   const charged = results.reduce((sum, result) => sum + result.charged, 0);
   // Measured like the workers' steady state, so that neither side's start (a process's start and first
